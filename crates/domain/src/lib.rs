@@ -1,0 +1,27 @@
+//! The pure decision core of ledgersync.
+//!
+//! No I/O, no clock, no randomness: time and ids are arguments. Everything a sync decision
+//! depends on is in this crate, and every decision names the rule (`R1` … `R82`) that made it.
+#![warn(missing_docs)]
+
+pub mod decide;
+pub mod envelope;
+pub mod event;
+pub mod filter;
+pub mod ids;
+pub mod org;
+pub mod records;
+pub mod rules;
+pub mod settings;
+pub mod state;
+pub mod time;
+
+pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
+pub use ids::*;
+pub use rules::RuleId;
+pub use time::{Duration, Timestamp};
+pub use decide::{Context, Decision, decide};
+pub use event::Event;
+pub use settings::OrgSettings;
+pub use state::{EventMeta, MailboxState};
+pub use org::OrgState;

@@ -1,0 +1,177 @@
+//! The organization's state, rebuilt from its stream, and the routing of CRM changes to the
+//! mailboxes they concern (owner, organizer, attendees, and every mailbox a row was routed to
+//! before, so a row that leaves a filter still reaches the mailbox that links it).
+
+use crate::event::{Event, ServerType};
+use crate::ids::{MailboxId, OrgId, ProfileId, RecordId, UserId};
+use crate::records::Record;
+use crate::settings::OrgSettings;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A CRM user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Display name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+}
+
+/// An email server profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    /// Name.
+    pub name: String,
+    /// Server type.
+    pub server_type: ServerType,
+    /// Max concurrent connections.
+    pub max_connections: u16,
+}
+
+/// A mailbox as the organization knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxInfo {
+    /// Address.
+    pub address: String,
+    /// Profile.
+    pub profile: ProfileId,
+    /// Mapped user.
+    pub owner: Option<UserId>,
+}
+
+/// Everything the organization stream says.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgState {
+    /// Organization id.
+    pub id: Option<OrgId>,
+    /// Settings in force.
+    pub settings: OrgSettings,
+    /// Users.
+    pub users: BTreeMap<UserId, UserInfo>,
+    /// Server profiles.
+    pub profiles: BTreeMap<ProfileId, ProfileInfo>,
+    /// Mailboxes.
+    pub mailboxes: BTreeMap<MailboxId, MailboxInfo>,
+    /// The mailbox of each mapped user (one user, one mailbox: R1).
+    pub user_mailbox: BTreeMap<UserId, MailboxId>,
+    /// The mailboxes each row has been routed to.
+    pub routed: BTreeMap<RecordId, BTreeSet<MailboxId>>,
+}
+
+impl OrgState {
+    /// A new organization with default settings.
+    pub fn new(id: OrgId) -> Self {
+        Self {
+            id: Some(id),
+            ..Self::default()
+        }
+    }
+
+    fn mailboxes_of(&self, rec: &Record) -> BTreeSet<MailboxId> {
+        let mut out: BTreeSet<MailboxId> = rec
+            .participants()
+            .iter()
+            .filter_map(|u| self.user_mailbox.get(u).cloned())
+            .collect();
+        if let Some(before) = self.routed.get(&rec.id) {
+            out.extend(before.iter().cloned());
+        }
+        out
+    }
+
+    /// The mailboxes `event` (a CRM-side or administrative observation) must reach, in id order.
+    pub fn route(&self, event: &Event) -> Vec<MailboxId> {
+        let set: BTreeSet<MailboxId> = match event {
+            Event::MailboxRegistered(p) => [p.mailbox.clone()].into(),
+            Event::MailboxMapped(p) => {
+                let mut s: BTreeSet<MailboxId> = [p.mailbox.clone()].into();
+                if let Some(prev) = self.user_mailbox.get(&p.user) {
+                    s.insert(prev.clone());
+                }
+                s
+            }
+            Event::AddressApproved(p) => [p.mailbox.clone()].into(),
+            Event::MailboxTested(p) => [p.mailbox.clone()].into(),
+            Event::DisableRequested(p) => [p.mailbox.clone()].into(),
+            Event::RecordUpserted(p) => self.mailboxes_of(&p.record),
+            Event::OwnerChanged(p) => {
+                let mut s = self.mailboxes_of(&p.record);
+                if let Some(m) = self.user_mailbox.get(&p.previous_owner) {
+                    s.insert(m.clone());
+                }
+                s
+            }
+            Event::RecordDeleted(p) => self.routed.get(&p.id).cloned().unwrap_or_default(),
+            Event::AccessLost(p) => self.user_mailbox.get(&p.user).cloned().into_iter().collect(),
+            Event::AccessRegained(p) => self.user_mailbox.get(&p.user).cloned().into_iter().collect(),
+            Event::FilterChanged(p) => self.user_mailbox.get(&p.user).cloned().into_iter().collect(),
+            _ => BTreeSet::new(),
+        };
+        set.into_iter().collect()
+    }
+
+    /// Applies one event of the organization stream.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::SettingChanged(p) => {
+                // Values are validated before they are recorded; a bad one changes nothing.
+                let _ = self.settings.set(&p.key, &p.value);
+            }
+            Event::UserRegistered(p) => {
+                self.users.insert(
+                    p.user.clone(),
+                    UserInfo {
+                        name: p.name.clone(),
+                        email: p.email.clone(),
+                    },
+                );
+            }
+            Event::ProfileRegistered(p) => {
+                self.profiles.insert(
+                    p.profile.clone(),
+                    ProfileInfo {
+                        name: p.name.clone(),
+                        server_type: p.server_type,
+                        max_connections: p.max_connections,
+                    },
+                );
+            }
+            Event::MailboxRegistered(p) => {
+                self.mailboxes.insert(
+                    p.mailbox.clone(),
+                    MailboxInfo {
+                        address: p.address.clone(),
+                        profile: p.profile.clone(),
+                        owner: None,
+                    },
+                );
+            }
+            Event::MailboxMapped(p) => {
+                if let Some(prev_mailbox) = self.user_mailbox.remove(&p.user)
+                    && let Some(m) = self.mailboxes.get_mut(&prev_mailbox)
+                {
+                    m.owner = None;
+                }
+                if let Some(m) = self.mailboxes.get_mut(&p.mailbox) {
+                    if let Some(prev_user) = m.owner.take() {
+                        self.user_mailbox.remove(&prev_user);
+                    }
+                    m.owner = Some(p.user.clone());
+                }
+                self.user_mailbox.insert(p.user.clone(), p.mailbox.clone());
+            }
+            Event::RecordUpserted(_) | Event::OwnerChanged(_) => {
+                let targets = self.route(event);
+                let id = event.record().expect("upserts name a record").clone();
+                self.routed.entry(id).or_default().extend(targets);
+            }
+            _ => {}
+        }
+    }
+
+    /// The mailbox of a user, if mapped.
+    pub fn mailbox_of(&self, user: &UserId) -> Option<&MailboxId> {
+        self.user_mailbox.get(user)
+    }
+}

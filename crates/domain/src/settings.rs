@@ -1,0 +1,290 @@
+//! Organization settings with the documented SSS defaults, addressable by key for `what-if`.
+
+use crate::time::Duration;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What happens to a CRM task when its linked mail-server task is deleted (R46).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskDeletionMode {
+    /// 0: delete the CRM task (SSS default).
+    Delete,
+    /// 1: delete only if the task is not completed.
+    DeleteIfNotCompleted,
+    /// 2: never delete.
+    Never,
+}
+
+/// Organization-wide settings. Every field has the default SSS documents (see
+/// `sss-behavior.md`, Appendix A); the key of each is its field name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSettings {
+    /// `DistinctPhysicalAndLogicalDeletesForExchangeSync`: when true a logical delete unlinks
+    /// instead of deleting (R22/R23). Default false.
+    pub distinct_physical_logical_deletes: bool,
+    /// `SSSPropagateAppointmentCancellationsToExchange` (R28). Default false.
+    pub propagate_appointment_cancellations: bool,
+    /// `SSSUpdatePastMeetingsInNonDraftMode` (R32). Default false.
+    pub update_past_meetings: bool,
+    /// `TrackAppointmentsFromNonOrganizer` (R34). Default true.
+    pub track_appointments_from_non_organizer: bool,
+    /// `SSSTaskDeletionSyncBehaviorFromExchange` (R46). Default 0 (delete).
+    pub task_deletion_mode: TaskDeletionMode,
+    /// `IgnoreCopiedItemsInSSSForMailbox` (R39). Default true.
+    pub ignore_copied_items: bool,
+    /// A CRM contact delete reaches a mailbox only when its user is not the owner (R42, as SSS
+    /// documents it). Default true; false deletes the linked contact in every mailbox.
+    pub contact_delete_only_for_non_owner: bool,
+    /// "Process emails only for approved users/queues" (R5). Default true.
+    pub require_approved_address: bool,
+    /// Consecutive transient failures after which a workload is disabled (R11). Default 10.
+    pub transient_retry_limit: u32,
+    /// Interval between transient retries (R11). Default 5 minutes.
+    pub transient_retry_interval: Duration,
+    /// Appointments further in the past than this get no reminder (R31). Default 7 days.
+    pub reminder_cutoff: Duration,
+}
+
+impl Default for OrgSettings {
+    fn default() -> Self {
+        Self {
+            distinct_physical_logical_deletes: false,
+            propagate_appointment_cancellations: false,
+            update_past_meetings: false,
+            track_appointments_from_non_organizer: true,
+            task_deletion_mode: TaskDeletionMode::Delete,
+            ignore_copied_items: true,
+            contact_delete_only_for_non_owner: true,
+            require_approved_address: true,
+            transient_retry_limit: 10,
+            transient_retry_interval: Duration::minutes(5),
+            reminder_cutoff: Duration::days(7),
+        }
+    }
+}
+
+/// A setting key, value or combination that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The key names no setting.
+    #[error("unknown setting `{key}`; known settings: {}", OrgSettings::KEYS.join(", "))]
+    UnknownKey {
+        /// The key given.
+        key: String,
+    },
+    /// The value does not fit the setting.
+    #[error("setting `{key}` cannot be `{value}`: expected {expected}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What would be accepted.
+        expected: &'static str,
+    },
+    /// The text is not `key=value`.
+    #[error("`{0}` is not of the form key=value")]
+    NotKeyValue(String),
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, SettingsError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        _ => Err(SettingsError::InvalidValue {
+            key: key.into(),
+            value: v.into(),
+            expected: "true or false",
+        }),
+    }
+}
+
+fn parse_minutes(key: &str, v: &str, expected: &'static str) -> Result<Duration, SettingsError> {
+    v.trim_end_matches("min")
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|m| *m > 0)
+        .map(Duration::minutes)
+        .ok_or_else(|| SettingsError::InvalidValue {
+            key: key.into(),
+            value: v.into(),
+            expected,
+        })
+}
+
+impl OrgSettings {
+    /// Every key, in documentation order.
+    pub const KEYS: &'static [&'static str] = &[
+        "distinct_physical_logical_deletes",
+        "propagate_appointment_cancellations",
+        "update_past_meetings",
+        "track_appointments_from_non_organizer",
+        "task_deletion_mode",
+        "ignore_copied_items",
+        "contact_delete_only_for_non_owner",
+        "require_approved_address",
+        "transient_retry_limit",
+        "transient_retry_interval_minutes",
+        "reminder_cutoff_days",
+    ];
+
+    /// The current value of `key` as text.
+    pub fn get(&self, key: &str) -> Result<String, SettingsError> {
+        Ok(match key {
+            "distinct_physical_logical_deletes" => self.distinct_physical_logical_deletes.to_string(),
+            "propagate_appointment_cancellations" => {
+                self.propagate_appointment_cancellations.to_string()
+            }
+            "update_past_meetings" => self.update_past_meetings.to_string(),
+            "track_appointments_from_non_organizer" => {
+                self.track_appointments_from_non_organizer.to_string()
+            }
+            "task_deletion_mode" => match self.task_deletion_mode {
+                TaskDeletionMode::Delete => "0",
+                TaskDeletionMode::DeleteIfNotCompleted => "1",
+                TaskDeletionMode::Never => "2",
+            }
+            .to_string(),
+            "ignore_copied_items" => self.ignore_copied_items.to_string(),
+            "contact_delete_only_for_non_owner" => self.contact_delete_only_for_non_owner.to_string(),
+            "require_approved_address" => self.require_approved_address.to_string(),
+            "transient_retry_limit" => self.transient_retry_limit.to_string(),
+            "transient_retry_interval_minutes" => {
+                self.transient_retry_interval.as_minutes().to_string()
+            }
+            "reminder_cutoff_days" => (self.reminder_cutoff.0 / 86_400_000).to_string(),
+            _ => return Err(SettingsError::UnknownKey { key: key.into() }),
+        })
+    }
+
+    /// Sets `key` from text, validating the value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
+        let value = value.trim();
+        match key {
+            "distinct_physical_logical_deletes" => {
+                self.distinct_physical_logical_deletes = parse_bool(key, value)?
+            }
+            "propagate_appointment_cancellations" => {
+                self.propagate_appointment_cancellations = parse_bool(key, value)?
+            }
+            "update_past_meetings" => self.update_past_meetings = parse_bool(key, value)?,
+            "track_appointments_from_non_organizer" => {
+                self.track_appointments_from_non_organizer = parse_bool(key, value)?
+            }
+            "task_deletion_mode" => {
+                self.task_deletion_mode = match value {
+                    "0" | "delete" => TaskDeletionMode::Delete,
+                    "1" | "delete_if_not_completed" => TaskDeletionMode::DeleteIfNotCompleted,
+                    "2" | "never" => TaskDeletionMode::Never,
+                    _ => {
+                        return Err(SettingsError::InvalidValue {
+                            key: key.into(),
+                            value: value.into(),
+                            expected: "0 (delete), 1 (delete if not completed) or 2 (never)",
+                        });
+                    }
+                }
+            }
+            "ignore_copied_items" => self.ignore_copied_items = parse_bool(key, value)?,
+            "contact_delete_only_for_non_owner" => {
+                self.contact_delete_only_for_non_owner = parse_bool(key, value)?
+            }
+            "require_approved_address" => self.require_approved_address = parse_bool(key, value)?,
+            "transient_retry_limit" => {
+                self.transient_retry_limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole number from 1 to 100",
+                    })?
+            }
+            "transient_retry_interval_minutes" => {
+                self.transient_retry_interval =
+                    parse_minutes(key, value, "a positive number of minutes")?
+            }
+            "reminder_cutoff_days" => {
+                self.reminder_cutoff = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|d| *d >= 0)
+                    .map(Duration::days)
+                    .ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole number of days, 0 or more",
+                    })?
+            }
+            _ => return Err(SettingsError::UnknownKey { key: key.into() }),
+        }
+        Ok(())
+    }
+
+    /// Applies `key=value` text.
+    pub fn apply_assignment(&mut self, text: &str) -> Result<(String, String), SettingsError> {
+        let (k, v) = text
+            .split_once('=')
+            .ok_or_else(|| SettingsError::NotKeyValue(text.into()))?;
+        let (k, v) = (k.trim(), v.trim());
+        self.set(k, v)?;
+        Ok((k.to_string(), v.to_string()))
+    }
+}
+
+/// A setting consulted by a decision, with the value it had: stored with the decision so that
+/// `explain` can name it and `what-if` can flip it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SettingUsed {
+    /// Setting key.
+    pub key: String,
+    /// Its value when the decision was made.
+    pub value: String,
+}
+
+impl fmt::Display for SettingUsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults() {
+        let s = OrgSettings::default();
+        assert!(!s.distinct_physical_logical_deletes);
+        assert!(!s.propagate_appointment_cancellations);
+        assert!(!s.update_past_meetings);
+        assert!(s.track_appointments_from_non_organizer);
+        assert_eq!(s.task_deletion_mode, TaskDeletionMode::Delete);
+        assert!(s.ignore_copied_items);
+        assert_eq!(s.transient_retry_limit, 10);
+        assert_eq!(s.transient_retry_interval, Duration::minutes(5));
+    }
+
+    #[test]
+    fn every_key_round_trips_through_get_and_set() {
+        let mut s = OrgSettings::default();
+        for key in OrgSettings::KEYS {
+            let v = s.get(key).unwrap();
+            s.set(key, &v).unwrap();
+        }
+        assert_eq!(s, OrgSettings::default());
+    }
+
+    #[test]
+    fn bad_key_and_value_are_named() {
+        let mut s = OrgSettings::default();
+        let e = s.apply_assignment("distinct_deletes=true").unwrap_err();
+        assert!(e.to_string().contains("unknown setting `distinct_deletes`"));
+        assert!(e.to_string().contains("distinct_physical_logical_deletes"));
+        let e = s.set("task_deletion_mode", "7").unwrap_err();
+        assert!(e.to_string().contains("0 (delete)"));
+    }
+}

@@ -1,0 +1,446 @@
+//! The state of one mailbox, rebuilt by folding its events with [`MailboxState::apply`]
+//! (the `evolve` of the architecture).
+//!
+//! # Link lifecycle (per CRM row in this mailbox)
+//!
+//! | state    | entered by                                   | left by                                   |
+//! |----------|----------------------------------------------|-------------------------------------------|
+//! | Creating | `create_intent` (to the mail server)         | `link_created` → Linked; `intent_failed` → gone |
+//! | Linked   | `link_created`                               | `delete_intent` → Deleting; `unlinked` → Unlinked |
+//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; `intent_failed` → Linked (retry) |
+//! | Unlinked | `unlinked` (the item stays on the server)    | a new `create_intent`                     |
+//! | Deleted  | the delete was carried out                   | a new `create_intent`                     |
+//!
+//! Only decisions move a link; observations only change facts (records, filters, access,
+//! server items). Outcomes close intents.
+//!
+//! # Workload lifecycle (incoming, outgoing, ACT)
+//!
+//! Not run → (test) Success/Failure; `workload_enabled` → enabled; `workload_disabled` →
+//! disabled with a reason; `error_classified` increments the consecutive-error count;
+//! `listing_completed` resets it and records the last success.
+
+use crate::event::{
+    AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, TestResult, Workload,
+};
+use crate::filter::{FilterSet, SyncFilter, default_templates};
+use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
+use crate::records::Record;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Identity and metadata of an event being applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventMeta {
+    /// The event id.
+    pub id: EventId,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+/// Where a link stands (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LinkStatus {
+    /// A create intent is pending.
+    Creating,
+    /// Linked and kept in sync.
+    Linked,
+    /// A delete intent is pending.
+    Deleting,
+    /// No longer synced; the server item stays.
+    Unlinked,
+    /// Deleted on the other side.
+    Deleted,
+}
+
+/// The link between one CRM row and its server item in this mailbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// Server item, once known.
+    pub remote: Option<RemoteId>,
+    /// Status.
+    pub status: LinkStatus,
+    /// The CRM snapshot last written to the mail server (what the server item holds).
+    pub synced: Record,
+}
+
+impl Link {
+    /// Creating or Linked: the row counts as synced to this mailbox.
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, LinkStatus::Creating | LinkStatus::Linked)
+    }
+}
+
+/// A pending intent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIntent {
+    /// The event type name of the intent (`create_intent`, ...).
+    pub kind: IntentKind,
+    /// The CRM row.
+    pub record: RecordId,
+    /// The server item, when known.
+    pub remote: Option<RemoteId>,
+    /// True when the intent writes to the CRM.
+    pub to_crm: bool,
+}
+
+/// Kinds of intents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum IntentKind {
+    /// Create.
+    Create,
+    /// Update.
+    Update,
+    /// Delete.
+    Delete,
+    /// Send a cancellation.
+    Cancel,
+}
+
+/// Health and status of one workload (R80).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadState {
+    /// Last Test & Enable result.
+    pub test: Option<TestResult>,
+    /// Enabled?
+    pub enabled: bool,
+    /// Why it is disabled, if it was.
+    pub disabled_reason: Option<DisableReason>,
+    /// Consecutive failed cycles.
+    pub consecutive_errors: u32,
+    /// Last error.
+    pub last_error: Option<ServerError>,
+    /// Last successful cycle.
+    pub last_success: Option<Timestamp>,
+    /// Next scheduled run.
+    pub next_run: Option<Timestamp>,
+}
+
+/// Everything one mailbox knows, rebuilt from its stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxState {
+    /// Mailbox id (set by `mailbox_registered`).
+    pub id: Option<MailboxId>,
+    /// Organization.
+    pub org: Option<OrgId>,
+    /// Address.
+    pub address: String,
+    /// Server type of its profile.
+    pub server_type: Option<ServerType>,
+    /// The mapped user.
+    pub owner: Option<UserId>,
+    /// Address approved.
+    pub approved: bool,
+    /// The organization that owns ACT sync on the server, as last tested.
+    pub act_org_marker: Option<OrgId>,
+    /// Workloads: incoming, outgoing, ACT.
+    pub workloads: [WorkloadState; 3],
+    /// The owner's sync filters.
+    #[serde(with = "filter_set_serde")]
+    pub filters: FilterSet,
+    /// Rows the owner cannot read, and why (R20).
+    pub denied: BTreeMap<RecordId, AccessReason>,
+    /// Latest snapshot of every CRM row routed here.
+    pub records: BTreeMap<RecordId, Record>,
+    /// Rows deleted in the CRM.
+    pub deleted: BTreeSet<RecordId>,
+    /// Links by CRM row.
+    pub links: BTreeMap<RecordId, Link>,
+    /// CRM row by server item.
+    pub by_remote: BTreeMap<RemoteId, RecordId>,
+    /// Last seen state of server items.
+    pub remote_items: BTreeMap<RemoteId, RemoteItem>,
+    /// Intents without an outcome yet.
+    pub intents: BTreeMap<EventId, PendingIntent>,
+    /// Attendee notifications already decided: (row, version, kind) (R82).
+    pub notified: BTreeSet<(RecordId, u64, IntentKind)>,
+}
+
+mod filter_set_serde {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(set: &FilterSet, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<&SyncFilter> = set.filters().collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FilterSet, D::Error> {
+        let v = Vec::<SyncFilter>::deserialize(d)?;
+        FilterSet::compile(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl MailboxState {
+    /// The workload's state.
+    pub fn workload(&self, w: Workload) -> &WorkloadState {
+        &self.workloads[w.index()]
+    }
+
+    fn workload_mut(&mut self, w: Workload) -> &mut WorkloadState {
+        &mut self.workloads[w.index()]
+    }
+
+    /// The active link of a row, if any.
+    pub fn active_link(&self, id: &RecordId) -> Option<&Link> {
+        self.links.get(id).filter(|l| l.is_active())
+    }
+
+    /// Applies one event: the `evolve` step. Never fails: an event that does not fit (for
+    /// example an outcome for an unknown intent) changes nothing.
+    pub fn apply(&mut self, meta: EventMeta, event: &Event) {
+        match event {
+            Event::MailboxRegistered(p) => {
+                self.id = Some(p.mailbox.clone());
+                self.org = Some(p.org.clone());
+                self.address = p.address.clone();
+                self.server_type = Some(p.server_type);
+            }
+            Event::MailboxMapped(_) | Event::DisableRequested(_) => {}
+            Event::AddressApproved(p) => self.approved = p.approved,
+            Event::MailboxTested(p) => {
+                self.act_org_marker = p.act_org_marker.clone();
+                for (w, r) in [
+                    (Workload::Incoming, p.incoming),
+                    (Workload::Outgoing, p.outgoing),
+                    (Workload::Act, p.act),
+                ] {
+                    if r != TestResult::NotRun {
+                        self.workload_mut(w).test = Some(r);
+                    }
+                }
+            }
+            Event::RecordUpserted(p) => {
+                self.deleted.remove(&p.record.id);
+                self.records.insert(p.record.id.clone(), p.record.clone());
+            }
+            Event::OwnerChanged(p) => {
+                self.records.insert(p.record.id.clone(), p.record.clone());
+            }
+            Event::RecordDeleted(p) => {
+                self.deleted.insert(p.id.clone());
+            }
+            Event::AccessLost(p) => {
+                if self.owner.as_ref() == Some(&p.user) {
+                    for r in &p.records {
+                        self.denied.insert(r.clone(), p.reason);
+                    }
+                }
+            }
+            Event::AccessRegained(p) => {
+                if self.owner.as_ref() == Some(&p.user) {
+                    for r in &p.records {
+                        self.denied.remove(r);
+                    }
+                }
+            }
+            Event::FilterChanged(p) => {
+                if self.owner.as_ref() == Some(&p.user) {
+                    // Filters are validated at ingestion; an invalid set leaves the old one.
+                    let _ = self.filters.replace_entity(p.entity, &p.filters);
+                }
+            }
+            Event::ItemSeen(p) => {
+                self.remote_items.insert(p.item.remote.clone(), p.item.clone());
+            }
+            Event::ItemGone(p) => {
+                self.remote_items.remove(&p.remote);
+            }
+            Event::ListingCompleted(p) => {
+                let w = self.workload_mut(p.workload);
+                w.consecutive_errors = 0;
+                w.last_success = Some(meta.at);
+            }
+            Event::ListingFailed(p) => self.workload_mut(p.workload).last_error = Some(p.error.clone()),
+            Event::ListingPartial(_) | Event::CursorReset(_) | Event::EmailReceived(_) => {}
+            Event::IntentSucceeded(p) => {
+                if let Some(intent) = self.intents.remove(&p.intent)
+                    && intent.kind == IntentKind::Delete
+                    && let Some(link) = self.links.get_mut(&intent.record)
+                {
+                    link.status = LinkStatus::Deleted;
+                    if let Some(r) = link.remote.take() {
+                        self.by_remote.remove(&r);
+                    }
+                }
+            }
+            Event::IntentFailed(p) => {
+                if let Some(intent) = self.intents.remove(&p.intent)
+                    && let Some(link) = self.links.get_mut(&intent.record)
+                {
+                    match (intent.kind, link.status) {
+                        (IntentKind::Delete, LinkStatus::Deleting) => link.status = LinkStatus::Linked,
+                        (IntentKind::Create, LinkStatus::Creating) if !intent.to_crm => {
+                            self.links.remove(&intent.record);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Event::CreateIntent(p) => {
+                self.intents.insert(
+                    meta.id,
+                    PendingIntent {
+                        kind: IntentKind::Create,
+                        record: p.record.clone(),
+                        remote: p.remote.clone(),
+                        to_crm: p.target == crate::event::Side::Crm,
+                    },
+                );
+                if p.item.notify_attendees {
+                    self.notified.insert((p.record.clone(), p.item.version, IntentKind::Create));
+                }
+                if p.target == crate::event::Side::MailServer
+                    && let Some(rec) = self.records.get(&p.record)
+                {
+                    self.links.insert(
+                        p.record.clone(),
+                        Link {
+                            remote: None,
+                            status: LinkStatus::Creating,
+                            synced: rec.clone(),
+                        },
+                    );
+                }
+            }
+            Event::UpdateIntent(p) => {
+                self.intents.insert(
+                    meta.id,
+                    PendingIntent {
+                        kind: IntentKind::Update,
+                        record: p.record.clone(),
+                        remote: p.remote.clone(),
+                        to_crm: p.target == crate::event::Side::Crm,
+                    },
+                );
+                if p.item.notify_attendees {
+                    self.notified.insert((p.record.clone(), p.item.version, IntentKind::Update));
+                }
+                if p.target == crate::event::Side::MailServer
+                    && let (Some(rec), Some(link)) =
+                        (self.records.get(&p.record), self.links.get_mut(&p.record))
+                {
+                    link.synced = rec.clone();
+                }
+            }
+            Event::DeleteIntent(p) => {
+                self.intents.insert(
+                    meta.id,
+                    PendingIntent {
+                        kind: IntentKind::Delete,
+                        record: p.record.clone(),
+                        remote: p.remote.clone(),
+                        to_crm: p.target == crate::event::Side::Crm,
+                    },
+                );
+                if let Some(link) = self.links.get_mut(&p.record) {
+                    link.status = LinkStatus::Deleting;
+                }
+            }
+            Event::CancelIntent(p) => {
+                self.intents.insert(
+                    meta.id,
+                    PendingIntent {
+                        kind: IntentKind::Cancel,
+                        record: p.record.clone(),
+                        remote: p.remote.clone(),
+                        to_crm: false,
+                    },
+                );
+                self.notified.insert((p.record.clone(), p.version, IntentKind::Cancel));
+            }
+            Event::LinkCreated(p) => {
+                let synced = self
+                    .links
+                    .get(&p.record)
+                    .map(|l| l.synced.clone())
+                    .or_else(|| self.records.get(&p.record).cloned());
+                if let Some(synced) = synced {
+                    self.links.insert(
+                        p.record.clone(),
+                        Link {
+                            remote: Some(p.remote.clone()),
+                            status: LinkStatus::Linked,
+                            synced,
+                        },
+                    );
+                }
+                self.by_remote.insert(p.remote.clone(), p.record.clone());
+            }
+            Event::Unlinked(p) => {
+                if let Some(link) = self.links.get_mut(&p.record) {
+                    link.status = LinkStatus::Unlinked;
+                    if let Some(r) = link.remote.take() {
+                        self.by_remote.remove(&r);
+                    }
+                }
+            }
+            Event::ItemUntracked(p) => {
+                if let Some(item) = self.remote_items.get_mut(&p.remote) {
+                    item.tracked = None;
+                }
+            }
+            Event::ErrorClassified(p) => {
+                if p.intent.is_none() {
+                    let w = self.workload_mut(p.workload);
+                    w.consecutive_errors = p.attempt;
+                    w.last_error = Some(p.error.clone());
+                }
+            }
+            Event::RetryScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
+            Event::WorkloadEnabled(p) => {
+                let w = self.workload_mut(p.workload);
+                w.enabled = true;
+                w.disabled_reason = None;
+                w.consecutive_errors = 0;
+            }
+            Event::WorkloadDisabled(p) => {
+                let w = self.workload_mut(p.workload);
+                w.enabled = false;
+                w.disabled_reason = Some(p.reason.clone());
+                w.next_run = None;
+            }
+            Event::MappingEnded(_) => {
+                self.owner = None;
+                self.denied.clear();
+                for link in self.links.values_mut() {
+                    if link.is_active() {
+                        link.status = LinkStatus::Unlinked;
+                    }
+                }
+                self.by_remote.clear();
+            }
+            Event::MappingStarted(p) => {
+                self.owner = Some(p.user.clone());
+                self.filters = FilterSet::compile(&default_templates())
+                    .expect("the default templates are valid filters");
+            }
+            Event::OrganizationClaimed(p) => self.act_org_marker = Some(p.org.clone()),
+            Event::SettingChanged(_)
+            | Event::UserRegistered(_)
+            | Event::ProfileRegistered(_)
+            | Event::ItemTracked(_)
+            | Event::LogicalDelete(_)
+            | Event::NoAction(_)
+            | Event::EmailAccepted(_)
+            | Event::EmailRejected(_)
+            | Event::ConflictResolved(_)
+            | Event::AlertRaised(_)
+            | Event::BreakerTripped(_) => {}
+        }
+    }
+
+    /// Encodes the state for a snapshot (bincode 2).
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, crate::envelope::config())
+            .expect("encoding a state to a Vec cannot fail")
+    }
+
+    /// Decodes a snapshot written by [`MailboxState::to_snapshot`].
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, crate::envelope::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, crate::envelope::config())
+            .map(|(s, _)| s)
+            .map_err(|e| crate::envelope::DecodeError::Malformed(e.to_string()))
+    }
+}
