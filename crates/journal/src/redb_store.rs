@@ -1,0 +1,308 @@
+//! The redb 4 backend: one file `journal.redb` in the data directory.
+//!
+//! | table          | key             | value                          |
+//! |----------------|-----------------|--------------------------------|
+//! | `events`       | position `u64`  | event record (CRC ‖ envelope)  |
+//! | `stream_heads` | stream `&str`   | head seq `u64`                 |
+//! | `stream_index` | (stream, seq)   | position `u64`                 |
+//! | `items`        | item key `&str` | positions (multimap, ascending)|
+//! | `subjects`     | subject `&str`  | `()`                           |
+//! | `snapshots`    | stream `&str`   | snapshot record                |
+//! | `meta`         | name `&str`     | `u64` (`format` = 1)           |
+//!
+//! Every commit uses `Durability::Immediate` and, by default, quick repair, so that reopening
+//! after a crash does not walk the whole file.
+
+use crate::data_dir::FORMAT_VERSION;
+use crate::error::{OpenError, ReadError, StorageError};
+use crate::options::{Backend, JournalOptions};
+use crate::store::{Batch, Store};
+use ledgersync_domain::StreamId;
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
+    ReadableTable, TableDefinition, WriteTransaction,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Name of the database file inside the data directory.
+pub(crate) const REDB_FILE: &str = "journal.redb";
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const STREAM_HEADS: TableDefinition<&str, u64> = TableDefinition::new("stream_heads");
+const STREAM_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("stream_index");
+const ITEMS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("items");
+const SUBJECTS: TableDefinition<&str, ()> = TableDefinition::new("subjects");
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// A journal stored in redb.
+pub(crate) struct RedbStore {
+    db: Database,
+    dir: PathBuf,
+    path: PathBuf,
+    quick_repair: bool,
+}
+
+fn boxed(e: impl Into<redb::Error>) -> StorageError {
+    Arc::new(e.into())
+}
+
+impl RedbStore {
+    /// Opens (or creates) `journal.redb` in `dir`.
+    pub(crate) fn open(dir: &Path, opts: &JournalOptions) -> Result<Self, OpenError> {
+        let path = dir.join(REDB_FILE);
+        let storage = |e: redb::Error| match e {
+            redb::Error::Corrupted(detail) => OpenError::Corrupt {
+                backend: Backend::Redb,
+                path: path.clone(),
+                detail,
+            },
+            other => OpenError::Storage {
+                backend: Backend::Redb,
+                path: path.clone(),
+                source: Arc::new(other),
+            },
+        };
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .create(&path)
+            .map_err(|e| storage(e.into()))?;
+        let store = Self {
+            db,
+            dir: dir.to_owned(),
+            path: path.clone(),
+            quick_repair: opts.quick_repair,
+        };
+        // Create every table so that reads never meet a missing one, and check the format.
+        let tx = store.begin_write().map_err(|e| storage(e.into()))?;
+        let found = (|| -> Result<u64, redb::Error> {
+            tx.open_table(EVENTS)?;
+            tx.open_table(STREAM_HEADS)?;
+            tx.open_table(STREAM_INDEX)?;
+            tx.open_multimap_table(ITEMS)?;
+            tx.open_table(SUBJECTS)?;
+            tx.open_table(SNAPSHOTS)?;
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get("format")?.map(|v| v.value());
+            match found {
+                Some(v) => Ok(v),
+                None => {
+                    meta.insert("format", u64::from(FORMAT_VERSION))?;
+                    Ok(u64::from(FORMAT_VERSION))
+                }
+            }
+        })()
+        .map_err(storage)?;
+        tx.commit().map_err(|e| storage(e.into()))?;
+        if found != u64::from(FORMAT_VERSION) {
+            return Err(OpenError::VersionMismatch {
+                dir: dir.to_owned(),
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+                expected: FORMAT_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, redb::Error> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        tx.set_quick_repair(self.quick_repair);
+        Ok(tx)
+    }
+
+    fn read_err(&self, e: impl Into<redb::Error>) -> ReadError {
+        match e.into() {
+            redb::Error::Corrupted(detail) => ReadError::CorruptIndex {
+                path: self.path.clone(),
+                detail: format!("redb reports: {detail}"),
+            },
+            other => ReadError::Storage {
+                dir: self.dir.clone(),
+                source: Arc::new(other),
+            },
+        }
+    }
+
+    fn read(&self) -> Result<ReadTransaction, ReadError> {
+        self.db.begin_read().map_err(|e| self.read_err(e))
+    }
+}
+
+impl Store for RedbStore {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn head(&self, stream: &StreamId) -> Result<u64, ReadError> {
+        let run = || -> Result<u64, redb::Error> {
+            let tx = self.db.begin_read()?;
+            let heads = tx.open_table(STREAM_HEADS)?;
+            Ok(heads.get(stream.as_str())?.map_or(0, |v| v.value()))
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn last_position(&self) -> Result<u64, ReadError> {
+        let run = || -> Result<u64, redb::Error> {
+            let tx = self.db.begin_read()?;
+            let events = tx.open_table(EVENTS)?;
+            Ok(events.last()?.map_or(0, |(k, _)| k.value()))
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
+        let tx = self.begin_write().map_err(boxed)?;
+        let write = || -> Result<(), redb::Error> {
+            let mut events = tx.open_table(EVENTS)?;
+            let mut index = tx.open_table(STREAM_INDEX)?;
+            let mut items = tx.open_multimap_table(ITEMS)?;
+            let mut subjects = tx.open_table(SUBJECTS)?;
+            for e in &batch.events {
+                events.insert(e.position, e.record.as_slice())?;
+                index.insert((e.stream.as_str(), e.seq), e.position)?;
+                for key in &e.items {
+                    items.insert(key.as_str(), e.position)?;
+                }
+                for subject in &e.subjects {
+                    subjects.insert(subject.as_str(), ())?;
+                }
+            }
+            let mut heads = tx.open_table(STREAM_HEADS)?;
+            for (stream, head) in &batch.heads {
+                heads.insert(stream.as_str(), *head)?;
+            }
+            Ok(())
+        };
+        // On error the transaction is dropped, which aborts it: nothing of the batch is written.
+        write().map_err(boxed)?;
+        tx.commit().map_err(boxed)
+    }
+
+    fn records_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        let tx = self.read()?;
+        let run = || -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
+            let events = tx.open_table(EVENTS)?;
+            let mut out = Vec::with_capacity(max.min(4096));
+            for entry in events.range(from..)?.take(max) {
+                let (k, v) = entry?;
+                out.push((k.value(), v.value().to_vec()));
+            }
+            Ok(out)
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn records_at(&self, positions: &[u64]) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
+        let tx = self.read()?;
+        let run = || -> Result<Vec<Option<Vec<u8>>>, redb::Error> {
+            let events = tx.open_table(EVENTS)?;
+            positions
+                .iter()
+                .map(|p| Ok(events.get(*p)?.map(|v| v.value().to_vec())))
+                .collect()
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn stream_records(
+        &self,
+        stream: &StreamId,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        let tx = self.read()?;
+        let mut missing = None;
+        let run = |missing: &mut Option<(u64, u64)>| -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
+            let index = tx.open_table(STREAM_INDEX)?;
+            let events = tx.open_table(EVENTS)?;
+            let mut out = Vec::new();
+            let s = stream.as_str();
+            for entry in index.range((s, from_seq)..=(s, u64::MAX))?.take(max) {
+                let (key, position) = entry?;
+                let position = position.value();
+                match events.get(position)? {
+                    Some(v) => out.push((position, v.value().to_vec())),
+                    None => {
+                        *missing = Some((key.value().1, position));
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let out = run(&mut missing).map_err(|e| self.read_err(e))?;
+        match missing {
+            None => Ok(out),
+            Some((seq, position)) => Err(ReadError::CorruptIndex {
+                path: self.path.clone(),
+                detail: format!(
+                    "the stream index maps {stream} seq {seq} to position {position}, which has \
+                     no event"
+                ),
+            }),
+        }
+    }
+
+    fn item_positions(&self, key: &str) -> Result<Vec<u64>, ReadError> {
+        let tx = self.read()?;
+        let run = || -> Result<Vec<u64>, redb::Error> {
+            let items = tx.open_multimap_table(ITEMS)?;
+            items.get(key)?.map(|v| Ok(v?.value())).collect()
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn subjects_containing(&self, needle: &str, max: usize) -> Result<Vec<String>, ReadError> {
+        let tx = self.read()?;
+        let run = || -> Result<Vec<String>, redb::Error> {
+            let subjects = tx.open_table(SUBJECTS)?;
+            let mut out = Vec::new();
+            for entry in subjects.iter()? {
+                if out.len() >= max {
+                    break;
+                }
+                let (subject, _) = entry?;
+                if subject.value().contains(needle) {
+                    out.push(subject.value().to_owned());
+                }
+            }
+            Ok(out)
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn heads(&self) -> Result<Vec<(StreamId, u64)>, ReadError> {
+        let tx = self.read()?;
+        let run = || -> Result<Vec<(StreamId, u64)>, redb::Error> {
+            let heads = tx.open_table(STREAM_HEADS)?;
+            heads
+                .iter()?
+                .map(|entry| {
+                    let (k, v) = entry?;
+                    Ok((StreamId(k.value().to_owned()), v.value()))
+                })
+                .collect()
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+
+    fn put_snapshot(&self, stream: &StreamId, record: &[u8]) -> Result<(), StorageError> {
+        let tx = self.begin_write().map_err(boxed)?;
+        tx.open_table(SNAPSHOTS)
+            .and_then(|mut t| t.insert(stream.as_str(), record).map(drop).map_err(Into::into))
+            .map_err(boxed)?;
+        tx.commit().map_err(boxed)
+    }
+
+    fn get_snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, ReadError> {
+        let tx = self.read()?;
+        let run = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let snapshots = tx.open_table(SNAPSHOTS)?;
+            Ok(snapshots.get(stream.as_str())?.map(|v| v.value().to_vec()))
+        };
+        run().map_err(|e| self.read_err(e))
+    }
+}
