@@ -65,7 +65,11 @@ fn parse_marker(text: &str, path: &Path) -> Result<Marker, OpenError> {
         match key.trim() {
             "format" => {
                 let v = value.trim().parse::<u32>().map_err(|_| {
-                    bad(format!("line {}: format '{}' is not a number", n + 1, value.trim()))
+                    bad(format!(
+                        "line {}: format '{}' is not a number",
+                        n + 1,
+                        value.trim()
+                    ))
                 })?;
                 format = Some(v);
             }
@@ -184,6 +188,18 @@ fn write_marker(dir: &Path, backend: Backend) -> Result<(), OpenError> {
         .and_then(|d| d.sync_all())
         .map_err(io_err("sync", dir))?;
     Ok(())
+}
+
+/// The backend an existing journal directory was created with, read from its marker, so that
+/// readers (the CLI) open a journal without being told its backend.
+pub fn detect_backend(dir: &Path) -> Result<Backend, OpenError> {
+    match read_marker(dir)? {
+        Some(marker) => Ok(marker.backend),
+        None => Err(OpenError::NotAJournal {
+            dir: display_dir(dir),
+            example: format!("no {MARKER_FILE} marker"),
+        }),
+    }
 }
 
 /// Checks (or creates) the data directory for `backend` and locks it.

@@ -297,7 +297,10 @@ mod tests {
             holder_pid: Some(42),
         };
         let text = e.to_string();
-        assert!(text.contains("/srv/ls") && text.contains("process 42"), "{text}");
+        assert!(
+            text.contains("/srv/ls") && text.contains("process 42"),
+            "{text}"
+        );
         assert!(text.contains("--data"), "{text}");
         let e = OpenError::Locked {
             dir: "/srv/ls".into(),

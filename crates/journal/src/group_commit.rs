@@ -449,7 +449,14 @@ mod tests {
             Path::new("/mem")
         }
         fn head(&self, stream: &StreamId) -> Result<u64, ReadError> {
-            Ok(self.data.lock().unwrap().heads.get(stream).copied().unwrap_or(0))
+            Ok(self
+                .data
+                .lock()
+                .unwrap()
+                .heads
+                .get(stream)
+                .copied()
+                .unwrap_or(0))
         }
         fn last_position(&self) -> Result<u64, ReadError> {
             Ok(self
@@ -569,7 +576,12 @@ mod tests {
         ));
         let chain = t_chain.wait().unwrap();
         assert_eq!(
-            (chain.first_seq, chain.last_seq, chain.first_position, chain.last_position),
+            (
+                chain.first_seq,
+                chain.last_seq,
+                chain.first_position,
+                chain.last_position
+            ),
             (4, 5, 4, 5)
         );
         let other = t_other.wait().unwrap();
@@ -579,7 +591,10 @@ mod tests {
         assert_eq!((stats.commits, stats.appends, stats.conflicts), (2, 4, 2));
         let data = store.data.lock().unwrap();
         for (pos, rec) in &data.events {
-            assert_eq!(decode_event(*pos, rec, Path::new("/mem")).unwrap().position, *pos);
+            assert_eq!(
+                decode_event(*pos, rec, Path::new("/mem")).unwrap().position,
+                *pos
+            );
         }
         assert_eq!(data.heads.get(&s("a")), Some(&5));
     }
@@ -588,7 +603,9 @@ mod tests {
     fn a_failed_commit_fails_every_ticket_and_rolls_the_heads_back() {
         let store = Arc::new(MemStore::default());
         let gc = start(&store);
-        gc.submit(&s("a"), ExpectedSeq::Any, events(3)).wait().unwrap();
+        gc.submit(&s("a"), ExpectedSeq::Any, events(3))
+            .wait()
+            .unwrap();
         // Commit 2 (a single append, held at the gate) fails.
         store.data.lock().unwrap().fail_on = Some(2);
         store.close_gate();
@@ -624,9 +641,15 @@ mod tests {
             assert!(err.to_string().contains("disk full"), "{err}");
         }
         // Nothing of the failed batch is remembered: seqs and positions continue from the store.
-        let again = gc.submit(&s("a"), ExpectedSeq::Exactly(5), events(1)).wait().unwrap();
+        let again = gc
+            .submit(&s("a"), ExpectedSeq::Exactly(5), events(1))
+            .wait()
+            .unwrap();
         assert_eq!((again.first_seq, again.first_position), (6, 8));
-        let e = gc.submit(&s("e"), ExpectedSeq::NoStream, events(1)).wait().unwrap();
+        let e = gc
+            .submit(&s("e"), ExpectedSeq::NoStream, events(1))
+            .wait()
+            .unwrap();
         assert_eq!((e.first_seq, e.first_position), (1, 9));
         assert_eq!(gc.stats().failed_commits, 2);
         assert_eq!(store.data.lock().unwrap().batch_sizes, vec![3, 3, 1, 1, 1]);
@@ -650,7 +673,10 @@ mod tests {
         };
         gc.close();
         opener.join().unwrap();
-        let last: Vec<u64> = tickets.into_iter().map(|t| t.wait().unwrap().last_seq).collect();
+        let last: Vec<u64> = tickets
+            .into_iter()
+            .map(|t| t.wait().unwrap().last_seq)
+            .collect();
         assert_eq!(last, vec![1, 2, 3, 4, 5]);
         assert!(matches!(
             gc.submit(&s("a"), ExpectedSeq::Any, events(1)).wait(),

@@ -35,8 +35,12 @@ pub trait Journal: Send + Sync {
 
     /// Queues the same append and returns at once; the ticket resolves after the durable
     /// commit. `ticket.wait()` blocks; `ticket.await` suits async callers.
-    fn submit(&self, stream: &StreamId, expected: ExpectedSeq, events: Vec<NewEvent>)
-    -> AppendTicket;
+    fn submit(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedSeq,
+        events: Vec<NewEvent>,
+    ) -> AppendTicket;
 
     /// The head seq of a stream: the seq of its last event, 0 if it has none.
     fn stream_head(&self, stream: &StreamId) -> Result<u64, ReadError>;

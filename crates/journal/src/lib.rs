@@ -37,6 +37,7 @@ mod store;
 mod ticket;
 
 pub use append::{Appended, CommitStats, ExpectedSeq, Snapshot};
+pub use data_dir::detect_backend;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
 pub use journal::{Journal, open};
 pub use options::{Backend, JournalOptions, UnknownBackend};

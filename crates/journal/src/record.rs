@@ -42,7 +42,11 @@ fn unframe(value: &[u8]) -> Result<&[u8], String> {
 }
 
 /// Verifies and decodes the event record stored under `position`.
-pub(crate) fn decode_event(position: u64, value: &[u8], path: &Path) -> Result<Envelope, ReadError> {
+pub(crate) fn decode_event(
+    position: u64,
+    value: &[u8],
+    path: &Path,
+) -> Result<Envelope, ReadError> {
     let body = unframe(value).map_err(|detail| ReadError::Corrupt {
         position,
         path: path.to_owned(),
@@ -134,7 +138,10 @@ mod tests {
             let mut bad = record.clone();
             bad[i] ^= 0x10;
             let err = decode_event(5, &bad, p).unwrap_err();
-            assert!(matches!(err, ReadError::Corrupt { position: 5, .. }), "byte {i}: {err}");
+            assert!(
+                matches!(err, ReadError::Corrupt { position: 5, .. }),
+                "byte {i}: {err}"
+            );
         }
         assert!(matches!(
             decode_event(5, &record[..3], p),
@@ -149,7 +156,10 @@ mod tests {
         let s = StreamId("mailbox/m".into());
         let p = Path::new("/d/journal.redb");
         let rec = frame_snapshot(9, b"state");
-        assert_eq!(decode_snapshot(&s, &rec, p).unwrap(), (9, b"state".to_vec()));
+        assert_eq!(
+            decode_snapshot(&s, &rec, p).unwrap(),
+            (9, b"state".to_vec())
+        );
         let mut bad = rec.clone();
         bad[6] ^= 1;
         assert!(matches!(

@@ -75,7 +75,7 @@ impl RedbStore {
             quick_repair: opts.quick_repair,
         };
         // Create every table so that reads never meet a missing one, and check the format.
-        let tx = store.begin_write().map_err(|e| storage(e.into()))?;
+        let tx = store.begin_write().map_err(storage)?;
         let found = (|| -> Result<u64, redb::Error> {
             tx.open_table(EVENTS)?;
             tx.open_table(STREAM_HEADS)?;
@@ -292,7 +292,11 @@ impl Store for RedbStore {
     fn put_snapshot(&self, stream: &StreamId, record: &[u8]) -> Result<(), StorageError> {
         let tx = self.begin_write().map_err(boxed)?;
         tx.open_table(SNAPSHOTS)
-            .and_then(|mut t| t.insert(stream.as_str(), record).map(drop).map_err(Into::into))
+            .and_then(|mut t| {
+                t.insert(stream.as_str(), record)
+                    .map(drop)
+                    .map_err(Into::into)
+            })
             .map_err(boxed)?;
         tx.commit().map_err(boxed)
     }

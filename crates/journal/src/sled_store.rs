@@ -85,7 +85,10 @@ impl SledStore {
             Some(v) => be_u64(&v).ok_or_else(|| OpenError::Corrupt {
                 backend: Backend::Sled,
                 path: path.clone(),
-                detail: format!("the format entry of the meta tree is {} bytes long", v.len()),
+                detail: format!(
+                    "the format entry of the meta tree is {} bytes long",
+                    v.len()
+                ),
             })?,
             None => {
                 meta.insert("format", &u64::from(FORMAT_VERSION).to_be_bytes())
@@ -138,7 +141,10 @@ impl Store for SledStore {
         {
             None => Ok(0),
             Some(v) => be_u64(&v).ok_or_else(|| {
-                self.malformed(format!("the head of stream {stream} is {} bytes long", v.len()))
+                self.malformed(format!(
+                    "the head of stream {stream} is {} bytes long",
+                    v.len()
+                ))
             }),
         }
     }
@@ -164,10 +170,7 @@ impl Store for SledStore {
                 for e in &batch.events {
                     let position = e.position.to_be_bytes();
                     events.insert(&position, e.record.as_slice())?;
-                    index.insert(
-                        text_number_key(e.stream.as_str(), e.seq),
-                        &position,
-                    )?;
+                    index.insert(text_number_key(e.stream.as_str(), e.seq), &position)?;
                     for key in &e.items {
                         items.insert(text_number_key(key, e.position), &[])?;
                     }
@@ -185,7 +188,10 @@ impl Store for SledStore {
             Err(TransactionError::Storage(e)) => return Err(Arc::new(e)),
             Err(TransactionError::Abort(never)) => match never {},
         }
-        self.db.flush().map(drop).map_err(|e| Arc::new(e) as StorageError)
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| Arc::new(e) as StorageError)
     }
 
     fn records_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
@@ -284,7 +290,10 @@ impl Store for SledStore {
                 let stream = String::from_utf8(k.to_vec())
                     .map_err(|_| self.malformed("a stream name is not UTF-8".to_owned()))?;
                 let head = be_u64(&v).ok_or_else(|| {
-                    self.malformed(format!("the head of stream {stream} is {} bytes long", v.len()))
+                    self.malformed(format!(
+                        "the head of stream {stream} is {} bytes long",
+                        v.len()
+                    ))
                 })?;
                 Ok((StreamId(stream), head))
             })
@@ -295,7 +304,10 @@ impl Store for SledStore {
         self.snapshots
             .insert(stream.as_str(), record)
             .map_err(|e| Arc::new(e) as StorageError)?;
-        self.db.flush().map(drop).map_err(|e| Arc::new(e) as StorageError)
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| Arc::new(e) as StorageError)
     }
 
     fn get_snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, ReadError> {

@@ -8,10 +8,10 @@ use ledgersync_domain::{Envelope, EventId, StreamId};
 use ledgersync_journal::{
     AppendError, Appended, Backend, ExpectedSeq, OpenError, ReadError, Snapshot,
 };
+use redb::ReadableTable;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use redb::ReadableTable;
 use std::sync::Arc;
 
 fn append_and_read_back(backend: Backend) {
@@ -22,7 +22,11 @@ fn append_and_read_back(backend: Backend) {
     assert_eq!(j.last_position().unwrap(), 0);
     assert_eq!(j.stream_head(&stream("mailbox/a")).unwrap(), 0);
     assert!(j.read_all(1, 10).unwrap().is_empty());
-    assert!(j.read_stream(&stream("mailbox/a"), 1, 10).unwrap().is_empty());
+    assert!(
+        j.read_stream(&stream("mailbox/a"), 1, 10)
+            .unwrap()
+            .is_empty()
+    );
 
     let (a, b, c) = (stream("mailbox/a"), stream("mailbox/b"), stream("org/o1"));
     let mut written: Vec<(StreamId, ledgersync_domain::NewEvent)> = Vec::new();
@@ -58,20 +62,29 @@ fn append_and_read_back(backend: Backend) {
         assert_eq!(env.position, i as u64 + 1);
         let seq = seqs.entry(s.clone()).or_default();
         *seq += 1;
-        assert_eq!(env, &ev.clone().into_envelope(s.clone(), *seq, i as u64 + 1));
+        assert_eq!(
+            env,
+            &ev.clone().into_envelope(s.clone(), *seq, i as u64 + 1)
+        );
     }
     assert_eq!(seqs, expected_heads);
 
     // read_all from the middle, with a limit.
     let mid = j.read_all(5, 3).unwrap();
-    assert_eq!(mid.iter().map(|e| e.position).collect::<Vec<_>>(), vec![5, 6, 7]);
+    assert_eq!(
+        mid.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![5, 6, 7]
+    );
     assert!(j.read_all(total + 1, 10).unwrap().is_empty());
     assert!(j.read_all(1, 0).unwrap().is_empty());
     assert_eq!(j.read_all(0, 1).unwrap()[0].position, 1);
 
     // read_stream: ascending seqs, from a seq, with a limit.
     let sa = j.read_stream(&a, 1, 100).unwrap();
-    assert_eq!(sa.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        sa.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     assert!(sa.iter().all(|e| e.stream == a));
     assert!(sa.windows(2).all(|w| w[0].position < w[1].position));
     let sa_mid = j.read_stream(&a, 3, 2).unwrap();
@@ -79,7 +92,11 @@ fn append_and_read_back(backend: Backend) {
     assert_eq!(sa_mid[0], sa[2]);
     assert!(j.read_stream(&a, 7, 10).unwrap().is_empty());
     assert_eq!(j.read_stream(&c, 0, 1).unwrap()[0].seq, 1);
-    assert!(j.read_stream(&stream("mailbox/none"), 1, 10).unwrap().is_empty());
+    assert!(
+        j.read_stream(&stream("mailbox/none"), 1, 10)
+            .unwrap()
+            .is_empty()
+    );
     // A stream whose name is a prefix of another's is not mixed with it.
     j.append(&stream("mailbox/a/x"), ExpectedSeq::Any, events("x", 1))
         .unwrap();
@@ -147,11 +164,16 @@ fn expected_seq_conflicts(backend: Backend) {
     assert_eq!(j.last_position().unwrap(), 2);
     assert_eq!(j.stream_head(&s).unwrap(), 2);
     // The right expectation succeeds and numbering has no gap.
-    let ok = j.append(&s, ExpectedSeq::Exactly(2), events("d", 1)).unwrap();
+    let ok = j
+        .append(&s, ExpectedSeq::Exactly(2), events("d", 1))
+        .unwrap();
     assert_eq!((ok.first_seq, ok.first_position), (3, 3));
     // Exactly(0) is NoStream.
     let other = stream("mailbox/m2");
-    assert!(j.append(&other, ExpectedSeq::Exactly(0), events("e", 1)).is_ok());
+    assert!(
+        j.append(&other, ExpectedSeq::Exactly(0), events("e", 1))
+            .is_ok()
+    );
     assert_eq!(j.commit_stats().conflicts, 4);
 
     // Invalid appends are refused before the queue.
@@ -177,7 +199,11 @@ fn conflict_inside_a_group_commit_spoils_nothing(backend: Backend) {
         let y_head = j.stream_head(&y).unwrap();
         let pos = j.last_position().unwrap();
         // A large append keeps the writer busy while the mix below queues up behind it.
-        let filler = j.submit(&stream("mailbox/filler"), ExpectedSeq::Any, events("big", 2000));
+        let filler = j.submit(
+            &stream("mailbox/filler"),
+            ExpectedSeq::Any,
+            events("big", 2000),
+        );
         let good1 = j.submit(&x, ExpectedSeq::Exactly(x_head), events("g1", 2));
         let stale = j.submit(&x, ExpectedSeq::Exactly(x_head), events("stale", 3));
         let nostream = j.submit(&x, ExpectedSeq::NoStream, events("ns", 1));
@@ -192,20 +218,26 @@ fn conflict_inside_a_group_commit_spoils_nothing(backend: Backend) {
             stale.wait(),
             Err(AppendError::Conflict { actual, .. }) if actual == x_head + 2
         ));
-        assert!(matches!(
-            nostream.wait(),
-            Err(AppendError::Conflict { .. })
-        ));
+        assert!(matches!(nostream.wait(), Err(AppendError::Conflict { .. })));
         let g2 = good2.wait().unwrap();
-        assert_eq!((g2.first_seq, g2.first_position), (x_head + 3, g1.last_position + 1));
+        assert_eq!(
+            (g2.first_seq, g2.first_position),
+            (x_head + 3, g1.last_position + 1)
+        );
         let g3 = good3.wait().unwrap();
-        assert_eq!((g3.first_seq, g3.first_position), (y_head + 1, g2.last_position + 1));
+        assert_eq!(
+            (g3.first_seq, g3.first_position),
+            (y_head + 1, g2.last_position + 1)
+        );
         assert_eq!(j.last_position().unwrap(), pos + 2000 + 5);
 
         // The refused appends left no trace: x holds exactly g1 and g2.
         let xs = j.read_stream(&x, x_head + 1, 10).unwrap();
         let payloads: Vec<_> = xs.iter().map(|e| e.payload.clone()).collect();
-        assert_eq!(payloads, vec![b"g1-0".to_vec(), b"g1-1".to_vec(), b"g2-0".to_vec()]);
+        assert_eq!(
+            payloads,
+            vec![b"g1-0".to_vec(), b"g1-1".to_vec(), b"g2-0".to_vec()]
+        );
 
         let after = j.commit_stats();
         assert_eq!(after.conflicts - before.conflicts, 2);
@@ -244,7 +276,12 @@ fn concurrent_appends_from_16_threads(backend: Backend) {
                         (shared.clone(), got)
                     } else {
                         let ticket = j.submit(&own, ExpectedSeq::Exactly(own_head), evs);
-                        let got = if i % 2 == 0 { block_on(ticket) } else { ticket.wait() }.unwrap();
+                        let got = if i % 2 == 0 {
+                            block_on(ticket)
+                        } else {
+                            ticket.wait()
+                        }
+                        .unwrap();
                         own_head = got.last_seq;
                         (own.clone(), got)
                     };
@@ -262,7 +299,10 @@ fn concurrent_appends_from_16_threads(backend: Backend) {
         .collect();
 
     let all = read_everything(j.as_ref(), 500);
-    let total: u64 = results.iter().map(|(_, a, _)| a.last_position - a.first_position + 1).sum();
+    let total: u64 = results
+        .iter()
+        .map(|(_, a, _)| a.last_position - a.first_position + 1)
+        .sum();
     assert_eq!(all.len() as u64, total);
     // Positions contiguous from 1, no duplicates.
     for (i, e) in all.iter().enumerate() {
@@ -274,7 +314,13 @@ fn concurrent_appends_from_16_threads(backend: Backend) {
     let mut heads: BTreeMap<StreamId, u64> = BTreeMap::new();
     for e in &all {
         let h = heads.entry(e.stream.clone()).or_default();
-        assert_eq!(e.seq, *h + 1, "gap in {} at position {}", e.stream, e.position);
+        assert_eq!(
+            e.seq,
+            *h + 1,
+            "gap in {} at position {}",
+            e.stream,
+            e.position
+        );
         *h += 1;
     }
     assert_eq!(j.streams().unwrap(), heads.into_iter().collect::<Vec<_>>());
@@ -305,7 +351,14 @@ fn item_index_and_subject_search(backend: Backend) {
         &m1,
         ExpectedSeq::Any,
         vec![
-            event(b"1", vec![crm("appt-1"), remote("cal/1.ics"), subject("Quarterly Review")]),
+            event(
+                b"1",
+                vec![
+                    crm("appt-1"),
+                    remote("cal/1.ics"),
+                    subject("Quarterly Review"),
+                ],
+            ),
             event(b"2", vec![remote("cal/2.ics")]),
         ],
     )
@@ -319,22 +372,43 @@ fn item_index_and_subject_search(backend: Backend) {
         ],
     )
     .unwrap();
-    j.append(&m1, ExpectedSeq::Any, vec![event(b"5", vec![remote("cal/1.ics")])])
-        .unwrap();
+    j.append(
+        &m1,
+        ExpectedSeq::Any,
+        vec![event(b"5", vec![remote("cal/1.ics")])],
+    )
+    .unwrap();
 
     assert_eq!(j.positions_for_item(&crm("appt-1")).unwrap(), vec![1, 3, 4]);
-    assert_eq!(j.positions_for_item(&remote("cal/1.ics")).unwrap(), vec![1, 5]);
+    assert_eq!(
+        j.positions_for_item(&remote("cal/1.ics")).unwrap(),
+        vec![1, 5]
+    );
     assert_eq!(j.positions_for_item(&remote("cal/2.ics")).unwrap(), vec![2]);
     assert!(j.positions_for_item(&crm("nothing")).unwrap().is_empty());
     // A key that is a prefix of another key is its own key.
     assert!(j.positions_for_item(&remote("cal/1")).unwrap().is_empty());
     // The subject key is the lowercase subject.
-    assert_eq!(j.positions_for_item(&subject("QUARTERLY review")).unwrap(), vec![1, 3]);
-    let hits = j.read_positions(&j.positions_for_item(&crm("appt-1")).unwrap()).unwrap();
-    assert_eq!(hits.iter().map(|e| e.payload.clone()).collect::<Vec<_>>(), vec![b"1".to_vec(), b"3".to_vec(), b"4".to_vec()]);
+    assert_eq!(
+        j.positions_for_item(&subject("QUARTERLY review")).unwrap(),
+        vec![1, 3]
+    );
+    let hits = j
+        .read_positions(&j.positions_for_item(&crm("appt-1")).unwrap())
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|e| e.payload.clone()).collect::<Vec<_>>(),
+        vec![b"1".to_vec(), b"3".to_vec(), b"4".to_vec()]
+    );
 
-    assert_eq!(j.search_subjects("REVIEW", 10).unwrap(), vec!["quarterly review"]);
-    assert_eq!(j.search_subjects("u", 10).unwrap(), vec!["lunch", "quarterly review"]);
+    assert_eq!(
+        j.search_subjects("REVIEW", 10).unwrap(),
+        vec!["quarterly review"]
+    );
+    assert_eq!(
+        j.search_subjects("u", 10).unwrap(),
+        vec!["lunch", "quarterly review"]
+    );
     assert_eq!(j.search_subjects("u", 1).unwrap(), vec!["lunch"]);
     assert_eq!(j.search_subjects("", 10).unwrap().len(), 2);
     assert!(j.search_subjects("dinner", 10).unwrap().is_empty());
@@ -360,21 +434,45 @@ fn snapshots(backend: Backend) {
         };
         j.save_snapshot(&s, newer.clone()).unwrap();
         assert_eq!(j.load_snapshot(&s).unwrap(), Some(newer));
-        match j.save_snapshot(&s, Snapshot { seq: 4, bytes: vec![1] }) {
-            Err(AppendError::SnapshotAhead { seq: 4, head: 3, .. }) => {}
+        match j.save_snapshot(
+            &s,
+            Snapshot {
+                seq: 4,
+                bytes: vec![1],
+            },
+        ) {
+            Err(AppendError::SnapshotAhead {
+                seq: 4, head: 3, ..
+            }) => {}
             other => panic!("expected SnapshotAhead, got {other:?}"),
         }
         assert!(matches!(
-            j.save_snapshot(&stream("mailbox/none"), Snapshot { seq: 1, bytes: vec![] }),
+            j.save_snapshot(
+                &stream("mailbox/none"),
+                Snapshot {
+                    seq: 1,
+                    bytes: vec![]
+                }
+            ),
             Err(AppendError::SnapshotAhead { head: 0, .. })
         ));
         assert_eq!(j.load_snapshot(&stream("mailbox/none")).unwrap(), None);
-        j.save_snapshot(&s, Snapshot { seq: 1, bytes: vec![9; 5000] }).unwrap();
+        j.save_snapshot(
+            &s,
+            Snapshot {
+                seq: 1,
+                bytes: vec![9; 5000],
+            },
+        )
+        .unwrap();
     }
     let j = open_ok(tmp.path(), backend);
     assert_eq!(
         j.load_snapshot(&s).unwrap(),
-        Some(Snapshot { seq: 1, bytes: vec![9; 5000] })
+        Some(Snapshot {
+            seq: 1,
+            bytes: vec![9; 5000]
+        })
     );
 }
 
@@ -384,12 +482,22 @@ fn reopen_keeps_everything_and_continues_numbering(backend: Backend) {
     let before: Vec<Envelope>;
     {
         let j = open_ok(tmp.path(), backend);
-        j.append(&a, ExpectedSeq::NoStream, vec![event(b"a1", vec![crm("r1")])]).unwrap();
+        j.append(
+            &a,
+            ExpectedSeq::NoStream,
+            vec![event(b"a1", vec![crm("r1")])],
+        )
+        .unwrap();
         j.append(&b, ExpectedSeq::NoStream, events("b", 2)).unwrap();
-        j.append(&a, ExpectedSeq::Exactly(1), events("a", 2)).unwrap();
+        j.append(&a, ExpectedSeq::Exactly(1), events("a", 2))
+            .unwrap();
         before = read_everything(j.as_ref(), 2);
         // Appends still queued when the journal is dropped are finished first.
-        let last = j.submit(&b, ExpectedSeq::Exactly(2), vec![event(b"b3", vec![subject("Hello")])]);
+        let last = j.submit(
+            &b,
+            ExpectedSeq::Exactly(2),
+            vec![event(b"b3", vec![subject("Hello")])],
+        );
         drop(j);
         assert_eq!(last.wait().unwrap().last_position, 6);
     }
@@ -408,7 +516,11 @@ fn reopen_keeps_everything_and_continues_numbering(backend: Backend) {
         Err(AppendError::Conflict { actual: 3, .. })
     ));
     let next = j
-        .append(&a, ExpectedSeq::Exactly(3), vec![event(b"a4", vec![crm("r1")])])
+        .append(
+            &a,
+            ExpectedSeq::Exactly(3),
+            vec![event(b"a4", vec![crm("r1")])],
+        )
         .unwrap();
     assert_eq!(
         next,
@@ -436,10 +548,19 @@ fn format_marker_mismatch(backend: Backend) {
 
     rewrite_marker(tmp.path(), &marker.replace("format=1", "format=2"));
     match open_dir(tmp.path(), backend) {
-        Err(e @ OpenError::VersionMismatch { found: 2, expected: 1, .. }) => {
+        Err(
+            e @ OpenError::VersionMismatch {
+                found: 2,
+                expected: 1,
+                ..
+            },
+        ) => {
             let text = e.to_string();
             assert!(text.contains(&tmp.path().display().to_string()), "{text}");
-            assert!(text.contains("version 2") && text.contains("version 1"), "{text}");
+            assert!(
+                text.contains("version 2") && text.contains("version 1"),
+                "{text}"
+            );
         }
         other => panic!("expected VersionMismatch, got {:?}", other.err()),
     }
@@ -460,14 +581,23 @@ fn backend_mismatch(backend: Backend) {
         Backend::Sled => Backend::Redb,
     };
     let j = open_ok(tmp.path(), backend);
-    j.append(&stream("mailbox/a"), ExpectedSeq::Any, events("a", 1)).unwrap();
+    j.append(&stream("mailbox/a"), ExpectedSeq::Any, events("a", 1))
+        .unwrap();
     drop(j);
     match open_dir(tmp.path(), other) {
         Err(e @ OpenError::BackendMismatch { .. }) => {
-            let OpenError::BackendMismatch { found, requested, .. } = &e else { unreachable!() };
+            let OpenError::BackendMismatch {
+                found, requested, ..
+            } = &e
+            else {
+                unreachable!()
+            };
             assert_eq!((*found, *requested), (backend, other));
             let text = e.to_string();
-            assert!(text.contains(&format!("select the {backend} backend")), "{text}");
+            assert!(
+                text.contains(&format!("select the {backend} backend")),
+                "{text}"
+            );
         }
         other => panic!("expected BackendMismatch, got {:?}", other.err()),
     }
@@ -488,7 +618,11 @@ fn not_a_journal(backend: Backend) {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, vec!["notes.txt"], "a refused open must not write into the directory");
+    assert_eq!(
+        names,
+        vec!["notes.txt"],
+        "a refused open must not write into the directory"
+    );
     // A missing directory is created.
     let nested = tmp.path().join("a/b/journal");
     open_ok(&nested, backend);
@@ -508,7 +642,8 @@ fn lock_held_in_this_process(backend: Backend) {
             other => panic!("expected Locked, got {:?}", other.err()),
         }
     }
-    j.append(&stream("mailbox/a"), ExpectedSeq::Any, events("a", 1)).unwrap();
+    j.append(&stream("mailbox/a"), ExpectedSeq::Any, events("a", 1))
+        .unwrap();
     drop(j);
     assert_eq!(open_ok(tmp.path(), backend).last_position().unwrap(), 1);
 }
@@ -516,7 +651,15 @@ fn lock_held_in_this_process(backend: Backend) {
 fn lock_held_by_another_process(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_journal-crash-writer"))
-        .args(["--backend", backend.as_str(), "--run", "1", "--threads", "1", "--dir"])
+        .args([
+            "--backend",
+            backend.as_str(),
+            "--run",
+            "1",
+            "--threads",
+            "1",
+            "--dir",
+        ])
         .arg(tmp.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -532,7 +675,9 @@ fn lock_held_by_another_process(backend: Backend) {
     child.wait().unwrap();
     match result {
         Err(e @ OpenError::Locked { .. }) => {
-            let OpenError::Locked { holder_pid, .. } = &e else { unreachable!() };
+            let OpenError::Locked { holder_pid, .. } = &e else {
+                unreachable!()
+            };
             assert_eq!(*holder_pid, Some(child.id()));
             let text = e.to_string();
             assert!(text.contains(&format!("process {}", child.id())), "{text}");
@@ -605,7 +750,14 @@ fn corruption_is_detected(backend: Backend) {
     {
         let j = open_ok(tmp.path(), backend);
         j.append(&s, ExpectedSeq::Any, events("e", 4)).unwrap();
-        j.save_snapshot(&s, Snapshot { seq: 2, bytes: b"state".to_vec() }).unwrap();
+        j.save_snapshot(
+            &s,
+            Snapshot {
+                seq: 2,
+                bytes: b"state".to_vec(),
+            },
+        )
+        .unwrap();
     }
     // Byte 12 is inside the envelope; byte 1 is inside the CRC.
     damage_record(tmp.path(), backend, 2, 12);
@@ -619,7 +771,14 @@ fn corruption_is_detected(backend: Backend) {
     };
     let check = |r: Result<Vec<Envelope>, ReadError>, position: u64| match r {
         Err(e @ ReadError::Corrupt { .. }) => {
-            let ReadError::Corrupt { position: p, path, detail } = &e else { unreachable!() };
+            let ReadError::Corrupt {
+                position: p,
+                path,
+                detail,
+            } = &e
+            else {
+                unreachable!()
+            };
             assert_eq!(*p, position);
             assert!(path.ends_with(file), "{}", path.display());
             assert!(detail.contains("CRC32"), "{detail}");

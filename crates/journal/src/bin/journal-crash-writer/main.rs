@@ -117,7 +117,10 @@ fn main() -> ExitCode {
                     let (stream, expected) = if counter % 2 == 0 {
                         (own.clone(), ExpectedSeq::Exactly(own_head))
                     } else {
-                        (StreamId(format!("crash/s{}", (rng >> 8) % 8)), ExpectedSeq::Any)
+                        (
+                            StreamId(format!("crash/s{}", (rng >> 8) % 8)),
+                            ExpectedSeq::Any,
+                        )
                     };
                     let a = journal
                         .append(&stream, expected, events)

@@ -83,7 +83,10 @@ pub fn checksum<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> u32 {
 /// Checks a stored payload against its own header; returns `(batch_id, index, len)`.
 pub fn check(payload_bytes: &[u8]) -> Result<(u64, u32, u32), String> {
     if payload_bytes.len() < HEADER {
-        return Err(format!("payload of {} bytes has no header", payload_bytes.len()));
+        return Err(format!(
+            "payload of {} bytes has no header",
+            payload_bytes.len()
+        ));
     }
     let batch_id = u64::from_le_bytes(payload_bytes[0..8].try_into().expect("8 bytes"));
     let index = u32::from_le_bytes(payload_bytes[8..12].try_into().expect("4 bytes"));
@@ -92,7 +95,9 @@ pub fn check(payload_bytes: &[u8]) -> Result<(u64, u32, u32), String> {
         return Err(format!("batch {batch_id}: index {index} >= len {len}"));
     }
     if payload_bytes != payload(batch_id, index, len).as_slice() {
-        return Err(format!("batch {batch_id} event {index}: content differs from what was written"));
+        return Err(format!(
+            "batch {batch_id} event {index}: content differs from what was written"
+        ));
     }
     Ok((batch_id, index, len))
 }
