@@ -1,0 +1,142 @@
+//! Plain-language descriptions of events and decision lists, for `explain`, `what-if` and
+//! `events`.
+
+use ledgersync_domain::event::{Side, TestResult};
+use ledgersync_domain::{Event, RuleId};
+
+/// One line describing an event.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::SettingChanged(p) => format!("setting {} set to {}", p.key, p.value),
+        Event::UserRegistered(p) => format!("user {} ({}) registered", p.user, p.email),
+        Event::ProfileRegistered(p) => format!(
+            "server profile {} registered (max {} connections)",
+            p.name, p.max_connections
+        ),
+        Event::MailboxRegistered(p) => format!("mailbox {} registered for {}", p.mailbox, p.address),
+        Event::MailboxMapped(p) => format!("mailbox {} mapped to user {}", p.mailbox, p.user),
+        Event::AddressApproved(p) => {
+            format!("address of {} {}", p.mailbox, if p.approved { "approved" } else { "approval withdrawn" })
+        }
+        Event::MailboxTested(p) => {
+            let r = |t: TestResult| match t {
+                TestResult::NotRun => "not run",
+                TestResult::Success => "success",
+                TestResult::Failure => "failure",
+            };
+            format!(
+                "Test & Enable: incoming {}, outgoing {}, ACT {}",
+                r(p.incoming),
+                r(p.outgoing),
+                r(p.act)
+            )
+        }
+        Event::DisableRequested(p) => format!("{} asked to disable {}", p.by, p.workload),
+        Event::RecordUpserted(p) => {
+            let extra = match p.record.appointment() {
+                Some(a) => format!(
+                    ", organizer {}, {} attendee(s), {}",
+                    a.organizer.as_ref().map(|o| o.email.as_str()).unwrap_or("none"),
+                    a.attendee_count(),
+                    a.state.name()
+                ),
+                None => String::new(),
+            };
+            format!(
+                "CRM sent {} \"{}\" v{} (owner {}{extra})",
+                p.record.entity(),
+                p.record.title(),
+                p.record.version,
+                p.record.owner
+            )
+        }
+        Event::RecordDeleted(p) => format!("{} {} deleted in the CRM", p.entity, p.id),
+        Event::OwnerChanged(p) => format!(
+            "\"{}\" reassigned from {} to {}",
+            p.record.title(),
+            p.previous_owner,
+            p.record.owner
+        ),
+        Event::AccessLost(p) => format!("{} lost read access to {} row(s): {}", p.user, p.records.len(), p.reason),
+        Event::AccessRegained(p) => {
+            format!("{} regained read access to {} row(s): {}", p.user, p.records.len(), p.reason)
+        }
+        Event::FilterChanged(p) => format!(
+            "{}'s {} filters changed to: {}",
+            p.user,
+            p.entity,
+            if p.filters.is_empty() {
+                "(none)".to_string()
+            } else {
+                p.filters
+                    .iter()
+                    .map(|f| format!("\"{}\"{}", f.expr, if f.enabled { "" } else { " (disabled)" }))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            }
+        ),
+        Event::ItemSeen(p) => format!("mail server shows \"{}\" ({})", p.item.fields.title(), p.item.remote),
+        Event::ItemGone(p) => format!("mail server confirms {} is gone", p.remote),
+        Event::ListingCompleted(p) => format!("{} listing completed ({} items)", p.workload, p.items),
+        Event::ListingFailed(p) => format!("{} listing failed: {} {}", p.workload, p.error.code, p.error.message),
+        Event::ListingPartial(p) => format!("{} listing partial: {}", p.workload, p.reason),
+        Event::CursorReset(p) => format!("{} sync cursor reset: {}", p.workload, p.reason),
+        Event::EmailReceived(p) => format!("email \"{}\" from {} received", p.subject, p.from),
+        Event::IntentSucceeded(p) => match &p.remote {
+            Some(r) => format!("carried out (server item {r})"),
+            None => "carried out".to_string(),
+        },
+        Event::IntentFailed(p) => format!("failed: {} {}", p.error.code, p.error.message),
+        other => match other.basis() {
+            Some(b) => b.reason.clone(),
+            None => other.name().to_string(),
+        },
+    }
+}
+
+/// A short phrase for what a list of decisions did to one item, e.g. "deleted, cancellation
+/// sent to 3 attendees" or "unlinked, left in place".
+pub fn summarize(decisions: &[(RuleId, Event)]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for (rule, e) in decisions {
+        let p = match e {
+            Event::CreateIntent(p) if p.target == Side::MailServer => {
+                if p.item.notify_attendees {
+                    format!("created, invitation sent to {} attendee(s)", p.item.attendees)
+                } else {
+                    "created in the mailbox".into()
+                }
+            }
+            Event::CreateIntent(_) => "created in the CRM".into(),
+            Event::UpdateIntent(p) if p.target == Side::MailServer => {
+                if p.item.notify_attendees {
+                    format!("updated, update sent to {} attendee(s)", p.item.attendees)
+                } else {
+                    "updated in the mailbox".into()
+                }
+            }
+            Event::UpdateIntent(_) => "updated in the CRM".into(),
+            Event::DeleteIntent(p) if p.target == Side::MailServer => "deleted from the mailbox".into(),
+            Event::DeleteIntent(_) => "deleted in the CRM".into(),
+            Event::CancelIntent(p) => format!("cancellation sent to {} attendee(s)", p.attendees.len()),
+            Event::Unlinked(_) => "unlinked, left in place".into(),
+            Event::NoAction(_) => format!("left unchanged ({rule})"),
+            Event::LinkCreated(_) => "linked".into(),
+            Event::ItemTracked(_) => "tracked".into(),
+            Event::ItemUntracked(_) => "untracked".into(),
+            Event::WorkloadDisabled(p) => format!("{} disabled", p.workload),
+            Event::WorkloadEnabled(p) => format!("{} enabled", p.workload),
+            Event::RetryScheduled(p) => format!("retry at {}", p.at),
+            Event::LogicalDelete(_) | Event::AlertRaised(_) | Event::ErrorClassified(_) => continue,
+            other => other.name().replace('_', " "),
+        };
+        if !parts.contains(&p) {
+            parts.push(p);
+        }
+    }
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}

@@ -1,0 +1,385 @@
+//! The synchronous engine: CRM changes enter through the organization stream and are routed to
+//! mailboxes; mail-side observations go straight to their mailbox. For each mailbox it runs
+//! `decide` on the state before the observation, then appends the observation and its decisions
+//! in one atomic append (expected sequence = the mailbox's head), then evolves its state.
+//!
+//! Invariant: a mailbox's decisions are always in the same atomic batch as the observation that
+//! caused them, directly after it. Replay relies on it.
+
+use crate::clock::{Clock, IdGen};
+use crate::error::EngineError;
+use crate::log::{Stored, scan};
+use ledgersync_domain::{
+    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, NewEvent, OrgId, OrgState,
+    StreamId, Timestamp, decide,
+};
+use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How often (in events) a mailbox snapshot is written.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
+
+struct Mailbox {
+    state: MailboxState,
+    head: u64,
+    since_snapshot: u64,
+}
+
+/// A decision as appended: its event id and position.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// The event id.
+    pub id: EventId,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// What one observation led to.
+#[derive(Clone, Debug, Default)]
+pub struct Processed {
+    /// Id of the observation in the organization stream (CRM changes only).
+    pub org_event: Option<EventId>,
+    /// The mailboxes it reached.
+    pub mailboxes: Vec<MailboxId>,
+    /// The decisions appended, in order.
+    pub decisions: Vec<Appended>,
+}
+
+/// The engine over one organization and one journal.
+pub struct Engine {
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    ids: IdGen,
+    org_stream: StreamId,
+    org: OrgState,
+    org_head: u64,
+    mailboxes: BTreeMap<MailboxId, Mailbox>,
+    snapshot_every: u64,
+}
+
+impl Engine {
+    /// Opens the engine on a journal, rebuilding the organization and mailbox states from it
+    /// (mailboxes from their latest snapshot plus the tail of their stream).
+    pub fn open(journal: Arc<dyn Journal>, org: OrgId, clock: Arc<dyn Clock>) -> Result<Self, EngineError> {
+        let org_stream = StreamId::org(&org);
+        let mut engine = Self {
+            journal,
+            clock,
+            ids: IdGen,
+            org_stream,
+            org: OrgState::new(org),
+            org_head: 0,
+            mailboxes: BTreeMap::new(),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+        };
+        engine.recover()?;
+        Ok(engine)
+    }
+
+    /// Sets the snapshot interval (events per mailbox).
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n.max(1);
+        self
+    }
+
+    fn recover(&mut self) -> Result<(), EngineError> {
+        let journal = self.journal.clone();
+        let mut from = 1;
+        loop {
+            let page = journal.read_stream(&self.org_stream, from, crate::log::PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for env in page {
+                from = env.seq + 1;
+                self.org_head = env.seq;
+                let stored = Stored::decode(env)?;
+                self.org.apply(&stored.event);
+            }
+        }
+        for (stream, head) in journal.streams()? {
+            let Some(id) = stream.as_mailbox() else { continue };
+            let (mut state, mut from) = match journal.load_snapshot(&stream)? {
+                Some(snap) => match MailboxState::from_snapshot(&snap.bytes) {
+                    Ok(s) => (s, snap.seq + 1),
+                    Err(_) => (MailboxState::default(), 1),
+                },
+                None => (MailboxState::default(), 1),
+            };
+            while from <= head {
+                let page = journal.read_stream(&stream, from, crate::log::PAGE)?;
+                if page.is_empty() {
+                    break;
+                }
+                for env in page {
+                    from = env.seq + 1;
+                    let stored = Stored::decode(env)?;
+                    state.apply(stored.meta(), &stored.event);
+                }
+            }
+            self.mailboxes.insert(
+                id,
+                Mailbox {
+                    state,
+                    head,
+                    since_snapshot: 0,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The organization state.
+    pub fn org(&self) -> &OrgState {
+        &self.org
+    }
+
+    /// A mailbox's state.
+    pub fn mailbox(&self, id: &MailboxId) -> Option<&MailboxState> {
+        self.mailboxes.get(id).map(|m| &m.state)
+    }
+
+    /// Every mailbox id.
+    pub fn mailbox_ids(&self) -> impl Iterator<Item = &MailboxId> {
+        self.mailboxes.keys()
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Records a CRM-side or administrative observation in the organization stream, then routes
+    /// it to every mailbox it concerns.
+    pub fn crm(&mut self, event: Event) -> Result<Processed, EngineError> {
+        validate_crm(&event, &self.org)?;
+        let now = self.clock.now();
+        let id = self.ids.next();
+        let new = NewEvent {
+            event_id: id,
+            recorded_at: now,
+            occurred_at: now,
+            event_type: event.event_type(),
+            schema_version: event.schema_version(),
+            causation: vec![],
+            correlation: Some(id),
+            rule: None,
+            payload: event.encode_payload(),
+            items: event.item_keys(),
+        };
+        self.journal
+            .append(&self.org_stream, ExpectedSeq::Exactly(self.org_head), vec![new])
+            .map_err(|source| EngineError::Append {
+                stream: self.org_stream.clone(),
+                source,
+            })?;
+        self.org_head += 1;
+        let targets = self.org.route(&event);
+        self.org.apply(&event);
+        let mut out = Processed {
+            org_event: Some(id),
+            mailboxes: targets.clone(),
+            decisions: Vec::new(),
+        };
+        for mailbox in targets {
+            let decided = self.process(&mailbox, event.clone(), vec![id], id, now)?;
+            out.decisions.extend(decided);
+        }
+        Ok(out)
+    }
+
+    /// Records a mail-side observation or an intent outcome for one mailbox.
+    pub fn observe(&mut self, mailbox: &MailboxId, event: Event) -> Result<Processed, EngineError> {
+        if !self.mailboxes.contains_key(mailbox) {
+            return Err(EngineError::UnknownMailbox(mailbox.clone()));
+        }
+        if !event.is_observation() {
+            return Err(EngineError::Invalid(format!(
+                "`{}` is not an observation; only observations can be fed to a mailbox",
+                event.name()
+            )));
+        }
+        let now = self.clock.now();
+        let id = self.ids.next();
+        let decisions = self.process_with_id(mailbox, event, vec![], id, id, now)?;
+        Ok(Processed {
+            org_event: None,
+            mailboxes: vec![mailbox.clone()],
+            decisions,
+        })
+    }
+
+    fn process(
+        &mut self,
+        mailbox: &MailboxId,
+        obs: Event,
+        causation: Vec<EventId>,
+        correlation: EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, EngineError> {
+        let id = self.ids.next();
+        self.process_with_id(mailbox, obs, causation, correlation, id, now)
+    }
+
+    fn process_with_id(
+        &mut self,
+        mailbox: &MailboxId,
+        obs: Event,
+        causation: Vec<EventId>,
+        correlation: EventId,
+        obs_id: EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, EngineError> {
+        let settings = &self.org.settings;
+        let entry = self.mailboxes.entry(mailbox.clone()).or_insert_with(|| Mailbox {
+            state: MailboxState::default(),
+            head: 0,
+            since_snapshot: 0,
+        });
+        let ctx = Context { settings, now };
+        let decisions = decide(&entry.state, &obs, &ctx);
+        let stream = StreamId::mailbox(mailbox);
+        let mut batch = Vec::with_capacity(1 + decisions.len());
+        batch.push(NewEvent {
+            event_id: obs_id,
+            recorded_at: now,
+            occurred_at: now,
+            event_type: obs.event_type(),
+            schema_version: obs.schema_version(),
+            causation,
+            correlation: Some(correlation),
+            rule: None,
+            payload: obs.encode_payload(),
+            items: obs.item_keys(),
+        });
+        let mut ids = Vec::with_capacity(decisions.len());
+        for d in &decisions {
+            let id = self.ids.next();
+            ids.push(id);
+            batch.push(NewEvent {
+                event_id: id,
+                recorded_at: now,
+                occurred_at: now,
+                event_type: d.event.event_type(),
+                schema_version: d.event.schema_version(),
+                causation: vec![obs_id],
+                correlation: Some(correlation),
+                rule: Some(d.rule),
+                payload: d.event.encode_payload(),
+                items: d.event.item_keys(),
+            });
+        }
+        let n = batch.len() as u64;
+        self.journal
+            .append(&stream, ExpectedSeq::Exactly(entry.head), batch)
+            .map_err(|source| EngineError::Append {
+                stream: stream.clone(),
+                source,
+            })?;
+        entry.head += n;
+        entry.state.apply(EventMeta { id: obs_id, at: now }, &obs);
+        for (d, id) in decisions.iter().zip(&ids) {
+            entry.state.apply(EventMeta { id: *id, at: now }, &d.event);
+        }
+        entry.since_snapshot += n;
+        if entry.since_snapshot >= self.snapshot_every {
+            entry.since_snapshot = 0;
+            self.journal
+                .save_snapshot(
+                    &stream,
+                    Snapshot {
+                        seq: entry.head,
+                        bytes: entry.state.to_snapshot(),
+                    },
+                )
+                .map_err(|source| EngineError::Append {
+                    stream: stream.clone(),
+                    source,
+                })?;
+        }
+        Ok(decisions
+            .into_iter()
+            .zip(ids)
+            .map(|(decision, id)| Appended {
+                mailbox: mailbox.clone(),
+                id,
+                decision,
+            })
+            .collect())
+    }
+}
+
+/// Checks a CRM-side observation against the organization before it is recorded: unknown
+/// settings or values, invalid filters, unknown mailboxes are refused with a clear reason.
+pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
+    use ledgersync_domain::filter::CompiledFilter;
+    match event {
+        Event::SettingChanged(p) => {
+            let mut s = org.settings.clone();
+            s.set(&p.key, &p.value).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        }
+        Event::FilterChanged(p) => {
+            for f in &p.filters {
+                if f.entity != p.entity {
+                    return Err(EngineError::Invalid(format!(
+                        "filter `{}` is for {} but the change is for {}",
+                        f.name, f.entity, p.entity
+                    )));
+                }
+                CompiledFilter::parse(f.entity, &f.expr).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            }
+        }
+        Event::MailboxMapped(p) => {
+            if !org.mailboxes.contains_key(&p.mailbox) {
+                return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
+            }
+        }
+        Event::AddressApproved(p) => {
+            if !org.mailboxes.contains_key(&p.mailbox) {
+                return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
+            }
+        }
+        Event::MailboxTested(p) => {
+            if !org.mailboxes.contains_key(&p.mailbox) {
+                return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
+            }
+        }
+        Event::DisableRequested(p) => {
+            if !org.mailboxes.contains_key(&p.mailbox) {
+                return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
+            }
+        }
+        Event::ProfileRegistered(p) => {
+            if !(1..=300).contains(&p.max_connections) {
+                return Err(EngineError::Invalid(format!(
+                    "profile `{}`: max_connections must be between 1 and 300, got {}",
+                    p.profile, p.max_connections
+                )));
+            }
+        }
+        e if !e.is_observation() && !matches!(e.class(), ledgersync_domain::event::EventClass::Organization) => {
+            return Err(EngineError::Invalid(format!(
+                "`{}` is a decision; the CRM can only send observations",
+                e.name()
+            )));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Rebuilds every mailbox state by folding the whole journal (used by tests to compare with the
+/// live states).
+pub fn rebuild_states(journal: &dyn Journal) -> Result<BTreeMap<MailboxId, MailboxState>, EngineError> {
+    let mut states: BTreeMap<MailboxId, MailboxState> = BTreeMap::new();
+    scan(journal, 1, |_, _| {}, |s| {
+        if let Some(m) = s.envelope.stream.as_mailbox() {
+            states.entry(m).or_default().apply(s.meta(), &s.event);
+        }
+        Ok(())
+    })?;
+    Ok(states)
+}

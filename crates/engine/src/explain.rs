@@ -1,0 +1,409 @@
+//! `explain`: the causal chain of one item — observation → rule → setting → decision →
+//! outcome — in plain language, with a one-line "why" and the `what-if` that would change the
+//! outcome.
+//!
+//! It reads only what the item index points at (plus the observations that caused those
+//! decisions and the stream prefix needed to re-decide one observation), so it stays fast on a
+//! large journal.
+
+use crate::describe::{describe, summarize};
+use crate::error::EngineError;
+use crate::log::Stored;
+use ledgersync_domain::event::{EventClass, LeaveReason};
+use ledgersync_domain::settings::SettingUsed;
+use ledgersync_domain::{
+    Context, Event, ItemKey, MailboxId, MailboxState, OrgSettings, RecordId, RemoteId, RuleId, StreamId,
+    Timestamp, decide,
+};
+use ledgersync_journal::Journal;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One step of an item's story.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// Global position.
+    pub position: u64,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// `observed`, `decided` or `outcome`.
+    pub kind: &'static str,
+    /// Event type name.
+    pub event_type: &'static str,
+    /// Deciding rule (decisions).
+    pub rule: Option<String>,
+    /// What happened, in words.
+    pub text: String,
+    /// Settings the decision consulted.
+    pub settings: Vec<SettingUsed>,
+}
+
+/// A setting change that would have changed the outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct WhatIfHint {
+    /// Setting key.
+    pub setting: String,
+    /// The value that changes the outcome.
+    pub value: String,
+    /// What would have happened instead.
+    pub outcome: String,
+    /// Rules of the alternative decisions.
+    pub rules: Vec<String>,
+}
+
+/// The story of an item in one mailbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct MailboxStory {
+    /// Mailbox.
+    pub mailbox: MailboxId,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// One line: why the item ended as it did.
+    pub why: Option<String>,
+    /// The setting change that would have changed it.
+    pub what_if: Option<WhatIfHint>,
+}
+
+/// The story of one CRM row (or server item).
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemStory {
+    /// CRM row.
+    pub record: Option<RecordId>,
+    /// Server items linked to it.
+    pub remotes: Vec<RemoteId>,
+    /// Subject or name.
+    pub title: String,
+    /// Per mailbox.
+    pub mailboxes: Vec<MailboxStory>,
+}
+
+/// What `explain` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    /// The query.
+    pub query: String,
+    /// Matching items.
+    pub items: Vec<ItemStory>,
+}
+
+fn read(journal: &dyn Journal, positions: &[u64]) -> Result<Vec<Stored>, EngineError> {
+    journal.read_positions(positions)?.into_iter().map(Stored::decode).collect()
+}
+
+/// Finds the CRM rows and server items a query names.
+fn resolve(journal: &dyn Journal, query: &str) -> Result<(Vec<RecordId>, Vec<RemoteId>), EngineError> {
+    if let Some(id) = query.strip_prefix("crm:") {
+        return Ok((vec![RecordId::new(id)], vec![]));
+    }
+    if let Some(id) = query.strip_prefix("remote:") {
+        return Ok((vec![], vec![RemoteId::new(id)]));
+    }
+    if !journal.positions_for_item(&ItemKey::Crm(RecordId::new(query)))?.is_empty() {
+        return Ok((vec![RecordId::new(query)], vec![]));
+    }
+    if !journal.positions_for_item(&ItemKey::Remote(RemoteId::new(query)))?.is_empty() {
+        return Ok((vec![], vec![RemoteId::new(query)]));
+    }
+    let mut records = BTreeSet::new();
+    let mut remotes = BTreeSet::new();
+    for subject in journal.search_subjects(query, 20)? {
+        let positions = journal.positions_for_item(&ItemKey::Subject(subject))?;
+        for s in read(journal, &positions)? {
+            match &s.event {
+                Event::RecordUpserted(p) => {
+                    records.insert(p.record.id.clone());
+                }
+                Event::OwnerChanged(p) => {
+                    records.insert(p.record.id.clone());
+                }
+                Event::ItemSeen(p) => {
+                    remotes.insert(p.item.remote.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((records.into_iter().collect(), remotes.into_iter().collect()))
+}
+
+/// Explains every item matching `query` (a CRM id, a server id, `crm:ID`, `remote:ID`, or part of
+/// a subject).
+pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, EngineError> {
+    let (records, mut loose_remotes) = resolve(journal, query)?;
+    if records.is_empty() && loose_remotes.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "no item matches `{query}`: give a CRM id, a server item id (remote:ID) or part of a subject \
+             (`ledgersync events` lists what the journal holds)"
+        )));
+    }
+    let mut items = Vec::new();
+    for record in records {
+        let mut positions: BTreeSet<u64> = journal.positions_for_item(&ItemKey::Crm(record.clone()))?.into_iter().collect();
+        let first = read(journal, &positions.iter().copied().collect::<Vec<_>>())?;
+        let mut remotes = BTreeSet::new();
+        for s in &first {
+            if let Event::LinkCreated(p) = &s.event {
+                remotes.insert(p.remote.clone());
+            }
+        }
+        loose_remotes.retain(|r| !remotes.contains(r));
+        for r in &remotes {
+            positions.extend(journal.positions_for_item(&ItemKey::Remote(r.clone()))?);
+        }
+        let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
+        items.push(story(journal, Some(record), remotes.into_iter().collect(), events)?);
+    }
+    for remote in loose_remotes {
+        let positions = journal.positions_for_item(&ItemKey::Remote(remote.clone()))?;
+        let events = read(journal, &positions)?;
+        items.push(story(journal, None, vec![remote], events)?);
+    }
+    Ok(Explanation {
+        query: query.to_string(),
+        items,
+    })
+}
+
+fn step(s: &Stored) -> Step {
+    let kind = match s.event.class() {
+        EventClass::Decision => "decided",
+        EventClass::Outcome => "outcome",
+        _ => "observed",
+    };
+    Step {
+        position: s.envelope.position,
+        at: s.envelope.recorded_at,
+        kind,
+        event_type: s.event.name(),
+        rule: s.envelope.rule.map(|r| r.to_string()),
+        text: describe(&s.event),
+        settings: s.event.basis().map(|b| b.settings.clone()).unwrap_or_default(),
+    }
+}
+
+fn story(
+    journal: &dyn Journal,
+    record: Option<RecordId>,
+    remotes: Vec<RemoteId>,
+    events: Vec<Stored>,
+) -> Result<ItemStory, EngineError> {
+    let mut title = record.as_ref().map(|r| r.to_string()).unwrap_or_default();
+    let mut by_mailbox: BTreeMap<MailboxId, Vec<Stored>> = BTreeMap::new();
+    for s in events {
+        match &s.event {
+            Event::RecordUpserted(p) => title = p.record.title().to_string(),
+            Event::OwnerChanged(p) => title = p.record.title().to_string(),
+            Event::ItemSeen(p) if record.is_none() => title = p.item.fields.title().to_string(),
+            _ => {}
+        }
+        if let Some(m) = s.envelope.stream.as_mailbox() {
+            by_mailbox.entry(m).or_default().push(s);
+        }
+    }
+    let mut mailboxes = Vec::new();
+    for (mailbox, mut list) in by_mailbox {
+        add_missing_causes(journal, &mailbox, &mut list)?;
+        list.sort_by_key(|s| s.envelope.position);
+        let (why, what_if) = match record.as_ref() {
+            Some(r) => conclude(journal, &mailbox, r, &list)?,
+            None => (None, None),
+        };
+        mailboxes.push(MailboxStory {
+            mailbox,
+            steps: list.iter().map(step).collect(),
+            why,
+            what_if,
+        });
+    }
+    Ok(ItemStory {
+        record,
+        remotes,
+        title,
+        mailboxes,
+    })
+}
+
+/// Adds the observations that caused listed decisions but are not indexed under the item
+/// (a filter edit, a Test & Enable). They sit just before their decisions in the same stream.
+fn add_missing_causes(journal: &dyn Journal, mailbox: &MailboxId, list: &mut Vec<Stored>) -> Result<(), EngineError> {
+    let have: BTreeSet<_> = list.iter().map(|s| s.envelope.event_id).collect();
+    let mut wanted: BTreeMap<_, u64> = BTreeMap::new();
+    for s in list.iter() {
+        if s.event.class() == EventClass::Decision {
+            for c in &s.envelope.causation {
+                if !have.contains(c) {
+                    wanted.entry(*c).or_insert(s.envelope.seq);
+                }
+            }
+        }
+    }
+    let stream = StreamId::mailbox(mailbox);
+    for (id, seq) in wanted {
+        let from = seq.saturating_sub(256).max(1);
+        let page = journal.read_stream(&stream, from, (seq - from + 1) as usize)?;
+        if let Some(env) = page.into_iter().rev().find(|e| e.event_id == id) {
+            list.push(Stored::decode(env)?);
+        }
+    }
+    Ok(())
+}
+
+fn is_consequential(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::DeleteIntent(_) | Event::CancelIntent(_) | Event::Unlinked(_) | Event::LogicalDelete(_) | Event::NoAction(_)
+    )
+}
+
+/// The "why" line and the what-if hint for the last consequential observation of the story.
+fn conclude(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    record: &RecordId,
+    list: &[Stored],
+) -> Result<(Option<String>, Option<WhatIfHint>), EngineError> {
+    let Some(last) = list
+        .iter()
+        .rev()
+        .find(|s| s.event.class() == EventClass::Decision && s.event.record() == Some(record) && is_consequential(&s.event))
+    else {
+        return Ok((None, None));
+    };
+    let Some(obs_id) = last.envelope.causation.first().copied() else {
+        return Ok((None, None));
+    };
+    let Some(obs) = list.iter().find(|s| s.envelope.event_id == obs_id) else {
+        return Ok((None, None));
+    };
+    let batch: Vec<&Stored> = list
+        .iter()
+        .filter(|s| s.envelope.causation.first() == Some(&obs_id) && s.event.record() == Some(record))
+        .collect();
+    let recorded: Vec<(RuleId, Event)> = batch
+        .iter()
+        .map(|s| (s.envelope.rule.unwrap_or(RuleId(0)), s.event.clone()))
+        .collect();
+    let outcome = summarize(&recorded);
+    let mut used: Vec<SettingUsed> = Vec::new();
+    for s in &batch {
+        for u in s.event.basis().map(|b| b.settings.as_slice()).unwrap_or(&[]) {
+            if !used.contains(u) {
+                used.push(u.clone());
+            }
+        }
+    }
+    let rule = batch
+        .iter()
+        .find_map(|s| match &s.event {
+            Event::LogicalDelete(_) => s.envelope.rule,
+            _ => None,
+        })
+        .or(last.envelope.rule)
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let cause = batch.iter().find_map(|s| match &s.event {
+        Event::LogicalDelete(p) => Some(p.reason.clone()),
+        _ => None,
+    });
+    let owner = journal_owner(journal, mailbox, obs.envelope.seq)?;
+    let settings_text = used
+        .iter()
+        .map(|u| format!("{} is {}", u.key, u.value))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let because = if settings_text.is_empty() { String::new() } else { format!(" because {settings_text}") };
+    let why = match cause {
+        Some(reason) => {
+            let head = match &reason {
+                LeaveReason::AccessLost(r) => format!("access lost ({r})"),
+                other => other.to_string(),
+            };
+            format!("{head} → no longer in {owner}'s filter union → logical delete → {outcome}{because} ({rule})")
+        }
+        None => format!("{} → {outcome}{because} ({rule})", describe(&obs.event)),
+    };
+    let hint = flip_settings(journal, mailbox, record, obs, &used, &outcome)?;
+    Ok((Some(why), hint))
+}
+
+fn journal_owner(journal: &dyn Journal, mailbox: &MailboxId, upto: u64) -> Result<String, EngineError> {
+    let state = state_before(journal, mailbox, upto)?;
+    Ok(state.owner.map(|u| u.to_string()).unwrap_or_else(|| mailbox.to_string()))
+}
+
+/// The mailbox state just before stream sequence `seq`.
+fn state_before(journal: &dyn Journal, mailbox: &MailboxId, seq: u64) -> Result<MailboxState, EngineError> {
+    let stream = StreamId::mailbox(mailbox);
+    let mut state = MailboxState::default();
+    let mut from = 1;
+    while from < seq {
+        let page = journal.read_stream(&stream, from, ((seq - from) as usize).min(crate::log::PAGE))?;
+        if page.is_empty() {
+            break;
+        }
+        for env in page {
+            from = env.seq + 1;
+            let s = Stored::decode(env)?;
+            state.apply(s.meta(), &s.event);
+        }
+    }
+    Ok(state)
+}
+
+fn alternatives(u: &SettingUsed) -> Vec<String> {
+    match u.value.as_str() {
+        "true" => vec!["false".into()],
+        "false" => vec!["true".into()],
+        "0" | "1" | "2" if u.key == "task_deletion_mode" => {
+            ["0", "1", "2"].iter().filter(|v| **v != u.value).map(|v| v.to_string()).collect()
+        }
+        _ => vec![],
+    }
+}
+
+fn flip_settings(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    record: &RecordId,
+    obs: &Stored,
+    used: &[SettingUsed],
+    recorded_outcome: &str,
+) -> Result<Option<WhatIfHint>, EngineError> {
+    if used.is_empty() {
+        return Ok(None);
+    }
+    let state = state_before(journal, mailbox, obs.envelope.seq)?;
+    let mut base = OrgSettings::default();
+    for u in used {
+        let _ = base.set(&u.key, &u.value);
+    }
+    for u in used {
+        for alt in alternatives(u) {
+            let mut s = base.clone();
+            if s.set(&u.key, &alt).is_err() {
+                continue;
+            }
+            let ctx = Context {
+                settings: &s,
+                now: obs.envelope.recorded_at,
+            };
+            let sim: Vec<(RuleId, Event)> = decide(&state, &obs.event, &ctx)
+                .into_iter()
+                .filter(|d| d.event.record() == Some(record))
+                .map(|d| (d.rule, d.event))
+                .collect();
+            let outcome = summarize(&sim);
+            if outcome != recorded_outcome {
+                let mut rules: Vec<String> = sim.iter().map(|(r, _)| r.to_string()).collect();
+                rules.dedup();
+                return Ok(Some(WhatIfHint {
+                    setting: u.key.clone(),
+                    value: alt,
+                    outcome,
+                    rules,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,21 @@
+//! The imperative shell of ledgersync around the pure domain: it routes CRM changes to
+//! mailboxes, runs `decide`, appends observations and decisions to the journal, and reads the
+//! journal back to replay, explain and re-decide under other settings (what-if).
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod describe;
+pub mod engine;
+pub mod error;
+pub mod explain;
+pub mod log;
+pub mod replay;
+pub mod scenario;
+pub mod whatif;
+
+pub use clock::{Clock, IdGen, ManualClock, SystemClock};
+pub use engine::{Engine, Processed};
+pub use error::EngineError;
+pub use explain::{Explanation, explain};
+pub use replay::{ReplayReport, replay};
+pub use whatif::{WhatIfReport, what_if};

@@ -1,0 +1,149 @@
+//! `replay`: rebuild every mailbox's state by folding its events, re-run `decide` over each
+//! recorded observation with the settings in force at the time, and compare with the decisions
+//! that were recorded. A mismatch means the rules changed, or the journal does not hold what
+//! the engine decided.
+
+use crate::describe::describe;
+use crate::error::EngineError;
+use crate::log::scan;
+use ledgersync_domain::{Context, Decision, Event, MailboxId, MailboxState, OrgState, RuleId};
+use ledgersync_journal::Journal;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+
+/// One decision that was not reproduced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Mismatch {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// Position of the observation.
+    pub observation_position: u64,
+    /// The observation, in words.
+    pub observation: String,
+    /// The recorded decision (rule and text), if one was recorded.
+    pub recorded: Option<String>,
+    /// The recomputed decision, if one was recomputed.
+    pub recomputed: Option<String>,
+}
+
+/// The result of a replay.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReplayReport {
+    /// Events read.
+    pub events: u64,
+    /// Observations re-decided.
+    pub observations: u64,
+    /// Decisions recorded.
+    pub decisions: u64,
+    /// Decisions reproduced exactly.
+    pub reproduced: u64,
+    /// Differences.
+    pub mismatches: Vec<Mismatch>,
+    /// Mailboxes replayed.
+    pub mailboxes: u64,
+}
+
+impl ReplayReport {
+    /// True when every recorded decision was reproduced and none was added.
+    pub fn ok(&self) -> bool {
+        self.mismatches.is_empty() && self.reproduced == self.decisions
+    }
+}
+
+fn line(rule: Option<RuleId>, e: &Event) -> String {
+    match rule {
+        Some(r) => format!("{r} {}: {}", e.name(), describe(e)),
+        None => format!("{}: {}", e.name(), describe(e)),
+    }
+}
+
+struct Pending {
+    position: u64,
+    observation: String,
+    expected: VecDeque<Decision>,
+}
+
+/// Replays the journal (or one mailbox of it).
+pub fn replay(
+    journal: &dyn Journal,
+    only: Option<&MailboxId>,
+    progress: impl FnMut(u64, u64),
+) -> Result<ReplayReport, EngineError> {
+    let mut org = OrgState::default();
+    let mut states: BTreeMap<MailboxId, MailboxState> = BTreeMap::new();
+    let mut pending: BTreeMap<MailboxId, Pending> = BTreeMap::new();
+    let mut report = ReplayReport::default();
+
+    fn flush(report: &mut ReplayReport, mailbox: &MailboxId, p: Pending) {
+        for d in p.expected {
+            report.mismatches.push(Mismatch {
+                mailbox: mailbox.clone(),
+                observation_position: p.position,
+                observation: p.observation.clone(),
+                recorded: None,
+                recomputed: Some(line(Some(d.rule), &d.event)),
+            });
+        }
+    }
+
+    scan(journal, 1, progress, |s| {
+        report.events += 1;
+        let Some(m) = s.envelope.stream.as_mailbox() else {
+            org.apply(&s.event);
+            return Ok(());
+        };
+        if only.is_some_and(|o| o != &m) {
+            return Ok(());
+        }
+        let state = states.entry(m.clone()).or_default();
+        if s.event.is_observation() {
+            if let Some(p) = pending.remove(&m) {
+                flush(&mut report, &m, p);
+            }
+            let ctx = Context {
+                settings: &org.settings,
+                now: s.envelope.recorded_at,
+            };
+            let expected = ledgersync_domain::decide(state, &s.event, &ctx);
+            report.observations += 1;
+            state.apply(s.meta(), &s.event);
+            pending.insert(
+                m,
+                Pending {
+                    position: s.envelope.position,
+                    observation: line(None, &s.event),
+                    expected: expected.into(),
+                },
+            );
+        } else {
+            report.decisions += 1;
+            let p = pending.entry(m.clone()).or_insert_with(|| Pending {
+                position: s.envelope.position,
+                observation: "(no observation before it)".into(),
+                expected: VecDeque::new(),
+            });
+            let exp = p.expected.pop_front();
+            let same = exp
+                .as_ref()
+                .is_some_and(|d| Some(d.rule) == s.envelope.rule && d.event == s.event);
+            if same {
+                report.reproduced += 1;
+            } else {
+                report.mismatches.push(Mismatch {
+                    mailbox: m.clone(),
+                    observation_position: p.position,
+                    observation: p.observation.clone(),
+                    recorded: Some(line(s.envelope.rule, &s.event)),
+                    recomputed: exp.map(|d| line(Some(d.rule), &d.event)),
+                });
+            }
+            state.apply(s.meta(), &s.event);
+        }
+        Ok(())
+    })?;
+    for (m, p) in std::mem::take(&mut pending) {
+        flush(&mut report, &m, p);
+    }
+    report.mailboxes = states.len() as u64;
+    Ok(report)
+}
