@@ -24,7 +24,7 @@
 use crate::append::{Appended, CommitStats, ExpectedSeq};
 use crate::error::AppendError;
 use crate::record::frame_event;
-use crate::store::{Batch, BatchEvent, Store};
+use crate::store::{Batch, BatchAppend, BatchEvent, Store};
 use crate::ticket::{AppendTicket, Reply};
 use ledgersync_domain::{ItemKey, NewEvent, StreamId};
 use std::collections::{HashMap, VecDeque};
@@ -310,8 +310,6 @@ impl Writer {
                 let envelope = event.into_envelope(stream.clone(), seq, next_position);
                 batch.events.push(BatchEvent {
                     position: next_position,
-                    stream: stream.clone(),
-                    seq,
                     record: frame_event(&envelope.encode()),
                     items: items.iter().map(ItemKey::to_key).collect(),
                     subjects: items
@@ -324,6 +322,12 @@ impl Writer {
                 });
                 next_position += 1;
             }
+            batch.appends.push(BatchAppend {
+                stream: stream.clone(),
+                first_seq: appended.first_seq,
+                first_position: appended.first_position,
+                count,
+            });
             batch_heads.insert(stream.clone(), appended.last_seq);
             accepted += 1;
             outcomes.push(Outcome {

@@ -209,17 +209,21 @@ impl Journal for StoreJournal {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let records = self.store.stream_records(stream, from_seq.max(1), max)?;
+        let from_seq = from_seq.max(1);
+        let records = self.store.stream_records(stream, from_seq, max)?;
         let envelopes = self.decode_all(records)?;
-        if let Some(bad) = envelopes.iter().find(|e| &e.stream != stream) {
-            return Err(ReadError::Corrupt {
-                position: bad.position,
-                path: self.store.path().to_owned(),
-                detail: format!(
-                    "the stream index of {stream} points at an event of stream {}",
-                    bad.stream
-                ),
-            });
+        for (expected_seq, e) in (from_seq..).zip(&envelopes) {
+            if &e.stream != stream || e.seq != expected_seq {
+                return Err(ReadError::Corrupt {
+                    position: e.position,
+                    path: self.store.path().to_owned(),
+                    detail: format!(
+                        "the stream index points at this position for {stream} seq \
+                         {expected_seq}, but the record holds {} seq {}",
+                        e.stream, e.seq
+                    ),
+                });
+            }
         }
         Ok(envelopes)
     }

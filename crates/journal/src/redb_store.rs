@@ -4,7 +4,7 @@
 //! |----------------|-----------------|--------------------------------|
 //! | `events`       | position `u64`  | event record (CRC ‖ envelope)  |
 //! | `stream_heads` | stream `&str`   | head seq `u64`                 |
-//! | `stream_index` | (stream, seq)   | position `u64`                 |
+//! | `stream_index` | (stream, first seq of an append) | (first position, count)   |
 //! | `items`        | item key `&str` | positions (multimap, ascending)|
 //! | `subjects`     | subject `&str`  | `()`                           |
 //! | `snapshots`    | stream `&str`   | snapshot record                |
@@ -30,7 +30,7 @@ pub(crate) const REDB_FILE: &str = "journal.redb";
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STREAM_HEADS: TableDefinition<&str, u64> = TableDefinition::new("stream_heads");
-const STREAM_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("stream_index");
+const STREAM_INDEX: TableDefinition<(&str, u64), (u64, u64)> = TableDefinition::new("stream_index");
 const ITEMS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("items");
 const SUBJECTS: TableDefinition<&str, ()> = TableDefinition::new("subjects");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
@@ -160,9 +160,14 @@ impl Store for RedbStore {
             let mut index = tx.open_table(STREAM_INDEX)?;
             let mut items = tx.open_multimap_table(ITEMS)?;
             let mut subjects = tx.open_table(SUBJECTS)?;
+            for a in &batch.appends {
+                index.insert(
+                    (a.stream.as_str(), a.first_seq),
+                    (a.first_position, a.count),
+                )?;
+            }
             for e in &batch.events {
                 events.insert(e.position, e.record.as_slice())?;
-                index.insert((e.stream.as_str(), e.seq), e.position)?;
                 for key in &e.items {
                     items.insert(key.as_str(), e.position)?;
                 }
@@ -218,17 +223,34 @@ impl Store for RedbStore {
         let run = |missing: &mut Option<(u64, u64)>| -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
             let index = tx.open_table(STREAM_INDEX)?;
             let events = tx.open_table(EVENTS)?;
-            let mut out = Vec::new();
             let s = stream.as_str();
-            for entry in index.range((s, from_seq)..=(s, u64::MAX))?.take(max) {
-                let (key, position) = entry?;
-                let position = position.value();
-                match events.get(position)? {
-                    Some(v) => out.push((position, v.value().to_vec())),
-                    None => {
-                        *missing = Some((key.value().1, position));
-                        break;
-                    }
+            // Start at the append that holds `from_seq`: the last one starting at or before it.
+            let start = match index.range((s, 0)..=(s, from_seq))?.next_back() {
+                Some(entry) => entry?.0.value().1,
+                None => from_seq,
+            };
+            let mut out = Vec::new();
+            for entry in index.range((s, start)..=(s, u64::MAX))? {
+                if out.len() >= max {
+                    break;
+                }
+                let (key, value) = entry?;
+                let first_seq = key.value().1;
+                let (first_position, count) = value.value();
+                let skip = from_seq.saturating_sub(first_seq);
+                if skip >= count {
+                    continue;
+                }
+                let take = (count - skip).min((max - out.len()) as u64);
+                let (from, to) = (first_position + skip, first_position + skip + take - 1);
+                let before = out.len();
+                for record in events.range(from..=to)? {
+                    let (k, v) = record?;
+                    out.push((k.value(), v.value().to_vec()));
+                }
+                if (out.len() - before) as u64 != take {
+                    *missing = Some((first_seq, first_position));
+                    break;
                 }
             }
             Ok(out)
@@ -239,8 +261,8 @@ impl Store for RedbStore {
             Some((seq, position)) => Err(ReadError::CorruptIndex {
                 path: self.path.clone(),
                 detail: format!(
-                    "the stream index maps {stream} seq {seq} to position {position}, which has \
-                     no event"
+                    "the stream index maps the append of {stream} at seq {seq} to positions \
+                     from {position}, some of which hold no event"
                 ),
             }),
         }

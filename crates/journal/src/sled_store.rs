@@ -4,7 +4,7 @@
 //! |----------------|-----------------------------------|-------------------------------|
 //! | `events`       | position as u64 BE                | event record (CRC ‖ envelope) |
 //! | `stream_heads` | stream (UTF-8)                    | head seq as u64 BE            |
-//! | `stream_index` | stream ‖ 0xFF ‖ seq as u64 BE     | position as u64 BE            |
+//! | `stream_index` | stream ‖ 0xFF ‖ first seq u64 BE  | first position ‖ count, u64 BE|
 //! | `items`        | item key ‖ 0xFF ‖ position u64 BE | empty                         |
 //! | `subjects`     | subject (UTF-8)                   | empty                         |
 //! | `snapshots`    | stream (UTF-8)                    | snapshot record               |
@@ -167,10 +167,14 @@ impl Store for SledStore {
         );
         let result: Result<(), TransactionError<Infallible>> =
             trees.transaction(|(events, heads, index, items, subjects)| {
+                for a in &batch.appends {
+                    let mut value = [0u8; 16];
+                    value[..8].copy_from_slice(&a.first_position.to_be_bytes());
+                    value[8..].copy_from_slice(&a.count.to_be_bytes());
+                    index.insert(text_number_key(a.stream.as_str(), a.first_seq), &value)?;
+                }
                 for e in &batch.events {
-                    let position = e.position.to_be_bytes();
-                    events.insert(&position, e.record.as_slice())?;
-                    index.insert(text_number_key(e.stream.as_str(), e.seq), &position)?;
+                    events.insert(&e.position.to_be_bytes(), e.record.as_slice())?;
                     for key in &e.items {
                         items.insert(text_number_key(key, e.position), &[])?;
                     }
@@ -223,31 +227,59 @@ impl Store for SledStore {
         from_seq: u64,
         max: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
-        let start = text_number_key(stream.as_str(), from_seq);
-        let end = text_number_key(stream.as_str(), u64::MAX);
+        let s = stream.as_str();
+        // Start at the append that holds `from_seq`: the last one starting at or before it.
+        let start = match self
+            .stream_index
+            .range(text_number_key(s, 0)..=text_number_key(s, from_seq))
+            .next_back()
+        {
+            Some(entry) => entry.map_err(|e| self.read_err(e))?.0.to_vec(),
+            None => text_number_key(s, from_seq),
+        };
         let mut out = Vec::new();
-        for entry in self.stream_index.range(start..=end).take(max) {
+        for entry in self
+            .stream_index
+            .range(start..=text_number_key(s, u64::MAX))
+        {
+            if out.len() >= max {
+                break;
+            }
             let (k, v) = entry.map_err(|e| self.read_err(e))?;
-            let seq = number_suffix(&k);
-            let position = be_u64(&v).ok_or_else(|| {
+            let malformed = || {
                 self.malformed(format!(
-                    "a stream index entry of {stream} holds {} bytes",
+                    "a stream index entry of {stream} is malformed ({} key bytes, {} value bytes)",
+                    k.len(),
                     v.len()
                 ))
-            })?;
-            match self
-                .events
-                .get(position.to_be_bytes())
-                .map_err(|e| self.read_err(e))?
-            {
-                Some(record) => out.push((position, record.to_vec())),
-                None => {
-                    return Err(self.malformed(format!(
-                        "the stream index maps {stream} seq {} to position {position}, which has \
-                         no event",
-                        seq.unwrap_or(0)
-                    )));
-                }
+            };
+            let first_seq = number_suffix(&k).ok_or_else(malformed)?;
+            let (first_position, count) = match (v.get(..8), v.get(8..)) {
+                (Some(p), Some(c)) if v.len() == 16 => (
+                    be_u64(p).ok_or_else(malformed)?,
+                    be_u64(c).ok_or_else(malformed)?,
+                ),
+                _ => return Err(malformed()),
+            };
+            let skip = from_seq.saturating_sub(first_seq);
+            if skip >= count {
+                continue;
+            }
+            let take = (count - skip).min((max - out.len()) as u64);
+            let (from, to) = (first_position + skip, first_position + skip + take - 1);
+            let before = out.len();
+            for record in self.events.range(from.to_be_bytes()..=to.to_be_bytes()) {
+                let (k, v) = record.map_err(|e| self.read_err(e))?;
+                let position = be_u64(&k).ok_or_else(|| {
+                    self.malformed(format!("an event key is {} bytes long", k.len()))
+                })?;
+                out.push((position, v.to_vec()));
+            }
+            if (out.len() - before) as u64 != take {
+                return Err(self.malformed(format!(
+                    "the stream index maps the append of {stream} at seq {first_seq} to positions \
+                     from {first_position}, some of which hold no event"
+                )));
             }
         }
         Ok(out)

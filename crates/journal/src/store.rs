@@ -13,10 +13,6 @@ use std::path::Path;
 pub(crate) struct BatchEvent {
     /// Global position (the key of the events table).
     pub position: u64,
-    /// The stream.
-    pub stream: StreamId,
-    /// Sequence in the stream.
-    pub seq: u64,
     /// The framed record (`record::frame_event`).
     pub record: Vec<u8>,
     /// Item index keys (`ItemKey::to_key`).
@@ -25,11 +21,27 @@ pub(crate) struct BatchEvent {
     pub subjects: Vec<String>,
 }
 
+/// One accepted append of a batch: its events have contiguous seqs *and* contiguous positions,
+/// so the stream index holds one entry per append, not one per event.
+#[derive(Debug)]
+pub(crate) struct BatchAppend {
+    /// The stream.
+    pub stream: StreamId,
+    /// Seq of its first event.
+    pub first_seq: u64,
+    /// Position of its first event.
+    pub first_position: u64,
+    /// Number of events.
+    pub count: u64,
+}
+
 /// Everything one group commit writes, in one atomic durable transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     /// Events in position order, contiguous.
     pub events: Vec<BatchEvent>,
+    /// The accepted appends, in position order.
+    pub appends: Vec<BatchAppend>,
     /// The new head of every stream appended to.
     pub heads: Vec<(StreamId, u64)>,
 }
@@ -49,7 +61,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn records_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError>;
     /// The record of each position, `None` where there is none.
     fn records_at(&self, positions: &[u64]) -> Result<Vec<Option<Vec<u8>>>, ReadError>;
-    /// Up to `max` records of a stream with seq `>= from_seq`, ascending.
+    /// Up to `max` records of a stream with seq `>= from_seq` (`from_seq >= 1`), ascending.
+    /// The caller checks that the records hold that stream's seqs `from_seq, from_seq + 1, …`.
     fn stream_records(
         &self,
         stream: &StreamId,
