@@ -1,6 +1,7 @@
 //! `ledgersync demo`: the disappearing-appointment story through the real decide + journal path.
 
 use crate::commands::journal_dir;
+use crate::config::Config;
 use crate::render;
 use anyhow::{Context as _, Result, bail};
 use ledgersync_domain::{Duration, OrgId};
@@ -10,8 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn run(data: Option<PathBuf>, backend: &str, json: bool) -> Result<ExitCode> {
-    let backend: Backend = backend.parse().map_err(anyhow::Error::from)?;
+pub fn run(data: Option<PathBuf>, backend: Option<&str>, config: &Config, json: bool) -> Result<ExitCode> {
+    let backend: Backend = match backend {
+        Some(b) => b.parse().map_err(anyhow::Error::from)?,
+        None => config.backend,
+    };
     let data = match data {
         Some(d) => {
             if d.exists() && d.read_dir().map(|mut r| r.next().is_some()).unwrap_or(true) {
@@ -29,11 +33,14 @@ pub fn run(data: Option<PathBuf>, backend: &str, json: bool) -> Result<ExitCode>
         }
     };
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let journal = ledgersync_journal::open(&journal_dir(&data), &JournalOptions::with_backend(backend))
+    let mut options = JournalOptions::with_backend(backend);
+    options.max_batch_events = config.max_batch_events;
+    let journal = ledgersync_journal::open(&journal_dir(&data), &options)
         .with_context(|| format!("creating the journal in {}", data.display()))?;
     // The story's clock starts two hours ago and moves seven minutes per step.
     let clock = Arc::new(ManualClock::new(SystemClock.now() - Duration::hours(2)));
-    let mut engine = Engine::open(journal.clone(), OrgId::new("serenity"), clock.clone())?;
+    let mut engine =
+        Engine::open(journal.clone(), OrgId::new(config.org.clone()), clock.clone())?.with_snapshot_every(config.snapshot_every);
     let steps = ledgersync_engine::scenario::disappearing_appointment(&mut engine, &clock)?;
     drop(engine);
 

@@ -1,6 +1,7 @@
 //! `ledgersync`: the command line of the ledgersync sync engine.
 
 mod commands;
+mod config;
 mod demo;
 mod render;
 
@@ -15,9 +16,14 @@ use std::process::ExitCode;
 Start with `ledgersync demo`: it builds a small organization in a fresh data directory, plays the \
 disappearing-appointment story, and prints the commands to explore it.")]
 struct Cli {
-    /// Data directory (holds the journal). Also read from LEDGERSYNC_DATA.
+    /// Data directory (holds the journal). Also read from LEDGERSYNC_DATA; wins over the
+    /// configuration file's `data.dir`.
     #[arg(long, global = true, env = "LEDGERSYNC_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+
+    /// Configuration file (see config/ledgersync.toml). Also read from LEDGERSYNC_CONFIG.
+    #[arg(long, global = true, env = "LEDGERSYNC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Print machine-readable JSON instead of text (JSON lines for `events`).
     #[arg(long, global = true)]
@@ -32,9 +38,10 @@ enum Command {
     /// Run the disappearing-appointment story end to end in a fresh data directory (default: a
     /// new directory under the system temp dir, printed), then explain, what-if and replay it.
     Demo {
-        /// Journal backend for the new data directory.
-        #[arg(long, default_value = "redb", value_parser = ["redb", "sled"])]
-        backend: String,
+        /// Journal backend for the new data directory (default: the configuration's
+        /// `journal.backend`, else redb).
+        #[arg(long, value_parser = ["redb", "sled"])]
+        backend: Option<String>,
     },
     /// Rebuild state from the journal, re-run every decision and compare with what was recorded.
     /// Exits non-zero on any mismatch and prints a report per item.
@@ -74,12 +81,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => match config::Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+        None => config::Config::default(),
+    };
+    let data = cli.data.or(config.data.clone());
     let result = match cli.command {
-        Command::Demo { backend } => demo::run(cli.data, &backend, cli.json),
-        Command::Replay { mailbox } => commands::replay(cli.data, mailbox, cli.json),
-        Command::Explain { item } => commands::explain(cli.data, &item, cli.json),
-        Command::WhatIf { set } => commands::what_if(cli.data, &set, cli.json),
-        Command::Events { mailbox, from, limit } => commands::events(cli.data, mailbox, from, limit, cli.json),
+        Command::Demo { backend } => demo::run(data, backend.as_deref(), &config, cli.json),
+        Command::Replay { mailbox } => commands::replay(data, mailbox, cli.json),
+        Command::Explain { item } => commands::explain(data, &item, cli.json),
+        Command::WhatIf { set } => commands::what_if(data, &set, cli.json),
+        Command::Events { mailbox, from, limit } => commands::events(data, mailbox, from, limit, cli.json),
     };
     match result {
         Ok(code) => code,

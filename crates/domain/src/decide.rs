@@ -166,78 +166,63 @@ impl<'a> Decider<'a> {
         match obs {
             Event::MailboxMapped(p) => self.mapped(&p.mailbox, &p.user),
             Event::MailboxTested(p) => self.tested(p),
-            Event::DisableRequested(p) => {
-                if s.workload(p.workload).enabled {
-                    self.push(
-                        81,
-                        Event::WorkloadDisabled(WorkloadDisabled {
-                            basis: basis(format!("{} disabled {} on request", p.by, p.workload), vec![]),
-                            workload: p.workload,
-                            reason: DisableReason::Administrator,
-                        }),
-                    );
-                    self.alert(
-                        81,
-                        AlertLevel::Information,
-                        format!(
-                            "The mailbox {} has been disabled for {} by {}.",
-                            s.address, p.workload, p.by
-                        ),
-                    );
-                }
+            Event::DisableRequested(p) if s.workload(p.workload).enabled => {
+                self.push(
+                    81,
+                    Event::WorkloadDisabled(WorkloadDisabled {
+                        basis: basis(format!("{} disabled {} on request", p.by, p.workload), vec![]),
+                        workload: p.workload,
+                        reason: DisableReason::Administrator,
+                    }),
+                );
+                self.alert(
+                    81,
+                    AlertLevel::Information,
+                    format!("The mailbox {} has been disabled for {} by {}.", s.address, p.workload, p.by),
+                );
             }
-            Event::RecordUpserted(p) => {
-                if self.act_enabled() {
-                    self.reconcile(&p.record, Cause::Upsert, &s.filters, None);
-                }
+            Event::AddressApproved(p) if !p.approved && s.id.as_ref() == Some(&p.mailbox) => {
+                self.approval_withdrawn();
             }
-            Event::OwnerChanged(p) => {
-                if self.act_enabled() {
-                    self.reconcile(&p.record, Cause::OwnerChange(&p.previous_owner), &s.filters, None);
-                }
+            Event::RecordUpserted(p) if self.act_enabled() => {
+                self.reconcile(&p.record, Cause::Upsert, &s.filters, None);
             }
-            Event::RecordDeleted(p) => {
-                if self.act_enabled() {
-                    self.physical_delete(&p.id);
-                }
+            Event::OwnerChanged(p) if self.act_enabled() => {
+                self.reconcile(&p.record, Cause::OwnerChange(&p.previous_owner), &s.filters, None);
             }
-            Event::AccessLost(p) => {
-                if self.act_enabled() && s.owner.as_ref() == Some(&p.user) {
-                    for id in &p.records {
-                        if let Some(rec) = s.records.get(id).filter(|_| !s.deleted.contains(id)) {
-                            self.reconcile(rec, Cause::Access(p.reason), &s.filters, Some(p.reason));
-                        }
+            Event::RecordDeleted(p) if self.act_enabled() => self.physical_delete(&p.id),
+            Event::AccessLost(p) if self.act_enabled() && s.owner.as_ref() == Some(&p.user) => {
+                for id in &p.records {
+                    if let Some(rec) = s.records.get(id).filter(|_| !s.deleted.contains(id)) {
+                        self.reconcile(rec, Cause::Access(p.reason), &s.filters, Some(p.reason));
                     }
                 }
             }
-            Event::AccessRegained(p) => {
-                if self.act_enabled() && s.owner.as_ref() == Some(&p.user) {
-                    for id in &p.records {
-                        if let Some(rec) = s.records.get(id).filter(|_| !s.deleted.contains(id)) {
-                            // The regained rows are readable again; other denials stay.
-                            self.reconcile_with_denial(rec, Cause::Upsert, &s.filters, None);
-                        }
+            Event::AccessRegained(p) if self.act_enabled() && s.owner.as_ref() == Some(&p.user) => {
+                for id in &p.records {
+                    if let Some(rec) = s.records.get(id).filter(|_| !s.deleted.contains(id)) {
+                        // These rows are readable again, whatever denial they had.
+                        self.reconcile_with_denial(rec, Cause::Upsert, &s.filters, None);
                     }
                 }
             }
-            Event::FilterChanged(p) => {
-                if self.act_enabled() && s.owner.as_ref() == Some(&p.user) {
-                    let mut filters = s.filters.clone();
-                    if filters.replace_entity(p.entity, &p.filters).is_err() {
-                        return;
-                    }
-                    if !filters.has_enabled(p.entity) {
-                        self.no_filter_left(p.entity);
-                        return;
-                    }
-                    let rows: Vec<&Record> = s
-                        .records
-                        .values()
-                        .filter(|r| r.entity() == p.entity && !s.deleted.contains(&r.id))
-                        .collect();
-                    for rec in rows {
-                        self.reconcile(rec, Cause::FilterEdit, &filters, None);
-                    }
+            Event::FilterChanged(p) if self.act_enabled() && s.owner.as_ref() == Some(&p.user) => {
+                let mut filters = s.filters.clone();
+                if filters.replace_entity(p.entity, &p.filters).is_err() {
+                    return;
+                }
+                if !filters.has_enabled(p.entity) {
+                    self.no_filter_left(p.entity);
+                    return;
+                }
+                let rows: Vec<&Record> = s
+                    .records
+                    .values()
+                    .map(|r| r.as_ref())
+                    .filter(|r| r.entity() == p.entity && !s.deleted.contains(&r.id))
+                    .collect();
+                for rec in rows {
+                    self.reconcile(rec, Cause::FilterEdit, &filters, None);
                 }
             }
             Event::ItemSeen(p) => self.item_seen(&p.item),
@@ -335,6 +320,41 @@ impl<'a> Decider<'a> {
         );
     }
 
+    /// R5: an email workload of a mailbox whose address is not approved is disabled, with an alert.
+    fn not_approved(&mut self, w: Workload) {
+        let s = self.state;
+        let why = format!(
+            "Email cannot be {} for the mailbox {} because its email address has not been approved. \
+             The mailbox has been disabled for {}. Approve the address, then run Test & Enable again.",
+            if w == Workload::Incoming { "received" } else { "sent" },
+            s.address,
+            w
+        );
+        if s.workload(w).enabled || s.workload(w).disabled_reason != Some(DisableReason::NotApproved) {
+            self.push(
+                5,
+                Event::WorkloadDisabled(WorkloadDisabled {
+                    basis: basis(why.clone(), vec![setting(self.ctx.settings, "require_approved_address")]),
+                    workload: w,
+                    reason: DisableReason::NotApproved,
+                }),
+            );
+        }
+        self.alert(5, AlertLevel::Error, why);
+    }
+
+    /// R5: approval withdrawn while email workloads run.
+    fn approval_withdrawn(&mut self) {
+        if !self.ctx.settings.require_approved_address {
+            return;
+        }
+        for w in [Workload::Incoming, Workload::Outgoing] {
+            if self.state.workload(w).enabled {
+                self.not_approved(w);
+            }
+        }
+    }
+
     fn stop_all_workloads(&mut self, why: String) {
         for w in Workload::ALL {
             if self.state.workload(w).enabled {
@@ -407,52 +427,32 @@ impl<'a> Decider<'a> {
                 continue;
             }
             if w != Workload::Act && self.ctx.settings.require_approved_address && !s.approved {
-                let why = format!(
-                    "Email cannot be {} for the mailbox {} because its email address has not been approved. \
-                     The mailbox has been disabled for {}. Approve the address, then run Test & Enable again.",
-                    if w == Workload::Incoming { "received" } else { "sent" },
-                    s.address,
-                    w
-                );
-                let mut b = basis(why.clone(), vec![setting(self.ctx.settings, "require_approved_address")]);
-                b.reason = why.clone();
-                if was_enabled || s.workload(w).disabled_reason != Some(DisableReason::NotApproved) {
-                    self.push(
-                        5,
-                        Event::WorkloadDisabled(WorkloadDisabled {
-                            basis: b,
-                            workload: w,
-                            reason: DisableReason::NotApproved,
-                        }),
-                    );
-                }
-                self.alert(5, AlertLevel::Error, why);
+                self.not_approved(w);
                 continue;
             }
-            if w == Workload::Act {
-                if let Some(other) = p.act_org_marker.as_ref().filter(|o| Some(*o) != s.org.as_ref()) {
-                    if !p.override_other_org {
-                        let text = format!(
-                            "Appointments, contacts, and tasks can't be synchronized because the email address of the mailbox {} \
-                             is configured with another organization ({other}). Test & Enable with \"sync items from this \
-                             organization only\" to take it over.",
-                            s.address
-                        );
-                        disable(self, 2, DisableReason::OtherOrganization, text.clone(), Some(text));
-                        continue;
-                    }
-                    if let Some(org) = s.org.clone() {
-                        self.push(
-                            2,
-                            Event::OrganizationClaimed(OrganizationClaimed {
-                                basis: basis(
-                                    format!("the administrator chose to take ACT sync of {} over from {other}", s.address),
-                                    vec![],
-                                ),
-                                org,
-                            }),
-                        );
-                    }
+            if w == Workload::Act
+                && let Some(other) = p.act_org_marker.as_ref().filter(|o| Some(*o) != s.org.as_ref()) {
+                if !p.override_other_org {
+                    let text = format!(
+                        "Appointments, contacts, and tasks can't be synchronized because the email address of the mailbox {} \
+                         is configured with another organization ({other}). Test & Enable with \"sync items from this \
+                         organization only\" to take it over.",
+                        s.address
+                    );
+                    disable(self, 2, DisableReason::OtherOrganization, text.clone(), Some(text));
+                    continue;
+                }
+                if let Some(org) = s.org.clone() {
+                    self.push(
+                        2,
+                        Event::OrganizationClaimed(OrganizationClaimed {
+                            basis: basis(
+                                format!("the administrator chose to take ACT sync of {} over from {other}", s.address),
+                                vec![],
+                            ),
+                            org,
+                        }),
+                    );
                 }
             }
             match result {
@@ -727,6 +727,11 @@ impl<'a> Decider<'a> {
         if rec.version <= link.synced.version {
             return; // nothing new (a redelivered or older snapshot)
         }
+        if link.synced.version == 0 {
+            // The row was created from this server item: its first CRM snapshot describes what
+            // the server already holds and is adopted, not written back.
+            return;
+        }
         let s = self.ctx.settings;
         if let (Some(old), Some(new)) = (link.synced.appointment(), rec.appointment()) {
             if new.state == ActivityState::Canceled && old.state != ActivityState::Canceled {
@@ -819,7 +824,14 @@ impl<'a> Decider<'a> {
         }
         let a = link.synced.appointment().expect("canceled_in_crm is for appointments");
         let me = self.state.owner.as_ref();
-        if me.is_some_and(|m| a.organized_by(m)) {
+        if a.service {
+            let why = format!(
+                "service appointment \"{}\" was set to Canceled and cancellations are propagated: this participant's copy \
+                 is deleted; service appointments never send cancellations (R40)",
+                rec.title()
+            );
+            self.delete_only(40, rec, link, why, used);
+        } else if me.is_some_and(|m| a.organized_by(m)) {
             let why = format!(
                 "\"{}\" was set to Canceled in the CRM and cancellations are propagated: delete it in the organizer's mailbox",
                 rec.title()
@@ -1040,7 +1052,7 @@ impl<'a> Decider<'a> {
             .links
             .iter()
             .filter(|(_, l)| l.is_active() && l.synced.entity() == entity)
-            .filter_map(|(id, l)| s.records.get(id).map(|r| (r, l.clone())))
+            .filter_map(|(id, l)| s.records.get(id).map(|r| (r.as_ref(), l.clone())))
             .collect();
         for (rec, link) in linked {
             self.unlink(
@@ -1067,11 +1079,14 @@ impl<'a> Decider<'a> {
         let prev = s.remote_items.get(&item.remote);
         if let Some(record_id) = s.by_remote.get(&item.remote) {
             let Some(link) = s.active_link(record_id).cloned() else { return };
-            if prev.is_some_and(|p| p.content_hash == item.content_hash && p.tracked == item.tracked) {
+            let Some(prev) = prev else {
+                return; // first sighting of an item the engine wrote: it holds what was written
+            };
+            if prev.content_hash == item.content_hash && prev.tracked == item.tracked {
                 return; // etag churn, no content change
             }
             let rec = s.records.get(record_id).cloned().unwrap_or_else(|| link.synced.clone());
-            if prev.is_some_and(|p| p.tracked.is_some()) && item.tracked.is_none() {
+            if prev.tracked.is_some() && item.tracked.is_none() {
                 self.push(
                     73,
                     Event::ItemUntracked(ItemUntracked {
@@ -1417,10 +1432,8 @@ impl<'a> Decider<'a> {
                         s.address, error.code, error.message
                     ));
                 } else {
-                    let at = error
-                        .retry_after
-                        .filter(|t| *t > self.ctx.now)
-                        .unwrap_or(self.ctx.now + settings.transient_retry_interval);
+                    // Never sooner than the retry interval, never before the server's Retry-After.
+                    let at = (self.ctx.now + settings.transient_retry_interval).max(error.retry_after.unwrap_or_default());
                     self.push(
                         11,
                         Event::RetryScheduled(RetryScheduled {

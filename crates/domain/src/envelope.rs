@@ -1,9 +1,9 @@
 //! The event envelope: the stable, versioned frame around every payload in the journal.
 //!
 //! Layout and versioning rules are specified in `docs/event-format.md`. In short: the envelope
-//! is encoded with bincode 2 (standard configuration: little-endian, variable-length integers)
-//! behind a one-byte envelope format version; the payload inside it is opaque bytes whose
-//! meaning is given by `(event_type, schema_version)`. A released envelope layout or payload
+//! has a fixed little-endian layout (see [`Envelope::encode`]) behind a one-byte envelope
+//! format version; the payload inside it is bincode 2 bytes whose meaning is given by
+//! `(event_type, schema_version)`. A released envelope layout or payload
 //! layout never changes; a change is a new version with an upcaster.
 
 use crate::ids::{EventId, ItemKey, StreamId};
@@ -126,18 +126,56 @@ pub enum DecodeError {
     Malformed(String),
 }
 
-/// bincode configuration used everywhere: standard (little-endian, varint integers).
+/// bincode configuration of payloads and snapshots: standard (little-endian, varint integers).
 pub(crate) fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
 impl Envelope {
-    /// Encodes the envelope: one version byte, then the bincode body.
+    /// Encodes the envelope in its fixed layout (all integers little-endian):
+    ///
+    /// ```text
+    /// u8   envelope version (1)
+    /// [16] event id
+    /// u64  seq            u64 position
+    /// i64  recorded_at    i64 occurred_at      (ms since the epoch)
+    /// u16  event type     u16 schema version
+    /// u8   rule (0 = none)
+    /// u8   has correlation, then [16] correlation id if 1
+    /// u16  causation count, then [16] per id
+    /// u32  stream length, then the stream name (UTF-8)
+    /// u32  payload length, then the payload bytes
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.payload.len() + self.stream.0.len());
+        let mut out = Vec::with_capacity(
+            64 + 16 * self.causation.len() + self.stream.0.len() + self.payload.len(),
+        );
         out.push(ENVELOPE_VERSION);
-        bincode::serde::encode_into_std_write(self, &mut out, config())
-            .expect("writing to a Vec cannot fail");
+        out.extend_from_slice(&self.event_id.0);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.position.to_le_bytes());
+        out.extend_from_slice(&self.recorded_at.0.to_le_bytes());
+        out.extend_from_slice(&self.occurred_at.0.to_le_bytes());
+        out.extend_from_slice(&self.event_type.0.to_le_bytes());
+        out.extend_from_slice(&self.schema_version.to_le_bytes());
+        out.push(self.rule.map_or(0, |r| r.0));
+        match self.correlation {
+            Some(c) => {
+                out.push(1);
+                out.extend_from_slice(&c.0);
+            }
+            None => out.push(0),
+        }
+        let causes = u16::try_from(self.causation.len()).expect("at most 65535 causes per event");
+        out.extend_from_slice(&causes.to_le_bytes());
+        for c in &self.causation {
+            out.extend_from_slice(&c.0);
+        }
+        let stream = self.stream.0.as_bytes();
+        out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+        out.extend_from_slice(stream);
+        out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.payload);
         out
     }
 
@@ -150,15 +188,83 @@ impl Envelope {
                 supported: ENVELOPE_VERSION,
             });
         }
-        let (env, used) = bincode::serde::decode_from_slice::<Envelope, _>(body, config())
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if used != body.len() {
+        let mut r = Reader { buf: body };
+        let event_id = EventId(r.array()?);
+        let seq = u64::from_le_bytes(r.array()?);
+        let position = u64::from_le_bytes(r.array()?);
+        let recorded_at = Timestamp(i64::from_le_bytes(r.array()?));
+        let occurred_at = Timestamp(i64::from_le_bytes(r.array()?));
+        let event_type = EventType(u16::from_le_bytes(r.array()?));
+        let schema_version = u16::from_le_bytes(r.array()?);
+        let rule = match r.array::<1>()?[0] {
+            0 => None,
+            n => Some(RuleId(n)),
+        };
+        let correlation = match r.array::<1>()?[0] {
+            0 => None,
+            1 => Some(EventId(r.array()?)),
+            n => {
+                return Err(DecodeError::Malformed(format!(
+                    "correlation flag {n} is not 0 or 1"
+                )));
+            }
+        };
+        let causes = u16::from_le_bytes(r.array()?) as usize;
+        let mut causation = Vec::with_capacity(causes);
+        for _ in 0..causes {
+            causation.push(EventId(r.array()?));
+        }
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        let stream = std::str::from_utf8(r.take(len)?)
+            .map_err(|_| DecodeError::Malformed("stream name is not UTF-8".into()))?
+            .to_owned();
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        let payload = r.take(len)?.to_vec();
+        if !r.buf.is_empty() {
             return Err(DecodeError::Malformed(format!(
                 "{} trailing bytes after the envelope",
-                body.len() - used
+                r.buf.len()
             )));
         }
-        Ok(env)
+        Ok(Envelope {
+            event_id,
+            stream: StreamId(stream),
+            seq,
+            position,
+            recorded_at,
+            occurred_at,
+            event_type,
+            schema_version,
+            causation,
+            correlation,
+            rule,
+            payload,
+        })
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Malformed(format!(
+                "truncated envelope: {n} more bytes expected, {} left",
+                self.buf.len()
+            )));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        Ok(self
+            .take(N)?
+            .try_into()
+            .expect("take returns exactly N bytes"))
     }
 }
 

@@ -5,14 +5,22 @@
 //!
 //! | state    | entered by                                   | left by                                   |
 //! |----------|----------------------------------------------|-------------------------------------------|
-//! | Creating | `create_intent` (to the mail server)         | `link_created` → Linked; `intent_failed` → gone |
+//! | Creating | `create_intent` (either side)                | `link_created` → Linked; `intent_failed` → gone; `delete_intent` → Deleting |
 //! | Linked   | `link_created`                               | `delete_intent` → Deleting; `unlinked` → Unlinked |
-//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; `intent_failed` → Linked (retry) |
+//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; `intent_failed` → Linked (retry); a late `link_created` keeps it Deleting |
 //! | Unlinked | `unlinked` (the item stays on the server)    | a new `create_intent`                     |
 //! | Deleted  | the delete was carried out                   | a new `create_intent`                     |
 //!
-//! Only decisions move a link; observations only change facts (records, filters, access,
-//! server items). Outcomes close intents.
+//! `synced` is what the server item holds: the CRM snapshot last written, or, for a row created
+//! from a server item, a version-0 snapshot built from that item until the CRM's first snapshot
+//! of the row arrives and is adopted.
+//!
+//! Decisions and outcomes move links; observations change facts (records, filters, access,
+//! server items), except that adoption of a server-born row's first CRM snapshot.
+//!
+//! Attendee notifications (R82) are remembered per (row, version, kind) when decided, forgotten
+//! again when their intent fails, and a cancellation forgets earlier invitations and updates of
+//! that row (a meeting that comes back is new to its attendees).
 //!
 //! # Workload lifecycle (incoming, outgoing, ACT)
 //!
@@ -21,7 +29,7 @@
 //! `listing_completed` resets it and records the last success.
 
 use crate::event::{
-    AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, TestResult, Workload,
+    AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult, Workload,
 };
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
@@ -29,6 +37,7 @@ use crate::records::Record;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +70,9 @@ pub struct Link {
     pub remote: Option<RemoteId>,
     /// Status.
     pub status: LinkStatus,
-    /// The CRM snapshot last written to the mail server (what the server item holds).
-    pub synced: Record,
+    /// The CRM snapshot last written to the mail server (what the server item holds), shared
+    /// with `MailboxState::records` when it is the latest.
+    pub synced: Arc<Record>,
 }
 
 impl Link {
@@ -83,6 +93,8 @@ pub struct PendingIntent {
     pub remote: Option<RemoteId>,
     /// True when the intent writes to the CRM.
     pub to_crm: bool,
+    /// The attendee notification it carries, (row version, kind), if any (R82).
+    pub notifies: Option<(u64, IntentKind)>,
 }
 
 /// Kinds of intents.
@@ -142,7 +154,7 @@ pub struct MailboxState {
     /// Rows the owner cannot read, and why (R20).
     pub denied: BTreeMap<RecordId, AccessReason>,
     /// Latest snapshot of every CRM row routed here.
-    pub records: BTreeMap<RecordId, Record>,
+    pub records: BTreeMap<RecordId, Arc<Record>>,
     /// Rows deleted in the CRM.
     pub deleted: BTreeSet<RecordId>,
     /// Links by CRM row.
@@ -213,10 +225,19 @@ impl MailboxState {
             }
             Event::RecordUpserted(p) => {
                 self.deleted.remove(&p.record.id);
-                self.records.insert(p.record.id.clone(), p.record.clone());
+                let rec = Arc::new(p.record.clone());
+                // The first CRM snapshot of a row created from a server item is adopted as what
+                // the server holds (`decide` writes nothing back for it).
+                if let Some(link) = self.links.get_mut(&p.record.id)
+                    && link.is_active()
+                    && link.synced.version == 0
+                {
+                    link.synced = Arc::clone(&rec);
+                }
+                self.records.insert(p.record.id.clone(), rec);
             }
             Event::OwnerChanged(p) => {
-                self.records.insert(p.record.id.clone(), p.record.clone());
+                self.records.insert(p.record.id.clone(), Arc::new(p.record.clone()));
             }
             Event::RecordDeleted(p) => {
                 self.deleted.insert(p.id.clone());
@@ -266,103 +287,94 @@ impl MailboxState {
                 }
             }
             Event::IntentFailed(p) => {
-                if let Some(intent) = self.intents.remove(&p.intent)
-                    && let Some(link) = self.links.get_mut(&intent.record)
-                {
+                let Some(intent) = self.intents.remove(&p.intent) else { return };
+                // Nothing reached the attendees: the notification may be sent again (R82).
+                if let Some((version, kind)) = intent.notifies {
+                    self.notified.remove(&(intent.record.clone(), version, kind));
+                }
+                if let Some(link) = self.links.get_mut(&intent.record) {
                     match (intent.kind, link.status) {
                         (IntentKind::Delete, LinkStatus::Deleting) => link.status = LinkStatus::Linked,
-                        (IntentKind::Create, LinkStatus::Creating) if !intent.to_crm => {
+                        (IntentKind::Create, LinkStatus::Creating) => {
                             self.links.remove(&intent.record);
+                            if let Some(r) = &intent.remote {
+                                self.by_remote.remove(r);
+                            }
                         }
                         _ => {}
                     }
                 }
             }
             Event::CreateIntent(p) => {
-                self.intents.insert(
-                    meta.id,
-                    PendingIntent {
-                        kind: IntentKind::Create,
-                        record: p.record.clone(),
-                        remote: p.remote.clone(),
-                        to_crm: p.target == crate::event::Side::Crm,
-                    },
-                );
-                if p.item.notify_attendees {
-                    self.notified.insert((p.record.clone(), p.item.version, IntentKind::Create));
-                }
-                if p.target == crate::event::Side::MailServer
-                    && let Some(rec) = self.records.get(&p.record)
-                {
+                let to_crm = p.target == Side::Crm;
+                let notifies = p.item.notify_attendees.then_some((p.item.version, IntentKind::Create));
+                self.pending(meta.id, IntentKind::Create, &p.record, &p.remote, to_crm, notifies);
+                let synced = if to_crm {
+                    // A row created from a server item: what the server holds is that item.
+                    p.remote
+                        .as_ref()
+                        .and_then(|r| self.remote_items.get(r))
+                        .map(|item| Arc::new(provisional_record(&p.record, self.owner.as_ref(), item)))
+                } else {
+                    self.records.get(&p.record).cloned()
+                };
+                if let Some(synced) = synced {
                     self.links.insert(
                         p.record.clone(),
                         Link {
-                            remote: None,
+                            remote: p.remote.clone(),
                             status: LinkStatus::Creating,
-                            synced: rec.clone(),
+                            synced,
                         },
                     );
+                    if let Some(r) = &p.remote {
+                        self.by_remote.insert(r.clone(), p.record.clone());
+                    }
                 }
             }
             Event::UpdateIntent(p) => {
-                self.intents.insert(
-                    meta.id,
-                    PendingIntent {
-                        kind: IntentKind::Update,
-                        record: p.record.clone(),
-                        remote: p.remote.clone(),
-                        to_crm: p.target == crate::event::Side::Crm,
-                    },
-                );
-                if p.item.notify_attendees {
-                    self.notified.insert((p.record.clone(), p.item.version, IntentKind::Update));
-                }
-                if p.target == crate::event::Side::MailServer
-                    && let (Some(rec), Some(link)) =
-                        (self.records.get(&p.record), self.links.get_mut(&p.record))
+                let to_crm = p.target == Side::Crm;
+                let notifies = p.item.notify_attendees.then_some((p.item.version, IntentKind::Update));
+                self.pending(meta.id, IntentKind::Update, &p.record, &p.remote, to_crm, notifies);
+                if !to_crm
+                    && let (Some(rec), Some(link)) = (self.records.get(&p.record), self.links.get_mut(&p.record))
                 {
-                    link.synced = rec.clone();
+                    link.synced = Arc::clone(rec);
                 }
             }
             Event::DeleteIntent(p) => {
-                self.intents.insert(
-                    meta.id,
-                    PendingIntent {
-                        kind: IntentKind::Delete,
-                        record: p.record.clone(),
-                        remote: p.remote.clone(),
-                        to_crm: p.target == crate::event::Side::Crm,
-                    },
-                );
+                self.pending(meta.id, IntentKind::Delete, &p.record, &p.remote, p.target == Side::Crm, None);
                 if let Some(link) = self.links.get_mut(&p.record) {
                     link.status = LinkStatus::Deleting;
                 }
             }
             Event::CancelIntent(p) => {
-                self.intents.insert(
+                self.pending(
                     meta.id,
-                    PendingIntent {
-                        kind: IntentKind::Cancel,
-                        record: p.record.clone(),
-                        remote: p.remote.clone(),
-                        to_crm: false,
-                    },
+                    IntentKind::Cancel,
+                    &p.record,
+                    &p.remote,
+                    false,
+                    Some((p.version, IntentKind::Cancel)),
                 );
-                self.notified.insert((p.record.clone(), p.version, IntentKind::Cancel));
+                // A cancelled meeting that comes back is a new meeting to its attendees.
+                self.notified
+                    .retain(|(r, _, kind)| r != &p.record || *kind == IntentKind::Cancel);
             }
             Event::LinkCreated(p) => {
-                let synced = self
-                    .links
-                    .get(&p.record)
-                    .map(|l| l.synced.clone())
-                    .or_else(|| self.records.get(&p.record).cloned());
-                if let Some(synced) = synced {
+                if let Some(link) = self.links.get_mut(&p.record) {
+                    link.remote = Some(p.remote.clone());
+                    // A delete decided while the create was pending stays pending.
+                    if link.status != LinkStatus::Deleting {
+                        link.status = LinkStatus::Linked;
+                    }
+                } else if let Some(rec) = self.records.get(&p.record) {
                     self.links.insert(
                         p.record.clone(),
                         Link {
                             remote: Some(p.remote.clone()),
                             status: LinkStatus::Linked,
-                            synced,
+                            synced: Arc::clone(rec),
                         },
                     );
                 }
@@ -431,6 +443,30 @@ impl MailboxState {
         }
     }
 
+    fn pending(
+        &mut self,
+        id: EventId,
+        kind: IntentKind,
+        record: &RecordId,
+        remote: &Option<RemoteId>,
+        to_crm: bool,
+        notifies: Option<(u64, IntentKind)>,
+    ) {
+        if let Some((version, kind)) = notifies {
+            self.notified.insert((record.clone(), version, kind));
+        }
+        self.intents.insert(
+            id,
+            PendingIntent {
+                kind,
+                record: record.clone(),
+                remote: remote.clone(),
+                to_crm,
+                notifies,
+            },
+        );
+    }
+
     /// Encodes the state for a snapshot (bincode 2).
     pub fn to_snapshot(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, crate::envelope::config())
@@ -442,5 +478,76 @@ impl MailboxState {
         bincode::serde::decode_from_slice(bytes, crate::envelope::config())
             .map(|(s, _)| s)
             .map_err(|e| crate::envelope::DecodeError::Malformed(e.to_string()))
+    }
+}
+
+/// The CRM row a server item becomes, as far as the server item tells (version 0): the
+/// `synced` snapshot of a link created from the mail server.
+fn provisional_record(id: &RecordId, owner: Option<&UserId>, item: &RemoteItem) -> Record {
+    use crate::event::RemoteFields;
+    use crate::records::*;
+    let owner = owner.cloned().unwrap_or_else(|| UserId::new(""));
+    let body = match &item.fields {
+        RemoteFields::Appointment {
+            subject,
+            organizer,
+            start,
+            end,
+            show_as,
+        } => RecordBody::Appointment(Appointment {
+            subject: subject.clone(),
+            organizer: organizer.as_ref().map(|email| Party {
+                user: None,
+                email: email.clone(),
+                name: String::new(),
+            }),
+            required: Vec::new(),
+            optional: Vec::new(),
+            start: *start,
+            end: *end,
+            all_day: false,
+            location: String::new(),
+            body: String::new(),
+            state: ActivityState::Scheduled,
+            show_as: *show_as,
+            priority: Priority::Normal,
+            regarding: None,
+            service: false,
+            recurrence: None,
+        }),
+        RemoteFields::Contact { full_name, email } => RecordBody::Contact(Contact {
+            full_name: full_name.clone(),
+            email: email.clone(),
+            phone: String::new(),
+            company: String::new(),
+            state: ContactState::Active,
+        }),
+        RemoteFields::Task {
+            subject,
+            percent_complete,
+            due,
+        } => RecordBody::Task(Task {
+            kind: TaskKind::Task,
+            subject: subject.clone(),
+            body: String::new(),
+            start: None,
+            due: *due,
+            actual_start: None,
+            actual_end: None,
+            percent_complete: *percent_complete,
+            state: if *percent_complete >= 100 {
+                ActivityState::Completed
+            } else {
+                ActivityState::Open
+            },
+            priority: Priority::Normal,
+            regarding: None,
+        }),
+    };
+    Record {
+        id: id.clone(),
+        owner,
+        version: 0,
+        body,
     }
 }

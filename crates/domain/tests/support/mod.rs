@@ -218,6 +218,9 @@ impl Mailbox {
         let ds = self.answer_create(&rec.id, &remote);
         assert_eq!(summary(&ds), [(17, "link_created")]);
         assert_eq!(self.link(&rec.id).status, LinkStatus::Linked);
+        // The connector's next listing shows the item as written: a baseline, not a change.
+        let ds = self.feed(seen(remote_item(&remote, 1, written_fields(rec))));
+        assert!(ds.is_empty(), "first sighting of a written item decides nothing: {ds:#?}");
         remote
     }
 
@@ -618,4 +621,31 @@ pub fn one<'a, T>(found: Vec<(u8, &'a T)>, ds: &[Decision]) -> (u8, &'a T) {
         summary(ds)
     );
     found.into_iter().next().unwrap()
+}
+
+/// The server fields of an item as the engine wrote it from `rec`.
+pub fn written_fields(rec: &Record) -> RemoteFields {
+    match &rec.body {
+        RecordBody::Appointment(a) => RemoteFields::Appointment {
+            subject: a.subject.clone(),
+            organizer: a.organizer.as_ref().map(|p| p.email.clone()),
+            start: a.start,
+            end: a.end,
+            show_as: a.show_as,
+        },
+        RecordBody::Contact(c) => RemoteFields::Contact {
+            full_name: c.full_name.clone(),
+            email: c.email.clone(),
+        },
+        RecordBody::Task(t) => RemoteFields::Task {
+            subject: t.subject.clone(),
+            percent_complete: t.percent_complete,
+            due: t.due,
+        },
+        RecordBody::Email(e) => RemoteFields::Task {
+            subject: e.subject.clone(),
+            percent_complete: 0,
+            due: None,
+        },
+    }
 }
