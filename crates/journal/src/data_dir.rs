@@ -190,18 +190,6 @@ fn write_marker(dir: &Path, backend: Backend) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// The backend an existing journal directory was created with, read from its marker, so that
-/// readers (the CLI) open a journal without being told its backend.
-pub fn detect_backend(dir: &Path) -> Result<Backend, OpenError> {
-    match read_marker(dir)? {
-        Some(marker) => Ok(marker.backend),
-        None => Err(OpenError::NotAJournal {
-            dir: display_dir(dir),
-            example: format!("no {MARKER_FILE} marker"),
-        }),
-    }
-}
-
 /// Checks (or creates) the data directory for `backend` and locks it.
 pub(crate) fn prepare(dir: &Path, backend: Backend) -> Result<DirLock, OpenError> {
     fs::create_dir_all(dir).map_err(io_err("create the data directory", dir))?;
@@ -234,6 +222,21 @@ pub(crate) fn prepare(dir: &Path, backend: Backend) -> Result<DirLock, OpenError
         }
     }
     Ok(lock)
+}
+
+/// The backend recorded in the format marker of an existing journal.
+pub(crate) fn detect_backend(dir: &Path) -> Result<Backend, OpenError> {
+    match read_marker(dir)? {
+        Some(marker) if marker.format != FORMAT_VERSION => Err(OpenError::VersionMismatch {
+            dir: dir.to_owned(),
+            found: marker.format,
+            expected: FORMAT_VERSION,
+        }),
+        Some(marker) => Ok(marker.backend),
+        None => Err(OpenError::NoJournal {
+            dir: dir.to_owned(),
+        }),
+    }
 }
 
 /// The absolute form of `dir` when it can be computed, for messages.
@@ -273,6 +276,22 @@ mod tests {
         ));
         // A future format may name its backend differently: report the version, not the line.
         assert_eq!(parse_marker("format=7\n", p).unwrap().format, 7);
+    }
+
+    #[test]
+    fn the_backend_is_detected_from_the_marker() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            detect_backend(tmp.path()),
+            Err(OpenError::NoJournal { .. })
+        ));
+        drop(prepare(tmp.path(), Backend::Sled).unwrap());
+        assert_eq!(detect_backend(tmp.path()).unwrap(), Backend::Sled);
+        fs::write(tmp.path().join(MARKER_FILE), "format=3\nbackend=redb\n").unwrap();
+        assert!(matches!(
+            detect_backend(tmp.path()),
+            Err(OpenError::VersionMismatch { found: 3, .. })
+        ));
     }
 
     #[test]

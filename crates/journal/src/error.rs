@@ -47,6 +47,15 @@ pub enum OpenError {
         /// One of the entries found in it.
         example: String,
     },
+    /// The directory holds no journal (asked for by [`detect_backend`](crate::detect_backend)).
+    #[error(
+        "{dir} holds no ledgersync journal (it has no LEDGERSYNC-JOURNAL marker); pass the data \
+         directory of an existing journal"
+    )]
+    NoJournal {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The format marker exists but cannot be understood.
     #[error(
         "the journal format marker {path} is unreadable: {detail}; it must hold the lines \

@@ -135,6 +135,12 @@ pub fn open(dir: &Path, opts: &JournalOptions) -> Result<Arc<dyn Journal>, OpenE
     }))
 }
 
+/// The backend an existing journal in `dir` was created with, read from its format marker, so
+/// that tools can open a journal without being told its backend.
+pub fn detect_backend(dir: &Path) -> Result<Backend, OpenError> {
+    data_dir::detect_backend(dir).map_err(|e| with_dir(e, &data_dir::display_dir(dir)))
+}
+
 /// Puts the absolute directory into the errors that name it, so that a message is
 /// unambiguous whatever the working directory.
 fn with_dir(e: OpenError, shown: &Path) -> OpenError {
@@ -160,6 +166,9 @@ fn with_dir(e: OpenError, shown: &Path) -> OpenError {
         OpenError::Locked { holder_pid, .. } => OpenError::Locked {
             dir: shown.to_owned(),
             holder_pid,
+        },
+        OpenError::NoJournal { .. } => OpenError::NoJournal {
+            dir: shown.to_owned(),
         },
         other => other,
     }

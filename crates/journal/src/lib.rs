@@ -37,9 +37,8 @@ mod store;
 mod ticket;
 
 pub use append::{Appended, CommitStats, ExpectedSeq, Snapshot};
-pub use data_dir::detect_backend;
 pub use error::{AppendError, OpenError, ReadError, StorageError};
-pub use journal::{Journal, open};
+pub use journal::{Journal, detect_backend, open};
 pub use options::{Backend, JournalOptions, UnknownBackend};
 pub use ticket::AppendTicket;
 

@@ -542,6 +542,15 @@ fn rewrite_marker(dir: &Path, text: &str) {
 fn format_marker_mismatch(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     drop(open_ok(tmp.path(), backend));
+    assert_eq!(
+        ledgersync_journal::detect_backend(tmp.path()).unwrap(),
+        backend
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        ledgersync_journal::detect_backend(empty.path()),
+        Err(OpenError::NoJournal { .. })
+    ));
     let marker = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
     assert!(marker.contains("format=1"), "{marker}");
     assert!(marker.contains(&format!("backend={backend}")), "{marker}");
