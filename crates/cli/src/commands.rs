@@ -18,7 +18,9 @@ pub fn journal_dir(data: &Path) -> PathBuf {
 /// Opens the journal of an existing data directory, with the backend it was created with.
 pub fn open_existing(data: Option<PathBuf>) -> Result<Arc<dyn Journal>> {
     let Some(data) = data else {
-        bail!("no data directory: pass --data DIR (or set LEDGERSYNC_DATA); `ledgersync demo` prints one to try");
+        bail!(
+            "no data directory: pass --data DIR (or set LEDGERSYNC_DATA); `ledgersync demo` prints one to try"
+        );
     };
     let dir = journal_dir(&data);
     if !dir.exists() {
@@ -55,14 +57,20 @@ pub fn replay(data: Option<PathBuf>, mailbox: Option<String>, json: bool) -> Res
     let journal = open_existing(data)?;
     let only = mailbox.map(MailboxId::new);
     let bar = progress(journal.as_ref(), "replaying")?;
-    let report = ledgersync_engine::replay(journal.as_ref(), only.as_ref(), |done, _| bar.set_position(done))?;
+    let report = ledgersync_engine::replay(journal.as_ref(), only.as_ref(), |done, _| {
+        bar.set_position(done)
+    })?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render::replay(&report));
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn explain(data: Option<PathBuf>, item: &str, json: bool) -> Result<ExitCode> {
@@ -88,7 +96,9 @@ pub fn what_if(data: Option<PathBuf>, set: &[String], json: bool) -> Result<Exit
     let overrides = parse_assignments(set)?;
     let journal = open_existing(data)?;
     let bar = progress(journal.as_ref(), "re-deciding")?;
-    let report = ledgersync_engine::what_if(journal.as_ref(), &overrides, |done, _| bar.set_position(done))?;
+    let report = ledgersync_engine::what_if(journal.as_ref(), &overrides, |done, _| {
+        bar.set_position(done)
+    })?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -98,7 +108,13 @@ pub fn what_if(data: Option<PathBuf>, set: &[String], json: bool) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn events(data: Option<PathBuf>, mailbox: Option<String>, from: u64, limit: Option<usize>, json: bool) -> Result<ExitCode> {
+pub fn events(
+    data: Option<PathBuf>,
+    mailbox: Option<String>,
+    from: u64,
+    limit: Option<usize>,
+    json: bool,
+) -> Result<ExitCode> {
     let journal = open_existing(data)?;
     let mut printed = 0usize;
     let limit = limit.unwrap_or(usize::MAX);
@@ -139,19 +155,24 @@ pub fn events(data: Option<PathBuf>, mailbox: Option<String>, from: u64, limit: 
         }
         None => {
             let mut stop = false;
-            let result = scan(journal.as_ref(), from, |_, _| {}, |s| {
-                if stop {
-                    return Ok(());
-                }
-                match emit(s) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => {
-                        stop = true;
-                        Ok(())
+            let result = scan(
+                journal.as_ref(),
+                from,
+                |_, _| {},
+                |s| {
+                    if stop {
+                        return Ok(());
                     }
-                    Err(e) => Err(ledgersync_engine::EngineError::Invalid(e.to_string())),
-                }
-            });
+                    match emit(s) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => {
+                            stop = true;
+                            Ok(())
+                        }
+                        Err(e) => Err(ledgersync_engine::EngineError::Invalid(e.to_string())),
+                    }
+                },
+            );
             result?;
         }
     }

@@ -68,13 +68,15 @@ impl Default for Config {
 impl Config {
     /// Reads a configuration file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the configuration file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
         Self::parse(&text, path)
     }
 
     /// Parses configuration text; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let file: File = toml::from_str(text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let file: File = toml::from_str(text)
+            .map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let mut c = Config::default();
         c.data = file.data.dir;
         if let Some(b) = file.journal.backend {
@@ -96,7 +98,10 @@ impl Config {
         }
         if let Some(n) = file.journal.snapshot_every {
             if n == 0 {
-                return Err(anyhow!("{}: key `journal.snapshot_every` must be at least 1", path.display()));
+                return Err(anyhow!(
+                    "{}: key `journal.snapshot_every` must be at least 1",
+                    path.display()
+                ));
             }
             c.snapshot_every = n;
         }
@@ -127,7 +132,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_key_and_allowed_keys() {
-        let e = Config::parse("[journal]\nbacknd = \"sled\"\n", Path::new("my.toml")).unwrap_err().to_string();
+        let e = Config::parse("[journal]\nbacknd = \"sled\"\n", Path::new("my.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("my.toml"), "{e}");
         assert!(e.contains("backnd"), "{e}");
         assert!(e.contains("backend"), "{e}");
@@ -135,7 +142,12 @@ mod tests {
 
     #[test]
     fn bad_backend_names_allowed_values() {
-        let e = Config::parse("[journal]\nbackend = \"rocks\"\n", Path::new("c.toml")).unwrap_err().to_string();
-        assert!(e.contains("journal.backend") && e.contains("redb, sled"), "{e}");
+        let e = Config::parse("[journal]\nbackend = \"rocks\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("journal.backend") && e.contains("redb, sled"),
+            "{e}"
+        );
     }
 }

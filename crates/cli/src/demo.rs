@@ -5,13 +5,18 @@ use crate::config::Config;
 use crate::render;
 use anyhow::{Context as _, Result, bail};
 use ledgersync_domain::{Duration, OrgId};
-use ledgersync_engine::{Engine, ManualClock, SystemClock, Clock as _};
+use ledgersync_engine::{Clock as _, Engine, ManualClock, SystemClock};
 use ledgersync_journal::{Backend, JournalOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn run(data: Option<PathBuf>, backend: Option<&str>, config: &Config, json: bool) -> Result<ExitCode> {
+pub fn run(
+    data: Option<PathBuf>,
+    backend: Option<&str>,
+    config: &Config,
+    json: bool,
+) -> Result<ExitCode> {
     let backend: Backend = match backend {
         Some(b) => b.parse().map_err(anyhow::Error::from)?,
         None => config.backend,
@@ -39,13 +44,20 @@ pub fn run(data: Option<PathBuf>, backend: Option<&str>, config: &Config, json: 
         .with_context(|| format!("creating the journal in {}", data.display()))?;
     // The story's clock starts two hours ago and moves seven minutes per step.
     let clock = Arc::new(ManualClock::new(SystemClock.now() - Duration::hours(2)));
-    let mut engine =
-        Engine::open(journal.clone(), OrgId::new(config.org.clone()), clock.clone())?.with_snapshot_every(config.snapshot_every);
+    let mut engine = Engine::open(
+        journal.clone(),
+        OrgId::new(config.org.clone()),
+        clock.clone(),
+    )?
+    .with_snapshot_every(config.snapshot_every);
     let steps = ledgersync_engine::scenario::disappearing_appointment(&mut engine, &clock)?;
     drop(engine);
 
     let explanation = ledgersync_engine::explain(journal.as_ref(), "Bike repair")?;
-    let overrides = vec![("distinct_physical_logical_deletes".to_string(), "true".to_string())];
+    let overrides = vec![(
+        "distinct_physical_logical_deletes".to_string(),
+        "true".to_string(),
+    )];
     let what_if = ledgersync_engine::what_if(journal.as_ref(), &overrides, |_, _| {})?;
     let replay = ledgersync_engine::replay(journal.as_ref(), None, |_, _| {})?;
 
@@ -68,7 +80,9 @@ pub fn run(data: Option<PathBuf>, backend: Option<&str>, config: &Config, json: 
     } else {
         println!("ledgersync demo: the disappearing appointment");
         println!("data directory: {} ({} journal)", data.display(), backend);
-        println!("(until connectors arrive, a loopback plays the mail server: it reports every intent as carried out)\n");
+        println!(
+            "(until connectors arrive, a loopback plays the mail server: it reports every intent as carried out)\n"
+        );
         for s in &steps {
             println!("* {}", s.title);
             for r in &s.results {
@@ -82,7 +96,13 @@ pub fn run(data: Option<PathBuf>, backend: Option<&str>, config: &Config, json: 
         println!("\n== ledgersync replay ==");
         print!("{}", render::replay(&replay));
         let d = data.display();
-        println!("\nExplore it:\n  ledgersync explain --data {d} \"Quarterly review\"\n  ledgersync what-if --data {d} --set distinct_physical_logical_deletes=true --json\n  ledgersync events --data {d} --mailbox mbx-jayne");
+        println!(
+            "\nExplore it:\n  ledgersync explain --data {d} \"Quarterly review\"\n  ledgersync what-if --data {d} --set distinct_physical_logical_deletes=true --json\n  ledgersync events --data {d} --mailbox mbx-jayne"
+        );
     }
-    Ok(if replay.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if replay.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

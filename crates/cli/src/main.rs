@@ -97,7 +97,11 @@ fn main() -> ExitCode {
         Command::Replay { mailbox } => commands::replay(data, mailbox, cli.json),
         Command::Explain { item } => commands::explain(data, &item, cli.json),
         Command::WhatIf { set } => commands::what_if(data, &set, cli.json),
-        Command::Events { mailbox, from, limit } => commands::events(data, mailbox, from, limit, cli.json),
+        Command::Events {
+            mailbox,
+            from,
+            limit,
+        } => commands::events(data, mailbox, from, limit, cli.json),
     };
     match result {
         Ok(code) => code,

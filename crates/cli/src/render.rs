@@ -16,19 +16,44 @@ pub fn replay(r: &ReplayReport) -> String {
         r.events, r.mailboxes, r.observations
     );
     for m in &r.mismatches {
-        let _ = writeln!(out, "MISMATCH in mailbox {} after position {} ({})", m.mailbox, m.observation_position, m.observation);
-        let _ = writeln!(out, "  recorded:   {}", m.recorded.as_deref().unwrap_or("(nothing)"));
-        let _ = writeln!(out, "  recomputed: {}", m.recomputed.as_deref().unwrap_or("(nothing)"));
+        let _ = writeln!(
+            out,
+            "MISMATCH in mailbox {} after position {} ({})",
+            m.mailbox, m.observation_position, m.observation
+        );
+        let _ = writeln!(
+            out,
+            "  recorded:   {}",
+            m.recorded.as_deref().unwrap_or("(nothing)")
+        );
+        let _ = writeln!(
+            out,
+            "  recomputed: {}",
+            m.recomputed.as_deref().unwrap_or("(nothing)")
+        );
     }
-    let _ = writeln!(out, "decisions reproduced: {}/{}", r.reproduced, r.decisions);
+    let _ = writeln!(
+        out,
+        "decisions reproduced: {}/{}",
+        r.reproduced, r.decisions
+    );
     out
 }
 
 pub fn explanation(e: &Explanation) -> String {
     let mut out = String::new();
     for item in &e.items {
-        let id = item.record.as_ref().map(|r| format!("crm:{r}")).unwrap_or_default();
-        let remotes = item.remotes.iter().map(|r| format!("remote:{r}")).collect::<Vec<_>>().join(" ");
+        let id = item
+            .record
+            .as_ref()
+            .map(|r| format!("crm:{r}"))
+            .unwrap_or_default();
+        let remotes = item
+            .remotes
+            .iter()
+            .map(|r| format!("remote:{r}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let _ = writeln!(out, "{}  {} {}", item.title, id, remotes);
         for mb in &item.mailboxes {
             let _ = writeln!(out, "  in mailbox {}:", mb.mailbox);
@@ -38,9 +63,21 @@ pub fn explanation(e: &Explanation) -> String {
                     (None, "outcome") => "outcome".into(),
                     (None, _) => "observed".into(),
                 };
-                let _ = writeln!(out, "    {}  {:<8} {}: {}", s.at, tag, s.event_type.replace('_', " "), s.text);
+                let _ = writeln!(
+                    out,
+                    "    {}  {:<8} {}: {}",
+                    s.at,
+                    tag,
+                    s.event_type.replace('_', " "),
+                    s.text
+                );
                 if !s.settings.is_empty() {
-                    let settings = s.settings.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ");
+                    let settings = s
+                        .settings
+                        .iter()
+                        .map(|u| u.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     let _ = writeln!(out, "    {:17} {:<8} setting: {settings}", "", "");
                 }
             }
@@ -67,13 +104,26 @@ pub fn explanation(e: &Explanation) -> String {
 
 pub fn what_if(r: &WhatIfReport) -> String {
     let mut out = String::new();
-    let set = r.overrides.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
-    let _ = writeln!(out, "what-if {set}: {} observations re-decided", r.observations);
+    let set = r
+        .overrides
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        out,
+        "what-if {set}: {} observations re-decided",
+        r.observations
+    );
     if r.differences.is_empty() {
         let _ = writeln!(out, "no decision would differ");
         return out;
     }
-    let _ = writeln!(out, "{} item(s) would be decided differently:", r.differences.len());
+    let _ = writeln!(
+        out,
+        "{} item(s) would be decided differently:",
+        r.differences.len()
+    );
     for d in &r.differences {
         let _ = writeln!(
             out,

@@ -29,7 +29,8 @@
 //! `listing_completed` resets it and records the last success.
 
 use crate::event::{
-    AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult, Workload,
+    AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult,
+    Workload,
 };
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
@@ -237,7 +238,8 @@ impl MailboxState {
                 self.records.insert(p.record.id.clone(), rec);
             }
             Event::OwnerChanged(p) => {
-                self.records.insert(p.record.id.clone(), Arc::new(p.record.clone()));
+                self.records
+                    .insert(p.record.id.clone(), Arc::new(p.record.clone()));
             }
             Event::RecordDeleted(p) => {
                 self.deleted.insert(p.id.clone());
@@ -263,7 +265,8 @@ impl MailboxState {
                 }
             }
             Event::ItemSeen(p) => {
-                self.remote_items.insert(p.item.remote.clone(), p.item.clone());
+                self.remote_items
+                    .insert(p.item.remote.clone(), p.item.clone());
             }
             Event::ItemGone(p) => {
                 self.remote_items.remove(&p.remote);
@@ -273,7 +276,9 @@ impl MailboxState {
                 w.consecutive_errors = 0;
                 w.last_success = Some(meta.at);
             }
-            Event::ListingFailed(p) => self.workload_mut(p.workload).last_error = Some(p.error.clone()),
+            Event::ListingFailed(p) => {
+                self.workload_mut(p.workload).last_error = Some(p.error.clone())
+            }
             Event::ListingPartial(_) | Event::CursorReset(_) | Event::EmailReceived(_) => {}
             Event::IntentSucceeded(p) => {
                 if let Some(intent) = self.intents.remove(&p.intent)
@@ -287,14 +292,19 @@ impl MailboxState {
                 }
             }
             Event::IntentFailed(p) => {
-                let Some(intent) = self.intents.remove(&p.intent) else { return };
+                let Some(intent) = self.intents.remove(&p.intent) else {
+                    return;
+                };
                 // Nothing reached the attendees: the notification may be sent again (R82).
                 if let Some((version, kind)) = intent.notifies {
-                    self.notified.remove(&(intent.record.clone(), version, kind));
+                    self.notified
+                        .remove(&(intent.record.clone(), version, kind));
                 }
                 if let Some(link) = self.links.get_mut(&intent.record) {
                     match (intent.kind, link.status) {
-                        (IntentKind::Delete, LinkStatus::Deleting) => link.status = LinkStatus::Linked,
+                        (IntentKind::Delete, LinkStatus::Deleting) => {
+                            link.status = LinkStatus::Linked
+                        }
                         (IntentKind::Create, LinkStatus::Creating) => {
                             self.links.remove(&intent.record);
                             if let Some(r) = &intent.remote {
@@ -307,14 +317,26 @@ impl MailboxState {
             }
             Event::CreateIntent(p) => {
                 let to_crm = p.target == Side::Crm;
-                let notifies = p.item.notify_attendees.then_some((p.item.version, IntentKind::Create));
-                self.pending(meta.id, IntentKind::Create, &p.record, &p.remote, to_crm, notifies);
+                let notifies = p
+                    .item
+                    .notify_attendees
+                    .then_some((p.item.version, IntentKind::Create));
+                self.pending(
+                    meta.id,
+                    IntentKind::Create,
+                    &p.record,
+                    &p.remote,
+                    to_crm,
+                    notifies,
+                );
                 let synced = if to_crm {
                     // A row created from a server item: what the server holds is that item.
                     p.remote
                         .as_ref()
                         .and_then(|r| self.remote_items.get(r))
-                        .map(|item| Arc::new(provisional_record(&p.record, self.owner.as_ref(), item)))
+                        .map(|item| {
+                            Arc::new(provisional_record(&p.record, self.owner.as_ref(), item))
+                        })
                 } else {
                     self.records.get(&p.record).cloned()
                 };
@@ -334,16 +356,34 @@ impl MailboxState {
             }
             Event::UpdateIntent(p) => {
                 let to_crm = p.target == Side::Crm;
-                let notifies = p.item.notify_attendees.then_some((p.item.version, IntentKind::Update));
-                self.pending(meta.id, IntentKind::Update, &p.record, &p.remote, to_crm, notifies);
+                let notifies = p
+                    .item
+                    .notify_attendees
+                    .then_some((p.item.version, IntentKind::Update));
+                self.pending(
+                    meta.id,
+                    IntentKind::Update,
+                    &p.record,
+                    &p.remote,
+                    to_crm,
+                    notifies,
+                );
                 if !to_crm
-                    && let (Some(rec), Some(link)) = (self.records.get(&p.record), self.links.get_mut(&p.record))
+                    && let (Some(rec), Some(link)) =
+                        (self.records.get(&p.record), self.links.get_mut(&p.record))
                 {
                     link.synced = Arc::clone(rec);
                 }
             }
             Event::DeleteIntent(p) => {
-                self.pending(meta.id, IntentKind::Delete, &p.record, &p.remote, p.target == Side::Crm, None);
+                self.pending(
+                    meta.id,
+                    IntentKind::Delete,
+                    &p.record,
+                    &p.remote,
+                    p.target == Side::Crm,
+                    None,
+                );
                 if let Some(link) = self.links.get_mut(&p.record) {
                     link.status = LinkStatus::Deleting;
                 }
@@ -358,8 +398,18 @@ impl MailboxState {
                     Some((p.version, IntentKind::Cancel)),
                 );
                 // A cancelled meeting that comes back is a new meeting to its attendees.
-                self.notified
-                    .retain(|(r, _, kind)| r != &p.record || *kind == IntentKind::Cancel);
+                let earlier: Vec<_> = self
+                    .notified
+                    .range(
+                        (p.record.clone(), 0, IntentKind::Create)
+                            ..=(p.record.clone(), u64::MAX, IntentKind::Cancel),
+                    )
+                    .filter(|(_, _, kind)| *kind != IntentKind::Cancel)
+                    .cloned()
+                    .collect();
+                for key in earlier {
+                    self.notified.remove(&key);
+                }
             }
             Event::LinkCreated(p) => {
                 if let Some(link) = self.links.get_mut(&p.record) {

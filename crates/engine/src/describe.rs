@@ -13,10 +13,20 @@ pub fn describe(event: &Event) -> String {
             "server profile {} registered (max {} connections)",
             p.name, p.max_connections
         ),
-        Event::MailboxRegistered(p) => format!("mailbox {} registered for {}", p.mailbox, p.address),
+        Event::MailboxRegistered(p) => {
+            format!("mailbox {} registered for {}", p.mailbox, p.address)
+        }
         Event::MailboxMapped(p) => format!("mailbox {} mapped to user {}", p.mailbox, p.user),
         Event::AddressApproved(p) => {
-            format!("address of {} {}", p.mailbox, if p.approved { "approved" } else { "approval withdrawn" })
+            format!(
+                "address of {} {}",
+                p.mailbox,
+                if p.approved {
+                    "approved"
+                } else {
+                    "approval withdrawn"
+                }
+            )
         }
         Event::MailboxTested(p) => {
             let r = |t: TestResult| match t {
@@ -36,7 +46,10 @@ pub fn describe(event: &Event) -> String {
             let extra = match p.record.appointment() {
                 Some(a) => format!(
                     ", organizer {}, {} attendee(s), {}",
-                    a.organizer.as_ref().map(|o| o.email.as_str()).unwrap_or("none"),
+                    a.organizer
+                        .as_ref()
+                        .map(|o| o.email.as_str())
+                        .unwrap_or("none"),
                     a.attendee_count(),
                     a.state.name()
                 ),
@@ -57,9 +70,19 @@ pub fn describe(event: &Event) -> String {
             p.previous_owner,
             p.record.owner
         ),
-        Event::AccessLost(p) => format!("{} lost read access to {} row(s): {}", p.user, p.records.len(), p.reason),
+        Event::AccessLost(p) => format!(
+            "{} lost read access to {} row(s): {}",
+            p.user,
+            p.records.len(),
+            p.reason
+        ),
         Event::AccessRegained(p) => {
-            format!("{} regained read access to {} row(s): {}", p.user, p.records.len(), p.reason)
+            format!(
+                "{} regained read access to {} row(s): {}",
+                p.user,
+                p.records.len(),
+                p.reason
+            )
         }
         Event::FilterChanged(p) => format!(
             "{}'s {} filters changed to: {}",
@@ -70,15 +93,30 @@ pub fn describe(event: &Event) -> String {
             } else {
                 p.filters
                     .iter()
-                    .map(|f| format!("\"{}\"{}", f.expr, if f.enabled { "" } else { " (disabled)" }))
+                    .map(|f| {
+                        format!(
+                            "\"{}\"{}",
+                            f.expr,
+                            if f.enabled { "" } else { " (disabled)" }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(" or ")
             }
         ),
-        Event::ItemSeen(p) => format!("mail server shows \"{}\" ({})", p.item.fields.title(), p.item.remote),
+        Event::ItemSeen(p) => format!(
+            "mail server shows \"{}\" ({})",
+            p.item.fields.title(),
+            p.item.remote
+        ),
         Event::ItemGone(p) => format!("mail server confirms {} is gone", p.remote),
-        Event::ListingCompleted(p) => format!("{} listing completed ({} items)", p.workload, p.items),
-        Event::ListingFailed(p) => format!("{} listing failed: {} {}", p.workload, p.error.code, p.error.message),
+        Event::ListingCompleted(p) => {
+            format!("{} listing completed ({} items)", p.workload, p.items)
+        }
+        Event::ListingFailed(p) => format!(
+            "{} listing failed: {} {}",
+            p.workload, p.error.code, p.error.message
+        ),
         Event::ListingPartial(p) => format!("{} listing partial: {}", p.workload, p.reason),
         Event::CursorReset(p) => format!("{} sync cursor reset: {}", p.workload, p.reason),
         Event::EmailReceived(p) => format!("email \"{}\" from {} received", p.subject, p.from),
@@ -102,7 +140,10 @@ pub fn summarize(decisions: &[(RuleId, Event)]) -> String {
         let p = match e {
             Event::CreateIntent(p) if p.target == Side::MailServer => {
                 if p.item.notify_attendees {
-                    format!("created, invitation sent to {} attendee(s)", p.item.attendees)
+                    format!(
+                        "created, invitation sent to {} attendee(s)",
+                        p.item.attendees
+                    )
                 } else {
                     "created in the mailbox".into()
                 }
@@ -116,9 +157,13 @@ pub fn summarize(decisions: &[(RuleId, Event)]) -> String {
                 }
             }
             Event::UpdateIntent(_) => "updated in the CRM".into(),
-            Event::DeleteIntent(p) if p.target == Side::MailServer => "deleted from the mailbox".into(),
+            Event::DeleteIntent(p) if p.target == Side::MailServer => {
+                "deleted from the mailbox".into()
+            }
             Event::DeleteIntent(_) => "deleted in the CRM".into(),
-            Event::CancelIntent(p) => format!("cancellation sent to {} attendee(s)", p.attendees.len()),
+            Event::CancelIntent(p) => {
+                format!("cancellation sent to {} attendee(s)", p.attendees.len())
+            }
             Event::Unlinked(_) => "unlinked, left in place".into(),
             Event::NoAction(_) => format!("left unchanged ({rule})"),
             Event::LinkCreated(_) => "linked".into(),

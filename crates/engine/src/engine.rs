@@ -10,8 +10,8 @@ use crate::clock::{Clock, IdGen};
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
 use ledgersync_domain::{
-    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, NewEvent, OrgId, OrgState,
-    StreamId, Timestamp, decide,
+    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, NewEvent, OrgId,
+    OrgState, StreamId, Timestamp, decide,
 };
 use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
 use std::collections::BTreeMap;
@@ -63,7 +63,11 @@ pub struct Engine {
 impl Engine {
     /// Opens the engine on a journal, rebuilding the organization and mailbox states from it
     /// (mailboxes from their latest snapshot plus the tail of their stream).
-    pub fn open(journal: Arc<dyn Journal>, org: OrgId, clock: Arc<dyn Clock>) -> Result<Self, EngineError> {
+    pub fn open(
+        journal: Arc<dyn Journal>,
+        org: OrgId,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EngineError> {
         let org_stream = StreamId::org(&org);
         let mut engine = Self {
             journal,
@@ -101,7 +105,9 @@ impl Engine {
             }
         }
         for (stream, head) in journal.streams()? {
-            let Some(id) = stream.as_mailbox() else { continue };
+            let Some(id) = stream.as_mailbox() else {
+                continue;
+            };
             let (mut state, mut from) = match journal.load_snapshot(&stream)? {
                 Some(snap) => match MailboxState::from_snapshot(&snap.bytes) {
                     Ok(s) => (s, snap.seq + 1),
@@ -171,7 +177,11 @@ impl Engine {
             items: event.item_keys(),
         };
         self.journal
-            .append(&self.org_stream, ExpectedSeq::Exactly(self.org_head), vec![new])
+            .append(
+                &self.org_stream,
+                ExpectedSeq::Exactly(self.org_head),
+                vec![new],
+            )
             .map_err(|source| EngineError::Append {
                 stream: self.org_stream.clone(),
                 source,
@@ -234,11 +244,14 @@ impl Engine {
         now: Timestamp,
     ) -> Result<Vec<Appended>, EngineError> {
         let settings = &self.org.settings;
-        let entry = self.mailboxes.entry(mailbox.clone()).or_insert_with(|| Mailbox {
-            state: MailboxState::default(),
-            head: 0,
-            since_snapshot: 0,
-        });
+        let entry = self
+            .mailboxes
+            .entry(mailbox.clone())
+            .or_insert_with(|| Mailbox {
+                state: MailboxState::default(),
+                head: 0,
+                since_snapshot: 0,
+            });
         let ctx = Context { settings, now };
         let decisions = decide(&entry.state, &obs, &ctx);
         let stream = StreamId::mailbox(mailbox);
@@ -280,7 +293,13 @@ impl Engine {
                 source,
             })?;
         entry.head += n;
-        entry.state.apply(EventMeta { id: obs_id, at: now }, &obs);
+        entry.state.apply(
+            EventMeta {
+                id: obs_id,
+                at: now,
+            },
+            &obs,
+        );
         for (d, id) in decisions.iter().zip(&ids) {
             entry.state.apply(EventMeta { id: *id, at: now }, &d.event);
         }
@@ -319,7 +338,8 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
     match event {
         Event::SettingChanged(p) => {
             let mut s = org.settings.clone();
-            s.set(&p.key, &p.value).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            s.set(&p.key, &p.value)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         Event::FilterChanged(p) => {
             for f in &p.filters {
@@ -329,7 +349,8 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
                         f.name, f.entity, p.entity
                     )));
                 }
-                CompiledFilter::parse(f.entity, &f.expr).map_err(|e| EngineError::Invalid(e.to_string()))?;
+                CompiledFilter::parse(f.entity, &f.expr)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
             }
         }
         Event::MailboxMapped(p) => {
@@ -360,26 +381,44 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
                 )));
             }
         }
-        e if !e.is_observation() && !matches!(e.class(), ledgersync_domain::event::EventClass::Organization) => {
-            return Err(EngineError::Invalid(format!(
-                "`{}` is a decision; the CRM can only send observations",
-                e.name()
-            )));
+        e => {
+            use ledgersync_domain::event::EventClass;
+            match e.class() {
+                EventClass::Decision => {
+                    return Err(EngineError::Invalid(format!(
+                        "`{}` is a decision; the CRM can only send observations",
+                        e.name()
+                    )));
+                }
+                EventClass::MailObservation | EventClass::Outcome => {
+                    return Err(EngineError::Invalid(format!(
+                        "`{}` comes from a mail server; it is given to its mailbox, not sent by the CRM",
+                        e.name()
+                    )));
+                }
+                EventClass::Organization | EventClass::Lifecycle | EventClass::CrmObservation => {}
+            }
         }
-        _ => {}
     }
     Ok(())
 }
 
 /// Rebuilds every mailbox state by folding the whole journal (used by tests to compare with the
 /// live states).
-pub fn rebuild_states(journal: &dyn Journal) -> Result<BTreeMap<MailboxId, MailboxState>, EngineError> {
+pub fn rebuild_states(
+    journal: &dyn Journal,
+) -> Result<BTreeMap<MailboxId, MailboxState>, EngineError> {
     let mut states: BTreeMap<MailboxId, MailboxState> = BTreeMap::new();
-    scan(journal, 1, |_, _| {}, |s| {
-        if let Some(m) = s.envelope.stream.as_mailbox() {
-            states.entry(m).or_default().apply(s.meta(), &s.event);
-        }
-        Ok(())
-    })?;
+    scan(
+        journal,
+        1,
+        |_, _| {},
+        |s| {
+            if let Some(m) = s.envelope.stream.as_mailbox() {
+                states.entry(m).or_default().apply(s.meta(), &s.event);
+            }
+            Ok(())
+        },
+    )?;
     Ok(states)
 }

@@ -12,8 +12,8 @@ use crate::log::Stored;
 use ledgersync_domain::event::{EventClass, LeaveReason};
 use ledgersync_domain::settings::SettingUsed;
 use ledgersync_domain::{
-    Context, Event, ItemKey, MailboxId, MailboxState, OrgSettings, RecordId, RemoteId, RuleId, StreamId,
-    Timestamp, decide,
+    Context, Event, ItemKey, MailboxId, MailboxState, OrgSettings, RecordId, RemoteId, RuleId,
+    StreamId, Timestamp, decide,
 };
 use ledgersync_journal::Journal;
 use serde::Serialize;
@@ -87,21 +87,34 @@ pub struct Explanation {
 }
 
 fn read(journal: &dyn Journal, positions: &[u64]) -> Result<Vec<Stored>, EngineError> {
-    journal.read_positions(positions)?.into_iter().map(Stored::decode).collect()
+    journal
+        .read_positions(positions)?
+        .into_iter()
+        .map(Stored::decode)
+        .collect()
 }
 
 /// Finds the CRM rows and server items a query names.
-fn resolve(journal: &dyn Journal, query: &str) -> Result<(Vec<RecordId>, Vec<RemoteId>), EngineError> {
+fn resolve(
+    journal: &dyn Journal,
+    query: &str,
+) -> Result<(Vec<RecordId>, Vec<RemoteId>), EngineError> {
     if let Some(id) = query.strip_prefix("crm:") {
         return Ok((vec![RecordId::new(id)], vec![]));
     }
     if let Some(id) = query.strip_prefix("remote:") {
         return Ok((vec![], vec![RemoteId::new(id)]));
     }
-    if !journal.positions_for_item(&ItemKey::Crm(RecordId::new(query)))?.is_empty() {
+    if !journal
+        .positions_for_item(&ItemKey::Crm(RecordId::new(query)))?
+        .is_empty()
+    {
         return Ok((vec![RecordId::new(query)], vec![]));
     }
-    if !journal.positions_for_item(&ItemKey::Remote(RemoteId::new(query)))?.is_empty() {
+    if !journal
+        .positions_for_item(&ItemKey::Remote(RemoteId::new(query)))?
+        .is_empty()
+    {
         return Ok((vec![], vec![RemoteId::new(query)]));
     }
     let mut records = BTreeSet::new();
@@ -138,7 +151,10 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
     }
     let mut items = Vec::new();
     for record in records {
-        let mut positions: BTreeSet<u64> = journal.positions_for_item(&ItemKey::Crm(record.clone()))?.into_iter().collect();
+        let mut positions: BTreeSet<u64> = journal
+            .positions_for_item(&ItemKey::Crm(record.clone()))?
+            .into_iter()
+            .collect();
         let first = read(journal, &positions.iter().copied().collect::<Vec<_>>())?;
         let mut remotes = BTreeSet::new();
         for s in &first {
@@ -151,7 +167,12 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
             positions.extend(journal.positions_for_item(&ItemKey::Remote(r.clone()))?);
         }
         let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
-        items.push(story(journal, Some(record), remotes.into_iter().collect(), events)?);
+        items.push(story(
+            journal,
+            Some(record),
+            remotes.into_iter().collect(),
+            events,
+        )?);
     }
     for remote in loose_remotes {
         let positions = journal.positions_for_item(&ItemKey::Remote(remote.clone()))?;
@@ -177,7 +198,11 @@ fn step(s: &Stored) -> Step {
         event_type: s.event.name(),
         rule: s.envelope.rule.map(|r| r.to_string()),
         text: describe(&s.event),
-        settings: s.event.basis().map(|b| b.settings.clone()).unwrap_or_default(),
+        settings: s
+            .event
+            .basis()
+            .map(|b| b.settings.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -225,7 +250,11 @@ fn story(
 
 /// Adds the observations that caused listed decisions but are not indexed under the item
 /// (a filter edit, a Test & Enable). They sit just before their decisions in the same stream.
-fn add_missing_causes(journal: &dyn Journal, mailbox: &MailboxId, list: &mut Vec<Stored>) -> Result<(), EngineError> {
+fn add_missing_causes(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    list: &mut Vec<Stored>,
+) -> Result<(), EngineError> {
     let have: BTreeSet<_> = list.iter().map(|s| s.envelope.event_id).collect();
     let mut wanted: BTreeMap<_, u64> = BTreeMap::new();
     for s in list.iter() {
@@ -251,7 +280,11 @@ fn add_missing_causes(journal: &dyn Journal, mailbox: &MailboxId, list: &mut Vec
 fn is_consequential(e: &Event) -> bool {
     matches!(
         e,
-        Event::DeleteIntent(_) | Event::CancelIntent(_) | Event::Unlinked(_) | Event::LogicalDelete(_) | Event::NoAction(_)
+        Event::DeleteIntent(_)
+            | Event::CancelIntent(_)
+            | Event::Unlinked(_)
+            | Event::LogicalDelete(_)
+            | Event::NoAction(_)
     )
 }
 
@@ -262,11 +295,11 @@ fn conclude(
     record: &RecordId,
     list: &[Stored],
 ) -> Result<(Option<String>, Option<WhatIfHint>), EngineError> {
-    let Some(last) = list
-        .iter()
-        .rev()
-        .find(|s| s.event.class() == EventClass::Decision && s.event.record() == Some(record) && is_consequential(&s.event))
-    else {
+    let Some(last) = list.iter().rev().find(|s| {
+        s.event.class() == EventClass::Decision
+            && s.event.record() == Some(record)
+            && is_consequential(&s.event)
+    }) else {
         return Ok((None, None));
     };
     let Some(obs_id) = last.envelope.causation.first().copied() else {
@@ -277,7 +310,9 @@ fn conclude(
     };
     let batch: Vec<&Stored> = list
         .iter()
-        .filter(|s| s.envelope.causation.first() == Some(&obs_id) && s.event.record() == Some(record))
+        .filter(|s| {
+            s.envelope.causation.first() == Some(&obs_id) && s.event.record() == Some(record)
+        })
         .collect();
     let recorded: Vec<(RuleId, Event)> = batch
         .iter()
@@ -286,7 +321,12 @@ fn conclude(
     let outcome = summarize(&recorded);
     let mut used: Vec<SettingUsed> = Vec::new();
     for s in &batch {
-        for u in s.event.basis().map(|b| b.settings.as_slice()).unwrap_or(&[]) {
+        for u in s
+            .event
+            .basis()
+            .map(|b| b.settings.as_slice())
+            .unwrap_or(&[])
+        {
             if !used.contains(u) {
                 used.push(u.clone());
             }
@@ -311,14 +351,20 @@ fn conclude(
         .map(|u| format!("{} is {}", u.key, u.value))
         .collect::<Vec<_>>()
         .join(" and ");
-    let because = if settings_text.is_empty() { String::new() } else { format!(" because {settings_text}") };
+    let because = if settings_text.is_empty() {
+        String::new()
+    } else {
+        format!(" because {settings_text}")
+    };
     let why = match cause {
         Some(reason) => {
             let head = match &reason {
                 LeaveReason::AccessLost(r) => format!("access lost ({r})"),
                 other => other.to_string(),
             };
-            format!("{head} → no longer in {owner}'s filter union → logical delete → {outcome}{because} ({rule})")
+            format!(
+                "{head} → no longer in {owner}'s filter union → logical delete → {outcome}{because} ({rule})"
+            )
         }
         None => format!("{} → {outcome}{because} ({rule})", describe(&obs.event)),
     };
@@ -326,18 +372,30 @@ fn conclude(
     Ok((Some(why), hint))
 }
 
-fn journal_owner(journal: &dyn Journal, mailbox: &MailboxId, upto: u64) -> Result<String, EngineError> {
+fn journal_owner(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    upto: u64,
+) -> Result<String, EngineError> {
     let state = state_before(journal, mailbox, upto)?;
-    Ok(state.owner.map(|u| u.to_string()).unwrap_or_else(|| mailbox.to_string()))
+    Ok(state
+        .owner
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| mailbox.to_string()))
 }
 
 /// The mailbox state just before stream sequence `seq`.
-fn state_before(journal: &dyn Journal, mailbox: &MailboxId, seq: u64) -> Result<MailboxState, EngineError> {
+fn state_before(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    seq: u64,
+) -> Result<MailboxState, EngineError> {
     let stream = StreamId::mailbox(mailbox);
     let mut state = MailboxState::default();
     let mut from = 1;
     while from < seq {
-        let page = journal.read_stream(&stream, from, ((seq - from) as usize).min(crate::log::PAGE))?;
+        let page =
+            journal.read_stream(&stream, from, ((seq - from) as usize).min(crate::log::PAGE))?;
         if page.is_empty() {
             break;
         }
@@ -354,9 +412,11 @@ fn alternatives(u: &SettingUsed) -> Vec<String> {
     match u.value.as_str() {
         "true" => vec!["false".into()],
         "false" => vec!["true".into()],
-        "0" | "1" | "2" if u.key == "task_deletion_mode" => {
-            ["0", "1", "2"].iter().filter(|v| **v != u.value).map(|v| v.to_string()).collect()
-        }
+        "0" | "1" | "2" if u.key == "task_deletion_mode" => ["0", "1", "2"]
+            .iter()
+            .filter(|v| **v != u.value)
+            .map(|v| v.to_string())
+            .collect(),
         _ => vec![],
     }
 }

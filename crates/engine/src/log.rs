@@ -16,12 +16,16 @@ pub struct Stored {
 impl Stored {
     /// Decodes an envelope's payload.
     pub fn decode(envelope: Envelope) -> Result<Self, EngineError> {
-        let event = Event::decode(envelope.event_type, envelope.schema_version, &envelope.payload)
-            .map_err(|source| EngineError::Decode {
-                position: envelope.position,
-                stream: envelope.stream.clone(),
-                source,
-            })?;
+        let event = Event::decode(
+            envelope.event_type,
+            envelope.schema_version,
+            &envelope.payload,
+        )
+        .map_err(|source| EngineError::Decode {
+            position: envelope.position,
+            stream: envelope.stream.clone(),
+            source,
+        })?;
         Ok(Self { envelope, event })
     }
 

@@ -12,7 +12,9 @@ use crate::error::EngineError;
 use ledgersync_domain::event::*;
 use ledgersync_domain::filter::SyncFilter;
 use ledgersync_domain::records::*;
-use ledgersync_domain::{Duration, Event, FilterId, MailboxId, ProfileId, RecordId, RemoteId, Timestamp, UserId};
+use ledgersync_domain::{
+    Duration, Event, FilterId, MailboxId, ProfileId, RecordId, RemoteId, Timestamp, UserId,
+};
 
 /// Plays the mail server for intents until real connectors answer them.
 #[derive(Debug, Default)]
@@ -24,15 +26,17 @@ pub struct Loopback {
 impl Loopback {
     /// Reports a successful outcome for every intent in `processed` (and for intents that the
     /// outcomes themselves lead to).
-    pub fn settle(&mut self, engine: &mut Engine, processed: &Processed) -> Result<(), EngineError> {
+    pub fn settle(
+        &mut self,
+        engine: &mut Engine,
+        processed: &Processed,
+    ) -> Result<(), EngineError> {
         let mut queue: Vec<Appended> = processed.decisions.clone();
         while let Some(a) = queue.pop() {
             let remote = match &a.decision.event {
-                Event::CreateIntent(p) if p.target == Side::MailServer => Some(RemoteId(format!(
-                    "{}/{}.ics",
-                    a.mailbox,
-                    p.record
-                ))),
+                Event::CreateIntent(p) if p.target == Side::MailServer => {
+                    Some(RemoteId(format!("{}/{}.ics", a.mailbox, p.record)))
+                }
                 Event::CreateIntent(_) | Event::UpdateIntent(_) => None,
                 Event::DeleteIntent(p) => p.remote.clone(),
                 Event::CancelIntent(p) => p.remote.clone(),
@@ -126,7 +130,8 @@ pub struct StoryStep {
 
 fn summarize_processed(engine: &Engine, p: &Processed) -> Vec<String> {
     use std::collections::BTreeMap;
-    let mut by: BTreeMap<(MailboxId, String), Vec<(ledgersync_domain::RuleId, Event)>> = BTreeMap::new();
+    let mut by: BTreeMap<(MailboxId, String), Vec<(ledgersync_domain::RuleId, Event)>> =
+        BTreeMap::new();
     for a in &p.decisions {
         let title = a
             .decision
@@ -155,23 +160,27 @@ fn summarize_processed(engine: &Engine, p: &Processed) -> Vec<String> {
 
 /// Runs the story against `engine`; the clock is advanced between steps so the journal reads
 /// like a working morning. Returns the steps for printing.
-pub fn disappearing_appointment(engine: &mut Engine, clock: &ManualClock) -> Result<Vec<StoryStep>, EngineError> {
+pub fn disappearing_appointment(
+    engine: &mut Engine,
+    clock: &ManualClock,
+) -> Result<Vec<StoryStep>, EngineError> {
     let mut lb = Loopback::default();
     let mut steps = Vec::new();
-    let mut run = |engine: &mut Engine, title: &str, events: Vec<Event>| -> Result<(), EngineError> {
-        let mut results = Vec::new();
-        for e in events {
-            let p = engine.crm(e)?;
-            results.extend(summarize_processed(engine, &p));
-            lb.settle(engine, &p)?;
-        }
-        steps.push(StoryStep {
-            title: title.to_string(),
-            results,
-        });
-        clock.advance(Duration::minutes(7));
-        Ok(())
-    };
+    let mut run =
+        |engine: &mut Engine, title: &str, events: Vec<Event>| -> Result<(), EngineError> {
+            let mut results = Vec::new();
+            for e in events {
+                let p = engine.crm(e)?;
+                results.extend(summarize_processed(engine, &p));
+                lb.settle(engine, &p)?;
+            }
+            steps.push(StoryStep {
+                title: title.to_string(),
+                results,
+            });
+            clock.advance(Duration::minutes(7));
+            Ok(())
+        };
 
     // 1. The organization.
     let mut setup = vec![Event::ProfileRegistered(ProfileRegistered {
@@ -214,7 +223,11 @@ pub fn disappearing_appointment(engine: &mut Engine, clock: &ManualClock) -> Res
             override_other_org: false,
         }));
     }
-    run(engine, "Organization: 3 users, 2 mailboxes approved, tested and enabled", setup)?;
+    run(
+        engine,
+        "Organization: 3 users, 2 mailboxes approved, tested and enabled",
+        setup,
+    )?;
 
     // 2. CRM records reach the mailboxes through the default filters.
     let now = clock.now();

@@ -11,8 +11,8 @@ use crate::describe::summarize;
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
 use ledgersync_domain::{
-    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, OrgSettings, OrgState, RecordId,
-    RemoteId, RuleId, Timestamp, decide,
+    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, OrgSettings, OrgState,
+    RecordId, RemoteId, RuleId, Timestamp, decide,
 };
 use ledgersync_journal::Journal;
 use serde::Serialize;
@@ -97,7 +97,8 @@ pub fn what_if(
     let apply_overrides = |s: &OrgSettings| -> Result<OrgSettings, EngineError> {
         let mut s = s.clone();
         for (k, v) in overrides {
-            s.set(k, v).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            s.set(k, v)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         Ok(s)
     };
@@ -116,17 +117,28 @@ pub fn what_if(
             let id = match h.recorded.get(i) {
                 Some(r) if r.event == d.event => r.envelope.event_id,
                 // A simulated decision of its own: an id no recorded event has.
-                _ => EventId::from_u128((1u128 << 127) | ((h.obs.envelope.position as u128) << 16) | i as u128),
+                _ => EventId::from_u128(
+                    (1u128 << 127) | ((h.obs.envelope.position as u128) << 16) | i as u128,
+                ),
             };
             state.apply(EventMeta { id, at }, &d.event);
         }
-        let mut by_item: BTreeMap<ItemKeyOf, (Vec<(RuleId, Event)>, Vec<(RuleId, Event)>)> = BTreeMap::new();
+        let mut by_item: BTreeMap<ItemKeyOf, (Vec<(RuleId, Event)>, Vec<(RuleId, Event)>)> =
+            BTreeMap::new();
         for r in &h.recorded {
             let rule = r.envelope.rule.unwrap_or(RuleId(0));
-            by_item.entry(item_of(&r.event)).or_default().0.push((rule, r.event.clone()));
+            by_item
+                .entry(item_of(&r.event))
+                .or_default()
+                .0
+                .push((rule, r.event.clone()));
         }
         for d in &h.simulated {
-            by_item.entry(item_of(&d.event)).or_default().1.push((d.rule, d.event.clone()));
+            by_item
+                .entry(item_of(&d.event))
+                .or_default()
+                .1
+                .push((d.rule, d.event.clone()));
         }
         for (item, (rec, sim)) in by_item {
             let (recorded, simulated) = (summarize(&rec), summarize(&sim));
@@ -144,8 +156,16 @@ pub fn what_if(
                 ItemKeyOf::Mailbox => (None, None),
             };
             let title = match (&record, &remote) {
-                (Some(r), _) => state.records.get(r).map(|x| x.title().to_string()).unwrap_or_else(|| r.to_string()),
-                (None, Some(r)) => state.remote_items.get(r).map(|x| x.fields.title().to_string()).unwrap_or_else(|| r.to_string()),
+                (Some(r), _) => state
+                    .records
+                    .get(r)
+                    .map(|x| x.title().to_string())
+                    .unwrap_or_else(|| r.to_string()),
+                (None, Some(r)) => state
+                    .remote_items
+                    .get(r)
+                    .map(|x| x.fields.title().to_string())
+                    .unwrap_or_else(|| r.to_string()),
                 (None, None) => format!("mailbox {m}"),
             };
             report.differences.push(Difference {

@@ -1,0 +1,250 @@
+//! The disappearing-appointment story through the real engine and journal, on both backends:
+//! replay reproduces every decision, explain names the rule, cause and setting, what-if lists
+//! the items that would differ, and a journal that does not hold what the engine decided is
+//! caught.
+
+use ledgersync_domain::event::{FilterChanged, NoAction, SettingChanged};
+use ledgersync_domain::filter::SyncFilter;
+use ledgersync_domain::records::Entity;
+use ledgersync_domain::{
+    Event, EventId, FilterId, NewEvent, OrgId, StreamId, Timestamp, UserId, time,
+};
+use ledgersync_engine::engine::rebuild_states;
+use ledgersync_engine::{Engine, EngineError, ManualClock, explain, replay, scenario, what_if};
+use ledgersync_journal::{Backend, ExpectedSeq, Journal, JournalOptions};
+use std::sync::Arc;
+
+fn t0() -> Timestamp {
+    time::timestamp_from_civil(2026, 11, 20, 9, 0)
+}
+
+fn run_story(
+    backend: Backend,
+    dir: &std::path::Path,
+    snapshot_every: u64,
+) -> (Arc<dyn Journal>, Engine) {
+    let journal = ledgersync_journal::open(dir, &JournalOptions::with_backend(backend)).unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut engine = Engine::open(journal.clone(), OrgId::new("serenity"), clock.clone())
+        .unwrap()
+        .with_snapshot_every(snapshot_every);
+    scenario::disappearing_appointment(&mut engine, &clock).unwrap();
+    (journal, engine)
+}
+
+fn story_holds(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, engine) = run_story(backend, dir.path(), 1000);
+    drop(engine);
+
+    let r = replay(journal.as_ref(), None, |_, _| {}).unwrap();
+    assert!(r.ok(), "{:#?}", r.mismatches);
+    assert!(r.decisions >= 40, "{} decisions", r.decisions);
+    assert_eq!(r.reproduced, r.decisions);
+
+    let e = explain(journal.as_ref(), "bike rep").unwrap();
+    assert_eq!(e.items.len(), 1);
+    let jayne = e.items[0]
+        .mailboxes
+        .iter()
+        .find(|m| m.mailbox.as_str() == "mbx-jayne")
+        .unwrap();
+    let why = jayne.why.as_deref().unwrap();
+    assert!(why.contains("access lost (security role removed)"), "{why}");
+    assert!(why.contains("cancellation sent to 3 attendee(s)"), "{why}");
+    assert!(
+        why.contains("distinct_physical_logical_deletes is false"),
+        "{why}"
+    );
+    assert!(why.ends_with("(R22)"), "{why}");
+    let hint = jayne.what_if.as_ref().unwrap();
+    assert_eq!(
+        (hint.setting.as_str(), hint.value.as_str()),
+        ("distinct_physical_logical_deletes", "true")
+    );
+    assert_eq!(hint.outcome, "unlinked, left in place");
+    assert!(
+        jayne
+            .steps
+            .iter()
+            .any(|s| s.rule.as_deref() == Some("R22") && s.event_type == "cancel_intent")
+    );
+
+    let w = what_if(
+        journal.as_ref(),
+        &[("distinct_physical_logical_deletes".into(), "true".into())],
+        |_, _| {},
+    )
+    .unwrap();
+    let items: Vec<(&str, &str, &str)> = w
+        .differences
+        .iter()
+        .map(|d| (d.title.as_str(), d.mailbox.as_str(), d.simulated.as_str()))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("Quarterly review", "mbx-paul", "unlinked, left in place"),
+            ("Bike repair", "mbx-jayne", "unlinked, left in place"),
+            ("Linda Park", "mbx-paul", "unlinked, left in place"),
+        ]
+    );
+    let bike = &w.differences[1];
+    assert_eq!(
+        bike.recorded,
+        "deleted from the mailbox, cancellation sent to 3 attendee(s)"
+    );
+
+    // The physical delete of "Site visit" cancels under both settings.
+    assert!(!w.differences.iter().any(|d| d.title == "Site visit"));
+
+    let same = what_if(
+        journal.as_ref(),
+        &[("distinct_physical_logical_deletes".into(), "false".into())],
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(same.differences.is_empty(), "{:#?}", same.differences);
+}
+
+#[test]
+fn story_on_redb() {
+    story_holds(Backend::Redb);
+}
+
+#[test]
+fn story_on_sled() {
+    story_holds(Backend::Sled);
+}
+
+#[test]
+fn replay_reports_a_decision_the_rules_do_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, engine) = run_story(Backend::Redb, dir.path(), 1000);
+    drop(engine);
+    let stream = StreamId("mailbox/mbx-jayne".into());
+    let head = journal.stream_head(&stream).unwrap();
+    let forged = Event::NoAction(NoAction {
+        basis: Default::default(),
+        record: None,
+        remote: None,
+    });
+    journal
+        .append(
+            &stream,
+            ExpectedSeq::Exactly(head),
+            vec![NewEvent {
+                event_id: EventId::from_u128(42),
+                recorded_at: t0(),
+                occurred_at: t0(),
+                event_type: forged.event_type(),
+                schema_version: 1,
+                causation: vec![],
+                correlation: None,
+                rule: Some(ledgersync_domain::RuleId(25)),
+                payload: forged.encode_payload(),
+                items: vec![],
+            }],
+        )
+        .unwrap();
+    let r = replay(journal.as_ref(), None, |_, _| {}).unwrap();
+    assert!(!r.ok());
+    assert_eq!(r.mismatches.len(), 1);
+    let m = &r.mismatches[0];
+    assert_eq!(m.mailbox.as_str(), "mbx-jayne");
+    assert!(
+        m.recorded.as_deref().unwrap().starts_with("R25 no_action"),
+        "{m:?}"
+    );
+    assert!(m.recomputed.is_none());
+    assert_eq!(r.reproduced, r.decisions - 1);
+}
+
+#[test]
+fn reopening_rebuilds_the_same_states_from_snapshots_and_tails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, engine) = run_story(Backend::Redb, dir.path(), 7);
+    let live: Vec<_> = engine
+        .mailbox_ids()
+        .map(|m| (m.clone(), engine.mailbox(m).unwrap().clone()))
+        .collect();
+    drop(engine);
+    let folded = rebuild_states(journal.as_ref()).unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let reopened = Engine::open(journal.clone(), OrgId::new("serenity"), clock).unwrap();
+    for (id, state) in live {
+        assert!(
+            journal
+                .load_snapshot(&StreamId::mailbox(&id))
+                .unwrap()
+                .is_some(),
+            "{id} has a snapshot"
+        );
+        assert_eq!(
+            reopened.mailbox(&id).unwrap(),
+            &state,
+            "{id} reopened from snapshot + tail"
+        );
+        assert_eq!(
+            folded.get(&id).unwrap(),
+            &state,
+            "{id} folded from the whole journal"
+        );
+    }
+}
+
+#[test]
+fn bad_crm_input_is_refused_with_its_reason_and_nothing_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine) = run_story(Backend::Redb, dir.path(), 1000);
+    let before = journal.last_position().unwrap();
+    let err = |r: Result<_, EngineError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+
+    let e = err(engine.crm(Event::SettingChanged(SettingChanged {
+        key: "distinct_deletes".into(),
+        value: "true".into(),
+    })));
+    assert!(
+        e.contains("unknown setting `distinct_deletes`")
+            && e.contains("distinct_physical_logical_deletes"),
+        "{e}"
+    );
+
+    let e = err(engine.crm(Event::SettingChanged(SettingChanged {
+        key: "task_deletion_mode".into(),
+        value: "7".into(),
+    })));
+    assert!(
+        e.contains("0 (delete), 1 (delete if not completed) or 2 (never)"),
+        "{e}"
+    );
+
+    let e = err(engine.crm(Event::FilterChanged(FilterChanged {
+        user: UserId::new("jayne"),
+        entity: Entity::Appointment,
+        filters: vec![SyncFilter {
+            id: FilterId::new("f"),
+            name: "typo".into(),
+            entity: Entity::Appointment,
+            enabled: true,
+            expr: "organiser = me".into(),
+        }],
+    })));
+    assert!(
+        e.contains("unknown field `organiser`") && e.contains("column 1"),
+        "{e}"
+    );
+
+    let e = err(engine.crm(Event::NoAction(NoAction {
+        basis: Default::default(),
+        record: None,
+        remote: None,
+    })));
+    assert!(e.contains("is a decision"), "{e}");
+
+    assert_eq!(
+        journal.last_position().unwrap(),
+        before,
+        "refused input is not recorded"
+    );
+}
