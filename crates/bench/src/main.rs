@@ -133,11 +133,11 @@ fn main() -> anyhow::Result<()> {
                 ),
             );
             if wants("breakdown") {
-            for (stage, rate) in engine_bench::replay_breakdown(journal.as_ref()) {
-                eprintln!("  replay stage {stage}: {:.2} M events/s", rate / 1e6);
+                for (stage, rate) in engine_bench::replay_breakdown(journal.as_ref()) {
+                    eprintln!("  replay stage {stage}: {:.2} M events/s", rate / 1e6);
+                }
             }
-        }
-        eprintln!("[{backend}] replay…");
+            eprintln!("[{backend}] replay…");
             let r = engine_bench::replay(journal.as_ref());
             put(
                 "replay: read + decode + evolve, 1 thread",

@@ -35,7 +35,11 @@ pub struct Decision {
 /// Decides what follows from `obs` for the mailbox whose state (before `obs`) is `state`.
 /// Events that are not observations yield no decisions.
 pub fn decide(state: &MailboxState, obs: &Event, ctx: &Context<'_>) -> Vec<Decision> {
-    let mut d = Decider { state, ctx, out: Vec::new() };
+    let mut d = Decider {
+        state,
+        ctx,
+        out: Vec::new(),
+    };
     d.observation(obs);
     d.out
 }
@@ -95,7 +99,10 @@ fn sensitive_changes(old: &Appointment, new: &Appointment) -> Vec<&'static str> 
         ("required attendees", old.required != new.required),
         ("optional attendees", old.optional != new.optional),
         ("organizer", old.organizer != new.organizer),
-        ("status", old.state != new.state || old.show_as != new.show_as),
+        (
+            "status",
+            old.state != new.state || old.show_as != new.show_as,
+        ),
         ("priority", old.priority != new.priority),
         ("recurrence", old.recurrence != new.recurrence),
     ];
@@ -109,9 +116,10 @@ fn sensitive_changes(old: &Appointment, new: &Appointment) -> Vec<&'static str> 
 
 fn changed_fields(old: &Record, new: &Record) -> Vec<String> {
     let mut v: Vec<String> = match (&old.body, &new.body) {
-        (RecordBody::Appointment(a), RecordBody::Appointment(b)) => {
-            sensitive_changes(a, b).into_iter().map(String::from).collect()
-        }
+        (RecordBody::Appointment(a), RecordBody::Appointment(b)) => sensitive_changes(a, b)
+            .into_iter()
+            .map(String::from)
+            .collect(),
         (RecordBody::Contact(a), RecordBody::Contact(b)) => {
             let mut f = Vec::new();
             if a.state != b.state {
@@ -142,7 +150,10 @@ fn changed_fields(old: &Record, new: &Record) -> Vec<String> {
 
 impl<'a> Decider<'a> {
     fn push(&mut self, rule: u8, event: Event) {
-        self.out.push(Decision { rule: RuleId(rule), event });
+        self.out.push(Decision {
+            rule: RuleId(rule),
+            event,
+        });
     }
 
     fn mailbox_id(&self) -> MailboxId {
@@ -150,7 +161,11 @@ impl<'a> Decider<'a> {
     }
 
     fn owner_name(&self) -> String {
-        self.state.owner.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "nobody".into())
+        self.state
+            .owner
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "nobody".into())
     }
 
     fn act_enabled(&self) -> bool {
@@ -281,7 +296,10 @@ impl<'a> Decider<'a> {
                         1,
                         Event::MappingEnded(MappingEnded {
                             basis: basis(
-                                format!("{} is now mapped to {user}; {prev}'s mapping ends first", s.address),
+                                format!(
+                                    "{} is now mapped to {user}; {prev}'s mapping ends first",
+                                    s.address
+                                ),
                                 vec![],
                             ),
                             user: prev.clone(),
@@ -326,15 +344,24 @@ impl<'a> Decider<'a> {
         let why = format!(
             "Email cannot be {} for the mailbox {} because its email address has not been approved. \
              The mailbox has been disabled for {}. Approve the address, then run Test & Enable again.",
-            if w == Workload::Incoming { "received" } else { "sent" },
+            if w == Workload::Incoming {
+                "received"
+            } else {
+                "sent"
+            },
             s.address,
             w
         );
-        if s.workload(w).enabled || s.workload(w).disabled_reason != Some(DisableReason::NotApproved) {
+        if s.workload(w).enabled
+            || s.workload(w).disabled_reason != Some(DisableReason::NotApproved)
+        {
             self.push(
                 5,
                 Event::WorkloadDisabled(WorkloadDisabled {
-                    basis: basis(why.clone(), vec![setting(self.ctx.settings, "require_approved_address")]),
+                    basis: basis(
+                        why.clone(),
+                        vec![setting(self.ctx.settings, "require_approved_address")],
+                    ),
                     workload: w,
                     reason: DisableReason::NotApproved,
                 }),
@@ -361,7 +388,10 @@ impl<'a> Decider<'a> {
                 self.push(
                     1,
                     Event::WorkloadDisabled(WorkloadDisabled {
-                        basis: basis(format!("{why}: {w} stops before the new mapping starts"), vec![]),
+                        basis: basis(
+                            format!("{why}: {w} stops before the new mapping starts"),
+                            vec![],
+                        ),
                         workload: w,
                         reason: DisableReason::Remapped,
                     }),
@@ -391,7 +421,10 @@ impl<'a> Decider<'a> {
         if s.id.as_ref() != Some(&p.mailbox) {
             return;
         }
-        let email_only = matches!(s.server_type, Some(ServerType::Pop3Smtp | ServerType::ImapSmtp));
+        let email_only = matches!(
+            s.server_type,
+            Some(ServerType::Pop3Smtp | ServerType::ImapSmtp)
+        );
         for (w, result) in [
             (Workload::Incoming, p.incoming),
             (Workload::Outgoing, p.outgoing),
@@ -401,7 +434,11 @@ impl<'a> Decider<'a> {
                 continue;
             }
             let was_enabled = s.workload(w).enabled;
-            let disable = |d: &mut Self, rule: u8, reason: DisableReason, why: String, alert: Option<String>| {
+            let disable = |d: &mut Self,
+                           rule: u8,
+                           reason: DisableReason,
+                           why: String,
+                           alert: Option<String>| {
                 if was_enabled || s.workload(w).disabled_reason.as_ref() != Some(&reason) {
                     d.push(
                         rule,
@@ -431,7 +468,11 @@ impl<'a> Decider<'a> {
                 continue;
             }
             if w == Workload::Act
-                && let Some(other) = p.act_org_marker.as_ref().filter(|o| Some(*o) != s.org.as_ref()) {
+                && let Some(other) = p
+                    .act_org_marker
+                    .as_ref()
+                    .filter(|o| Some(*o) != s.org.as_ref())
+            {
                 if !p.override_other_org {
                     let text = format!(
                         "Appointments, contacts, and tasks can't be synchronized because the email address of the mailbox {} \
@@ -439,7 +480,13 @@ impl<'a> Decider<'a> {
                          organization only\" to take it over.",
                         s.address
                     );
-                    disable(self, 2, DisableReason::OtherOrganization, text.clone(), Some(text));
+                    disable(
+                        self,
+                        2,
+                        DisableReason::OtherOrganization,
+                        text.clone(),
+                        Some(text),
+                    );
                     continue;
                 }
                 if let Some(org) = s.org.clone() {
@@ -510,19 +557,35 @@ impl<'a> Decider<'a> {
         if !filters.has_enabled(rec.entity()) {
             return Membership::NoFilter;
         }
-        let me = self.state.owner.as_ref().expect("reconcile runs only with an owner");
+        let me = self
+            .state
+            .owner
+            .as_ref()
+            .expect("reconcile runs only with an owner");
         match filters.first_match(rec, me, self.ctx.now) {
             Some(f) => Membership::In(&f.name),
             None => Membership::NotMatched,
         }
     }
 
-    fn reconcile(&mut self, rec: &Record, cause: Cause<'_>, filters: &FilterSet, denial: Option<AccessReason>) {
+    fn reconcile(
+        &mut self,
+        rec: &Record,
+        cause: Cause<'_>,
+        filters: &FilterSet,
+        denial: Option<AccessReason>,
+    ) {
         let m = self.membership(rec, filters, denial, true);
         self.reconcile_membership(rec, cause, m);
     }
 
-    fn reconcile_with_denial(&mut self, rec: &Record, cause: Cause<'_>, filters: &FilterSet, denial: Option<AccessReason>) {
+    fn reconcile_with_denial(
+        &mut self,
+        rec: &Record,
+        cause: Cause<'_>,
+        filters: &FilterSet,
+        denial: Option<AccessReason>,
+    ) {
         let m = self.membership(rec, filters, denial, false);
         self.reconcile_membership(rec, cause, m);
     }
@@ -568,7 +631,9 @@ impl<'a> Decider<'a> {
 
     fn leave_reason_from_fields(&self, old: &Record, new: &Record) -> LeaveReason {
         if let (Some(a), Some(b)) = (old.appointment(), new.appointment()) {
-            let addr = |p: &Option<crate::records::Party>| p.as_ref().map(|p| p.email.clone()).unwrap_or_default();
+            let addr = |p: &Option<crate::records::Party>| {
+                p.as_ref().map(|p| p.email.clone()).unwrap_or_default()
+            };
             if a.organizer != b.organizer {
                 return LeaveReason::OrganizerChanged {
                     from: addr(&a.organizer),
@@ -588,12 +653,19 @@ impl<'a> Decider<'a> {
     }
 
     /// The Free/Busy, reminder and notification an appointment is written with (R26, R30, R31, R40).
-    fn appointment_write(&self, a: &Appointment, version: u64, notify_basis: Option<Vec<&'static str>>) -> (ItemWrite, Vec<String>) {
+    fn appointment_write(
+        &self,
+        a: &Appointment,
+        version: u64,
+        notify_basis: Option<Vec<&'static str>>,
+    ) -> (ItemWrite, Vec<String>) {
         let s = self.ctx.settings;
         let mut notes = Vec::new();
         let free = a.state.is_closed() || a.show_as == ShowAs::Free;
         if free {
-            notes.push("written as Free because it is completed, canceled or free (R30)".to_string());
+            notes.push(
+                "written as Free because it is completed, canceled or free (R30)".to_string(),
+            );
         }
         let past_cutoff = a.start < self.ctx.now - s.reminder_cutoff;
         let reminder = !(past_cutoff || free);
@@ -613,7 +685,11 @@ impl<'a> Decider<'a> {
             if ok {
                 notes.push(format!(
                     "{} sent to {} attendee(s) from the organizer's mailbox (R26)",
-                    if notify_basis.is_some() { "update" } else { "invitation" },
+                    if notify_basis.is_some() {
+                        "update"
+                    } else {
+                        "invitation"
+                    },
                     attendees.len()
                 ));
             } else {
@@ -651,17 +727,24 @@ impl<'a> Decider<'a> {
         let completed = t.state.is_closed() || done_by_date;
         let mut notes = Vec::new();
         if done_by_date {
-            notes.push("actual end is in the past, so the server task is marked Completed (R47)".to_string());
+            notes.push(
+                "actual end is in the past, so the server task is marked Completed (R47)"
+                    .to_string(),
+            );
         }
         if t.kind != crate::records::TaskKind::Task {
-            notes.push(format!("a CRM {:?} is written as a server task (R44)", t.kind).to_lowercase());
+            notes.push(
+                format!("a CRM {:?} is written as a server task (R44)", t.kind).to_lowercase(),
+            );
         }
         (
             ItemWrite {
                 title: t.subject.clone(),
                 version: rec.version,
                 show_as: None,
-                reminder: t.due.is_some_and(|d| d > self.ctx.now - crate::time::Duration::days(1)),
+                reminder: t
+                    .due
+                    .is_some_and(|d| d > self.ctx.now - crate::time::Duration::days(1)),
                 notify_attendees: false,
                 attendees: 0,
                 completed,
@@ -685,10 +768,24 @@ impl<'a> Decider<'a> {
     }
 
     /// R82: an attendee notification already decided for this row version is not sent again.
-    fn dedupe_notify(&self, rec: &RecordId, item: &mut ItemWrite, kind: IntentKind, notes: &mut Vec<String>) {
-        if item.notify_attendees && self.state.notified.contains(&(rec.clone(), item.version, kind)) {
+    fn dedupe_notify(
+        &self,
+        rec: &RecordId,
+        item: &mut ItemWrite,
+        kind: IntentKind,
+        notes: &mut Vec<String>,
+    ) {
+        if item.notify_attendees
+            && self
+                .state
+                .notified
+                .contains(&(rec.clone(), item.version, kind))
+        {
             item.notify_attendees = false;
-            notes.push(format!("attendees were already notified for version {} (R82)", item.version));
+            notes.push(format!(
+                "attendees were already notified for version {} (R82)",
+                item.version
+            ));
         }
     }
 
@@ -758,7 +855,10 @@ impl<'a> Decider<'a> {
             let changes = sensitive_changes(old, new);
             let (mut item, mut notes) = self.appointment_write(new, rec.version, Some(changes));
             self.dedupe_notify(&rec.id, &mut item, IntentKind::Update, &mut notes);
-            let mut reason = format!("\"{}\" changed and is still in the filter union: update it", rec.title());
+            let mut reason = format!(
+                "\"{}\" changed and is still in the filter union: update it",
+                rec.title()
+            );
             for n in &notes {
                 reason.push_str("; ");
                 reason.push_str(n);
@@ -781,12 +881,19 @@ impl<'a> Decider<'a> {
             RecordBody::Task(_) => self.task_write(rec),
             _ => (self.plain_write(rec), vec![]),
         };
-        let mut reason = format!("\"{}\" changed and is still in the filter union: update it", rec.title());
+        let mut reason = format!(
+            "\"{}\" changed and is still in the filter union: update it",
+            rec.title()
+        );
         for n in &notes {
             reason.push_str("; ");
             reason.push_str(n);
         }
-        let rule = if item.completed && notes.iter().any(|n| n.contains("R47")) { 47 } else { 18 };
+        let rule = if item.completed && notes.iter().any(|n| n.contains("R47")) {
+            47
+        } else {
+            18
+        };
         let key = self.key("update", &rec.id, rec.version);
         self.push(
             rule,
@@ -822,7 +929,10 @@ impl<'a> Decider<'a> {
             );
             return;
         }
-        let a = link.synced.appointment().expect("canceled_in_crm is for appointments");
+        let a = link
+            .synced
+            .appointment()
+            .expect("canceled_in_crm is for appointments");
         let me = self.state.owner.as_ref();
         if a.service {
             let why = format!(
@@ -903,14 +1013,32 @@ impl<'a> Decider<'a> {
     }
 
     fn physical_delete(&mut self, id: &RecordId) {
-        let Some(link) = self.state.active_link(id).cloned() else { return };
-        let rec = self.state.records.get(id).cloned().unwrap_or_else(|| link.synced.clone());
+        let Some(link) = self.state.active_link(id).cloned() else {
+            return;
+        };
+        let rec = self
+            .state
+            .records
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| link.synced.clone());
         self.entity_delete(21, &rec, &link, true, vec![]);
     }
 
     /// The delete rule of each table: R27 (appointments), R40 (service), R42 (contacts), R45 (tasks).
-    fn entity_delete(&mut self, via: u8, rec: &Record, link: &Link, physical: bool, mut used: Vec<SettingUsed>) {
-        let kind = if physical { "deleted in the CRM" } else { "logically deleted" };
+    fn entity_delete(
+        &mut self,
+        via: u8,
+        rec: &Record,
+        link: &Link,
+        physical: bool,
+        mut used: Vec<SettingUsed>,
+    ) {
+        let kind = if physical {
+            "deleted in the CRM"
+        } else {
+            "logically deleted"
+        };
         let title = rec.title().to_string();
         match &link.synced.body {
             RecordBody::Appointment(a) => {
@@ -932,14 +1060,22 @@ impl<'a> Decider<'a> {
                     let why = format!(
                         "\"{title}\" {kind}; this is the organizer's mailbox and the meeting is in the future, \
                          so it is deleted here{}",
-                        if attendee_addresses(a).is_empty() { "" } else { ", which sends a cancellation to its attendees" }
+                        if attendee_addresses(a).is_empty() {
+                            ""
+                        } else {
+                            ", which sends a cancellation to its attendees"
+                        }
                     );
                     self.delete_with_cancellation(rule, rec, link, why, used);
                 } else {
                     let why = if !organizer {
-                        format!("\"{title}\" {kind}, but this mailbox is not the organizer's: only unlinked, left in the calendar (R27)")
+                        format!(
+                            "\"{title}\" {kind}, but this mailbox is not the organizer's: only unlinked, left in the calendar (R27)"
+                        )
                     } else {
-                        format!("\"{title}\" {kind}, but the meeting is in the past: only unlinked, left in the calendar (R27)")
+                        format!(
+                            "\"{title}\" {kind}, but the meeting is in the past: only unlinked, left in the calendar (R27)"
+                        )
                     };
                     self.unlink(27, rec, link, why, used);
                 }
@@ -964,20 +1100,41 @@ impl<'a> Decider<'a> {
                     .remote
                     .as_ref()
                     .and_then(|r| self.state.remote_items.get(r))
-                    .is_some_and(|i| matches!(i.fields, RemoteFields::Task { percent_complete: 100, .. }));
+                    .is_some_and(|i| {
+                        matches!(
+                            i.fields,
+                            RemoteFields::Task {
+                                percent_complete: 100,
+                                ..
+                            }
+                        )
+                    });
                 if completed_on_server {
                     self.unlink(45, rec, link, format!(
                         "task \"{title}\" {kind}, but it is already Completed on the mail server: unlinked, kept there (R45)"
                     ), used);
                 } else {
-                    self.delete_only(45, rec, link, format!("task \"{title}\" {kind}: the linked server task is deleted (R45)"), used);
+                    self.delete_only(
+                        45,
+                        rec,
+                        link,
+                        format!("task \"{title}\" {kind}: the linked server task is deleted (R45)"),
+                        used,
+                    );
                 }
             }
             RecordBody::Email(_) => {}
         }
     }
 
-    fn delete_only(&mut self, rule: u8, rec: &Record, link: &Link, reason: String, used: Vec<SettingUsed>) {
+    fn delete_only(
+        &mut self,
+        rule: u8,
+        rec: &Record,
+        link: &Link,
+        reason: String,
+        used: Vec<SettingUsed>,
+    ) {
         let key = self.key("delete", &rec.id, rec.version);
         self.push(
             rule,
@@ -991,15 +1148,29 @@ impl<'a> Decider<'a> {
         );
     }
 
-    fn delete_with_cancellation(&mut self, rule: u8, rec: &Record, link: &Link, reason: String, used: Vec<SettingUsed>) {
+    fn delete_with_cancellation(
+        &mut self,
+        rule: u8,
+        rec: &Record,
+        link: &Link,
+        reason: String,
+        used: Vec<SettingUsed>,
+    ) {
         self.delete_only(rule, rec, link, reason, used.clone());
-        let a = link.synced.appointment().expect("cancellations are for appointments");
+        let a = link
+            .synced
+            .appointment()
+            .expect("cancellations are for appointments");
         let attendees = attendee_addresses(a);
         if attendees.is_empty() {
             return;
         }
         let version = link.synced.version;
-        if self.state.notified.contains(&(rec.id.clone(), version, IntentKind::Cancel)) {
+        if self
+            .state
+            .notified
+            .contains(&(rec.id.clone(), version, IntentKind::Cancel))
+        {
             self.push(
                 82,
                 Event::NoAction(NoAction {
@@ -1034,7 +1205,14 @@ impl<'a> Decider<'a> {
         );
     }
 
-    fn unlink(&mut self, rule: u8, rec: &Record, link: &Link, reason: String, used: Vec<SettingUsed>) {
+    fn unlink(
+        &mut self,
+        rule: u8,
+        rec: &Record,
+        link: &Link,
+        reason: String,
+        used: Vec<SettingUsed>,
+    ) {
         self.push(
             rule,
             Event::Unlinked(Unlinked {
@@ -1078,14 +1256,20 @@ impl<'a> Decider<'a> {
         }
         let prev = s.remote_items.get(&item.remote);
         if let Some(record_id) = s.by_remote.get(&item.remote) {
-            let Some(link) = s.active_link(record_id).cloned() else { return };
+            let Some(link) = s.active_link(record_id).cloned() else {
+                return;
+            };
             let Some(prev) = prev else {
                 return; // first sighting of an item the engine wrote: it holds what was written
             };
             if prev.content_hash == item.content_hash && prev.tracked == item.tracked {
                 return; // etag churn, no content change
             }
-            let rec = s.records.get(record_id).cloned().unwrap_or_else(|| link.synced.clone());
+            let rec = s
+                .records
+                .get(record_id)
+                .cloned()
+                .unwrap_or_else(|| link.synced.clone());
             if prev.tracked.is_some() && item.tracked.is_none() {
                 self.push(
                     73,
@@ -1098,7 +1282,13 @@ impl<'a> Decider<'a> {
                         remote: item.remote.clone(),
                     }),
                 );
-                self.unlink(73, &rec, &link, "untracked on the mail server: the link ends, both copies stay".into(), vec![]);
+                self.unlink(
+                    73,
+                    &rec,
+                    &link,
+                    "untracked on the mail server: the link ends, both copies stay".into(),
+                    vec![],
+                );
                 return;
             }
             if let RecordBody::Appointment(a) = &rec.body
@@ -1122,10 +1312,22 @@ impl<'a> Decider<'a> {
                 return;
             }
             let (rule, completed, note) = match (&item.fields, &rec.body) {
-                (RemoteFields::Task { percent_complete: 100, .. }, RecordBody::Task(t)) if !t.state.is_closed() => {
-                    (48, true, "reached 100 % on the mail server: the CRM task is marked Completed")
-                }
-                _ => (18, false, "changed on the mail server: the linked CRM row is updated"),
+                (
+                    RemoteFields::Task {
+                        percent_complete: 100,
+                        ..
+                    },
+                    RecordBody::Task(t),
+                ) if !t.state.is_closed() => (
+                    48,
+                    true,
+                    "reached 100 % on the mail server: the CRM task is marked Completed",
+                ),
+                _ => (
+                    18,
+                    false,
+                    "changed on the mail server: the linked CRM row is updated",
+                ),
             };
             let key = self.key("crm-update", &rec.id, rec.version);
             self.push(
@@ -1163,7 +1365,10 @@ impl<'a> Decider<'a> {
                 39,
                 Event::NoAction(NoAction {
                     basis: basis(
-                        format!("\"{}\" is a copy of a linked item; copies are ignored", item.fields.title()),
+                        format!(
+                            "\"{}\" is a copy of a linked item; copies are ignored",
+                            item.fields.title()
+                        ),
                         vec![setting(settings, "ignore_copied_items")],
                     ),
                     record: None,
@@ -1174,7 +1379,9 @@ impl<'a> Decider<'a> {
         }
         let (rule, actual_start, what) = match &item.fields {
             RemoteFields::Appointment { organizer, .. } => {
-                let from_organizer = organizer.as_ref().is_some_and(|o| o.eq_ignore_ascii_case(&s.address));
+                let from_organizer = organizer
+                    .as_ref()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(&s.address));
                 if !from_organizer && !settings.track_appointments_from_non_organizer {
                     self.push(
                         34,
@@ -1189,7 +1396,11 @@ impl<'a> Decider<'a> {
                     );
                     return;
                 }
-                (33, None, "tracked meeting in the calendar: an appointment is created in the CRM")
+                (
+                    33,
+                    None,
+                    "tracked meeting in the calendar: an appointment is created in the CRM",
+                )
             }
             RemoteFields::Task { .. } => (
                 44,
@@ -1202,7 +1413,13 @@ impl<'a> Decider<'a> {
         self.push(
             rule,
             Event::ItemTracked(ItemTracked {
-                basis: basis(format!("\"{}\" carries the tracking signal {how:?}", item.fields.title()), vec![]),
+                basis: basis(
+                    format!(
+                        "\"{}\" carries the tracking signal {how:?}",
+                        item.fields.title()
+                    ),
+                    vec![],
+                ),
                 record: Some(record.clone()),
                 remote: item.remote.clone(),
                 how,
@@ -1223,7 +1440,13 @@ impl<'a> Decider<'a> {
                     reminder: false,
                     notify_attendees: false,
                     attendees: 0,
-                    completed: matches!(item.fields, RemoteFields::Task { percent_complete: 100, .. }),
+                    completed: matches!(
+                        item.fields,
+                        RemoteFields::Task {
+                            percent_complete: 100,
+                            ..
+                        }
+                    ),
                     actual_start,
                 },
                 key,
@@ -1236,9 +1459,17 @@ impl<'a> Decider<'a> {
         if !self.act_enabled() {
             return;
         }
-        let Some(record_id) = s.by_remote.get(remote) else { return };
-        let Some(link) = s.active_link(record_id).cloned() else { return };
-        let rec = s.records.get(record_id).cloned().unwrap_or_else(|| link.synced.clone());
+        let Some(record_id) = s.by_remote.get(remote) else {
+            return;
+        };
+        let Some(link) = s.active_link(record_id).cloned() else {
+            return;
+        };
+        let rec = s
+            .records
+            .get(record_id)
+            .cloned()
+            .unwrap_or_else(|| link.synced.clone());
         let me = s.owner.as_ref();
         let title = rec.title().to_string();
         let crm_delete = |d: &mut Self, rule: u8, reason: String, used: Vec<SettingUsed>| {
@@ -1260,9 +1491,14 @@ impl<'a> Decider<'a> {
                 let future = a.start > self.ctx.now;
                 let organizer = me.is_some_and(|m| a.organized_by(m));
                 if open && future && organizer {
-                    crm_delete(self, 36, format!(
-                        "\"{title}\" was deleted in the organizer's calendar; it is open and in the future, so the CRM appointment is deleted"
-                    ), vec![]);
+                    crm_delete(
+                        self,
+                        36,
+                        format!(
+                            "\"{title}\" was deleted in the organizer's calendar; it is open and in the future, so the CRM appointment is deleted"
+                        ),
+                        vec![],
+                    );
                 } else {
                     let why = if !open {
                         "it is completed or canceled in the CRM"
@@ -1276,7 +1512,14 @@ impl<'a> Decider<'a> {
             }
             RecordBody::Contact(_) => {
                 if me == Some(&rec.owner) {
-                    crm_delete(self, 43, format!("contact \"{title}\" was deleted on the mail server by its owner: the CRM contact is deleted"), vec![]);
+                    crm_delete(
+                        self,
+                        43,
+                        format!(
+                            "contact \"{title}\" was deleted on the mail server by its owner: the CRM contact is deleted"
+                        ),
+                        vec![],
+                    );
                 } else {
                     self.unlink(43, &rec, &link, format!(
                         "contact \"{title}\" was deleted on the mail server, but the mailbox user does not own it: the CRM contact is kept"
@@ -1292,7 +1535,14 @@ impl<'a> Decider<'a> {
                     TaskDeletionMode::Never => false,
                 };
                 if delete {
-                    crm_delete(self, 46, format!("task \"{title}\" was deleted on the mail server: the CRM task is deleted"), used);
+                    crm_delete(
+                        self,
+                        46,
+                        format!(
+                            "task \"{title}\" was deleted on the mail server: the CRM task is deleted"
+                        ),
+                        used,
+                    );
                 } else {
                     self.unlink(46, &rec, &link, format!(
                         "task \"{title}\" was deleted on the mail server; the task deletion mode keeps the CRM task"
@@ -1307,18 +1557,30 @@ impl<'a> Decider<'a> {
 
     fn intent_succeeded(&mut self, p: &IntentSucceeded) {
         let s = self.state;
-        let Some(intent) = s.intents.get(&p.intent) else { return };
+        let Some(intent) = s.intents.get(&p.intent) else {
+            return;
+        };
         if intent.kind != IntentKind::Create {
             return;
         }
         let remote = p.remote.clone().or_else(|| intent.remote.clone());
         let Some(remote) = remote else { return };
-        let title = s.records.get(&intent.record).map(|r| r.title().to_string()).unwrap_or_else(|| intent.record.to_string());
+        let title = s
+            .records
+            .get(&intent.record)
+            .map(|r| r.title().to_string())
+            .unwrap_or_else(|| intent.record.to_string());
         let rule = if intent.to_crm { 33 } else { 17 };
         self.push(
             rule,
             Event::LinkCreated(LinkCreated {
-                basis: basis(format!("\"{title}\" was created on the {}: CRM row and server item are linked", if intent.to_crm { "CRM" } else { "mail server" }), vec![]),
+                basis: basis(
+                    format!(
+                        "\"{title}\" was created on the {}: CRM row and server item are linked",
+                        if intent.to_crm { "CRM" } else { "mail server" }
+                    ),
+                    vec![],
+                ),
                 record: intent.record.clone(),
                 remote,
             }),
@@ -1327,7 +1589,9 @@ impl<'a> Decider<'a> {
 
     fn intent_failed(&mut self, p: &IntentFailed) {
         let s = self.state;
-        let Some(intent) = s.intents.get(&p.intent) else { return };
+        let Some(intent) = s.intents.get(&p.intent) else {
+            return;
+        };
         let (class, _) = classify(&p.error);
         self.push(
             12,
@@ -1367,7 +1631,10 @@ impl<'a> Decider<'a> {
                 self.push(
                     10,
                     Event::ErrorClassified(ErrorClassified {
-                        basis: basis(format!("{} {} is a permanent error", error.code, error.message), vec![]),
+                        basis: basis(
+                            format!("{} {} is a permanent error", error.code, error.message),
+                            vec![],
+                        ),
                         workload: w,
                         class,
                         scope,
@@ -1402,7 +1669,10 @@ impl<'a> Decider<'a> {
                     11,
                     Event::ErrorClassified(ErrorClassified {
                         basis: basis(
-                            format!("{} {} is transient: failure {attempt} of {limit}", error.code, error.message),
+                            format!(
+                                "{} {} is transient: failure {attempt} of {limit}",
+                                error.code, error.message
+                            ),
                             used.clone(),
                         ),
                         workload: w,
@@ -1433,12 +1703,15 @@ impl<'a> Decider<'a> {
                     ));
                 } else {
                     // Never sooner than the retry interval, never before the server's Retry-After.
-                    let at = (self.ctx.now + settings.transient_retry_interval).max(error.retry_after.unwrap_or_default());
+                    let at = (self.ctx.now + settings.transient_retry_interval)
+                        .max(error.retry_after.unwrap_or_default());
                     self.push(
                         11,
                         Event::RetryScheduled(RetryScheduled {
                             basis: basis(
-                                format!("transient failure {attempt} of {limit}: retry {w} at {at}"),
+                                format!(
+                                    "transient failure {attempt} of {limit}: retry {w} at {at}"
+                                ),
                                 used,
                             ),
                             workload: w,
@@ -1456,7 +1729,14 @@ impl<'a> Decider<'a> {
 /// transient. Credentials problems are the mailbox's; TLS, discovery and 5xx are the server's.
 pub fn classify(error: &ServerError) -> (ErrorClass, ErrorScope) {
     let code = error.code.to_ascii_lowercase();
-    let permanent_mailbox = ["401", "403", "authenticationfailed", "authorizationfailed", "unapproved", "license"];
+    let permanent_mailbox = [
+        "401",
+        "403",
+        "authenticationfailed",
+        "authorizationfailed",
+        "unapproved",
+        "license",
+    ];
     let permanent_server = ["tls", "certificate", "autodiscover", "404"];
     if permanent_mailbox.iter().any(|c| code.contains(c)) {
         (ErrorClass::Permanent, ErrorScope::Mailbox)

@@ -125,11 +125,15 @@ impl fmt::Display for LeaveReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LeaveReason::FilterEdited => f.write_str("sync filter edited"),
-            LeaveReason::FieldChange { fields } => write!(f, "fields changed ({})", fields.join(", ")),
+            LeaveReason::FieldChange { fields } => {
+                write!(f, "fields changed ({})", fields.join(", "))
+            }
             LeaveReason::OrganizerChanged { from, to } => {
                 write!(f, "organizer changed from {from} to {to}")
             }
-            LeaveReason::OwnerChanged { from, to } => write!(f, "owner changed from {from} to {to}"),
+            LeaveReason::OwnerChanged { from, to } => {
+                write!(f, "owner changed from {from} to {to}")
+            }
             LeaveReason::AccessLost(r) => write!(f, "access lost ({r})"),
         }
     }
@@ -283,7 +287,9 @@ impl RemoteFields {
     /// Subject or name.
     pub fn title(&self) -> &str {
         match self {
-            RemoteFields::Appointment { subject, .. } | RemoteFields::Task { subject, .. } => subject,
+            RemoteFields::Appointment { subject, .. } | RemoteFields::Task { subject, .. } => {
+                subject
+            }
             RemoteFields::Contact { full_name, .. } => full_name,
         }
     }
@@ -828,7 +834,9 @@ impl Event {
             keys.push(ItemKey::Remote(r.clone()));
         }
         match self {
-            Event::RecordUpserted(p) => keys.push(ItemKey::Subject(p.record.title().to_lowercase())),
+            Event::RecordUpserted(p) => {
+                keys.push(ItemKey::Subject(p.record.title().to_lowercase()))
+            }
             Event::OwnerChanged(p) => keys.push(ItemKey::Subject(p.record.title().to_lowercase())),
             Event::ItemSeen(p) => keys.push(ItemKey::Subject(p.item.fields.title().to_lowercase())),
             Event::AccessLost(p) => keys.extend(p.records.iter().cloned().map(ItemKey::Crm)),

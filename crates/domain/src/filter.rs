@@ -274,7 +274,11 @@ impl Parser<'_> {
             self.pos += 1;
             parts.push(self.and()?);
         }
-        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.pop().unwrap()
+        } else {
+            Expr::Or(parts)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
@@ -283,7 +287,11 @@ impl Parser<'_> {
             self.pos += 1;
             parts.push(self.unary()?);
         }
-        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.pop().unwrap()
+        } else {
+            Expr::And(parts)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
@@ -407,7 +415,9 @@ impl Parser<'_> {
                 };
                 Value::Now(Duration(sign * d.0))
             }
-            (FieldKind::Date, _) => return Err(self.err("expected now, now+N<unit> or now-N<unit>")),
+            (FieldKind::Date, _) => {
+                return Err(self.err("expected now, now+N<unit> or now-N<unit>"));
+            }
         };
         self.pos += 1;
         Ok(v)
@@ -508,7 +518,9 @@ fn eval(e: &Expr, r: &Record, me: &UserId, now: Timestamp) -> bool {
                     };
                 }
                 Field::Start | Field::End | Field::Due => {
-                    let Value::Now(offset) = value else { return false };
+                    let Value::Now(offset) = value else {
+                        return false;
+                    };
                     let at = match (&r.body, field) {
                         (RecordBody::Appointment(a), Field::Start) => Some(a.start),
                         (RecordBody::Appointment(a), Field::End) => Some(a.end),
@@ -596,16 +608,27 @@ impl FilterSet {
 
     /// Replaces every filter of `entity` with `filters` (a "filter changed" observation carries
     /// the user's whole set for one table).
-    pub fn replace_entity(&mut self, entity: Entity, filters: &[SyncFilter]) -> Result<(), FilterError> {
+    pub fn replace_entity(
+        &mut self,
+        entity: Entity,
+        filters: &[SyncFilter],
+    ) -> Result<(), FilterError> {
         let compiled = FilterSet::compile(filters)?;
         self.filters.retain(|(f, _)| f.entity != entity);
-        self.filters.extend(compiled.filters.into_iter().filter(|(f, _)| f.entity == entity));
+        self.filters.extend(
+            compiled
+                .filters
+                .into_iter()
+                .filter(|(f, _)| f.entity == entity),
+        );
         Ok(())
     }
 
     /// True when at least one enabled filter exists for `entity` (R19).
     pub fn has_enabled(&self, entity: Entity) -> bool {
-        self.filters.iter().any(|(f, _)| f.entity == entity && f.enabled)
+        self.filters
+            .iter()
+            .any(|(f, _)| f.entity == entity && f.enabled)
     }
 
     /// The first enabled filter of the record's table that matches it, if any. This is the

@@ -16,12 +16,12 @@ pub mod settings;
 pub mod state;
 pub mod time;
 
-pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
-pub use ids::*;
-pub use rules::RuleId;
-pub use time::{Duration, Timestamp};
 pub use decide::{Context, Decision, decide};
+pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
 pub use event::Event;
+pub use ids::*;
+pub use org::OrgState;
+pub use rules::RuleId;
 pub use settings::OrgSettings;
 pub use state::{EventMeta, MailboxState};
-pub use org::OrgState;
+pub use time::{Duration, Timestamp};

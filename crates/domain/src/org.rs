@@ -103,9 +103,24 @@ impl OrgState {
                 s
             }
             Event::RecordDeleted(p) => self.routed.get(&p.id).cloned().unwrap_or_default(),
-            Event::AccessLost(p) => self.user_mailbox.get(&p.user).cloned().into_iter().collect(),
-            Event::AccessRegained(p) => self.user_mailbox.get(&p.user).cloned().into_iter().collect(),
-            Event::FilterChanged(p) => self.user_mailbox.get(&p.user).cloned().into_iter().collect(),
+            Event::AccessLost(p) => self
+                .user_mailbox
+                .get(&p.user)
+                .cloned()
+                .into_iter()
+                .collect(),
+            Event::AccessRegained(p) => self
+                .user_mailbox
+                .get(&p.user)
+                .cloned()
+                .into_iter()
+                .collect(),
+            Event::FilterChanged(p) => self
+                .user_mailbox
+                .get(&p.user)
+                .cloned()
+                .into_iter()
+                .collect(),
             _ => BTreeSet::new(),
         };
         set.into_iter().collect()

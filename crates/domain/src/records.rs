@@ -306,12 +306,17 @@ impl Record {
     pub fn participants(&self) -> Vec<UserId> {
         let mut out = vec![self.owner.clone()];
         match &self.body {
-            RecordBody::Appointment(a) => {
-                out.extend(a.organizer.iter().chain(a.attendees()).filter_map(|p| p.user.clone()))
-            }
-            RecordBody::Email(e) => {
-                out.extend(std::iter::once(&e.from).chain(&e.to).filter_map(|p| p.user.clone()))
-            }
+            RecordBody::Appointment(a) => out.extend(
+                a.organizer
+                    .iter()
+                    .chain(a.attendees())
+                    .filter_map(|p| p.user.clone()),
+            ),
+            RecordBody::Email(e) => out.extend(
+                std::iter::once(&e.from)
+                    .chain(&e.to)
+                    .filter_map(|p| p.user.clone()),
+            ),
             RecordBody::Contact(_) | RecordBody::Task(_) => {}
         }
         out.sort();

@@ -133,7 +133,9 @@ impl OrgSettings {
     /// The current value of `key` as text.
     pub fn get(&self, key: &str) -> Result<String, SettingsError> {
         Ok(match key {
-            "distinct_physical_logical_deletes" => self.distinct_physical_logical_deletes.to_string(),
+            "distinct_physical_logical_deletes" => {
+                self.distinct_physical_logical_deletes.to_string()
+            }
             "propagate_appointment_cancellations" => {
                 self.propagate_appointment_cancellations.to_string()
             }
@@ -148,7 +150,9 @@ impl OrgSettings {
             }
             .to_string(),
             "ignore_copied_items" => self.ignore_copied_items.to_string(),
-            "contact_delete_only_for_non_owner" => self.contact_delete_only_for_non_owner.to_string(),
+            "contact_delete_only_for_non_owner" => {
+                self.contact_delete_only_for_non_owner.to_string()
+            }
             "require_approved_address" => self.require_approved_address.to_string(),
             "transient_retry_limit" => self.transient_retry_limit.to_string(),
             "transient_retry_interval_minutes" => {

@@ -5,11 +5,15 @@ use std::fmt;
 use std::ops::{Add, Sub};
 
 /// Milliseconds since the Unix epoch (UTC).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub i64);
 
 /// A length of time in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Duration(pub i64);
 
 impl Duration {
@@ -60,7 +64,12 @@ impl fmt::Display for Timestamp {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        write!(f, "{y:04}-{m:02}-{d:02} {:02}:{:02}Z", rem / 3600, (rem % 3600) / 60)
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}Z",
+            rem / 3600,
+            (rem % 3600) / 60
+        )
     }
 }
 
@@ -99,6 +108,9 @@ mod tests {
         let t = timestamp_from_civil(2026, 11, 20, 14, 5);
         assert_eq!(t.to_string(), "2026-11-20 14:05Z");
         assert_eq!(Timestamp(0).to_string(), "1970-01-01 00:00Z");
-        assert_eq!(timestamp_from_civil(2024, 2, 29, 0, 0).to_string(), "2024-02-29 00:00Z");
+        assert_eq!(
+            timestamp_from_civil(2024, 2, 29, 0, 0).to_string(),
+            "2024-02-29 00:00Z"
+        );
     }
 }

@@ -220,7 +220,10 @@ impl Mailbox {
         assert_eq!(self.link(&rec.id).status, LinkStatus::Linked);
         // The connector's next listing shows the item as written: a baseline, not a change.
         let ds = self.feed(seen(remote_item(&remote, 1, written_fields(rec))));
-        assert!(ds.is_empty(), "first sighting of a written item decides nothing: {ds:#?}");
+        assert!(
+            ds.is_empty(),
+            "first sighting of a written item decides nothing: {ds:#?}"
+        );
         remote
     }
 
