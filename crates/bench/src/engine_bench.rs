@@ -18,6 +18,8 @@ pub struct ReplayFigures {
     pub full_per_sec: f64,
     /// Decode + evolve only (envelopes already in memory), events/s (one thread).
     pub decode_evolve_per_sec: f64,
+    /// Decode + evolve stream by stream, as a mailbox actor recovers (bytes in memory).
+    pub per_stream_per_sec: f64,
 }
 
 /// Latency percentiles.
@@ -92,7 +94,7 @@ pub fn replay(journal: &dyn Journal) -> ReplayFigures {
     }
     let t = Instant::now();
     let mut states: HashMap<StreamId, MailboxState> = HashMap::new();
-    for page in pages {
+    for page in &pages {
         let envs: Vec<Envelope> = page
             .iter()
             .map(|b| Envelope::decode(b).expect("envelope"))
@@ -100,7 +102,34 @@ pub fn replay(journal: &dyn Journal) -> ReplayFigures {
         evolve_all(envs, &mut states);
     }
     let decode_evolve = t.elapsed();
+    // Stream by stream: each mailbox folds its own events, as on activation.
+    let mut by_stream: HashMap<StreamId, Vec<Vec<u8>>> = HashMap::new();
+    for page in &pages {
+        for b in page {
+            let e = Envelope::decode(b).expect("envelope");
+            by_stream
+                .entry(e.stream.clone())
+                .or_default()
+                .push(b.clone());
+        }
+    }
+    let t = Instant::now();
+    let mut folded = 0u64;
+    for (stream, events) in &by_stream {
+        if stream.as_mailbox().is_none() {
+            continue;
+        }
+        let mut state = MailboxState::default();
+        for b in events {
+            let s = Stored::decode(Envelope::decode(b).expect("envelope")).expect("payload");
+            state.apply(s.meta(), &s.event);
+            folded += 1;
+        }
+        std::hint::black_box(&state);
+    }
+    let per_stream = t.elapsed();
     ReplayFigures {
+        per_stream_per_sec: folded as f64 / per_stream.as_secs_f64(),
         full_per_sec: n as f64 / full.as_secs_f64(),
         decode_evolve_per_sec: n as f64 / decode_evolve.as_secs_f64(),
     }
@@ -239,4 +268,38 @@ pub fn replay_breakdown(journal: &dyn Journal) -> [(&'static str, f64); 3] {
         ("+ payload decode", n / payload.as_secs_f64()),
         ("+ evolve", n / all.as_secs_f64()),
     ]
+}
+
+/// Mean `apply` time per event type, on events decoded beforehand (profiling aid).
+pub fn apply_by_type(journal: &dyn Journal) -> Vec<(&'static str, u64, f64)> {
+    let last = journal.last_position().expect("last position");
+    let mut all = Vec::new();
+    let mut next = 1;
+    while next <= last {
+        let page = journal.read_all(next, 8192).expect("read_all");
+        next = page.last().map(|e| e.position + 1).unwrap_or(last + 1);
+        all.extend(page.into_iter().map(|e| Stored::decode(e).expect("decode")));
+    }
+    let mut states: HashMap<StreamId, MailboxState> = HashMap::new();
+    let mut per: HashMap<&'static str, (u64, StdDuration)> = HashMap::new();
+    for s in &all {
+        if s.envelope.stream.as_mailbox().is_none() {
+            continue;
+        }
+        let state = match states.get_mut(&s.envelope.stream) {
+            Some(st) => st,
+            None => states.entry(s.envelope.stream.clone()).or_default(),
+        };
+        let t = Instant::now();
+        state.apply(s.meta(), &s.event);
+        let e = per.entry(s.event.name()).or_default();
+        e.0 += 1;
+        e.1 += t.elapsed();
+    }
+    let mut v: Vec<_> = per
+        .into_iter()
+        .map(|(k, (n, d))| (k, n, d.as_secs_f64() * 1e9 / n as f64))
+        .collect();
+    v.sort_by(|a, b| (b.1 as f64 * b.2).total_cmp(&(a.1 as f64 * a.2)));
+    v
 }

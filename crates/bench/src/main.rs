@@ -136,6 +136,9 @@ fn main() -> anyhow::Result<()> {
                 for (stage, rate) in engine_bench::replay_breakdown(journal.as_ref()) {
                     eprintln!("  replay stage {stage}: {:.2} M events/s", rate / 1e6);
                 }
+                for (name, n, ns) in engine_bench::apply_by_type(journal.as_ref()) {
+                    eprintln!("  apply {name}: {n} events, {ns:.0} ns each");
+                }
             }
             eprintln!("[{backend}] replay…");
             let r = engine_bench::replay(journal.as_ref());
@@ -143,6 +146,11 @@ fn main() -> anyhow::Result<()> {
                 "replay: read + decode + evolve, 1 thread",
                 i,
                 format!("{:.2} M events/s", r.full_per_sec / 1e6),
+            );
+            put(
+                "replay: decode + evolve stream by stream (actor recovery), 1 core",
+                i,
+                format!("{:.2} M events/s", r.per_stream_per_sec / 1e6),
             );
             put(
                 "replay: decode + evolve, 1 core (target ≥ 2M events/s)",
