@@ -77,6 +77,9 @@ fn item_of(e: &Event) -> ItemKeyOf {
     }
 }
 
+/// Decisions with their rules.
+type Ruled = Vec<(RuleId, Event)>;
+
 fn rule_list(decisions: &[(RuleId, Event)]) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for (r, _) in decisions {
@@ -123,7 +126,7 @@ pub fn what_if(
             };
             state.apply(EventMeta { id, at }, &d.event);
         }
-        let mut by_item: BTreeMap<ItemKeyOf, (Vec<(RuleId, Event)>, Vec<(RuleId, Event)>)> =
+        let mut by_item: BTreeMap<ItemKeyOf, (Ruled, Ruled)> =
             BTreeMap::new();
         for r in &h.recorded {
             let rule = r.envelope.rule.unwrap_or(RuleId(0));
