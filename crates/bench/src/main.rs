@@ -111,6 +111,15 @@ fn main() -> anyhow::Result<()> {
                     ms(f.p99_latency)
                 ),
             );
+            if threads == 64 {
+                let r = journal_bench::raw_read_all(backend, &dir);
+                eprintln!("  {r}");
+                put(
+                    "journal read_all + CRC + envelope decode, 1 thread",
+                    i,
+                    format!("{:.2} M events/s", r.events_per_sec / 1e6),
+                );
+            }
             let _ = std::fs::remove_dir_all(&dir);
         }
 

@@ -77,8 +77,10 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let file: File = toml::from_str(text)
             .map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        let mut c = Config::default();
-        c.data = file.data.dir;
+        let mut c = Config {
+            data: file.data.dir,
+            ..Config::default()
+        };
         if let Some(b) = file.journal.backend {
             c.backend = b.parse().map_err(|_| {
                 anyhow!(

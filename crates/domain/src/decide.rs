@@ -67,6 +67,11 @@ enum Membership<'a> {
     Denied(AccessReason),
 }
 
+/// Each row once, in id order (a list may name a row twice).
+fn unique(ids: &[RecordId]) -> std::collections::BTreeSet<&RecordId> {
+    ids.iter().collect()
+}
+
 fn setting(s: &OrgSettings, key: &str) -> SettingUsed {
     SettingUsed {
         key: key.to_string(),
@@ -207,14 +212,14 @@ impl<'a> Decider<'a> {
             }
             Event::RecordDeleted(p) if self.act_enabled() => self.physical_delete(&p.id),
             Event::AccessLost(p) if self.act_enabled() && s.owner.as_ref() == Some(&p.user) => {
-                for id in &p.records {
+                for id in unique(&p.records) {
                     if let Some(rec) = s.records.get(id).filter(|_| !s.deleted.contains(id)) {
                         self.reconcile(rec, Cause::Access(p.reason), &s.filters, Some(p.reason));
                     }
                 }
             }
             Event::AccessRegained(p) if self.act_enabled() && s.owner.as_ref() == Some(&p.user) => {
-                for id in &p.records {
+                for id in unique(&p.records) {
                     if let Some(rec) = s.records.get(id).filter(|_| !s.deleted.contains(id)) {
                         // These rows are readable again, whatever denial they had.
                         self.reconcile_with_denial(rec, Cause::Upsert, &s.filters, None);
@@ -529,13 +534,32 @@ impl<'a> Decider<'a> {
         }
     }
 
-    /// R17 on enabling ACT: every row already in the union is created.
+    /// On enabling ACT: every row already in the union is created (R17). Rows that left the
+    /// union or were deleted while ACT was off are unlinked, never deleted: enabling a workload
+    /// is not a cause to delete or cancel anything (R6).
     fn initial_sync(&mut self) {
         let s = self.state;
         for rec in s.records.values() {
-            if !s.deleted.contains(&rec.id) && rec.entity() != Entity::Email {
-                self.reconcile(rec, Cause::Enabled, &s.filters, None);
+            if rec.entity() == Entity::Email {
+                continue;
             }
+            if s.deleted.contains(&rec.id) {
+                if let Some(link) = s.active_link(&rec.id).cloned() {
+                    self.unlink(
+                        6,
+                        rec,
+                        &link,
+                        format!(
+                            "\"{}\" was deleted in the CRM while appointments, contacts and tasks were disabled; \
+                             enabling does not delete: the item is unlinked and left in place",
+                            rec.title()
+                        ),
+                        vec![],
+                    );
+                }
+                continue;
+            }
+            self.reconcile(rec, Cause::Enabled, &s.filters, None);
         }
     }
 
@@ -610,6 +634,20 @@ impl<'a> Decider<'a> {
                 ),
                 vec![],
             ),
+            (Membership::Denied(_) | Membership::NotMatched, Some(link)) if matches!(cause, Cause::Enabled) => {
+                self.unlink(
+                    6,
+                    rec,
+                    &link,
+                    format!(
+                        "\"{}\" left {}'s filter union while appointments, contacts and tasks were disabled; \
+                         enabling does not delete: the item is unlinked and left in place",
+                        rec.title(),
+                        self.owner_name()
+                    ),
+                    vec![],
+                )
+            }
             (Membership::Denied(reason), Some(link)) => {
                 self.logical_delete(rec, &link, LeaveReason::AccessLost(reason))
             }
@@ -647,9 +685,12 @@ impl<'a> Decider<'a> {
                 to: new.owner.clone(),
             };
         }
-        LeaveReason::FieldChange {
-            fields: changed_fields(old, new),
+        let fields = changed_fields(old, new);
+        if fields.is_empty() {
+            // Nothing changed but time: a filter relative to `now` stopped matching.
+            return LeaveReason::TimeWindow;
         }
+        LeaveReason::FieldChange { fields }
     }
 
     /// The Free/Busy, reminder and notification an appointment is written with (R26, R30, R31, R40).
@@ -1571,6 +1612,27 @@ impl<'a> Decider<'a> {
             .map(|r| r.title().to_string())
             .unwrap_or_else(|| intent.record.to_string());
         let rule = if intent.to_crm { 33 } else { 17 };
+        let waiting = s
+            .links
+            .get(&intent.record)
+            .is_some_and(|l| l.create == Some(p.intent));
+        if !waiting {
+            self.push(
+                rule,
+                Event::NoAction(NoAction {
+                    basis: basis(
+                        format!(
+                            "\"{title}\" was created as {remote} after the row stopped being synced to this mailbox \
+                             (or was created again): the item stays where it is, unlinked"
+                        ),
+                        vec![],
+                    ),
+                    record: Some(intent.record.clone()),
+                    remote: Some(remote),
+                }),
+            );
+            return;
+        }
         self.push(
             rule,
             Event::LinkCreated(LinkCreated {
@@ -1593,15 +1655,29 @@ impl<'a> Decider<'a> {
             return;
         };
         let (class, _) = classify(&p.error);
+        let what = format!("{:?}", intent.kind).to_lowercase();
+        let next = match (class, intent.kind) {
+            (ErrorClass::Transient, _) => {
+                "only this item is retried, with the same idempotency key, in a later cycle; the mailbox is not affected"
+            }
+            (ErrorClass::Permanent, IntentKind::Delete) => {
+                "the item cannot be deleted: it stays where it is, unlinked"
+            }
+            (ErrorClass::Permanent, IntentKind::Create) => {
+                "the item was not created; the row is not linked in this mailbox"
+            }
+            (ErrorClass::Permanent, _) => {
+                "this change is given up; the next change of the row is tried afresh"
+            }
+        };
         self.push(
             12,
             Event::ErrorClassified(ErrorClassified {
                 basis: basis(
                     format!(
-                        "a {:?} intent for {} failed ({} {}); only this item is retried in later cycles, the mailbox is not affected",
-                        intent.kind, intent.record, p.error.code, p.error.message
-                    )
-                    .to_lowercase(),
+                        "the {what} intent for {} failed ({} {}): {next}",
+                        intent.record, p.error.code, p.error.message
+                    ),
                     vec![],
                 ),
                 workload: Workload::Act,

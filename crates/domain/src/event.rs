@@ -119,6 +119,8 @@ pub enum LeaveReason {
     },
     /// The user lost read access (R20).
     AccessLost(AccessReason),
+    /// Nothing changed but time: a filter relative to `now` no longer matches.
+    TimeWindow,
 }
 
 impl fmt::Display for LeaveReason {
@@ -135,6 +137,7 @@ impl fmt::Display for LeaveReason {
                 write!(f, "owner changed from {from} to {to}")
             }
             LeaveReason::AccessLost(r) => write!(f, "access lost ({r})"),
+            LeaveReason::TimeWindow => f.write_str("left a filter's time window"),
         }
     }
 }

@@ -5,11 +5,15 @@
 //!
 //! | state    | entered by                                   | left by                                   |
 //! |----------|----------------------------------------------|-------------------------------------------|
-//! | Creating | `create_intent` (either side)                | `link_created` → Linked; `intent_failed` → gone; `delete_intent` → Deleting |
+//! | Creating | `create_intent` (either side)                | `link_created` (for this create) → Linked; permanent `intent_failed` → gone; `delete_intent` → Deleting; `unlinked` → Unlinked |
 //! | Linked   | `link_created`                               | `delete_intent` → Deleting; `unlinked` → Unlinked |
-//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; `intent_failed` → Linked (retry); a late `link_created` keeps it Deleting |
+//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; permanent `intent_failed` → Unlinked; a late `link_created` keeps it Deleting and names the item in the pending delete |
 //! | Unlinked | `unlinked` (the item stays on the server)    | a new `create_intent`                     |
 //! | Deleted  | the delete was carried out                   | a new `create_intent`                     |
+//!
+//! A link remembers the create it waits for: a create that completes after its row was
+//! unlinked or re-created is an orphan, left on the server unlinked. A transient
+//! `intent_failed` changes nothing: the intent stays pending and is retried (R12).
 //!
 //! `synced` is what the server item holds: the CRM snapshot last written, or, for a row created
 //! from a server item, a version-0 snapshot built from that item until the CRM's first snapshot
@@ -28,6 +32,7 @@
 //! disabled with a reason; `error_classified` increments the consecutive-error count;
 //! `listing_completed` resets it and records the last success.
 
+use crate::event::ErrorClass;
 use crate::event::{
     AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult,
     Workload,
@@ -74,6 +79,9 @@ pub struct Link {
     /// The CRM snapshot last written to the mail server (what the server item holds), shared
     /// with `MailboxState::records` when it is the latest.
     pub synced: Arc<Record>,
+    /// The create intent this link waits for, while Creating (or Deleting before the create
+    /// completed); a create that completes for another link is an orphan.
+    pub create: Option<EventId>,
 }
 
 impl Link {
@@ -284,32 +292,46 @@ impl MailboxState {
                 if let Some(intent) = self.intents.remove(&p.intent)
                     && intent.kind == IntentKind::Delete
                     && let Some(link) = self.links.get_mut(&intent.record)
+                    && link.status == LinkStatus::Deleting
                 {
                     link.status = LinkStatus::Deleted;
+                    link.create = None;
                     if let Some(r) = link.remote.take() {
                         self.by_remote.remove(&r);
                     }
                 }
             }
             Event::IntentFailed(p) => {
+                // A transient failure leaves the intent pending: the connector retries it with
+                // its idempotency key in a later cycle (R12). A permanent one closes it.
+                if crate::decide::classify(&p.error).0 == ErrorClass::Transient {
+                    return;
+                }
                 let Some(intent) = self.intents.remove(&p.intent) else {
                     return;
                 };
-                // Nothing reached the attendees: the notification may be sent again (R82).
+                // Nothing reached the attendees: the notification may be decided again (R82).
                 if let Some((version, kind)) = intent.notifies {
                     self.notified
                         .remove(&(intent.record.clone(), version, kind));
                 }
                 if let Some(link) = self.links.get_mut(&intent.record) {
                     match (intent.kind, link.status) {
+                        // The item cannot be deleted: it stays where it is, no longer synced.
                         (IntentKind::Delete, LinkStatus::Deleting) => {
-                            link.status = LinkStatus::Linked
+                            link.status = LinkStatus::Unlinked;
+                            link.create = None;
+                            if let Some(r) = link.remote.take() {
+                                self.by_remote.remove(&r);
+                            }
                         }
-                        (IntentKind::Create, LinkStatus::Creating) => {
-                            self.links.remove(&intent.record);
-                            if let Some(r) = &intent.remote {
+                        (IntentKind::Create, LinkStatus::Creating)
+                            if link.create == Some(p.intent) =>
+                        {
+                            if let Some(r) = &link.remote {
                                 self.by_remote.remove(r);
                             }
+                            self.links.remove(&intent.record);
                         }
                         _ => {}
                     }
@@ -347,6 +369,7 @@ impl MailboxState {
                             remote: p.remote.clone(),
                             status: LinkStatus::Creating,
                             synced,
+                            create: Some(meta.id),
                         },
                     );
                     if let Some(r) = &p.remote {
@@ -412,27 +435,31 @@ impl MailboxState {
                 }
             }
             Event::LinkCreated(p) => {
-                if let Some(link) = self.links.get_mut(&p.record) {
-                    link.remote = Some(p.remote.clone());
-                    // A delete decided while the create was pending stays pending.
-                    if link.status != LinkStatus::Deleting {
-                        link.status = LinkStatus::Linked;
+                let Some(link) = self.links.get_mut(&p.record) else {
+                    return;
+                };
+                link.remote = Some(p.remote.clone());
+                link.create = None;
+                if link.status == LinkStatus::Deleting {
+                    // A delete decided while the create was pending now knows its item.
+                    for intent in self.intents.values_mut() {
+                        if intent.record == p.record
+                            && matches!(intent.kind, IntentKind::Delete | IntentKind::Cancel)
+                            && !intent.to_crm
+                            && intent.remote.is_none()
+                        {
+                            intent.remote = Some(p.remote.clone());
+                        }
                     }
-                } else if let Some(rec) = self.records.get(&p.record) {
-                    self.links.insert(
-                        p.record.clone(),
-                        Link {
-                            remote: Some(p.remote.clone()),
-                            status: LinkStatus::Linked,
-                            synced: Arc::clone(rec),
-                        },
-                    );
+                } else {
+                    link.status = LinkStatus::Linked;
                 }
                 self.by_remote.insert(p.remote.clone(), p.record.clone());
             }
             Event::Unlinked(p) => {
                 if let Some(link) = self.links.get_mut(&p.record) {
                     link.status = LinkStatus::Unlinked;
+                    link.create = None;
                     if let Some(r) = link.remote.take() {
                         self.by_remote.remove(&r);
                     }
@@ -503,6 +530,21 @@ impl MailboxState {
         notifies: Option<(u64, IntentKind)>,
     ) {
         if let Some((version, kind)) = notifies {
+            if kind != IntentKind::Cancel {
+                // Invited again: a later cancellation is news to the attendees.
+                let cancels: Vec<_> = self
+                    .notified
+                    .range(
+                        (record.clone(), 0, IntentKind::Cancel)
+                            ..=(record.clone(), u64::MAX, IntentKind::Cancel),
+                    )
+                    .filter(|(_, _, k)| *k == IntentKind::Cancel)
+                    .cloned()
+                    .collect();
+                for key in cancels {
+                    self.notified.remove(&key);
+                }
+            }
             self.notified.insert((record.clone(), version, kind));
         }
         self.intents.insert(

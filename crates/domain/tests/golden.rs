@@ -833,7 +833,7 @@ fn enum_variant_codes_are_never_reordered() {
         Unsupported
     );
     variants!(now, AlertLevel: Error, Warning, Information);
-    variants!(now, LeaveReason: FilterEdited);
+    variants!(now, LeaveReason: FilterEdited, TimeWindow);
     variants!(now, Entity: Appointment, Contact, Task, Email);
     variants!(now, ActivityState: Open, Scheduled, Completed, Canceled);
     variants!(now, ShowAs: Busy, Free, Tentative, OutOfOffice);

@@ -126,8 +126,7 @@ pub fn what_if(
             };
             state.apply(EventMeta { id, at }, &d.event);
         }
-        let mut by_item: BTreeMap<ItemKeyOf, (Ruled, Ruled)> =
-            BTreeMap::new();
+        let mut by_item: BTreeMap<ItemKeyOf, (Ruled, Ruled)> = BTreeMap::new();
         for r in &h.recorded {
             let rule = r.envelope.rule.unwrap_or(RuleId(0));
             by_item
