@@ -413,6 +413,7 @@ mod tests {
     use super::*;
     use crate::error::{ReadError, StorageError};
     use crate::record::decode_event;
+    use crate::store::Visit;
     use ledgersync_domain::{EventId, EventType, Timestamp};
     use std::collections::BTreeMap;
 
@@ -497,7 +498,7 @@ mod tests {
             }
             Ok(())
         }
-        fn records_from(&self, _: u64, _: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        fn records_from(&self, _: u64, _: usize, _: Visit<'_>) -> Result<(), ReadError> {
             unreachable!("the group commit never reads records")
         }
         fn records_at(&self, _: &[u64]) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
@@ -508,7 +509,8 @@ mod tests {
             _: &StreamId,
             _: u64,
             _: usize,
-        ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+            _: Visit<'_>,
+        ) -> Result<(), ReadError> {
             unreachable!("the group commit never reads records")
         }
         fn item_positions(&self, _: &str) -> Result<Vec<u64>, ReadError> {

@@ -185,16 +185,6 @@ struct StoreJournal {
     _lock: DirLock,
 }
 
-impl StoreJournal {
-    fn decode_all(&self, records: Vec<(u64, Vec<u8>)>) -> Result<Vec<Envelope>, ReadError> {
-        let path = self.store.path();
-        records
-            .into_iter()
-            .map(|(position, record)| decode_event(position, &record, path))
-            .collect()
-    }
-}
-
 impl Journal for StoreJournal {
     fn submit(
         &self,
@@ -219,30 +209,41 @@ impl Journal for StoreJournal {
             return Ok(Vec::new());
         }
         let from_seq = from_seq.max(1);
-        let records = self.store.stream_records(stream, from_seq, max)?;
-        let envelopes = self.decode_all(records)?;
-        for (expected_seq, e) in (from_seq..).zip(&envelopes) {
-            if &e.stream != stream || e.seq != expected_seq {
-                return Err(ReadError::Corrupt {
-                    position: e.position,
-                    path: self.store.path().to_owned(),
-                    detail: format!(
-                        "the stream index points at this position for {stream} seq \
-                         {expected_seq}, but the record holds {} seq {}",
-                        e.stream, e.seq
-                    ),
-                });
-            }
-        }
-        Ok(envelopes)
+        let path = self.store.path();
+        let mut out: Vec<Envelope> = Vec::with_capacity(max.min(1024));
+        self.store
+            .stream_records(stream, from_seq, max, &mut |position, record| {
+                let e = decode_event(position, record, path)?;
+                let expected_seq = from_seq + out.len() as u64;
+                if &e.stream != stream || e.seq != expected_seq {
+                    return Err(ReadError::Corrupt {
+                        position,
+                        path: path.to_owned(),
+                        detail: format!(
+                            "the stream index points at this position for {stream} seq \
+                             {expected_seq}, but the record holds {} seq {}",
+                            e.stream, e.seq
+                        ),
+                    });
+                }
+                out.push(e);
+                Ok(())
+            })?;
+        Ok(out)
     }
 
     fn read_all(&self, from_position: u64, max: usize) -> Result<Vec<Envelope>, ReadError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let records = self.store.records_from(from_position.max(1), max)?;
-        self.decode_all(records)
+        let path = self.store.path();
+        let mut out = Vec::with_capacity(max.min(4096));
+        self.store
+            .records_from(from_position.max(1), max, &mut |position, record| {
+                out.push(decode_event(position, record, path)?);
+                Ok(())
+            })?;
+        Ok(out)
     }
 
     fn last_position(&self) -> Result<u64, ReadError> {

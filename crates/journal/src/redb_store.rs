@@ -16,7 +16,7 @@
 use crate::data_dir::FORMAT_VERSION;
 use crate::error::{OpenError, ReadError, StorageError};
 use crate::options::{Backend, JournalOptions};
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Store, Visit};
 use ledgersync_domain::StreamId;
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
@@ -186,18 +186,19 @@ impl Store for RedbStore {
         tx.commit().map_err(boxed)
     }
 
-    fn records_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+    fn records_from(&self, from: u64, max: usize, visit: Visit<'_>) -> Result<(), ReadError> {
         let tx = self.read()?;
-        let run = || -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
+        let mut run = || -> Result<Result<(), ReadError>, redb::Error> {
             let events = tx.open_table(EVENTS)?;
-            let mut out = Vec::with_capacity(max.min(4096));
             for entry in events.range(from..)?.take(max) {
                 let (k, v) = entry?;
-                out.push((k.value(), v.value().to_vec()));
+                if let Err(e) = visit(k.value(), v.value()) {
+                    return Ok(Err(e));
+                }
             }
-            Ok(out)
+            Ok(Ok(()))
         };
-        run().map_err(|e| self.read_err(e))
+        run().unwrap_or_else(|e| Err(self.read_err(e)))
     }
 
     fn records_at(&self, positions: &[u64]) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
@@ -217,10 +218,10 @@ impl Store for RedbStore {
         stream: &StreamId,
         from_seq: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        visit: Visit<'_>,
+    ) -> Result<(), ReadError> {
         let tx = self.read()?;
-        let mut missing = None;
-        let run = |missing: &mut Option<(u64, u64)>| -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
+        let mut run = || -> Result<Result<(), ReadError>, redb::Error> {
             let index = tx.open_table(STREAM_INDEX)?;
             let events = tx.open_table(EVENTS)?;
             let s = stream.as_str();
@@ -229,9 +230,9 @@ impl Store for RedbStore {
                 Some(entry) => entry?.0.value().1,
                 None => from_seq,
             };
-            let mut out = Vec::new();
+            let mut seen = 0usize;
             for entry in index.range((s, start)..=(s, u64::MAX))? {
-                if out.len() >= max {
+                if seen >= max {
                     break;
                 }
                 let (key, value) = entry?;
@@ -241,31 +242,30 @@ impl Store for RedbStore {
                 if skip >= count {
                     continue;
                 }
-                let take = (count - skip).min((max - out.len()) as u64);
+                let take = (count - skip).min((max - seen) as u64);
                 let (from, to) = (first_position + skip, first_position + skip + take - 1);
-                let before = out.len();
+                let mut found = 0;
                 for record in events.range(from..=to)? {
                     let (k, v) = record?;
-                    out.push((k.value(), v.value().to_vec()));
+                    if let Err(e) = visit(k.value(), v.value()) {
+                        return Ok(Err(e));
+                    }
+                    found += 1;
                 }
-                if (out.len() - before) as u64 != take {
-                    *missing = Some((first_seq, first_position));
-                    break;
+                if found != take {
+                    return Ok(Err(ReadError::CorruptIndex {
+                        path: self.path.clone(),
+                        detail: format!(
+                            "the stream index maps the append of {stream} at seq {first_seq} to \
+                             positions from {first_position}, some of which hold no event"
+                        ),
+                    }));
                 }
+                seen += take as usize;
             }
-            Ok(out)
+            Ok(Ok(()))
         };
-        let out = run(&mut missing).map_err(|e| self.read_err(e))?;
-        match missing {
-            None => Ok(out),
-            Some((seq, position)) => Err(ReadError::CorruptIndex {
-                path: self.path.clone(),
-                detail: format!(
-                    "the stream index maps the append of {stream} at seq {seq} to positions \
-                     from {position}, some of which hold no event"
-                ),
-            }),
-        }
+        run().unwrap_or_else(|e| Err(self.read_err(e)))
     }
 
     fn item_positions(&self, key: &str) -> Result<Vec<u64>, ReadError> {

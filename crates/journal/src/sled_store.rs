@@ -16,7 +16,7 @@
 use crate::data_dir::FORMAT_VERSION;
 use crate::error::{OpenError, ReadError, StorageError};
 use crate::options::{Backend, JournalOptions};
-use crate::store::{Batch, Store, number_suffix, text_number_key, text_prefix};
+use crate::store::{Batch, Store, Visit, number_suffix, text_number_key, text_prefix};
 use ledgersync_domain::StreamId;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Db, Transactional, Tree};
@@ -198,15 +198,14 @@ impl Store for SledStore {
             .map_err(|e| Arc::new(e) as StorageError)
     }
 
-    fn records_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
-        let mut out = Vec::with_capacity(max.min(4096));
+    fn records_from(&self, from: u64, max: usize, visit: Visit<'_>) -> Result<(), ReadError> {
         for entry in self.events.range(from.to_be_bytes()..).take(max) {
             let (k, v) = entry.map_err(|e| self.read_err(e))?;
             let position = be_u64(&k)
                 .ok_or_else(|| self.malformed(format!("an event key is {} bytes long", k.len())))?;
-            out.push((position, v.to_vec()));
+            visit(position, &v)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn records_at(&self, positions: &[u64]) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
@@ -226,7 +225,8 @@ impl Store for SledStore {
         stream: &StreamId,
         from_seq: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        visit: Visit<'_>,
+    ) -> Result<(), ReadError> {
         let s = stream.as_str();
         // Start at the append that holds `from_seq`: the last one starting at or before it.
         let start = match self
@@ -237,12 +237,12 @@ impl Store for SledStore {
             Some(entry) => entry.map_err(|e| self.read_err(e))?.0.to_vec(),
             None => text_number_key(s, from_seq),
         };
-        let mut out = Vec::new();
+        let mut seen = 0usize;
         for entry in self
             .stream_index
             .range(start..=text_number_key(s, u64::MAX))
         {
-            if out.len() >= max {
+            if seen >= max {
                 break;
             }
             let (k, v) = entry.map_err(|e| self.read_err(e))?;
@@ -265,24 +265,26 @@ impl Store for SledStore {
             if skip >= count {
                 continue;
             }
-            let take = (count - skip).min((max - out.len()) as u64);
+            let take = (count - skip).min((max - seen) as u64);
             let (from, to) = (first_position + skip, first_position + skip + take - 1);
-            let before = out.len();
+            let mut found = 0;
             for record in self.events.range(from.to_be_bytes()..=to.to_be_bytes()) {
                 let (k, v) = record.map_err(|e| self.read_err(e))?;
                 let position = be_u64(&k).ok_or_else(|| {
                     self.malformed(format!("an event key is {} bytes long", k.len()))
                 })?;
-                out.push((position, v.to_vec()));
+                visit(position, &v)?;
+                found += 1;
             }
-            if (out.len() - before) as u64 != take {
+            if found != take {
                 return Err(self.malformed(format!(
                     "the stream index maps the append of {stream} at seq {first_seq} to positions \
                      from {first_position}, some of which hold no event"
                 )));
             }
+            seen += take as usize;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn item_positions(&self, key: &str) -> Result<Vec<u64>, ReadError> {

@@ -46,6 +46,9 @@ pub(crate) struct Batch {
     pub heads: Vec<(StreamId, u64)>,
 }
 
+/// Receives `(position, record)` during a scan; an error stops the scan and is returned by it.
+pub(crate) type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), ReadError>;
+
 /// A storage engine holding a journal.
 pub(crate) trait Store: Send + Sync + 'static {
     /// The database file (redb) or directory (sled), for messages.
@@ -57,18 +60,20 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Writes the batch atomically and durably: when this returns `Ok`, all of it survives a
     /// crash; when it returns `Err` or the process dies during it, none of it is visible.
     fn commit(&self, batch: &Batch) -> Result<(), StorageError>;
-    /// Up to `max` records with position `>= from`, ascending.
-    fn records_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError>;
+    /// Shows `visit` up to `max` records with position `>= from`, ascending, straight from the
+    /// engine's buffers; stops at the first error `visit` returns.
+    fn records_from(&self, from: u64, max: usize, visit: Visit<'_>) -> Result<(), ReadError>;
     /// The record of each position, `None` where there is none.
     fn records_at(&self, positions: &[u64]) -> Result<Vec<Option<Vec<u8>>>, ReadError>;
-    /// Up to `max` records of a stream with seq `>= from_seq` (`from_seq >= 1`), ascending.
-    /// The caller checks that the records hold that stream's seqs `from_seq, from_seq + 1, …`.
+    /// Shows `visit` up to `max` records of a stream with seq `>= from_seq` (`from_seq >= 1`),
+    /// ascending. The caller checks that they hold that stream's seqs `from_seq, from_seq + 1, …`.
     fn stream_records(
         &self,
         stream: &StreamId,
         from_seq: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, ReadError>;
+        visit: Visit<'_>,
+    ) -> Result<(), ReadError>;
     /// Positions indexed under an item key, ascending.
     fn item_positions(&self, key: &str) -> Result<Vec<u64>, ReadError>;
     /// Up to `max` distinct subjects containing the lowercase `needle`, in subject order.
