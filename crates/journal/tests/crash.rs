@@ -231,8 +231,10 @@ fn crash_suite(backend: Backend) {
         slowest_reopen.as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64()
     );
+    // Kills that land while the writer is still opening the journal are useful too, but a run
+    // where most trials acknowledged nothing would have tested too little.
     assert!(
-        trials_with_acks >= TRIALS / 2,
+        trials_with_acks >= TRIALS / 3,
         "only {trials_with_acks} of {TRIALS} trials acknowledged an append: the suite tested too little"
     );
 }
