@@ -49,6 +49,8 @@ struct Queue {
     closing: bool,
     /// The writer is gone.
     stopped: bool,
+    /// The writer sleeps on the condition variable (so a submit must wake it).
+    writer_idle: bool,
 }
 
 #[derive(Default)]
@@ -141,8 +143,12 @@ impl GroupCommit {
             events,
             reply,
         });
+        // A busy writer takes this request with its next batch without being woken.
+        let wake = queue.writer_idle;
         drop(queue);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         ticket
     }
 
@@ -223,11 +229,13 @@ impl Writer {
             if queue.closing {
                 return None;
             }
+            queue.writer_idle = true;
             queue = self
                 .shared
                 .wake
                 .wait(queue)
                 .unwrap_or_else(PoisonError::into_inner);
+            queue.writer_idle = false;
         }
         let mut taken = Vec::new();
         let mut events = 0usize;
