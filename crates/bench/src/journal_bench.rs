@@ -225,7 +225,7 @@ pub fn durable_append(
                 let streams: Vec<StreamId> = (0..STREAMS_PER_THREAD)
                     .map(|k| StreamId(format!("mailbox/bench-{run:x}-{t}-{k}")))
                     .collect();
-                let mut heads = vec![0u64; STREAMS_PER_THREAD];
+                let mut heads = [0u64; STREAMS_PER_THREAD];
                 let mut latencies = Vec::with_capacity(appends_per_thread);
                 let mut id = (u128::from(run) << 64) | ((t as u128) << 40);
                 for i in 0..appends_per_thread {
@@ -396,7 +396,7 @@ pub fn crash_reopen_time(
                             .append(&stream, ExpectedSeq::Any, events)
                             .unwrap_or_else(|e| panic!("filling the journal failed: {e}"));
                         n += 1;
-                        if t == 0 && n % 16 == 0 && dir_size(&dir).0 >= target_bytes {
+                        if t == 0 && n.is_multiple_of(16) && dir_size(&dir).0 >= target_bytes {
                             full.store(true, Ordering::Relaxed);
                         }
                     }

@@ -230,7 +230,7 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
         } else if c.is_alphanumeric() || c == '_' || c == '.' || c == '@' {
             let start = i;
             while i < chars.len()
-                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.' | '@' | '-'))
+                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.' | '@'))
             {
                 i += 1;
             }
@@ -406,14 +406,22 @@ impl Parser<'_> {
                     Some((Tok::Word(u), _)) => u.to_ascii_lowercase(),
                     _ => return Err(self.err("expected a unit: m, h, d or w")),
                 };
-                let d = match unit.as_str() {
-                    "m" => Duration::minutes(n),
-                    "h" => Duration::hours(n),
-                    "d" => Duration::days(n),
-                    "w" => Duration::days(7 * n),
+                let unit_ms: i64 = match unit.as_str() {
+                    "m" => Duration::minutes(1).0,
+                    "h" => Duration::hours(1).0,
+                    "d" => Duration::days(1).0,
+                    "w" => Duration::days(7).0,
                     _ => return Err(self.err("expected a unit: m, h, d or w")),
                 };
-                Value::Now(Duration(sign * d.0))
+                // At most about 100 years either way: anything larger is a typo.
+                const LIMIT_MS: i64 = 100 * 366 * 86_400_000;
+                let ms = n
+                    .checked_mul(unit_ms)
+                    .filter(|ms| *ms <= LIMIT_MS)
+                    .ok_or_else(|| {
+                        self.err(format!("{n}{unit} is too far from now: at most 100 years"))
+                    })?;
+                Value::Now(Duration(sign * ms))
             }
             (FieldKind::Date, _) => {
                 return Err(self.err("expected now, now+N<unit> or now-N<unit>"));
@@ -650,3 +658,28 @@ impl PartialEq for FilterSet {
 }
 
 impl Eq for FilterSet {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_dates_parse_with_or_without_spaces() {
+        for text in [
+            "start >= now-30d",
+            "start >= now - 30d",
+            "start <= now+2w",
+            "start > now",
+        ] {
+            CompiledFilter::parse(Entity::Appointment, text)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn huge_offsets_are_an_error_not_an_overflow() {
+        let e = CompiledFilter::parse(Entity::Appointment, "start >= now + 9999999999999999d")
+            .unwrap_err();
+        assert!(e.message.contains("too far from now"), "{e}");
+    }
+}

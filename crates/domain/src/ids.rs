@@ -64,9 +64,32 @@ string_id!(
     FilterId
 );
 
-/// An event id: a UUID (v7 in production, chosen by the shell), stored as 16 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An event id: a UUID (v7 in production, chosen by the shell), stored as 16 bytes in binary
+/// formats and written as hyphenated UUID text in human-readable ones (JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId(pub [u8; 16]);
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            EventId::parse(&text)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a UUID")))
+        } else {
+            <[u8; 16]>::deserialize(d).map(EventId)
+        }
+    }
+}
 
 impl EventId {
     /// The id as a u128 (big-endian reading of the 16 bytes).
@@ -76,6 +99,14 @@ impl EventId {
     /// Builds an id from a u128.
     pub fn from_u128(v: u128) -> Self {
         Self(v.to_be_bytes())
+    }
+    /// Parses hyphenated (or plain) hexadecimal UUID text.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex: String = text.chars().filter(|c| *c != '-').collect();
+        if hex.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(&hex, 16).ok().map(Self::from_u128)
     }
 }
 

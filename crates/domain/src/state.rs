@@ -45,6 +45,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
+/// change, so an old snapshot is refolded from the stream instead of misread.
+pub const SNAPSHOT_VERSION: u8 = 1;
+
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventMeta {
@@ -301,42 +305,8 @@ impl MailboxState {
                     }
                 }
             }
-            Event::IntentFailed(p) => {
-                // A transient failure leaves the intent pending: the connector retries it with
-                // its idempotency key in a later cycle (R12). A permanent one closes it.
-                if crate::decide::classify(&p.error).0 == ErrorClass::Transient {
-                    return;
-                }
-                let Some(intent) = self.intents.remove(&p.intent) else {
-                    return;
-                };
-                // Nothing reached the attendees: the notification may be decided again (R82).
-                if let Some((version, kind)) = intent.notifies {
-                    self.notified
-                        .remove(&(intent.record.clone(), version, kind));
-                }
-                if let Some(link) = self.links.get_mut(&intent.record) {
-                    match (intent.kind, link.status) {
-                        // The item cannot be deleted: it stays where it is, no longer synced.
-                        (IntentKind::Delete, LinkStatus::Deleting) => {
-                            link.status = LinkStatus::Unlinked;
-                            link.create = None;
-                            if let Some(r) = link.remote.take() {
-                                self.by_remote.remove(&r);
-                            }
-                        }
-                        (IntentKind::Create, LinkStatus::Creating)
-                            if link.create == Some(p.intent) =>
-                        {
-                            if let Some(r) = &link.remote {
-                                self.by_remote.remove(r);
-                            }
-                            self.links.remove(&intent.record);
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            // What a failure does is decided (`error_classified`, R12) and applied there.
+            Event::IntentFailed(_) => {}
             Event::CreateIntent(p) => {
                 let to_crm = p.target == Side::Crm;
                 let notifies = p
@@ -470,13 +440,17 @@ impl MailboxState {
                     item.tracked = None;
                 }
             }
-            Event::ErrorClassified(p) => {
-                if p.intent.is_none() {
+            Event::ErrorClassified(p) => match p.intent {
+                None => {
                     let w = self.workload_mut(p.workload);
                     w.consecutive_errors = p.attempt;
                     w.last_error = Some(p.error.clone());
                 }
-            }
+                // A transient failure leaves the intent pending: the connector retries it with
+                // its idempotency key in a later cycle (R12).
+                Some(_) if p.class == ErrorClass::Transient => {}
+                Some(id) => self.close_failed_intent(id),
+            },
             Event::RetryScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
             Event::WorkloadEnabled(p) => {
                 let w = self.workload_mut(p.workload);
@@ -520,6 +494,37 @@ impl MailboxState {
         }
     }
 
+    /// A permanently failed intent is closed: a delete leaves the item unlinked where it is, a
+    /// create leaves the row unlinked, and an undelivered notification may be decided again.
+    fn close_failed_intent(&mut self, id: EventId) {
+        let Some(intent) = self.intents.remove(&id) else {
+            return;
+        };
+        // Nothing reached the attendees: the notification may be decided again (R82).
+        if let Some((version, kind)) = intent.notifies {
+            self.notified
+                .remove(&(intent.record.clone(), version, kind));
+        }
+        if let Some(link) = self.links.get_mut(&intent.record) {
+            match (intent.kind, link.status) {
+                (IntentKind::Delete, LinkStatus::Deleting) => {
+                    link.status = LinkStatus::Unlinked;
+                    link.create = None;
+                    if let Some(r) = link.remote.take() {
+                        self.by_remote.remove(&r);
+                    }
+                }
+                (IntentKind::Create, LinkStatus::Creating) if link.create == Some(id) => {
+                    if let Some(r) = &link.remote {
+                        self.by_remote.remove(r);
+                    }
+                    self.links.remove(&intent.record);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn pending(
         &mut self,
         id: EventId,
@@ -559,17 +564,36 @@ impl MailboxState {
         );
     }
 
-    /// Encodes the state for a snapshot (bincode 2).
+    /// Encodes the state for a snapshot: one version byte ([`SNAPSHOT_VERSION`]), then bincode 2.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, crate::envelope::config())
-            .expect("encoding a state to a Vec cannot fail")
+        let mut out = vec![SNAPSHOT_VERSION];
+        bincode::serde::encode_into_std_write(self, &mut out, crate::envelope::config())
+            .expect("encoding a state to a Vec cannot fail");
+        out
     }
 
-    /// Decodes a snapshot written by [`MailboxState::to_snapshot`].
+    /// Decodes a snapshot written by [`MailboxState::to_snapshot`]. A snapshot of another
+    /// version is an error: the caller rebuilds the state from the stream instead.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, crate::envelope::DecodeError> {
-        bincode::serde::decode_from_slice(bytes, crate::envelope::config())
-            .map(|(s, _)| s)
-            .map_err(|e| crate::envelope::DecodeError::Malformed(e.to_string()))
+        use crate::envelope::DecodeError;
+        match bytes.split_first() {
+            Some((&SNAPSHOT_VERSION, body)) => {
+                let (state, used) =
+                    bincode::serde::decode_from_slice(body, crate::envelope::config())
+                        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+                if used != body.len() {
+                    return Err(DecodeError::Malformed(format!(
+                        "{} trailing bytes after the snapshot",
+                        body.len() - used
+                    )));
+                }
+                Ok(state)
+            }
+            Some((&v, _)) => Err(DecodeError::Malformed(format!(
+                "snapshot version {v}, this build reads version {SNAPSHOT_VERSION}"
+            ))),
+            None => Err(DecodeError::Empty),
+        }
     }
 }
 

@@ -92,6 +92,9 @@ impl Engine {
     fn recover(&mut self) -> Result<(), EngineError> {
         let journal = self.journal.clone();
         let mut from = 1;
+        // The organization before its last event, and that event: the only one a crash can
+        // have left routed to some of its mailboxes and not others.
+        let mut last: Option<(OrgState, Stored)> = None;
         loop {
             let page = journal.read_stream(&self.org_stream, from, crate::log::PAGE)?;
             if page.is_empty() {
@@ -101,8 +104,14 @@ impl Engine {
                 from = env.seq + 1;
                 self.org_head = env.seq;
                 let stored = Stored::decode(env)?;
-                self.org.apply(&stored.event);
+                if let Some((_, prev)) = last.take() {
+                    self.org.apply(&prev.event);
+                }
+                last = Some((self.org.clone(), stored));
             }
+        }
+        if let Some((_, prev)) = &last {
+            self.org.apply(&prev.event);
         }
         for (stream, head) in journal.streams()? {
             let Some(id) = stream.as_mailbox() else {
@@ -134,6 +143,43 @@ impl Engine {
                     since_snapshot: 0,
                 },
             );
+        }
+        if let Some((before, change)) = last {
+            self.finish_routing(&before, change)?;
+        }
+        Ok(())
+    }
+
+    /// Routes `change` (the last organization event) to the mailboxes that did not receive it:
+    /// a crash between the organization append and a mailbox append leaves it half-routed.
+    ///
+    /// `crm` routes one change completely before anything else is appended, and every event of
+    /// that routing carries the change's id as correlation. So the change is half-routed only
+    /// if every event after it shares that correlation; the streams they are in got it.
+    fn finish_routing(&mut self, before: &OrgState, change: Stored) -> Result<(), EngineError> {
+        let id = change.envelope.event_id;
+        let mut reached = std::collections::BTreeSet::new();
+        let mut next = change.envelope.position + 1;
+        loop {
+            let page = self.journal.read_all(next, crate::log::PAGE)?;
+            let Some(last) = page.last() else { break };
+            next = last.position + 1;
+            for env in &page {
+                if env.correlation != Some(id) {
+                    return Ok(()); // the engine moved on: the change was routed completely
+                }
+                if let Some(m) = env.stream.as_mailbox() {
+                    reached.insert(m);
+                }
+            }
+        }
+        for mailbox in before.route(&change.event) {
+            if reached.contains(&mailbox) {
+                continue;
+            }
+            tracing::warn!(mailbox = %mailbox, event = %id, "finishing the routing of a CRM change interrupted by a crash");
+            let now = self.clock.now();
+            self.process(&mailbox, change.event.clone(), vec![id], id, now)?;
         }
         Ok(())
     }
@@ -206,15 +252,26 @@ impl Engine {
         if !self.mailboxes.contains_key(mailbox) {
             return Err(EngineError::UnknownMailbox(mailbox.clone()));
         }
-        if !event.is_observation() {
+        use ledgersync_domain::event::EventClass;
+        if !matches!(
+            event.class(),
+            EventClass::MailObservation | EventClass::Outcome
+        ) {
             return Err(EngineError::Invalid(format!(
-                "`{}` is not an observation; only observations can be fed to a mailbox",
+                "`{}` is not a mail-server observation or an intent outcome; CRM changes and \
+                 administrative events go through the organization (Engine::crm)",
                 event.name()
             )));
         }
+        // An outcome is caused by its intent.
+        let causation = match &event {
+            Event::IntentSucceeded(p) => vec![p.intent],
+            Event::IntentFailed(p) => vec![p.intent],
+            _ => vec![],
+        };
         let now = self.clock.now();
         let id = self.ids.next();
-        let decisions = self.process_with_id(mailbox, event, vec![], id, id, now)?;
+        let decisions = self.process_with_id(mailbox, event, causation, id, id, now)?;
         Ok(Processed {
             org_event: None,
             mailboxes: vec![mailbox.clone()],
@@ -306,18 +363,17 @@ impl Engine {
         entry.since_snapshot += n;
         if entry.since_snapshot >= self.snapshot_every {
             entry.since_snapshot = 0;
-            self.journal
-                .save_snapshot(
-                    &stream,
-                    Snapshot {
-                        seq: entry.head,
-                        bytes: entry.state.to_snapshot(),
-                    },
-                )
-                .map_err(|source| EngineError::Append {
-                    stream: stream.clone(),
-                    source,
-                })?;
+            // The batch is durable and applied: a failed snapshot only costs a longer refold
+            // on the next open, so it is logged, not returned (a caller must not retry).
+            if let Err(e) = self.journal.save_snapshot(
+                &stream,
+                Snapshot {
+                    seq: entry.head,
+                    bytes: entry.state.to_snapshot(),
+                },
+            ) {
+                tracing::warn!(stream = %stream, error = %e, "mailbox snapshot not saved; the next open refolds the stream");
+            }
         }
         Ok(decisions
             .into_iter()

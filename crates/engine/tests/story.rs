@@ -248,3 +248,62 @@ fn bad_crm_input_is_refused_with_its_reason_and_nothing_is_recorded() {
         "refused input is not recorded"
     );
 }
+
+#[test]
+fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once() {
+    use ledgersync_domain::event::{AccessLost, AccessReason};
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, engine) = run_story(Backend::Redb, dir.path(), 1000);
+    drop(engine);
+    // The organization append of a change happened; the crash came before any mailbox append.
+    let change = Event::AccessLost(AccessLost {
+        user: UserId::new("jayne"),
+        records: vec![ledgersync_domain::RecordId::new("apt-supplier-call")],
+        reason: AccessReason::BusinessUnit,
+    });
+    let org = StreamId("org/serenity".into());
+    let head = journal.stream_head(&org).unwrap();
+    let id = EventId::from_u128(7_777);
+    journal
+        .append(
+            &org,
+            ExpectedSeq::Exactly(head),
+            vec![NewEvent {
+                event_id: id,
+                recorded_at: t0(),
+                occurred_at: t0(),
+                event_type: change.event_type(),
+                schema_version: 1,
+                causation: vec![],
+                correlation: Some(id),
+                rule: None,
+                payload: change.encode_payload(),
+                items: change.item_keys(),
+            }],
+        )
+        .unwrap();
+    let caused_by_change = |journal: &dyn Journal| {
+        let stream = StreamId("mailbox/mbx-jayne".into());
+        journal
+            .read_stream(&stream, 1, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.causation.first() == Some(&id))
+            .count()
+    };
+    assert_eq!(caused_by_change(journal.as_ref()), 0);
+    for _ in 0..2 {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let engine = Engine::open(journal.clone(), OrgId::new("serenity"), clock).unwrap();
+        drop(engine);
+        assert_eq!(
+            caused_by_change(journal.as_ref()),
+            1,
+            "routed once, not again on the next open"
+        );
+    }
+    let e = explain(journal.as_ref(), "Supplier call").unwrap();
+    let why = e.items[0].mailboxes[0].why.clone().unwrap();
+    assert!(why.contains("access lost (business unit changed)"), "{why}");
+    assert!(replay(journal.as_ref(), None, |_, _| {}).unwrap().ok());
+}
