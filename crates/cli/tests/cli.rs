@@ -69,7 +69,7 @@ fn demo_explains_the_cancellation_then_what_if_then_replays() {
     );
     assert!(out.contains("Bike repair (mailbox mbx-jayne"), "{out}");
     assert!(
-        out.contains("cancellation sent to 3 attendee(s) → unlinked, left in place"),
+        out.contains("cancellation sent to 3 attendee(s) → unlinked, left in the calendar"),
         "{out}"
     );
     let (n, total) = reproduced(&out);

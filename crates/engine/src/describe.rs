@@ -2,6 +2,7 @@
 //! `events`.
 
 use ledgersync_domain::event::{Side, TestResult};
+use ledgersync_domain::records::Entity;
 use ledgersync_domain::{Event, RuleId};
 
 /// One line describing an event.
@@ -132,9 +133,15 @@ pub fn describe(event: &Event) -> String {
     }
 }
 
-/// A short phrase for what a list of decisions did to one item, e.g. "deleted, cancellation
-/// sent to 3 attendees" or "unlinked, left in place".
-pub fn summarize(decisions: &[(RuleId, Event)]) -> String {
+/// A short phrase for what a list of decisions did to one item of `entity`, e.g. "deleted from
+/// the mailbox, cancellation sent to 3 attendee(s)" or "unlinked, left in the calendar".
+pub fn summarize(decisions: &[(RuleId, Event)], entity: Option<Entity>) -> String {
+    let place = match entity {
+        Some(Entity::Appointment) => "left in the calendar",
+        Some(Entity::Contact) => "left in the address book",
+        Some(Entity::Task) => "left in the task list",
+        Some(Entity::Email) | None => "left in place",
+    };
     let mut parts: Vec<String> = Vec::new();
     for (rule, e) in decisions {
         let p = match e {
@@ -164,7 +171,7 @@ pub fn summarize(decisions: &[(RuleId, Event)]) -> String {
             Event::CancelIntent(p) => {
                 format!("cancellation sent to {} attendee(s)", p.attendees.len())
             }
-            Event::Unlinked(_) => "unlinked, left in place".into(),
+            Event::Unlinked(_) => format!("unlinked, {place}"),
             Event::NoAction(_) => format!("left unchanged ({rule})"),
             Event::LinkCreated(_) => "linked".into(),
             Event::ItemTracked(_) => "tracked".into(),

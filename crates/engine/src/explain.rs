@@ -318,7 +318,12 @@ fn conclude(
         .iter()
         .map(|s| (s.envelope.rule.unwrap_or(RuleId(0)), s.event.clone()))
         .collect();
-    let outcome = summarize(&recorded);
+    let entity = list.iter().find_map(|s| match &s.event {
+        Event::RecordUpserted(p) if &p.record.id == record => Some(p.record.entity()),
+        Event::OwnerChanged(p) if &p.record.id == record => Some(p.record.entity()),
+        _ => None,
+    });
+    let outcome = summarize(&recorded, entity);
     let mut used: Vec<SettingUsed> = Vec::new();
     for s in &batch {
         for u in s
@@ -368,7 +373,7 @@ fn conclude(
         }
         None => format!("{} → {outcome}{because} ({rule})", describe(&obs.event)),
     };
-    let hint = flip_settings(journal, mailbox, record, obs, &used, &outcome)?;
+    let hint = flip_settings(journal, mailbox, record, obs, &used, &outcome, entity)?;
     Ok((Some(why), hint))
 }
 
@@ -428,6 +433,7 @@ fn flip_settings(
     obs: &Stored,
     used: &[SettingUsed],
     recorded_outcome: &str,
+    entity: Option<ledgersync_domain::records::Entity>,
 ) -> Result<Option<WhatIfHint>, EngineError> {
     if used.is_empty() {
         return Ok(None);
@@ -452,7 +458,7 @@ fn flip_settings(
                 .filter(|d| d.event.record() == Some(record))
                 .map(|d| (d.rule, d.event))
                 .collect();
-            let outcome = summarize(&sim);
+            let outcome = summarize(&sim, entity);
             if outcome != recorded_outcome {
                 let mut rules: Vec<String> = sim.iter().map(|(r, _)| r.to_string()).collect();
                 rules.dedup();

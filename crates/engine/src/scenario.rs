@@ -129,26 +129,28 @@ pub struct StoryStep {
 }
 
 fn summarize_processed(engine: &Engine, p: &Processed) -> Vec<String> {
+    use ledgersync_domain::records::Entity;
     use std::collections::BTreeMap;
-    let mut by: BTreeMap<(MailboxId, String), Vec<(ledgersync_domain::RuleId, Event)>> =
-        BTreeMap::new();
+    type Group = (Option<Entity>, Vec<(ledgersync_domain::RuleId, Event)>);
+    let mut by: BTreeMap<(MailboxId, String), Group> = BTreeMap::new();
     for a in &p.decisions {
-        let title = a
+        let record = a
             .decision
             .event
             .record()
-            .and_then(|r| engine.mailbox(&a.mailbox).and_then(|s| s.records.get(r)))
+            .and_then(|r| engine.mailbox(&a.mailbox).and_then(|s| s.records.get(r)));
+        let title = record
             .map(|r| r.title().to_string())
             .unwrap_or_else(|| "mailbox".to_string());
-        by.entry((a.mailbox.clone(), title))
-            .or_default()
-            .push((a.decision.rule, a.decision.event.clone()));
+        let group = by.entry((a.mailbox.clone(), title)).or_default();
+        group.0 = record.map(|r| r.entity());
+        group.1.push((a.decision.rule, a.decision.event.clone()));
     }
     by.into_iter()
-        .map(|((m, title), ds)| {
+        .map(|((m, title), (entity, ds))| {
             let mut rules: Vec<String> = ds.iter().map(|(r, _)| r.to_string()).collect();
             rules.dedup();
-            let what = crate::describe::summarize(&ds);
+            let what = crate::describe::summarize(&ds, entity);
             if title == "mailbox" {
                 format!("{m}: {what} ({})", rules.join(", "))
             } else {

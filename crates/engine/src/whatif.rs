@@ -143,7 +143,12 @@ pub fn what_if(
                 .push((d.rule, d.event.clone()));
         }
         for (item, (rec, sim)) in by_item {
-            let (recorded, simulated) = (summarize(&rec), summarize(&sim));
+            let entity = match &item {
+                ItemKeyOf::Record(r) => state.records.get(r).map(|x| x.entity()),
+                ItemKeyOf::Remote(r) => state.remote_items.get(r).map(|x| x.fields.entity()),
+                ItemKeyOf::Mailbox => None,
+            };
+            let (recorded, simulated) = (summarize(&rec, entity), summarize(&sim, entity));
             if recorded == simulated {
                 // Same outcome (perhaps by another rule or with other wording): not a difference
                 // a user would see.

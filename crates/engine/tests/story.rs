@@ -62,7 +62,7 @@ fn story_holds(backend: Backend) {
         (hint.setting.as_str(), hint.value.as_str()),
         ("distinct_physical_logical_deletes", "true")
     );
-    assert_eq!(hint.outcome, "unlinked, left in place");
+    assert_eq!(hint.outcome, "unlinked, left in the calendar");
     assert!(
         jayne
             .steps
@@ -84,9 +84,17 @@ fn story_holds(backend: Backend) {
     assert_eq!(
         items,
         [
-            ("Quarterly review", "mbx-paul", "unlinked, left in place"),
-            ("Bike repair", "mbx-jayne", "unlinked, left in place"),
-            ("Linda Park", "mbx-paul", "unlinked, left in place"),
+            (
+                "Quarterly review",
+                "mbx-paul",
+                "unlinked, left in the calendar"
+            ),
+            ("Bike repair", "mbx-jayne", "unlinked, left in the calendar"),
+            (
+                "Linda Park",
+                "mbx-paul",
+                "unlinked, left in the address book"
+            ),
         ]
     );
     let bike = &w.differences[1];
