@@ -303,3 +303,29 @@ pub fn apply_by_type(journal: &dyn Journal) -> Vec<(&'static str, u64, f64)> {
     v.sort_by(|a, b| (b.1 as f64 * b.2).total_cmp(&(a.1 as f64 * a.2)));
     v
 }
+
+/// Mean payload decode time and size per event type (profiling aid).
+pub fn decode_by_type(journal: &dyn Journal) -> Vec<(&'static str, u64, f64, f64)> {
+    let last = journal.last_position().expect("last position");
+    let mut per: HashMap<&'static str, (u64, StdDuration, u64)> = HashMap::new();
+    let mut next = 1;
+    while next <= last {
+        let page = journal.read_all(next, 8192).expect("read_all");
+        next = page.last().map(|e| e.position + 1).unwrap_or(last + 1);
+        for e in page {
+            let t = Instant::now();
+            let ev = Event::decode(e.event_type, e.schema_version, &e.payload).expect("payload");
+            let d = t.elapsed();
+            let entry = per.entry(ev.name()).or_default();
+            entry.0 += 1;
+            entry.1 += d;
+            entry.2 += e.payload.len() as u64;
+        }
+    }
+    let mut v: Vec<_> = per
+        .into_iter()
+        .map(|(k, (n, d, b))| (k, n, d.as_secs_f64() * 1e9 / n as f64, b as f64 / n as f64))
+        .collect();
+    v.sort_by(|a, b| (b.1 as f64 * b.2).total_cmp(&(a.1 as f64 * a.2)));
+    v
+}

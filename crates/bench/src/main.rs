@@ -148,6 +148,9 @@ fn main() -> anyhow::Result<()> {
                 for (name, n, ns) in engine_bench::apply_by_type(journal.as_ref()) {
                     eprintln!("  apply {name}: {n} events, {ns:.0} ns each");
                 }
+                for (name, n, ns, bytes) in engine_bench::decode_by_type(journal.as_ref()) {
+                    eprintln!("  decode {name}: {n} events, {ns:.0} ns each, {bytes:.0} bytes");
+                }
             }
             eprintln!("[{backend}] replay…");
             let r = engine_bench::replay(journal.as_ref());
