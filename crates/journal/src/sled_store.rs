@@ -23,9 +23,13 @@ use sled::{Db, Transactional, Tree};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Name of the sled directory inside the data directory.
 pub(crate) const SLED_DIR: &str = "sled";
+
+/// How long `open` waits for sled's own file lock to be released by a closing journal.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// A journal stored in sled.
 pub(crate) struct SledStore {
@@ -63,11 +67,25 @@ impl SledStore {
                 source: Arc::new(other),
             },
         };
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
-            .cache_capacity(opts.cache_bytes as u64)
-            .open()
-            .map_err(storage)?;
+            .cache_capacity(opts.cache_bytes as u64);
+        // sled releases its own file lock only when its background threads have let go of the
+        // file, a little after the last `Db` handle is dropped. We hold the data directory's
+        // LOCK, so a held sled lock can only be a journal of this process that is still
+        // closing: wait for it rather than fail a reopen.
+        let deadline = Instant::now() + SLED_LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other.map_err(storage)?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let meta = tree("meta")?;
         let store = Self {

@@ -699,6 +699,23 @@ fn lock_held_by_another_process(backend: Backend) {
     assert!(j.last_position().unwrap() > 0);
 }
 
+/// Opens the sled database of a closed journal directly. Like the journal's own open, waits for
+/// sled's file lock, which sled releases a little after the journal that held it was dropped.
+fn open_sled_raw(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(dir.join("sled")) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// Flips one byte of the stored value of `position`, through the backend's own API, with the
 /// journal closed. The table layout is the one in docs/journal-storage.md.
 fn damage_record(dir: &Path, backend: Backend, position: u64, byte: usize) {
@@ -716,7 +733,7 @@ fn damage_record(dir: &Path, backend: Backend, position: u64, byte: usize) {
             tx.commit().unwrap();
         }
         Backend::Sled => {
-            let db = sled::open(dir.join("sled")).unwrap();
+            let db = open_sled_raw(dir);
             let events = db.open_tree("events").unwrap();
             let key = position.to_be_bytes();
             let mut value = events.get(key).unwrap().unwrap().to_vec();
@@ -743,7 +760,7 @@ fn damage_snapshot(dir: &Path, backend: Backend, stream: &str) {
             tx.commit().unwrap();
         }
         Backend::Sled => {
-            let db = sled::open(dir.join("sled")).unwrap();
+            let db = open_sled_raw(dir);
             let t = db.open_tree("snapshots").unwrap();
             let mut value = t.get(stream).unwrap().unwrap().to_vec();
             *value.last_mut().unwrap() ^= 1;
