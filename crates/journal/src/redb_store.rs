@@ -1,14 +1,14 @@
 //! The redb 4 backend: one file `journal.redb` in the data directory.
 //!
-//! | table          | key             | value                          |
-//! |----------------|-----------------|--------------------------------|
-//! | `events`       | position `u64`  | event record (CRC ‖ envelope)  |
-//! | `stream_heads` | stream `&str`   | head seq `u64`                 |
-//! | `stream_index` | (stream, first seq of an append) | (first position, count)   |
-//! | `items`        | item key `&str` | positions (multimap, ascending)|
-//! | `subjects`     | subject `&str`  | `()`                           |
-//! | `snapshots`    | stream `&str`   | snapshot record                |
-//! | `meta`         | name `&str`     | `u64` (`format` = 1)           |
+//! | table          | key                            | value                          |
+//! |----------------|--------------------------------|--------------------------------|
+//! | `events`       | position `u64`                 | event record (CRC ‖ envelope)  |
+//! | `stream_heads` | stream `&str`                  | head seq `u64`                 |
+//! | `stream_index` | (stream, first seq of append)  | (first position, count)        |
+//! | `items`        | item key `&str`                | positions (multimap, ascending)|
+//! | `subjects`     | subject `&str`                 | `()`                           |
+//! | `snapshots`    | stream `&str`                  | snapshot record                |
+//! | `meta`         | name `&str`                    | `u64` (`format` = 1)           |
 //!
 //! Every commit uses `Durability::Immediate` and, by default, quick repair, so that reopening
 //! after a crash does not walk the whole file.
