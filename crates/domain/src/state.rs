@@ -5,9 +5,9 @@
 //!
 //! | state    | entered by                                   | left by                                   |
 //! |----------|----------------------------------------------|-------------------------------------------|
-//! | Creating | `create_intent` (either side)                | `link_created` (for this create) → Linked; permanent `intent_failed` → gone; `delete_intent` → Deleting; `unlinked` → Unlinked |
+//! | Creating | `create_intent` (either side)                | `link_created` (for this create) → Linked; permanent failure (`error_classified`) → gone; `delete_intent` → Deleting; `unlinked` → Unlinked |
 //! | Linked   | `link_created`                               | `delete_intent` → Deleting; `unlinked` → Unlinked |
-//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; permanent `intent_failed` → Unlinked; a late `link_created` keeps it Deleting and names the item in the pending delete |
+//! | Deleting | `delete_intent`                              | `intent_succeeded` → Deleted; permanent failure (`error_classified`) → Unlinked; a late `link_created` keeps it Deleting and names the item in the pending delete |
 //! | Unlinked | `unlinked` (the item stays on the server)    | a new `create_intent`                     |
 //! | Deleted  | the delete was carried out                   | a new `create_intent`                     |
 //!
