@@ -5,6 +5,10 @@
 //! cargo run --release -p ledgersync-bench -- [--events N] [--mailboxes M] [--reopen-gb G] [--quick]
 //! ```
 
+/// The same allocator as the `ledgersync` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod engine_bench;
 mod journal_bench;
 mod workload;

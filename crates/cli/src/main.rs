@@ -1,5 +1,10 @@
 //! `ledgersync`: the command line of the ledgersync sync engine.
 
+/// Replay and what-if allocate a small value per decoded field; mimalloc does that about twice
+/// as fast as the system allocator here (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod config;
 mod demo;
