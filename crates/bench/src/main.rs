@@ -28,11 +28,14 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     mailboxes: usize,
     /// Events for the durable-append benchmark.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 500_000)]
     append_events: usize,
     /// Journal size, in GB, at which a writer is killed to time the reopen (0 skips).
     #[arg(long, default_value_t = 5.0)]
     reopen_gb: f64,
+    /// The same for sled, which fills about 5× slower (default 1 GB keeps the run short).
+    #[arg(long, default_value_t = 1.0)]
+    reopen_gb_sled: f64,
     /// Small sizes for a quick check (100k events, 0.2 GB reopen).
     #[arg(long)]
     quick: bool,
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         a.events = a.events.min(100_000);
         a.append_events = a.append_events.min(100_000);
         a.reopen_gb = a.reopen_gb.min(0.2);
+        a.reopen_gb_sled = a.reopen_gb_sled.min(0.2);
     }
     let tmp = tempfile::tempdir()?;
     let root = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
@@ -71,11 +75,12 @@ fn main() -> anyhow::Result<()> {
         .map(|b| b.parse().map_err(anyhow::Error::from))
         .collect::<anyhow::Result<_>>()?;
     println!(
-        "ledgersync-bench: {} workload events over {} mailboxes, {} append events, reopen at {} GB; {} cores",
+        "ledgersync-bench: {} workload events over {} mailboxes, {} append events, reopen at {} GB (sled {} GB); {} cores",
         a.events,
         a.mailboxes,
         a.append_events,
         a.reopen_gb,
+        a.reopen_gb_sled,
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -94,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     for (i, &backend) in backends.iter().enumerate() {
         let wants = |what: &str| a.only.iter().any(|o| o == what);
         let append_runs: &[(usize, usize)] = if wants("append") {
-            &[(64, 4), (256, 1)]
+            &[(64, 4), (64, 16)]
         } else {
             &[]
         };
@@ -205,15 +210,19 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&dir);
         }
 
-        if a.reopen_gb > 0.0 && wants("reopen") {
+        let reopen_gb = match backend {
+            Backend::Redb => a.reopen_gb,
+            Backend::Sled => a.reopen_gb_sled,
+        };
+        if reopen_gb > 0.0 && wants("reopen") {
             match journal_bench::find_crash_writer() {
                 Some(writer) => {
-                    eprintln!("[{backend}] reopen after kill -9 at {} GB…", a.reopen_gb);
+                    eprintln!("[{backend}] reopen after kill -9 at {reopen_gb} GB…");
                     let dir = root.join(format!("reopen-{backend}"));
                     let f = journal_bench::crash_reopen_time(
                         backend,
                         &dir,
-                        (a.reopen_gb * 1e9) as u64,
+                        (reopen_gb * 1e9) as u64,
                         &writer,
                     );
                     eprintln!("  {f}");
