@@ -189,10 +189,16 @@ pub fn decide_latency(state: &MailboxState, users: usize, samples: usize) -> Lat
     percentiles(times)
 }
 
-/// `explain` latency for CRM ids spread over the journal, and for a subject search.
-pub fn explain_latency(journal: &dyn Journal, gens: &[Gen], runs: usize) -> (Latency, Latency) {
+/// `explain` latency for CRM ids spread over the journal, for exact subjects, and for partial
+/// subjects (a scan of every indexed subject).
+pub fn explain_latency(
+    journal: &dyn Journal,
+    gens: &[Gen],
+    runs: usize,
+) -> (Latency, Latency, Latency) {
     let mut by_id = Vec::new();
     let mut by_subject = Vec::new();
+    let mut by_partial = Vec::new();
     for i in 0..runs {
         let g = &gens[(i * 37) % gens.len()];
         let Some(id) = g
@@ -218,8 +224,21 @@ pub fn explain_latency(journal: &dyn Journal, gens: &[Gen], runs: usize) -> (Lat
         let e = ledgersync_engine::explain(journal, &subject).expect("explain by subject");
         by_subject.push(t.elapsed());
         assert!(!e.items.is_empty(), "explain found \"{subject}\"");
+        // The subject without its last word: no exact match, so every subject is scanned.
+        let partial = subject
+            .rsplit_once(' ')
+            .map(|(head, _)| head.to_string())
+            .unwrap_or(subject);
+        let t = Instant::now();
+        let e = ledgersync_engine::explain(journal, &partial).expect("explain by partial subject");
+        by_partial.push(t.elapsed());
+        assert!(!e.items.is_empty(), "explain found \"{partial}\"");
     }
-    (percentiles(by_id), percentiles(by_subject))
+    (
+        percentiles(by_id),
+        percentiles(by_subject),
+        percentiles(by_partial),
+    )
 }
 
 /// Where replay time goes: envelope decode, payload decode, evolve (events/s of each stage

@@ -119,7 +119,14 @@ fn resolve(
     }
     let mut records = BTreeSet::new();
     let mut remotes = BTreeSet::new();
-    for subject in journal.search_subjects(query, 20)? {
+    // An exact subject is one index lookup; only a partial one scans the subjects.
+    let exact = ItemKey::Subject(query.to_lowercase());
+    let subjects = if journal.positions_for_item(&exact)?.is_empty() {
+        journal.search_subjects(query, 20)?
+    } else {
+        vec![query.to_lowercase()]
+    };
+    for subject in subjects {
         let positions = journal.positions_for_item(&ItemKey::Subject(subject))?;
         for s in read(journal, &positions)? {
             match &s.event {
