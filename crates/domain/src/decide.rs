@@ -72,6 +72,15 @@ fn unique(ids: &[RecordId]) -> std::collections::BTreeSet<&RecordId> {
     ids.iter().collect()
 }
 
+/// A reason followed by the notes of the rules that shaped the decision, joined by "; ".
+fn with_notes(mut reason: String, notes: &[String]) -> String {
+    for n in notes {
+        reason.push_str("; ");
+        reason.push_str(n);
+    }
+    reason
+}
+
 fn setting(s: &OrgSettings, key: &str) -> SettingUsed {
     SettingUsed {
         key: key.to_string(),
@@ -837,16 +846,15 @@ impl<'a> Decider<'a> {
             _ => (self.plain_write(rec), vec![]),
         };
         self.dedupe_notify(&rec.id, &mut item, IntentKind::Create, &mut notes);
-        let mut reason = format!(
-            "{} \"{}\" is in {}'s filter union (filter \"{filter}\"): create it in the mailbox",
-            rec.entity(),
-            rec.title(),
-            self.owner_name()
+        let reason = with_notes(
+            format!(
+                "{} \"{}\" is in {}'s filter union (filter \"{filter}\"): create it in the mailbox",
+                rec.entity(),
+                rec.title(),
+                self.owner_name()
+            ),
+            &notes,
         );
-        for n in &notes {
-            reason.push_str("; ");
-            reason.push_str(n);
-        }
         let key = self.key("create", &rec.id, rec.version);
         self.push(
             17,
@@ -896,14 +904,13 @@ impl<'a> Decider<'a> {
             let changes = sensitive_changes(old, new);
             let (mut item, mut notes) = self.appointment_write(new, rec.version, Some(changes));
             self.dedupe_notify(&rec.id, &mut item, IntentKind::Update, &mut notes);
-            let mut reason = format!(
-                "\"{}\" changed and is still in the filter union: update it",
-                rec.title()
+            let reason = with_notes(
+                format!(
+                    "\"{}\" changed and is still in the filter union: update it",
+                    rec.title()
+                ),
+                &notes,
             );
-            for n in &notes {
-                reason.push_str("; ");
-                reason.push_str(n);
-            }
             let key = self.key("update", &rec.id, rec.version);
             self.push(
                 18,
@@ -922,14 +929,13 @@ impl<'a> Decider<'a> {
             RecordBody::Task(_) => self.task_write(rec),
             _ => (self.plain_write(rec), vec![]),
         };
-        let mut reason = format!(
-            "\"{}\" changed and is still in the filter union: update it",
-            rec.title()
+        let reason = with_notes(
+            format!(
+                "\"{}\" changed and is still in the filter union: update it",
+                rec.title()
+            ),
+            &notes,
         );
-        for n in &notes {
-            reason.push_str("; ");
-            reason.push_str(n);
-        }
         let rule = if item.completed && notes.iter().any(|n| n.contains("R47")) {
             47
         } else {
