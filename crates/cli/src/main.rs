@@ -7,7 +7,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
 mod config;
+mod crm;
 mod demo;
+mod mailbox;
 mod render;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +84,76 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// CRM changes in: `crm apply FILE.jsonl` (docs/crm-changes.md).
+    Crm {
+        #[command(subcommand)]
+        command: CrmCommand,
+    },
+    /// The mailbox lifecycle: list, show, approve, test-enable, enable, disable.
+    Mailbox {
+        #[command(subcommand)]
+        command: MailboxCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CrmCommand {
+    /// Apply CRM changes, one JSON object a line (`-` reads standard input). Every line is
+    /// checked first; if any is bad, nothing is applied, every bad line is listed and the exit
+    /// code is 2. An empty or missing --data directory gets a new journal.
+    Apply {
+        /// The JSON-lines file, or `-` for standard input.
+        #[arg(value_name = "FILE.jsonl")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MailboxCommand {
+    /// Every mailbox: user, address, approval, and each workload's status, consecutive
+    /// errors, last error and next run.
+    List,
+    /// One mailbox, with its links, pending intents and sync filters.
+    Show {
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Approve the mailbox's email address (R5), or withdraw the approval.
+    Approve {
+        /// Mailbox id.
+        mailbox: String,
+        /// Withdraw the approval instead.
+        #[arg(long)]
+        withdraw: bool,
+    },
+    /// Record a Test & Enable result (R2, R6): every workload succeeds unless listed in --fail.
+    #[command(name = "test-enable")]
+    TestEnable {
+        /// Mailbox id.
+        mailbox: String,
+        /// Workloads whose test failed, comma-separated: incoming,outgoing,act.
+        #[arg(long, value_name = "WORKLOADS")]
+        fail: Option<String>,
+        /// The organization the mail server says owns ACT sync of this mailbox (R2).
+        #[arg(long, value_name = "ORG")]
+        act_org: Option<String>,
+        /// Take ACT sync over from that organization.
+        #[arg(long = "override", requires = "act_org")]
+        override_other_org: bool,
+    },
+    /// Test & Enable with every workload succeeding.
+    Enable {
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Ask to disable a workload (default: all three).
+    Disable {
+        /// Mailbox id.
+        mailbox: String,
+        /// Only this workload.
+        #[arg(long, value_parser = ["act", "incoming", "outgoing"])]
+        workload: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +179,12 @@ fn main() -> ExitCode {
             from,
             limit,
         } => commands::events(data, mailbox, from, limit, cli.json),
+        Command::Crm {
+            command: CrmCommand::Apply { file },
+        } => crm::apply(data, &file, &config, cli.json),
+        Command::Mailbox { command } => {
+            mailbox_action(command).and_then(|action| mailbox::run(data, &config, action, cli.json))
+        }
     };
     match result {
         Ok(code) => code,
@@ -115,4 +193,37 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn mailbox_action(command: MailboxCommand) -> anyhow::Result<mailbox::Action> {
+    use mailbox::Action;
+    Ok(match command {
+        MailboxCommand::List => Action::List,
+        MailboxCommand::Show { mailbox } => Action::Show(mailbox),
+        MailboxCommand::Approve { mailbox, withdraw } => Action::Approve { mailbox, withdraw },
+        MailboxCommand::TestEnable {
+            mailbox,
+            fail,
+            act_org,
+            override_other_org,
+        } => Action::Test {
+            mailbox,
+            fail: mailbox::parse_workloads(fail.as_deref().unwrap_or(""))?,
+            act_org,
+            override_other_org,
+        },
+        MailboxCommand::Enable { mailbox } => Action::Test {
+            mailbox,
+            fail: vec![],
+            act_org: None,
+            override_other_org: false,
+        },
+        MailboxCommand::Disable { mailbox, workload } => Action::Disable {
+            mailbox,
+            workload: workload
+                .as_deref()
+                .map(mailbox::parse_workload)
+                .transpose()?,
+        },
+    })
 }

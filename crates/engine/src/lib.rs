@@ -8,6 +8,7 @@ pub mod describe;
 pub mod engine;
 pub mod error;
 pub mod explain;
+pub mod ingress;
 pub mod log;
 pub mod replay;
 pub mod scenario;

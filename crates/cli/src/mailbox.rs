@@ -1,0 +1,429 @@
+//! `ledgersync mailbox list|show|approve|test-enable|enable|disable`: the mailbox lifecycle on
+//! the embedded journal. `list` and `show` read the mailbox states; the others record a
+//! lifecycle observation (`address_approved`, `mailbox_tested`, `disable_requested`) through the
+//! organization stream, exactly as a `crm apply` line would, and print what was decided.
+
+use crate::config::Config;
+use crate::crm::{open_engine, per_mailbox};
+use anyhow::{Result, bail};
+use ledgersync_domain::event::{
+    AddressApproved, DisableReason, DisableRequested, MailboxTested, TestResult, Workload,
+};
+use ledgersync_domain::state::{IntentKind, LinkStatus, WorkloadState};
+use ledgersync_domain::{Event, MailboxId, MailboxState, OrgId, Timestamp};
+use ledgersync_engine::Engine;
+use ledgersync_engine::describe::describe;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// What `mailbox` was asked to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Every mailbox with its workloads.
+    List,
+    /// One mailbox with its links and pending intents.
+    Show(String),
+    /// Approve (or withdraw the approval of) the address.
+    Approve { mailbox: String, withdraw: bool },
+    /// Record a Test & Enable result.
+    Test {
+        mailbox: String,
+        fail: Vec<Workload>,
+        act_org: Option<String>,
+        override_other_org: bool,
+    },
+    /// Ask to disable workloads.
+    Disable {
+        mailbox: String,
+        workload: Option<Workload>,
+    },
+}
+
+pub fn run(data: Option<PathBuf>, config: &Config, action: Action, json: bool) -> Result<ExitCode> {
+    let mut engine = open_engine(data, config)?;
+    match action {
+        Action::List => {
+            let all: Vec<Value> = engine
+                .org()
+                .mailboxes
+                .keys()
+                .map(|m| mailbox_json(&engine, m, false))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!(
+                    "no mailboxes; register them with `ledgersync crm apply` (mailbox_registered)"
+                );
+            } else {
+                for m in &all {
+                    print!("{}", render_mailbox(m));
+                }
+            }
+        }
+        Action::Show(m) => {
+            let id = known(&engine, &m)?;
+            let v = mailbox_json(&engine, &id, true);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", render_mailbox(&v));
+                print!("{}", render_details(&v));
+            }
+        }
+        Action::Approve { mailbox, withdraw } => {
+            let id = known(&engine, &mailbox)?;
+            let event = Event::AddressApproved(AddressApproved {
+                mailbox: id.clone(),
+                approved: !withdraw,
+            });
+            record(&mut engine, &id, vec![event], json)?;
+        }
+        Action::Test {
+            mailbox,
+            fail,
+            act_org,
+            override_other_org,
+        } => {
+            let id = known(&engine, &mailbox)?;
+            let result = |w| {
+                if fail.contains(&w) {
+                    TestResult::Failure
+                } else {
+                    TestResult::Success
+                }
+            };
+            let event = Event::MailboxTested(MailboxTested {
+                mailbox: id.clone(),
+                incoming: result(Workload::Incoming),
+                outgoing: result(Workload::Outgoing),
+                act: result(Workload::Act),
+                act_org_marker: act_org.map(OrgId::new),
+                override_other_org,
+            });
+            record(&mut engine, &id, vec![event], json)?;
+        }
+        Action::Disable { mailbox, workload } => {
+            let id = known(&engine, &mailbox)?;
+            let workloads = match workload {
+                Some(w) => vec![w],
+                None => Workload::ALL.to_vec(),
+            };
+            let events = workloads
+                .into_iter()
+                .map(|workload| {
+                    Event::DisableRequested(DisableRequested {
+                        mailbox: id.clone(),
+                        workload,
+                        by: "administrator".into(),
+                    })
+                })
+                .collect();
+            record(&mut engine, &id, events, json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `incoming,outgoing,act` (also `ACT`, spaces allowed).
+pub fn parse_workloads(text: &str) -> Result<Vec<Workload>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_workload(s.trim()))
+        .collect()
+}
+
+/// Parses one workload name.
+pub fn parse_workload(text: &str) -> Result<Workload> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "incoming" => Workload::Incoming,
+        "outgoing" => Workload::Outgoing,
+        "act" => Workload::Act,
+        other => bail!("unknown workload `{other}`; allowed values: incoming, outgoing, act"),
+    })
+}
+
+fn known(engine: &Engine, m: &str) -> Result<MailboxId> {
+    let id = MailboxId::new(m);
+    if engine.org().mailboxes.contains_key(&id) {
+        return Ok(id);
+    }
+    let names: Vec<&str> = engine
+        .org()
+        .mailboxes
+        .keys()
+        .map(MailboxId::as_str)
+        .collect();
+    bail!(
+        "unknown mailbox `{m}`; this organization has: {}",
+        if names.is_empty() {
+            "none (register one with `ledgersync crm apply`)".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
+fn record(engine: &mut Engine, id: &MailboxId, events: Vec<Event>, json: bool) -> Result<()> {
+    let mut observed = Vec::new();
+    for event in events {
+        let text = describe(&event);
+        let processed = engine.crm(event)?;
+        let mailboxes = per_mailbox(&processed, None);
+        observed.push(json!({
+            "event_id": processed.org_event.map(|e| e.to_string()),
+            "observation": text,
+            "mailboxes": mailboxes,
+        }));
+    }
+    let after = mailbox_json(engine, id, false);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"recorded": observed, "mailbox": after}))?
+        );
+        return Ok(());
+    }
+    for o in &observed {
+        println!("{}", o["observation"].as_str().unwrap_or_default());
+        let mut any = false;
+        for m in o["mailboxes"].as_array().into_iter().flatten() {
+            for d in m["decisions"].as_array().into_iter().flatten() {
+                any = true;
+                println!(
+                    "  {:<4} {} in {}: {}",
+                    d["rule"].as_str().unwrap_or_default(),
+                    d["type"].as_str().unwrap_or_default().replace('_', " "),
+                    m["mailbox"].as_str().unwrap_or_default(),
+                    d["reason"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        if !any {
+            println!("  no decision: nothing changes");
+        }
+    }
+    print!("{}", render_mailbox(&after));
+    Ok(())
+}
+
+// ───────────────────────────── JSON view of a mailbox ─────────────────────────────
+
+fn rfc3339(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn reason_name(r: &DisableReason) -> &'static str {
+    match r {
+        DisableReason::PermanentError => "permanent_error",
+        DisableReason::TransientLimit => "transient_limit",
+        DisableReason::TestFailed => "test_failed",
+        DisableReason::NotApproved => "not_approved",
+        DisableReason::OtherOrganization => "other_organization",
+        DisableReason::Remapped => "remapped",
+        DisableReason::Administrator => "administrator",
+        DisableReason::Unsupported => "unsupported",
+    }
+}
+
+fn test_name(t: TestResult) -> &'static str {
+    match t {
+        TestResult::NotRun => "not_run",
+        TestResult::Success => "success",
+        TestResult::Failure => "failure",
+    }
+}
+
+fn workload_name(w: Workload) -> &'static str {
+    match w {
+        Workload::Incoming => "incoming",
+        Workload::Outgoing => "outgoing",
+        Workload::Act => "act",
+    }
+}
+
+fn workload_json(w: &WorkloadState) -> Value {
+    let status = if w.enabled {
+        "enabled"
+    } else if w.disabled_reason.is_some() {
+        "disabled"
+    } else {
+        "not_enabled"
+    };
+    json!({
+        "status": status,
+        "enabled": w.enabled,
+        "disabled_reason": w.disabled_reason.as_ref().map(reason_name),
+        "test": w.test.map(test_name),
+        "consecutive_errors": w.consecutive_errors,
+        "last_error": w.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "last_success": w.last_success.map(rfc3339),
+        "next_run": w.next_run.map(rfc3339),
+    })
+}
+
+fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
+    let info = engine.org().mailboxes.get(id);
+    let empty = MailboxState::default();
+    let state = engine.mailbox(id).unwrap_or(&empty);
+    let mut v = json!({
+        "mailbox": id.as_str(),
+        "user": info.and_then(|i| i.owner.as_ref()).map(|u| u.as_str()),
+        "address": info.map(|i| i.address.as_str()).unwrap_or(state.address.as_str()),
+        "profile": info.map(|i| i.profile.as_str()),
+        "approved": state.approved,
+        "workloads": Workload::ALL.iter().map(|w| (workload_name(*w).to_string(), workload_json(state.workload(*w)))).collect::<serde_json::Map<_, _>>(),
+    });
+    if details {
+        let links: Vec<Value> = state
+            .links
+            .iter()
+            .map(|(record, link)| {
+                json!({
+                    "record": record.as_str(),
+                    "title": state.records.get(record).map(|r| r.title().to_string()),
+                    "remote": link.remote.as_ref().map(|r| r.as_str()),
+                    "status": link_status(link.status),
+                })
+            })
+            .collect();
+        let intents: Vec<Value> = state
+            .intents
+            .iter()
+            .map(|(id, i)| {
+                json!({
+                    "intent": id.to_string(),
+                    "kind": intent_kind(i.kind),
+                    "record": i.record.as_str(),
+                    "remote": i.remote.as_ref().map(|r| r.as_str()),
+                    "target": if i.to_crm { "crm" } else { "mail_server" },
+                })
+            })
+            .collect();
+        let filters: Vec<Value> = state
+            .filters
+            .filters()
+            .map(|f| json!({"id": f.id.as_str(), "name": f.name, "entity": f.entity.name(), "enabled": f.enabled, "expr": f.expr}))
+            .collect();
+        v["links"] = Value::Array(links);
+        v["pending_intents"] = Value::Array(intents);
+        v["filters"] = Value::Array(filters);
+    }
+    v
+}
+
+fn link_status(s: LinkStatus) -> &'static str {
+    match s {
+        LinkStatus::Creating => "creating",
+        LinkStatus::Linked => "linked",
+        LinkStatus::Deleting => "deleting",
+        LinkStatus::Unlinked => "unlinked",
+        LinkStatus::Deleted => "deleted",
+    }
+}
+
+fn intent_kind(k: IntentKind) -> &'static str {
+    match k {
+        IntentKind::Create => "create",
+        IntentKind::Update => "update",
+        IntentKind::Delete => "delete",
+        IntentKind::Cancel => "cancel",
+    }
+}
+
+// ───────────────────────────── text ─────────────────────────────
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn render_mailbox(m: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}  user {}  {}  {}",
+        s(&m["mailbox"]),
+        s(&m["user"]),
+        s(&m["address"]),
+        if m["approved"].as_bool() == Some(true) {
+            "approved"
+        } else {
+            "not approved"
+        }
+    );
+    for w in ["incoming", "outgoing", "act"] {
+        let wl = &m["workloads"][w];
+        let mut status = s(&wl["status"]).replace('_', " ");
+        if let Some(r) = wl["disabled_reason"].as_str() {
+            let _ = write!(status, " ({})", r.replace('_', " "));
+        }
+        let mut line = format!(
+            "  {w:<9} {status:<34} test {:<8} errors {}",
+            s(&wl["test"]).replace('_', " "),
+            wl["consecutive_errors"]
+        );
+        if let Some(e) = wl["last_error"].as_object() {
+            let _ = write!(
+                line,
+                "  last error {} {}",
+                e["code"].as_str().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default()
+            );
+        }
+        if let Some(n) = wl["next_run"].as_str() {
+            let _ = write!(line, "  next run {n}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn render_details(m: &Value) -> String {
+    let mut out = String::new();
+    let links = m["links"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "links ({}):", links.len());
+    for l in &links {
+        let _ = writeln!(
+            out,
+            "  {:<10} {} \"{}\" ↔ {}",
+            s(&l["status"]),
+            s(&l["record"]),
+            s(&l["title"]),
+            s(&l["remote"])
+        );
+    }
+    let intents = m["pending_intents"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "pending intents ({}):", intents.len());
+    for i in &intents {
+        let _ = writeln!(
+            out,
+            "  {:<7} {} on the {} (remote {})  intent {}",
+            s(&i["kind"]),
+            s(&i["record"]),
+            s(&i["target"]).replace('_', " "),
+            s(&i["remote"]),
+            s(&i["intent"])
+        );
+    }
+    let filters = m["filters"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "sync filters ({}):", filters.len());
+    for f in &filters {
+        let _ = writeln!(
+            out,
+            "  {:<11} {} \"{}\"{}",
+            s(&f["entity"]),
+            s(&f["name"]),
+            s(&f["expr"]),
+            if f["enabled"].as_bool() == Some(true) {
+                ""
+            } else {
+                " (disabled)"
+            }
+        );
+    }
+    out
+}
