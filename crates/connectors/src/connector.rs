@@ -1,0 +1,167 @@
+//! The mail-side contract: what every connector (vdir, later IMAP, CalDAV, CardDAV) does.
+//!
+//! A connector never decides. It turns server state into observations and carries out the
+//! intents the engine decided, reporting each one's outcome. The actor runtime drives it with
+//! two calls, both synchronous and both safe to repeat.
+//!
+//! # Cursor states
+//!
+//! A [`Cursor`] is opaque text owned by the connector that made it; the caller stores it and
+//! hands it back unchanged. It tells the connector what the server held at the end of the last
+//! listing, so that the next listing reports only what changed.
+//!
+//! | state   | how it is made                         | what the next [`Connector::list_changes`] does |
+//! |---------|----------------------------------------|------------------------------------------------|
+//! | Initial | [`Cursor::initial`] (first run, or after a cursor reset) | reports every item it can read as `item_seen`; nothing is known before, so never `item_gone` |
+//! | Known   | returned by a listing                  | reports new and changed items as `item_seen`, and `item_gone` for items of the cursor positively missing from a complete listing |
+//!
+//! A cursor the connector cannot read (another connector's, or damaged) makes the listing
+//! answer `listing_failed`; the caller may then start again from [`Cursor::initial`] and record
+//! a `cursor_reset`.
+//!
+//! # What `list_changes` returns
+//!
+//! A [`Listing`]: observations in order, item failures beside them, and the new cursor. The
+//! observations are any number of `item_seen` and `item_gone`, then exactly one terminal event:
+//!
+//! - `listing_completed` — every collection was read; only then may `item_gone` appear, and only
+//!   for an item that was in the cursor (known before) and is confirmed missing;
+//! - `listing_partial` — something could not be read, or the mass-delete guard held the deletes
+//!   back: items seen are reported, no `item_gone` at all, and the missing items stay in the
+//!   returned cursor as known, so that they are neither forgotten nor deleted (R25);
+//! - `listing_failed` — nothing could be read: no `item_seen`, no `item_gone`, and the returned
+//!   cursor is the one passed in.
+//!
+//! An item the connector can read but not understand (an unparsable file) is an
+//! [`ItemFailure`], never a deletion: it is kept in the cursor as known with its previous
+//! version, so it is reported again once it is repaired.
+//!
+//! # What `execute` returns
+//!
+//! Exactly one outcome for the intent: `intent_succeeded` (with the server id and version tag of
+//! the item written, when there is one) or `intent_failed` (with a [`ServerError`] whose code the
+//! domain's `classify` reads). It never panics on bad input and never returns another event.
+//! Every call carries the intent's idempotency key: executing the same intent twice (a retry
+//! after a crash between call and outcome) has the effect of executing it once and answers
+//! `intent_succeeded` again.
+
+use ledgersync_domain::EventId;
+use ledgersync_domain::event::{Event, ServerError};
+use ledgersync_domain::records::Record;
+use std::fmt;
+
+/// What a connector remembers between two listings, as opaque text (see the module doc).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// The cursor of a first listing: nothing known.
+    pub fn initial() -> Self {
+        Self(String::new())
+    }
+    /// Wraps text previously obtained from [`Cursor::as_str`].
+    pub fn from_text(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+    /// The cursor as text, to be stored by the caller.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// True for the initial cursor.
+    pub fn is_initial(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An item the connector found but could not turn into an observation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemFailure {
+    /// The item: for vdir, the remote id (`calendar/<file>`).
+    pub item: String,
+    /// What went wrong, in words a user can act on.
+    pub error: String,
+}
+
+impl fmt::Display for ItemFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.item, self.error)
+    }
+}
+
+/// The result of one [`Connector::list_changes`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    /// `item_seen` / `item_gone` events, then exactly one of `listing_completed`,
+    /// `listing_partial` or `listing_failed`.
+    pub observations: Vec<Event>,
+    /// Items found but not understood (reported to the user, never deletions).
+    pub failures: Vec<ItemFailure>,
+    /// The cursor to pass to the next listing.
+    pub cursor: Cursor,
+}
+
+impl Listing {
+    /// The terminal event (`listing_completed`, `listing_partial` or `listing_failed`).
+    pub fn terminal(&self) -> &Event {
+        self.observations
+            .last()
+            .expect("a listing always ends with a terminal event")
+    }
+    /// True when the listing ended with `listing_completed`.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.terminal(), Event::ListingCompleted(_))
+    }
+}
+
+/// One intent to carry out, as the runtime hands it to a connector.
+#[derive(Clone, Copy, Debug)]
+pub struct Intent<'a> {
+    /// The id of the intent event (the outcome names it).
+    pub id: EventId,
+    /// The decision: `create_intent`, `update_intent`, `delete_intent` or `cancel_intent`.
+    pub event: &'a Event,
+    /// The CRM row the intent is about, as the mailbox state holds it, when known. A create
+    /// needs it to write what the intent itself does not carry (the table, times, organizer,
+    /// attendees, a contact's address); an update or a delete does not.
+    pub record: Option<&'a Record>,
+}
+
+/// The mail-side contract (see the module doc for the state machine).
+///
+/// Synchronous and `Send`: the runtime calls it from one actor at a time, on a thread where
+/// blocking is allowed. Object-safe: the runtime holds `Box<dyn Connector>`.
+pub trait Connector: Send {
+    /// Lists what changed since `cursor`: observations, item failures and the new cursor.
+    /// Never fails as a call: a server that cannot be read is a `listing_failed` observation.
+    fn list_changes(&mut self, cursor: &Cursor) -> Listing;
+
+    /// Carries out one intent and returns its outcome: `intent_succeeded` or `intent_failed`.
+    fn execute(&mut self, intent: Intent<'_>) -> Event;
+}
+
+/// Builds an `intent_failed` outcome.
+pub(crate) fn failed(intent: EventId, code: &str, message: impl Into<String>) -> Event {
+    Event::IntentFailed(ledgersync_domain::event::IntentFailed {
+        intent,
+        error: ServerError {
+            code: code.to_string(),
+            message: message.into(),
+            retry_after: None,
+        },
+    })
+}
+
+/// Builds an `intent_succeeded` outcome.
+pub(crate) fn succeeded(intent: EventId, remote: Option<String>, etag: Option<String>) -> Event {
+    Event::IntentSucceeded(ledgersync_domain::event::IntentSucceeded {
+        intent,
+        remote: remote.map(ledgersync_domain::RemoteId::new),
+        etag,
+    })
+}

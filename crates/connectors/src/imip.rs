@@ -1,0 +1,279 @@
+//! Meeting cancellations as iMIP messages (RFC 6047) delivered into the attendees' Maildirs.
+//!
+//! The `cancel_intent` names the row, the server item and the attendees, but not the meeting's
+//! UID, organizer or times: those come from the organizer's calendar item, read from the vdir
+//! (or from the copy the connector keeps of an item it deleted, since a cancellation is decided
+//! together with the delete and may be carried out after it).
+//!
+//! The message: `multipart/mixed` with a `text/plain` explanation and a
+//! `text/calendar; method=CANCEL` part holding `METHOD:CANCEL` and one VEVENT with the UID,
+//! `SEQUENCE` one above the item's, `STATUS:CANCELLED`, the ORGANIZER and one ATTENDEE line per
+//! attendee of the intent (RFC 5546 §3.2.5).
+
+use crate::compose::{self, PRODID};
+use crate::connector::{failed, succeeded};
+use crate::hash::fnv1a64;
+use crate::lines::{self, escape, fold, name_of, unfold, value_of};
+use crate::maildir::{self, Delivery};
+use crate::vdir::VdirConnector;
+use crate::writes::{UNSUPPORTED, own};
+use ledgersync_domain::EventId;
+use ledgersync_domain::event::{CancelIntent, Event};
+use ledgersync_domain::records::Record;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::mime::MimePart;
+use std::fs;
+use std::path::PathBuf;
+
+/// What a cancellation needs from the organizer's item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Meeting {
+    uid: String,
+    sequence: u64,
+    organizer: Option<String>,
+    summary: String,
+    /// DTSTART, DTEND, DURATION and RECURRENCE-ID lines, copied as they are.
+    when: Vec<String>,
+}
+
+impl Meeting {
+    /// Reads the first VEVENT of a calendar object.
+    pub(crate) fn from_ics(text: &str) -> Option<Meeting> {
+        let l = unfold(text);
+        let (b, e, kind) = lines::component(&l, &["VEVENT"])?;
+        debug_assert_eq!(kind, "VEVENT");
+        let value = |name: &str| lines::property(&l, b, e, name).map(|x| value_of(x).trim());
+        let uid = value("UID")?.to_string();
+        let when = lines::direct(&l, b, e)
+            .filter(|i| {
+                matches!(
+                    name_of(&l[*i]).as_str(),
+                    "DTSTART" | "DTEND" | "DURATION" | "RECURRENCE-ID"
+                )
+            })
+            .map(|i| l[i].clone())
+            .collect();
+        Some(Meeting {
+            uid,
+            sequence: value("SEQUENCE").and_then(|s| s.parse().ok()).unwrap_or(0),
+            organizer: value("ORGANIZER").map(strip_mailto),
+            summary: value("SUMMARY").map(unescape).unwrap_or_default(),
+            when,
+        })
+    }
+
+    /// The calendar object of the cancellation.
+    pub(crate) fn cancel_ics(&self, organizer: &str, attendees: &[String]) -> String {
+        let mut l: Vec<String> = vec![
+            "BEGIN:VCALENDAR".into(),
+            "VERSION:2.0".into(),
+            format!("PRODID:{PRODID}"),
+            "METHOD:CANCEL".into(),
+            "BEGIN:VEVENT".into(),
+            format!("UID:{}", self.uid),
+            format!("DTSTAMP:{}", compose::now_stamp()),
+            format!("SEQUENCE:{}", self.sequence + 1),
+            "STATUS:CANCELLED".into(),
+            format!("SUMMARY:{}", escape(&self.summary)),
+            format!("ORGANIZER:mailto:{organizer}"),
+        ];
+        l.extend(self.when.iter().cloned());
+        for a in attendees {
+            l.push(format!("ATTENDEE:mailto:{}", a.trim()));
+        }
+        l.push("END:VEVENT".into());
+        l.push("END:VCALENDAR".into());
+        fold(&l)
+    }
+}
+
+impl VdirConnector {
+    pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
+        let Some(root) = self.config.maildirs.clone() else {
+            return failed(
+                id,
+                UNSUPPORTED,
+                format!(
+                    "cancel `{}`: no Maildir directory is configured to deliver the \
+                     cancellation to",
+                    p.key
+                ),
+            );
+        };
+        let remote = p.remote.as_ref().map(|r| r.0.clone());
+        if p.attendees.is_empty() {
+            return succeeded(id, remote, None);
+        }
+        let Some(meeting) = self.meeting(p) else {
+            return failed(
+                id,
+                "404",
+                format!(
+                    "cancel `{}`: the meeting of row {} is not in the calendar (nor among the \
+                     items the connector deleted), so its UID is unknown",
+                    p.key, p.record
+                ),
+            );
+        };
+        let organizer = meeting
+            .organizer
+            .clone()
+            .or_else(|| {
+                record
+                    .and_then(|r| r.appointment())
+                    .and_then(|a| a.organizer.as_ref())
+                    .map(|o| o.email.clone())
+            })
+            .unwrap_or_else(|| self.config.owner.clone());
+        let ics = meeting.cancel_ics(&organizer, &p.attendees);
+        let now = compose::now();
+        let secs = u64::try_from(now.0 / 1000).unwrap_or(0);
+        let key_hash = fnv1a64(p.key.as_bytes());
+        let mut problems = Vec::new();
+        for attendee in &p.attendees {
+            let Some(dir) = maildir::maildir_of(&root, attendee) else {
+                problems.push(format!(
+                    "`{attendee}` is not an address a Maildir can be named by"
+                ));
+                continue;
+            };
+            let message = message(&meeting, &organizer, attendee, &ics, key_hash, now.0);
+            let unique = format!("L{key_hash:016x}");
+            match message.and_then(|m| maildir::deliver(&dir, &unique, &m, secs)) {
+                Ok(Delivery::Delivered | Delivery::AlreadyThere) => {}
+                Err(e) => problems.push(format!("{}: {e}", dir.display())),
+            }
+        }
+        if problems.is_empty() {
+            succeeded(id, remote, None)
+        } else {
+            failed(
+                id,
+                "io",
+                format!(
+                    "cancel `{}`: not delivered to every attendee ({}); a retry delivers only \
+                     the missing ones",
+                    p.key,
+                    problems.join("; ")
+                ),
+            )
+        }
+    }
+
+    /// The organizer's item: by server id in the calendar, else among the deleted items kept,
+    /// else the one item the connector created for the row.
+    fn meeting(&self, p: &CancelIntent) -> Option<Meeting> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(remote) = &p.remote
+            && let Some((_, path)) = self.path_of(remote.as_str())
+            && let (Some(dir), Some(file)) = (path.parent(), path.file_name())
+        {
+            candidates.push(path.clone());
+            candidates.push(own(dir, "deleted").join(file));
+        }
+        for deleted in [false, true] {
+            if let [(_, _, path)] = self.created_for(&p.record, deleted).as_slice() {
+                candidates.push(path.clone());
+            }
+        }
+        candidates
+            .iter()
+            .filter_map(|path| fs::read_to_string(path).ok())
+            .find_map(|text| Meeting::from_ics(&text))
+    }
+}
+
+/// The MIME message for one attendee.
+fn message(
+    meeting: &Meeting,
+    organizer: &str,
+    attendee: &str,
+    ics: &str,
+    key_hash: u64,
+    now_ms: i64,
+) -> std::io::Result<Vec<u8>> {
+    let subject = if meeting.summary.is_empty() {
+        "Canceled: meeting".to_string()
+    } else {
+        format!("Canceled: {}", meeting.summary)
+    };
+    let text = format!(
+        "The meeting \"{}\" has been canceled by {organizer}.\r\n",
+        meeting.summary
+    );
+    let calendar = MimePart::new(
+        ContentType::new("text/calendar")
+            .attribute("method", "CANCEL")
+            .attribute("charset", "utf-8"),
+        ics.to_string(),
+    );
+    let body = MimePart::new(
+        "multipart/mixed",
+        vec![MimePart::new("text/plain", text), calendar],
+    );
+    let message_id = format!(
+        "{key_hash:016x}.{:016x}@ledgersync",
+        fnv1a64(attendee.to_lowercase().as_bytes())
+    );
+    MessageBuilder::new()
+        .from(organizer.to_string())
+        .to(attendee.trim().to_string())
+        .subject(subject)
+        .message_id(message_id)
+        .date(now_ms / 1000)
+        .body(body)
+        .write_to_vec()
+}
+
+fn strip_mailto(value: &str) -> String {
+    match value.split_once(':') {
+        Some((scheme, address)) if scheme.eq_ignore_ascii_case("mailto") => address.to_string(),
+        _ => value.to_string(),
+    }
+}
+
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n' | 'N') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancellation_carries_uid_sequence_and_status() {
+        let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:m-1\r\nSEQUENCE:2\r\n\
+            SUMMARY:Quarterly review\\, Q4\r\nDTSTART:20261120T140000Z\r\n\
+            ORGANIZER;CN=Paul:mailto:paul@serenity.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let m = Meeting::from_ics(ics).expect("a meeting");
+        assert_eq!(m.organizer.as_deref(), Some("paul@serenity.example"));
+        assert_eq!(m.summary, "Quarterly review, Q4");
+        let out =
+            unfold(&m.cancel_ics("paul@serenity.example", &["jayne@serenity.example".into()]));
+        for line in [
+            "METHOD:CANCEL",
+            "UID:m-1",
+            "SEQUENCE:3",
+            "STATUS:CANCELLED",
+            "ORGANIZER:mailto:paul@serenity.example",
+            "ATTENDEE:mailto:jayne@serenity.example",
+            "DTSTART:20261120T140000Z",
+        ] {
+            assert!(out.iter().any(|l| l == line), "{line} missing in {out:?}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Mail-side connectors of ledgersync.
+//!
+//! A connector turns what a mail or groupware server holds into observations
+//! (`item_seen`, `item_gone`, `listing_*`) and carries out the intents the engine decided,
+//! answering each with its outcome. It never decides. The contract is the [`Connector`] trait;
+//! [`VdirConnector`] is the first backend: a local vdir calendar and address book (the format
+//! of vdirsyncer, khal and khard) plus a directory of Maildirs that receives iMIP
+//! cancellations. See `docs/connectors.md`.
+#![warn(missing_docs)]
+
+mod compose;
+mod connector;
+mod fsutil;
+mod hash;
+mod imip;
+mod lines;
+mod maildir;
+mod parse;
+mod vdir;
+mod writes;
+
+pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+pub use hash::fnv1a64;
+pub use vdir::{DEFAULT_TRACKING_CATEGORY, VdirConfig, VdirConnector};
+pub use writes::UNSUPPORTED;

@@ -1,0 +1,477 @@
+//! The local vdir backend: listing a calendar and an address book.
+//!
+//! A vdir collection is a directory with one item per file: `.ics` files (one VEVENT or VTODO
+//! each, with its overrides) in a calendar, `.vcf` files in an address book. Names starting
+//! with `.` are not items (the vdir convention), so the connector keeps its own files under
+//! `<collection>/.ledgersync/`: `tmp/` for atomic writes and `deleted/` for the items it deleted
+//! (kept so that a cancellation executed after the delete can still read the meeting's UID).
+//!
+//! An item's server id is `<collection>/<file name>` (`calendar/x.ics`, `contacts/y.vcf`); its
+//! version tag is `<mtime in ns>-<FNV-1a 64 of the bytes>`, and `content_hash` is the hash.
+//!
+//! # The no-mass-delete rule
+//!
+//! An `item_gone` is reported only in a listing that ends with `listing_completed`, and only for
+//! an item of the cursor whose file is missing while its directory was read in full. The
+//! deletes of a listing are withheld — the listing ends with `listing_partial` and the missing
+//! items stay known in the cursor — when a collection:
+//! - could not be read (missing, not a directory, unreadable), or one of its files could not be
+//!   read;
+//! - became empty while items were known in it;
+//! - lost more than [`VdirConfig::mass_delete_percent`] percent of its known items at once.
+//!
+//! Withheld deletes are reported again as soon as a listing is complete and under the limit;
+//! accepting a real mass delete (the breaker of the target design) is not built yet.
+
+use crate::connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+use crate::hash::fnv1a64;
+use crate::parse;
+use ledgersync_domain::RemoteId;
+use ledgersync_domain::event::{
+    Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial, RemoteItem,
+    ServerError, Workload,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// The default tracking category (`CATEGORIES` value), as in ARCHITECTURE §6.
+pub const DEFAULT_TRACKING_CATEGORY: &str = "Tracked to CRM";
+
+/// Where the vdir connector reads and writes, and its limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VdirConfig {
+    /// The calendar collection (`.ics` files): appointments and tasks. `None`: not synced.
+    pub calendar: Option<PathBuf>,
+    /// The address-book collection (`.vcf` files): contacts. `None`: not synced.
+    pub address_book: Option<PathBuf>,
+    /// The directory of Maildirs, one per attendee address (`<dir>/<address>/{tmp,new,cur}`),
+    /// that receives meeting cancellations. `None`: cancellations fail.
+    pub maildirs: Option<PathBuf>,
+    /// The mailbox owner's address: the organizer of a cancellation when the item names none.
+    pub owner: String,
+    /// The `CATEGORIES` value that marks an item as tracked (default `Tracked to CRM`).
+    pub tracking_category: String,
+    /// A complete listing that would report more than this percentage of a collection's known
+    /// items as gone withholds the deletes (default 50). An emptied collection always does.
+    pub mass_delete_percent: u8,
+}
+
+impl VdirConfig {
+    /// A configuration with the defaults and no collection.
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self {
+            calendar: None,
+            address_book: None,
+            maildirs: None,
+            owner: owner.into(),
+            tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
+            mass_delete_percent: 50,
+        }
+    }
+}
+
+/// Which collection an item lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    /// `calendar/…​.ics`.
+    Calendar,
+    /// `contacts/…​.vcf`.
+    Contacts,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 2] = [Kind::Calendar, Kind::Contacts];
+    /// The prefix of server ids.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Calendar => "calendar",
+            Kind::Contacts => "contacts",
+        }
+    }
+    /// The file extension of items.
+    pub(crate) fn ext(self) -> &'static str {
+        match self {
+            Kind::Calendar => "ics",
+            Kind::Contacts => "vcf",
+        }
+    }
+    fn of_remote(remote: &str) -> Option<(Kind, &str)> {
+        let (prefix, file) = remote.split_once('/')?;
+        let kind = Kind::ALL.into_iter().find(|k| k.name() == prefix)?;
+        valid_file_name(file, kind).then_some((kind, file))
+    }
+}
+
+/// True for a file name the connector treats as an item of `kind`: not hidden, no path
+/// separator, the collection's extension.
+pub(crate) fn valid_file_name(file: &str, kind: Kind) -> bool {
+    !file.starts_with('.')
+        && !file.contains(['/', '\\', '\0'])
+        && file
+            .rsplit_once('.')
+            .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case(kind.ext()))
+}
+
+/// The vdir + Maildir connector (see the module doc and [`Connector`]).
+#[derive(Clone, Debug)]
+pub struct VdirConnector {
+    pub(crate) config: VdirConfig,
+}
+
+impl VdirConnector {
+    /// A connector over the configured directories. Nothing is read or created until a call.
+    pub fn new(config: VdirConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VdirConfig {
+        &self.config
+    }
+
+    /// The directory of a collection, when configured.
+    pub(crate) fn dir(&self, kind: Kind) -> Option<&Path> {
+        match kind {
+            Kind::Calendar => self.config.calendar.as_deref(),
+            Kind::Contacts => self.config.address_book.as_deref(),
+        }
+    }
+
+    /// The path of an item from its server id, when the id names a configured collection.
+    pub(crate) fn path_of(&self, remote: &str) -> Option<(Kind, PathBuf)> {
+        let (kind, file) = Kind::of_remote(remote)?;
+        Some((kind, self.dir(kind)?.join(file)))
+    }
+
+    /// Reads one item file: its version tag, hash and parsed fields.
+    pub(crate) fn read_item(&self, kind: Kind, path: &Path) -> Result<FileState, ReadError> {
+        let bytes = fs::read(path).map_err(ReadError::Io)?;
+        let mtime = fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(ReadError::Io)?
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let hash = fnv1a64(&bytes);
+        let etag = format!("{mtime}-{hash:016x}");
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|e| format!("not UTF-8 text ({e})"))
+            .and_then(|text| match kind {
+                Kind::Calendar => parse::calendar(text, &self.config.tracking_category),
+                Kind::Contacts => parse::card(text, &self.config.tracking_category),
+            });
+        Ok(FileState { etag, hash, parsed })
+    }
+
+    fn list(&self, cursor: &Cursor) -> Listing {
+        let known = match decode_cursor(cursor) {
+            Ok(known) => known,
+            Err(message) => return failed_listing(cursor, "cursor", message),
+        };
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| self.dir(*k).is_some())
+            .collect();
+        if kinds.is_empty() {
+            return failed_listing(
+                cursor,
+                "unsupported",
+                "no vdir collection is configured: set a calendar or an address-book directory",
+            );
+        }
+        let mut next: BTreeMap<String, String> = BTreeMap::new();
+        let mut seen = Vec::new();
+        let mut gone = Vec::new();
+        let mut failures = Vec::new();
+        let mut partial: Vec<String> = Vec::new();
+        let mut unreadable: Vec<(String, io::Error)> = Vec::new();
+        let mut listed = 0u32;
+        // Items of the cursor in collections no longer configured stay known.
+        for (remote, etag) in &known {
+            if Kind::of_remote(remote).is_none_or(|(k, _)| !kinds.contains(&k)) {
+                next.insert(remote.clone(), etag.clone());
+            }
+        }
+        for kind in kinds {
+            let dir = self.dir(kind).expect("configured");
+            let known_here: BTreeMap<&String, &String> = known
+                .iter()
+                .filter(|(r, _)| Kind::of_remote(r).is_some_and(|(k, _)| k == kind))
+                .collect();
+            let keep_known = |next: &mut BTreeMap<String, String>| {
+                for (r, e) in &known_here {
+                    next.entry((*r).clone()).or_insert_with(|| (*e).clone());
+                }
+            };
+            let entries = match fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    unreadable.push((format!("{} ({})", kind.name(), dir.display()), e));
+                    keep_known(&mut next);
+                    continue;
+                }
+            };
+            let mut present: BTreeSet<String> = BTreeSet::new();
+            let mut complete = true;
+            for entry in entries {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        complete = false;
+                        partial.push(format!(
+                            "{}: an entry could not be read ({e})",
+                            dir.display()
+                        ));
+                        continue;
+                    }
+                };
+                let Some(file) = entry.file_name().to_str().map(str::to_string) else {
+                    failures.push(ItemFailure {
+                        item: format!("{}/{}", kind.name(), entry.file_name().to_string_lossy()),
+                        error: "the file name is not UTF-8; rename the file".into(),
+                    });
+                    continue;
+                };
+                if !valid_file_name(&file, kind) || !entry.path().is_file() {
+                    continue;
+                }
+                let remote = format!("{}/{file}", kind.name());
+                present.insert(remote.clone());
+                match self.read_item(kind, &entry.path()) {
+                    Err(ReadError::Io(e)) => {
+                        complete = false;
+                        partial.push(format!("{remote} could not be read ({e})"));
+                        if let Some(etag) = known_here.get(&remote) {
+                            next.insert(remote.clone(), (*etag).clone());
+                        }
+                    }
+                    Ok(FileState {
+                        parsed: Err(error), ..
+                    }) => {
+                        failures.push(ItemFailure {
+                            item: remote.clone(),
+                            error: format!("{error}; fix or remove {}", entry.path().display()),
+                        });
+                        // Known before: stays known with its old version, never gone.
+                        if let Some(etag) = known_here.get(&remote) {
+                            next.insert(remote.clone(), (*etag).clone());
+                        }
+                    }
+                    Ok(FileState {
+                        etag,
+                        hash,
+                        parsed: Ok(parsed),
+                    }) => {
+                        listed += 1;
+                        if known_here.get(&remote).map(|e| e.as_str()) != Some(etag.as_str()) {
+                            seen.push(Event::ItemSeen(ItemSeen {
+                                item: RemoteItem {
+                                    remote: RemoteId::new(remote.clone()),
+                                    etag: etag.clone(),
+                                    content_hash: hash,
+                                    tracked: parsed.tracked,
+                                    copy_of: None,
+                                    fields: parsed.fields,
+                                },
+                            }));
+                        }
+                        next.insert(remote, etag);
+                    }
+                }
+            }
+            let missing: Vec<&String> = known_here
+                .keys()
+                .filter(|r| !present.contains(r.as_str()))
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let limit = usize::from(self.config.mass_delete_percent.min(100));
+            let withheld = if !complete {
+                Some("its listing is incomplete".to_string())
+            } else if present.is_empty() {
+                Some(format!(
+                    "the directory became empty while {} items were known",
+                    known_here.len()
+                ))
+            } else if missing.len() * 100 > limit * known_here.len() {
+                Some(format!(
+                    "{} of {} known items are missing, more than {limit}%",
+                    missing.len(),
+                    known_here.len()
+                ))
+            } else {
+                None
+            };
+            match withheld {
+                Some(why) => {
+                    if complete {
+                        partial.push(format!(
+                            "{}: {} deletes withheld: {why} (absence is not deletion, R25)",
+                            dir.display(),
+                            missing.len()
+                        ));
+                    }
+                    for r in missing {
+                        next.insert(r.clone(), known_here[r].clone());
+                    }
+                }
+                None => gone.extend(missing.into_iter().cloned()),
+            }
+        }
+        let configured = Kind::ALL.iter().filter(|k| self.dir(**k).is_some()).count();
+        if unreadable.len() == configured {
+            let code = unreadable
+                .iter()
+                .map(|(_, e)| io_code(e))
+                .next()
+                .unwrap_or("io");
+            let message = unreadable
+                .iter()
+                .map(|(what, e)| format!("{what}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return failed_listing(
+                cursor,
+                code,
+                format!("no collection could be listed: {message}; check the configured paths"),
+            );
+        }
+        for (what, e) in &unreadable {
+            partial.push(format!("{what} could not be listed ({e})"));
+        }
+        let mut observations = seen;
+        if partial.is_empty() {
+            for remote in gone {
+                next.remove(&remote);
+                observations.push(Event::ItemGone(ItemGone {
+                    remote: RemoteId::new(remote),
+                }));
+            }
+            observations.push(Event::ListingCompleted(ListingCompleted {
+                workload: Workload::Act,
+                items: listed,
+            }));
+        } else {
+            // Deletes of a partial listing are withheld too: the items stay known.
+            for remote in gone {
+                let etag = known[&remote].clone();
+                next.insert(remote, etag);
+            }
+            observations.push(Event::ListingPartial(ListingPartial {
+                workload: Workload::Act,
+                reason: partial.join("; "),
+            }));
+        }
+        Listing {
+            observations,
+            failures,
+            cursor: encode_cursor(&next),
+        }
+    }
+}
+
+impl Connector for VdirConnector {
+    fn list_changes(&mut self, cursor: &Cursor) -> Listing {
+        self.list(cursor)
+    }
+
+    fn execute(&mut self, intent: Intent<'_>) -> Event {
+        self.carry_out(intent)
+    }
+}
+
+/// One item file as read.
+pub(crate) struct FileState {
+    pub(crate) etag: String,
+    pub(crate) hash: u64,
+    pub(crate) parsed: Result<parse::Parsed, String>,
+}
+
+/// The file could not be read at all.
+pub(crate) enum ReadError {
+    Io(io::Error),
+}
+
+/// The short error code of an I/O error, as the domain's `classify` reads codes.
+pub(crate) fn io_code(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => "404",
+        io::ErrorKind::PermissionDenied => "403",
+        _ => "io",
+    }
+}
+
+fn failed_listing(cursor: &Cursor, code: &str, message: impl Into<String>) -> Listing {
+    Listing {
+        observations: vec![Event::ListingFailed(ListingFailed {
+            workload: Workload::Act,
+            error: ServerError {
+                code: code.to_string(),
+                message: message.into(),
+                retry_after: None,
+            },
+        })],
+        failures: Vec::new(),
+        cursor: cursor.clone(),
+    }
+}
+
+/// Cursor text: one `<server id>\t<version tag>` line per known item, sorted.
+fn encode_cursor(known: &BTreeMap<String, String>) -> Cursor {
+    let mut text = String::new();
+    for (remote, etag) in known {
+        text.push_str(remote);
+        text.push('\t');
+        text.push_str(etag);
+        text.push('\n');
+    }
+    Cursor::from_text(text)
+}
+
+fn decode_cursor(cursor: &Cursor) -> Result<BTreeMap<String, String>, String> {
+    let mut known = BTreeMap::new();
+    for (n, line) in cursor.as_str().lines().enumerate() {
+        let Some((remote, etag)) = line.split_once('\t') else {
+            return Err(format!(
+                "the cursor is not a vdir cursor (line {}: `{line}`); start again from the \
+                 initial cursor (a cursor reset)",
+                n + 1
+            ));
+        };
+        known.insert(remote.to_string(), etag.to_string());
+    }
+    Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        let mut m = BTreeMap::new();
+        m.insert("calendar/a.ics".to_string(), "1-00".to_string());
+        m.insert("contacts/b.vcf".to_string(), "2-ff".to_string());
+        assert_eq!(decode_cursor(&encode_cursor(&m)), Ok(m));
+        assert!(decode_cursor(&Cursor::from_text("garbage")).is_err());
+    }
+
+    #[test]
+    fn file_names() {
+        assert!(valid_file_name("a.ics", Kind::Calendar));
+        assert!(valid_file_name("A.ICS", Kind::Calendar));
+        assert!(!valid_file_name(".hidden.ics", Kind::Calendar));
+        assert!(!valid_file_name("a.vcf", Kind::Calendar));
+        assert!(!valid_file_name(".ics", Kind::Calendar));
+        assert_eq!(
+            Kind::of_remote("contacts/x.vcf"),
+            Some((Kind::Contacts, "x.vcf"))
+        );
+        assert_eq!(Kind::of_remote("calendar/../x.ics"), None);
+    }
+}

@@ -1,0 +1,311 @@
+//! Carrying out intents on the vdir: create, update and delete of item files, and dispatch of
+//! cancellations to the Maildir side.
+//!
+//! Idempotency by key: the file of a created item is named `<record>-<FNV-1a of the create's
+//! key>.<ext>`, so a retried create finds its file and writes nothing; an update or delete
+//! without a server id (decided before the create's outcome) finds the file by the record part
+//! of the name.
+
+use crate::compose;
+use crate::connector::{Intent, failed, succeeded};
+use crate::fsutil;
+use crate::hash::fnv1a64;
+use crate::vdir::{FileState, Kind, ReadError, VdirConnector, io_code, valid_file_name};
+use ledgersync_domain::event::{CreateIntent, DeleteIntent, Event, ItemWrite, Side, UpdateIntent};
+use ledgersync_domain::records::{Record, RecordBody};
+use ledgersync_domain::{EventId, RecordId, RemoteId};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The error code of an intent this connector cannot carry out by design (wrong side, missing
+/// configuration or context). The domain's `classify` does not know it yet (see the docs).
+pub const UNSUPPORTED: &str = "unsupported";
+
+/// The folder, inside a collection, where the connector keeps its own files.
+pub(crate) const OWN_DIR: &str = ".ledgersync";
+
+impl VdirConnector {
+    pub(crate) fn carry_out(&self, intent: Intent<'_>) -> Event {
+        let id = intent.id;
+        match intent.event {
+            Event::CreateIntent(p) if p.target == Side::Crm => crm_side(id, "create", &p.key),
+            Event::UpdateIntent(p) if p.target == Side::Crm => crm_side(id, "update", &p.key),
+            Event::DeleteIntent(p) if p.target == Side::Crm => crm_side(id, "delete", &p.key),
+            Event::CreateIntent(p) => self.create(id, p, intent.record),
+            Event::UpdateIntent(p) => self.update(id, p),
+            Event::DeleteIntent(p) => self.delete(id, p),
+            Event::CancelIntent(p) => self.cancel(id, p, intent.record),
+            other => failed(
+                id,
+                UNSUPPORTED,
+                format!(
+                    "`{}` is not an intent; only create, update, delete and cancel intents are \
+                     carried out",
+                    other.name()
+                ),
+            ),
+        }
+    }
+
+    fn create(&self, id: EventId, p: &CreateIntent, record: Option<&Record>) -> Event {
+        let Some(record) = record else {
+            return failed(
+                id,
+                UNSUPPORTED,
+                format!(
+                    "create `{}`: the CRM row {} is needed to write the item (the intent does \
+                     not carry its table, times or addresses)",
+                    p.key, p.record
+                ),
+            );
+        };
+        let kind = match record.body {
+            RecordBody::Appointment(_) | RecordBody::Task(_) => Kind::Calendar,
+            RecordBody::Contact(_) => Kind::Contacts,
+            RecordBody::Email(_) => {
+                return failed(
+                    id,
+                    UNSUPPORTED,
+                    format!("create `{}`: emails are not written to a vdir", p.key),
+                );
+            }
+        };
+        let Some(dir) = self.dir(kind) else {
+            return failed(
+                id,
+                UNSUPPORTED,
+                format!(
+                    "create `{}`: no {} collection is configured",
+                    p.key,
+                    kind.name()
+                ),
+            );
+        };
+        let stem = format!("{}-{:016x}", slug(&p.record), fnv1a64(p.key.as_bytes()));
+        let file = format!("{stem}.{}", kind.ext());
+        let remote = format!("{}/{file}", kind.name());
+        let target = dir.join(&file);
+        if target.exists() {
+            // A retry of a create that was carried out: nothing to write.
+            return self.outcome(id, kind, &remote, &target);
+        }
+        let uid = format!("{stem}@ledgersync");
+        let text = match &record.body {
+            RecordBody::Appointment(a) => compose::appointment(&uid, record, a, &p.item),
+            RecordBody::Task(t) => compose::task(&uid, record, t, &p.item),
+            RecordBody::Contact(c) => compose::contact(&uid, record, c, &p.item),
+            RecordBody::Email(_) => unreachable!("refused above"),
+        };
+        if let Err(e) = self.check(kind, &text) {
+            return failed(id, "invalid", format!("create `{}`: {e}", p.key));
+        }
+        match fsutil::create_new(&own(dir, "tmp"), &target, text.as_bytes()) {
+            Ok(_) => self.outcome(id, kind, &remote, &target),
+            Err(e) => failed(
+                id,
+                io_code(&e),
+                format!("create `{}`: cannot write {}: {e}", p.key, target.display()),
+            ),
+        }
+    }
+
+    fn update(&self, id: EventId, p: &UpdateIntent) -> Event {
+        let (kind, remote, path) = match self.locate(p.remote.as_ref(), &p.record) {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return failed(
+                    id,
+                    "404",
+                    format!(
+                        "update `{}`: the item of row {} is not in the vdir (deleted by the \
+                         user?)",
+                        p.key, p.record
+                    ),
+                );
+            }
+            Err(message) => return failed(id, "404", format!("update `{}`: {message}", p.key)),
+        };
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                return failed(
+                    id,
+                    io_code(&e),
+                    format!("update `{}`: cannot read {}: {e}", p.key, path.display()),
+                );
+            }
+        };
+        let Some(new_text) = edit(kind, &text, &p.item) else {
+            return failed(
+                id,
+                "invalid",
+                format!(
+                    "update `{}`: {} holds no VEVENT or VTODO to update",
+                    p.key,
+                    path.display()
+                ),
+            );
+        };
+        if let Err(e) = self.check(kind, &new_text) {
+            return failed(id, "invalid", format!("update `{}`: {e}", p.key));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        match fsutil::replace(&own(dir, "tmp"), &path, new_text.as_bytes()) {
+            Ok(()) => self.outcome(id, kind, &remote, &path),
+            Err(e) => failed(
+                id,
+                io_code(&e),
+                format!("update `{}`: cannot write {}: {e}", p.key, path.display()),
+            ),
+        }
+    }
+
+    fn delete(&self, id: EventId, p: &DeleteIntent) -> Event {
+        let (_, remote, path) = match self.locate(p.remote.as_ref(), &p.record) {
+            Ok(Some(found)) => found,
+            // Already gone (a retry, or the user deleted it): the goal is reached.
+            Ok(None) => return succeeded(id, p.remote.as_ref().map(|r| r.0.clone()), None),
+            Err(message) => return failed(id, "404", format!("delete `{}`: {message}", p.key)),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let kept = own(dir, "deleted").join(path.file_name().unwrap_or_default());
+        match fsutil::move_file(&path, &kept) {
+            Ok(()) => succeeded(id, Some(remote), None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => succeeded(id, Some(remote), None),
+            Err(e) => failed(
+                id,
+                io_code(&e),
+                format!("delete `{}`: cannot remove {}: {e}", p.key, path.display()),
+            ),
+        }
+    }
+
+    /// Finds the file of an item: by server id, or by the record part of the names of files
+    /// the connector created for `record`. `Ok(None)`: no such file.
+    pub(crate) fn locate(
+        &self,
+        remote: Option<&RemoteId>,
+        record: &RecordId,
+    ) -> Result<Option<(Kind, String, PathBuf)>, String> {
+        if let Some(remote) = remote {
+            let Some((kind, path)) = self.path_of(remote.as_str()) else {
+                return Err(format!(
+                    "`{remote}` is not an item of a configured vdir collection"
+                ));
+            };
+            return Ok(path.is_file().then(|| (kind, remote.0.clone(), path)));
+        }
+        let found = self.created_for(record, false);
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            many => Err(format!(
+                "row {record} has {} items in the vdir ({}); the intent names none",
+                many.len(),
+                many.iter()
+                    .map(|(_, r, _)| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The files the connector created for `record`, in the collections (or, with
+    /// `deleted`, among the deleted items it keeps).
+    pub(crate) fn created_for(
+        &self,
+        record: &RecordId,
+        deleted: bool,
+    ) -> Vec<(Kind, String, PathBuf)> {
+        let prefix = format!("{}-", slug(record));
+        let mut out = Vec::new();
+        for kind in Kind::ALL {
+            let Some(dir) = self.dir(kind) else { continue };
+            let dir = if deleted {
+                own(dir, "deleted")
+            } else {
+                dir.to_path_buf()
+            };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Some(file) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let Some(rest) = file.strip_prefix(&prefix) else {
+                    continue;
+                };
+                // `<record>-<16 hex digits>.<ext>`: the hash part tells it from another record
+                // whose slug starts the same.
+                let hash_part = rest.rsplit_once('.').map(|(h, _)| h).unwrap_or("");
+                if hash_part.len() == 16
+                    && hash_part.chars().all(|c| c.is_ascii_hexdigit())
+                    && valid_file_name(&file, kind)
+                {
+                    out.push((kind, format!("{}/{file}", kind.name()), entry.path()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn check(&self, kind: Kind, text: &str) -> Result<(), String> {
+        let parsed = match kind {
+            Kind::Calendar => crate::parse::calendar(text, &self.config.tracking_category),
+            Kind::Contacts => crate::parse::card(text, &self.config.tracking_category),
+        };
+        parsed
+            .map(|_| ())
+            .map_err(|e| format!("the item written would not parse back ({e})"))
+    }
+
+    fn outcome(&self, id: EventId, kind: Kind, remote: &str, path: &Path) -> Event {
+        match self.read_item(kind, path) {
+            Ok(FileState { etag, .. }) => succeeded(id, Some(remote.to_string()), Some(etag)),
+            Err(ReadError::Io(_)) => succeeded(id, Some(remote.to_string()), None),
+        }
+    }
+}
+
+fn edit(kind: Kind, text: &str, write: &ItemWrite) -> Option<String> {
+    match kind {
+        Kind::Calendar => compose::edit_calendar(text, write),
+        Kind::Contacts => Some(compose::edit_card(text, write)),
+    }
+}
+
+fn crm_side(id: EventId, what: &str, key: &str) -> Event {
+    failed(
+        id,
+        UNSUPPORTED,
+        format!(
+            "{what} `{key}` targets the CRM; the vdir connector writes only to the mail side, \
+             the CRM ingress carries out CRM-side intents"
+        ),
+    )
+}
+
+/// `<collection>/.ledgersync/<what>`.
+pub(crate) fn own(dir: &Path, what: &str) -> PathBuf {
+    dir.join(OWN_DIR).join(what)
+}
+
+/// A record id as a file-name part: ASCII letters, digits, `-` and `_`, at most 64 characters.
+pub(crate) fn slug(record: &RecordId) -> String {
+    let s: String = record
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if s.is_empty() { "item".to_string() } else { s }
+}
