@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// Every `"kind"` a line can have, in the order of `docs/crm-changes.md`.
+/// Every `"kind"` a line can have (the event type names of the catalogue).
 pub const KINDS: [&str; 14] = [
     "record_upserted",
     "record_deleted",

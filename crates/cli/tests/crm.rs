@@ -1,0 +1,278 @@
+//! `ledgersync crm apply` and `ledgersync mailbox …` as a user runs them: an organization fed
+//! from a file into a fresh data directory, then explain, replay and the mailbox lifecycle; a
+//! file with a bad line changes nothing.
+
+use serde_json::Value;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn ledgersync(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+        .args(args)
+        .env_remove("LEDGERSYNC_DATA")
+        .env_remove("LEDGERSYNC_CONFIG")
+        .output()
+        .expect("run ledgersync")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = ledgersync(args);
+    assert!(
+        o.status.success(),
+        "ledgersync {args:?} failed: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+fn json(args: &[&str]) -> Value {
+    let text = ok(args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+const ORG: &str = r#"{"kind": "profile_registered", "profile": "groupware", "name": "Serenity groupware", "server_type": "groupware"}
+{"kind": "user_registered", "user": "jayne", "name": "Jayne Cobb", "email": "jayne@serenity.example"}
+{"kind": "user_registered", "user": "paul", "name": "Paul Blart", "email": "paul@serenity.example"}
+{"kind": "mailbox_registered", "mailbox": "mbx-jayne", "address": "jayne@serenity.example", "profile": "groupware"}
+{"kind": "mailbox_mapped", "mailbox": "mbx-jayne", "user": "jayne"}
+{"kind": "address_approved", "mailbox": "mbx-jayne"}
+{"kind": "mailbox_tested", "mailbox": "mbx-jayne", "incoming": "success", "outgoing": "success", "act": "success"}
+{"kind": "mailbox_registered", "mailbox": "mbx-paul", "address": "paul@serenity.example", "profile": "groupware"}
+{"kind": "mailbox_mapped", "mailbox": "mbx-paul", "user": "paul"}
+{"kind": "address_approved", "mailbox": "mbx-paul"}
+{"kind": "mailbox_tested", "mailbox": "mbx-paul", "incoming": "success", "outgoing": "success", "act": "success"}
+
+{"kind": "record_upserted", "record": {"entity": "appointment", "id": "apt-bike-repair", "owner": "jayne", "version": 1, "subject": "Bike repair", "organizer": {"user": "jayne", "email": "jayne@serenity.example"}, "required": [{"user": "paul", "email": "paul@serenity.example"}, {"email": "zoe@customer.example", "name": "Zoe"}], "start": "2026-12-01T09:30:00Z", "end": "2026-12-01T10:30:00Z", "state": "scheduled"}}
+{"kind": "record_upserted", "record": {"entity": "contact", "id": "con-linda", "owner": "paul", "version": 1, "full_name": "Linda Park", "email": "linda@customer.example"}}
+{"kind": "record_upserted", "record": {"entity": "task", "id": "tsk-call-zoe", "owner": "jayne", "version": 1, "task_kind": "phone_call", "subject": "Call Zoe", "due": "2026-12-02T17:00:00+01:00", "state": "open"}}
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn events(data: &str) -> usize {
+    ok(&["events", "--data", data, "--json"]).lines().count()
+}
+
+/// A fresh data directory with the organization applied; returns its path.
+fn applied(dir: &Path) -> String {
+    let data = dir.join("data");
+    let data = data.to_str().unwrap().to_string();
+    let file = write(dir, "org.jsonl", ORG);
+    let out = ok(&["crm", "apply", &file, "--data", &data]);
+    assert!(out.contains("applied 14 change(s)"), "{out}");
+    assert!(
+        out.contains("→ mbx-jayne: created, invitation sent to 2 attendee(s)  [R17]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("→ mbx-paul: created in the mailbox  [R17]"),
+        "{out}"
+    );
+    data
+}
+
+#[test]
+fn apply_into_a_fresh_directory_then_mailboxes_explain_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+
+    let list = json(&["mailbox", "list", "--data", &data, "--json"]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    for m in list {
+        assert_eq!(m["approved"], true, "{m}");
+        for w in ["incoming", "outgoing", "act"] {
+            assert_eq!(m["workloads"][w]["status"], "enabled", "{m}");
+            assert_eq!(m["workloads"][w]["consecutive_errors"], 0, "{m}");
+        }
+    }
+    assert_eq!(list[0]["mailbox"], "mbx-jayne");
+    assert_eq!(list[0]["user"], "jayne");
+    assert_eq!(list[0]["address"], "jayne@serenity.example");
+
+    let show = json(&["mailbox", "show", "mbx-jayne", "--data", &data, "--json"]);
+    let links = show["links"].as_array().unwrap();
+    assert!(
+        links
+            .iter()
+            .any(|l| l["record"] == "apt-bike-repair" && l["status"] == "creating"),
+        "{show}"
+    );
+    assert_eq!(
+        show["pending_intents"].as_array().unwrap().len(),
+        2,
+        "{show}"
+    );
+
+    let explain = ok(&["explain", "--data", &data, "Bike repair"]);
+    assert!(explain.contains("in mailbox mbx-jayne:"), "{explain}");
+    assert!(explain.contains("in mailbox mbx-paul:"), "{explain}");
+    assert!(explain.contains("R17"), "{explain}");
+
+    let replay = ok(&["replay", "--data", &data]);
+    let line = replay
+        .lines()
+        .find(|l| l.starts_with("decisions reproduced: "))
+        .expect("replay line");
+    let (n, total) = line["decisions reproduced: ".len()..]
+        .split_once('/')
+        .unwrap();
+    assert!(n == total && total != "0", "{line}");
+
+    // The same changes again, from standard input and as JSON: the row versions repeat, so the
+    // mailboxes already hold them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+        .args(["crm", "apply", "-", "--data", &data, "--json"])
+        .env_remove("LEDGERSYNC_DATA")
+        .env_remove("LEDGERSYNC_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tail: String = ORG.lines().skip(11).map(|l| format!("{l}\n")).collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tail.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["file"], "stdin");
+    assert_eq!(v["applied"], 3);
+    assert_eq!(v["changes"][0]["line"], 2, "the blank line counts");
+    assert_eq!(v["changes"][0]["kind"], "record_upserted");
+    assert_eq!(v["changes"][0]["mailboxes"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_bad_line_exits_2_names_line_and_field_and_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let file = write(
+        dir.path(),
+        "changes.jsonl",
+        concat!(
+            r#"{"kind": "record_deleted", "id": "con-linda", "entity": "contact"}"#,
+            "\n",
+            r#"{"kind": "record_upserted", "record": {"entity": "appointment", "id": "apt-x", "owner": "jayne", "version": 1, "subject": "X", "start": "2026-13-01", "end": "2026-12-01T10:30:00Z", "state": "scheduled"}}"#,
+            "\n",
+            r#"{"kind": "access_lost", "user": "paul", "records": ["apt-bike-repair"], "reason": "role", "typo": 1}"#,
+            "\n",
+        ),
+    );
+    let o = ledgersync(&["crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "changes.jsonl:2: field \"record.start\": \"2026-13-01\" is not an RFC 3339 time"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("changes.jsonl:3: field \"typo\": unknown field `typo`"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert!(!err.contains("changes.jsonl:1"), "line 1 is good: {err}");
+    assert_eq!(events(&data), before, "the journal is unchanged");
+}
+
+#[test]
+fn mailbox_disable_then_list_shows_the_workload_disabled_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let out = ok(&[
+        "mailbox",
+        "disable",
+        "mbx-paul",
+        "--workload",
+        "act",
+        "--data",
+        &data,
+    ]);
+    assert!(out.contains("R81"), "{out}");
+    let list = json(&["mailbox", "list", "--data", &data, "--json"]);
+    let paul = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mailbox"] == "mbx-paul")
+        .unwrap();
+    assert_eq!(paul["workloads"]["act"]["status"], "disabled", "{paul}");
+    assert_eq!(
+        paul["workloads"]["act"]["disabled_reason"], "administrator",
+        "{paul}"
+    );
+    assert_eq!(paul["workloads"]["incoming"]["status"], "enabled", "{paul}");
+    let text = ok(&["mailbox", "list", "--data", &data]);
+    assert!(text.contains("disabled (administrator)"), "{text}");
+
+    // Test & Enable with ACT failing keeps it disabled (R6); `enable` brings it back.
+    let failed = json(&[
+        "mailbox",
+        "test-enable",
+        "mbx-paul",
+        "--fail",
+        "act",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    assert_eq!(
+        failed["mailbox"]["workloads"]["act"]["test"], "failure",
+        "{failed}"
+    );
+    let enabled = json(&["mailbox", "enable", "mbx-paul", "--data", &data, "--json"]);
+    assert_eq!(
+        enabled["mailbox"]["workloads"]["act"]["status"], "enabled",
+        "{enabled}"
+    );
+    let rules: Vec<&str> = enabled["recorded"][0]["mailboxes"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["R6"], "{enabled}");
+
+    // Withdrawing the approval disables the email workloads (R5).
+    let out = ok(&[
+        "mailbox",
+        "approve",
+        "mbx-paul",
+        "--withdraw",
+        "--data",
+        &data,
+    ]);
+    assert!(out.contains("R5"), "{out}");
+    let list = json(&["mailbox", "list", "--data", &data, "--json"]);
+    let paul = &list[1];
+    assert_eq!(paul["approved"], false);
+    assert_eq!(
+        paul["workloads"]["incoming"]["disabled_reason"], "not_approved",
+        "{paul}"
+    );
+
+    let o = ledgersync(&["mailbox", "show", "mbx-nobody", "--data", &data]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("mbx-jayne, mbx-paul"), "{}", stderr(&o));
+}
