@@ -12,7 +12,7 @@ use crate::records::{ActivityState, Appointment, Entity, Record, RecordBody, Sho
 use crate::rules::RuleId;
 use crate::settings::{OrgSettings, SettingUsed, TaskDeletionMode};
 use crate::state::{IntentKind, Link, MailboxState};
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 
 /// What `decide` needs besides the state: the organization's settings and the time.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +70,15 @@ enum Membership<'a> {
 /// Each row once, in id order (a list may name a row twice).
 fn unique(ids: &[RecordId]) -> std::collections::BTreeSet<&RecordId> {
     ids.iter().collect()
+}
+
+/// The cadence rule of each workload.
+fn cadence_rule(w: Workload) -> u8 {
+    match w {
+        Workload::Incoming => 7,
+        Workload::Outgoing => 8,
+        Workload::Act => 9,
+    }
 }
 
 /// A reason followed by the notes of the rules that shaped the decision, joined by "; ".
@@ -253,6 +262,23 @@ impl<'a> Decider<'a> {
                 for rec in rows {
                     self.reconcile(rec, Cause::FilterEdit, &filters, None);
                 }
+            }
+            Event::ListingCompleted(p) if s.workload(p.workload).enabled => {
+                self.schedule_after_cycle(p.workload, p.items)
+            }
+            Event::PushReceived(p) if s.workload(p.workload).enabled => {
+                let rule = cadence_rule(p.workload);
+                self.push(
+                    rule,
+                    Event::CycleScheduled(CycleScheduled {
+                        basis: basis(
+                            format!("the server signalled a change for {}: the next cycle runs now", p.workload),
+                            vec![],
+                        ),
+                        workload: p.workload,
+                        at: self.ctx.now,
+                    }),
+                );
             }
             Event::ItemSeen(p) => self.item_seen(&p.item),
             Event::ItemGone(p) => self.item_gone(&p.remote),
@@ -1598,6 +1624,109 @@ impl<'a> Decider<'a> {
             }
             RecordBody::Email(_) => {}
         }
+    }
+
+    // ───────────── cadence: R7, R8, R9 ─────────────
+
+    /// When the workload's next cycle runs, counted from the end of the cycle that just
+    /// finished: incoming 5 minutes, 2 after a busy cycle, growing by a step per quiet cycle up
+    /// to 12 (R7); outgoing every 5 minutes (R8); ACT 5 minutes after a cycle with changes,
+    /// growing per quiet cycle up to 12, or 15 when incoming email is enabled too (R9).
+    fn schedule_after_cycle(&mut self, w: Workload, items: u32) {
+        let s = self.state;
+        let cfg = &self.ctx.settings.schedule;
+        let quiet = if items == 0 {
+            s.workload(w).quiet_cycles + 1
+        } else {
+            0
+        };
+        let stretched = |base: Duration, max: Duration| {
+            Duration(
+                (base.0 + cfg.quiet_step.0 * quiet as i64)
+                    .min(max.0)
+                    .max(base.0.min(max.0)),
+            )
+        };
+        let (interval, why, keys): (Duration, String, &[&str]) = match w {
+            Workload::Incoming if items >= cfg.busy_items => (
+                cfg.incoming_min,
+                format!("busy cycle ({items} items): incoming email is checked again soon"),
+                &["schedule_incoming_min_seconds", "schedule_busy_items"],
+            ),
+            Workload::Incoming if items > 0 => (
+                cfg.incoming,
+                format!("{items} item(s) this cycle: the ordinary incoming cadence"),
+                &["schedule_incoming_seconds"],
+            ),
+            Workload::Incoming => (
+                stretched(cfg.incoming, cfg.incoming_max),
+                format!(
+                    "{quiet} quiet cycle(s) in a row: incoming email waits longer, up to the maximum"
+                ),
+                &[
+                    "schedule_incoming_seconds",
+                    "schedule_quiet_step_seconds",
+                    "schedule_incoming_max_seconds",
+                ],
+            ),
+            Workload::Outgoing => (
+                cfg.outgoing,
+                "Pending Send is scanned at a fixed interval".to_string(),
+                &["schedule_outgoing_seconds"],
+            ),
+            Workload::Act => {
+                let max = if s.workload(Workload::Incoming).enabled {
+                    cfg.act_max_with_incoming
+                } else {
+                    cfg.act_max
+                };
+                let key = if s.workload(Workload::Incoming).enabled {
+                    "schedule_act_max_with_incoming_seconds"
+                } else {
+                    "schedule_act_max_seconds"
+                };
+                if items > 0 {
+                    (
+                        cfg.act_min,
+                        format!("{items} change(s) this cycle: the shortest ACT cadence"),
+                        &["schedule_act_min_seconds"],
+                    )
+                } else {
+                    (
+                        stretched(cfg.act_min, max),
+                        format!(
+                            "{quiet} quiet cycle(s) in a row: ACT waits longer, up to the maximum"
+                        ),
+                        if key == "schedule_act_max_seconds" {
+                            &[
+                                "schedule_act_min_seconds",
+                                "schedule_quiet_step_seconds",
+                                "schedule_act_max_seconds",
+                            ]
+                        } else {
+                            &[
+                                "schedule_act_min_seconds",
+                                "schedule_quiet_step_seconds",
+                                "schedule_act_max_with_incoming_seconds",
+                            ]
+                        },
+                    )
+                }
+            }
+        };
+        let at = self.ctx.now + interval;
+        let used = keys.iter().map(|k| setting(self.ctx.settings, k)).collect();
+        self.push(
+            cadence_rule(w),
+            Event::CycleScheduled(CycleScheduled {
+                basis: basis(
+                    format!("{why}: next {w} cycle in {} s, at {at}", interval.0 / 1000),
+                    used,
+                ),
+                workload: w,
+                at,
+            }),
+        );
     }
 
     // ───────────── outcomes and errors: R10, R11, R12 ─────────────

@@ -430,9 +430,9 @@ ItemSeen { /// The item.
 payload!(/// A connector confirmed an item is gone (a positive delete, never mere absence).
 ItemGone { /// Server id.
     remote: RemoteId });
-payload!(/// A full listing finished.
+payload!(/// A listing finished: the end of a cycle.
 ListingCompleted { /// Workload.
-    workload: Workload, /// Items listed.
+    workload: Workload, /// Items the listing returned: for a listing since a cursor, the changes it found.
     items: u32 });
 payload!(/// A listing failed: absence of items means nothing (R25).
 ListingFailed { /// Workload.
@@ -454,6 +454,10 @@ EmailReceived { /// Server id.
     from: String, /// Recipients.
     to: Vec<String>, /// In-Reply-To.
     in_reply_to: Option<String> });
+payload!(/// A connector's push signal (IMAP IDLE, a webhook, a sync-token change): something
+/// changed on the server, so the workload's next cycle should not wait.
+PushReceived { /// Workload.
+    workload: Workload });
 payload!(/// An intent was carried out.
 IntentSucceeded { /// The intent event.
     intent: EventId, /// Server id of the created item.
@@ -553,6 +557,11 @@ ErrorClassified { /// Why.
     error: ServerError });
 payload!(/// Decision: the workload runs again at a time.
 RetryScheduled { /// Why.
+    basis: Basis, /// Workload.
+    workload: Workload, /// When.
+    at: Timestamp });
+payload!(/// Decision: when the workload's next cycle runs (R7, R8, R9).
+CycleScheduled { /// Why.
     basis: Basis, /// Workload.
     workload: Workload, /// When.
     at: Timestamp });
@@ -717,6 +726,7 @@ catalogue! {
     34 ListingPartial "listing_partial" MailObservation;
     35 CursorReset "cursor_reset" MailObservation;
     36 EmailReceived "email_received" MailObservation;
+    37 PushReceived "push_received" MailObservation;
     40 IntentSucceeded "intent_succeeded" Outcome;
     41 IntentFailed "intent_failed" Outcome;
     50 ItemTracked "item_tracked" Decision;
@@ -741,6 +751,7 @@ catalogue! {
     69 MappingEnded "mapping_ended" Decision;
     70 MappingStarted "mapping_started" Decision;
     71 OrganizationClaimed "organization_claimed" Decision;
+    72 CycleScheduled "cycle_scheduled" Decision;
 }
 
 impl Event {
@@ -769,6 +780,7 @@ impl Event {
             Event::MappingEnded(p) => &p.basis,
             Event::MappingStarted(p) => &p.basis,
             Event::OrganizationClaimed(p) => &p.basis,
+            Event::CycleScheduled(p) => &p.basis,
             _ => return None,
         })
     }

@@ -43,6 +43,48 @@ pub struct OrgSettings {
     pub transient_retry_interval: Duration,
     /// Appointments further in the past than this get no reminder (R31). Default 7 days.
     pub reminder_cutoff: Duration,
+    /// The SSS cycle cadence of each workload (R7, R8, R9).
+    pub schedule: Schedule,
+}
+
+/// Cycle cadence (R7, R8, R9). Every interval is counted from the end of a cycle; all are
+/// settings, in seconds, so a test or a small deployment can run cycles seconds apart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Incoming email: next cycle after an ordinary cycle (SSS: 5 minutes).
+    pub incoming: Duration,
+    /// Incoming email: after a busy cycle (SSS: down to 2 minutes).
+    pub incoming_min: Duration,
+    /// Incoming email: the longest wait of a quiet mailbox (SSS: up to 12 minutes).
+    pub incoming_max: Duration,
+    /// Outgoing email: the Pending Send scan interval (SSS: 5 minutes).
+    pub outgoing: Duration,
+    /// ACT: next cycle of an active mailbox (SSS: 5 minutes).
+    pub act_min: Duration,
+    /// ACT: the longest wait of a quiet mailbox (SSS: 12 minutes).
+    pub act_max: Duration,
+    /// ACT: the longest wait when incoming email is also enabled (SSS: 15 minutes).
+    pub act_max_with_incoming: Duration,
+    /// How much longer each further quiet cycle waits (1 minute).
+    pub quiet_step: Duration,
+    /// Items in one cycle from which a mailbox counts as busy (10).
+    pub busy_items: u32,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            incoming: Duration::minutes(5),
+            incoming_min: Duration::minutes(2),
+            incoming_max: Duration::minutes(12),
+            outgoing: Duration::minutes(5),
+            act_min: Duration::minutes(5),
+            act_max: Duration::minutes(12),
+            act_max_with_incoming: Duration::minutes(15),
+            quiet_step: Duration::minutes(1),
+            busy_items: 10,
+        }
+    }
 }
 
 impl Default for OrgSettings {
@@ -59,6 +101,7 @@ impl Default for OrgSettings {
             transient_retry_limit: 10,
             transient_retry_interval: Duration::minutes(5),
             reminder_cutoff: Duration::days(7),
+            schedule: Schedule::default(),
         }
     }
 }
@@ -128,7 +171,31 @@ impl OrgSettings {
         "transient_retry_limit",
         "transient_retry_interval_minutes",
         "reminder_cutoff_days",
+        "schedule_incoming_seconds",
+        "schedule_incoming_min_seconds",
+        "schedule_incoming_max_seconds",
+        "schedule_outgoing_seconds",
+        "schedule_act_min_seconds",
+        "schedule_act_max_seconds",
+        "schedule_act_max_with_incoming_seconds",
+        "schedule_quiet_step_seconds",
+        "schedule_busy_items",
     ];
+
+    fn schedule_field(&mut self, key: &str) -> Option<&mut Duration> {
+        let s = &mut self.schedule;
+        Some(match key {
+            "schedule_incoming_seconds" => &mut s.incoming,
+            "schedule_incoming_min_seconds" => &mut s.incoming_min,
+            "schedule_incoming_max_seconds" => &mut s.incoming_max,
+            "schedule_outgoing_seconds" => &mut s.outgoing,
+            "schedule_act_min_seconds" => &mut s.act_min,
+            "schedule_act_max_seconds" => &mut s.act_max,
+            "schedule_act_max_with_incoming_seconds" => &mut s.act_max_with_incoming,
+            "schedule_quiet_step_seconds" => &mut s.quiet_step,
+            _ => return None,
+        })
+    }
 
     /// The current value of `key` as text.
     pub fn get(&self, key: &str) -> Result<String, SettingsError> {
@@ -159,7 +226,11 @@ impl OrgSettings {
                 self.transient_retry_interval.as_minutes().to_string()
             }
             "reminder_cutoff_days" => (self.reminder_cutoff.0 / 86_400_000).to_string(),
-            _ => return Err(SettingsError::UnknownKey { key: key.into() }),
+            "schedule_busy_items" => self.schedule.busy_items.to_string(),
+            _ => match self.clone().schedule_field(key) {
+                Some(d) => (d.0 / 1000).to_string(),
+                None => return Err(SettingsError::UnknownKey { key: key.into() }),
+            },
         })
     }
 
@@ -223,7 +294,33 @@ impl OrgSettings {
                         expected: "a whole number of days, 0 or more",
                     })?
             }
-            _ => return Err(SettingsError::UnknownKey { key: key.into() }),
+            "schedule_busy_items" => {
+                self.schedule.busy_items = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole number of items, 1 or more",
+                    })?
+            }
+            _ => {
+                let seconds = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=86_400).contains(n));
+                let Some(field) = self.schedule_field(key) else {
+                    return Err(SettingsError::UnknownKey { key: key.into() });
+                };
+                *field = Duration(
+                    seconds.ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole number of seconds from 1 to 86400",
+                    })? * 1000,
+                );
+            }
         }
         Ok(())
     }

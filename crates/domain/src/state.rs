@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +140,8 @@ pub struct WorkloadState {
     pub last_success: Option<Timestamp>,
     /// Next scheduled run.
     pub next_run: Option<Timestamp>,
+    /// Consecutive cycles that found nothing (they stretch the cadence, R7, R9).
+    pub quiet_cycles: u32,
 }
 
 /// Everything one mailbox knows, rebuilt from its stream.
@@ -287,7 +289,10 @@ impl MailboxState {
                 let w = self.workload_mut(p.workload);
                 w.consecutive_errors = 0;
                 w.last_success = Some(meta.at);
+                w.quiet_cycles = if p.items == 0 { w.quiet_cycles + 1 } else { 0 };
             }
+            Event::PushReceived(_) => {}
+            Event::CycleScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
             Event::ListingFailed(p) => {
                 self.workload_mut(p.workload).last_error = Some(p.error.clone())
             }

@@ -327,6 +327,9 @@ fn samples() -> Vec<Event> {
             to: vec!["u1@contoso.example".into(), "u2@contoso.example".into()],
             in_reply_to: Some("<20261119.abc@contoso.example>".into()),
         }),
+        Event::PushReceived(PushReceived {
+            workload: Workload::Incoming,
+        }),
         Event::IntentSucceeded(IntentSucceeded {
             intent: eid(41),
             remote: Some(remote("/dav/u1/calendar/4f2a.ics")),
@@ -466,6 +469,11 @@ fn samples() -> Vec<Event> {
         Event::OrganizationClaimed(OrganizationClaimed {
             basis: basis("the administrator chose to take ACT sync over from org-fabrikam"),
             org: OrgId::new("org-contoso"),
+        }),
+        Event::CycleScheduled(CycleScheduled {
+            basis: basis("3 quiet cycle(s) in a row: ACT waits longer, up to the maximum"),
+            workload: Workload::Act,
+            at: timestamp_from_civil(2026, 11, 20, 9, 8),
         }),
     ]
 }

@@ -508,7 +508,11 @@ fn r11_a_success_resets_the_transient_failure_count() {
         transient_failure_is_retried(&mut mb, attempt);
     }
 
-    assert!(mb.listing_completed(Workload::Act).is_empty());
+    // A successful cycle only schedules the next one (R9) and resets the count.
+    assert_eq!(
+        summary(&mb.listing_completed(Workload::Act)),
+        [(9, "cycle_scheduled")]
+    );
     assert_eq!(mb.state.workload(Workload::Act).consecutive_errors, 0);
 
     // Ten more are needed: nine are retried, the tenth disables.
@@ -2021,4 +2025,130 @@ fn r82_update_is_not_sent_twice_for_the_same_version() {
         mb.feed(access_regained("jayne", &[&a2], AccessReason::Role))
             .is_empty()
     );
+}
+
+// ───────────── R7, R8, R9: cycle cadence ─────────────
+
+fn cycle(mb: &mut Mailbox, workload: Workload, items: u32) -> (u8, Timestamp) {
+    let ds = mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload,
+        items,
+    }));
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    match &ds[0].event {
+        Event::CycleScheduled(p) => {
+            assert_eq!(p.workload, workload);
+            assert_eq!(mb.state.workload(workload).next_run, Some(p.at));
+            (ds[0].rule.0, p.at)
+        }
+        other => panic!("expected cycle_scheduled, got {other:?}"),
+    }
+}
+
+#[test]
+fn r7_incoming_runs_5_minutes_after_an_ordinary_cycle_and_2_after_a_busy_one() {
+    let mut mb = Mailbox::ready("jayne");
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 3),
+        (7, mb.now + Duration::minutes(5))
+    );
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 25),
+        (7, mb.now + Duration::minutes(2))
+    );
+}
+
+#[test]
+fn r7_a_quiet_mailbox_waits_longer_up_to_12_minutes() {
+    let mut mb = Mailbox::ready("jayne");
+    let waits: Vec<i64> = (0..10)
+        .map(|_| (cycle(&mut mb, Workload::Incoming, 0).1 - mb.now).as_minutes())
+        .collect();
+    assert_eq!(waits, [6, 7, 8, 9, 10, 11, 12, 12, 12, 12]);
+    // One cycle with mail brings it back to the ordinary cadence.
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 1).1,
+        mb.now + Duration::minutes(5)
+    );
+}
+
+#[test]
+fn r8_outgoing_email_is_scanned_every_5_minutes() {
+    let mut mb = Mailbox::ready("jayne");
+    for items in [0, 0, 40, 0] {
+        assert_eq!(
+            cycle(&mut mb, Workload::Outgoing, items),
+            (8, mb.now + Duration::minutes(5))
+        );
+    }
+}
+
+#[test]
+fn r9_act_runs_5_minutes_after_changes_and_up_to_15_when_incoming_is_enabled() {
+    let mut mb = Mailbox::ready("jayne");
+    assert_eq!(
+        cycle(&mut mb, Workload::Act, 2),
+        (9, mb.now + Duration::minutes(5))
+    );
+    let waits: Vec<i64> = (0..12)
+        .map(|_| (cycle(&mut mb, Workload::Act, 0).1 - mb.now).as_minutes())
+        .collect();
+    assert_eq!(*waits.first().unwrap(), 6);
+    assert_eq!(*waits.last().unwrap(), 15);
+    assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+}
+
+#[test]
+fn r9_act_waits_at_most_12_minutes_without_incoming_email() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.feed(Event::DisableRequested(DisableRequested {
+        mailbox: mb.id.clone(),
+        workload: Workload::Incoming,
+        by: "admin".into(),
+    }));
+    let last = (0..12)
+        .map(|_| cycle(&mut mb, Workload::Act, 0).1)
+        .last()
+        .unwrap();
+    assert_eq!(last - mb.now, Duration::minutes(12));
+}
+
+#[test]
+fn r7_a_push_signal_runs_the_next_cycle_now() {
+    let mut mb = Mailbox::ready("jayne");
+    let ds = mb.feed(Event::PushReceived(PushReceived {
+        workload: Workload::Incoming,
+    }));
+    assert_eq!(summary(&ds), [(7, "cycle_scheduled")]);
+    assert_eq!(mb.state.workload(Workload::Incoming).next_run, Some(mb.now));
+}
+
+#[test]
+fn r7_cadence_is_a_setting_in_seconds_and_a_disabled_workload_is_not_scheduled() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.settings.set("schedule_incoming_seconds", "30").unwrap();
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 1).1,
+        mb.now + Duration(30_000)
+    );
+    let ds = mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 0,
+    }));
+    assert_eq!(summary(&ds), [(9, "cycle_scheduled")]);
+    mb.feed(Event::DisableRequested(DisableRequested {
+        mailbox: mb.id.clone(),
+        workload: Workload::Act,
+        by: "admin".into(),
+    }));
+    let ds = mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 0,
+    }));
+    assert!(ds.is_empty(), "{ds:#?}");
+    let e = mb
+        .settings
+        .set("schedule_act_max_seconds", "0")
+        .unwrap_err();
+    assert!(e.to_string().contains("from 1 to 86400"), "{e}");
 }

@@ -535,6 +535,7 @@ pub fn settings() -> impl Strategy<Value = OrgSettings> {
                 transient_retry_limit: limit,
                 transient_retry_interval: Duration::minutes(interval),
                 reminder_cutoff: Duration::days(cutoff),
+                schedule: Default::default(),
             },
         )
 }
