@@ -216,6 +216,7 @@ impl VdirConnector {
             };
             let mut present: BTreeSet<String> = BTreeSet::new();
             let mut complete = true;
+            let mut files: Vec<(String, PathBuf)> = Vec::new();
             for entry in entries {
                 let entry = match entry {
                     Ok(entry) => entry,
@@ -235,12 +236,16 @@ impl VdirConnector {
                     });
                     continue;
                 };
-                if !valid_file_name(&file, kind) || !entry.path().is_file() {
-                    continue;
+                if valid_file_name(&file, kind) && entry.path().is_file() {
+                    files.push((file, entry.path()));
                 }
+            }
+            // Name order: the same directory always lists the same way.
+            files.sort();
+            for (file, path) in files {
                 let remote = format!("{}/{file}", kind.name());
                 present.insert(remote.clone());
-                match self.read_item(kind, &entry.path()) {
+                match self.read_item(kind, &path) {
                     Err(ReadError::Io(e)) => {
                         complete = false;
                         partial.push(format!("{remote} could not be read ({e})"));
@@ -253,7 +258,7 @@ impl VdirConnector {
                     }) => {
                         failures.push(ItemFailure {
                             item: remote.clone(),
-                            error: format!("{error}; fix or remove {}", entry.path().display()),
+                            error: format!("{error}; fix or remove {}", path.display()),
                         });
                         // Known before: stays known with its old version, never gone.
                         if let Some(etag) = known_here.get(&remote) {

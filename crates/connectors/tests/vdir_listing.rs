@@ -1,0 +1,240 @@
+//! Listing a vdir: changes made by other programs, confirmed deletes, and R25 (absence is not
+//! deletion) for corrupt files, emptied and unreadable directories.
+
+mod support;
+
+use ledgersync_connectors::Cursor;
+use ledgersync_domain::event::{Event, RemoteFields, TrackedBy};
+use std::fs;
+use support::*;
+
+#[test]
+fn first_listing_sees_every_item_with_fields_and_tracking() {
+    let mut f = Fixture::new();
+    write_aged(
+        &f.calendar.join("a.ics"),
+        &event_ics("a", "Quarterly review"),
+        60,
+    );
+    write_aged(&f.contacts.join("k.vcf"), &card_vcf("k", "Kaylee Frye"), 60);
+    fs::write(f.calendar.join("notes.txt"), "not an item").unwrap();
+    fs::write(f.calendar.join(".hidden.ics"), "not an item either").unwrap();
+
+    let l = f.list(&Cursor::initial());
+    assert_eq!(terminal(&l), "listing_completed");
+    assert!(l.failures.is_empty(), "{:?}", l.failures);
+    let items = seen(&l);
+    assert_eq!(items.len(), 2);
+    let a = items
+        .iter()
+        .find(|i| i.remote.0 == "calendar/a.ics")
+        .expect("a.ics");
+    assert_eq!(a.tracked, Some(TrackedBy::Category));
+    assert!(
+        matches!(&a.fields, RemoteFields::Appointment { subject, .. } if subject == "Quarterly review")
+    );
+    let k = items
+        .iter()
+        .find(|i| i.remote.0 == "contacts/k.vcf")
+        .expect("k.vcf");
+    assert_eq!(
+        k.fields,
+        RemoteFields::Contact {
+            full_name: "Kaylee Frye".into(),
+            email: "k@serenity.example".into()
+        }
+    );
+    assert_eq!(k.tracked, None);
+    assert!(matches!(l.terminal(), Event::ListingCompleted(c) if c.items == 2));
+}
+
+#[test]
+fn an_edit_made_by_another_program_is_seen_with_a_new_etag() {
+    let mut f = Fixture::new();
+    for n in ["a", "b", "c"] {
+        write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
+    }
+    let first = f.list(&Cursor::initial());
+    let before = seen(&first)
+        .into_iter()
+        .find(|i| i.remote.0 == "calendar/b.ics")
+        .unwrap()
+        .clone();
+
+    // Nothing changed: nothing seen.
+    let quiet = f.list(&first.cursor);
+    assert!(seen(&quiet).is_empty());
+    assert_eq!(terminal(&quiet), "listing_completed");
+
+    // khal rewrites the file: new content, new mtime.
+    fs::write(
+        f.calendar.join("b.ics"),
+        event_ics("b", "Moved to Thursday"),
+    )
+    .unwrap();
+    let after_edit = f.list(&quiet.cursor);
+    let items = seen(&after_edit);
+    assert_eq!(items.len(), 1, "only the edited item: {items:?}");
+    let after = items[0];
+    assert_eq!(after.remote.0, "calendar/b.ics");
+    assert_ne!(after.etag, before.etag);
+    assert_ne!(after.content_hash, before.content_hash);
+    assert_eq!(after.fields.title(), "Moved to Thursday");
+    assert!(gone(&after_edit).is_empty());
+}
+
+#[test]
+fn r25_a_deleted_file_yields_exactly_one_item_gone() {
+    let mut f = Fixture::new();
+    for n in ["a", "b", "c"] {
+        write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
+    }
+    let first = f.list(&Cursor::initial());
+    fs::remove_file(f.calendar.join("b.ics")).unwrap();
+
+    let second = f.list(&first.cursor);
+    assert_eq!(gone(&second), vec!["calendar/b.ics".to_string()]);
+    assert_eq!(terminal(&second), "listing_completed");
+
+    let third = f.list(&second.cursor);
+    assert!(gone(&third).is_empty());
+    assert!(seen(&third).is_empty());
+}
+
+#[test]
+fn r25_a_corrupt_file_is_an_item_failure_never_a_delete() {
+    let mut f = Fixture::new();
+    for n in ["a", "b", "c"] {
+        write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
+    }
+    fs::write(
+        f.calendar.join("broken.ics"),
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:cut",
+    )
+    .unwrap();
+    let first = f.list(&Cursor::initial());
+    assert_eq!(seen(&first).len(), 3, "the other items are still listed");
+    assert_eq!(first.failures.len(), 1);
+    assert_eq!(first.failures[0].item, "calendar/broken.ics");
+    assert!(
+        first.failures[0].error.contains("broken.ics"),
+        "{}",
+        first.failures[0]
+    );
+
+    // A known item gets corrupted: a failure, no item_gone, the others unaffected.
+    fs::write(f.calendar.join("b.ics"), [0xff, 0xfe, 0x00, 0x42]).unwrap();
+    let second = f.list(&first.cursor);
+    assert!(gone(&second).is_empty());
+    assert!(seen(&second).is_empty());
+    let failed: Vec<&str> = second.failures.iter().map(|x| x.item.as_str()).collect();
+    assert_eq!(failed, vec!["calendar/b.ics", "calendar/broken.ics"]);
+
+    // Still not gone on the next listing; repaired, it is seen again.
+    let third = f.list(&second.cursor);
+    assert!(gone(&third).is_empty());
+    fs::write(f.calendar.join("b.ics"), event_ics("b", "repaired")).unwrap();
+    let fourth = f.list(&third.cursor);
+    let items = seen(&fourth);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].fields.title(), "repaired");
+}
+
+#[test]
+fn r25_an_emptied_directory_yields_no_item_gone() {
+    let mut f = Fixture::new();
+    for n in ["a", "b", "c"] {
+        write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
+    }
+    let first = f.list(&Cursor::initial());
+    for n in ["a", "b", "c"] {
+        fs::remove_file(f.calendar.join(format!("{n}.ics"))).unwrap();
+    }
+    let second = f.list(&first.cursor);
+    assert!(gone(&second).is_empty());
+    assert_eq!(terminal(&second), "listing_partial");
+    // The items stay known: still no delete next time, and they are not "new" when back.
+    let third = f.list(&second.cursor);
+    assert!(gone(&third).is_empty());
+    assert_eq!(second.cursor, first.cursor);
+}
+
+#[test]
+fn r25_losing_more_than_the_limit_at_once_withholds_every_delete() {
+    let mut f = Fixture::new();
+    for n in ["a", "b", "c", "d"] {
+        write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
+    }
+    let first = f.list(&Cursor::initial());
+    for n in ["a", "b", "c"] {
+        fs::remove_file(f.calendar.join(format!("{n}.ics"))).unwrap();
+    }
+    let second = f.list(&first.cursor);
+    assert!(gone(&second).is_empty());
+    match second.terminal() {
+        Event::ListingPartial(p) => assert!(p.reason.contains("3 of 4"), "{}", p.reason),
+        other => panic!("expected listing_partial, got {other:?}"),
+    }
+}
+
+#[test]
+fn r25_an_unreadable_or_missing_directory_is_a_failed_listing() {
+    let mut f = Fixture::new();
+    write_aged(&f.calendar.join("a.ics"), &event_ics("a", "a"), 60);
+    write_aged(&f.contacts.join("k.vcf"), &card_vcf("k", "Kaylee"), 60);
+    let first = f.list(&Cursor::initial());
+
+    // The calendar became a file, the address book vanished.
+    fs::remove_dir_all(&f.calendar).unwrap();
+    fs::write(&f.calendar, "a file where a directory was").unwrap();
+    fs::remove_dir_all(&f.contacts).unwrap();
+    let second = f.list(&first.cursor);
+    assert_eq!(second.observations.len(), 1);
+    match second.terminal() {
+        Event::ListingFailed(e) => assert_eq!(e.error.code, "404"),
+        other => panic!("expected listing_failed, got {other:?}"),
+    }
+    assert_eq!(
+        second.cursor, first.cursor,
+        "a failed listing keeps the cursor"
+    );
+}
+
+#[test]
+fn r25_one_unreadable_collection_makes_the_listing_partial_and_withholds_deletes() {
+    let mut f = Fixture::new();
+    write_aged(&f.calendar.join("a.ics"), &event_ics("a", "a"), 60);
+    write_aged(&f.calendar.join("b.ics"), &event_ics("b", "b"), 60);
+    write_aged(&f.calendar.join("c.ics"), &event_ics("c", "c"), 60);
+    write_aged(&f.contacts.join("k.vcf"), &card_vcf("k", "Kaylee"), 60);
+    let first = f.list(&Cursor::initial());
+
+    fs::remove_dir_all(&f.contacts).unwrap();
+    fs::remove_file(f.calendar.join("c.ics")).unwrap();
+    fs::write(f.calendar.join("a.ics"), event_ics("a", "edited")).unwrap();
+    let second = f.list(&first.cursor);
+    assert_eq!(terminal(&second), "listing_partial");
+    assert!(gone(&second).is_empty(), "no delete in a partial listing");
+    assert_eq!(
+        seen(&second).len(),
+        1,
+        "what could be read is still reported"
+    );
+
+    // Once everything is readable again, the calendar delete is confirmed, the contact is not gone.
+    fs::create_dir_all(&f.contacts).unwrap();
+    write_aged(&f.contacts.join("k.vcf"), &card_vcf("k", "Kaylee"), 60);
+    let third = f.list(&second.cursor);
+    assert_eq!(terminal(&third), "listing_completed");
+    assert_eq!(gone(&third), vec!["calendar/c.ics".to_string()]);
+}
+
+#[test]
+fn a_foreign_cursor_is_a_failed_listing() {
+    let mut f = Fixture::new();
+    let l = f.list(&Cursor::from_text("UIDVALIDITY 42"));
+    match l.terminal() {
+        Event::ListingFailed(e) => assert_eq!(e.error.code, "cursor"),
+        other => panic!("expected listing_failed, got {other:?}"),
+    }
+}
