@@ -248,7 +248,9 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
             if org.mailboxes.contains_key(&mailbox) {
                 return Err(Problem::at(
                     "mailbox",
-                    format!("`{mailbox}` is already registered"),
+                    format!(
+                        "`{mailbox}` is already registered; a mailbox is registered once (map, approve or test it instead)"
+                    ),
                 ));
             }
             let profile = ProfileId::new(nonempty(w.profile, "profile")?);
