@@ -165,3 +165,22 @@ pub(crate) fn succeeded(intent: EventId, remote: Option<String>, etag: Option<St
         etag,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{VdirConfig, VdirConnector};
+
+    #[test]
+    fn the_runtime_can_hold_any_connector_as_a_boxed_send_object() {
+        fn assert_send<T: Send>(_: &T) {}
+        let mut boxed: Box<dyn Connector> =
+            Box::new(VdirConnector::new(VdirConfig::new("paul@serenity.example")));
+        assert_send(&boxed);
+        // Nothing configured: the listing fails, it does not panic.
+        let listing = boxed.list_changes(&Cursor::initial());
+        assert!(matches!(listing.terminal(), Event::ListingFailed(_)));
+        assert!(!listing.is_complete());
+        assert!(listing.cursor.is_initial());
+    }
+}

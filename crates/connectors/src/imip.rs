@@ -5,7 +5,7 @@
 //! (or from the copy the connector keeps of an item it deleted, since a cancellation is decided
 //! together with the delete and may be carried out after it).
 //!
-//! The message: `multipart/mixed` with a `text/plain` explanation and a
+//! The message: `multipart/alternative` with a `text/plain` explanation and a
 //! `text/calendar; method=CANCEL` part holding `METHOD:CANCEL` and one VEVENT with the UID,
 //! `SEQUENCE` one above the item's, `STATUS:CANCELLED`, the ORGANIZER and one ATTENDEE line per
 //! attendee of the intent (RFC 5546 §3.2.5).
@@ -209,7 +209,7 @@ fn message(
         ics.to_string(),
     );
     let body = MimePart::new(
-        "multipart/mixed",
+        "multipart/alternative",
         vec![MimePart::new("text/plain", text), calendar],
     );
     let message_id = format!(
