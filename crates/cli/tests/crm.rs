@@ -254,6 +254,41 @@ fn mailbox_disable_then_list_shows_the_workload_disabled_with_the_reason() {
         .collect();
     assert_eq!(rules, ["R6"], "{enabled}");
 
+    // Another organization owns ACT sync on the server: disabled (R2) until taken over.
+    let other = json(&[
+        "mailbox",
+        "test-enable",
+        "mbx-paul",
+        "--act-org",
+        "acme",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    assert_eq!(
+        other["mailbox"]["workloads"]["act"]["disabled_reason"], "other_organization",
+        "{other}"
+    );
+    let claimed = json(&[
+        "mailbox",
+        "test-enable",
+        "mbx-paul",
+        "--act-org",
+        "acme",
+        "--override",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    assert_eq!(
+        claimed["mailbox"]["workloads"]["act"]["status"], "enabled",
+        "{claimed}"
+    );
+    assert_eq!(
+        claimed["recorded"][0]["mailboxes"][0]["rules"][0], "R2",
+        "{claimed}"
+    );
+
     // Withdrawing the approval disables the email workloads (R5).
     let out = ok(&[
         "mailbox",
