@@ -2,6 +2,7 @@
 
 use calcard::Entry;
 use calcard::common::{IanaString, PartialDateTime};
+use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarProperty, ICalendarValue,
 };
@@ -22,6 +23,7 @@ pub struct Parsed {
 /// Parses an iCalendar file: its first VEVENT or VTODO that is not a recurrence override.
 pub fn calendar(text: &str, tracking_category: &str) -> Result<Parsed, String> {
     let cal = ICalendar::parse(text).map_err(describe)?;
+    let zones = cal.build_tz_resolver();
     let main = cal
         .components
         .iter()
@@ -42,9 +44,9 @@ pub fn calendar(text: &str, tracking_category: &str) -> Result<Parsed, String> {
     );
     let subject = text_of(main, &ICalendarProperty::Summary).unwrap_or_default();
     let fields = if main.component_type == ICalendarComponentType::VEvent {
-        let start = date_of(main, &ICalendarProperty::Dtstart)
+        let start = date_of(&zones, main, &ICalendarProperty::Dtstart)
             .ok_or("VEVENT without a readable DTSTART")?;
-        let end = match date_of(main, &ICalendarProperty::Dtend) {
+        let end = match date_of(&zones, main, &ICalendarProperty::Dtend) {
             Some((end, _)) => end,
             None => match main
                 .property(&ICalendarProperty::Duration)
@@ -84,7 +86,7 @@ pub fn calendar(text: &str, tracking_category: &str) -> Result<Parsed, String> {
         RemoteFields::Task {
             subject,
             percent_complete: percent.unwrap_or(if completed { 100 } else { 0 }),
-            due: date_of(main, &ICalendarProperty::Due).map(|d| d.0),
+            due: date_of(&zones, main, &ICalendarProperty::Due).map(|d| d.0),
         }
     };
     Ok(Parsed { fields, tracked })
@@ -137,16 +139,28 @@ fn text_of(c: &ICalendarComponent, p: &ICalendarProperty) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A date property as a timestamp, and whether it was a date without a time.
-fn date_of(c: &ICalendarComponent, p: &ICalendarProperty) -> Option<(Timestamp, bool)> {
-    c.property(p)
-        .and_then(|e| e.values.first())
-        .and_then(|v| v.as_partial_date_time())
-        .and_then(timestamp)
+/// A date property as a timestamp, and whether it was a date without a time. A date-time with
+/// a `TZID` is resolved through the calendar's VTIMEZONEs or the IANA database (calcard's
+/// resolver); a floating time, or a zone nobody knows, is read as UTC.
+fn date_of(
+    zones: &TzResolver<&str>,
+    c: &ICalendarComponent,
+    p: &ICalendarProperty,
+) -> Option<(Timestamp, bool)> {
+    let entry = c.property(p)?;
+    let value = entry.values.first()?.as_partial_date_time()?;
+    if value.hour.is_some()
+        && value.tz_hour.is_none()
+        && let Some(tz) = entry.tz_id().and_then(|id| zones.resolve(id))
+        && !tz.is_floating()
+        && let Some(at) = value.to_date_time_with_tz(tz)
+    {
+        return Some((Timestamp(at.timestamp_millis()), false));
+    }
+    timestamp(value)
 }
 
-/// A date or date-time as UTC milliseconds. A UTC offset is applied; a floating time or one
-/// with a `TZID` is read as UTC (time-zone resolution is not done yet).
+/// A date or date-time as UTC milliseconds; a UTC offset is applied, anything else is UTC.
 fn timestamp(d: &PartialDateTime) -> Option<(Timestamp, bool)> {
     let (y, m, day) = (d.year?, d.month?, d.day?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
@@ -222,6 +236,22 @@ mod tests {
         );
         let other = calendar(EVENT, "Something else").expect("parses");
         assert_eq!(other.tracked, None);
+    }
+
+    #[test]
+    fn tzid_times_are_resolved() {
+        let ics = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nBEGIN:VEVENT\nUID:z\n\
+            DTSTAMP:20261120T100000Z\nDTSTART;TZID=Europe/Berlin:20261124T150000\n\
+            DTEND;TZID=America/New_York:20260701T120000\nSUMMARY:zones\nEND:VEVENT\n\
+            END:VCALENDAR\n";
+        match calendar(ics, "x").expect("parses").fields {
+            RemoteFields::Appointment { start, end, .. } => {
+                // CET is UTC+1 in November; EDT is UTC-4 in July.
+                assert_eq!(start, timestamp_from_civil(2026, 11, 24, 14, 0));
+                assert_eq!(end, timestamp_from_civil(2026, 7, 1, 16, 0));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
