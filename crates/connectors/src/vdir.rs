@@ -20,12 +20,17 @@
 //! - became empty while items were known in it;
 //! - lost more than [`VdirConfig::mass_delete_percent`] percent of its known items at once.
 //!
+//! Items the connector deleted itself (carrying out a `delete_intent`; their copy is in
+//! `.ledgersync/deleted/`) are positively known to be gone and never count against these two
+//! limits, so deleting the last item of a calendar through the CRM is confirmed normally.
+//!
 //! Withheld deletes are reported again as soon as a listing is complete and under the limit;
 //! accepting a real mass delete (the breaker of the target design) is not built yet.
 
 use crate::connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 use crate::hash::fnv1a64;
 use crate::parse;
+use crate::writes::own;
 use ledgersync_domain::RemoteId;
 use ledgersync_domain::event::{
     Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial, RemoteItem,
@@ -147,11 +152,10 @@ impl VdirConnector {
     }
 
     /// Reads one item file: its version tag, hash and parsed fields.
-    pub(crate) fn read_item(&self, kind: Kind, path: &Path) -> Result<FileState, ReadError> {
-        let bytes = fs::read(path).map_err(ReadError::Io)?;
+    pub(crate) fn read_item(&self, kind: Kind, path: &Path) -> io::Result<FileState> {
+        let bytes = fs::read(path)?;
         let mtime = fs::metadata(path)
-            .and_then(|m| m.modified())
-            .map_err(ReadError::Io)?
+            .and_then(|m| m.modified())?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
@@ -246,7 +250,7 @@ impl VdirConnector {
                 let remote = format!("{}/{file}", kind.name());
                 present.insert(remote.clone());
                 match self.read_item(kind, &path) {
-                    Err(ReadError::Io(e)) => {
+                    Err(e) => {
                         complete = false;
                         partial.push(format!("{remote} could not be read ({e})"));
                         if let Some(etag) = known_here.get(&remote) {
@@ -295,18 +299,28 @@ impl VdirConnector {
             if missing.is_empty() {
                 continue;
             }
+            // Items this connector deleted itself (a copy is in `.ledgersync/deleted/`) are
+            // positively known to be gone: they never trip the guard.
+            let unexplained = missing
+                .iter()
+                .filter(|r| {
+                    let file = r.split_once('/').map(|(_, f)| f).unwrap_or(r.as_str());
+                    !own(dir, "deleted").join(file).is_file()
+                })
+                .count();
             let limit = usize::from(self.config.mass_delete_percent.min(100));
             let withheld = if !complete {
                 Some("its listing is incomplete".to_string())
+            } else if unexplained == 0 {
+                None
             } else if present.is_empty() {
                 Some(format!(
                     "the directory became empty while {} items were known",
                     known_here.len()
                 ))
-            } else if missing.len() * 100 > limit * known_here.len() {
+            } else if unexplained * 100 > limit * known_here.len() {
                 Some(format!(
-                    "{} of {} known items are missing, more than {limit}%",
-                    missing.len(),
+                    "{unexplained} of {} known items are missing, more than {limit}%",
                     known_here.len()
                 ))
             } else {
@@ -395,11 +409,6 @@ pub(crate) struct FileState {
     pub(crate) etag: String,
     pub(crate) hash: u64,
     pub(crate) parsed: Result<parse::Parsed, String>,
-}
-
-/// The file could not be read at all.
-pub(crate) enum ReadError {
-    Io(io::Error),
 }
 
 /// The short error code of an I/O error, as the domain's `classify` reads codes.

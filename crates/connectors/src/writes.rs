@@ -10,7 +10,7 @@ use crate::compose;
 use crate::connector::{Intent, failed, succeeded};
 use crate::fsutil;
 use crate::hash::fnv1a64;
-use crate::vdir::{FileState, Kind, ReadError, VdirConnector, io_code, valid_file_name};
+use crate::vdir::{FileState, Kind, VdirConnector, io_code, valid_file_name};
 use ledgersync_domain::event::{CreateIntent, DeleteIntent, Event, ItemWrite, Side, UpdateIntent};
 use ledgersync_domain::records::{Record, RecordBody};
 use ledgersync_domain::{EventId, RecordId, RemoteId};
@@ -265,7 +265,7 @@ impl VdirConnector {
     fn outcome(&self, id: EventId, kind: Kind, remote: &str, path: &Path) -> Event {
         match self.read_item(kind, path) {
             Ok(FileState { etag, .. }) => succeeded(id, Some(remote.to_string()), Some(etag)),
-            Err(ReadError::Io(_)) => succeeded(id, Some(remote.to_string()), None),
+            Err(_) => succeeded(id, Some(remote.to_string()), None),
         }
     }
 }

@@ -359,3 +359,58 @@ fn intents_this_connector_does_not_carry_out_fail_clearly() {
     assert_eq!(failed_code(&run(&mut f, 4, &not_intent, None)), UNSUPPORTED);
     assert!(item_files(&f.calendar).is_empty());
 }
+
+#[test]
+fn r25_the_connectors_own_delete_of_the_last_item_is_confirmed_not_withheld() {
+    let mut f = Fixture::new();
+    let rec = appointment_record("apt-last", "Last one");
+    let (remote, _) = succeeded(&run(
+        &mut f,
+        1,
+        &create(&rec, "m/apt-last/create/v1", write("Last one")),
+        Some(&rec),
+    ));
+    let first = f.list(&Cursor::initial());
+    assert_eq!(seen(&first).len(), 1);
+    let delete = Event::DeleteIntent(DeleteIntent {
+        basis: Basis::default(),
+        record: rec.id.clone(),
+        remote: remote.clone().map(RemoteId::new),
+        target: Side::MailServer,
+        key: "m/apt-last/delete/v2".into(),
+    });
+    succeeded(&run(&mut f, 2, &delete, None));
+    let second = f.list(&first.cursor);
+    assert_eq!(terminal(&second), "listing_completed");
+    assert_eq!(gone(&second), vec![remote.unwrap()]);
+    let third = f.list(&second.cursor);
+    assert!(gone(&third).is_empty());
+    assert_eq!(terminal(&third), "listing_completed");
+}
+
+#[test]
+fn an_update_decided_before_the_create_outcome_finds_the_item_by_its_row() {
+    let mut f = Fixture::new();
+    let rec = contact_record("contact-inara", "Inara Serra", "inara@companion.example");
+    let mut w = write("Inara Serra");
+    w.show_as = None;
+    let (created, _) = succeeded(&run(
+        &mut f,
+        1,
+        &create(&rec, "m/contact-inara/create/v1", w.clone()),
+        Some(&rec),
+    ));
+    w.title = "Inara Serra (Companion)".into();
+    let update = Event::UpdateIntent(UpdateIntent {
+        basis: Basis::default(),
+        record: rec.id.clone(),
+        remote: None,
+        target: Side::MailServer,
+        item: w,
+        key: "m/contact-inara/update/v2".into(),
+    });
+    let (remote, _) = succeeded(&run(&mut f, 2, &update, Some(&rec)));
+    assert_eq!(remote, created);
+    let l = f.list(&Cursor::initial());
+    assert_eq!(seen(&l)[0].fields.title(), "Inara Serra (Companion)");
+}
