@@ -163,9 +163,15 @@ impl VdirConnector {
         let etag = format!("{mtime}-{hash:016x}");
         let parsed = std::str::from_utf8(&bytes)
             .map_err(|e| format!("not UTF-8 text ({e})"))
-            .and_then(|text| match kind {
-                Kind::Calendar => parse::calendar(text, &self.config.tracking_category),
-                Kind::Contacts => parse::card(text, &self.config.tracking_category),
+            .and_then(|text| {
+                // A file is the user's input: a panic of the parser on it is an item failure,
+                // never a crash of the mailbox.
+                let category = self.config.tracking_category.as_str();
+                std::panic::catch_unwind(|| match kind {
+                    Kind::Calendar => parse::calendar(text, category),
+                    Kind::Contacts => parse::card(text, category),
+                })
+                .unwrap_or_else(|_| Err("the parser failed on this file".to_string()))
             });
         Ok(FileState { etag, hash, parsed })
     }
