@@ -238,3 +238,11 @@ fn a_foreign_cursor_is_a_failed_listing() {
         other => panic!("expected listing_failed, got {other:?}"),
     }
 }
+
+#[test]
+fn empty_collections_with_nothing_known_list_as_complete() {
+    let mut f = Fixture::new();
+    let l = f.list(&Cursor::initial());
+    assert!(matches!(l.terminal(), Event::ListingCompleted(c) if c.items == 0));
+    assert!(l.cursor.is_initial());
+}
