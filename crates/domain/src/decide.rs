@@ -1935,8 +1935,8 @@ impl<'a> Decider<'a> {
     }
 }
 
-/// Classifies a server answer (R10, R11): authentication, authorization, approval, TLS and
-/// discovery failures are permanent; everything else (5xx, timeouts, throttling, network) is
+/// Classifies a server answer (R10, R11): authentication, authorization, approval, TLS,
+/// discovery and malformed-request failures are permanent; everything else (5xx, timeouts, throttling, network) is
 /// transient. Credentials problems are the mailbox's; TLS, discovery and 5xx are the server's.
 pub fn classify(error: &ServerError) -> (ErrorClass, ErrorScope) {
     let code = error.code.to_ascii_lowercase();
@@ -1948,7 +1948,18 @@ pub fn classify(error: &ServerError) -> (ErrorClass, ErrorScope) {
         "unapproved",
         "license",
     ];
-    let permanent_server = ["tls", "certificate", "autodiscover", "404"];
+    // `unsupported` and `invalid` are the connectors' answers for a request that can never
+    // succeed (a CRM-side intent sent to a mail server, a malformed item): retrying is useless.
+    let permanent_server = [
+        "tls",
+        "certificate",
+        "autodiscover",
+        "404",
+        "400",
+        "422",
+        "unsupported",
+        "invalid",
+    ];
     if permanent_mailbox.iter().any(|c| code.contains(c)) {
         (ErrorClass::Permanent, ErrorScope::Mailbox)
     } else if permanent_server.iter().any(|c| code.contains(c)) {

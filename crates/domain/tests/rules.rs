@@ -426,6 +426,9 @@ fn r10_r11_error_classification() {
         "unapproved",
         "tls",
         "404",
+        "unsupported",
+        "invalid",
+        "400",
     ] {
         assert_eq!(class(code), ErrorClass::Permanent, "{code}");
     }
