@@ -9,22 +9,17 @@
 use crate::clock::{Clock, IdGen};
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
+use crate::mailbox::{Incoming, MailboxCore};
 use ledgersync_domain::{
-    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, NewEvent, OrgId,
-    OrgState, StreamId, Timestamp, decide,
+    Decision, Event, EventId, MailboxId, MailboxState, NewEvent, OrgId, OrgState, StreamId,
+    Timestamp,
 };
-use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
+use ledgersync_journal::{ExpectedSeq, Journal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How often (in events) a mailbox snapshot is written.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
-
-struct Mailbox {
-    state: MailboxState,
-    head: u64,
-    since_snapshot: u64,
-}
 
 /// A decision as appended: its event id and position.
 #[derive(Clone, Debug)]
@@ -56,7 +51,7 @@ pub struct Engine {
     org_stream: StreamId,
     org: OrgState,
     org_head: u64,
-    mailboxes: BTreeMap<MailboxId, Mailbox>,
+    mailboxes: BTreeMap<MailboxId, MailboxCore>,
     snapshot_every: u64,
 }
 
@@ -113,36 +108,12 @@ impl Engine {
         if let Some((_, prev)) = &last {
             self.org.apply(&prev.event);
         }
-        for (stream, head) in journal.streams()? {
+        for (stream, _) in journal.streams()? {
             let Some(id) = stream.as_mailbox() else {
                 continue;
             };
-            let (mut state, mut from) = match journal.load_snapshot(&stream)? {
-                Some(snap) => match MailboxState::from_snapshot(&snap.bytes) {
-                    Ok(s) => (s, snap.seq + 1),
-                    Err(_) => (MailboxState::default(), 1),
-                },
-                None => (MailboxState::default(), 1),
-            };
-            while from <= head {
-                let page = journal.read_stream(&stream, from, crate::log::PAGE)?;
-                if page.is_empty() {
-                    break;
-                }
-                for env in page {
-                    from = env.seq + 1;
-                    let stored = Stored::decode(env)?;
-                    state.apply(stored.meta(), &stored.event);
-                }
-            }
-            self.mailboxes.insert(
-                id,
-                Mailbox {
-                    state,
-                    head,
-                    since_snapshot: 0,
-                },
-            );
+            let core = MailboxCore::recover(journal.as_ref(), id.clone())?;
+            self.mailboxes.insert(id, core);
         }
         if let Some((before, change)) = last {
             self.finish_routing(&before, change)?;
@@ -191,7 +162,7 @@ impl Engine {
 
     /// A mailbox's state.
     pub fn mailbox(&self, id: &MailboxId) -> Option<&MailboxState> {
-        self.mailboxes.get(id).map(|m| &m.state)
+        self.mailboxes.get(id).map(|m| m.state())
     }
 
     /// Every mailbox id.
@@ -300,90 +271,32 @@ impl Engine {
         obs_id: EventId,
         now: Timestamp,
     ) -> Result<Vec<Appended>, EngineError> {
-        let settings = &self.org.settings;
-        let entry = self
+        let core = self
             .mailboxes
             .entry(mailbox.clone())
-            .or_insert_with(|| Mailbox {
-                state: MailboxState::default(),
-                head: 0,
-                since_snapshot: 0,
-            });
-        let ctx = Context { settings, now };
-        let decisions = decide(&entry.state, &obs, &ctx);
-        let stream = StreamId::mailbox(mailbox);
-        let mut batch = Vec::with_capacity(1 + decisions.len());
-        batch.push(NewEvent {
-            event_id: obs_id,
-            recorded_at: now,
-            occurred_at: now,
-            event_type: obs.event_type(),
-            schema_version: obs.schema_version(),
+            .or_insert_with(|| MailboxCore::new(mailbox.clone()));
+        let incoming = Incoming {
+            event: obs,
+            id: obs_id,
             causation,
-            correlation: Some(correlation),
-            rule: None,
-            payload: obs.encode_payload(),
-            items: obs.item_keys(),
-        });
-        let mut ids = Vec::with_capacity(decisions.len());
-        for d in &decisions {
-            let id = self.ids.next();
-            ids.push(id);
-            batch.push(NewEvent {
-                event_id: id,
-                recorded_at: now,
-                occurred_at: now,
-                event_type: d.event.event_type(),
-                schema_version: d.event.schema_version(),
-                causation: vec![obs_id],
-                correlation: Some(correlation),
-                rule: Some(d.rule),
-                payload: d.event.encode_payload(),
-                items: d.event.item_keys(),
-            });
-        }
-        let n = batch.len() as u64;
+            correlation,
+        };
+        let (batch, prepared) = core.prepare(incoming, &self.org.settings, now, &self.ids);
         self.journal
-            .append(&stream, ExpectedSeq::Exactly(entry.head), batch)
+            .append(&batch.stream, batch.expected, batch.events)
             .map_err(|source| EngineError::Append {
-                stream: stream.clone(),
+                stream: batch.stream.clone(),
                 source,
             })?;
-        entry.head += n;
-        entry.state.apply(
-            EventMeta {
-                id: obs_id,
-                at: now,
-            },
-            &obs,
-        );
-        for (d, id) in decisions.iter().zip(&ids) {
-            entry.state.apply(EventMeta { id: *id, at: now }, &d.event);
-        }
-        entry.since_snapshot += n;
-        if entry.since_snapshot >= self.snapshot_every {
-            entry.since_snapshot = 0;
+        let (appended, snapshot) = core.commit(prepared, self.snapshot_every);
+        if let Some(snapshot) = snapshot {
             // The batch is durable and applied: a failed snapshot only costs a longer refold
             // on the next open, so it is logged, not returned (a caller must not retry).
-            if let Err(e) = self.journal.save_snapshot(
-                &stream,
-                Snapshot {
-                    seq: entry.head,
-                    bytes: entry.state.to_snapshot(),
-                },
-            ) {
-                tracing::warn!(stream = %stream, error = %e, "mailbox snapshot not saved; the next open refolds the stream");
+            if let Err(e) = self.journal.save_snapshot(&batch.stream, snapshot) {
+                tracing::warn!(stream = %batch.stream, error = %e, "mailbox snapshot not saved; the next open refolds the stream");
             }
         }
-        Ok(decisions
-            .into_iter()
-            .zip(ids)
-            .map(|(decision, id)| Appended {
-                mailbox: mailbox.clone(),
-                id,
-                decision,
-            })
-            .collect())
+        Ok(appended)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod explain;
 pub mod ingress;
 pub mod log;
+pub mod mailbox;
 pub mod replay;
 pub mod scenario;
 pub mod whatif;

@@ -1,0 +1,225 @@
+//! One mailbox's live side: its state, its place in its stream, and the step that turns an
+//! observation into durable decisions. The synchronous [`Engine`](crate::Engine) and the
+//! mailbox actors of the runtime share it, so the step exists once:
+//!
+//! 1. [`MailboxCore::prepare`]: `decide` on the state before the observation, and the batch
+//!    (observation first, then its decisions) with the expected sequence = the stream head;
+//! 2. the caller appends the batch — blocking (`Journal::append`) or asynchronously
+//!    (`Journal::submit(..).await`);
+//! 3. [`MailboxCore::commit`], only after the append succeeded: evolve with the observation
+//!    and the decisions, advance the head, and say whether a snapshot is due.
+//!
+//! A failed append leaves the core untouched: the same observation can be prepared again.
+
+use crate::clock::IdGen;
+use crate::engine::Appended;
+use crate::error::EngineError;
+use crate::log::{PAGE, Stored};
+use ledgersync_domain::{
+    Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, NewEvent, OrgSettings,
+    StreamId, Timestamp, decide,
+};
+use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
+
+/// A mailbox's state and its stream head.
+#[derive(Debug, Clone)]
+pub struct MailboxCore {
+    id: MailboxId,
+    stream: StreamId,
+    state: MailboxState,
+    head: u64,
+    since_snapshot: u64,
+}
+
+/// An observation on its way into a mailbox, with its identity in the journal.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The observation.
+    pub event: Event,
+    /// Its event id.
+    pub id: EventId,
+    /// What caused it (the organization event it was routed from, the intent it answers).
+    pub causation: Vec<EventId>,
+    /// The flow it belongs to.
+    pub correlation: EventId,
+}
+
+/// What [`MailboxCore::prepare`] decided, waiting for its append to be durable.
+#[derive(Debug)]
+pub struct Prepared {
+    obs: (EventId, Event),
+    decisions: Vec<(EventId, Decision)>,
+    at: Timestamp,
+    expected_head: u64,
+}
+
+/// The append a prepared step needs.
+#[derive(Debug)]
+pub struct Batch {
+    /// The mailbox stream.
+    pub stream: StreamId,
+    /// The expected head: the stream as this core knows it.
+    pub expected: ExpectedSeq,
+    /// The observation, then its decisions.
+    pub events: Vec<NewEvent>,
+}
+
+fn new_event(
+    id: EventId,
+    event: &Event,
+    rule: Option<ledgersync_domain::RuleId>,
+    causation: Vec<EventId>,
+    correlation: EventId,
+    now: Timestamp,
+) -> NewEvent {
+    NewEvent {
+        event_id: id,
+        recorded_at: now,
+        occurred_at: now,
+        event_type: event.event_type(),
+        schema_version: event.schema_version(),
+        causation,
+        correlation: Some(correlation),
+        rule,
+        payload: event.encode_payload(),
+        items: event.item_keys(),
+    }
+}
+
+impl MailboxCore {
+    /// A mailbox with an empty stream.
+    pub fn new(id: MailboxId) -> Self {
+        Self {
+            stream: StreamId::mailbox(&id),
+            id,
+            state: MailboxState::default(),
+            head: 0,
+            since_snapshot: 0,
+        }
+    }
+
+    /// Rebuilds the mailbox from its latest snapshot and the tail of its stream (the whole
+    /// stream when the snapshot is missing or of another version).
+    pub fn recover(journal: &dyn Journal, id: MailboxId) -> Result<Self, EngineError> {
+        let mut core = Self::new(id);
+        let head = journal.stream_head(&core.stream)?;
+        let mut from = 1;
+        if let Some(snap) = journal.load_snapshot(&core.stream)?
+            && let Ok(state) = MailboxState::from_snapshot(&snap.bytes)
+        {
+            core.state = state;
+            from = snap.seq + 1;
+        }
+        while from <= head {
+            let page = journal.read_stream(&core.stream, from, PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for env in page {
+                from = env.seq + 1;
+                let stored = Stored::decode(env)?;
+                core.state.apply(stored.meta(), &stored.event);
+            }
+        }
+        core.head = head;
+        Ok(core)
+    }
+
+    /// The mailbox id.
+    pub fn id(&self) -> &MailboxId {
+        &self.id
+    }
+
+    /// The state.
+    pub fn state(&self) -> &MailboxState {
+        &self.state
+    }
+
+    /// The stream head this core has applied.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Step 1: decides on the state before `obs` and builds the batch to append.
+    pub fn prepare(
+        &self,
+        incoming: Incoming,
+        settings: &OrgSettings,
+        now: Timestamp,
+        ids: &IdGen,
+    ) -> (Batch, Prepared) {
+        let Incoming {
+            event: obs,
+            id: obs_id,
+            causation,
+            correlation,
+        } = incoming;
+        let decisions = decide(&self.state, &obs, &Context { settings, now });
+        let mut events = Vec::with_capacity(1 + decisions.len());
+        events.push(new_event(obs_id, &obs, None, causation, correlation, now));
+        let decisions: Vec<(EventId, Decision)> =
+            decisions.into_iter().map(|d| (ids.next(), d)).collect();
+        for (id, d) in &decisions {
+            events.push(new_event(
+                *id,
+                &d.event,
+                Some(d.rule),
+                vec![obs_id],
+                correlation,
+                now,
+            ));
+        }
+        (
+            Batch {
+                stream: self.stream.clone(),
+                expected: ExpectedSeq::Exactly(self.head),
+                events,
+            },
+            Prepared {
+                obs: (obs_id, obs),
+                decisions,
+                at: now,
+                expected_head: self.head,
+            },
+        )
+    }
+
+    /// Step 3: applies a prepared step whose batch is durable; returns its decisions and a
+    /// snapshot to save when one is due (every `snapshot_every` events).
+    pub fn commit(
+        &mut self,
+        prepared: Prepared,
+        snapshot_every: u64,
+    ) -> (Vec<Appended>, Option<Snapshot>) {
+        debug_assert_eq!(
+            prepared.expected_head, self.head,
+            "commit of a stale prepare"
+        );
+        let at = prepared.at;
+        let (obs_id, obs) = prepared.obs;
+        self.state.apply(EventMeta { id: obs_id, at }, &obs);
+        for (id, d) in &prepared.decisions {
+            self.state.apply(EventMeta { id: *id, at }, &d.event);
+        }
+        let n = 1 + prepared.decisions.len() as u64;
+        self.head += n;
+        self.since_snapshot += n;
+        let snapshot = (self.since_snapshot >= snapshot_every).then(|| {
+            self.since_snapshot = 0;
+            Snapshot {
+                seq: self.head,
+                bytes: self.state.to_snapshot(),
+            }
+        });
+        let appended = prepared
+            .decisions
+            .into_iter()
+            .map(|(id, decision)| Appended {
+                mailbox: self.id.clone(),
+                id,
+                decision,
+            })
+            .collect();
+        (appended, snapshot)
+    }
+}
