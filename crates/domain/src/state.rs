@@ -32,11 +32,11 @@
 //! disabled with a reason; `error_classified` increments the consecutive-error count;
 //! `listing_completed` resets it and records the last success.
 
-use crate::event::ErrorClass;
 use crate::event::{
     AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult,
     Workload,
 };
+use crate::event::{ErrorClass, ErrorClassified};
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
 use crate::records::Record;
@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 2;
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +142,12 @@ pub struct WorkloadState {
     pub next_run: Option<Timestamp>,
     /// Consecutive cycles that found nothing (they stretch the cadence, R7, R9).
     pub quiet_cycles: u32,
+    /// Items the last completed cycle processed (R80).
+    pub items_processed_last_cycle: u32,
+    /// Items that failed during the last completed cycle (R80).
+    pub items_failed_last_cycle: u32,
+    /// Items that failed since the last completed cycle.
+    pub items_failed_this_cycle: u32,
 }
 
 /// Everything one mailbox knows, rebuilt from its stream.
@@ -290,6 +296,8 @@ impl MailboxState {
                 w.consecutive_errors = 0;
                 w.last_success = Some(meta.at);
                 w.quiet_cycles = if p.items == 0 { w.quiet_cycles + 1 } else { 0 };
+                w.items_processed_last_cycle = p.items;
+                w.items_failed_last_cycle = std::mem::take(&mut w.items_failed_this_cycle);
             }
             Event::PushReceived(_) => {}
             Event::CycleScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
@@ -445,17 +453,25 @@ impl MailboxState {
                     item.tracked = None;
                 }
             }
-            Event::ErrorClassified(p) => match p.intent {
-                None => {
-                    let w = self.workload_mut(p.workload);
-                    w.consecutive_errors = p.attempt;
-                    w.last_error = Some(p.error.clone());
+            // An item's failure: counted for the cycle (R80). A transient one leaves the intent
+            // pending, retried with its idempotency key in a later cycle (R12); a permanent one
+            // closes it.
+            Event::ErrorClassified(ErrorClassified {
+                intent: Some(id),
+                class,
+                workload,
+                ..
+            }) => {
+                self.workload_mut(*workload).items_failed_this_cycle += 1;
+                if *class != ErrorClass::Transient {
+                    self.close_failed_intent(*id);
                 }
-                // A transient failure leaves the intent pending: the connector retries it with
-                // its idempotency key in a later cycle (R12).
-                Some(_) if p.class == ErrorClass::Transient => {}
-                Some(id) => self.close_failed_intent(id),
-            },
+            }
+            Event::ErrorClassified(p) => {
+                let w = self.workload_mut(p.workload);
+                w.consecutive_errors = p.attempt;
+                w.last_error = Some(p.error.clone());
+            }
             Event::RetryScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
             Event::WorkloadEnabled(p) => {
                 let w = self.workload_mut(p.workload);

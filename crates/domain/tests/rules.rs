@@ -2155,3 +2155,36 @@ fn r7_cadence_is_a_setting_in_seconds_and_a_disabled_workload_is_not_scheduled()
         .unwrap_err();
     assert!(e.to_string().contains("from 1 to 86400"), "{e}");
 }
+
+// ───────────── R80: health counters ─────────────
+
+#[test]
+fn r80_a_cycle_reports_the_items_it_processed_and_the_items_that_failed() {
+    let mut mb = Mailbox::ready("jayne");
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    mb.fail(create, "503");
+    mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 7,
+    }));
+    let w = mb.state.workload(Workload::Act);
+    assert_eq!(
+        (w.items_processed_last_cycle, w.items_failed_last_cycle),
+        (7, 1)
+    );
+    assert_eq!(
+        w.consecutive_errors, 0,
+        "an item failure is not a workload failure"
+    );
+    mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 0,
+    }));
+    let w = mb.state.workload(Workload::Act);
+    assert_eq!(
+        (w.items_processed_last_cycle, w.items_failed_last_cycle),
+        (0, 0)
+    );
+}
