@@ -11,6 +11,7 @@ pub mod explain;
 pub mod ingress;
 pub mod log;
 pub mod mailbox;
+pub mod projection;
 pub mod replay;
 pub mod scenario;
 pub mod whatif;

@@ -1,0 +1,310 @@
+//! The projection: CRM timeline views folded from the journal into an embedded redb database
+//! (`<data>/projections.redb`, separate from the journal). See `docs/projections.md`.
+//!
+//! # Views
+//!
+//! - **rows**: every CRM row the journal names, with its title, table, time (appointment start,
+//!   task due date, else when the CRM first sent it), regarding row, owner and participants,
+//!   and per mailbox its link status, server item and last decision (rules and summary);
+//!   indexed by regarding row and by participating user ([`Projection::timeline_of_record`],
+//!   [`Projection::timeline_of_user`]);
+//! - **links**: CRM row ↔ server item per mailbox ([`Projection::links_of`]);
+//! - **item failures** (R79): an `error_classified` with an intent, kept for the retention
+//!   period (default 3 days) and purged when an event recorded more than that after it is
+//!   applied (R16) ([`Projection::failures_of_mailbox`]);
+//! - **mailbox health** (R80): per mailbox and workload ([`Projection::health_of_mailbox`]).
+//!
+//! # Invariant: the checkpoint is written with the rows
+//!
+//! The projection is a fold over the journal in global position order. [`Projection::catch_up`]
+//! reads the events after its checkpoint one page at a time and, for each page, writes the view
+//! rows, the fold state of every mailbox the page touched, and the position of the page's last
+//! event as the new checkpoint in **one** redb write transaction. A crash therefore leaves the
+//! views exactly at their checkpoint: never ahead of it (an event applied twice) nor behind it
+//! (an event skipped).
+
+mod error;
+mod fold;
+mod rows;
+
+pub use error::ProjectionError;
+pub use rows::{
+    Activity, ItemFailure, ItemLink, LastDecision, MailboxSync, Regarding, WorkloadHealth,
+};
+
+use crate::log::Stored;
+use fold::{
+    BY_REGARDING, BY_USER, CHECKPOINT, FAILURES, Fold, HEALTH, LINKS, META, ROWS, STATES, decode,
+    prefix,
+};
+use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, UserId};
+use ledgersync_journal::Journal;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file name of the projection inside a data directory.
+pub const FILE_NAME: &str = "projections.redb";
+
+/// How long item failures are kept by default (R16): 3 days.
+pub const DEFAULT_RETENTION: Duration = Duration::days(3);
+
+/// Events per page, and per write transaction, by default.
+pub const DEFAULT_PAGE: usize = 1024;
+
+/// What one catch-up did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Events folded.
+    pub events: u64,
+    /// Write transactions committed (one per page).
+    pub pages: u64,
+    /// The checkpoint afterwards: the position of the last event folded.
+    pub checkpoint: u64,
+}
+
+/// The timeline views and their checkpoint (see the module documentation).
+pub struct Projection {
+    db: Database,
+    path: PathBuf,
+    retention: Duration,
+    page: usize,
+    /// The per-mailbox fold state at the checkpoint; loaded from the file on first use.
+    states: Option<BTreeMap<MailboxId, MailboxState>>,
+}
+
+impl std::fmt::Debug for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection")
+            .field("path", &self.path)
+            .field("retention", &self.retention)
+            .field("page", &self.page)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Projection {
+    /// Opens (or creates) the projection database at `path`.
+    pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        let db = Database::create(path).map_err(|source| ProjectionError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let txn = db.begin_write()?;
+        fold::create_tables(&txn, false)?;
+        txn.commit()?;
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+            retention: DEFAULT_RETENTION,
+            page: DEFAULT_PAGE,
+            states: None,
+        })
+    }
+
+    /// Opens the projection of a data directory (`<data>/projections.redb`).
+    pub fn open_in(data: &Path) -> Result<Self, ProjectionError> {
+        Self::open(&data.join(FILE_NAME))
+    }
+
+    /// Sets how long item failures are kept (R16).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets the number of events per page (one write transaction each); at least 1.
+    pub fn with_page(mut self, page: usize) -> Self {
+        self.page = page.max(1);
+        self
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The position of the last event folded (0 before any).
+    pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(CHECKPOINT)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Folds every event after the checkpoint, one write transaction per page.
+    pub fn catch_up(&mut self, journal: &dyn Journal) -> Result<CatchUp, ProjectionError> {
+        let last = journal.last_position()?;
+        self.catch_up_to(journal, last)
+    }
+
+    /// Folds the events after the checkpoint up to position `until` (inclusive).
+    pub fn catch_up_to(
+        &mut self,
+        journal: &dyn Journal,
+        until: u64,
+    ) -> Result<CatchUp, ProjectionError> {
+        let mut done = CatchUp {
+            events: 0,
+            pages: 0,
+            checkpoint: self.checkpoint()?,
+        };
+        let mut states = match self.states.take() {
+            Some(s) => s,
+            None => self.load_states()?,
+        };
+        while done.checkpoint < until {
+            let want = usize::try_from(until - done.checkpoint)
+                .unwrap_or(usize::MAX)
+                .min(self.page);
+            let page = journal.read_all(done.checkpoint + 1, want)?;
+            if page.is_empty() {
+                break;
+            }
+            // A failed page leaves `self.states` unset: the next call reloads the fold state
+            // of the last committed checkpoint from the file.
+            let txn = self.db.begin_write()?;
+            let mut fold = Fold::new(&txn, &mut states, self.retention)?;
+            let mut position = done.checkpoint;
+            for envelope in page {
+                position = envelope.position;
+                fold.apply(&Stored::decode(envelope)?)?;
+                done.events += 1;
+            }
+            fold.finish(&txn)?;
+            txn.open_table(META)?.insert(CHECKPOINT, position)?;
+            txn.commit()?;
+            done.checkpoint = position;
+            done.pages += 1;
+        }
+        self.states = Some(states);
+        Ok(done)
+    }
+
+    /// Drops every view and the checkpoint, then folds the journal from position 1.
+    pub fn rebuild(&mut self, journal: &dyn Journal) -> Result<CatchUp, ProjectionError> {
+        let txn = self.db.begin_write()?;
+        fold::create_tables(&txn, true)?;
+        txn.commit()?;
+        self.states = Some(BTreeMap::new());
+        self.catch_up(journal)
+    }
+
+    fn load_states(&self) -> Result<BTreeMap<MailboxId, MailboxState>, ProjectionError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STATES)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let state = MailboxState::from_snapshot(v.value()).map_err(|e| {
+                ProjectionError::Journal(crate::EngineError::Invalid(format!(
+                    "the projection's state of mailbox {} does not decode ({e}); \
+                     run `ledgersync projections rebuild`",
+                    k.value()
+                )))
+            })?;
+            out.insert(MailboxId::new(k.value()), state);
+        }
+        Ok(out)
+    }
+
+    /// The activities regarding `record`, and the row itself when it is an activity, in time
+    /// order.
+    pub fn timeline_of_record(&self, record: &RecordId) -> Result<Vec<Activity>, ProjectionError> {
+        let mut ids = self.keys_under(BY_REGARDING, record.as_str())?;
+        ids.push(record.as_str().to_string());
+        self.activities(ids)
+    }
+
+    /// The activities a user owns, organizes or attends, in time order.
+    pub fn timeline_of_user(&self, user: &UserId) -> Result<Vec<Activity>, ProjectionError> {
+        let ids = self.keys_under(BY_USER, user.as_str())?;
+        self.activities(ids)
+    }
+
+    /// One row, activity or not.
+    pub fn row(&self, record: &RecordId) -> Result<Option<Activity>, ProjectionError> {
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        rows.get(record.as_str())?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// The links of a CRM row, one per mailbox, in mailbox order.
+    pub fn links_of(&self, record: &RecordId) -> Result<Vec<ItemLink>, ProjectionError> {
+        self.values_under(LINKS, record.as_str())
+    }
+
+    /// The item failures of a mailbox still within the retention, oldest first.
+    pub fn failures_of_mailbox(
+        &self,
+        mailbox: &MailboxId,
+    ) -> Result<Vec<ItemFailure>, ProjectionError> {
+        let mut out: Vec<ItemFailure> = self.values_under(FAILURES, mailbox.as_str())?;
+        out.sort_by(|a, b| (a.at, &a.intent).cmp(&(b.at, &b.intent)));
+        Ok(out)
+    }
+
+    /// The health of each workload of a mailbox (incoming, outgoing, ACT); empty for a mailbox
+    /// the journal does not know.
+    pub fn health_of_mailbox(
+        &self,
+        mailbox: &MailboxId,
+    ) -> Result<Vec<WorkloadHealth>, ProjectionError> {
+        let mut out: Vec<WorkloadHealth> = self.values_under(HEALTH, mailbox.as_str())?;
+        out.sort_by_key(|h| h.workload);
+        Ok(out)
+    }
+
+    fn keys_under(
+        &self,
+        def: TableDefinition<&str, ()>,
+        under: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(def)?;
+        let (from, to) = prefix(under);
+        let mut out = Vec::new();
+        for entry in table.range(from.as_str()..to.as_str())? {
+            let (k, _) = entry?;
+            if let Some((_, id)) = k.value().split_once('\0') {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    fn values_under<T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        under: &str,
+    ) -> Result<Vec<T>, ProjectionError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(def)?;
+        let (from, to) = prefix(under);
+        let mut out = Vec::new();
+        for entry in table.range(from.as_str()..to.as_str())? {
+            let (_, v) = entry?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn activities(&self, mut ids: Vec<String>) -> Result<Vec<Activity>, ProjectionError> {
+        ids.sort();
+        ids.dedup();
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(v) = rows.get(id.as_str())? {
+                let row: Activity = decode(v.value())?;
+                if row.is_activity() {
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.at, &a.record).cmp(&(b.at, &b.record)));
+        Ok(out)
+    }
+}

@@ -1,0 +1,415 @@
+//! One write transaction of the projection: applies events to the view tables.
+//!
+//! Every table is keyed by strings joined with `\0` (ids never hold a NUL), so a prefix range
+//! lists one record's links, one mailbox's failures or one user's activities.
+
+use super::error::ProjectionError;
+use super::rows::{Activity, ItemFailure, ItemLink, LastDecision, Regarding, WorkloadHealth};
+use crate::describe::{describe, summarize};
+use crate::log::Stored;
+use ledgersync_domain::event::{Event, Workload};
+use ledgersync_domain::records::{Record, RecordBody};
+use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, Timestamp};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `"checkpoint"` → the position of the last event folded.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Record id → [`Activity`].
+pub(super) const ROWS: TableDefinition<&str, &[u8]> = TableDefinition::new("rows");
+/// `regarding\0record` → ().
+pub(super) const BY_REGARDING: TableDefinition<&str, ()> = TableDefinition::new("by_regarding");
+/// `user\0record` → ().
+pub(super) const BY_USER: TableDefinition<&str, ()> = TableDefinition::new("by_user");
+/// `record\0mailbox` → [`ItemLink`].
+pub(super) const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links");
+/// `mailbox\0intent` → [`ItemFailure`].
+pub(super) const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
+/// (recorded at, `mailbox\0intent`) → (): the retention index of `FAILURES`.
+pub(super) const FAILURES_BY_TIME: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("failures_by_time");
+/// `mailbox\0workload index` → [`WorkloadHealth`].
+pub(super) const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
+/// Mailbox id → `MailboxState::to_snapshot`: the fold state the next catch-up continues from.
+pub(super) const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
+
+/// The checkpoint key of `META`.
+pub(super) const CHECKPOINT: &str = "checkpoint";
+
+/// Creates every table (so readers never meet a missing one) and drops their contents when
+/// `drop` is set.
+pub(super) fn create_tables(txn: &WriteTransaction, drop: bool) -> Result<(), ProjectionError> {
+    if drop {
+        txn.delete_table(META)?;
+        txn.delete_table(ROWS)?;
+        txn.delete_table(BY_REGARDING)?;
+        txn.delete_table(BY_USER)?;
+        txn.delete_table(LINKS)?;
+        txn.delete_table(FAILURES)?;
+        txn.delete_table(FAILURES_BY_TIME)?;
+        txn.delete_table(HEALTH)?;
+        txn.delete_table(STATES)?;
+    }
+    txn.open_table(META)?;
+    txn.open_table(ROWS)?;
+    txn.open_table(BY_REGARDING)?;
+    txn.open_table(BY_USER)?;
+    txn.open_table(LINKS)?;
+    txn.open_table(FAILURES)?;
+    txn.open_table(FAILURES_BY_TIME)?;
+    txn.open_table(HEALTH)?;
+    txn.open_table(STATES)?;
+    Ok(())
+}
+
+/// `a\0b`.
+pub(super) fn key(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
+}
+
+/// The range of keys that start with `a\0`.
+pub(super) fn prefix(a: &str) -> (String, String) {
+    (format!("{a}\0"), format!("{a}\u{1}"))
+}
+
+pub(super) fn encode<T: Serialize>(row: &T) -> Result<Vec<u8>, ProjectionError> {
+    serde_json::to_vec(row).map_err(ProjectionError::Row)
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
+    serde_json::from_slice(bytes).map_err(ProjectionError::Row)
+}
+
+/// The open tables of one write transaction, and the per-mailbox fold state.
+pub(super) struct Fold<'txn, 's> {
+    rows: Table<'txn, &'static str, &'static [u8]>,
+    by_regarding: Table<'txn, &'static str, ()>,
+    by_user: Table<'txn, &'static str, ()>,
+    links: Table<'txn, &'static str, &'static [u8]>,
+    failures: Table<'txn, &'static str, &'static [u8]>,
+    failures_by_time: Table<'txn, (i64, &'static str), ()>,
+    health: Table<'txn, &'static str, &'static [u8]>,
+    states: &'s mut BTreeMap<MailboxId, MailboxState>,
+    retention: Duration,
+    /// Mailboxes whose state changed in this transaction.
+    dirty: BTreeSet<MailboxId>,
+}
+
+impl<'txn, 's> Fold<'txn, 's> {
+    pub(super) fn new(
+        txn: &'txn WriteTransaction,
+        states: &'s mut BTreeMap<MailboxId, MailboxState>,
+        retention: Duration,
+    ) -> Result<Self, ProjectionError> {
+        Ok(Self {
+            rows: txn.open_table(ROWS)?,
+            by_regarding: txn.open_table(BY_REGARDING)?,
+            by_user: txn.open_table(BY_USER)?,
+            links: txn.open_table(LINKS)?,
+            failures: txn.open_table(FAILURES)?,
+            failures_by_time: txn.open_table(FAILURES_BY_TIME)?,
+            health: txn.open_table(HEALTH)?,
+            states,
+            retention,
+            dirty: BTreeSet::new(),
+        })
+    }
+
+    /// Applies one event.
+    pub(super) fn apply(&mut self, s: &Stored) -> Result<(), ProjectionError> {
+        let at = s.envelope.recorded_at;
+        match s.envelope.stream.as_mailbox() {
+            None => match &s.event {
+                Event::RecordUpserted(p) => self.upsert_row(&p.record, at)?,
+                Event::OwnerChanged(p) => self.upsert_row(&p.record, at)?,
+                Event::RecordDeleted(p) => {
+                    if let Some(mut row) = self.row(&p.id)? {
+                        row.deleted_in_crm = true;
+                        self.put_row(&row)?;
+                    }
+                }
+                _ => {}
+            },
+            Some(mailbox) => self.apply_mailbox(mailbox, s)?,
+        }
+        self.purge(at)
+    }
+
+    fn apply_mailbox(&mut self, mailbox: MailboxId, s: &Stored) -> Result<(), ProjectionError> {
+        let state = self.states.entry(mailbox.clone()).or_default();
+        // The rows whose links this event may move, looked up before the state changes.
+        let mut records: Vec<RecordId> = s.event.record().cloned().into_iter().collect();
+        let mut decided = s.event.record().cloned();
+        let mut failure = None;
+        match &s.event {
+            Event::IntentSucceeded(p) => {
+                records.extend(state.intents.get(&p.intent).map(|i| i.record.clone()))
+            }
+            Event::ErrorClassified(p) => {
+                if let Some(id) = p.intent
+                    && let Some(intent) = state.intents.get(&id)
+                {
+                    records.push(intent.record.clone());
+                    decided = Some(intent.record.clone());
+                    failure = Some(ItemFailure {
+                        mailbox: mailbox.clone(),
+                        intent: id.to_string(),
+                        record: intent.record.clone(),
+                        remote: intent.remote.clone(),
+                        change: intent.kind,
+                        class: p.class,
+                        code: p.error.code.clone(),
+                        text: p.error.message.clone(),
+                        at: s.envelope.recorded_at,
+                        retries: 0,
+                    });
+                }
+            }
+            Event::AccessLost(p) => records.extend(p.records.iter().cloned()),
+            Event::AccessRegained(p) => records.extend(p.records.iter().cloned()),
+            Event::MappingEnded(_) => records.extend(state.links.keys().cloned()),
+            _ => {}
+        }
+        state.apply(s.meta(), &s.event);
+        self.dirty.insert(mailbox.clone());
+        records.sort();
+        records.dedup();
+
+        for record in &records {
+            self.sync_link(&mailbox, record)?;
+        }
+        if let (Some(record), Some(rule)) = (&decided, s.envelope.rule) {
+            self.note_decision(&mailbox, record, rule, s)?;
+        }
+        if let Some(f) = failure {
+            self.note_failure(f)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the link of `record` in `mailbox` from the fold state into the links table and the
+    /// row's per-mailbox sync state.
+    fn sync_link(&mut self, mailbox: &MailboxId, record: &RecordId) -> Result<(), ProjectionError> {
+        let state = &self.states[mailbox];
+        let link = state.links.get(record).map(|l| ItemLink {
+            record: record.clone(),
+            mailbox: mailbox.clone(),
+            remote: l.remote.clone(),
+            status: l.status,
+        });
+        let k = key(record.as_str(), mailbox.as_str());
+        match &link {
+            Some(l) => {
+                self.links.insert(k.as_str(), encode(l)?.as_slice())?;
+            }
+            None => {
+                self.links.remove(k.as_str())?;
+            }
+        }
+        let Some(mut row) = self.row_or_known(mailbox, record)? else {
+            return Ok(());
+        };
+        let entry = row.mailboxes.entry(mailbox.clone()).or_default();
+        entry.status = link.as_ref().map(|l| l.status);
+        entry.remote = link.and_then(|l| l.remote);
+        self.put_row(&row)
+    }
+
+    fn note_decision(
+        &mut self,
+        mailbox: &MailboxId,
+        record: &RecordId,
+        rule: ledgersync_domain::RuleId,
+        s: &Stored,
+    ) -> Result<(), ProjectionError> {
+        let Some(mut row) = self.row_or_known(mailbox, record)? else {
+            return Ok(());
+        };
+        let cause = s.envelope.causation.first().map(|c| c.to_string());
+        let part = summarize(&[(rule, s.event.clone())], Some(row.entity));
+        let entry = row.mailboxes.entry(mailbox.clone()).or_default();
+        let same_batch = entry
+            .last_decision
+            .as_ref()
+            .is_some_and(|d| d.cause.is_some() && d.cause == cause);
+        if !same_batch {
+            entry.last_decision = Some(LastDecision {
+                rules: Vec::new(),
+                did: Vec::new(),
+                summary: String::new(),
+                reason: describe(&s.event),
+                cause,
+                at: s.envelope.recorded_at,
+                position: s.envelope.position,
+            });
+        }
+        let d = entry
+            .last_decision
+            .as_mut()
+            .expect("set just above when absent");
+        if !d.rules.contains(&rule) {
+            d.rules.push(rule);
+        }
+        if part != "nothing" && !d.did.contains(&part) {
+            d.did.push(part);
+        }
+        d.summary = if d.did.is_empty() {
+            "nothing".into()
+        } else {
+            d.did.join(", ")
+        };
+        d.position = s.envelope.position;
+        self.put_row(&row)
+    }
+
+    fn note_failure(&mut self, mut f: ItemFailure) -> Result<(), ProjectionError> {
+        let k = key(f.mailbox.as_str(), &f.intent);
+        let old = self
+            .failures
+            .get(k.as_str())?
+            .map(|v| decode::<ItemFailure>(v.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            f.retries = old.retries + 1;
+            self.failures_by_time.remove((old.at.0, k.as_str()))?;
+        }
+        self.failures.insert(k.as_str(), encode(&f)?.as_slice())?;
+        self.failures_by_time.insert((f.at.0, k.as_str()), ())?;
+        Ok(())
+    }
+
+    /// Drops the failures recorded more than the retention before `now` (R16).
+    fn purge(&mut self, now: Timestamp) -> Result<(), ProjectionError> {
+        let cutoff = (now - self.retention).0;
+        let mut old = Vec::new();
+        for entry in self.failures_by_time.range((i64::MIN, "")..(cutoff, ""))? {
+            let (k, _) = entry?;
+            let (at, id) = k.value();
+            old.push((at, id.to_string()));
+        }
+        for (at, id) in old {
+            self.failures_by_time.remove((at, id.as_str()))?;
+            self.failures.remove(id.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the health rows and fold states of the mailboxes this transaction touched.
+    pub(super) fn finish(mut self, txn: &WriteTransaction) -> Result<(), ProjectionError> {
+        let mut states = txn.open_table(STATES)?;
+        for mailbox in std::mem::take(&mut self.dirty) {
+            let state = &self.states[&mailbox];
+            for w in Workload::ALL {
+                let ws = state.workload(w);
+                let row = WorkloadHealth {
+                    mailbox: mailbox.clone(),
+                    workload: w,
+                    test: ws.test,
+                    enabled: ws.enabled,
+                    disabled_reason: ws.disabled_reason.clone(),
+                    last_success: ws.last_success,
+                    last_error: ws
+                        .last_error
+                        .as_ref()
+                        .map(|e| (e.code.clone(), e.message.clone())),
+                    consecutive_errors: ws.consecutive_errors,
+                    next_run: ws.next_run,
+                };
+                let k = key(mailbox.as_str(), &w.index().to_string());
+                self.health.insert(k.as_str(), encode(&row)?.as_slice())?;
+            }
+            states.insert(mailbox.as_str(), state.to_snapshot().as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn row(&self, record: &RecordId) -> Result<Option<Activity>, ProjectionError> {
+        self.rows
+            .get(record.as_str())?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// The row, or one built from what the mailbox knows of the record (a row created from a
+    /// server item is not in the organization stream).
+    fn row_or_known(
+        &mut self,
+        mailbox: &MailboxId,
+        record: &RecordId,
+    ) -> Result<Option<Activity>, ProjectionError> {
+        if let Some(row) = self.row(record)? {
+            return Ok(Some(row));
+        }
+        let state = &self.states[mailbox];
+        let known = state
+            .records
+            .get(record)
+            .or_else(|| state.links.get(record).map(|l| &l.synced))
+            .cloned();
+        match known {
+            Some(rec) => {
+                // Such a row has no time of its own before the CRM sends it: version 0 rows sit
+                // at the epoch until then.
+                self.upsert_row(&rec, Timestamp(0))?;
+                self.row(record)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Creates or updates a row from a CRM snapshot received at `at`, moving its index entries.
+    fn upsert_row(&mut self, record: &Record, at: Timestamp) -> Result<(), ProjectionError> {
+        let old = self.row(&record.id)?;
+        let (regarding, when) = match &record.body {
+            RecordBody::Appointment(a) => (a.regarding.as_ref(), Some(a.start)),
+            RecordBody::Task(t) => (t.regarding.as_ref(), t.due),
+            RecordBody::Email(e) => (e.regarding.as_ref(), None),
+            RecordBody::Contact(_) => (None, None),
+        };
+        let at = when.or(old.as_ref().map(|o| o.at)).unwrap_or(at);
+        let row = Activity {
+            record: record.id.clone(),
+            entity: record.entity(),
+            title: record.title().to_string(),
+            version: record.version,
+            at,
+            regarding: regarding.map(|r| Regarding {
+                table: r.table.clone(),
+                id: r.id.clone(),
+                name: r.name.clone(),
+            }),
+            owner: record.owner.clone(),
+            participants: record.participants(),
+            deleted_in_crm: old.as_ref().is_some_and(|o| o.deleted_in_crm),
+            mailboxes: old
+                .as_ref()
+                .map(|o| o.mailboxes.clone())
+                .unwrap_or_default(),
+        };
+        let id = record.id.as_str();
+        if let Some(old) = &old {
+            if let Some(r) = &old.regarding {
+                self.by_regarding.remove(key(r.id.as_str(), id).as_str())?;
+            }
+            for u in &old.participants {
+                self.by_user.remove(key(u.as_str(), id).as_str())?;
+            }
+        }
+        if let Some(r) = &row.regarding {
+            self.by_regarding
+                .insert(key(r.id.as_str(), id).as_str(), ())?;
+        }
+        for u in &row.participants {
+            self.by_user.insert(key(u.as_str(), id).as_str(), ())?;
+        }
+        self.put_row(&row)
+    }
+
+    fn put_row(&mut self, row: &Activity) -> Result<(), ProjectionError> {
+        self.rows
+            .insert(row.record.as_str(), encode(row)?.as_slice())?;
+        Ok(())
+    }
+}

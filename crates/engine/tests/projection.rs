@@ -1,0 +1,349 @@
+//! The projection: folded incrementally page by page it equals a fresh rebuild; its checkpoint
+//! is written with its rows; the demo's "Bike repair" shows its per-mailbox states; item
+//! failures are kept for the retention (R16, R79) and mailbox health follows the workloads (R80).
+
+use ledgersync_domain::event::{
+    IntentFailed, ListingCompleted, ListingFailed, RecordUpserted, ServerError, Workload,
+};
+use ledgersync_domain::records::{
+    ActivityState, Appointment, Party, Priority, Record, RecordBody, RecordRef, ShowAs,
+};
+use ledgersync_domain::state::{IntentKind, LinkStatus};
+use ledgersync_domain::{
+    Duration, Event, MailboxId, OrgId, RecordId, RuleId, Timestamp, UserId, time,
+};
+use ledgersync_engine::projection::{Activity, ItemFailure, ItemLink, Projection, WorkloadHealth};
+use ledgersync_engine::{Clock, Engine, ManualClock, scenario};
+use ledgersync_journal::{Backend, Journal, JournalOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+fn t0() -> Timestamp {
+    time::timestamp_from_civil(2026, 11, 20, 9, 0)
+}
+
+fn story(dir: &Path) -> (Arc<dyn Journal>, Engine, Arc<ManualClock>) {
+    let journal = ledgersync_journal::open(
+        &dir.join("journal"),
+        &JournalOptions::with_backend(Backend::Redb),
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut engine = Engine::open(journal.clone(), OrgId::new("serenity"), clock.clone()).unwrap();
+    scenario::disappearing_appointment(&mut engine, &clock).unwrap();
+    (journal, engine, clock)
+}
+
+fn mbx(id: &str) -> MailboxId {
+    MailboxId::new(id)
+}
+
+fn rec(id: &str) -> RecordId {
+    RecordId::new(id)
+}
+
+const USERS: [&str; 3] = ["jayne", "paul", "laura"];
+const MAILBOXES: [&str; 2] = ["mbx-jayne", "mbx-paul"];
+const RECORDS: [&str; 8] = [
+    "apt-bike-repair",
+    "apt-quarterly-review",
+    "apt-supplier-call",
+    "apt-site-visit",
+    "con-linda-park",
+    "tsk-send-quote",
+    "apt-gearbox-check",
+    "acc-serenity-garage",
+];
+
+/// Every query answer of the projection.
+#[derive(Debug, PartialEq)]
+struct Views {
+    records: Vec<Vec<Activity>>,
+    users: Vec<Vec<Activity>>,
+    links: Vec<Vec<ItemLink>>,
+    failures: Vec<Vec<ItemFailure>>,
+    health: Vec<Vec<WorkloadHealth>>,
+}
+
+fn views(p: &Projection) -> Views {
+    Views {
+        records: RECORDS
+            .iter()
+            .map(|r| p.timeline_of_record(&rec(r)).unwrap())
+            .collect(),
+        users: USERS
+            .iter()
+            .map(|u| p.timeline_of_user(&UserId::new(*u)).unwrap())
+            .collect(),
+        links: RECORDS
+            .iter()
+            .map(|r| p.links_of(&rec(r)).unwrap())
+            .collect(),
+        failures: MAILBOXES
+            .iter()
+            .map(|m| p.failures_of_mailbox(&mbx(m)).unwrap())
+            .collect(),
+        health: MAILBOXES
+            .iter()
+            .map(|m| p.health_of_mailbox(&mbx(m)).unwrap())
+            .collect(),
+    }
+}
+
+fn rebuilt(dir: &Path, journal: &dyn Journal) -> Views {
+    let mut fresh = Projection::open(&dir.join("fresh.redb")).unwrap();
+    let done = fresh.rebuild(journal).unwrap();
+    assert_eq!(done.checkpoint, journal.last_position().unwrap());
+    views(&fresh)
+}
+
+fn party(user: &str) -> Party {
+    Party {
+        user: Some(UserId::new(user)),
+        email: format!("{user}@serenity.example"),
+        name: user.into(),
+    }
+}
+
+/// An appointment regarding an account, organized by Paul with Laura attending.
+fn gearbox(at: Timestamp) -> Record {
+    Record {
+        id: rec("apt-gearbox-check"),
+        owner: UserId::new("paul"),
+        version: 1,
+        body: RecordBody::Appointment(Appointment {
+            subject: "Gearbox check".into(),
+            organizer: Some(party("paul")),
+            required: vec![party("laura")],
+            optional: vec![],
+            start: at,
+            end: at + Duration::hours(1),
+            all_day: false,
+            location: String::new(),
+            body: String::new(),
+            state: ActivityState::Scheduled,
+            show_as: ShowAs::Busy,
+            priority: Priority::Normal,
+            regarding: Some(RecordRef {
+                table: "account".into(),
+                id: rec("acc-serenity-garage"),
+                name: "Serenity Garage".into(),
+            }),
+            service: false,
+            recurrence: None,
+        }),
+    }
+}
+
+fn unavailable() -> ServerError {
+    ServerError {
+        code: "503".into(),
+        message: "Service Unavailable".into(),
+        retry_after: None,
+    }
+}
+
+#[test]
+fn incremental_catch_up_equals_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine, clock) = story(dir.path());
+    let mut live = Projection::open(&dir.path().join("projections.redb"))
+        .unwrap()
+        .with_page(7);
+
+    // The story in two halves, in pages of 7 events.
+    let last = journal.last_position().unwrap();
+    let first = live.catch_up_to(journal.as_ref(), last / 2).unwrap();
+    assert_eq!(first.checkpoint, last / 2);
+    assert_eq!(first.events, last / 2);
+    assert_eq!(first.pages, (last / 2).div_ceil(7));
+    let second = live.catch_up(journal.as_ref()).unwrap();
+    assert_eq!(second.checkpoint, last);
+    assert_eq!(second.events, last - last / 2);
+    assert_eq!(views(&live), rebuilt(dir.path(), journal.as_ref()));
+
+    // More events: an appointment regarding an account, whose create fails twice in Paul's
+    // mailbox, and a failed listing in Jayne's.
+    let p = engine
+        .crm(Event::RecordUpserted(RecordUpserted {
+            record: gearbox(clock.now() + Duration::days(1)),
+        }))
+        .unwrap();
+    let create = p
+        .decisions
+        .iter()
+        .find(|a| a.mailbox == mbx("mbx-paul") && a.decision.event.name() == "create_intent")
+        .expect("a create in Paul's mailbox")
+        .id;
+    for _ in 0..2 {
+        engine
+            .observe(
+                &mbx("mbx-paul"),
+                Event::IntentFailed(IntentFailed {
+                    intent: create,
+                    error: unavailable(),
+                }),
+            )
+            .unwrap();
+    }
+    engine
+        .observe(
+            &mbx("mbx-jayne"),
+            Event::ListingFailed(ListingFailed {
+                workload: Workload::Act,
+                error: unavailable(),
+            }),
+        )
+        .unwrap();
+    // Reopened: the fold state of the mailboxes comes from the file.
+    drop(live);
+    let mut live = Projection::open(&dir.path().join("projections.redb"))
+        .unwrap()
+        .with_page(3);
+    live.catch_up(journal.as_ref()).unwrap();
+    let v = views(&live);
+    assert_eq!(v, rebuilt(dir.path(), journal.as_ref()));
+
+    // The account's timeline holds the appointment regarding it.
+    let account = live
+        .timeline_of_record(&rec("acc-serenity-garage"))
+        .unwrap();
+    assert_eq!(account.len(), 1);
+    assert_eq!(account[0].title, "Gearbox check");
+    assert_eq!(
+        account[0].regarding.as_ref().unwrap().name,
+        "Serenity Garage"
+    );
+    let paul = &account[0].mailboxes[&mbx("mbx-paul")];
+    assert_eq!(paul.status, Some(LinkStatus::Creating));
+    assert_eq!(paul.last_decision.as_ref().unwrap().rules, vec![RuleId(12)]);
+
+    // R79: one failure record per intent, with the retries counted.
+    let failures = live.failures_of_mailbox(&mbx("mbx-paul")).unwrap();
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let f = &failures[0];
+    assert_eq!(
+        (f.record.as_str(), f.change, f.code.as_str(), f.retries),
+        ("apt-gearbox-check", IntentKind::Create, "503", 1)
+    );
+    assert_eq!(f.text, "Service Unavailable");
+
+    // R80: the failed listing shows in Jayne's ACT health.
+    let health = live.health_of_mailbox(&mbx("mbx-jayne")).unwrap();
+    assert_eq!(health.len(), 3);
+    let act = health.iter().find(|h| h.workload == Workload::Act).unwrap();
+    assert_eq!(
+        act.last_error,
+        Some(("503".to_string(), "Service Unavailable".to_string()))
+    );
+
+    // R16: four days later, the next event applied purges the failure.
+    clock.advance(Duration::days(4));
+    engine
+        .observe(
+            &mbx("mbx-jayne"),
+            Event::ListingCompleted(ListingCompleted {
+                workload: Workload::Act,
+                items: 0,
+            }),
+        )
+        .unwrap();
+    live.catch_up(journal.as_ref()).unwrap();
+    assert!(
+        live.failures_of_mailbox(&mbx("mbx-paul"))
+            .unwrap()
+            .is_empty()
+    );
+    let act = live
+        .health_of_mailbox(&mbx("mbx-jayne"))
+        .unwrap()
+        .into_iter()
+        .find(|h| h.workload == Workload::Act)
+        .unwrap();
+    assert_eq!(act.last_success, Some(clock.now()));
+    assert_eq!(act.consecutive_errors, 0);
+    assert_eq!(views(&live), rebuilt(dir.path(), journal.as_ref()));
+}
+
+#[test]
+fn checkpoint_is_the_last_position_and_a_second_catch_up_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _engine, _clock) = story(dir.path());
+    let path = dir.path().join("projections.redb");
+    let mut p = Projection::open(&path).unwrap();
+    assert_eq!(p.checkpoint().unwrap(), 0);
+    let done = p.catch_up(journal.as_ref()).unwrap();
+    let last = journal.last_position().unwrap();
+    assert_eq!(done.events, last);
+    assert_eq!(done.checkpoint, last);
+    assert_eq!(p.checkpoint().unwrap(), last);
+    let before = views(&p);
+
+    let again = p.catch_up(journal.as_ref()).unwrap();
+    assert_eq!((again.events, again.pages, again.checkpoint), (0, 0, last));
+    drop(p);
+    let mut p = Projection::open(&path).unwrap();
+    assert_eq!(p.checkpoint().unwrap(), last);
+    let again = p.catch_up(journal.as_ref()).unwrap();
+    assert_eq!((again.events, again.pages), (0, 0));
+    assert_eq!(views(&p), before);
+
+    // Rebuild drops everything and folds from position 1 to the same views.
+    let rebuilt = p.rebuild(journal.as_ref()).unwrap();
+    assert_eq!((rebuilt.events, rebuilt.checkpoint), (last, last));
+    assert_eq!(views(&p), before);
+}
+
+#[test]
+fn bike_repair_shows_its_state_per_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _engine, _clock) = story(dir.path());
+    let mut p = Projection::open(&dir.path().join("projections.redb")).unwrap();
+    p.catch_up(journal.as_ref()).unwrap();
+
+    let check = |timeline: &[Activity]| {
+        let bike = timeline
+            .iter()
+            .find(|a| a.title == "Bike repair")
+            .expect("Bike repair in the timeline");
+        assert_eq!(bike.record, rec("apt-bike-repair"));
+        let jayne = &bike.mailboxes[&mbx("mbx-jayne")];
+        let paul = &bike.mailboxes[&mbx("mbx-paul")];
+        assert_eq!(jayne.status, Some(LinkStatus::Deleted));
+        assert_eq!(paul.status, Some(LinkStatus::Linked));
+        let why = jayne.last_decision.as_ref().unwrap();
+        assert_eq!(why.rules, vec![RuleId(22)]);
+        assert!(
+            why.summary.contains("cancellation sent to 3 attendee(s)"),
+            "{why:?}"
+        );
+        assert!(why.reason.contains("access lost"), "{why:?}");
+    };
+    check(&p.timeline_of_record(&rec("apt-bike-repair")).unwrap());
+    for user in ["jayne", "paul", "laura"] {
+        let timeline = p.timeline_of_user(&UserId::new(user)).unwrap();
+        check(&timeline);
+        assert!(timeline.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+    // A contact is no activity: it has links but no timeline entry.
+    assert!(
+        p.timeline_of_record(&rec("con-linda-park"))
+            .unwrap()
+            .is_empty()
+    );
+    let links = p.links_of(&rec("apt-bike-repair")).unwrap();
+    assert_eq!(
+        links
+            .iter()
+            .map(|l| (l.mailbox.as_str(), l.status))
+            .collect::<Vec<_>>(),
+        vec![
+            ("mbx-jayne", LinkStatus::Deleted),
+            ("mbx-paul", LinkStatus::Linked)
+        ]
+    );
+    assert_eq!(
+        links[1].remote.as_ref().map(|r| r.as_str()),
+        Some("mbx-paul/apt-bike-repair.ics")
+    );
+}
