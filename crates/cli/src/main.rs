@@ -11,6 +11,7 @@ mod crm;
 mod demo;
 mod mailbox;
 mod render;
+mod timeline;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -94,6 +95,33 @@ enum Command {
         #[command(subcommand)]
         command: MailboxCommand,
     },
+    /// The CRM timeline of a row: the activities regarding it (and the row itself when it is an
+    /// activity), in time order, with each mailbox's link status and last decision. Catches
+    /// the projection (<data>/projections.redb) up with the journal first.
+    Timeline {
+        /// A CRM row id (an account, an appointment, ...).
+        #[arg(
+            value_name = "RECORD",
+            required_unless_present = "user",
+            conflicts_with = "user"
+        )]
+        record: Option<String>,
+        /// A user's activities instead: owned, organized or attended.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// The projections (timeline, links, item failures, mailbox health).
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProjectionsCommand {
+    /// Drop the projections and fold the whole journal again; prints the events folded and the
+    /// time it took.
+    Rebuild,
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +213,17 @@ fn main() -> ExitCode {
         Command::Mailbox { command } => {
             mailbox_action(command).and_then(|action| mailbox::run(data, &config, action, cli.json))
         }
+        Command::Timeline { record, user } => {
+            let subject = match (record, user) {
+                (_, Some(u)) => Ok(timeline::Subject::User(u)),
+                (Some(r), None) => Ok(timeline::Subject::Record(r)),
+                (None, None) => Err(anyhow::anyhow!("name a CRM row id, or a user with --user")),
+            };
+            subject.and_then(|s| timeline::timeline(data, s, cli.json))
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild,
+        } => timeline::rebuild(data, cli.json),
     };
     match result {
         Ok(code) => code,
