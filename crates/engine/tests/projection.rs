@@ -347,3 +347,74 @@ fn bike_repair_shows_its_state_per_mailbox() {
         Some("mbx-paul/apt-bike-repair.ics")
     );
 }
+
+#[test]
+fn a_page_that_fails_leaves_neither_rows_nor_checkpoint() {
+    use ledgersync_domain::{EventId, NewEvent, StreamId};
+    use ledgersync_journal::ExpectedSeq;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine, clock) = story(dir.path());
+    let path = dir.path().join("projections.redb");
+    let mut p = Projection::open(&path).unwrap();
+    let story_end = p.catch_up(journal.as_ref()).unwrap().checkpoint;
+    let before = views(&p);
+
+    // Good events (an appointment regarding an account), then one that does not decode: the
+    // same page holds both.
+    engine
+        .crm(Event::RecordUpserted(RecordUpserted {
+            record: gearbox(clock.now() + Duration::days(1)),
+        }))
+        .unwrap();
+    drop(engine);
+    let org = StreamId("org/serenity".into());
+    let head = journal.stream_head(&org).unwrap();
+    journal
+        .append(
+            &org,
+            ExpectedSeq::Exactly(head),
+            vec![NewEvent {
+                event_id: EventId::from_u128(99),
+                recorded_at: clock.now(),
+                occurred_at: clock.now(),
+                event_type: Event::RecordUpserted(RecordUpserted {
+                    record: gearbox(clock.now()),
+                })
+                .event_type(),
+                schema_version: 1,
+                causation: vec![],
+                correlation: None,
+                rule: None,
+                payload: vec![0xff, 0xff, 0xff],
+                items: vec![],
+            }],
+        )
+        .unwrap();
+    assert!(journal.last_position().unwrap() > story_end + 1);
+
+    let err = p.catch_up(journal.as_ref()).unwrap_err();
+    assert!(err.to_string().contains("cannot be decoded"), "{err}");
+    assert_eq!(p.checkpoint().unwrap(), story_end);
+    assert_eq!(views(&p), before);
+    assert!(
+        p.timeline_of_record(&rec("acc-serenity-garage"))
+            .unwrap()
+            .is_empty()
+    );
+
+    // Page by page, the good events before the bad one are committed with their checkpoint.
+    let mut p = p.with_page(1);
+    assert!(p.catch_up(journal.as_ref()).is_err());
+    let last = journal.last_position().unwrap();
+    assert_eq!(p.checkpoint().unwrap(), last - 1);
+    assert_eq!(
+        p.timeline_of_record(&rec("acc-serenity-garage")).unwrap()[0].title,
+        "Gearbox check"
+    );
+    // The fold state was reloaded from the file after the failed page: same views as a fresh
+    // fold up to the same position.
+    let mut fresh = Projection::open(&dir.path().join("fresh.redb")).unwrap();
+    fresh.catch_up_to(journal.as_ref(), last - 1).unwrap();
+    assert_eq!(views(&p), views(&fresh));
+}
