@@ -173,6 +173,12 @@ impl Projection {
             fold.finish(&txn)?;
             txn.open_table(META)?.insert(CHECKPOINT, position)?;
             txn.commit()?;
+            tracing::debug!(
+                from = done.checkpoint + 1,
+                to = position,
+                path = %self.path.display(),
+                "projection page committed"
+            );
             done.checkpoint = position;
             done.pages += 1;
         }
@@ -195,12 +201,11 @@ impl Projection {
         let mut out = BTreeMap::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            let state = MailboxState::from_snapshot(v.value()).map_err(|e| {
-                ProjectionError::Journal(crate::EngineError::Invalid(format!(
-                    "the projection's state of mailbox {} does not decode ({e}); \
-                     run `ledgersync projections rebuild`",
-                    k.value()
-                )))
+            let state = MailboxState::from_snapshot(v.value()).map_err(|source| {
+                ProjectionError::State {
+                    mailbox: k.value().to_string(),
+                    source,
+                }
             })?;
             out.insert(MailboxId::new(k.value()), state);
         }

@@ -25,6 +25,19 @@ pub enum ProjectionError {
     /// The journal could not be read or an event not decoded.
     #[error(transparent)]
     Journal(#[from] EngineError),
+    /// The fold state of a mailbox stored with the checkpoint does not decode (a file written
+    /// by another ledgersync version).
+    #[error(
+        "the projection's state of mailbox {mailbox} does not decode: {source}; \
+         run `ledgersync projections rebuild` to refold it"
+    )]
+    State {
+        /// The mailbox.
+        mailbox: String,
+        /// Cause.
+        #[source]
+        source: ledgersync_domain::DecodeError,
+    },
     /// A stored row does not decode (a file written by another ledgersync version).
     #[error(
         "a projection row does not decode: {0}; run `ledgersync projections rebuild` to refold it"
