@@ -1,0 +1,420 @@
+//! The registry: finds a mailbox's actor by mailbox id, starting it on demand (virtual
+//! actors), forgets it when it passivates or fails, bounds the recoveries that run at once,
+//! and counts what happens for tests and benchmarks.
+//!
+//! The registry is itself an actor: it owns the map from mailbox id to actor address and
+//! changes it only in its handlers, one message at a time. `Addr<Registry>` is `Send`, so bus
+//! consumers and HTTP handlers on other threads reach mailboxes through it. It forwards a
+//! message to the mailbox actor inside its handler (so messages keep the order in which the
+//! registry received them) and awaits the answer outside it (so one slow mailbox does not hold
+//! up the others).
+//!
+//! A message that reaches an actor which stopped before handling it (passivated between the
+//! lookup and the delivery, or stopped by an append error of an earlier message) was not
+//! handled; the registry sends it again, which starts a new activation (at most
+//! [`MAX_ATTEMPTS`] times). Re-sent messages keep their order per caller, not across callers.
+
+use crate::actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
+use actix::{
+    Actor, ActorContext, AsyncContext, Context, Handler, MailboxError, Message, ResponseFuture,
+};
+use ledgersync_domain::{MailboxId, OrgSettings};
+use ledgersync_engine::Clock;
+use ledgersync_engine::engine::{Appended, DEFAULT_SNAPSHOT_EVERY};
+use ledgersync_engine::mailbox::Incoming;
+use ledgersync_journal::Journal;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How many activations a message is offered to before [`ActorError::Unavailable`].
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Messages an actor's queue holds before senders wait: effectively unbounded, because a
+/// sender that waits for room would lose its place in the order. Back-pressure belongs to
+/// the bus in front of the registry.
+const QUEUE_CAPACITY: usize = 1 << 24;
+
+/// The organization settings in force, shared by the registry with every mailbox actor. A
+/// settings change is written here once it is durable in the organization stream; an
+/// observation is decided with the settings it finds when its turn comes.
+pub type SharedSettings = Arc<RwLock<OrgSettings>>;
+
+/// The registry's settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// An actor with no message for this long (on the engine's clock) is passivated.
+    /// Default 120 s.
+    pub idle_after: Duration,
+    /// How often each actor checks whether it is idle (on the runtime's timer). Default 10 s.
+    pub idle_check_every: Duration,
+    /// At most this many recoveries run at the same time. Default 50.
+    pub max_recoveries: usize,
+    /// A mailbox snapshot is saved every this many events. Default
+    /// [`DEFAULT_SNAPSHOT_EVERY`].
+    pub snapshot_every: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            idle_after: Duration::from_secs(120),
+            idle_check_every: Duration::from_secs(10),
+            max_recoveries: 50,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+        }
+    }
+}
+
+/// Counters of the registry and its actors. Read them with [`RuntimeStats::snapshot`].
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    active: AtomicU64,
+    activations: AtomicU64,
+    passivations: AtomicU64,
+    failures: AtomicU64,
+    recoveries_in_flight: AtomicU64,
+    recoveries_peak: AtomicU64,
+}
+
+/// The counters at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Actors alive now (recovering, active, or stopping).
+    pub active: u64,
+    /// Actors started since the registry started.
+    pub activations: u64,
+    /// Actors stopped because they were idle.
+    pub passivations: u64,
+    /// Activations ended by an error (a failed recovery or a failed append).
+    pub failures: u64,
+    /// Recoveries running now.
+    pub recoveries_in_flight: u64,
+    /// The most recoveries that ran at the same time.
+    pub recoveries_peak: u64,
+}
+
+impl RuntimeStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            active: self.active.load(Ordering::SeqCst),
+            activations: self.activations.load(Ordering::SeqCst),
+            passivations: self.passivations.load(Ordering::SeqCst),
+            failures: self.failures.load(Ordering::SeqCst),
+            recoveries_in_flight: self.recoveries_in_flight.load(Ordering::SeqCst),
+            recoveries_peak: self.recoveries_peak.load(Ordering::SeqCst),
+        }
+    }
+
+    fn activated(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.activations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn actor_stopped(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn passivated(&self) {
+        self.passivations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn recovery_started(&self) {
+        let now = self.recoveries_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.recoveries_peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    pub(crate) fn recovery_finished(&self) {
+        self.recoveries_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What every mailbox actor shares.
+pub(crate) struct Env {
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: SharedSettings,
+    pub(crate) snapshot_every: u64,
+    pub(crate) idle_after: Duration,
+    pub(crate) idle_check_every: Duration,
+    pub(crate) recoveries: Arc<Semaphore>,
+    pub(crate) stats: Arc<RuntimeStats>,
+}
+
+struct Entry {
+    addr: actix::Addr<MailboxActor>,
+    generation: u64,
+}
+
+/// The registry of mailbox actors. Create it with [`Registry::new`], keep
+/// [`Registry::stats`], then `start()` it inside an actix `System`.
+pub struct Registry {
+    env: Arc<Env>,
+    actors: HashMap<MailboxId, Entry>,
+    next_generation: u64,
+}
+
+impl Registry {
+    /// A registry over `journal`; time comes from `clock`, the settings in force from
+    /// `settings`.
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        settings: SharedSettings,
+        config: RegistryConfig,
+    ) -> Self {
+        Self {
+            env: Arc::new(Env {
+                journal,
+                clock,
+                settings,
+                snapshot_every: config.snapshot_every.max(1),
+                idle_after: config.idle_after,
+                idle_check_every: config.idle_check_every.max(Duration::from_millis(1)),
+                recoveries: Arc::new(Semaphore::new(config.max_recoveries.max(1))),
+                stats: Arc::new(RuntimeStats::default()),
+            }),
+            actors: HashMap::new(),
+            next_generation: 0,
+        }
+    }
+
+    /// The counters (shared: they keep counting after the registry is started).
+    pub fn stats(&self) -> Arc<RuntimeStats> {
+        self.env.stats.clone()
+    }
+
+    /// The live actor of `mailbox`, started (and so recovering) if there is none.
+    fn activate(
+        &mut self,
+        mailbox: &MailboxId,
+        ctx: &mut Context<Self>,
+    ) -> actix::Addr<MailboxActor> {
+        if let Some(entry) = self.actors.get(mailbox)
+            && entry.addr.connected()
+        {
+            return entry.addr.clone();
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let actor = MailboxActor::new(mailbox.clone(), generation, self.env.clone(), ctx.address());
+        let addr = MailboxActor::create(|actor_ctx| {
+            actor_ctx.set_mailbox_capacity(QUEUE_CAPACITY);
+            actor
+        });
+        self.env.stats.activated();
+        self.actors.insert(
+            mailbox.clone(),
+            Entry {
+                addr: addr.clone(),
+                generation,
+            },
+        );
+        addr
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(QUEUE_CAPACITY);
+    }
+}
+
+/// Gives an observation to its mailbox, activating the mailbox's actor if needed; answers the
+/// decisions appended.
+#[derive(Debug)]
+pub struct ObserveMailbox {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// The observation.
+    pub incoming: Incoming,
+    attempt: u32,
+}
+
+impl ObserveMailbox {
+    /// The observation `incoming` for `mailbox`.
+    pub fn new(mailbox: MailboxId, incoming: Incoming) -> Self {
+        Self {
+            mailbox,
+            incoming,
+            attempt: 1,
+        }
+    }
+}
+
+impl Message for ObserveMailbox {
+    type Result = Result<Vec<Appended>, ActorError>;
+}
+
+/// A mailbox's state and stream head, activating its actor if needed.
+#[derive(Debug, Clone)]
+pub struct InspectMailbox {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    attempt: u32,
+}
+
+impl InspectMailbox {
+    /// Asks for `mailbox`.
+    pub fn new(mailbox: MailboxId) -> Self {
+        Self {
+            mailbox,
+            attempt: 1,
+        }
+    }
+}
+
+impl Message for InspectMailbox {
+    type Result = Result<MailboxView, ActorError>;
+}
+
+/// Runs the idle check of every actor now (each actor also runs it on its own timer); answers
+/// how many were passivated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassivateIdle;
+
+impl Message for PassivateIdle {
+    type Result = usize;
+}
+
+/// Stops the registry; the actors it started stop when their pending messages are done and
+/// the registry's addresses are dropped (or when their idle check passivates them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shutdown;
+
+impl Message for Shutdown {
+    type Result = ();
+}
+
+/// Sent by an actor whose activation is over (passivated, stopped on an error, or failed to
+/// recover).
+#[derive(Debug)]
+pub(crate) struct Gone {
+    pub(crate) mailbox: MailboxId,
+    pub(crate) generation: u64,
+}
+
+impl Message for Gone {
+    type Result = ();
+}
+
+fn not_handled<T>(reply: &Result<Result<T, ActorError>, MailboxError>) -> bool {
+    matches!(
+        reply,
+        Err(MailboxError::Closed) | Ok(Err(ActorError::Retired { .. }))
+    )
+}
+
+fn unavailable(mailbox: MailboxId, attempts: u32) -> ActorError {
+    ActorError::Unavailable { mailbox, attempts }
+}
+
+impl Handler<ObserveMailbox> for Registry {
+    type Result = ResponseFuture<Result<Vec<Appended>, ActorError>>;
+
+    fn handle(&mut self, msg: ObserveMailbox, ctx: &mut Context<Self>) -> Self::Result {
+        let actor = self.activate(&msg.mailbox, ctx);
+        let request = actor.send(Observe {
+            incoming: msg.incoming.clone(),
+        });
+        let registry = ctx.address();
+        Box::pin(async move {
+            let reply = request.await;
+            if !not_handled(&reply) {
+                return reply.unwrap_or_else(|_| Err(unavailable(msg.mailbox, msg.attempt)));
+            }
+            if msg.attempt >= MAX_ATTEMPTS {
+                return Err(unavailable(msg.mailbox, msg.attempt));
+            }
+            let (mailbox, attempts) = (msg.mailbox.clone(), msg.attempt + 1);
+            let again = ObserveMailbox {
+                attempt: attempts,
+                ..msg
+            };
+            registry
+                .send(again)
+                .await
+                .unwrap_or_else(|_| Err(unavailable(mailbox, attempts)))
+        })
+    }
+}
+
+impl Handler<InspectMailbox> for Registry {
+    type Result = ResponseFuture<Result<MailboxView, ActorError>>;
+
+    fn handle(&mut self, msg: InspectMailbox, ctx: &mut Context<Self>) -> Self::Result {
+        let actor = self.activate(&msg.mailbox, ctx);
+        let request = actor.send(Inspect);
+        let registry = ctx.address();
+        Box::pin(async move {
+            let reply = request.await;
+            if !not_handled(&reply) {
+                return reply.unwrap_or_else(|_| Err(unavailable(msg.mailbox, msg.attempt)));
+            }
+            if msg.attempt >= MAX_ATTEMPTS {
+                return Err(unavailable(msg.mailbox, msg.attempt));
+            }
+            let again = InspectMailbox {
+                mailbox: msg.mailbox.clone(),
+                attempt: msg.attempt + 1,
+            };
+            registry
+                .send(again)
+                .await
+                .unwrap_or_else(|_| Err(unavailable(msg.mailbox, msg.attempt + 1)))
+        })
+    }
+}
+
+impl Handler<PassivateIdle> for Registry {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _msg: PassivateIdle, _ctx: &mut Context<Self>) -> Self::Result {
+        let requests: Vec<_> = self
+            .actors
+            .values()
+            .map(|entry| entry.addr.send(CheckIdle))
+            .collect();
+        Box::pin(async move {
+            let mut passivated = 0;
+            for request in requests {
+                if let Ok(true) = request.await {
+                    passivated += 1;
+                }
+            }
+            passivated
+        })
+    }
+}
+
+impl Handler<Gone> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Gone, _ctx: &mut Context<Self>) {
+        if self
+            .actors
+            .get(&msg.mailbox)
+            .is_some_and(|entry| entry.generation == msg.generation)
+        {
+            self.actors.remove(&msg.mailbox);
+        }
+    }
+}
+
+impl Handler<Shutdown> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        self.actors.clear();
+        ctx.stop();
+    }
+}
