@@ -1,26 +1,11 @@
 //! The `ledgersync` binary as a user runs it: the demo, then replay, explain, what-if and events
 //! on its data directory, and clear errors for bad input.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ledgersync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ledgersync"))
-        .args(args)
-        .env_remove("LEDGERSYNC_DATA")
-        .env_remove("LEDGERSYNC_CONFIG")
-        .output()
-        .expect("run ledgersync")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn demo(dir: &Path, backend: &str) -> String {
     let data = dir.join("data");

@@ -2,27 +2,13 @@
 //! from a file into a fresh data directory, then explain, replay and the mailbox lifecycle; a
 //! file with a bad line changes nothing.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn ledgersync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ledgersync"))
-        .args(args)
-        .env_remove("LEDGERSYNC_DATA")
-        .env_remove("LEDGERSYNC_CONFIG")
-        .output()
-        .expect("run ledgersync")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::{Command, Stdio};
 
 fn ok(args: &[&str]) -> String {
     let o = ledgersync(args);

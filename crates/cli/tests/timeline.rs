@@ -1,18 +1,12 @@
 //! `ledgersync timeline` and `ledgersync projections rebuild` as a user runs them, on the data
 //! directory of `ledgersync demo`.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ledgersync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ledgersync"))
-        .args(args)
-        .env_remove("LEDGERSYNC_DATA")
-        .env_remove("LEDGERSYNC_CONFIG")
-        .output()
-        .expect("run ledgersync")
-}
+use std::process::Output;
 
 fn ok(o: &Output) -> String {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
