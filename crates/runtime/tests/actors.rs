@@ -457,3 +457,76 @@ fn at_most_k_recoveries_run_at_once() {
         assert!(decided > 0);
     });
 }
+
+#[test]
+fn a_mailbox_whose_log_does_not_decode_answers_with_the_recovery_error() {
+    let w = world();
+    System::new().block_on(async {
+        tokio::time::pause();
+        // A stream whose only event has a payload that does not decode.
+        let e = contact(1, 0, 1);
+        let garbage = ledgersync_domain::NewEvent {
+            event_id: IdGen.next(),
+            recorded_at: w.clock.now(),
+            occurred_at: w.clock.now(),
+            event_type: e.event_type(),
+            schema_version: e.schema_version(),
+            causation: vec![],
+            correlation: None,
+            rule: None,
+            payload: vec![0xff, 0xfe, 0xfd],
+            items: vec![],
+        };
+        w.journal
+            .append(
+                &StreamId::mailbox(&mailbox(1)),
+                ExpectedSeq::NoStream,
+                vec![garbage],
+            )
+            .expect("append");
+
+        let (registry, stats) = start(&w, RegistryConfig::default());
+        // Both wait in the queue of the recovering actor and get the recovery's error.
+        let requests: Vec<_> = (1..3)
+            .map(|k| registry.send(ObserveMailbox::new(mailbox(1), incoming(contact(1, k, 1)))))
+            .collect();
+        for r in requests {
+            let err = r
+                .await
+                .expect("registry alive")
+                .expect_err("cannot recover");
+            assert!(
+                matches!(err, ledgersync_runtime::ActorError::Recovery { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("mbx-1"), "{err}");
+        }
+        let s = stats.snapshot();
+        assert_eq!(
+            (s.activations, s.failures, s.recoveries_in_flight),
+            (1, 1, 0)
+        );
+
+        // The registry forgot the failed activation: the next message tries a new recovery.
+        let err = registry
+            .send(InspectMailbox::new(mailbox(1)))
+            .await
+            .expect("registry alive")
+            .expect_err("still cannot recover");
+        assert!(matches!(
+            err,
+            ledgersync_runtime::ActorError::Recovery { .. }
+        ));
+        assert_eq!(stats.snapshot().activations, 2);
+        assert_eq!(
+            stream_of(w.journal.as_ref(), 1).len(),
+            1,
+            "nothing appended"
+        );
+
+        // The failed activations stop at their next idle check (tokio's paused time).
+        tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+        let s = stats.snapshot();
+        assert_eq!((s.active, s.passivations), (0, 0));
+    });
+}
