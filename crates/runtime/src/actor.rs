@@ -6,7 +6,8 @@
 //! | phase        | means                                                        | left by                                                                                     |
 //! |--------------|--------------------------------------------------------------|---------------------------------------------------------------------------------------------|
 //! | recovering   | started; loading the snapshot and the tail of the stream     | the recovery finishing: to *active*, or to *failed* on an error                             |
-//! | active       | the core is in memory; messages are handled one at a time    | an append error (to *stopped*), the idle check (to *stopped*, a passivation)                |
+//! | active       | the core is in memory; messages are handled one at a time    | an [`Observe`] (to *busy*), the idle check (to *stopped*, a passivation)                    |
+//! | busy         | an observation is in flight; its future holds the core       | the append's answer: to *active* once committed, to *stopped* on an error (after the reply) |
 //! | failed       | the recovery failed; every message is answered with its error | the next idle check (to *stopped*); the registry forgot it at once                          |
 //! | stopped      | `ctx.stop()` was called; no message is handled any more      | (end) — the next message for the mailbox starts a new actor, which recovers from the log    |
 //!
@@ -34,6 +35,11 @@
 //! first activation. Messages queued behind the failed one were never handled (a stopping
 //! actix actor handles no more messages); the registry sends them again to the new actor.
 //! A failed append writes nothing, so nothing is lost or doubled.
+//!
+//! A message the sender sees answered with `MailboxError::Closed` was never handled: the
+//! actor stops itself only when no message is in flight, so only the shutdown of the actix
+//! System can drop an observation half-way (its append, if submitted, still completes; the
+//! next activation reads it from the log).
 
 use crate::registry::{Env, Gone, Registry};
 use actix::fut::{ActorFutureExt, WrapFuture, ready};
@@ -151,6 +157,8 @@ impl Message for CheckIdle {
 enum Phase {
     Recovering,
     Active(Box<MailboxCore>),
+    /// An observation is in flight; its future holds the core.
+    Busy,
     Failed(String),
     Stopped,
 }
@@ -269,7 +277,7 @@ impl MailboxActor {
                 ctx.stop();
                 return false;
             }
-            Phase::Recovering | Phase::Stopped => return false,
+            Phase::Recovering | Phase::Busy | Phase::Stopped => return false,
         }
         let idle_ms = self.env.clock.now().0.saturating_sub(self.last_active.0);
         if u128::try_from(idle_ms).unwrap_or(0) < self.env.idle_after.as_millis() {
@@ -283,21 +291,23 @@ impl MailboxActor {
         true
     }
 
-    /// After the append: commit, or give up the activation. Returns the reply and a snapshot
-    /// to save.
+    /// After the append: commit and take the core back, or give up the activation. Returns
+    /// the reply and a snapshot to save.
     fn after_append(
         &mut self,
+        mut core: Box<MailboxCore>,
         appended: Result<ledgersync_journal::Appended, AppendError>,
         prepared: ledgersync_engine::mailbox::Prepared,
     ) -> (Result<Vec<Appended>, ActorError>, Option<Snapshot>) {
-        match (appended, &mut self.phase) {
-            (Ok(_), Phase::Active(core)) => {
+        match appended {
+            Ok(_) => {
                 let (decisions, snapshot) = core.commit(prepared, self.env.snapshot_every);
                 self.last_active = self.env.clock.now();
+                self.phase = Phase::Active(core);
                 (Ok(decisions), snapshot)
             }
-            (Ok(_), _) => (Err(self.retired()), None),
-            (Err(source), _) => {
+            Err(source) => {
+                // The core is dropped: it may disagree with the journal.
                 tracing::warn!(mailbox = %self.id, error = %source, "append failed; the mailbox restarts from its log");
                 self.env.stats.failed();
                 self.phase = Phase::Stopped;
@@ -335,14 +345,17 @@ impl Handler<Observe> for MailboxActor {
     type Result = AtomicResponse<Self, Result<Vec<Appended>, ActorError>>;
 
     fn handle(&mut self, msg: Observe, _ctx: &mut Context<Self>) -> Self::Result {
-        let core = match &self.phase {
+        // The core travels with the message until it is committed: nothing else can use it
+        // meanwhile (and nothing else runs: this is an atomic response).
+        let core = match std::mem::replace(&mut self.phase, Phase::Busy) {
             Phase::Active(core) => core,
-            Phase::Failed(reason) => {
-                let err = self.recovery_error(reason);
+            other => {
+                let err = match &other {
+                    Phase::Failed(reason) => self.recovery_error(reason),
+                    _ => self.retired(),
+                };
+                self.phase = other;
                 return AtomicResponse::new(Box::pin(ready(Err(err))));
-            }
-            Phase::Recovering | Phase::Stopped => {
-                return AtomicResponse::new(Box::pin(ready(Err(self.retired()))));
             }
         };
         let now = self.env.clock.now();
@@ -359,7 +372,7 @@ impl Handler<Observe> for MailboxActor {
             .journal
             .submit(&batch.stream, batch.expected, batch.events);
         let fut = ticket.into_actor(self).then(move |appended, act, _ctx| {
-            let (reply, snapshot) = act.after_append(appended, prepared);
+            let (reply, snapshot) = act.after_append(core, appended, prepared);
             let journal = act.env.journal.clone();
             let stream = act.stream.clone();
             async move {
@@ -392,7 +405,7 @@ impl Handler<Inspect> for MailboxActor {
                 head: core.head(),
             }),
             Phase::Failed(reason) => Err(self.recovery_error(reason)),
-            Phase::Recovering | Phase::Stopped => Err(self.retired()),
+            Phase::Recovering | Phase::Busy | Phase::Stopped => Err(self.retired()),
         }
     }
 }
