@@ -16,6 +16,7 @@ use ledgersync_engine::{Clock, IdGen, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
 use ledgersync_runtime::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,
+    SharedSettings,
 };
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -40,12 +41,15 @@ fn world() -> World {
 }
 
 fn start(w: &World, config: RegistryConfig) -> (Addr<Registry>, Arc<RuntimeStats>) {
-    let registry = Registry::new(
-        w.journal.clone(),
-        w.clock.clone(),
-        Arc::new(RwLock::new(OrgSettings::default())),
-        config,
-    );
+    start_with(w, config, Arc::new(RwLock::new(OrgSettings::default())))
+}
+
+fn start_with(
+    w: &World,
+    config: RegistryConfig,
+    settings: SharedSettings,
+) -> (Addr<Registry>, Arc<RuntimeStats>) {
+    let registry = Registry::new(w.journal.clone(), w.clock.clone(), settings, config);
     let stats = registry.stats();
     (registry.start(), stats)
 }
@@ -528,5 +532,47 @@ fn a_mailbox_whose_log_does_not_decode_answers_with_the_recovery_error() {
         tokio::time::sleep(std::time::Duration::from_secs(11)).await;
         let s = stats.snapshot();
         assert_eq!((s.active, s.passivations), (0, 0));
+    });
+}
+
+#[test]
+fn observations_are_decided_with_the_shared_settings_in_force() {
+    let w = world();
+    System::new().block_on(async {
+        let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
+        let (registry, _) = start_with(&w, RegistryConfig::default(), settings.clone());
+        // Two mailboxes registered and mapped but not approved, then tested: with the
+        // default `require_approved_address = true` the email workloads are refused (R5).
+        let tested = |n: usize| -> Vec<Event> {
+            setup(n)
+                .into_iter()
+                .filter(|e| !matches!(e, Event::AddressApproved(_)))
+                .collect()
+        };
+        let not_approved = |decisions: &[ledgersync_engine::engine::Appended]| {
+            decisions
+                .iter()
+                .filter(|a| matches!(a.decision.event, Event::WorkloadDisabled(_)))
+                .count()
+        };
+        let mut refused = [0, 0];
+        for (i, n) in [1, 2].into_iter().enumerate() {
+            if n == 2 {
+                settings.write().unwrap().require_approved_address = false;
+            }
+            for e in tested(n) {
+                let decisions = registry
+                    .send(ObserveMailbox::new(mailbox(n), incoming(e)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                refused[i] += not_approved(&decisions);
+            }
+        }
+        assert!(refused[0] > 0, "the default refuses unapproved addresses");
+        assert_eq!(
+            refused[1], 0,
+            "the changed setting is in force for the next observation"
+        );
     });
 }
