@@ -16,7 +16,8 @@
 
 use crate::actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
 use actix::{
-    Actor, ActorContext, AsyncContext, Context, Handler, MailboxError, Message, ResponseFuture,
+    Actor, ActorContext, Addr, Arbiter, AsyncContext, Context, Handler, MailboxError, Message,
+    ResponseFuture,
 };
 use ledgersync_domain::{MailboxId, OrgSettings};
 use ledgersync_engine::Clock;
@@ -24,6 +25,7 @@ use ledgersync_engine::engine::{Appended, DEFAULT_SNAPSHOT_EVERY};
 use ledgersync_engine::mailbox::Incoming;
 use ledgersync_journal::Journal;
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -55,6 +57,10 @@ pub struct RegistryConfig {
     /// A mailbox snapshot is saved every this many events. Default
     /// [`DEFAULT_SNAPSHOT_EVERY`].
     pub snapshot_every: u64,
+    /// Mailbox actors are spread over this many arbiters (threads), a mailbox always on the
+    /// same one (by a hash of its id), so that `decide` runs in parallel across mailboxes.
+    /// 0, the default, runs them on the registry's own arbiter.
+    pub arbiters: usize,
 }
 
 impl Default for RegistryConfig {
@@ -64,6 +70,7 @@ impl Default for RegistryConfig {
             idle_check_every: Duration::from_secs(10),
             max_recoveries: 50,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            arbiters: 0,
         }
     }
 }
@@ -149,7 +156,7 @@ pub(crate) struct Env {
 }
 
 struct Entry {
-    addr: actix::Addr<MailboxActor>,
+    addr: Addr<MailboxActor>,
     generation: u64,
 }
 
@@ -159,6 +166,8 @@ pub struct Registry {
     env: Arc<Env>,
     actors: HashMap<MailboxId, Entry>,
     next_generation: u64,
+    arbiter_count: usize,
+    arbiters: Vec<Arbiter>,
 }
 
 impl Registry {
@@ -183,6 +192,8 @@ impl Registry {
             }),
             actors: HashMap::new(),
             next_generation: 0,
+            arbiter_count: config.arbiters,
+            arbiters: Vec::new(),
         }
     }
 
@@ -192,11 +203,7 @@ impl Registry {
     }
 
     /// The live actor of `mailbox`, started (and so recovering) if there is none.
-    fn activate(
-        &mut self,
-        mailbox: &MailboxId,
-        ctx: &mut Context<Self>,
-    ) -> actix::Addr<MailboxActor> {
+    fn activate(&mut self, mailbox: &MailboxId, ctx: &mut Context<Self>) -> Addr<MailboxActor> {
         if let Some(entry) = self.actors.get(mailbox)
             && entry.addr.connected()
         {
@@ -205,10 +212,7 @@ impl Registry {
         self.next_generation += 1;
         let generation = self.next_generation;
         let actor = MailboxActor::new(mailbox.clone(), generation, self.env.clone(), ctx.address());
-        let addr = MailboxActor::create(|actor_ctx| {
-            actor_ctx.set_mailbox_capacity(QUEUE_CAPACITY);
-            actor
-        });
+        let addr = self.spawn(mailbox, actor);
         self.env.stats.activated();
         self.actors.insert(
             mailbox.clone(),
@@ -221,11 +225,43 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Starts `actor` on its arbiter. The address exists (with its large queue) before the
+    /// actor runs, so messages sent at once keep their order even on another thread.
+    fn spawn(&self, mailbox: &MailboxId, actor: MailboxActor) -> Addr<MailboxActor> {
+        let (tx, rx) = actix::dev::channel::channel(QUEUE_CAPACITY);
+        let run = move || {
+            let ctx = Context::with_receiver(rx);
+            actix::spawn(ctx.into_future(actor));
+        };
+        if self.arbiters.is_empty() {
+            run();
+        } else {
+            let mut hasher = DefaultHasher::new();
+            mailbox.hash(&mut hasher);
+            let at = (hasher.finish() % self.arbiters.len() as u64) as usize;
+            if !self.arbiters[at].spawn_fn(run) {
+                // Its queue is dropped: senders see `Closed`, the registry retries, then gives
+                // up with `Unavailable`.
+                tracing::error!(mailbox = %mailbox, arbiter = at, "the arbiter of a mailbox actor has stopped");
+            }
+        }
+        Addr::new(tx)
+    }
+}
+
 impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(QUEUE_CAPACITY);
+        self.arbiters = (0..self.arbiter_count).map(|_| Arbiter::new()).collect();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }
 
@@ -286,8 +322,9 @@ impl Message for PassivateIdle {
     type Result = usize;
 }
 
-/// Stops the registry; the actors it started stop when their pending messages are done and
-/// the registry's addresses are dropped (or when their idle check passivates them).
+/// Stops the registry and the arbiters it created. Actors on the registry's own arbiter stop
+/// at their next idle check; actors on the registry's arbiters stop with them (an observation
+/// in flight there is dropped; its append, if submitted, still completes).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Shutdown;
 
