@@ -12,7 +12,9 @@
 //! A message that reaches an actor which stopped before handling it (passivated between the
 //! lookup and the delivery, or stopped by an append error of an earlier message) was not
 //! handled; the registry sends it again, which starts a new activation (at most
-//! [`MAX_ATTEMPTS`] times). Re-sent messages keep their order per caller, not across callers.
+//! [`MAX_ATTEMPTS`] times). Several re-sent messages may reach the new activation in another
+//! order than they were first sent; a caller that awaits each answer before sending the next
+//! keeps its order.
 
 use crate::actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
 use actix::{
