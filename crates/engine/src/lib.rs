@@ -17,8 +17,9 @@ pub mod scenario;
 pub mod whatif;
 
 pub use clock::{Clock, IdGen, ManualClock, SystemClock};
-pub use engine::{Engine, Processed};
+pub use engine::{Appended, Engine, Processed};
 pub use error::EngineError;
 pub use explain::{Explanation, explain};
+pub use mailbox::{Incoming, MailboxCore};
 pub use replay::{ReplayReport, replay};
 pub use whatif::{WhatIfReport, what_if};

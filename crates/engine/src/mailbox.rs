@@ -102,7 +102,7 @@ impl MailboxCore {
     /// stream when the snapshot is missing or of another version).
     pub fn recover(journal: &dyn Journal, id: MailboxId) -> Result<Self, EngineError> {
         let mut core = Self::new(id);
-        let head = journal.stream_head(&core.stream)?;
+        // The snapshot first, then the head: a snapshot is never past the head it is read with.
         let mut from = 1;
         if let Some(snap) = journal.load_snapshot(&core.stream)?
             && let Ok(state) = MailboxState::from_snapshot(&snap.bytes)
@@ -110,6 +110,10 @@ impl MailboxCore {
             core.state = state;
             from = snap.seq + 1;
         }
+        let head = journal.stream_head(&core.stream)?;
+        // Events since the snapshot count towards the next one, so that a mailbox passivated
+        // more often than every `snapshot_every` events still gets snapshots.
+        core.since_snapshot = head.saturating_sub(from - 1);
         while from <= head {
             let page = journal.read_stream(&core.stream, from, PAGE)?;
             if page.is_empty() {

@@ -1,5 +1,8 @@
-//! The live side of ledgersync. This crate grows into the mailbox actors, the registry and the
-//! scheduler; it starts with the connection throttle every connector call goes through.
+//! The live side of ledgersync, on actix: one mailbox actor per mailbox (activated on demand
+//! from its snapshot and log, one message at a time, passivated when idle, restarted from the
+//! log after an error), the registry that routes to them with a bound on concurrent
+//! recoveries, and the per-credential connection throttle every connector call goes through.
+//! `docs/runtime.md` has the actor lifecycle.
 #![warn(missing_docs)]
 
 pub mod actor;
