@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod engine_bench;
 mod journal_bench;
+mod runtime_bench;
 mod workload;
 
 use clap::Parser;
@@ -42,13 +43,37 @@ struct Args {
     /// Where to put the journals (default: a new temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Only these measurements (append, workload, reopen); the workload runs replay, decide
-    /// and explain.
+    /// Only these measurements (append, workload, reopen, actors); the workload runs replay,
+    /// decide and explain. `actors` (mailbox actors, redb only) is not in the default run.
     #[arg(long, value_delimiter = ',', default_value = "append,workload,reopen")]
     only: Vec<String>,
     /// Backends to measure.
     #[arg(long, value_delimiter = ',', default_value = "redb,sled")]
     backends: Vec<String>,
+    /// Actors: mailboxes receiving observations in the throughput run.
+    #[arg(long, default_value_t = 1000)]
+    actor_mailboxes: usize,
+    /// Actors: observations (appointment upserts) per mailbox in the throughput run.
+    #[arg(long, default_value_t = 50)]
+    actor_observations: u64,
+    /// Actors: the `arbiters` settings to run the throughput with.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    actor_arbiters: Vec<usize>,
+    /// Actors: mailboxes activated one at a time, then all at once, for activation latency.
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000")]
+    actor_activations: Vec<usize>,
+    /// Actors: events per mailbox stream for activation latency (snapshot at 3/4).
+    #[arg(long, default_value_t = 200)]
+    actor_stream_events: u64,
+    /// Actors: active mailbox actors for resident memory.
+    #[arg(long, default_value_t = 100_000)]
+    actor_active: usize,
+    /// Actors: registered mailboxes activated and passivated in waves for resident memory.
+    #[arg(long, default_value_t = 1_000_000)]
+    actor_registered: usize,
+    /// Actors: mailboxes per activation wave.
+    #[arg(long, default_value_t = 50_000)]
+    actor_wave: usize,
 }
 
 fn us(d: Duration) -> String {
@@ -245,6 +270,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    if a.only.iter().any(|o| o == "actors") {
+        actors(&a, &root)?;
+    }
     if let Some(d) = decide_done {
         rows.push((
             "decide, one observation (target p99 ≤ 20 µs; backend-independent)".into(),
@@ -263,6 +291,158 @@ fn main() -> anyhow::Result<()> {
     println!("|---|{}", "---|".repeat(backends.len()));
     for (name, vals) in rows {
         println!("| {name} | {} |", vals.join(" | "));
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1048576.0)
+}
+
+/// The mailbox-actor figures (issue 3), redb only, as their own table.
+fn actors(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for &arbiters in &a.actor_arbiters {
+        eprintln!("[actors] observations through actors, arbiters = {arbiters}…");
+        let dir = root.join(format!("actors-throughput-{arbiters}"));
+        let t = runtime_bench::observe_throughput(
+            &dir,
+            arbiters,
+            a.actor_mailboxes,
+            a.actor_observations,
+        )?;
+        eprintln!("  {t:?}");
+        rows.push((
+            format!(
+                "observations through actors to durable decisions, {} mailboxes × {}, arbiters = {} (target ≥ 50k obs/s)",
+                t.mailboxes,
+                t.observations / t.mailboxes.max(1) as u64,
+                t.arbiters
+            ),
+            format!(
+                "{:.0} obs/s, {:.0} decisions/s, {:.0} events/s ({:.2} s)",
+                t.observations_per_sec(),
+                t.decisions_per_sec(),
+                t.events_per_sec(),
+                t.took.as_secs_f64()
+            ),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    eprintln!("[actors] the same step without actors (prepare / submit / wait / commit)…");
+    let dir = root.join("actors-core");
+    let b = runtime_bench::core_breakdown(&dir, a.actor_mailboxes, a.actor_observations)?;
+    eprintln!("  {b:?}");
+    rows.push((
+        "the same step without actors, one thread, all mailboxes in flight".into(),
+        format!(
+            "{:.0} obs/s, {:.0} decisions/s; prepare {} / submit {} / wait for commit {} / commit {}",
+            b.throughput.observations_per_sec(),
+            b.throughput.decisions_per_sec(),
+            ms(b.prepare),
+            ms(b.submit),
+            ms(b.wait),
+            ms(b.commit)
+        ),
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (sequential, burst) = (
+        a.actor_activations.first().copied().unwrap_or(1000),
+        a.actor_activations.get(1).copied().unwrap_or(3000),
+    );
+    if sequential.min(burst) > 0 {
+        eprintln!("[actors] activation latency…");
+        let dir = root.join("actors-activation");
+        let l = runtime_bench::activation_latency(&dir, sequential, burst, a.actor_stream_events)?;
+        eprintln!("  {l:?}");
+        rows.push((
+        format!(
+            "activation, one at a time: first observation to a passivated mailbox ({} events, snapshot at {}; streams written in {}), {} mailboxes",
+            l.events_per_stream, l.snapshot_at, ms(l.write_took), l.one_at_a_time.0
+        ),
+        format!(
+            "p50 {} / p99 {} / max {}",
+            ms(l.one_at_a_time.1),
+            ms(l.one_at_a_time.2),
+            ms(l.one_at_a_time.3)
+        ),
+    ));
+        rows.push((
+            format!(
+                "activation, {} mailboxes at once, max_recoveries 50",
+                l.burst.0
+            ),
+            format!(
+                "p50 {} / p99 {} / max {}; all in {} ({:.0} activations/s), recoveries peak {}",
+                ms(l.burst.1),
+                ms(l.burst.2),
+                ms(l.burst.3),
+                ms(l.burst_took),
+                l.burst.0 as f64 / l.burst_took.as_secs_f64(),
+                l.recoveries_peak
+            ),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    if a.actor_active > 0 && a.actor_registered > 0 {
+        eprintln!("[actors] resident memory…");
+        let dir = root.join("actors-memory");
+        let m = runtime_bench::memory(
+            &dir,
+            a.actor_active,
+            a.actor_registered,
+            a.actor_wave,
+            a.actor_registered / 100,
+        )?;
+        eprintln!("  {m:?}");
+        let delta = m.rss_active.saturating_sub(m.rss_before_active);
+        rows.push((
+        format!(
+            "resident memory, {} active mailbox actors (target ≤ 1 GiB)",
+            m.active
+        ),
+        format!(
+            "VmRSS {} with the streams written, {} after reading every stream once (journal cache warm), {} with all active (+{}, {:.1} KiB per actor); activated in {}",
+            mib(m.rss_cold),
+            mib(m.rss_before_active),
+            mib(m.rss_active),
+            mib(delta),
+            delta as f64 / 1024.0 / m.active.max(1) as f64,
+            ms(m.activate_took)
+        ),
+    ));
+        let max_wave = m.rss_after_waves.iter().copied().max().unwrap_or(0);
+        rows.push((
+        format!(
+            "resident memory, {} registered mailboxes, activated and passivated in waves of {}, {} left active",
+            m.registered, m.wave, m.kept_active
+        ),
+        format!(
+            "VmRSS {} before the waves, at most {} after a wave, {} at the end ({} alive, {} activations, {} passivations); lifecycle written in {}, waves {}",
+            mib(m.rss_before_waves),
+            mib(max_wave),
+            mib(m.rss_end),
+            m.alive_end,
+            m.activations,
+            m.passivations,
+            ms(m.register_took),
+            ms(m.waves_took)
+        ),
+    ));
+        rows.push((
+            "peak resident memory of the whole run (VmHWM)".into(),
+            mib(runtime_bench::peak_rss_bytes()),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    println!();
+    println!("| mailbox actors (redb) | figure |");
+    println!("|---|---|");
+    for (name, v) in rows {
+        println!("| {name} | {v} |");
     }
     Ok(())
 }
