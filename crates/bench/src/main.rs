@@ -279,6 +279,9 @@ fn main() -> anyhow::Result<()> {
             vec![d; backends.len()],
         ));
     }
+    if rows.is_empty() {
+        return Ok(()); // only the actors section ran
+    }
     println!();
     println!(
         "| measurement | {} |",
