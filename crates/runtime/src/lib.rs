@@ -6,10 +6,12 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod driver;
 pub mod registry;
 pub mod throttle;
 
 pub use actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
+pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use registry::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,
     SharedSettings, Shutdown, StatsSnapshot,

@@ -1,0 +1,544 @@
+//! The connector driver: runs one mailbox's [`Connector`] against the registry.
+//!
+//! A [`Driver`] owns one mailbox's connector and its cursor. Two calls make up its work:
+//!
+//! - [`Driver::cycle`]: list what changed since the stored cursor (the blocking connector call
+//!   runs on tokio's blocking pool), give every observation to the mailbox through
+//!   [`ObserveMailbox`] in the order the connector returned them (the terminal
+//!   `listing_completed` / `listing_partial` / `listing_failed` last), and only then store the
+//!   new cursor, atomically, in a small file of the data directory;
+//! - [`Driver::execute_pending`]: for every intent of the mailbox state that targets the mail
+//!   server and has no outcome yet, read the intent event (from the decisions this driver saw,
+//!   else from the journal), call [`Connector::execute`] with it and the CRM row the state
+//!   holds, and give the outcome back to the mailbox as an observation caused by the intent.
+//!
+//! Principle 3 of the architecture (intent, then call, then outcome): an intent is durable
+//! before it is executed, and the pending intents are read from the mailbox state, which is
+//! rebuilt from the log after a restart. A crash between the call and the outcome leaves the
+//! intent pending; the next `execute_pending` (of this driver or of a new one after a restart)
+//! executes it again with the same idempotency key, which the connector turns into the effect
+//! of one execution.
+//!
+//! # The cursor and its crash window
+//!
+//! The event catalogue has no event for a cursor yet, so the cursor lives in
+//! `<data dir>/<mailbox>.cursor`, written to a temporary file, fsynced, renamed over the old
+//! one, and the directory fsynced. It is written after every observation of the listing is
+//! durable. A crash between the two re-lists from the older cursor: items seen again change
+//! nothing (same content hash, or a link already moved), and `item_gone` is reported only for
+//! items the older cursor knew and that are still missing, which the first listing's
+//! `item_gone` already decided (the link is no longer active, so nothing is decided twice).
+
+use crate::actor::ActorError;
+use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
+use crate::throttle::{Credential, Throttle};
+use actix::{Addr, MailboxError};
+use ledgersync_connectors::{Connector, Cursor, Intent, ItemFailure, Listing};
+use ledgersync_domain::records::Record;
+use ledgersync_domain::{Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, StreamId};
+use ledgersync_engine::EngineError;
+use ledgersync_engine::IdGen;
+use ledgersync_engine::engine::Appended;
+use ledgersync_engine::log::Stored;
+use ledgersync_engine::mailbox::Incoming;
+use ledgersync_journal::{Journal, ReadError};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How many times an observation refused with an append conflict is sent again (same event
+/// id: the refused append wrote nothing, and the mailbox restarts from its log).
+const CONFLICT_RETRIES: u32 = 3;
+
+/// Page size when the intent is looked for in the whole mailbox stream.
+const STREAM_PAGE: usize = 1024;
+
+/// Why a driver call stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The registry no longer answers (its System stopped).
+    #[error(
+        "the registry did not answer for mailbox `{mailbox}`: {source}; is the actix System still running?"
+    )]
+    Registry {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// What actix said.
+        source: MailboxError,
+    },
+    /// The mailbox refused or failed an observation; nothing of it was recorded, and the
+    /// cursor was not advanced, so the next cycle lists the same changes again.
+    #[error("mailbox `{mailbox}`: {source}")]
+    Mailbox {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The actor's answer.
+        source: ActorError,
+    },
+    /// The journal could not be read while looking for an intent event.
+    #[error("mailbox `{mailbox}`: cannot read the intent {intent} from the journal: {source}")]
+    Journal {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The intent looked for.
+        intent: EventId,
+        /// The journal's answer.
+        source: Box<EngineError>,
+    },
+    /// A pending intent of the state is in neither the driver's memory nor the journal.
+    #[error(
+        "mailbox `{mailbox}`: the pending intent {intent} is not in its stream; the state and \
+         the journal disagree — rebuild the mailbox from its log"
+    )]
+    IntentMissing {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The intent.
+        intent: EventId,
+    },
+    /// The cursor file could not be read or written.
+    #[error("cursor file {}: {source}; check that the data directory is writable", path.display())]
+    Cursor {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The connector call did not return (it panicked, or the runtime shut down).
+    #[error("mailbox `{mailbox}`: the connector call did not complete: {reason}")]
+    Connector {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What one [`Driver::cycle`] did.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    /// The observations given to the mailbox, in order (the terminal event last).
+    pub observations: Vec<(EventId, Event)>,
+    /// The decisions they caused, in order.
+    pub decisions: Vec<Appended>,
+    /// Items the connector found but could not read (never deletions); reported, not recorded:
+    /// the catalogue has no event for them yet.
+    pub failures: Vec<ItemFailure>,
+    /// The terminal event's type name (`listing_completed`, `listing_partial`,
+    /// `listing_failed`).
+    pub terminal: &'static str,
+    /// True when the stored cursor changed.
+    pub cursor_advanced: bool,
+}
+
+impl CycleReport {
+    /// The observations of one type (`item_seen`, `item_gone`, ...).
+    pub fn count(&self, event_type: &str) -> usize {
+        self.observations
+            .iter()
+            .filter(|(_, e)| e.name() == event_type)
+            .count()
+    }
+}
+
+/// What one [`Driver::execute_pending`] did.
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteReport {
+    /// Each intent executed and its outcome (`intent_succeeded` / `intent_failed`), in the
+    /// order executed.
+    pub outcomes: Vec<(EventId, Event)>,
+    /// The decisions the outcomes caused.
+    pub decisions: Vec<Appended>,
+}
+
+impl ExecuteReport {
+    /// How many outcomes were `intent_succeeded`.
+    pub fn succeeded(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::IntentSucceeded(_)))
+            .count()
+    }
+}
+
+/// An intent event as the driver knows it: the decision and its flow.
+#[derive(Debug, Clone)]
+struct KnownIntent {
+    event: Event,
+    correlation: EventId,
+}
+
+/// Runs one mailbox's connector against the registry (see the module doc).
+pub struct Driver {
+    mailbox: MailboxId,
+    registry: Addr<Registry>,
+    journal: Arc<dyn Journal>,
+    connector: Arc<Mutex<Box<dyn Connector>>>,
+    cursor_path: PathBuf,
+    cursor: Cursor,
+    intents: HashMap<EventId, KnownIntent>,
+    throttle: Option<(Arc<Throttle>, Credential)>,
+}
+
+impl Driver {
+    /// A driver of `mailbox` with `connector`; the cursor is kept in `data_dir` (created when
+    /// missing) and read from there now, so a new driver carries on where the last one stored.
+    pub fn new(
+        mailbox: MailboxId,
+        connector: Box<dyn Connector>,
+        registry: Addr<Registry>,
+        journal: Arc<dyn Journal>,
+        data_dir: &Path,
+    ) -> Result<Self, DriverError> {
+        let cursor_path = data_dir.join(format!("{}.cursor", file_stem(&mailbox)));
+        fs::create_dir_all(data_dir).map_err(|source| DriverError::Cursor {
+            path: cursor_path.clone(),
+            source,
+        })?;
+        let cursor = match fs::read_to_string(&cursor_path) {
+            Ok(text) => Cursor::from_text(text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Cursor::initial(),
+            Err(source) => {
+                return Err(DriverError::Cursor {
+                    path: cursor_path,
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            mailbox,
+            registry,
+            journal,
+            connector: Arc::new(Mutex::new(connector)),
+            cursor_path,
+            cursor,
+            intents: HashMap::new(),
+            throttle: None,
+        })
+    }
+
+    /// Every connector call first takes a connection of `credential` from `throttle` (R15).
+    pub fn with_throttle(mut self, throttle: Arc<Throttle>, credential: Credential) -> Self {
+        self.throttle = Some((throttle, credential));
+        self
+    }
+
+    /// The mailbox.
+    pub fn mailbox(&self) -> &MailboxId {
+        &self.mailbox
+    }
+
+    /// The stored cursor.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// The file the cursor is stored in.
+    pub fn cursor_path(&self) -> &Path {
+        &self.cursor_path
+    }
+
+    /// One listing: changes since the stored cursor, given to the mailbox in order, then the
+    /// new cursor stored. On an error nothing more is observed and the cursor stays, so the
+    /// next cycle lists the same changes again.
+    pub async fn cycle(&mut self) -> Result<CycleReport, DriverError> {
+        let cursor = self.cursor.clone();
+        let listing: Listing = self
+            .call(move |connector| connector.list_changes(&cursor))
+            .await?;
+        let Listing {
+            observations,
+            failures,
+            cursor,
+        } = listing;
+        for failure in &failures {
+            tracing::warn!(mailbox = %self.mailbox, item = %failure.item, error = %failure.error, "item not readable; it is kept as known, never deleted");
+        }
+        let terminal = observations.last().map(Event::name).unwrap_or("none");
+        // One flow per listing: every observation shares the first one's id as correlation.
+        let mut correlation = None;
+        let mut observed = Vec::with_capacity(observations.len());
+        let mut decisions = Vec::new();
+        for event in observations {
+            let id = IdGen.next();
+            let correlation = *correlation.get_or_insert(id);
+            let incoming = Incoming {
+                event: event.clone(),
+                id,
+                causation: Vec::new(),
+                correlation,
+            };
+            decisions.extend(self.observe(incoming).await?);
+            observed.push((id, event));
+        }
+        let cursor_advanced = cursor != self.cursor;
+        if cursor_advanced {
+            // Only now: every observation of the listing is durable.
+            store_cursor(&self.cursor_path, &cursor)?;
+            self.cursor = cursor;
+        }
+        Ok(CycleReport {
+            observations: observed,
+            decisions,
+            failures,
+            terminal,
+            cursor_advanced,
+        })
+    }
+
+    /// Executes every intent of the mailbox state that targets the mail server and has no
+    /// outcome yet, in the order decided, and records each outcome. Intents decided by these
+    /// outcomes wait for the next call; an intent that failed transiently stays pending and
+    /// is tried again, with the same key, by the next call.
+    pub async fn execute_pending(&mut self) -> Result<ExecuteReport, DriverError> {
+        let state = self.state().await?;
+        // Forget intents that have their outcome.
+        self.intents.retain(|id, _| state.intents.contains_key(id));
+        let mut report = ExecuteReport::default();
+        // Event ids are UUID v7, time-ordered: id order is the order decided.
+        let pending: Vec<EventId> = state
+            .intents
+            .iter()
+            .filter(|(_, p)| !p.to_crm)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pending {
+            let intent_record = &state.intents[&id].record;
+            let known = self.intent(id, intent_record).await?;
+            let record: Option<Record> = state
+                .records
+                .get(intent_record)
+                .or_else(|| state.links.get(intent_record).map(|l| &l.synced))
+                .map(|r| r.as_ref().clone());
+            let event = known.event.clone();
+            let outcome = self
+                .call(move |connector| {
+                    connector.execute(Intent {
+                        id,
+                        event: &event,
+                        record: record.as_ref(),
+                    })
+                })
+                .await?;
+            if let Event::IntentFailed(f) = &outcome {
+                tracing::warn!(mailbox = %self.mailbox, intent = %id, code = %f.error.code, error = %f.error.message, "intent failed");
+            }
+            let incoming = Incoming {
+                event: outcome.clone(),
+                id: IdGen.next(),
+                causation: vec![id],
+                correlation: known.correlation,
+            };
+            report.decisions.extend(self.observe(incoming).await?);
+            report.outcomes.push((id, outcome));
+        }
+        Ok(report)
+    }
+
+    /// The mailbox state, from its actor.
+    async fn state(&self) -> Result<MailboxState, DriverError> {
+        let view = self
+            .registry
+            .send(InspectMailbox::new(self.mailbox.clone()))
+            .await
+            .map_err(|source| DriverError::Registry {
+                mailbox: self.mailbox.clone(),
+                source,
+            })?
+            .map_err(|source| DriverError::Mailbox {
+                mailbox: self.mailbox.clone(),
+                source,
+            })?;
+        Ok(view.state)
+    }
+
+    /// Gives one observation to the mailbox; remembers the intents it decided.
+    async fn observe(&mut self, incoming: Incoming) -> Result<Vec<Appended>, DriverError> {
+        let correlation = incoming.correlation;
+        let mut attempt = 0;
+        let decisions = loop {
+            attempt += 1;
+            let reply = self
+                .registry
+                .send(ObserveMailbox::new(self.mailbox.clone(), incoming.clone()))
+                .await
+                .map_err(|source| DriverError::Registry {
+                    mailbox: self.mailbox.clone(),
+                    source,
+                })?;
+            match reply {
+                Ok(decisions) => break decisions,
+                // The refused append wrote nothing; the same observation (same id) goes to
+                // the mailbox restarted from its log.
+                Err(e) if e.is_conflict() && attempt <= CONFLICT_RETRIES => {
+                    tracing::debug!(mailbox = %self.mailbox, attempt, "append conflict; observation sent again");
+                }
+                Err(source) => {
+                    return Err(DriverError::Mailbox {
+                        mailbox: self.mailbox.clone(),
+                        source,
+                    });
+                }
+            }
+        };
+        for appended in &decisions {
+            if is_intent(&appended.decision.event) {
+                self.intents.insert(
+                    appended.id,
+                    KnownIntent {
+                        event: appended.decision.event.clone(),
+                        correlation,
+                    },
+                );
+            }
+        }
+        Ok(decisions)
+    }
+
+    /// The intent event `id`: from the decisions this driver saw, else from the journal (the
+    /// item index of its CRM row, then the whole mailbox stream).
+    async fn intent(&mut self, id: EventId, record: &RecordId) -> Result<KnownIntent, DriverError> {
+        if let Some(known) = self.intents.get(&id) {
+            return Ok(known.clone());
+        }
+        let journal = self.journal.clone();
+        let stream = StreamId::mailbox(&self.mailbox);
+        let key = ItemKey::Crm(record.clone());
+        let found =
+            tokio::task::spawn_blocking(move || find_intent(journal.as_ref(), &stream, &key, id))
+                .await
+                .map_err(|e| DriverError::Connector {
+                    mailbox: self.mailbox.clone(),
+                    reason: format!("the journal read did not complete: {e}"),
+                })?
+                .map_err(|source| DriverError::Journal {
+                    mailbox: self.mailbox.clone(),
+                    intent: id,
+                    source: Box::new(source),
+                })?;
+        let known = found.ok_or_else(|| DriverError::IntentMissing {
+            mailbox: self.mailbox.clone(),
+            intent: id,
+        })?;
+        self.intents.insert(id, known.clone());
+        Ok(known)
+    }
+
+    /// Runs a connector call on the blocking pool, holding a throttle permit when configured.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Connector) -> T + Send + 'static,
+    ) -> Result<T, DriverError> {
+        let _permit = match &self.throttle {
+            Some((throttle, credential)) => Some(throttle.acquire(credential).await),
+            None => None,
+        };
+        let connector = self.connector.clone();
+        tokio::task::spawn_blocking(move || {
+            // A connector call that panicked leaves the connector usable: its state is on disk.
+            let mut guard = connector.lock().unwrap_or_else(PoisonError::into_inner);
+            f(guard.as_mut())
+        })
+        .await
+        .map_err(|e| DriverError::Connector {
+            mailbox: self.mailbox.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn is_intent(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::CreateIntent(_)
+            | Event::UpdateIntent(_)
+            | Event::DeleteIntent(_)
+            | Event::CancelIntent(_)
+    )
+}
+
+/// Looks for the intent `id` in `stream`: through the item index of the intent's row (`key`)
+/// first, else by reading the whole stream.
+fn find_intent(
+    journal: &dyn Journal,
+    stream: &StreamId,
+    key: &ItemKey,
+    id: EventId,
+) -> Result<Option<KnownIntent>, EngineError> {
+    let known = |envelope: ledgersync_domain::Envelope| -> Result<KnownIntent, EngineError> {
+        let correlation = envelope.correlation.unwrap_or(id);
+        let stored = Stored::decode(envelope)?;
+        Ok(KnownIntent {
+            event: stored.event,
+            correlation,
+        })
+    };
+    if let Some(envelope) = find_indexed(journal, stream, key, id)? {
+        return known(envelope).map(Some);
+    }
+    let mut from = 1;
+    loop {
+        let page = journal.read_stream(stream, from, STREAM_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        from = last.seq + 1;
+        if let Some(envelope) = page.into_iter().find(|e| e.event_id == id) {
+            return known(envelope).map(Some);
+        }
+    }
+}
+
+/// The event `id` of `stream` among the events indexed under `key`.
+fn find_indexed(
+    journal: &dyn Journal,
+    stream: &StreamId,
+    key: &ItemKey,
+    id: EventId,
+) -> Result<Option<ledgersync_domain::Envelope>, ReadError> {
+    let positions = journal.positions_for_item(key)?;
+    Ok(journal
+        .read_positions(&positions)?
+        .into_iter()
+        .find(|e| e.event_id == id && &e.stream == stream))
+}
+
+/// A file-name stem for a mailbox id: letters, digits, `-`, `_` and `.` kept, every other
+/// byte as `%XX`, so two ids never share a file.
+fn file_stem(mailbox: &MailboxId) -> String {
+    let mut out = String::new();
+    for b in mailbox.to_string().bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && !out.is_empty()) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Writes the cursor atomically: a temporary file, fsync, rename over the old one, fsync of
+/// the directory.
+fn store_cursor(path: &Path, cursor: &Cursor) -> Result<(), DriverError> {
+    let err = |source| DriverError::Cursor {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = fs::File::create(&tmp).map_err(err)?;
+    file.write_all(cursor.as_str().as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,592 @@
+//! The connector driver against a real redb journal and a real vdir calendar and Maildir tree
+//! in a tempdir, inside an actix `System`, on a `ManualClock`. No mocks: the connector is the
+//! `VdirConnector`, files are written and read on disk.
+
+use actix::{Actor, Addr, System};
+use ledgersync_connectors::{Connector, Intent, VdirConfig, VdirConnector};
+use ledgersync_domain::event::*;
+use ledgersync_domain::records::*;
+use ledgersync_domain::state::LinkStatus;
+use ledgersync_domain::time::timestamp_from_civil;
+use ledgersync_domain::{
+    Event, EventId, MailboxId, MailboxState, OrgId, OrgSettings, ProfileId, RecordId, StreamId,
+    UserId,
+};
+use ledgersync_engine::engine::Appended;
+use ledgersync_engine::mailbox::Incoming;
+use ledgersync_engine::{IdGen, ManualClock, replay};
+use ledgersync_journal::{Journal, JournalOptions};
+use ledgersync_runtime::{
+    Driver, InspectMailbox, ObserveMailbox, Registry, RegistryConfig, SharedSettings,
+};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+const OWNER: &str = "paul@serenity.example";
+const ATTENDEES: [&str; 2] = ["jayne@serenity.example", "kaylee@serenity.example"];
+
+struct World {
+    _dir: tempfile::TempDir,
+    journal: Arc<dyn Journal>,
+    clock: Arc<ManualClock>,
+    data: PathBuf,
+    calendar: PathBuf,
+    maildirs: PathBuf,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = ledgersync_journal::open(&dir.path().join("journal"), &JournalOptions::default())
+        .expect("open journal");
+    let calendar = dir.path().join("calendars/work");
+    fs::create_dir_all(&calendar).expect("calendar dir");
+    World {
+        data: dir.path().join("data"),
+        maildirs: dir.path().join("maildirs"),
+        calendar,
+        journal,
+        clock: Arc::new(ManualClock::new(timestamp_from_civil(2026, 11, 22, 6, 0))),
+        _dir: dir,
+    }
+}
+
+fn mailbox() -> MailboxId {
+    MailboxId::new("mbx-paul")
+}
+
+fn paul() -> UserId {
+    UserId::new("paul")
+}
+
+fn registry(w: &World) -> Addr<Registry> {
+    let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
+    Registry::new(
+        w.journal.clone(),
+        w.clock.clone(),
+        settings,
+        RegistryConfig::default(),
+    )
+    .start()
+}
+
+fn connector(w: &World) -> VdirConnector {
+    let mut config = VdirConfig::new(OWNER);
+    config.calendar = Some(w.calendar.clone());
+    config.maildirs = Some(w.maildirs.clone());
+    VdirConnector::new(config)
+}
+
+fn driver(w: &World, registry: &Addr<Registry>) -> Driver {
+    Driver::new(
+        mailbox(),
+        Box::new(connector(w)),
+        registry.clone(),
+        w.journal.clone(),
+        &w.data,
+    )
+    .expect("driver")
+}
+
+fn incoming(event: Event) -> Incoming {
+    let id = IdGen.next();
+    Incoming {
+        event,
+        id,
+        causation: vec![],
+        correlation: id,
+    }
+}
+
+async fn observe(registry: &Addr<Registry>, event: Event) -> Vec<Appended> {
+    registry
+        .send(ObserveMailbox::new(mailbox(), incoming(event)))
+        .await
+        .expect("registry alive")
+        .expect("observation recorded")
+}
+
+async fn state(registry: &Addr<Registry>) -> MailboxState {
+    registry
+        .send(InspectMailbox::new(mailbox()))
+        .await
+        .expect("registry alive")
+        .expect("mailbox active")
+        .state
+}
+
+fn party(user: Option<&str>, email: &str) -> Party {
+    Party {
+        user: user.map(UserId::new),
+        email: email.into(),
+        name: email.split('@').next().unwrap_or_default().into(),
+    }
+}
+
+/// A meeting Paul organizes, two days after the clock, with two attendees.
+fn appointment(k: u32, subject: &str) -> Record {
+    Record {
+        id: RecordId::new(format!("apt-{k}")),
+        owner: paul(),
+        version: 1,
+        body: RecordBody::Appointment(Appointment {
+            subject: subject.into(),
+            organizer: Some(party(Some("paul"), OWNER)),
+            required: vec![party(Some("jayne"), ATTENDEES[0])],
+            optional: vec![party(None, ATTENDEES[1])],
+            start: timestamp_from_civil(2026, 11, 24, 9 + k, 0),
+            end: timestamp_from_civil(2026, 11, 24, 10 + k, 0),
+            all_day: false,
+            location: "Serenity, galley".into(),
+            body: "Numbers, then dinner".into(),
+            state: ActivityState::Scheduled,
+            show_as: ShowAs::Busy,
+            priority: Priority::Normal,
+            regarding: None,
+            service: false,
+            recurrence: None,
+        }),
+    }
+}
+
+/// Registers, maps, approves and tests Paul's mailbox, then gives it three appointments;
+/// returns the create intents decided.
+async fn setup(registry: &Addr<Registry>) -> Vec<Appended> {
+    let lifecycle = vec![
+        Event::MailboxRegistered(MailboxRegistered {
+            mailbox: mailbox(),
+            org: OrgId::new("org"),
+            address: OWNER.into(),
+            profile: ProfileId::new("vdir"),
+            server_type: ServerType::Groupware,
+        }),
+        Event::MailboxMapped(MailboxMapped {
+            mailbox: mailbox(),
+            user: paul(),
+        }),
+        Event::AddressApproved(AddressApproved {
+            mailbox: mailbox(),
+            approved: true,
+        }),
+        Event::MailboxTested(MailboxTested {
+            mailbox: mailbox(),
+            incoming: TestResult::Success,
+            outgoing: TestResult::Success,
+            act: TestResult::Success,
+            act_org_marker: None,
+            override_other_org: false,
+        }),
+    ];
+    for e in lifecycle {
+        observe(registry, e).await;
+    }
+    let mut creates = Vec::new();
+    for (k, subject) in [
+        (1, "Quarterly review"),
+        (2, "Cargo audit"),
+        (3, "Crew dinner"),
+    ] {
+        let decisions = observe(
+            registry,
+            Event::RecordUpserted(RecordUpserted {
+                record: appointment(k, subject),
+            }),
+        )
+        .await;
+        creates.extend(decisions.into_iter().filter(
+            |a| matches!(&a.decision.event, Event::CreateIntent(c) if c.target == Side::MailServer),
+        ));
+    }
+    assert_eq!(creates.len(), 3, "one create intent per appointment");
+    creates
+}
+
+/// Setup, the creates executed, and a first listing that sees the three files.
+async fn linked(w: &World, registry: &Addr<Registry>) -> Driver {
+    setup(registry).await;
+    let mut d = driver(w, registry);
+    let executed = d.execute_pending().await.expect("execute");
+    assert_eq!(executed.succeeded(), 3, "{:#?}", executed.outcomes);
+    let first = d.cycle().await.expect("cycle");
+    assert_eq!(first.count("item_seen"), 3);
+    assert_eq!(first.terminal, "listing_completed");
+    d
+}
+
+fn items(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").path())
+                .filter(|p| {
+                    p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The calendar file of a record (ledgersync names created files `<record>-<hash>.ics`).
+fn file_of(w: &World, record: &str) -> PathBuf {
+    items(&w.calendar)
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{record}-"))
+        })
+        .unwrap_or_else(|| panic!("no file for {record}"))
+}
+
+fn inbox(w: &World, address: &str) -> Vec<PathBuf> {
+    items(&w.maildirs.join(address).join("new"))
+}
+
+/// Rewrites a file as another program would: new text, and an mtime that moved.
+fn rewrite(path: &Path, text: &str) {
+    fs::write(path, text).expect("write");
+    let file = fs::File::options().write(true).open(path).expect("open");
+    file.set_modified(SystemTime::now() + Duration::from_secs(60))
+        .expect("mtime");
+}
+
+fn decided<'a>(decisions: &'a [Appended], name: &str) -> Vec<&'a Appended> {
+    decisions
+        .iter()
+        .filter(|a| a.decision.event.name() == name)
+        .collect()
+}
+
+fn replay_reproduces_everything(journal: &dyn Journal) -> u64 {
+    let report = replay(journal, None, |_, _| {}).expect("replay");
+    assert!(report.ok(), "replay mismatches: {:#?}", report.mismatches);
+    assert_eq!(report.reproduced, report.decisions);
+    assert!(report.decisions > 0);
+    report.decisions
+}
+
+#[test]
+fn executed_creates_write_the_files_and_link_the_rows() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        setup(&registry).await;
+        let mut d = driver(&w, &registry);
+        let report = d.execute_pending().await.expect("execute");
+        assert_eq!(report.succeeded(), 3);
+        assert_eq!(decided(&report.decisions, "link_created").len(), 3);
+        assert_eq!(items(&w.calendar).len(), 3, "one .ics per appointment");
+
+        let s = state(&registry).await;
+        for k in 1..=3 {
+            let link = &s.links[&RecordId::new(format!("apt-{k}"))];
+            assert_eq!(link.status, LinkStatus::Linked);
+            let remote = link.remote.as_ref().expect("linked to its file");
+            assert_eq!(s.by_remote[remote], RecordId::new(format!("apt-{k}")));
+        }
+        assert!(s.intents.is_empty(), "no intent left pending");
+        let text = fs::read_to_string(file_of(&w, "apt-1")).expect("read");
+        assert!(text.contains("SUMMARY:Quarterly review"), "{text}");
+
+        // The first listing sees the three items it wrote, and decides nothing about them.
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_seen"), 3);
+        assert_eq!(cycle.terminal, "listing_completed");
+        assert!(cycle.cursor_advanced && d.cursor_path().is_file());
+        assert!(
+            cycle
+                .decisions
+                .iter()
+                .all(|a| a.decision.event.name() == "cycle_scheduled"),
+            "{:#?}",
+            cycle.decisions
+        );
+        // Nothing pending: nothing executed again.
+        assert!(
+            d.execute_pending()
+                .await
+                .expect("execute")
+                .outcomes
+                .is_empty()
+        );
+        assert_eq!(items(&w.calendar).len(), 3);
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn an_edit_made_by_another_program_reaches_the_mailbox_and_the_crm() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let mut d = linked(&w, &registry).await;
+
+        let path = file_of(&w, "apt-2");
+        let text = fs::read_to_string(&path).expect("read");
+        rewrite(
+            &path,
+            &text.replace("SUMMARY:Cargo audit", "SUMMARY:Cargo audit (moved)"),
+        );
+
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_seen"), 1, "only the edited item");
+        let s = state(&registry).await;
+        let remote = s.links[&RecordId::new("apt-2")].remote.clone().unwrap();
+        assert_eq!(
+            s.remote_items[&remote].fields.title(),
+            "Cargo audit (moved)"
+        );
+        let updates = decided(&cycle.decisions, "update_intent");
+        assert_eq!(updates.len(), 1);
+        match &updates[0].decision.event {
+            Event::UpdateIntent(u) => {
+                assert_eq!(u.target, Side::Crm);
+                assert_eq!(u.record, RecordId::new("apt-2"));
+                assert_eq!(u.item.title, "Cargo audit (moved)");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(updates[0].decision.rule.0, 18);
+        // A CRM-side intent is not the connector's: it stays pending, nothing is executed.
+        let report = d.execute_pending().await.expect("execute");
+        assert!(report.outcomes.is_empty());
+        assert!(state(&registry).await.intents.contains_key(&updates[0].id));
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn a_deleted_file_yields_one_item_gone_and_the_r36_decision_once() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let mut d = linked(&w, &registry).await;
+        fs::remove_file(file_of(&w, "apt-3")).expect("delete");
+
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_gone"), 1);
+        assert_eq!(cycle.terminal, "listing_completed");
+        let deletes = decided(&cycle.decisions, "delete_intent");
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].decision.rule.0, 36);
+        match &deletes[0].decision.event {
+            Event::DeleteIntent(p) => {
+                assert_eq!(p.target, Side::Crm);
+                assert_eq!(p.record, RecordId::new("apt-3"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The next cycle: the item is no longer known, nothing is reported or decided.
+        let again = d.cycle().await.expect("cycle");
+        assert_eq!(again.count("item_gone"), 0);
+        assert_eq!(again.count("item_seen"), 0);
+        assert!(decided(&again.decisions, "delete_intent").is_empty());
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let mut d = linked(&w, &registry).await;
+        rewrite(&file_of(&w, "apt-1"), "BEGIN:VCALENDAR\r\nthis is not\r\n");
+
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.failures.len(), 1, "{:?}", cycle.failures);
+        assert!(cycle.failures[0].item.starts_with("calendar/apt-1-"));
+        assert_eq!(cycle.count("item_gone"), 0);
+        assert_eq!(cycle.terminal, "listing_completed");
+        assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        let s = state(&registry).await;
+        assert_eq!(s.links[&RecordId::new("apt-1")].status, LinkStatus::Linked);
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn an_emptied_directory_yields_no_item_gone() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let mut d = linked(&w, &registry).await;
+        for path in items(&w.calendar) {
+            fs::remove_file(path).expect("delete");
+        }
+        for _ in 0..2 {
+            let cycle = d.cycle().await.expect("cycle");
+            assert_eq!(cycle.count("item_gone"), 0);
+            assert_eq!(cycle.terminal, "listing_partial");
+            assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        }
+        let s = state(&registry).await;
+        assert!(
+            s.links.values().all(|l| l.status == LinkStatus::Linked),
+            "absence is not deletion"
+        );
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn a_logical_delete_deletes_the_file_and_cancels_the_meeting_once() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let mut d = linked(&w, &registry).await;
+        let path = file_of(&w, "apt-1");
+
+        let decisions = observe(
+            &registry,
+            Event::AccessLost(AccessLost {
+                user: paul(),
+                records: vec![RecordId::new("apt-1")],
+                reason: AccessReason::Role,
+            }),
+        )
+        .await;
+        assert_eq!(decided(&decisions, "logical_delete").len(), 1);
+        assert_eq!(decided(&decisions, "delete_intent").len(), 1);
+        assert_eq!(decided(&decisions, "cancel_intent").len(), 1);
+
+        let report = d.execute_pending().await.expect("execute");
+        assert_eq!(report.succeeded(), 2, "{:#?}", report.outcomes);
+        assert!(!path.exists(), "the organizer's item is deleted");
+        for address in ATTENDEES {
+            let messages = inbox(&w, address);
+            assert_eq!(messages.len(), 1, "{address}: one cancellation");
+            let text = fs::read_to_string(&messages[0]).expect("read");
+            assert!(text.contains("METHOD:CANCEL"), "{text}");
+            assert!(text.contains("Quarterly review"), "{text}");
+        }
+        let s = state(&registry).await;
+        assert_eq!(s.links[&RecordId::new("apt-1")].status, LinkStatus::Deleted);
+        assert!(s.intents.is_empty());
+
+        // Nothing pending: nothing sent again; the listing confirms the delete, decides nothing.
+        assert!(
+            d.execute_pending()
+                .await
+                .expect("execute")
+                .outcomes
+                .is_empty()
+        );
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_gone"), 1);
+        assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        for address in ATTENDEES {
+            assert_eq!(inbox(&w, address).len(), 1);
+        }
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+/// The intent events of the mailbox stream, by id.
+fn intent_events(journal: &dyn Journal) -> Vec<(EventId, Event)> {
+    journal
+        .read_stream(&StreamId::mailbox(&mailbox()), 1, 1_000_000)
+        .expect("read")
+        .into_iter()
+        .filter_map(|env| {
+            let id = env.event_id;
+            let stored = ledgersync_engine::log::Stored::decode(env).expect("decode");
+            matches!(
+                stored.event,
+                Event::CreateIntent(_) | Event::DeleteIntent(_) | Event::CancelIntent(_)
+            )
+            .then_some((id, stored.event))
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_re_executes_pending_intents_exactly_once() {
+    let w = world();
+    System::new().block_on(async {
+        let first = registry(&w);
+        let d = linked(&w, &first).await;
+        let cursor = d.cursor().clone();
+        // A logical delete of apt-2 and a new appointment: three intents pending.
+        observe(
+            &first,
+            Event::AccessLost(AccessLost {
+                user: paul(),
+                records: vec![RecordId::new("apt-2")],
+                reason: AccessReason::Share,
+            }),
+        )
+        .await;
+        observe(
+            &first,
+            Event::RecordUpserted(RecordUpserted {
+                record: appointment(4, "Engine overhaul"),
+            }),
+        )
+        .await;
+        let s = state(&first).await;
+        assert_eq!(s.intents.len(), 3);
+
+        // The crash: every call was made, no outcome was recorded.
+        let records = s.records.clone();
+        let mut raw = connector(&w);
+        for (id, event) in intent_events(w.journal.as_ref()) {
+            if let Some(p) = s.intents.get(&id) {
+                let outcome = raw.execute(Intent {
+                    id,
+                    event: &event,
+                    record: records.get(&p.record).map(|r| r.as_ref()),
+                });
+                assert!(matches!(outcome, Event::IntentSucceeded(_)), "{outcome:?}");
+            }
+        }
+        assert_eq!(items(&w.calendar).len(), 3, "apt-2 deleted, apt-4 created");
+        for address in ATTENDEES {
+            assert_eq!(inbox(&w, address).len(), 1);
+        }
+        drop(d);
+        drop(first);
+
+        // A new registry and driver on the same journal and data directory.
+        let second = registry(&w);
+        let mut d = driver(&w, &second);
+        assert_eq!(
+            d.cursor(),
+            &cursor,
+            "the cursor was read back from its file"
+        );
+        let report = d.execute_pending().await.expect("execute");
+        assert_eq!(report.succeeded(), 3, "{:#?}", report.outcomes);
+        assert_eq!(items(&w.calendar).len(), 3, "no second file");
+        for address in ATTENDEES {
+            assert_eq!(inbox(&w, address).len(), 1, "{address}: no second message");
+        }
+        let s = state(&second).await;
+        assert!(s.intents.is_empty());
+        assert_eq!(s.links[&RecordId::new("apt-4")].status, LinkStatus::Linked);
+        assert_eq!(s.links[&RecordId::new("apt-2")].status, LinkStatus::Deleted);
+        // Exactly once: a second call finds nothing pending.
+        assert!(
+            d.execute_pending()
+                .await
+                .expect("execute")
+                .outcomes
+                .is_empty()
+        );
+        // The listing after the restart starts from the stored cursor.
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_seen"), 1, "only the new apt-4 file");
+        assert_eq!(
+            cycle.count("item_gone"),
+            1,
+            "the apt-2 file deleted by the intent"
+        );
+        assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
