@@ -6,12 +6,21 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod bus;
 pub mod driver;
+pub mod org;
 pub mod registry;
 pub mod throttle;
 
 pub use actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
+pub use bus::{
+    Bus, BusError, BusMessage, Confirmation, DeadLetter, Delivery, InProcessBus, partition_of,
+};
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
+pub use org::{
+    ConsumerConfig, CrmChange, InspectOrg, OrgActor, OrgError, OrgView, Routed, Settled, consume,
+    settle_one, spawn_consumers,
+};
 pub use registry::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,
     SharedSettings, Shutdown, StatsSnapshot,

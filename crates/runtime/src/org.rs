@@ -1,0 +1,612 @@
+//! The organization actor and the consumer loop that feeds the live side from the bus.
+//!
+//! # `OrgActor`
+//!
+//! Owns the organization: its [`OrgState`] and the head of `org/<id>`. On start it rebuilds
+//! the state from the stream and finishes the routing of a last change that a crash left
+//! half-routed (the rule of `Engine::finish_routing`: the change is half-routed only if every
+//! event after it carries its correlation; the mailboxes those events are in got it, the
+//! others get it now). For a CRM change ([`CrmChange`]), one at a time:
+//!
+//! 1. validate it against the organization (`validate_crm`): bad input is refused with
+//!    [`OrgError::Invalid`], nothing is recorded;
+//! 2. append it to `org/<id>` with the expected head, and await its durability;
+//! 3. compute the target mailboxes on the state before the change (`OrgState::route`), then
+//!    apply it;
+//! 4. write the settings in force to [`SharedSettings`] (only now: the change is durable);
+//! 5. send an [`ObserveMailbox`] for each target mailbox (caused and correlated by the
+//!    organization event), and answer only once every mailbox answered: when the answer is
+//!    `Ok`, every event the change caused is durable.
+//!
+//! After a failed append or a failed routing the actor drops its state; the next message
+//! rebuilds it from the journal first, which also finishes a routing the failure interrupted.
+//! A change whose id is already the last event of the organization stream (a redelivery after
+//! such a failure) is not recorded again.
+//!
+//! # The consumer loop
+//!
+//! [`consume`] takes the messages of one partition of a [`Bus`] one at a time: CRM changes go to
+//! the `OrgActor`, mail-side observations to the [`Registry`]. It acks after success (the events
+//! are durable), dead-letters bad input with the error text (retrying cannot help), and
+//! releases the message for redelivery after a transient failure (the journal), waiting
+//! [`ConsumerConfig::retry_after`] before taking the partition's next delivery.
+
+use crate::ActorError;
+use crate::bus::{Bus, BusMessage, Delivery};
+use crate::registry::{ObserveMailbox, Registry, SharedSettings};
+use actix::fut::{ActorFutureExt, WrapFuture};
+use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
+use ledgersync_domain::event::EventClass;
+use ledgersync_domain::{Event, EventId, MailboxId, NewEvent, OrgId, OrgState, StreamId};
+use ledgersync_engine::engine::{Appended, validate_crm};
+use ledgersync_engine::log::{PAGE, Stored};
+use ledgersync_engine::mailbox::Incoming;
+use ledgersync_engine::{Clock, EngineError, IdGen};
+use ledgersync_journal::{AppendError, ExpectedSeq, Journal};
+use std::collections::BTreeSet;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+/// Why a CRM change was not (completely) handled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrgError {
+    /// The change is not valid for the organization; nothing was recorded. Retrying cannot
+    /// help: correct the change.
+    #[error("CRM change refused, nothing was recorded: {0}")]
+    Invalid(#[source] EngineError),
+    /// The organization could not be rebuilt from the journal; nothing was recorded for this
+    /// message. The next message retries.
+    #[error(
+        "could not rebuild organization `{org}` from the journal: {reason}; nothing was recorded \
+         for this change; it is retried with the next message"
+    )]
+    Recovery {
+        /// The organization.
+        org: OrgId,
+        /// What failed.
+        reason: String,
+    },
+    /// The append to the organization stream failed; nothing was recorded.
+    #[error("could not record the CRM change in {stream}: {source}; nothing was recorded")]
+    Append {
+        /// The organization stream.
+        stream: StreamId,
+        /// The journal's answer.
+        #[source]
+        source: AppendError,
+    },
+    /// The change is recorded, but a mailbox did not record it yet. The next message rebuilds
+    /// the organization and finishes the routing; a redelivery of this change is not recorded
+    /// twice.
+    #[error(
+        "the CRM change is recorded but mailbox `{mailbox}` did not record it: {source}; its \
+         routing is finished before the next change"
+    )]
+    Routing {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The mailbox actor's answer.
+        #[source]
+        source: ActorError,
+    },
+    /// The registry did not answer (it stopped).
+    #[error("the registry did not answer: {0}")]
+    Registry(MailboxError),
+}
+
+impl OrgError {
+    /// True when the change itself is bad: retrying cannot help, dead-letter it.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, OrgError::Invalid(_))
+    }
+}
+
+/// A CRM-side or administrative change for the organization, recorded under `id`.
+#[derive(Debug, Clone)]
+pub struct CrmChange {
+    /// The event id in the organization stream.
+    pub id: EventId,
+    /// The change.
+    pub event: Event,
+}
+
+/// What a CRM change led to.
+#[derive(Debug, Clone, Default)]
+pub struct Routed {
+    /// The organization event.
+    pub org_event: Option<EventId>,
+    /// The mailboxes it was routed to.
+    pub mailboxes: Vec<MailboxId>,
+    /// The decisions the mailboxes appended, mailbox by mailbox.
+    pub decisions: Vec<Appended>,
+    /// The change was already the last recorded organization event (a redelivery): nothing
+    /// was appended for it now.
+    pub already_recorded: bool,
+}
+
+impl Message for CrmChange {
+    type Result = Result<Routed, OrgError>;
+}
+
+/// The organization as the actor holds it: its state and the head of its stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InspectOrg;
+
+/// The answer to [`InspectOrg`].
+#[derive(Debug, Clone)]
+pub struct OrgView {
+    /// The state.
+    pub state: OrgState,
+    /// The head of `org/<id>` the state includes.
+    pub head: u64,
+}
+
+impl Message for InspectOrg {
+    type Result = Result<OrgView, OrgError>;
+}
+
+struct OrgCore {
+    state: OrgState,
+    head: u64,
+    last: Option<EventId>,
+}
+
+struct OrgEnv {
+    org: OrgId,
+    stream: StreamId,
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    settings: SharedSettings,
+    registry: Addr<Registry>,
+}
+
+/// The organization actor. Create it with [`OrgActor::new`] and `start()` it inside an actix
+/// `System`.
+pub struct OrgActor {
+    env: Arc<OrgEnv>,
+    /// `None` before the recovery, and after a failure (rebuilt by the next message).
+    core: Option<OrgCore>,
+}
+
+impl OrgActor {
+    /// The actor of organization `org` over `journal`; it writes the settings in force to
+    /// `settings` (shared with the `registry`'s mailbox actors) and routes through `registry`.
+    pub fn new(
+        org: OrgId,
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        settings: SharedSettings,
+        registry: Addr<Registry>,
+    ) -> Self {
+        Self {
+            env: Arc::new(OrgEnv {
+                stream: StreamId::org(&org),
+                org,
+                journal,
+                clock,
+                settings,
+                registry,
+            }),
+            core: None,
+        }
+    }
+}
+
+/// What the blocking part of the recovery found.
+struct Read {
+    core: OrgCore,
+    /// A last change left half-routed: its id, the change, the mailboxes still to reach.
+    unfinished: Option<(EventId, Event, Vec<MailboxId>)>,
+}
+
+fn read_org(env: &OrgEnv) -> Result<Read, EngineError> {
+    let journal = env.journal.as_ref();
+    let mut state = OrgState::new(env.org.clone());
+    let mut head = 0;
+    let mut last: Option<(OrgState, Stored)> = None;
+    let mut from = 1;
+    loop {
+        let page = journal.read_stream(&env.stream, from, PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        for envelope in page {
+            from = envelope.seq + 1;
+            head = envelope.seq;
+            let stored = Stored::decode(envelope)?;
+            if let Some((_, prev)) = last.take() {
+                state.apply(&prev.event);
+            }
+            last = Some((state.clone(), stored));
+        }
+    }
+    let Some((before, change)) = last else {
+        return Ok(Read {
+            core: OrgCore {
+                state,
+                head,
+                last: None,
+            },
+            unfinished: None,
+        });
+    };
+    state.apply(&change.event);
+    let id = change.envelope.event_id;
+    let core = OrgCore {
+        state,
+        head,
+        last: Some(id),
+    };
+    // Half-routed only if every event after the change carries its correlation.
+    let mut reached = BTreeSet::new();
+    let mut next = change.envelope.position + 1;
+    loop {
+        let page = journal.read_all(next, PAGE)?;
+        let Some(tail) = page.last() else { break };
+        next = tail.position + 1;
+        for envelope in &page {
+            if envelope.correlation != Some(id) {
+                return Ok(Read {
+                    core,
+                    unfinished: None,
+                });
+            }
+            if let Some(m) = envelope.stream.as_mailbox() {
+                reached.insert(m);
+            }
+        }
+    }
+    let missing: Vec<MailboxId> = before
+        .route(&change.event)
+        .into_iter()
+        .filter(|m| !reached.contains(m))
+        .collect();
+    Ok(Read {
+        core,
+        unfinished: (!missing.is_empty()).then_some((id, change.event, missing)),
+    })
+}
+
+fn publish_settings(env: &OrgEnv, state: &OrgState) {
+    let mut settings = env.settings.write().unwrap_or_else(PoisonError::into_inner);
+    if *settings != state.settings {
+        *settings = state.settings.clone();
+    }
+}
+
+/// Sends `event` (the organization event `org_event`) to every mailbox of `targets` at once
+/// and waits for every answer; the first error is returned after all answered.
+async fn route(
+    env: &OrgEnv,
+    org_event: EventId,
+    event: &Event,
+    targets: &[MailboxId],
+) -> Result<Vec<Appended>, OrgError> {
+    let requests: Vec<_> = targets
+        .iter()
+        .map(|mailbox| {
+            let id = IdGen.next();
+            let incoming = Incoming {
+                event: event.clone(),
+                id,
+                causation: vec![org_event],
+                correlation: org_event,
+            };
+            (
+                mailbox.clone(),
+                env.registry
+                    .send(ObserveMailbox::new(mailbox.clone(), incoming)),
+            )
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    let mut first_error = None;
+    for (mailbox, request) in requests {
+        match request.await {
+            Ok(Ok(appended)) => decisions.extend(appended),
+            Ok(Err(source)) => {
+                first_error.get_or_insert(OrgError::Routing { mailbox, source });
+            }
+            Err(e) => {
+                first_error.get_or_insert(OrgError::Registry(e));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(decisions),
+    }
+}
+
+/// Rebuilds the organization from its stream, publishes its settings, and finishes the
+/// routing of a half-routed last change.
+async fn recover(env: Arc<OrgEnv>) -> Result<OrgCore, OrgError> {
+    let reader = env.clone();
+    let read = tokio::task::spawn_blocking(move || read_org(&reader))
+        .await
+        .map_err(|e| format!("the recovery task failed: {e}"))
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|reason| OrgError::Recovery {
+            org: env.org.clone(),
+            reason,
+        })?;
+    publish_settings(&env, &read.core.state);
+    if let Some((id, change, missing)) = read.unfinished {
+        for mailbox in &missing {
+            tracing::warn!(mailbox = %mailbox, event = %id, "finishing the routing of a CRM change interrupted by a crash");
+        }
+        route(&env, id, &change, &missing).await?;
+    }
+    Ok(read.core)
+}
+
+/// Handles one change on `core` (recovered first if `None`); answers the core to keep
+/// (`None` after a failure that may leave it behind the journal) and the result.
+async fn handle_change(
+    env: Arc<OrgEnv>,
+    core: Option<OrgCore>,
+    msg: CrmChange,
+) -> (Option<OrgCore>, Result<Routed, OrgError>) {
+    let mut core = match core {
+        Some(core) => core,
+        None => match recover(env.clone()).await {
+            Ok(core) => core,
+            Err(e) => return (None, Err(e)),
+        },
+    };
+    if core.last == Some(msg.id) {
+        return (
+            Some(core),
+            Ok(Routed {
+                org_event: Some(msg.id),
+                already_recorded: true,
+                ..Routed::default()
+            }),
+        );
+    }
+    if let Err(e) = validate_crm(&msg.event, &core.state) {
+        return (Some(core), Err(OrgError::Invalid(e)));
+    }
+    let now = env.clock.now();
+    let event = msg.event;
+    let new = NewEvent {
+        event_id: msg.id,
+        recorded_at: now,
+        occurred_at: now,
+        event_type: event.event_type(),
+        schema_version: event.schema_version(),
+        causation: vec![],
+        correlation: Some(msg.id),
+        rule: None,
+        payload: event.encode_payload(),
+        items: event.item_keys(),
+    };
+    let ticket = env
+        .journal
+        .submit(&env.stream, ExpectedSeq::Exactly(core.head), vec![new]);
+    if let Err(source) = ticket.await {
+        tracing::warn!(org = %env.org, error = %source, "CRM change not recorded; the organization is rebuilt from its stream");
+        return (
+            None,
+            Err(OrgError::Append {
+                stream: env.stream.clone(),
+                source,
+            }),
+        );
+    }
+    core.head += 1;
+    core.last = Some(msg.id);
+    let targets = core.state.route(&event);
+    core.state.apply(&event);
+    // Durable now: the mailboxes may decide with it.
+    publish_settings(&env, &core.state);
+    match route(&env, msg.id, &event, &targets).await {
+        Ok(decisions) => (
+            Some(core),
+            Ok(Routed {
+                org_event: Some(msg.id),
+                mailboxes: targets,
+                decisions,
+                already_recorded: false,
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(org = %env.org, error = %e, "CRM change recorded but not routed everywhere; the routing is finished before the next change");
+            (None, Err(e))
+        }
+    }
+}
+
+impl Actor for OrgActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Messages wait until the recovery is done (ctx.wait).
+        ctx.wait(
+            recover(self.env.clone())
+                .into_actor(self)
+                .map(|result, act, _ctx| match result {
+                    Ok(core) => act.core = Some(core),
+                    Err(e) => {
+                        tracing::warn!(org = %act.env.org, error = %e, "organization recovery failed; the next message retries it");
+                        act.core = None;
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<CrmChange> for OrgActor {
+    type Result = AtomicResponse<Self, Result<Routed, OrgError>>;
+
+    fn handle(&mut self, msg: CrmChange, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = self.core.take();
+        let fut = handle_change(self.env.clone(), core, msg)
+            .into_actor(self)
+            .map(|(core, result), act, _ctx| {
+                act.core = core;
+                result
+            });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+impl Handler<InspectOrg> for OrgActor {
+    type Result = AtomicResponse<Self, Result<OrgView, OrgError>>;
+
+    fn handle(&mut self, _msg: InspectOrg, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = self.core.take();
+        let env = self.env.clone();
+        let fut = async move {
+            match core {
+                Some(core) => Ok(core),
+                None => recover(env).await,
+            }
+        }
+        .into_actor(self)
+        .map(|result, act, _ctx| match result {
+            Ok(core) => {
+                let view = OrgView {
+                    state: core.state.clone(),
+                    head: core.head,
+                };
+                act.core = Some(core);
+                Ok(view)
+            }
+            Err(e) => Err(e),
+        });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+/// Settings of a consumer loop.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// After a transient failure, the partition's next delivery (the same message) is taken
+    /// only after this long. Default 1 s.
+    pub retry_after: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the consumer did with one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Handled; its events are durable; acked.
+    Acked,
+    /// Bad input; dead-lettered with this reason.
+    DeadLettered(String),
+    /// A transient failure; released for redelivery.
+    Released(String),
+}
+
+enum Outcome {
+    Done,
+    Bad(String),
+    Transient(String),
+}
+
+async fn handle_delivery(
+    message: &BusMessage,
+    org: &Addr<OrgActor>,
+    registry: &Addr<Registry>,
+) -> Outcome {
+    match message {
+        BusMessage::CrmChange { id, event } => {
+            let change = CrmChange {
+                id: *id,
+                event: event.clone(),
+            };
+            match org.send(change).await {
+                Ok(Ok(_)) => Outcome::Done,
+                Ok(Err(e)) if e.is_bad_input() => Outcome::Bad(e.to_string()),
+                Ok(Err(e)) => Outcome::Transient(e.to_string()),
+                Err(e) => Outcome::Transient(format!("the organization actor did not answer: {e}")),
+            }
+        }
+        BusMessage::MailObservation { mailbox, incoming } => {
+            if !matches!(
+                incoming.event.class(),
+                EventClass::MailObservation | EventClass::Outcome
+            ) {
+                return Outcome::Bad(format!(
+                    "invalid input: `{}` is not a mail-server observation or an intent outcome; \
+                     CRM changes and administrative events go to the organization",
+                    incoming.event.name()
+                ));
+            }
+            let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
+            match registry.send(observe).await {
+                Ok(Ok(_)) => Outcome::Done,
+                Ok(Err(e)) => Outcome::Transient(e.to_string()),
+                Err(e) => Outcome::Transient(format!("the registry did not answer: {e}")),
+            }
+        }
+    }
+}
+
+/// Handles one delivery and settles it on `bus`: ack, dead-letter or release.
+pub async fn settle_one<B: Bus>(
+    bus: &B,
+    delivery: Delivery,
+    org: &Addr<OrgActor>,
+    registry: &Addr<Registry>,
+) -> Settled {
+    let outcome = handle_delivery(&delivery.message, org, registry).await;
+    let (settled, result) = match outcome {
+        Outcome::Done => (Settled::Acked, bus.ack(delivery)),
+        Outcome::Bad(reason) => (
+            Settled::DeadLettered(reason.clone()),
+            bus.dead_letter(delivery, reason),
+        ),
+        Outcome::Transient(reason) => {
+            tracing::warn!(partition = delivery.partition, tag = delivery.tag, %reason, "message left for redelivery");
+            (Settled::Released(reason), bus.release(delivery))
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the bus refused to settle a delivery");
+    }
+    settled
+}
+
+/// The consumer loop of one partition: takes its messages one at a time until the bus
+/// closes. Run one per partition (e.g. `actix::spawn`) inside the actix `System`.
+pub async fn consume<B: Bus>(
+    bus: Arc<B>,
+    partition: usize,
+    org: Addr<OrgActor>,
+    registry: Addr<Registry>,
+    config: ConsumerConfig,
+) {
+    while let Some(delivery) = bus.receive(partition).await {
+        if let Settled::Released(_) = settle_one(bus.as_ref(), delivery, &org, &registry).await {
+            tokio::time::sleep(config.retry_after).await;
+        }
+    }
+}
+
+/// Starts [`consume`] on every partition of `bus`, on the current actix arbiter.
+pub fn spawn_consumers<B: Bus>(
+    bus: Arc<B>,
+    org: &Addr<OrgActor>,
+    registry: &Addr<Registry>,
+    config: &ConsumerConfig,
+) {
+    for partition in 0..bus.partitions() {
+        actix::spawn(consume(
+            bus.clone(),
+            partition,
+            org.clone(),
+            registry.clone(),
+            config.clone(),
+        ));
+    }
+}
