@@ -542,3 +542,122 @@ fn store_cursor(path: &Path, cursor: &Cursor) -> Result<(), DriverError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgersync_domain::event::{Basis, DeleteIntent, RecordUpserted, Side};
+    use ledgersync_domain::{NewEvent, Timestamp};
+    use ledgersync_journal::{ExpectedSeq, JournalOptions};
+
+    fn new_event(event: &Event, rule: bool) -> NewEvent {
+        NewEvent {
+            event_id: IdGen.next(),
+            recorded_at: Timestamp(1),
+            occurred_at: Timestamp(1),
+            event_type: event.event_type(),
+            schema_version: event.schema_version(),
+            causation: vec![],
+            correlation: None,
+            rule: rule.then_some(ledgersync_domain::RuleId(21)),
+            payload: event.encode_payload(),
+            items: event.item_keys(),
+        }
+    }
+
+    #[test]
+    fn an_intent_is_found_through_the_item_index_and_through_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = ledgersync_journal::open(dir.path(), &JournalOptions::default()).unwrap();
+        let stream = StreamId::mailbox(&MailboxId::new("m"));
+        let delete = Event::DeleteIntent(DeleteIntent {
+            basis: Basis::default(),
+            record: RecordId::new("r1"),
+            remote: None,
+            target: Side::MailServer,
+            key: "m/r1/delete/v1".into(),
+        });
+        let mut events: Vec<NewEvent> = (0..3)
+            .map(|_| {
+                new_event(
+                    &Event::RecordUpserted(RecordUpserted {
+                        record: ledgersync_domain::records::Record {
+                            id: RecordId::new("r0"),
+                            owner: ledgersync_domain::UserId::new("u"),
+                            version: 1,
+                            body: ledgersync_domain::records::RecordBody::Contact(
+                                ledgersync_domain::records::Contact {
+                                    full_name: "A".into(),
+                                    email: "a@example.org".into(),
+                                    phone: String::new(),
+                                    company: String::new(),
+                                    state: ledgersync_domain::records::ContactState::Active,
+                                },
+                            ),
+                        },
+                    }),
+                    false,
+                )
+            })
+            .collect();
+        let intent = new_event(&delete, true);
+        let id = intent.event_id;
+        events.push(intent);
+        journal
+            .append(&stream, ExpectedSeq::NoStream, events)
+            .unwrap();
+
+        let key = ItemKey::Crm(RecordId::new("r1"));
+        assert!(
+            find_indexed(journal.as_ref(), &stream, &key, id)
+                .unwrap()
+                .is_some()
+        );
+        let found = find_intent(journal.as_ref(), &stream, &key, id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.event, delete);
+        assert_eq!(
+            found.correlation, id,
+            "no correlation recorded: the intent's own id"
+        );
+        // A key that does not index it: found by reading the stream.
+        let other = ItemKey::Crm(RecordId::new("elsewhere"));
+        let found = find_intent(journal.as_ref(), &stream, &other, id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.event, delete);
+        // Not in the stream at all.
+        assert!(
+            find_intent(journal.as_ref(), &stream, &key, IdGen.next())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_cursor_file_is_replaced_atomically_and_names_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.cursor");
+        store_cursor(&path, &Cursor::from_text("a\t1\n")).unwrap();
+        store_cursor(&path, &Cursor::from_text("b\t2\n")).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "b\t2\n");
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["m.cursor".to_string()],
+            "no temporary file left"
+        );
+
+        assert_eq!(file_stem(&MailboxId::new("mbx-1_a.b")), "mbx-1_a.b");
+        assert_eq!(file_stem(&MailboxId::new("a/b")), "a%2Fb");
+        assert_ne!(
+            file_stem(&MailboxId::new("a/b")),
+            file_stem(&MailboxId::new("a%2Fb"))
+        );
+        assert_eq!(file_stem(&MailboxId::new("..")), "%2E.");
+    }
+}

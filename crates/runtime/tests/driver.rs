@@ -291,6 +291,20 @@ fn executed_creates_write_the_files_and_link_the_rows() {
         assert!(s.intents.is_empty(), "no intent left pending");
         let text = fs::read_to_string(file_of(&w, "apt-1")).expect("read");
         assert!(text.contains("SUMMARY:Quarterly review"), "{text}");
+        // Each outcome is recorded as caused by its intent, in the intent's flow.
+        let stream = w
+            .journal
+            .read_stream(&StreamId::mailbox(&mailbox()), 1, 1_000_000)
+            .expect("read");
+        for (intent, _) in &report.outcomes {
+            let decided = stream.iter().find(|e| e.event_id == *intent).unwrap();
+            let outcome = stream
+                .iter()
+                .find(|e| e.rule.is_none() && e.causation == vec![*intent])
+                .expect("an outcome caused by the intent");
+            assert_eq!(outcome.correlation, decided.correlation);
+            assert!(outcome.seq > decided.seq);
+        }
 
         // The first listing sees the three items it wrote, and decides nothing about them.
         let cycle = d.cycle().await.expect("cycle");
@@ -587,6 +601,46 @@ fn a_restart_re_executes_pending_intents_exactly_once() {
             "the apt-2 file deleted by the intent"
         );
         assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn a_crash_before_the_cursor_is_stored_relists_harmlessly() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let d = linked(&w, &registry).await;
+        let older = fs::read_to_string(d.cursor_path()).expect("cursor file");
+        let path = file_of(&w, "apt-2");
+        let text = fs::read_to_string(&path).expect("read");
+        rewrite(
+            &path,
+            &text.replace("SUMMARY:Cargo audit", "SUMMARY:Cargo audit (moved)"),
+        );
+        fs::remove_file(file_of(&w, "apt-3")).expect("delete");
+        let mut d = d;
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(decided(&cycle.decisions, "update_intent").len(), 1);
+        assert_eq!(decided(&cycle.decisions, "delete_intent").len(), 1);
+
+        // The crash window: the observations are durable, the cursor file is the older one.
+        drop(d);
+        fs::write(w.data.join("mbx-paul.cursor"), &older).expect("older cursor");
+        let mut d = driver(&w, &registry);
+        let again = d.cycle().await.expect("cycle");
+        assert_eq!(again.count("item_seen"), 1, "the edit is listed again");
+        assert_eq!(again.count("item_gone"), 1, "the delete is listed again");
+        assert!(decided(&again.decisions, "update_intent").is_empty());
+        assert!(decided(&again.decisions, "delete_intent").is_empty());
+        assert!(
+            again
+                .decisions
+                .iter()
+                .all(|a| a.decision.event.name() == "cycle_scheduled"),
+            "{:#?}",
+            again.decisions
+        );
         replay_reproduces_everything(w.journal.as_ref());
     });
 }
