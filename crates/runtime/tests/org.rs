@@ -17,7 +17,7 @@ use ledgersync_engine::{Engine, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
 use ledgersync_runtime::{
     Bus, BusMessage, ConsumerConfig, InProcessBus, InspectOrg, OrgActor, Registry, RegistryConfig,
-    SharedSettings, spawn_consumers,
+    Settled, SharedSettings, settle_one, spawn_consumers,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -48,11 +48,24 @@ fn world() -> World {
 struct Live {
     bus: Arc<InProcessBus>,
     org: Addr<OrgActor>,
+    registry: Addr<Registry>,
     settings: SharedSettings,
 }
 
 /// The registry, the organization actor and a consumer per partition. Call inside a System.
 fn start(w: &World) -> Live {
+    let live = start_without_consumers(w);
+    spawn_consumers(
+        live.bus.clone(),
+        &live.org,
+        &live.registry,
+        &ConsumerConfig::default(),
+    );
+    live
+}
+
+/// The registry and the organization actor; the test takes deliveries itself.
+fn start_without_consumers(w: &World) -> Live {
     let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
     let registry = Registry::new(
         w.journal.clone(),
@@ -70,8 +83,12 @@ fn start(w: &World) -> Live {
     )
     .start();
     let bus = Arc::new(InProcessBus::new(4, w.clock.clone()));
-    spawn_consumers(bus.clone(), &org, &registry, &ConsumerConfig::default());
-    Live { bus, org, settings }
+    Live {
+        bus,
+        org,
+        registry,
+        settings,
+    }
 }
 
 async fn publish_all(live: &Live, events: Vec<Event>) {
@@ -617,6 +634,89 @@ fn a_setting_change_reaches_the_mailboxes_only_once_durable_and_decides_the_next
     });
     // Replay re-decides each observation with the settings recorded before it in the
     // organization stream: N/N means no mailbox decided with a setting not yet durable.
+    let report = replay(w.journal.as_ref(), None, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.mismatches);
+}
+
+#[test]
+fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered() {
+    let w = world();
+    System::new().block_on(async {
+        let live = start_without_consumers(&w);
+        let mut setup = organization();
+        setup.extend(mailbox_setup("mbx-jayne", "jayne", true));
+        for e in setup {
+            live.bus.publish(BusMessage::crm(e)).await.unwrap();
+            let delivery = live.bus.receive(0).await.unwrap();
+            let settled = settle_one(live.bus.as_ref(), delivery, &live.org, &live.registry).await;
+            assert_eq!(settled, Settled::Acked);
+        }
+        // Another writer moves the organization stream behind the actor's back.
+        let org = StreamId::org(&OrgId::new(ORG));
+        let head = w.journal.stream_head(&org).unwrap();
+        let other = Event::UserRegistered(UserRegistered {
+            user: user("kaylee"),
+            name: "Kaylee Frye".into(),
+            email: "kaylee@serenity.example".into(),
+        });
+        let other_id = EventId::from_u128(4_242);
+        w.journal
+            .append(
+                &org,
+                ExpectedSeq::Exactly(head),
+                vec![NewEvent {
+                    event_id: other_id,
+                    recorded_at: t0(),
+                    occurred_at: t0(),
+                    event_type: other.event_type(),
+                    schema_version: 1,
+                    causation: vec![],
+                    correlation: Some(other_id),
+                    rule: None,
+                    payload: other.encode_payload(),
+                    items: other.item_keys(),
+                }],
+            )
+            .unwrap();
+        let mailbox = StreamId::mailbox(&MailboxId::new("mbx-jayne"));
+        let before = w.journal.stream_head(&mailbox).unwrap();
+        let supplier = appointment(
+            "apt-supplier-call",
+            "jayne",
+            "Supplier call",
+            person("jayne"),
+            vec![],
+            3,
+        );
+        live.bus
+            .publish(BusMessage::crm(Event::RecordUpserted(RecordUpserted {
+                record: supplier,
+            })))
+            .await
+            .unwrap();
+        // The append conflicts: not acked, not dead-lettered, nothing recorded.
+        let delivery = live.bus.receive(0).await.unwrap();
+        let settled = settle_one(live.bus.as_ref(), delivery, &live.org, &live.registry).await;
+        match &settled {
+            Settled::Released(reason) => assert!(reason.contains("another writer"), "{reason}"),
+            other => panic!("expected a release, got {other:?}"),
+        }
+        assert_eq!(live.bus.pending(), 1);
+        assert!(live.bus.dead_letters().is_empty());
+        assert_eq!(w.journal.stream_head(&org).unwrap(), head + 1);
+        assert_eq!(w.journal.stream_head(&mailbox).unwrap(), before);
+        // Redelivered: the actor rebuilt from the stream records it once and routes it.
+        let delivery = live.bus.receive(0).await.unwrap();
+        assert_eq!(delivery.redelivered, 1);
+        let settled = settle_one(live.bus.as_ref(), delivery, &live.org, &live.registry).await;
+        assert_eq!(settled, Settled::Acked);
+        assert_eq!(live.bus.pending(), 0);
+        assert_eq!(w.journal.stream_head(&org).unwrap(), head + 2);
+        assert!(w.journal.stream_head(&mailbox).unwrap() > before);
+        let view = live.org.send(InspectOrg).await.unwrap().unwrap();
+        assert_eq!(view.head, head + 2);
+        assert!(view.state.users.contains_key(&user("kaylee")));
+    });
     let report = replay(w.journal.as_ref(), None, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.mismatches);
 }
