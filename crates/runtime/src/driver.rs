@@ -21,6 +21,10 @@
 //!
 //! # The cursor and its crash window
 //!
+//! A `listing_failed` with code `cursor` (the connector cannot read the stored cursor) is
+//! followed by a recorded `cursor_reset`, and the initial cursor is stored: the next listing
+//! reports every item as seen and no `item_gone`.
+//!
 //! The event catalogue has no event for a cursor yet, so the cursor lives in
 //! `<data dir>/<mailbox>.cursor`, written to a temporary file, fsynced, renamed over the old
 //! one, and the directory fsynced. It is written after every observation of the listing is
@@ -34,6 +38,7 @@ use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
 use ledgersync_connectors::{Connector, Cursor, Intent, ItemFailure, Listing};
+use ledgersync_domain::event::CursorReset;
 use ledgersync_domain::records::Record;
 use ledgersync_domain::{Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, StreamId};
 use ledgersync_engine::EngineError;
@@ -51,6 +56,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// How many times an observation refused with an append conflict is sent again (same event
 /// id: the refused append wrote nothing, and the mailbox restarts from its log).
 const CONFLICT_RETRIES: u32 = 3;
+
+/// The `listing_failed` code of a cursor the connector cannot read (the connector contract).
+const CURSOR_UNREADABLE: &str = "cursor";
 
 /// Page size when the intent is looked for in the whole mailbox stream.
 const STREAM_PAGE: usize = 1024;
@@ -132,6 +140,9 @@ pub struct CycleReport {
     pub terminal: &'static str,
     /// True when the stored cursor changed.
     pub cursor_advanced: bool,
+    /// True when the connector could not read the stored cursor: a `cursor_reset` was
+    /// recorded after the `listing_failed`, and the initial cursor stored.
+    pub cursor_reset: bool,
 }
 
 impl CycleReport {
@@ -274,6 +285,35 @@ impl Driver {
             decisions.extend(self.observe(incoming).await?);
             observed.push((id, event));
         }
+        // A cursor the connector cannot read (another connector's, or damaged): recorded as a
+        // `cursor_reset`, and the next listing starts from the initial cursor (it reports every
+        // item as seen and never an `item_gone`).
+        let mut cursor = cursor;
+        let mut cursor_reset = false;
+        if let Some((failed, Event::ListingFailed(f))) = observed.last()
+            && f.error.code == CURSOR_UNREADABLE
+            && !self.cursor.is_initial()
+        {
+            let id = IdGen.next();
+            let reset = Event::CursorReset(CursorReset {
+                workload: f.workload,
+                reason: format!(
+                    "the stored cursor could not be read ({}); the next listing starts from \
+                     the initial cursor",
+                    f.error.message
+                ),
+            });
+            let incoming = Incoming {
+                event: reset.clone(),
+                id,
+                causation: vec![*failed],
+                correlation: correlation.unwrap_or(id),
+            };
+            decisions.extend(self.observe(incoming).await?);
+            observed.push((id, reset));
+            cursor = Cursor::initial();
+            cursor_reset = true;
+        }
         let cursor_advanced = cursor != self.cursor;
         if cursor_advanced {
             // Only now: every observation of the listing is durable.
@@ -286,6 +326,7 @@ impl Driver {
             failures,
             terminal,
             cursor_advanced,
+            cursor_reset,
         })
     }
 

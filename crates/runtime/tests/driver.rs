@@ -644,3 +644,60 @@ fn a_crash_before_the_cursor_is_stored_relists_harmlessly() {
         replay_reproduces_everything(w.journal.as_ref());
     });
 }
+
+#[test]
+fn an_unreadable_cursor_is_reset_and_listed_again_from_the_start() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let d = linked(&w, &registry).await;
+        let path = d.cursor_path().to_owned();
+        drop(d);
+        fs::write(&path, "not a vdir cursor").expect("damage the cursor");
+
+        let mut d = driver(&w, &registry);
+        let failed = d.cycle().await.expect("cycle");
+        assert_eq!(failed.terminal, "listing_failed");
+        assert!(failed.cursor_reset);
+        assert_eq!(failed.count("cursor_reset"), 1);
+        assert!(d.cursor().is_initial());
+        assert_eq!(fs::read_to_string(&path).expect("cursor file"), "");
+
+        // From the initial cursor: every item seen again, none gone, nothing new decided.
+        let again = d.cycle().await.expect("cycle");
+        assert_eq!(again.terminal, "listing_completed");
+        assert!(!again.cursor_reset);
+        assert_eq!(again.count("item_seen"), 3);
+        assert_eq!(again.count("item_gone"), 0);
+        assert!(
+            again
+                .decisions
+                .iter()
+                .all(|a| a.decision.event.name() == "cycle_scheduled"),
+            "{:#?}",
+            again.decisions
+        );
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
+fn every_connector_call_takes_a_connection_of_the_throttle() {
+    use ledgersync_runtime::{ConnectionLimit, Credential, Throttle};
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        setup(&registry).await;
+        let throttle = Arc::new(Throttle::new());
+        let credential = Credential {
+            profile: ProfileId::new("vdir"),
+            account: OWNER.into(),
+        };
+        throttle.set_limit(&credential.profile, ConnectionLimit::new(1).expect("limit"));
+        let mut d = driver(&w, &registry).with_throttle(throttle.clone(), credential.clone());
+        assert_eq!(d.execute_pending().await.expect("execute").succeeded(), 3);
+        assert_eq!(d.cycle().await.expect("cycle").count("item_seen"), 3);
+        assert_eq!(throttle.peak(&credential), 1, "the calls held a connection");
+        assert_eq!(throttle.in_use(&credential), 0, "and gave it back");
+    });
+}
