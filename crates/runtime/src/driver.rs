@@ -19,6 +19,11 @@
 //! executes it again with the same idempotency key, which the connector turns into the effect
 //! of one execution.
 //!
+//! One driver per mailbox, one call at a time (`&mut self`): the pending intents are a
+//! snapshot taken at the start of `execute_pending`, so an intent closed meanwhile by another
+//! observation may still be executed once more — harmless with an idempotent connector, and its
+//! outcome, naming an intent no longer pending, changes nothing and decides nothing.
+//!
 //! # The cursor and its crash window
 //!
 //! A `listing_failed` with code `cursor` (the connector cannot read the stored cursor) is
