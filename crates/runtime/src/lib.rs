@@ -18,8 +18,8 @@ pub use bus::{
 };
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use org::{
-    ConsumerConfig, CrmChange, InspectOrg, OrgActor, OrgError, OrgView, Routed, Settled, consume,
-    settle_one, spawn_consumers,
+    ConsumerConfig, CrmChange, InspectOrg, KnownMailboxes, OrgActor, OrgError, OrgView, Routed,
+    Settled, Targets, consume, settle_one, spawn_consumers,
 };
 pub use registry::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,

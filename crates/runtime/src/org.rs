@@ -44,7 +44,7 @@ use ledgersync_engine::mailbox::Incoming;
 use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, ExpectedSeq, Journal};
 use std::collections::BTreeSet;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Why a CRM change was not (completely) handled.
@@ -158,6 +158,7 @@ struct OrgEnv {
     journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
     settings: SharedSettings,
+    known: KnownMailboxes,
     registry: Addr<Registry>,
 }
 
@@ -186,12 +187,23 @@ impl OrgActor {
                 journal,
                 clock,
                 settings,
+                known: KnownMailboxes::default(),
                 registry,
             }),
             core: None,
         }
     }
+
+    /// The mailboxes the organization knows (registered), kept up to date by the actor once
+    /// each change is durable; the consumer loop refuses mail observations for other ids.
+    /// Take it before `start()`.
+    pub fn known_mailboxes(&self) -> KnownMailboxes {
+        self.env.known.clone()
+    }
 }
+
+/// The mailbox ids the organization knows, shared by the [`OrgActor`] with the consumer loop.
+pub type KnownMailboxes = Arc<RwLock<BTreeSet<MailboxId>>>;
 
 /// What the blocking part of the recovery found.
 struct Read {
@@ -272,6 +284,11 @@ fn publish_settings(env: &OrgEnv, state: &OrgState) {
     let mut settings = env.settings.write().unwrap_or_else(PoisonError::into_inner);
     if *settings != state.settings {
         *settings = state.settings.clone();
+    }
+    drop(settings);
+    let mut known = env.known.write().unwrap_or_else(PoisonError::into_inner);
+    if known.len() != state.mailboxes.len() || !state.mailboxes.keys().eq(known.iter()) {
+        *known = state.mailboxes.keys().cloned().collect();
     }
 }
 
@@ -513,11 +530,19 @@ enum Outcome {
     Transient(String),
 }
 
-async fn handle_delivery(
-    message: &BusMessage,
-    org: &Addr<OrgActor>,
-    registry: &Addr<Registry>,
-) -> Outcome {
+/// Where the consumer loop sends messages.
+#[derive(Clone)]
+pub struct Targets {
+    /// CRM changes go here.
+    pub org: Addr<OrgActor>,
+    /// Mail-side observations go here.
+    pub registry: Addr<Registry>,
+    /// Mail observations for other mailboxes are dead-lettered ([`OrgActor::known_mailboxes`]).
+    pub known: KnownMailboxes,
+}
+
+async fn handle_delivery(message: &BusMessage, targets: &Targets) -> Outcome {
+    let (org, registry) = (&targets.org, &targets.registry);
     match message {
         BusMessage::CrmChange { id, event } => {
             let change = CrmChange {
@@ -542,6 +567,14 @@ async fn handle_delivery(
                     incoming.event.name()
                 ));
             }
+            let known = targets
+                .known
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(mailbox);
+            if !known {
+                return Outcome::Bad(EngineError::UnknownMailbox(mailbox.clone()).to_string());
+            }
             let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
             match registry.send(observe).await {
                 Ok(Ok(_)) => Outcome::Done,
@@ -553,13 +586,8 @@ async fn handle_delivery(
 }
 
 /// Handles one delivery and settles it on `bus`: ack, dead-letter or release.
-pub async fn settle_one<B: Bus>(
-    bus: &B,
-    delivery: Delivery,
-    org: &Addr<OrgActor>,
-    registry: &Addr<Registry>,
-) -> Settled {
-    let outcome = handle_delivery(&delivery.message, org, registry).await;
+pub async fn settle_one<B: Bus>(bus: &B, delivery: Delivery, targets: &Targets) -> Settled {
+    let outcome = handle_delivery(&delivery.message, targets).await;
     let (settled, result) = match outcome {
         Outcome::Done => (Settled::Acked, bus.ack(delivery)),
         Outcome::Bad(reason) => (
@@ -582,30 +610,23 @@ pub async fn settle_one<B: Bus>(
 pub async fn consume<B: Bus>(
     bus: Arc<B>,
     partition: usize,
-    org: Addr<OrgActor>,
-    registry: Addr<Registry>,
+    targets: Targets,
     config: ConsumerConfig,
 ) {
     while let Some(delivery) = bus.receive(partition).await {
-        if let Settled::Released(_) = settle_one(bus.as_ref(), delivery, &org, &registry).await {
+        if let Settled::Released(_) = settle_one(bus.as_ref(), delivery, &targets).await {
             tokio::time::sleep(config.retry_after).await;
         }
     }
 }
 
 /// Starts [`consume`] on every partition of `bus`, on the current actix arbiter.
-pub fn spawn_consumers<B: Bus>(
-    bus: Arc<B>,
-    org: &Addr<OrgActor>,
-    registry: &Addr<Registry>,
-    config: &ConsumerConfig,
-) {
+pub fn spawn_consumers<B: Bus>(bus: Arc<B>, targets: &Targets, config: &ConsumerConfig) {
     for partition in 0..bus.partitions() {
         actix::spawn(consume(
             bus.clone(),
             partition,
-            org.clone(),
-            registry.clone(),
+            targets.clone(),
             config.clone(),
         ));
     }

@@ -17,7 +17,7 @@ use ledgersync_engine::{Engine, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
 use ledgersync_runtime::{
     Bus, BusMessage, ConsumerConfig, InProcessBus, InspectOrg, OrgActor, Registry, RegistryConfig,
-    Settled, SharedSettings, settle_one, spawn_consumers,
+    Settled, SharedSettings, Targets, settle_one, spawn_consumers,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -48,19 +48,14 @@ fn world() -> World {
 struct Live {
     bus: Arc<InProcessBus>,
     org: Addr<OrgActor>,
-    registry: Addr<Registry>,
+    targets: Targets,
     settings: SharedSettings,
 }
 
 /// The registry, the organization actor and a consumer per partition. Call inside a System.
 fn start(w: &World) -> Live {
     let live = start_without_consumers(w);
-    spawn_consumers(
-        live.bus.clone(),
-        &live.org,
-        &live.registry,
-        &ConsumerConfig::default(),
-    );
+    spawn_consumers(live.bus.clone(), &live.targets, &ConsumerConfig::default());
     live
 }
 
@@ -80,13 +75,18 @@ fn start_without_consumers(w: &World) -> Live {
         w.clock.clone(),
         settings.clone(),
         registry.clone(),
-    )
-    .start();
+    );
+    let known = org.known_mailboxes();
+    let org = org.start();
     let bus = Arc::new(InProcessBus::new(4, w.clock.clone()));
     Live {
         bus,
-        org,
-        registry,
+        org: org.clone(),
+        targets: Targets {
+            org,
+            registry,
+            known,
+        },
         settings,
     }
 }
@@ -460,6 +460,25 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
         live.bus.settled().await;
         let dead = live.bus.dead_letters();
         assert_eq!(dead.len(), 3, "{dead:?}");
+        // An observation for a mailbox the organization does not know.
+        live.bus
+            .publish(BusMessage::observation(
+                MailboxId::new("mbx-nobody"),
+                Event::IntentSucceeded(IntentSucceeded {
+                    intent: EventId::from_u128(1),
+                    remote: None,
+                    etag: None,
+                }),
+            ))
+            .await
+            .unwrap();
+        live.bus.settled().await;
+        let unknown = live.bus.dead_letters().pop().expect("dead-lettered");
+        assert!(unknown.reason.contains("mbx-nobody"), "{}", unknown.reason);
+        assert!(w.journal.streams().unwrap().iter().all(|(s, _)| {
+            s.as_mailbox()
+                .is_none_or(|m| m != MailboxId::new("mbx-nobody"))
+        }));
         // CRM changes keep their order (partition 0); the misrouted observation is on its
         // mailbox's partition, so it may be dead-lettered before or between them.
         let crm: Vec<_> = dead.iter().filter(|d| d.partition == 0).collect();
@@ -498,7 +517,7 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
             vec![Event::RecordUpserted(RecordUpserted { record: supplier })],
         )
         .await;
-        assert_eq!(live.bus.dead_letters().len(), 3);
+        assert_eq!(live.bus.dead_letters().len(), 4);
         assert_eq!(org_head(w.journal.as_ref()), head + 1);
         assert!(w.journal.last_position().unwrap() > position + 1);
         live.bus.close();
@@ -648,7 +667,7 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
         for e in setup {
             live.bus.publish(BusMessage::crm(e)).await.unwrap();
             let delivery = live.bus.receive(0).await.unwrap();
-            let settled = settle_one(live.bus.as_ref(), delivery, &live.org, &live.registry).await;
+            let settled = settle_one(live.bus.as_ref(), delivery, &live.targets).await;
             assert_eq!(settled, Settled::Acked);
         }
         // Another writer moves the organization stream behind the actor's back.
@@ -696,7 +715,7 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
             .unwrap();
         // The append conflicts: not acked, not dead-lettered, nothing recorded.
         let delivery = live.bus.receive(0).await.unwrap();
-        let settled = settle_one(live.bus.as_ref(), delivery, &live.org, &live.registry).await;
+        let settled = settle_one(live.bus.as_ref(), delivery, &live.targets).await;
         match &settled {
             Settled::Released(reason) => assert!(reason.contains("another writer"), "{reason}"),
             other => panic!("expected a release, got {other:?}"),
@@ -708,7 +727,7 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
         // Redelivered: the actor rebuilt from the stream records it once and routes it.
         let delivery = live.bus.receive(0).await.unwrap();
         assert_eq!(delivery.redelivered, 1);
-        let settled = settle_one(live.bus.as_ref(), delivery, &live.org, &live.registry).await;
+        let settled = settle_one(live.bus.as_ref(), delivery, &live.targets).await;
         assert_eq!(settled, Settled::Acked);
         assert_eq!(live.bus.pending(), 0);
         assert_eq!(w.journal.stream_head(&org).unwrap(), head + 2);
