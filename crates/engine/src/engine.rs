@@ -123,31 +123,9 @@ impl Engine {
 
     /// Routes `change` (the last organization event) to the mailboxes that did not receive it:
     /// a crash between the organization append and a mailbox append leaves it half-routed.
-    ///
-    /// `crm` routes one change completely before anything else is appended, and every event of
-    /// that routing carries the change's id as correlation. So the change is half-routed only
-    /// if every event after it shares that correlation; the streams they are in got it.
     fn finish_routing(&mut self, before: &OrgState, change: Stored) -> Result<(), EngineError> {
         let id = change.envelope.event_id;
-        let mut reached = std::collections::BTreeSet::new();
-        let mut next = change.envelope.position + 1;
-        loop {
-            let page = self.journal.read_all(next, crate::log::PAGE)?;
-            let Some(last) = page.last() else { break };
-            next = last.position + 1;
-            for env in &page {
-                if env.correlation != Some(id) {
-                    return Ok(()); // the engine moved on: the change was routed completely
-                }
-                if let Some(m) = env.stream.as_mailbox() {
-                    reached.insert(m);
-                }
-            }
-        }
-        for mailbox in before.route(&change.event) {
-            if reached.contains(&mailbox) {
-                continue;
-            }
+        for mailbox in unrouted(self.journal.as_ref(), before, &change)? {
             tracing::warn!(mailbox = %mailbox, event = %id, "finishing the routing of a CRM change interrupted by a crash");
             let now = self.clock.now();
             self.process(&mailbox, change.event.clone(), vec![id], id, now)?;
@@ -298,6 +276,42 @@ impl Engine {
         }
         Ok(appended)
     }
+}
+
+/// The mailboxes that `change` — the last event of the organization stream, with `before` the
+/// organization just before it — should have reached and did not: empty unless a crash
+/// interrupted its routing.
+///
+/// A change is routed completely before anything else is appended, and every event of that
+/// routing carries the change's id as correlation. So the change is half-routed only if every
+/// event after it shares that correlation; the streams they are in got it. (With a bus that
+/// appends mail-side observations concurrently this rule needs a routing marker instead.)
+pub fn unrouted(
+    journal: &dyn Journal,
+    before: &OrgState,
+    change: &Stored,
+) -> Result<Vec<MailboxId>, EngineError> {
+    let id = change.envelope.event_id;
+    let mut reached = std::collections::BTreeSet::new();
+    let mut next = change.envelope.position + 1;
+    loop {
+        let page = journal.read_all(next, crate::log::PAGE)?;
+        let Some(last) = page.last() else { break };
+        next = last.position + 1;
+        for env in &page {
+            if env.correlation != Some(id) {
+                return Ok(Vec::new()); // the engine moved on: the change was routed completely
+            }
+            if let Some(m) = env.stream.as_mailbox() {
+                reached.insert(m);
+            }
+        }
+    }
+    Ok(before
+        .route(&change.event)
+        .into_iter()
+        .filter(|m| !reached.contains(m))
+        .collect())
 }
 
 /// Checks a CRM-side observation against the organization before it is recorded: unknown

@@ -250,30 +250,7 @@ fn read_org(env: &OrgEnv) -> Result<Read, EngineError> {
         head,
         last: Some(id),
     };
-    // Half-routed only if every event after the change carries its correlation.
-    let mut reached = BTreeSet::new();
-    let mut next = change.envelope.position + 1;
-    loop {
-        let page = journal.read_all(next, PAGE)?;
-        let Some(tail) = page.last() else { break };
-        next = tail.position + 1;
-        for envelope in &page {
-            if envelope.correlation != Some(id) {
-                return Ok(Read {
-                    core,
-                    unfinished: None,
-                });
-            }
-            if let Some(m) = envelope.stream.as_mailbox() {
-                reached.insert(m);
-            }
-        }
-    }
-    let missing: Vec<MailboxId> = before
-        .route(&change.event)
-        .into_iter()
-        .filter(|m| !reached.contains(m))
-        .collect();
+    let missing = ledgersync_engine::engine::unrouted(journal, &before, &change)?;
     Ok(Read {
         core,
         unfinished: (!missing.is_empty()).then_some((id, change.event, missing)),
