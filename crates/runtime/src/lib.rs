@@ -1,7 +1,8 @@
 //! The live side of ledgersync, on actix: one mailbox actor per mailbox (activated on demand
 //! from its snapshot and log, one message at a time, passivated when idle, restarted from the
 //! log after an error), the registry that routes to them with a bound on concurrent
-//! recoveries, and the per-credential connection throttle every connector call goes through.
+//! recoveries, the scheduler that runs each mailbox's connector when its cycle is due, and
+//! the per-credential connection throttle every connector call goes through.
 //! `docs/runtime.md` has the actor lifecycle.
 #![warn(missing_docs)]
 
@@ -10,6 +11,7 @@ pub mod bus;
 pub mod driver;
 pub mod org;
 pub mod registry;
+pub mod scheduler;
 pub mod throttle;
 
 pub use actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
@@ -25,4 +27,5 @@ pub use registry::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,
     SharedSettings, Shutdown, StatsSnapshot,
 };
+pub use scheduler::{Ran, Scheduler, SchedulerConfig, SchedulerError, Signal, TickReport};
 pub use throttle::{ConnectionLimit, Credential, Permit, Throttle, ThrottleError};

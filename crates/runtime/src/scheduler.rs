@@ -1,0 +1,404 @@
+//! The scheduler: runs each mailbox's connector [`Driver`] when its cycle is due.
+//!
+//! The scheduler decides nothing about time itself: when a workload's next cycle runs is a
+//! decision of the mailbox (R7, R8, R9 after a completed listing, R11 after a failed one),
+//! recorded as `cycle_scheduled` / `retry_scheduled` and kept as
+//! [`WorkloadState::next_run`](ledgersync_domain::state::WorkloadState::next_run). The
+//! scheduler reads it through [`InspectMailbox`] and runs the driver once it is reached.
+//!
+//! A mailbox is **due** when its ACT workload is enabled and
+//!
+//! - its `next_run` is at or before the engine clock's now (a push records `push_received`,
+//!   which decides `cycle_scheduled` at now, so a push makes it due at once), or
+//! - it has no `next_run` (never cycled, or re-enabled since it was disabled),
+//!
+//! and it is not held back. A mailbox is held back, in memory only, for
+//! [`SchedulerConfig::hold_after_no_schedule`] when a run decided no later `next_run` (a
+//! `listing_partial` schedules nothing) or a driver call failed: without the hold such a
+//! mailbox would be due again at every tick. A push lifts the hold.
+//!
+//! [`Scheduler::tick`] runs every due driver once, one after the other: `execute_pending`,
+//! then `cycle`. [`Scheduler::run`] ticks, then waits (tokio time) until the earliest next
+//! run or a [`Signal`], until [`Signal::Stop`].
+
+use crate::actor::ActorError;
+use crate::driver::{CycleReport, Driver, DriverError, ExecuteReport};
+use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
+use actix::{Addr, MailboxError};
+use ledgersync_domain::event::{PushReceived, Workload};
+use ledgersync_domain::{Event, MailboxId, MailboxState, Timestamp};
+use ledgersync_engine::engine::Appended;
+use ledgersync_engine::mailbox::Incoming;
+use ledgersync_engine::{Clock, IdGen};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How many times a `push_received` refused with an append conflict is sent again.
+const CONFLICT_RETRIES: u32 = 3;
+
+/// The workload the scheduler drives (the only one with a connector so far).
+const WORKLOAD: Workload = Workload::Act;
+
+/// The scheduler's settings (the cadence itself is the organization's `schedule_*` settings,
+/// applied by the rules).
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A mailbox whose run decided no later next run, or whose driver failed, is not run again
+    /// before this much engine-clock time has passed (unless pushed). Default 5 minutes.
+    pub hold_after_no_schedule: ledgersync_domain::Duration,
+    /// [`Scheduler::run`] never waits longer than this between ticks (so a mailbox enabled
+    /// meanwhile, or a clock that jumped, is noticed). Default 60 s.
+    pub max_wait: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            hold_after_no_schedule: ledgersync_domain::Duration::minutes(5),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a scheduler call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    /// The mailbox has no driver in this scheduler.
+    #[error("mailbox `{mailbox}` is not scheduled here; add its driver first")]
+    NotScheduled {
+        /// The mailbox.
+        mailbox: MailboxId,
+    },
+    /// Reading the mailbox or recording the push failed.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// One driver run by a tick.
+#[derive(Debug)]
+pub struct Ran {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// What `execute_pending` did.
+    pub executed: ExecuteReport,
+    /// What `cycle` did.
+    pub cycle: CycleReport,
+    /// The ACT workload's next run after the cycle, as decided.
+    pub next_run: Option<Timestamp>,
+}
+
+/// What one [`Scheduler::tick`] did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// The drivers that ran, in mailbox order.
+    pub ran: Vec<Ran>,
+    /// The due mailboxes whose run (or whose state) failed; they are held back.
+    pub failed: Vec<(MailboxId, DriverError)>,
+}
+
+impl TickReport {
+    /// The mailboxes run, in order.
+    pub fn mailboxes(&self) -> Vec<&MailboxId> {
+        self.ran.iter().map(|r| &r.mailbox).collect()
+    }
+
+    /// True when nothing was run or tried.
+    pub fn is_empty(&self) -> bool {
+        self.ran.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// A message to a running [`Scheduler::run`].
+#[derive(Debug, Clone)]
+pub enum Signal {
+    /// The connector of this mailbox signalled a change (IDLE, a webhook): record it and run
+    /// the mailbox at once.
+    Push(MailboxId),
+    /// Stop after the current tick.
+    Stop,
+}
+
+struct Entry {
+    driver: Driver,
+    /// Not run before this time (engine clock), unless pushed.
+    held_until: Option<Timestamp>,
+}
+
+/// Runs the drivers of the enabled mailboxes when their cycle is due (see the module doc).
+pub struct Scheduler {
+    registry: Addr<Registry>,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    entries: BTreeMap<MailboxId, Entry>,
+    reports: Option<mpsc::UnboundedSender<TickReport>>,
+}
+
+impl Scheduler {
+    /// A scheduler with no driver; time comes from `clock` (the engine's).
+    pub fn new(registry: Addr<Registry>, clock: Arc<dyn Clock>, config: SchedulerConfig) -> Self {
+        Self {
+            registry,
+            clock,
+            config,
+            entries: BTreeMap::new(),
+            reports: None,
+        }
+    }
+
+    /// [`Scheduler::run`] sends the report of every tick here (empty ones too).
+    pub fn with_reports(mut self, reports: mpsc::UnboundedSender<TickReport>) -> Self {
+        self.reports = Some(reports);
+        self
+    }
+
+    /// Schedules `driver`'s mailbox (replacing and returning a driver it had: one driver per
+    /// mailbox).
+    pub fn add(&mut self, driver: Driver) -> Option<Driver> {
+        let mailbox = driver.mailbox().clone();
+        self.entries
+            .insert(
+                mailbox,
+                Entry {
+                    driver,
+                    held_until: None,
+                },
+            )
+            .map(|e| e.driver)
+    }
+
+    /// Stops scheduling `mailbox`; returns its driver.
+    pub fn remove(&mut self, mailbox: &MailboxId) -> Option<Driver> {
+        self.entries.remove(mailbox).map(|e| e.driver)
+    }
+
+    /// The scheduled mailboxes, in order.
+    pub fn mailboxes(&self) -> impl Iterator<Item = &MailboxId> {
+        self.entries.keys()
+    }
+
+    /// Records a push signal of `mailbox`'s connector (`push_received` for ACT): an enabled
+    /// workload decides `cycle_scheduled` at now, so the next tick runs it. Answers the
+    /// decisions (none when the workload is disabled).
+    pub async fn push(&mut self, mailbox: &MailboxId) -> Result<Vec<Appended>, SchedulerError> {
+        let Some(entry) = self.entries.get_mut(mailbox) else {
+            return Err(SchedulerError::NotScheduled {
+                mailbox: mailbox.clone(),
+            });
+        };
+        let id = IdGen.next();
+        let incoming = Incoming {
+            event: Event::PushReceived(PushReceived { workload: WORKLOAD }),
+            id,
+            causation: Vec::new(),
+            correlation: id,
+        };
+        let mut attempt = 0;
+        let decisions = loop {
+            attempt += 1;
+            let reply = self
+                .registry
+                .send(ObserveMailbox::new(mailbox.clone(), incoming.clone()))
+                .await
+                .map_err(|source| registry_error(mailbox, source))?;
+            match reply {
+                Ok(decisions) => break decisions,
+                // The refused append wrote nothing: the same observation again.
+                Err(e) if e.is_conflict() && attempt <= CONFLICT_RETRIES => {}
+                Err(source) => return Err(mailbox_error(mailbox, source).into()),
+            }
+        };
+        entry.held_until = None;
+        Ok(decisions)
+    }
+
+    /// The mailboxes due now, in order (see the module doc).
+    pub async fn due(&self) -> Result<Vec<MailboxId>, SchedulerError> {
+        let now = self.clock.now();
+        let mut due = Vec::new();
+        for (mailbox, entry) in &self.entries {
+            let state = self.state(mailbox).await?;
+            if is_due(&state, entry.held_until, now) {
+                due.push(mailbox.clone());
+            }
+        }
+        Ok(due)
+    }
+
+    /// The earliest time a scheduled mailbox becomes due: `None` when none is enabled. A time
+    /// at or before now means a tick would run something.
+    pub async fn next_due(&self) -> Result<Option<Timestamp>, SchedulerError> {
+        let now = self.clock.now();
+        let mut earliest: Option<Timestamp> = None;
+        for (mailbox, entry) in &self.entries {
+            let state = self.state(mailbox).await?;
+            if let Some(at) = due_at(&state, entry.held_until, now) {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        Ok(earliest)
+    }
+
+    /// Runs every due driver once, in mailbox order: `execute_pending`, then `cycle`. A
+    /// failure of one mailbox is reported and holds that mailbox back; the others still run.
+    pub async fn tick(&mut self) -> TickReport {
+        let mut report = TickReport::default();
+        let mailboxes: Vec<MailboxId> = self.entries.keys().cloned().collect();
+        for mailbox in mailboxes {
+            let now = self.clock.now();
+            let state = match self.state(&mailbox).await {
+                Ok(state) => state,
+                Err(SchedulerError::Driver(e)) => {
+                    tracing::warn!(mailbox = %mailbox, error = %e, "cannot read the mailbox to schedule it");
+                    report.failed.push((mailbox, e));
+                    continue;
+                }
+                Err(SchedulerError::NotScheduled { .. }) => continue,
+            };
+            let Some(entry) = self.entries.get_mut(&mailbox) else {
+                continue;
+            };
+            if !is_due(&state, entry.held_until, now) {
+                continue;
+            }
+            let run = async {
+                let executed = entry.driver.execute_pending().await?;
+                let cycle = entry.driver.cycle().await?;
+                Ok::<_, DriverError>((executed, cycle))
+            }
+            .await;
+            match run {
+                Ok((executed, cycle)) => {
+                    let next_run = match self.state(&mailbox).await {
+                        Ok(after) => after.workload(WORKLOAD).next_run,
+                        Err(_) => None,
+                    };
+                    let entry = self.entries.get_mut(&mailbox).expect("entry kept");
+                    // Nothing later decided (a partial listing, a disabled workload): hold the
+                    // mailbox back rather than running it at every tick.
+                    let rescheduled = next_run.is_some_and(|t| t > now);
+                    entry.held_until =
+                        (!rescheduled).then(|| now + self.config.hold_after_no_schedule);
+                    tracing::debug!(mailbox = %mailbox, terminal = cycle.terminal, next_run = ?next_run, "cycle ran");
+                    report.ran.push(Ran {
+                        mailbox,
+                        executed,
+                        cycle,
+                        next_run,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(mailbox = %mailbox, error = %e, "scheduled run failed; held back");
+                    entry.held_until = Some(now + self.config.hold_after_no_schedule);
+                    report.failed.push((mailbox, e));
+                }
+            }
+        }
+        report
+    }
+
+    /// Ticks, then waits until the earliest next run (at most
+    /// [`SchedulerConfig::max_wait`], on tokio's timer) or a [`Signal`]; a push is recorded
+    /// and ticked at once. Returns on [`Signal::Stop`] or when every sender is dropped.
+    pub async fn run(&mut self, mut signals: mpsc::UnboundedReceiver<Signal>) {
+        loop {
+            let report = self.tick().await;
+            if let Some(reports) = &self.reports {
+                // A dropped receiver only means nobody listens.
+                let _ = reports.send(report);
+            }
+            let wait = match self.next_due().await {
+                Ok(Some(at)) => {
+                    let ms = (at - self.clock.now()).0.max(0) as u64;
+                    Duration::from_millis(ms).min(self.config.max_wait)
+                }
+                Ok(None) => self.config.max_wait,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot compute the next run");
+                    self.config.max_wait
+                }
+            };
+            tokio::select! {
+                signal = signals.recv() => match signal {
+                    Some(Signal::Push(mailbox)) => {
+                        if let Err(e) = self.push(&mailbox).await {
+                            tracing::warn!(mailbox = %mailbox, error = %e, "push not recorded");
+                        }
+                    }
+                    Some(Signal::Stop) | None => return,
+                },
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn state(&self, mailbox: &MailboxId) -> Result<MailboxState, SchedulerError> {
+        let view = self
+            .registry
+            .send(InspectMailbox::new(mailbox.clone()))
+            .await
+            .map_err(|source| registry_error(mailbox, source))?
+            .map_err(|source| mailbox_error(mailbox, source))?;
+        Ok(view.state)
+    }
+}
+
+/// When the mailbox becomes due: `None` when its workload is disabled.
+fn due_at(
+    state: &MailboxState,
+    held_until: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let w = state.workload(WORKLOAD);
+    if !w.enabled {
+        return None;
+    }
+    let at = w.next_run.unwrap_or(now);
+    Some(held_until.map_or(at, |h| at.max(h)))
+}
+
+fn is_due(state: &MailboxState, held_until: Option<Timestamp>, now: Timestamp) -> bool {
+    due_at(state, held_until, now).is_some_and(|at| at <= now)
+}
+
+fn registry_error(mailbox: &MailboxId, source: MailboxError) -> SchedulerError {
+    SchedulerError::Driver(DriverError::Registry {
+        mailbox: mailbox.clone(),
+        source,
+    })
+}
+
+fn mailbox_error(mailbox: &MailboxId, source: ActorError) -> DriverError {
+    DriverError::Mailbox {
+        mailbox: mailbox.clone(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgersync_domain::Duration as Span;
+
+    fn act(enabled: bool, next_run: Option<Timestamp>) -> MailboxState {
+        let mut s = MailboxState::default();
+        s.workloads[WORKLOAD.index()].enabled = enabled;
+        s.workloads[WORKLOAD.index()].next_run = next_run;
+        s
+    }
+
+    #[test]
+    fn due_follows_next_run_enabled_and_the_hold() {
+        let now = Timestamp(1_000_000);
+        let later = now + Span::minutes(5);
+        assert!(is_due(&act(true, None), None, now), "never cycled");
+        assert!(is_due(&act(true, Some(now)), None, now));
+        assert!(!is_due(&act(true, Some(later)), None, now));
+        assert!(!is_due(&act(false, None), None, now), "disabled");
+        assert_eq!(due_at(&act(false, Some(now)), None, now), None);
+        assert!(!is_due(&act(true, Some(now)), Some(later), now), "held");
+        assert_eq!(due_at(&act(true, Some(now)), Some(later), now), Some(later));
+    }
+}
