@@ -198,7 +198,6 @@ impl VdirConnector {
         let mut failures = Vec::new();
         let mut partial: Vec<String> = Vec::new();
         let mut unreadable: Vec<(String, io::Error)> = Vec::new();
-        let mut listed = 0u32;
         // Items of the cursor in collections no longer configured stay known.
         for (remote, etag) in &known {
             if Kind::of_remote(remote).is_none_or(|(k, _)| !kinds.contains(&k)) {
@@ -280,7 +279,6 @@ impl VdirConnector {
                         hash,
                         parsed: Ok(parsed),
                     }) => {
-                        listed += 1;
                         if known_here.get(&remote).map(|e| e.as_str()) != Some(etag.as_str()) {
                             seen.push(Event::ItemSeen(ItemSeen {
                                 item: RemoteItem {
@@ -377,9 +375,12 @@ impl VdirConnector {
                     remote: RemoteId::new(remote),
                 }));
             }
+            // The changes this listing found (what `listing_completed.items` means): a calendar
+            // that did not change is a quiet one, whose cadence stretches (R9).
+            let changes = observations.len() as u32;
             observations.push(Event::ListingCompleted(ListingCompleted {
                 workload: Workload::Act,
-                items: listed,
+                items: changes,
             }));
         } else {
             // Deletes of a partial listing are withheld too: the items stay known.
