@@ -13,7 +13,7 @@ use ledgersync_domain::event::*;
 use ledgersync_domain::filter::SyncFilter;
 use ledgersync_domain::records::*;
 use ledgersync_domain::{
-    Duration, Event, FilterId, MailboxId, ProfileId, RecordId, RemoteId, Timestamp, UserId,
+    Duration, Event, FilterId, MailboxId, OrgId, ProfileId, RecordId, RemoteId, Timestamp, UserId,
 };
 
 /// Plays the mail server for intents until real connectors answer them.
@@ -160,79 +160,85 @@ fn summarize_processed(engine: &Engine, p: &Processed) -> Vec<String> {
         .collect()
 }
 
-/// Runs the story against `engine`; the clock is advanced between steps so the journal reads
-/// like a working morning. Returns the steps for printing.
-pub fn disappearing_appointment(
-    engine: &mut Engine,
-    clock: &ManualClock,
-) -> Result<Vec<StoryStep>, EngineError> {
-    let mut lb = Loopback::default();
-    let mut steps = Vec::new();
-    let mut run =
-        |engine: &mut Engine, title: &str, events: Vec<Event>| -> Result<(), EngineError> {
-            let mut results = Vec::new();
-            for e in events {
-                let p = engine.crm(e)?;
-                results.extend(summarize_processed(engine, &p));
-                lb.settle(engine, &p)?;
-            }
-            steps.push(StoryStep {
-                title: title.to_string(),
-                results,
-            });
-            clock.advance(Duration::minutes(7));
-            Ok(())
-        };
+/// Minutes between two steps of the story.
+pub const STEP_MINUTES: i64 = 7;
 
-    // 1. The organization.
-    let mut setup = vec![Event::ProfileRegistered(ProfileRegistered {
+/// One step of the story as CRM changes: a heading and the observations the CRM sends.
+#[derive(Debug, Clone)]
+pub struct StoryChanges {
+    /// Heading.
+    pub title: &'static str,
+    /// The changes, in order (each goes to `Engine::crm`, or onto the bus).
+    pub events: Vec<Event>,
+}
+
+/// The organization's server profile and its three users.
+pub fn organization_events() -> Vec<Event> {
+    let mut events = vec![Event::ProfileRegistered(ProfileRegistered {
         profile: ProfileId::new("groupware"),
         name: "Serenity groupware (CalDAV/CardDAV + IMAP)".into(),
         server_type: ServerType::Groupware,
         max_connections: 10,
     })];
     for (id, name, email) in USERS {
-        setup.push(Event::UserRegistered(UserRegistered {
+        events.push(Event::UserRegistered(UserRegistered {
             user: user(id),
             name: name.into(),
             email: email.into(),
         }));
     }
-    for (mbx, u) in MAILBOXES {
-        let address = USERS.iter().find(|x| x.0 == u).expect("known user").2;
-        let mailbox = MailboxId::new(mbx);
-        setup.push(Event::MailboxRegistered(MailboxRegistered {
+    events
+}
+
+/// A mailbox of one of the story's users: registered, mapped, approved when `approve`, and
+/// tested with every workload succeeding.
+pub fn mailbox_events(org: &OrgId, mailbox: &str, user_id: &str, approve: bool) -> Vec<Event> {
+    let address = USERS.iter().find(|x| x.0 == user_id).expect("known user").2;
+    let mailbox = MailboxId::new(mailbox);
+    let mut events = vec![
+        Event::MailboxRegistered(MailboxRegistered {
             mailbox: mailbox.clone(),
-            org: engine.org().id.clone().expect("engine has an org"),
+            org: org.clone(),
             address: address.into(),
             profile: ProfileId::new("groupware"),
             server_type: ServerType::Groupware,
-        }));
-        setup.push(Event::MailboxMapped(MailboxMapped {
+        }),
+        Event::MailboxMapped(MailboxMapped {
             mailbox: mailbox.clone(),
-            user: user(u),
-        }));
-        setup.push(Event::AddressApproved(AddressApproved {
+            user: user(user_id),
+        }),
+    ];
+    if approve {
+        events.push(Event::AddressApproved(AddressApproved {
             mailbox: mailbox.clone(),
             approved: true,
         }));
-        setup.push(Event::MailboxTested(MailboxTested {
-            mailbox,
-            incoming: TestResult::Success,
-            outgoing: TestResult::Success,
-            act: TestResult::Success,
-            act_org_marker: None,
-            override_other_org: false,
-        }));
     }
-    run(
-        engine,
-        "Organization: 3 users, 2 mailboxes approved, tested and enabled",
-        setup,
-    )?;
+    events.push(Event::MailboxTested(MailboxTested {
+        mailbox,
+        incoming: TestResult::Success,
+        outgoing: TestResult::Success,
+        act: TestResult::Success,
+        act_org_marker: None,
+        override_other_org: false,
+    }));
+    events
+}
 
+/// The whole story as CRM changes for organization `org`, starting at `start` (steps are
+/// `STEP_MINUTES` apart; meetings are dated from the second step).
+pub fn story(org: &OrgId, start: Timestamp) -> Vec<StoryChanges> {
+    let mut steps = Vec::new();
+    let mut setup = organization_events();
+    for (mbx, u) in MAILBOXES {
+        setup.extend(mailbox_events(org, mbx, u, true));
+    }
+    steps.push(StoryChanges {
+        title: "Organization: 3 users, 2 mailboxes approved, tested and enabled",
+        events: setup,
+    });
     // 2. CRM records reach the mailboxes through the default filters.
-    let now = clock.now();
+    let now = start + Duration::minutes(STEP_MINUTES);
     let zoe = party(None, "zoe@customer.example", "Zoe Washburne");
     let kaylee = party(None, "kaylee@garage.example", "Kaylee Frye");
     let inara = party(None, "inara@partner.example", "Inara Serra");
@@ -308,14 +314,13 @@ pub fn disappearing_appointment(
             regarding: None,
         }),
     };
-    run(
-        engine,
-        "CRM records created: 4 appointments, a contact, a task",
-        [&bike, &review, &supplier, &site, &linda, &quote]
+    steps.push(StoryChanges {
+        title: "CRM records created: 4 appointments, a contact, a task",
+        events: [&bike, &review, &supplier, &site, &linda, &quote]
             .into_iter()
             .map(|r| Event::RecordUpserted(RecordUpserted { record: r.clone() }))
             .collect(),
-    )?;
+    });
 
     // 3. The four causes of a logical delete.
     let mut review2 = review.clone();
@@ -323,15 +328,11 @@ pub fn disappearing_appointment(
     if let RecordBody::Appointment(a) = &mut review2.body {
         a.organizer = Some(person("laura"));
     }
-    run(
-        engine,
-        "Cause 1, organizer change: \"Quarterly review\" is handed from Paul to Laura",
-        vec![Event::RecordUpserted(RecordUpserted { record: review2 })],
-    )?;
-    run(
-        engine,
-        "Cause 2, filter edit: Jayne narrows her appointment filter to meetings she organizes",
-        vec![Event::FilterChanged(FilterChanged {
+    steps.push(StoryChanges {
+        title: "Cause 1, organizer change: \"Quarterly review\" is handed from Paul to Laura",
+        events: vec![Event::RecordUpserted(RecordUpserted { record: review2 })],
+    });
+    steps.push(StoryChanges { title: "Cause 2, filter edit: Jayne narrows her appointment filter to meetings she organizes", events: vec![Event::FilterChanged(FilterChanged {
             user: user("jayne"),
             entity: Entity::Appointment,
             filters: vec![SyncFilter {
@@ -342,34 +343,57 @@ pub fn disappearing_appointment(
                 expr: "organizer = me".into(),
             }],
         })],
-    )?;
-    run(
-        engine,
-        "Cause 3, security-role removal: Jayne loses read access to \"Bike repair\"",
-        vec![Event::AccessLost(AccessLost {
+     });
+    steps.push(StoryChanges {
+        title: "Cause 3, security-role removal: Jayne loses read access to \"Bike repair\"",
+        events: vec![Event::AccessLost(AccessLost {
             user: user("jayne"),
             records: vec![bike.id.clone()],
             reason: AccessReason::Role,
         })],
-    )?;
+    });
     let mut linda2 = linda.clone();
     linda2.version = 2;
     linda2.owner = user("jayne");
-    run(
-        engine,
-        "Cause 4, owner reassignment: contact \"Linda Park\" moves from Paul to Jayne",
-        vec![Event::OwnerChanged(OwnerChanged {
+    steps.push(StoryChanges {
+        title: "Cause 4, owner reassignment: contact \"Linda Park\" moves from Paul to Jayne",
+        events: vec![Event::OwnerChanged(OwnerChanged {
             record: linda2,
             previous_owner: user("paul"),
         })],
-    )?;
-    run(
-        engine,
-        "Physical delete: \"Site visit\" is deleted in the CRM",
-        vec![Event::RecordDeleted(RecordDeleted {
+    });
+    steps.push(StoryChanges {
+        title: "Physical delete: \"Site visit\" is deleted in the CRM",
+        events: vec![Event::RecordDeleted(RecordDeleted {
             id: site.id.clone(),
             entity: Entity::Appointment,
         })],
-    )?;
+    });
+    steps
+}
+
+/// Runs the story against `engine`, through `Engine::crm`, with the loopback answering every
+/// intent; the clock moves `STEP_MINUTES` between steps so the journal reads like a working
+/// morning. Returns what each step decided, for printing.
+pub fn disappearing_appointment(
+    engine: &mut Engine,
+    clock: &ManualClock,
+) -> Result<Vec<StoryStep>, EngineError> {
+    let org = engine.org().id.clone().expect("engine has an org");
+    let mut lb = Loopback::default();
+    let mut steps = Vec::new();
+    for step in story(&org, clock.now()) {
+        let mut results = Vec::new();
+        for e in step.events {
+            let p = engine.crm(e)?;
+            results.extend(summarize_processed(engine, &p));
+            lb.settle(engine, &p)?;
+        }
+        steps.push(StoryStep {
+            title: step.title.to_string(),
+            results,
+        });
+        clock.advance(Duration::minutes(STEP_MINUTES));
+    }
     Ok(steps)
 }

@@ -11,8 +11,9 @@ use ledgersync_domain::filter::SyncFilter;
 use ledgersync_domain::records::*;
 use ledgersync_domain::{
     Duration, Event, EventId, EventType, FilterId, MailboxId, NewEvent, OrgId, OrgSettings,
-    ProfileId, RecordId, RuleId, StreamId, Timestamp, UserId,
+    RecordId, RuleId, StreamId, Timestamp, UserId,
 };
+use ledgersync_engine::scenario;
 use ledgersync_engine::{Engine, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
 use ledgersync_runtime::{
@@ -105,26 +106,15 @@ fn user(id: &str) -> UserId {
     UserId::new(id)
 }
 
-const USERS: [(&str, &str, &str); 3] = [
-    ("jayne", "Jayne Cobb", "jayne@serenity.example"),
-    ("paul", "Paul Ortiz", "paul@serenity.example"),
-    ("laura", "Laura Chen", "laura@serenity.example"),
-];
-
 fn person(id: &str) -> Party {
-    let (_, name, email) = USERS.iter().find(|u| u.0 == id).expect("known user");
+    let (_, name, email) = scenario::USERS
+        .iter()
+        .find(|u| u.0 == id)
+        .expect("known user");
     Party {
         user: Some(user(id)),
         email: (*email).into(),
         name: (*name).into(),
-    }
-}
-
-fn guest(email: &str, name: &str) -> Party {
-    Party {
-        user: None,
-        email: email.into(),
-        name: name.into(),
     }
 }
 
@@ -162,150 +152,19 @@ fn appointment(
 
 /// The setup of a mailbox: registered, mapped, (approved,) tested.
 fn mailbox_setup(mbx: &str, u: &str, approve: bool) -> Vec<Event> {
-    let address = USERS.iter().find(|x| x.0 == u).expect("known user").2;
-    let mailbox = MailboxId::new(mbx);
-    let mut events = vec![
-        Event::MailboxRegistered(MailboxRegistered {
-            mailbox: mailbox.clone(),
-            org: OrgId::new(ORG),
-            address: address.into(),
-            profile: ProfileId::new("groupware"),
-            server_type: ServerType::Groupware,
-        }),
-        Event::MailboxMapped(MailboxMapped {
-            mailbox: mailbox.clone(),
-            user: user(u),
-        }),
-    ];
-    if approve {
-        events.push(Event::AddressApproved(AddressApproved {
-            mailbox: mailbox.clone(),
-            approved: true,
-        }));
-    }
-    events.push(Event::MailboxTested(MailboxTested {
-        mailbox,
-        incoming: TestResult::Success,
-        outgoing: TestResult::Success,
-        act: TestResult::Success,
-        act_org_marker: None,
-        override_other_org: false,
-    }));
-    events
+    scenario::mailbox_events(&OrgId::new(ORG), mbx, u, approve)
 }
 
 fn organization() -> Vec<Event> {
-    let mut events = vec![Event::ProfileRegistered(ProfileRegistered {
-        profile: ProfileId::new("groupware"),
-        name: "Serenity groupware (CalDAV/CardDAV + IMAP)".into(),
-        server_type: ServerType::Groupware,
-        max_connections: 10,
-    })];
-    for (id, name, email) in USERS {
-        events.push(Event::UserRegistered(UserRegistered {
-            user: user(id),
-            name: name.into(),
-            email: email.into(),
-        }));
-    }
-    events
+    scenario::organization_events()
 }
 
 /// The demo's CRM changes, in order.
 fn demo() -> Vec<Event> {
-    let mut events = organization();
-    events.extend(mailbox_setup("mbx-jayne", "jayne", true));
-    events.extend(mailbox_setup("mbx-paul", "paul", true));
-    let bike = appointment(
-        "apt-bike-repair",
-        "laura",
-        "Bike repair",
-        person("jayne"),
-        vec![
-            person("paul"),
-            guest("zoe@customer.example", "Zoe Washburne"),
-        ],
-        2,
-    );
-    let review = appointment(
-        "apt-quarterly-review",
-        "paul",
-        "Quarterly review",
-        person("paul"),
-        vec![
-            person("jayne"),
-            guest("inara@partner.example", "Inara Serra"),
-        ],
-        5,
-    );
-    let supplier = appointment(
-        "apt-supplier-call",
-        "jayne",
-        "Supplier call",
-        person("jayne"),
-        vec![guest("mal@supplier.example", "Mal Reynolds")],
-        3,
-    );
-    let site = appointment(
-        "apt-site-visit",
-        "jayne",
-        "Site visit",
-        person("jayne"),
-        vec![
-            person("paul"),
-            guest("wash@site.example", "Hoban Washburne"),
-        ],
-        4,
-    );
-    let linda = Record {
-        id: RecordId::new("con-linda-park"),
-        owner: user("paul"),
-        version: 1,
-        body: RecordBody::Contact(Contact {
-            full_name: "Linda Park".into(),
-            email: "linda@customer.example".into(),
-            phone: "+1 555 0100".into(),
-            company: "Customer Inc.".into(),
-            state: ContactState::Active,
-        }),
-    };
-    for r in [&bike, &review, &supplier, &site, &linda] {
-        events.push(Event::RecordUpserted(RecordUpserted { record: r.clone() }));
-    }
-    let mut review2 = review.clone();
-    review2.version = 2;
-    if let RecordBody::Appointment(a) = &mut review2.body {
-        a.organizer = Some(person("laura"));
-    }
-    events.push(Event::RecordUpserted(RecordUpserted { record: review2 }));
-    events.push(Event::FilterChanged(FilterChanged {
-        user: user("jayne"),
-        entity: Entity::Appointment,
-        filters: vec![SyncFilter {
-            id: FilterId::new("jayne-organized"),
-            name: "Meetings I organize".into(),
-            entity: Entity::Appointment,
-            enabled: true,
-            expr: "organizer = me".into(),
-        }],
-    }));
-    events.push(Event::AccessLost(AccessLost {
-        user: user("jayne"),
-        records: vec![bike.id.clone()],
-        reason: AccessReason::Role,
-    }));
-    let mut linda2 = linda.clone();
-    linda2.version = 2;
-    linda2.owner = user("jayne");
-    events.push(Event::OwnerChanged(OwnerChanged {
-        record: linda2,
-        previous_owner: user("paul"),
-    }));
-    events.push(Event::RecordDeleted(RecordDeleted {
-        id: site.id.clone(),
-        entity: Entity::Appointment,
-    }));
-    events
+    scenario::story(&OrgId::new(ORG), t0())
+        .into_iter()
+        .flat_map(|step| step.events)
+        .collect()
 }
 
 type Decisions = BTreeMap<String, Vec<(EventType, Option<RuleId>)>>;
