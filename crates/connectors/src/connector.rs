@@ -47,7 +47,7 @@
 
 use ledgersync_domain::EventId;
 use ledgersync_domain::event::{Event, ServerError};
-use ledgersync_domain::records::Record;
+use ledgersync_domain::records::{Entity, Record};
 use std::fmt;
 
 /// What a connector remembers between two listings, as opaque text (see the module doc).
@@ -79,11 +79,19 @@ impl fmt::Display for Cursor {
     }
 }
 
-/// An item the connector found but could not turn into an observation.
+/// An item the connector found but could not turn into an observation. The runtime records
+/// it as an `item_failed` observation (R12, R79). Every listing reports again each item it still
+/// cannot understand, not only new ones: a complete listing that does not report a failing item
+/// ends its failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItemFailure {
     /// The item: for vdir, the remote id (`calendar/<file>`).
     pub item: String,
+    /// The table the item maps to, when the connector can tell (a vCard is a contact; an
+    /// `.ics` that does not parse may be an event or a to-do).
+    pub entity: Option<Entity>,
+    /// A short machine-readable code: `unparsable`, `file_name`.
+    pub code: String,
     /// What went wrong, in words a user can act on.
     pub error: String,
 }

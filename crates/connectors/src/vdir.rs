@@ -36,6 +36,7 @@ use ledgersync_domain::event::{
     Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial, RemoteItem,
     ServerError, Workload,
 };
+use ledgersync_domain::records::Entity;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
@@ -101,6 +102,14 @@ impl Kind {
         match self {
             Kind::Calendar => "ics",
             Kind::Contacts => "vcf",
+        }
+    }
+    /// The table an item of this collection maps to, when the collection alone tells: a
+    /// calendar holds events and to-dos alike.
+    pub(crate) fn entity(self) -> Option<Entity> {
+        match self {
+            Kind::Calendar => None,
+            Kind::Contacts => Some(Entity::Contact),
         }
     }
     fn of_remote(remote: &str) -> Option<(Kind, &str)> {
@@ -241,6 +250,8 @@ impl VdirConnector {
                 let Some(file) = entry.file_name().to_str().map(str::to_string) else {
                     failures.push(ItemFailure {
                         item: format!("{}/{}", kind.name(), entry.file_name().to_string_lossy()),
+                        entity: kind.entity(),
+                        code: "file_name".into(),
                         error: "the file name is not UTF-8; rename the file".into(),
                     });
                     continue;
@@ -267,6 +278,8 @@ impl VdirConnector {
                     }) => {
                         failures.push(ItemFailure {
                             item: remote.clone(),
+                            entity: kind.entity(),
+                            code: "unparsable".into(),
                             error: format!("{error}; fix or remove {}", path.display()),
                         });
                         // Known before: stays known with its old version, never gone.

@@ -458,6 +458,14 @@ payload!(/// A connector's push signal (IMAP IDLE, a webhook, a sync-token chang
 /// changed on the server, so the workload's next cycle should not wait.
 PushReceived { /// Workload.
     workload: Workload });
+payload!(/// A connector found an item it could not read or understand (a corrupt file, a calendar
+/// entry without a start): a failure of that item only (R12), stored for people to see (R79),
+/// never a deletion. Every listing reports again each item it still cannot understand.
+ItemFailed { /// Workload whose listing found it.
+    workload: Workload, /// Server id.
+    remote: RemoteId, /// The table the item maps to, when the connector can tell.
+    entity: Option<Entity>, /// What went wrong: a code and a text the user can act on.
+    error: ServerError });
 payload!(/// An intent was carried out.
 IntentSucceeded { /// The intent event.
     intent: EventId, /// Server id of the created item.
@@ -727,6 +735,7 @@ catalogue! {
     35 CursorReset "cursor_reset" MailObservation;
     36 EmailReceived "email_received" MailObservation;
     37 PushReceived "push_received" MailObservation;
+    38 ItemFailed "item_failed" MailObservation;
     40 IntentSucceeded "intent_succeeded" Outcome;
     41 IntentFailed "intent_failed" Outcome;
     50 ItemTracked "item_tracked" Decision;
@@ -822,6 +831,7 @@ impl Event {
         match self {
             Event::ItemSeen(p) => Some(&p.item.remote),
             Event::ItemGone(p) => Some(&p.remote),
+            Event::ItemFailed(p) => Some(&p.remote),
             Event::EmailReceived(p) => Some(&p.remote),
             Event::IntentSucceeded(p) => p.remote.as_ref(),
             Event::ItemTracked(p) => Some(&p.remote),

@@ -31,15 +31,25 @@
 //! Not run → (test) Success/Failure; `workload_enabled` → enabled; `workload_disabled` →
 //! disabled with a reason; `error_classified` increments the consecutive-error count;
 //! `listing_completed` resets it and records the last success.
+//!
+//! # Item failures found by a listing (R12, R79)
+//!
+//! `item_failed` (a server item the connector could not read or understand) enters
+//! [`MailboxState::failing_items`], or counts one more listing there. Every listing reports
+//! again each item it still cannot understand, so `listings` is the number of consecutive
+//! listings that failed the item (its retry count). The entry is left by `item_seen` (the item
+//! is readable again) or `item_gone`, and by a `listing_completed` of its workload that did not
+//! report it (a complete listing read every item); a partial or failed listing keeps it. An
+//! item failure is never a deletion: it moves no link and forgets no server item.
 
 use crate::event::{
     AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult,
     Workload,
 };
-use crate::event::{ErrorClass, ErrorClassified};
+use crate::event::{ErrorClass, ErrorClassified, ItemFailed};
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
-use crate::records::Record;
+use crate::records::{Entity, Record};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,7 +57,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 3;
+pub const SNAPSHOT_VERSION: u8 = 4;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +160,25 @@ pub struct WorkloadState {
     pub items_failed_this_cycle: u32,
 }
 
+/// A server item the listings of a workload could not read (R12, R79); see the module doc.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingItem {
+    /// The workload whose listings fail it.
+    pub workload: Workload,
+    /// The table it maps to, when the connector could tell.
+    pub entity: Option<Entity>,
+    /// The last error.
+    pub error: ServerError,
+    /// When the first of the consecutive failures was recorded.
+    pub since: Timestamp,
+    /// When the last failure was recorded.
+    pub last: Timestamp,
+    /// Consecutive listings that failed it (the retry count, R79).
+    pub listings: u32,
+    /// Reported by the listing under way (cleared by its terminal event).
+    pub in_current_listing: bool,
+}
+
 /// Everything one mailbox knows, rebuilt from its stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxState {
@@ -188,6 +217,8 @@ pub struct MailboxState {
     pub intents: BTreeMap<EventId, PendingIntent>,
     /// Attendee notifications already decided: (row, version, kind) (R82).
     pub notified: BTreeSet<(RecordId, u64, IntentKind)>,
+    /// Server items the listings could not read, by server id (R12, R79).
+    pub failing_items: BTreeMap<RemoteId, FailingItem>,
 }
 
 mod filter_set_serde {
@@ -213,6 +244,42 @@ impl MailboxState {
 
     fn workload_mut(&mut self, w: Workload) -> &mut WorkloadState {
         &mut self.workloads[w.index()]
+    }
+
+    /// One more listing failed `p.remote` (R12, R79): counted once per listing, and for the
+    /// cycle's health (R80).
+    fn item_failed(&mut self, at: Timestamp, p: &ItemFailed) {
+        let entry = self
+            .failing_items
+            .entry(p.remote.clone())
+            .or_insert_with(|| FailingItem {
+                workload: p.workload,
+                entity: p.entity,
+                error: p.error.clone(),
+                since: at,
+                last: at,
+                listings: 0,
+                in_current_listing: false,
+            });
+        let first_in_listing = !entry.in_current_listing;
+        entry.workload = p.workload;
+        entry.entity = p.entity.or(entry.entity);
+        entry.error = p.error.clone();
+        entry.last = at;
+        if first_in_listing {
+            entry.listings += 1;
+            entry.in_current_listing = true;
+            self.workload_mut(p.workload).items_failed_this_cycle += 1;
+        }
+    }
+
+    /// The listing of `w` ended: the next one counts its failures afresh.
+    fn end_listing(&mut self, w: Workload) {
+        for f in self.failing_items.values_mut() {
+            if f.workload == w {
+                f.in_current_listing = false;
+            }
+        }
     }
 
     /// The active link of a row, if any.
@@ -285,13 +352,20 @@ impl MailboxState {
                 }
             }
             Event::ItemSeen(p) => {
+                self.failing_items.remove(&p.item.remote);
                 self.remote_items
                     .insert(p.item.remote.clone(), p.item.clone());
             }
             Event::ItemGone(p) => {
+                self.failing_items.remove(&p.remote);
                 self.remote_items.remove(&p.remote);
             }
+            Event::ItemFailed(p) => self.item_failed(meta.at, p),
             Event::ListingCompleted(p) => {
+                // A complete listing read every item: one it did not fail is no longer failing.
+                self.failing_items
+                    .retain(|_, f| f.workload != p.workload || f.in_current_listing);
+                self.end_listing(p.workload);
                 let w = self.workload_mut(p.workload);
                 w.consecutive_errors = 0;
                 w.last_success = Some(meta.at);
@@ -302,9 +376,11 @@ impl MailboxState {
             Event::PushReceived(_) => {}
             Event::CycleScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
             Event::ListingFailed(p) => {
+                self.end_listing(p.workload);
                 self.workload_mut(p.workload).last_error = Some(p.error.clone())
             }
-            Event::ListingPartial(_) | Event::CursorReset(_) | Event::EmailReceived(_) => {}
+            Event::ListingPartial(p) => self.end_listing(p.workload),
+            Event::CursorReset(_) | Event::EmailReceived(_) => {}
             Event::IntentSucceeded(p) => {
                 if let Some(intent) = self.intents.remove(&p.intent)
                     && intent.kind == IntentKind::Delete

@@ -330,6 +330,16 @@ fn samples() -> Vec<Event> {
         Event::PushReceived(PushReceived {
             workload: Workload::Incoming,
         }),
+        Event::ItemFailed(ItemFailed {
+            workload: Workload::Act,
+            remote: remote("calendar/broken.ics"),
+            entity: Some(Entity::Appointment),
+            error: ServerError {
+                code: "unparsable".into(),
+                message: "missing DTSTART; fix or remove calendar/broken.ics".into(),
+                retry_after: None,
+            },
+        }),
         Event::IntentSucceeded(IntentSucceeded {
             intent: eid(41),
             remote: Some(remote("/dav/u1/calendar/4f2a.ics")),

@@ -545,6 +545,94 @@ fn r11_retry_after_from_the_server_is_honoured() {
     assert_eq!(one(retries(&ds), &ds).1.at, mb.now + Duration::minutes(5));
 }
 
+// ───────────── R12, R79: an item a listing could not read ─────────────
+
+fn item_failed(remote: &RemoteId, entity: Option<Entity>) -> Event {
+    Event::ItemFailed(ItemFailed {
+        workload: Workload::Act,
+        remote: remote.clone(),
+        entity,
+        error: ServerError {
+            code: "unparsable".into(),
+            message: "missing DTSTART; fix or remove the file".into(),
+            retry_after: None,
+        },
+    })
+}
+
+fn listing_completed(mb: &mut Mailbox) -> Vec<ledgersync_domain::Decision> {
+    mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 1,
+    }))
+}
+
+#[test]
+fn r12_an_item_a_listing_cannot_read_is_retried_by_the_next_listings_and_never_deleted() {
+    let mut mb = Mailbox::ready("jayne");
+    let a = team_meeting("a1", "jayne", mb.now);
+    let remote = mb.sync_new(&a);
+
+    for listing in 1..=3 {
+        let ds = mb.feed(item_failed(&remote, None));
+        assert!(ds.is_empty(), "an item failure decides nothing: {ds:#?}");
+        listing_completed(&mut mb);
+        assert_eq!(mb.state.failing_items[&remote].listings, listing);
+        assert_eq!(mb.link(&a.id).status, LinkStatus::Linked);
+        assert!(
+            mb.state.remote_items.contains_key(&remote),
+            "never a deletion"
+        );
+        let w = mb.state.workload(Workload::Act);
+        assert!(
+            w.enabled && w.consecutive_errors == 0,
+            "the mailbox goes on"
+        );
+        assert_eq!(w.items_failed_last_cycle, 1);
+    }
+
+    // Readable again: the failure is over.
+    let item = mb.state.remote_items[&remote].clone();
+    mb.feed(seen(RemoteItem {
+        etag: "\"repaired\"".into(),
+        ..item
+    }));
+    assert!(mb.state.failing_items.is_empty());
+}
+
+#[test]
+fn r79_an_item_failure_keeps_its_entity_error_time_and_consecutive_listings() {
+    let mut mb = Mailbox::ready("jayne");
+    let remote = RemoteId::new("contacts/broken.vcf");
+    let first = mb.now;
+    mb.feed(item_failed(&remote, Some(Entity::Contact)));
+    // Reported twice within one listing: one listing.
+    mb.feed(item_failed(&remote, Some(Entity::Contact)));
+    listing_completed(&mut mb);
+    mb.now = mb.now + Duration::minutes(5);
+    mb.feed(item_failed(&remote, None));
+    mb.feed(Event::ListingPartial(ListingPartial {
+        workload: Workload::Act,
+        reason: "one file could not be read".into(),
+    }));
+
+    let f = &mb.state.failing_items[&remote];
+    assert_eq!(
+        (f.entity, f.error.code.as_str(), f.since, f.last, f.listings),
+        (Some(Entity::Contact), "unparsable", first, mb.now, 2)
+    );
+
+    // A partial listing that does not report it keeps it (it may not have been read) ...
+    mb.feed(Event::ListingPartial(ListingPartial {
+        workload: Workload::Act,
+        reason: "one file could not be read".into(),
+    }));
+    assert!(mb.state.failing_items.contains_key(&remote));
+    // ... a complete listing that does not report it ends it.
+    listing_completed(&mut mb);
+    assert!(mb.state.failing_items.is_empty());
+}
+
 // ───────────── R17–R20: filters ─────────────
 
 #[test]

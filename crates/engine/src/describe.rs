@@ -111,6 +111,10 @@ pub fn describe(event: &Event) -> String {
             p.item.remote
         ),
         Event::ItemGone(p) => format!("mail server confirms {} is gone", p.remote),
+        Event::ItemFailed(p) => format!(
+            "mail server item {} could not be read: {} {}",
+            p.remote, p.error.code, p.error.message
+        ),
         Event::ListingCompleted(p) => {
             format!("{} listing completed ({} items)", p.workload, p.items)
         }

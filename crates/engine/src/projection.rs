@@ -9,9 +9,10 @@
 //!   indexed by regarding row and by participating user ([`Projection::timeline_of_record`],
 //!   [`Projection::timeline_of_user`]);
 //! - **links**: CRM row ↔ server item per mailbox ([`Projection::links_of`]);
-//! - **item failures** (R79): an `error_classified` with an intent, kept for the retention
-//!   period (default 3 days) and purged when an event recorded more than that after it is
-//!   applied (R16) ([`Projection::failures_of_mailbox`]);
+//! - **item failures** (R79): an `error_classified` with an intent, and a server item a
+//!   listing could not read (`item_failed`, removed once the item reads fine again), kept for
+//!   the retention period (default 3 days) and purged when an event recorded more than that
+//!   after it is applied (R16) ([`Projection::failures_of_mailbox`]);
 //! - **mailbox health** (R80): per mailbox and workload ([`Projection::health_of_mailbox`]).
 //!
 //! # Invariant: the checkpoint is written with the rows
@@ -246,7 +247,7 @@ impl Projection {
         mailbox: &MailboxId,
     ) -> Result<Vec<ItemFailure>, ProjectionError> {
         let mut out: Vec<ItemFailure> = self.values_under(FAILURES, mailbox.as_str())?;
-        out.sort_by(|a, b| (a.at, &a.intent).cmp(&(b.at, &b.intent)));
+        out.sort_by(|a, b| (a.at, &a.intent, &a.remote).cmp(&(b.at, &b.intent, &b.remote)));
         Ok(out)
     }
 

@@ -43,9 +43,11 @@ use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
 use ledgersync_connectors::{Connector, Cursor, Intent, ItemFailure, Listing};
-use ledgersync_domain::event::CursorReset;
+use ledgersync_domain::event::{CursorReset, ItemFailed, ServerError, Workload};
 use ledgersync_domain::records::Record;
-use ledgersync_domain::{Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, StreamId};
+use ledgersync_domain::{
+    Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, StreamId,
+};
 use ledgersync_engine::EngineError;
 use ledgersync_engine::IdGen;
 use ledgersync_engine::engine::Appended;
@@ -137,8 +139,8 @@ pub struct CycleReport {
     pub observations: Vec<(EventId, Event)>,
     /// The decisions they caused, in order.
     pub decisions: Vec<Appended>,
-    /// Items the connector found but could not read (never deletions); reported, not recorded:
-    /// the catalogue has no event for them yet.
+    /// Items the connector found but could not read (never deletions); each is also among the
+    /// observations as an `item_failed`.
     pub failures: Vec<ItemFailure>,
     /// The terminal event's type name (`listing_completed`, `listing_partial`,
     /// `listing_failed`).
@@ -266,12 +268,20 @@ impl Driver {
             .call(move |connector| connector.list_changes(&cursor))
             .await?;
         let Listing {
-            observations,
+            mut observations,
             failures,
             cursor,
         } = listing;
-        for failure in &failures {
-            tracing::warn!(mailbox = %self.mailbox, item = %failure.item, error = %failure.error, "item not readable; it is kept as known, never deleted");
+        // Each item failure is recorded as an `item_failed` (R12, R79), before the terminal
+        // event, so the listing's end sees every failure it found.
+        let workload = observations
+            .last()
+            .and_then(listing_workload)
+            .unwrap_or(Workload::Act);
+        let at = observations.len().saturating_sub(1);
+        for failure in failures.iter().rev() {
+            tracing::warn!(mailbox = %self.mailbox, item = %failure.item, error = %failure.error, "item not readable; recorded as item_failed, kept as known, never deleted");
+            observations.insert(at, item_failed(workload, failure));
         }
         let terminal = observations.last().map(Event::name).unwrap_or("none");
         // One flow per listing: every observation shares the first one's id as correlation.
@@ -550,6 +560,30 @@ fn find_indexed(
         .read_positions(&positions)?
         .into_iter()
         .find(|e| e.event_id == id && &e.stream == stream))
+}
+
+/// The workload of a terminal listing event.
+fn listing_workload(event: &Event) -> Option<Workload> {
+    match event {
+        Event::ListingCompleted(p) => Some(p.workload),
+        Event::ListingPartial(p) => Some(p.workload),
+        Event::ListingFailed(p) => Some(p.workload),
+        _ => None,
+    }
+}
+
+/// The `item_failed` observation of a connector's item failure.
+fn item_failed(workload: Workload, failure: &ItemFailure) -> Event {
+    Event::ItemFailed(ItemFailed {
+        workload,
+        remote: RemoteId::new(failure.item.clone()),
+        entity: failure.entity,
+        error: ServerError {
+            code: failure.code.clone(),
+            message: failure.error.clone(),
+            retry_after: None,
+        },
+    })
 }
 
 /// A file-name stem for a mailbox id: letters, digits, `-`, `_` and `.` kept, every other

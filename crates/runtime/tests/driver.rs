@@ -14,6 +14,7 @@ use ledgersync_domain::{
 };
 use ledgersync_engine::engine::Appended;
 use ledgersync_engine::mailbox::Incoming;
+use ledgersync_engine::projection::Projection;
 use ledgersync_engine::{IdGen, ManualClock, replay};
 use ledgersync_journal::{Journal, JournalOptions};
 use ledgersync_runtime::{
@@ -410,7 +411,9 @@ fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
     System::new().block_on(async {
         let registry = registry(&w);
         let mut d = linked(&w, &registry).await;
-        rewrite(&file_of(&w, "apt-1"), "BEGIN:VCALENDAR\r\nthis is not\r\n");
+        let path = file_of(&w, "apt-1");
+        let original = fs::read_to_string(&path).expect("read");
+        rewrite(&path, "BEGIN:VCALENDAR\r\nthis is not\r\n");
 
         let cycle = d.cycle().await.expect("cycle");
         assert_eq!(cycle.failures.len(), 1, "{:?}", cycle.failures);
@@ -418,8 +421,62 @@ fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
         assert_eq!(cycle.count("item_gone"), 0);
         assert_eq!(cycle.terminal, "listing_completed");
         assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        // R12/R79: recorded as an `item_failed`, just before the terminal event.
+        let names: Vec<&str> = cycle.observations.iter().map(|(_, e)| e.name()).collect();
+        assert_eq!(names, ["item_failed", "listing_completed"]);
+        let Event::ItemFailed(failed) = &cycle.observations[0].1 else {
+            unreachable!()
+        };
+        let remote = failed.remote.clone();
+        assert_eq!(remote.as_str(), cycle.failures[0].item);
+        assert_eq!(
+            (failed.workload, failed.entity, failed.error.code.as_str()),
+            (Workload::Act, None, "unparsable")
+        );
         let s = state(&registry).await;
         assert_eq!(s.links[&RecordId::new("apt-1")].status, LinkStatus::Linked);
+        assert_eq!(s.failing_items[&remote].listings, 1);
+        assert!(s.remote_items.contains_key(&remote), "never a deletion");
+
+        // The next listing fails it again: one more retry, still no delete.
+        let again = d.cycle().await.expect("second cycle");
+        assert_eq!(again.count("item_failed"), 1);
+        assert!(decided(&again.decisions, "delete_intent").is_empty());
+        assert_eq!(state(&registry).await.failing_items[&remote].listings, 2);
+
+        // The projection's item failures (R79) show it, with its row and retry count.
+        let mut projection = Projection::open_in(&w.data).expect("projection");
+        projection.catch_up(w.journal.as_ref()).expect("catch up");
+        let failures = projection
+            .failures_of_mailbox(&mailbox())
+            .expect("failures");
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        let f = &failures[0];
+        assert_eq!(
+            (
+                f.intent.as_deref(),
+                f.record.as_ref().map(|r| r.as_str()),
+                f.remote.as_ref(),
+                f.change,
+                f.code.as_str(),
+                f.retries
+            ),
+            (None, Some("apt-1"), Some(&remote), None, "unparsable", 1)
+        );
+
+        // Repaired: seen again, the failure is over, in the state and in the projection.
+        rewrite(&path, &original);
+        let repaired = d.cycle().await.expect("third cycle");
+        assert_eq!(repaired.count("item_failed"), 0);
+        assert_eq!(repaired.count("item_seen"), 1);
+        assert!(state(&registry).await.failing_items.is_empty());
+        projection.catch_up(w.journal.as_ref()).expect("catch up");
+        assert!(
+            projection
+                .failures_of_mailbox(&mailbox())
+                .expect("failures")
+                .is_empty()
+        );
         replay_reproduces_everything(w.journal.as_ref());
     });
 }

@@ -7,9 +7,9 @@ use super::error::ProjectionError;
 use super::rows::{Activity, ItemFailure, ItemLink, LastDecision, Regarding, WorkloadHealth};
 use crate::describe::{describe, summarize};
 use crate::log::Stored;
-use ledgersync_domain::event::{Event, Workload};
+use ledgersync_domain::event::{ErrorClass, Event, Workload};
 use ledgersync_domain::records::{Record, RecordBody};
-use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, Timestamp};
+use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, RemoteId, Timestamp};
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +25,8 @@ pub(super) const BY_REGARDING: TableDefinition<&str, ()> = TableDefinition::new(
 pub(super) const BY_USER: TableDefinition<&str, ()> = TableDefinition::new("by_user");
 /// `record\0mailbox` → [`ItemLink`].
 pub(super) const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links");
-/// `mailbox\0intent` → [`ItemFailure`].
+/// `mailbox\0intent` (an intent's failure) or `mailbox\0item:remote` (a server item a listing
+/// could not read) → [`ItemFailure`].
 pub(super) const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
 /// (recorded at, `mailbox\0intent`) → (): the retention index of `FAILURES`.
 pub(super) const FAILURES_BY_TIME: TableDefinition<(i64, &str), ()> =
@@ -34,6 +35,9 @@ pub(super) const FAILURES_BY_TIME: TableDefinition<(i64, &str), ()> =
 pub(super) const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
 /// Mailbox id → `MailboxState::to_snapshot`: the fold state the next catch-up continues from.
 pub(super) const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
+
+/// The key prefix, after the mailbox, of a server item's listing failure (intent ids are UUIDs).
+const ITEM_PREFIX: &str = "item:";
 
 /// The checkpoint key of `META`.
 pub(super) const CHECKPOINT: &str = "checkpoint";
@@ -155,10 +159,11 @@ impl<'txn, 's> Fold<'txn, 's> {
                     decided = Some(intent.record.clone());
                     failure = Some(ItemFailure {
                         mailbox: mailbox.clone(),
-                        intent: id.to_string(),
-                        record: intent.record.clone(),
+                        intent: Some(id.to_string()),
+                        record: Some(intent.record.clone()),
                         remote: intent.remote.clone(),
-                        change: intent.kind,
+                        entity: state.records.get(&intent.record).map(|r| r.entity()),
+                        change: Some(intent.kind),
                         class: p.class,
                         code: p.error.code.clone(),
                         text: p.error.message.clone(),
@@ -173,6 +178,43 @@ impl<'txn, 's> Fold<'txn, 's> {
             _ => {}
         }
         state.apply(s.meta(), &s.event);
+        // A server item a listing could not read: its row follows the state's failing item
+        // (retry count included), and goes when the state lets it go.
+        let mut listing_failure = None;
+        if let Event::ItemFailed(p) = &s.event
+            && let Some(f) = state.failing_items.get(&p.remote)
+        {
+            listing_failure = Some(ItemFailure {
+                mailbox: mailbox.clone(),
+                intent: None,
+                record: state.by_remote.get(&p.remote).cloned(),
+                remote: Some(p.remote.clone()),
+                entity: f.entity,
+                change: None,
+                class: ErrorClass::Transient,
+                code: f.error.code.clone(),
+                text: f.error.message.clone(),
+                at: f.last,
+                retries: f.listings.saturating_sub(1),
+            });
+        }
+        let mut cleared = Vec::new();
+        if matches!(
+            s.event,
+            Event::ItemSeen(_) | Event::ItemGone(_) | Event::ListingCompleted(_)
+        ) {
+            let (from, to) = prefix(mailbox.as_str());
+            for entry in self.failures.range(from.as_str()..to.as_str())? {
+                let (k, _) = entry?;
+                let k = k.value();
+                if let Some((_, id)) = k.split_once('\0')
+                    && let Some(remote) = id.strip_prefix(ITEM_PREFIX)
+                    && !state.failing_items.contains_key(&RemoteId::new(remote))
+                {
+                    cleared.push(k.to_string());
+                }
+            }
+        }
         self.dirty.insert(mailbox.clone());
         records.sort();
         records.dedup();
@@ -185,6 +227,12 @@ impl<'txn, 's> Fold<'txn, 's> {
         }
         if let Some(f) = failure {
             self.note_failure(f)?;
+        }
+        if let Some(f) = listing_failure {
+            self.note_failure(f)?;
+        }
+        for k in cleared {
+            self.remove_failure(&k)?;
         }
         Ok(())
     }
@@ -265,18 +313,39 @@ impl<'txn, 's> Fold<'txn, 's> {
     }
 
     fn note_failure(&mut self, mut f: ItemFailure) -> Result<(), ProjectionError> {
-        let k = key(f.mailbox.as_str(), &f.intent);
+        let id = match (&f.intent, &f.remote) {
+            (Some(intent), _) => intent.clone(),
+            (None, Some(remote)) => format!("{ITEM_PREFIX}{remote}"),
+            (None, None) => return Ok(()),
+        };
+        let k = key(f.mailbox.as_str(), &id);
         let old = self
             .failures
             .get(k.as_str())?
             .map(|v| decode::<ItemFailure>(v.value()))
             .transpose()?;
         if let Some(old) = old {
-            f.retries = old.retries + 1;
+            // An intent's failures are one record; a listing failure carries its own count.
+            if f.intent.is_some() {
+                f.retries = old.retries + 1;
+            }
             self.failures_by_time.remove((old.at.0, k.as_str()))?;
         }
         self.failures.insert(k.as_str(), encode(&f)?.as_slice())?;
         self.failures_by_time.insert((f.at.0, k.as_str()), ())?;
+        Ok(())
+    }
+
+    /// Removes the failure under `k` (a server item that is no longer failing).
+    fn remove_failure(&mut self, k: &str) -> Result<(), ProjectionError> {
+        let old = self
+            .failures
+            .remove(k)?
+            .map(|v| decode::<ItemFailure>(v.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            self.failures_by_time.remove((old.at.0, k))?;
+        }
         Ok(())
     }
 

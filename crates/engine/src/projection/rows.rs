@@ -97,28 +97,35 @@ pub struct ItemLink {
     pub status: LinkStatus,
 }
 
-/// One item whose intent failed (R79), kept for the retention period.
+/// One item that failed to sync (R79), kept for the retention period (R16): an intent that
+/// failed (`error_classified` with an intent), or a server item a listing could not read
+/// (`item_failed`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemFailure {
     /// Mailbox.
     pub mailbox: MailboxId,
-    /// The failed intent's event id (hyphenated UUID).
-    pub intent: String,
-    /// CRM row.
-    pub record: RecordId,
+    /// The failed intent's event id (hyphenated UUID); `None` for an item a listing could not
+    /// read.
+    pub intent: Option<String>,
+    /// CRM row, when known (a server item a listing could not read has one only when linked).
+    pub record: Option<RecordId>,
     /// Server item, when known.
     pub remote: Option<RemoteId>,
-    /// What the intent was to do.
-    pub change: IntentKind,
-    /// Permanent or transient.
+    /// The table, when known.
+    pub entity: Option<Entity>,
+    /// What the intent was to do; `None` for reading the item from the mail server.
+    pub change: Option<IntentKind>,
+    /// Permanent or transient (an item a listing could not read is retried by every listing:
+    /// transient).
     pub class: ErrorClass,
-    /// The server's error code.
+    /// The error code.
     pub code: String,
-    /// The server's message.
+    /// The error text.
     pub text: String,
     /// When the last failure was recorded.
     pub at: Timestamp,
-    /// Failures of this intent before the last one.
+    /// Failures before the last one: of the same intent, or consecutive listings that failed
+    /// the item.
     pub retries: u32,
 }
 
