@@ -370,6 +370,11 @@ ProfileRegistered { /// Profile id.
     name: String, /// Server type.
     server_type: ServerType, /// Max concurrent connections (1–300).
     max_connections: u16 });
+payload!(/// A server profile's alert option (SSS `sendemailalert`, default off) was set: when on,
+/// the profile owner is notified when more than half of its mailboxes fail within an hour (R14).
+ProfileAlertingSet { /// Profile id.
+    profile: ProfileId, /// Notify the profile owner?
+    send_alert: bool });
 payload!(/// A mailbox was registered.
 MailboxRegistered { /// Mailbox id.
     mailbox: MailboxId, /// Organization.
@@ -475,6 +480,14 @@ payload!(/// An intent failed.
 IntentFailed { /// The intent event.
     intent: EventId, /// What the server said.
     error: ServerError });
+payload!(/// The runtime noted that a mailbox failed (its decisions held a workload-level
+/// `error_classified` or a `workload_disabled` for an error): recorded in the organization
+/// stream, where R14 counts the failures of each profile.
+MailboxFailureNoted { /// The mailbox.
+    mailbox: MailboxId, /// Its server profile.
+    profile: ProfileId, /// The workload that failed.
+    workload: Workload, /// When the failure was decided (the recorded time of its decision).
+    at: Timestamp });
 payload!(/// Decision: an item is tracked.
 ItemTracked { /// Why.
     basis: Basis, /// CRM row, when known.
@@ -622,6 +635,9 @@ pub enum EventClass {
     Decision,
     /// The result of carrying out an intent.
     Outcome,
+    /// Something the live runtime noticed about the organization's mailboxes (R14), recorded
+    /// in the organization stream with the decisions it caused.
+    OrgObservation,
 }
 
 macro_rules! catalogue {
@@ -716,6 +732,7 @@ catalogue! {
     1 SettingChanged "setting_changed" Organization;
     2 UserRegistered "user_registered" Organization;
     3 ProfileRegistered "profile_registered" Organization;
+    4 ProfileAlertingSet "profile_alerting_set" Organization;
     10 MailboxRegistered "mailbox_registered" Lifecycle;
     11 MailboxMapped "mailbox_mapped" Lifecycle;
     12 AddressApproved "address_approved" Lifecycle;
@@ -761,6 +778,7 @@ catalogue! {
     70 MappingStarted "mapping_started" Decision;
     71 OrganizationClaimed "organization_claimed" Decision;
     72 CycleScheduled "cycle_scheduled" Decision;
+    80 MailboxFailureNoted "mailbox_failure_noted" OrgObservation;
 }
 
 impl Event {
@@ -794,7 +812,8 @@ impl Event {
         })
     }
 
-    /// True for observations (CRM, mail, lifecycle, outcomes): the inputs of `decide`.
+    /// True for observations (CRM, mail, lifecycle, outcomes, organization observations): the
+    /// inputs of `decide` (and, for `OrgObservation`, of `alerting::decide_org`).
     pub fn is_observation(&self) -> bool {
         matches!(
             self.class(),
@@ -802,6 +821,7 @@ impl Event {
                 | EventClass::CrmObservation
                 | EventClass::MailObservation
                 | EventClass::Outcome
+                | EventClass::OrgObservation
         )
     }
 

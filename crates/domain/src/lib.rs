@@ -4,6 +4,7 @@
 //! depends on is in this crate, and every decision names the rule (`R1` … `R82`) that made it.
 #![warn(missing_docs)]
 
+pub mod alerting;
 pub mod decide;
 pub mod envelope;
 pub mod event;
@@ -16,6 +17,7 @@ pub mod settings;
 pub mod state;
 pub mod time;
 
+pub use alerting::decide_org;
 pub use decide::{Context, Decision, decide};
 pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
 pub use event::Event;

@@ -1,11 +1,18 @@
 //! The organization's state, rebuilt from its stream, and the routing of CRM changes to the
 //! mailboxes they concern (owner, organizer, attendees, and every mailbox a row was routed to
 //! before, so a row that leaves a filter still reaches the mailbox that links it).
+//!
+//! The state also folds the failures of each server profile's mailboxes for the profile alert
+//! (R14, [`crate::alerting`]): `mailbox_failure_noted` keeps, per profile, the last failure of
+//! each mailbox within the last hour; the `alert_raised` that follows it in the same append
+//! records when the profile was last alerted.
 
+use crate::alerting::{ProfileFailures, within_window};
 use crate::event::{Event, ServerType};
 use crate::ids::{MailboxId, OrgId, ProfileId, RecordId, UserId};
 use crate::records::Record;
 use crate::settings::OrgSettings;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +34,8 @@ pub struct ProfileInfo {
     pub server_type: ServerType,
     /// Max concurrent connections.
     pub max_connections: u16,
+    /// The profile alert option (SSS `sendemailalert`, default off, R14).
+    pub send_alert: bool,
 }
 
 /// A mailbox as the organization knows it.
@@ -57,6 +66,11 @@ pub struct OrgState {
     pub user_mailbox: BTreeMap<UserId, MailboxId>,
     /// The mailboxes each row has been routed to.
     pub routed: BTreeMap<RecordId, BTreeSet<MailboxId>>,
+    /// Recent mailbox failures and the last alert, per profile (R14).
+    pub profile_failures: BTreeMap<ProfileId, ProfileFailures>,
+    /// The profile and time of the `mailbox_failure_noted` just applied: the `alert_raised`
+    /// that follows it in the same append is about that profile.
+    pub last_noted: Option<(ProfileId, Timestamp)>,
 }
 
 impl OrgState {
@@ -128,7 +142,25 @@ impl OrgState {
 
     /// Applies one event of the organization stream.
     pub fn apply(&mut self, event: &Event) {
+        let noted = self.last_noted.take();
         match event {
+            Event::ProfileAlertingSet(p) => {
+                if let Some(info) = self.profiles.get_mut(&p.profile) {
+                    info.send_alert = p.send_alert;
+                }
+            }
+            Event::MailboxFailureNoted(p) => {
+                let f = self.profile_failures.entry(p.profile.clone()).or_default();
+                f.recent.retain(|_, at| within_window(*at, p.at));
+                let last = f.recent.entry(p.mailbox.clone()).or_insert(p.at);
+                *last = (*last).max(p.at);
+                self.last_noted = Some((p.profile.clone(), p.at));
+            }
+            Event::AlertRaised(_) => {
+                if let Some((profile, at)) = noted {
+                    self.profile_failures.entry(profile).or_default().last_alert = Some(at);
+                }
+            }
             Event::SettingChanged(p) => {
                 // Values are validated before they are recorded; a bad one changes nothing.
                 let _ = self.settings.set(&p.key, &p.value);
@@ -149,6 +181,10 @@ impl OrgState {
                         name: p.name.clone(),
                         server_type: p.server_type,
                         max_connections: p.max_connections,
+                        send_alert: self
+                            .profiles
+                            .get(&p.profile)
+                            .is_some_and(|old| old.send_alert),
                     },
                 );
             }
@@ -183,6 +219,14 @@ impl OrgState {
             }
             _ => {}
         }
+    }
+
+    /// The mailboxes registered on `profile`.
+    pub fn mailboxes_on(&self, profile: &ProfileId) -> impl Iterator<Item = &MailboxId> {
+        self.mailboxes
+            .iter()
+            .filter(move |(_, m)| &m.profile == profile)
+            .map(|(id, _)| id)
     }
 
     /// The mailbox of a user, if mapped.

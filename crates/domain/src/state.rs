@@ -580,6 +580,8 @@ impl MailboxState {
             Event::SettingChanged(_)
             | Event::UserRegistered(_)
             | Event::ProfileRegistered(_)
+            | Event::ProfileAlertingSet(_)
+            | Event::MailboxFailureNoted(_)
             | Event::ItemTracked(_)
             | Event::LogicalDelete(_)
             | Event::NoAction(_)

@@ -215,6 +215,10 @@ fn samples() -> Vec<Event> {
             server_type: ServerType::ImapSmtp,
             max_connections: 250,
         }),
+        Event::ProfileAlertingSet(ProfileAlertingSet {
+            profile: ProfileId::new("profile-imap-eu"),
+            send_alert: true,
+        }),
         Event::MailboxRegistered(MailboxRegistered {
             mailbox: mailbox(),
             org: OrgId::new("org-contoso"),
@@ -484,6 +488,12 @@ fn samples() -> Vec<Event> {
             basis: basis("3 quiet cycle(s) in a row: ACT waits longer, up to the maximum"),
             workload: Workload::Act,
             at: timestamp_from_civil(2026, 11, 20, 9, 8),
+        }),
+        Event::MailboxFailureNoted(MailboxFailureNoted {
+            mailbox: MailboxId::new("mbx-u1"),
+            profile: ProfileId::new("profile-imap-eu"),
+            workload: Workload::Incoming,
+            at: timestamp_from_civil(2026, 11, 20, 9, 12),
         }),
     ]
 }
@@ -994,7 +1004,7 @@ fn released_envelope_decodes_and_encodes_the_same() {
 
 #[test]
 fn unknown_type_code_is_a_clear_error() {
-    for code in [0u16, 4, 99, 9999, u16::MAX] {
+    for code in [0u16, 5, 99, 9999, u16::MAX] {
         let err =
             Event::decode(EventType(code), 1, &[0]).expect_err("unknown codes must not decode");
         assert!(

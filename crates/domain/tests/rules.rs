@@ -11,7 +11,9 @@ use ledgersync_domain::event::*;
 use ledgersync_domain::records::*;
 use ledgersync_domain::settings::TaskDeletionMode;
 use ledgersync_domain::state::LinkStatus;
-use ledgersync_domain::{Duration, Event, MailboxId, OrgId, RemoteId, Timestamp, UserId};
+use ledgersync_domain::{
+    Duration, Event, MailboxId, OrgId, ProfileId, RemoteId, Timestamp, UserId,
+};
 use support::*;
 
 // ───────────── fixtures of this file ─────────────
@@ -543,6 +545,166 @@ fn r11_retry_after_from_the_server_is_honoured() {
     let past = mb.now - Duration::minutes(1);
     let ds = mb.listing_failed(Workload::Incoming, "429", Some(past));
     assert_eq!(one(retries(&ds), &ds).1.at, mb.now + Duration::minutes(5));
+}
+
+// ───────────── R14: profile alert ─────────────
+
+/// An organization with one profile of `mailboxes` mailboxes, its alert option `send_alert`.
+struct Org {
+    state: ledgersync_domain::OrgState,
+    settings: ledgersync_domain::OrgSettings,
+    alerts: Vec<ledgersync_domain::Decision>,
+}
+
+impl Org {
+    fn new(mailboxes: usize, send_alert: bool) -> Self {
+        let mut state = ledgersync_domain::OrgState::new(OrgId::new(ORG));
+        state.apply(&Event::ProfileRegistered(ProfileRegistered {
+            profile: ProfileId::new("profile-main"),
+            name: "Serenity groupware".into(),
+            server_type: ServerType::Groupware,
+            max_connections: 10,
+        }));
+        state.apply(&Event::ProfileAlertingSet(ProfileAlertingSet {
+            profile: ProfileId::new("profile-main"),
+            send_alert,
+        }));
+        for i in 1..=mailboxes {
+            state.apply(&Event::MailboxRegistered(MailboxRegistered {
+                mailbox: MailboxId::new(format!("mbx-{i}")),
+                org: OrgId::new(ORG),
+                address: format!("u{i}@serenity.example"),
+                profile: ProfileId::new("profile-main"),
+                server_type: ServerType::Groupware,
+            }));
+        }
+        Self {
+            state,
+            settings: ledgersync_domain::OrgSettings::default(),
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Mailbox `i` failed at `at`: decided on the state before, then applied with its
+    /// decisions, as the organization actor does.
+    fn failed(&mut self, i: usize, at: Timestamp) -> Vec<ledgersync_domain::Decision> {
+        let obs = Event::MailboxFailureNoted(MailboxFailureNoted {
+            mailbox: MailboxId::new(format!("mbx-{i}")),
+            profile: ProfileId::new("profile-main"),
+            workload: Workload::Act,
+            at,
+        });
+        let ds = ledgersync_domain::decide_org(
+            &self.state,
+            &obs,
+            &ledgersync_domain::Context {
+                settings: &self.settings,
+                now: at,
+            },
+        );
+        self.state.apply(&obs);
+        for d in &ds {
+            self.state.apply(&d.event);
+        }
+        self.alerts.extend(ds.clone());
+        ds
+    }
+}
+
+#[test]
+fn r14_exactly_half_of_the_profile_failing_raises_no_alert() {
+    let mut org = Org::new(4, true);
+    org.failed(1, t0());
+    org.failed(2, t0() + Duration::minutes(10));
+    // The same mailbox failing again counts once.
+    org.failed(2, t0() + Duration::minutes(20));
+    assert!(org.alerts.is_empty(), "{:#?}", org.alerts);
+}
+
+#[test]
+fn r14_three_of_five_mailboxes_failing_within_an_hour_alert_the_profile_owner() {
+    let mut org = Org::new(5, true);
+    assert!(org.failed(1, t0()).is_empty());
+    assert!(org.failed(2, t0() + Duration::minutes(20)).is_empty());
+    let ds = org.failed(3, t0() + Duration::minutes(59));
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(ds[0].rule.0, 14);
+    let Event::AlertRaised(a) = &ds[0].event else {
+        panic!("{ds:#?}")
+    };
+    assert_eq!(a.level, AlertLevel::Error);
+    assert_eq!(a.notify, ["server profile owner (Serenity groupware)"]);
+    assert!(
+        a.text.starts_with(
+            "3 of the 5 mailboxes of the email server profile Serenity groupware failed within one hour (mbx-1, mbx-2, mbx-3)"
+        ),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.basis.reason.contains("sendemailalert"),
+        "{}",
+        a.basis.reason
+    );
+}
+
+#[test]
+fn r14_failures_spread_over_more_than_an_hour_raise_no_alert() {
+    let mut org = Org::new(5, true);
+    org.failed(1, t0());
+    org.failed(2, t0() + Duration::minutes(40));
+    org.failed(3, t0() + Duration::minutes(61));
+    org.failed(4, t0() + Duration::minutes(110));
+    assert!(org.alerts.is_empty(), "{:#?}", org.alerts);
+}
+
+#[test]
+fn r14_no_alert_when_the_profile_alert_option_is_off() {
+    let mut org = Org::new(5, false);
+    for i in 1..=5 {
+        org.failed(i, t0() + Duration::minutes(i as i64));
+    }
+    assert!(org.alerts.is_empty(), "{:#?}", org.alerts);
+    // The option is off by default.
+    let mut state = ledgersync_domain::OrgState::new(OrgId::new(ORG));
+    state.apply(&Event::ProfileRegistered(ProfileRegistered {
+        profile: ProfileId::new("p"),
+        name: "p".into(),
+        server_type: ServerType::Groupware,
+        max_connections: 10,
+    }));
+    assert!(!state.profiles[&ProfileId::new("p")].send_alert);
+}
+
+#[test]
+fn r14_a_second_burst_within_the_hour_raises_no_second_alert() {
+    let mut org = Org::new(3, true);
+    org.failed(1, t0());
+    assert_eq!(org.failed(2, t0() + Duration::minutes(5)).len(), 1);
+    // The same mailboxes and the third fail again within the hour: no second alert.
+    org.failed(3, t0() + Duration::minutes(10));
+    org.failed(1, t0() + Duration::minutes(30));
+    org.failed(2, t0() + Duration::minutes(50));
+    assert_eq!(org.alerts.len(), 1, "{:#?}", org.alerts);
+    // An hour after the alert, the failures of the last hour (mbx-1, mbx-2, mbx-3) alert again.
+    org.failed(3, t0() + Duration::minutes(65));
+    assert_eq!(org.alerts.len(), 2, "{:#?}", org.alerts);
+}
+
+#[test]
+fn r14_a_workload_level_error_or_disable_is_a_mailbox_failure_an_item_error_is_not() {
+    use ledgersync_domain::alerting::failed_workload;
+    let mut mb = Mailbox::ready("jayne");
+    let ds = mb.listing_failed(Workload::Incoming, "401", None);
+    assert_eq!(
+        failed_workload(ds.iter().map(|d| &d.event)),
+        Some(Workload::Incoming)
+    );
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    let ds = mb.fail(create, "503");
+    assert_eq!(failed_workload(ds.iter().map(|d| &d.event)), None);
 }
 
 // ───────────── R12, R79: an item a listing could not read ─────────────

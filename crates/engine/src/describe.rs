@@ -111,6 +111,15 @@ pub fn describe(event: &Event) -> String {
             p.item.remote
         ),
         Event::ItemGone(p) => format!("mail server confirms {} is gone", p.remote),
+        Event::ProfileAlertingSet(p) => format!(
+            "profile {} alert option (sendemailalert) {}",
+            p.profile,
+            if p.send_alert { "on" } else { "off" }
+        ),
+        Event::MailboxFailureNoted(p) => format!(
+            "mailbox {} (profile {}) failed for {}",
+            p.mailbox, p.profile, p.workload
+        ),
         Event::ItemFailed(p) => format!(
             "mail server item {} could not be read: {} {}",
             p.remote, p.error.code, p.error.message

@@ -356,6 +356,14 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
                 return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
             }
         }
+        Event::ProfileAlertingSet(p) => {
+            if !org.profiles.contains_key(&p.profile) {
+                return Err(EngineError::Invalid(format!(
+                    "unknown server profile `{}`; register it first (profile_registered)",
+                    p.profile
+                )));
+            }
+        }
         Event::ProfileRegistered(p) => {
             if !(1..=300).contains(&p.max_connections) {
                 return Err(EngineError::Invalid(format!(
@@ -376,6 +384,12 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
                 EventClass::MailObservation | EventClass::Outcome => {
                     return Err(EngineError::Invalid(format!(
                         "`{}` comes from a mail server; it is given to its mailbox, not sent by the CRM",
+                        e.name()
+                    )));
+                }
+                EventClass::OrgObservation => {
+                    return Err(EngineError::Invalid(format!(
+                        "`{}` is noted by the runtime when a mailbox fails, not sent by the CRM",
                         e.name()
                     )));
                 }

@@ -13,8 +13,8 @@
 use crate::engine::validate_crm;
 use ledgersync_domain::event::{
     AccessLost, AccessReason, AccessRegained, AddressApproved, DisableRequested, FilterChanged,
-    MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged, ProfileRegistered,
-    RecordDeleted, RecordUpserted, SettingChanged, UserRegistered,
+    MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged, ProfileAlertingSet,
+    ProfileRegistered, RecordDeleted, RecordUpserted, SettingChanged, UserRegistered,
 };
 use ledgersync_domain::filter::{CompiledFilter, SyncFilter};
 use ledgersync_domain::records::{
@@ -31,7 +31,7 @@ use wire::*;
 mod wire;
 
 /// Every `"kind"` a line can have (the event type names of the catalogue).
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "record_upserted",
     "record_deleted",
     "owner_changed",
@@ -40,6 +40,7 @@ pub const KINDS: [&str; 14] = [
     "filter_changed",
     "user_registered",
     "profile_registered",
+    "profile_alerting_set",
     "mailbox_registered",
     "mailbox_mapped",
     "address_approved",
@@ -240,6 +241,22 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
                 name: nonempty(w.name, "name")?,
                 server_type: w.server_type.into(),
                 max_connections: w.max_connections,
+            })
+        }
+        "profile_alerting_set" => {
+            let w: ProfileAlertingWire = wire(rest, "")?;
+            let profile = ProfileId::new(nonempty(w.profile, "profile")?);
+            if !org.profiles.contains_key(&profile) {
+                return Err(Problem::at(
+                    "profile",
+                    format!(
+                        "unknown server profile `{profile}`; register it first (a profile_registered line)"
+                    ),
+                ));
+            }
+            Event::ProfileAlertingSet(ProfileAlertingSet {
+                profile,
+                send_alert: w.send_alert,
             })
         }
         "mailbox_registered" => {

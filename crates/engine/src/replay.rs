@@ -2,11 +2,20 @@
 //! recorded observation with the settings in force at the time, and compare with the decisions
 //! that were recorded. A mismatch means the rules changed, or the journal does not hold what
 //! the engine decided.
+//!
+//! The organization stream is replayed the same way: each organization observation
+//! (`mailbox_failure_noted`) is re-decided with `decide_org` on the organization state before
+//! it, and compared with the decisions recorded after it (the R14 profile alert); they count in
+//! `observations`, `decisions` and `reproduced` like a mailbox's. Their mismatches name the
+//! mailbox whose failure was noted.
 
 use crate::describe::describe;
 use crate::error::EngineError;
-use crate::log::scan;
-use ledgersync_domain::{Context, Decision, Event, MailboxId, MailboxState, OrgState, RuleId};
+use crate::log::{Stored, scan};
+use ledgersync_domain::event::EventClass;
+use ledgersync_domain::{
+    Context, Decision, Event, MailboxId, MailboxState, OrgState, RuleId, decide_org,
+};
 use ledgersync_journal::Journal;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -14,7 +23,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// One decision that was not reproduced.
 #[derive(Clone, Debug, Serialize)]
 pub struct Mismatch {
-    /// The mailbox.
+    /// The mailbox (for an organization-stream decision, the mailbox whose failure was noted).
     pub mailbox: MailboxId,
     /// Position of the observation.
     pub observation_position: u64,
@@ -63,6 +72,82 @@ struct Pending {
     expected: VecDeque<Decision>,
 }
 
+/// The recomputed decisions that were not recorded become mismatches.
+fn flush(report: &mut ReplayReport, mailbox: &MailboxId, p: Pending) {
+    for d in p.expected {
+        report.mismatches.push(Mismatch {
+            mailbox: mailbox.clone(),
+            observation_position: p.position,
+            observation: p.observation.clone(),
+            recorded: None,
+            recomputed: Some(line(Some(d.rule), &d.event)),
+        });
+    }
+}
+
+/// One organization-stream event, on the organization state before it: an organization
+/// observation is re-decided, a decision compared with what was recomputed.
+fn replay_org(
+    report: &mut ReplayReport,
+    pending: &mut Option<(MailboxId, Pending)>,
+    org: &OrgState,
+    s: &Stored,
+) {
+    match (&s.event, s.event.class()) {
+        (Event::MailboxFailureNoted(p), _) => {
+            if let Some((m, p)) = pending.take() {
+                flush(report, &m, p);
+            }
+            let ctx = Context {
+                settings: &org.settings,
+                now: s.envelope.recorded_at,
+            };
+            report.observations += 1;
+            *pending = Some((
+                p.mailbox.clone(),
+                Pending {
+                    position: s.envelope.position,
+                    observation: line(None, &s.event),
+                    expected: decide_org(org, &s.event, &ctx).into(),
+                },
+            ));
+        }
+        (_, EventClass::Decision) => {
+            report.decisions += 1;
+            let (m, p) = pending.get_or_insert_with(|| {
+                (
+                    MailboxId::new(""),
+                    Pending {
+                        position: s.envelope.position,
+                        observation: "(no observation before it)".into(),
+                        expected: VecDeque::new(),
+                    },
+                )
+            });
+            let exp = p.expected.pop_front();
+            if exp
+                .as_ref()
+                .is_some_and(|d| Some(d.rule) == s.envelope.rule && d.event == s.event)
+            {
+                report.reproduced += 1;
+            } else {
+                report.mismatches.push(Mismatch {
+                    mailbox: m.clone(),
+                    observation_position: p.position,
+                    observation: p.observation.clone(),
+                    recorded: Some(line(s.envelope.rule, &s.event)),
+                    recomputed: exp.map(|d| line(Some(d.rule), &d.event)),
+                });
+            }
+        }
+        _ => {
+            if let Some((m, p)) = pending.take() {
+                flush(report, &m, p);
+            }
+        }
+    }
+}
+
 /// Replays the journal (or one mailbox of it).
 pub fn replay(
     journal: &dyn Journal,
@@ -72,23 +157,16 @@ pub fn replay(
     let mut org = OrgState::default();
     let mut states: BTreeMap<MailboxId, MailboxState> = BTreeMap::new();
     let mut pending: BTreeMap<MailboxId, Pending> = BTreeMap::new();
+    // The organization observation whose decisions are being compared, and its mailbox.
+    let mut org_pending: Option<(MailboxId, Pending)> = None;
     let mut report = ReplayReport::default();
-
-    fn flush(report: &mut ReplayReport, mailbox: &MailboxId, p: Pending) {
-        for d in p.expected {
-            report.mismatches.push(Mismatch {
-                mailbox: mailbox.clone(),
-                observation_position: p.position,
-                observation: p.observation.clone(),
-                recorded: None,
-                recomputed: Some(line(Some(d.rule), &d.event)),
-            });
-        }
-    }
 
     scan(journal, 1, progress, |s| {
         report.events += 1;
         let Some(m) = s.envelope.stream.as_mailbox() else {
+            if only.is_none() {
+                replay_org(&mut report, &mut org_pending, &org, &s);
+            }
             org.apply(&s.event);
             return Ok(());
         };
@@ -142,6 +220,9 @@ pub fn replay(
         Ok(())
     })?;
     for (m, p) in std::mem::take(&mut pending) {
+        flush(&mut report, &m, p);
+    }
+    if let Some((m, p)) = org_pending.take() {
         flush(&mut report, &m, p);
     }
     report.mailboxes = states.len() as u64;

@@ -23,6 +23,16 @@
 //! A change whose id is already the last event of the organization stream (a redelivery after
 //! such a failure) is not recorded again.
 //!
+//! # Mailbox failures and the profile alert (R14)
+//!
+//! The actor handles [`MailboxFailed`] (sent by the registry once given the actor's recipient
+//! with [`ForwardFailures`]): for a mailbox the organization knows, it builds the observation
+//! `mailbox_failure_noted` (mailbox, its profile, workload, time; caused by the failing
+//! decision), decides on it with `alerting::decide_org` on the state before it, and appends the
+//! observation and its decisions (an R14 `alert_raised` at most) to `org/<id>` in **one** append
+//! with the expected head, then applies them. A failed append drops the state (rebuilt by the
+//! next message); the failure is then not noted (it is logged).
+//!
 //! # The consumer loop
 //!
 //! [`consume`] takes the messages of one partition of a [`Bus`] one at a time: CRM changes go to
@@ -33,11 +43,15 @@
 
 use crate::ActorError;
 use crate::bus::{Bus, BusMessage, Delivery};
-use crate::registry::{ObserveMailbox, Registry, SharedSettings};
+use crate::registry::{MailboxFailed, ObserveMailbox, Registry, SharedSettings};
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
 use ledgersync_domain::event::EventClass;
-use ledgersync_domain::{Event, EventId, MailboxId, NewEvent, OrgId, OrgState, StreamId};
+use ledgersync_domain::event::MailboxFailureNoted;
+use ledgersync_domain::{
+    Decision, Event, EventId, MailboxId, NewEvent, OrgId, OrgState, RuleId, StreamId, Timestamp,
+    decide_org,
+};
 use ledgersync_engine::engine::{Appended, validate_crm};
 use ledgersync_engine::log::{PAGE, Stored};
 use ledgersync_engine::mailbox::Incoming;
@@ -412,6 +426,106 @@ async fn handle_change(
     }
 }
 
+/// The stored form of an organization-stream event.
+fn org_event(
+    id: EventId,
+    event: &Event,
+    rule: Option<RuleId>,
+    causation: Vec<EventId>,
+    correlation: EventId,
+    now: Timestamp,
+) -> NewEvent {
+    NewEvent {
+        event_id: id,
+        recorded_at: now,
+        occurred_at: now,
+        event_type: event.event_type(),
+        schema_version: event.schema_version(),
+        causation,
+        correlation: Some(correlation),
+        rule,
+        payload: event.encode_payload(),
+        items: event.item_keys(),
+    }
+}
+
+/// Notes one mailbox failure (R14): observation and decisions in one append, then applied.
+async fn note_failure(
+    env: Arc<OrgEnv>,
+    core: Option<OrgCore>,
+    msg: MailboxFailed,
+) -> (Option<OrgCore>, Result<Vec<Decision>, OrgError>) {
+    let mut core = match core {
+        Some(core) => core,
+        None => match recover(env.clone()).await {
+            Ok(core) => core,
+            Err(e) => return (None, Err(e)),
+        },
+    };
+    let Some(profile) = core
+        .state
+        .mailboxes
+        .get(&msg.mailbox)
+        .map(|m| m.profile.clone())
+    else {
+        return (Some(core), Ok(Vec::new()));
+    };
+    let observation = Event::MailboxFailureNoted(MailboxFailureNoted {
+        mailbox: msg.mailbox.clone(),
+        profile,
+        workload: msg.workload,
+        at: msg.at,
+    });
+    let now = env.clock.now();
+    let decisions = decide_org(
+        &core.state,
+        &observation,
+        &ledgersync_domain::Context {
+            settings: &core.state.settings,
+            now,
+        },
+    );
+    let id = IdGen.next();
+    let mut events = vec![org_event(
+        id,
+        &observation,
+        None,
+        vec![msg.decision],
+        id,
+        now,
+    )];
+    for d in &decisions {
+        events.push(org_event(
+            IdGen.next(),
+            &d.event,
+            Some(d.rule),
+            vec![id],
+            id,
+            now,
+        ));
+    }
+    let count = events.len() as u64;
+    let ticket = env
+        .journal
+        .submit(&env.stream, ExpectedSeq::Exactly(core.head), events);
+    if let Err(source) = ticket.await {
+        tracing::warn!(org = %env.org, mailbox = %msg.mailbox, error = %source, "mailbox failure not noted; the organization is rebuilt from its stream");
+        return (
+            None,
+            Err(OrgError::Append {
+                stream: env.stream.clone(),
+                source,
+            }),
+        );
+    }
+    core.head += count;
+    core.state.apply(&observation);
+    for d in &decisions {
+        core.state.apply(&d.event);
+    }
+    (Some(core), Ok(decisions))
+}
+
 impl Actor for OrgActor {
     type Context = Context<Self>;
 
@@ -441,6 +555,30 @@ impl Handler<CrmChange> for OrgActor {
             .map(|(core, result), act, _ctx| {
                 act.core = core;
                 result
+            });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+impl Handler<MailboxFailed> for OrgActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: MailboxFailed, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = self.core.take();
+        let fut = note_failure(self.env.clone(), core, msg)
+            .into_actor(self)
+            .map(|(core, result), act, _ctx| {
+                act.core = core;
+                match result {
+                    Ok(decisions) => {
+                        for d in decisions {
+                            tracing::warn!(org = %act.env.org, rule = %d.rule, event = d.event.name(), "organization decision");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(org = %act.env.org, error = %e, "a mailbox failure was not noted")
+                    }
+                }
             });
         AtomicResponse::new(Box::pin(fut))
     }

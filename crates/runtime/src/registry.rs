@@ -15,13 +15,23 @@
 //! [`MAX_ATTEMPTS`] times). Several re-sent messages may reach the new activation in another
 //! order than they were first sent; a caller that awaits each answer before sending the next
 //! keeps its order.
+//!
+//! Mailbox failures (R14): when the registry is given a recipient with [`ForwardFailures`]
+//! (the organization actor, by whoever builds the runtime), every observation whose recorded
+//! decisions show a failure of the mailbox (`alerting::failed_workload`: a workload-level
+//! `error_classified`, or a `workload_disabled` for an error) is reported to it as a
+//! [`MailboxFailed`], without waiting: the organization actor may itself be waiting for this
+//! mailbox's answer while it routes a CRM change. Without a recipient nothing is forwarded.
 
 use crate::actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
+use actix::Recipient;
 use actix::{
     Actor, ActorContext, Addr, Arbiter, AsyncContext, Context, Handler, MailboxError, Message,
     ResponseFuture,
 };
-use ledgersync_domain::{MailboxId, OrgSettings};
+use ledgersync_domain::alerting::failed_workload;
+use ledgersync_domain::event::Workload;
+use ledgersync_domain::{EventId, MailboxId, OrgSettings, Timestamp};
 use ledgersync_engine::Clock;
 use ledgersync_engine::engine::{Appended, DEFAULT_SNAPSHOT_EVERY};
 use ledgersync_engine::mailbox::Incoming;
@@ -170,6 +180,8 @@ pub struct Registry {
     next_generation: u64,
     arbiter_count: usize,
     arbiters: Vec<Arbiter>,
+    /// Where mailbox failures are reported (R14), once set.
+    failures: Option<Recipient<MailboxFailed>>,
 }
 
 impl Registry {
@@ -196,7 +208,15 @@ impl Registry {
             next_generation: 0,
             arbiter_count: config.arbiters,
             arbiters: Vec::new(),
+            failures: None,
         }
+    }
+
+    /// Reports mailbox failures to `recipient` (see the module doc); the same as sending
+    /// [`ForwardFailures`] once started.
+    pub fn with_failures_to(mut self, recipient: Recipient<MailboxFailed>) -> Self {
+        self.failures = Some(recipient);
+        self
     }
 
     /// The counters (shared: they keep counting after the registry is started).
@@ -315,6 +335,31 @@ impl Message for InspectMailbox {
     type Result = Result<MailboxView, ActorError>;
 }
 
+/// A mailbox failed (R14): its decisions for one observation showed a failure of `workload`.
+/// Sent by the registry to the recipient of [`ForwardFailures`].
+#[derive(Debug, Clone)]
+pub struct MailboxFailed {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// The workload that failed.
+    pub workload: Workload,
+    /// The decision that shows the failure (the cause of what the recipient records).
+    pub decision: EventId,
+    /// When the registry saw it (the engine clock).
+    pub at: Timestamp,
+}
+
+impl Message for MailboxFailed {
+    type Result = ();
+}
+
+/// From now on, mailbox failures are reported to this recipient (the organization actor).
+pub struct ForwardFailures(pub Recipient<MailboxFailed>);
+
+impl Message for ForwardFailures {
+    type Result = ();
+}
+
 /// Runs the idle check of every actor now (each actor also runs it on its own timer); answers
 /// how many were passivated.
 #[derive(Debug, Clone, Copy, Default)]
@@ -366,9 +411,14 @@ impl Handler<ObserveMailbox> for Registry {
             incoming: msg.incoming.clone(),
         });
         let registry = ctx.address();
+        let failures = self.failures.clone();
+        let clock = self.env.clock.clone();
         Box::pin(async move {
             let reply = request.await;
             if !not_handled(&reply) {
+                if let (Some(to), Ok(Ok(decisions))) = (&failures, &reply) {
+                    report_failure(to, &msg.mailbox, decisions, clock.now());
+                }
                 return reply.unwrap_or_else(|_| Err(unavailable(msg.mailbox, msg.attempt)));
             }
             if msg.attempt >= MAX_ATTEMPTS {
@@ -384,6 +434,37 @@ impl Handler<ObserveMailbox> for Registry {
                 .await
                 .unwrap_or_else(|_| Err(unavailable(mailbox, attempts)))
         })
+    }
+}
+
+/// Reports the failure the decisions of one observation show, if any, without waiting.
+fn report_failure(
+    to: &Recipient<MailboxFailed>,
+    mailbox: &MailboxId,
+    decisions: &[Appended],
+    at: Timestamp,
+) {
+    let Some(workload) = failed_workload(decisions.iter().map(|a| &a.decision.event)) else {
+        return;
+    };
+    let decision = decisions
+        .iter()
+        .find(|a| failed_workload([&a.decision.event]).is_some())
+        .map(|a| a.id)
+        .expect("a failure was found among the decisions");
+    to.do_send(MailboxFailed {
+        mailbox: mailbox.clone(),
+        workload,
+        decision,
+        at,
+    });
+}
+
+impl Handler<ForwardFailures> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForwardFailures, _ctx: &mut Context<Self>) {
+        self.failures = Some(msg.0);
     }
 }
 

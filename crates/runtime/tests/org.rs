@@ -598,3 +598,121 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
     let report = replay(w.journal.as_ref(), None, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.mismatches);
 }
+
+/// The profile of the demo organization, its alert option on, three mailboxes on it.
+fn alerting_organization() -> Vec<Event> {
+    let org = OrgId::new(ORG);
+    let mut events = organization();
+    events.push(Event::ProfileAlertingSet(ProfileAlertingSet {
+        profile: ledgersync_domain::ProfileId::new("groupware"),
+        send_alert: true,
+    }));
+    for (mbx, u) in [
+        ("mbx-jayne", "jayne"),
+        ("mbx-paul", "paul"),
+        ("mbx-laura", "laura"),
+    ] {
+        events.extend(scenario::mailbox_events(&org, mbx, u, true));
+    }
+    events
+}
+
+#[test]
+fn r14_two_of_three_mailboxes_failing_alert_the_profile_owner_once_through_the_org_actor() {
+    use ledgersync_engine::mailbox::Incoming;
+    use ledgersync_runtime::ObserveMailbox;
+    use ledgersync_runtime::registry::ForwardFailures;
+
+    let w = world();
+    System::new().block_on(async {
+        let live = start(&w);
+        live.targets
+            .registry
+            .send(ForwardFailures(live.org.clone().recipient()))
+            .await
+            .expect("registry alive");
+        publish_all(&live, alerting_organization()).await;
+        let head_before = org_head(w.journal.as_ref());
+
+        let fail = |mbx: &str| {
+            let id = ledgersync_engine::IdGen.next();
+            ObserveMailbox::new(
+                MailboxId::new(mbx),
+                Incoming {
+                    event: Event::ListingFailed(ListingFailed {
+                        workload: Workload::Act,
+                        error: ServerError {
+                            code: "401".into(),
+                            message: "Unauthorized".into(),
+                            retry_after: None,
+                        },
+                    }),
+                    id,
+                    causation: vec![],
+                    correlation: id,
+                },
+            )
+        };
+        for (i, mbx) in ["mbx-jayne", "mbx-paul", "mbx-laura"].iter().enumerate() {
+            w.clock.advance(Duration::minutes(10));
+            let decisions = live
+                .targets
+                .registry
+                .send(fail(mbx))
+                .await
+                .expect("registry alive")
+                .expect("recorded");
+            assert!(
+                decisions
+                    .iter()
+                    .any(|a| a.decision.event.name() == "workload_disabled"),
+                "{i}: {decisions:#?}"
+            );
+        }
+        // Queued behind the failures the registry forwarded.
+        let view = live
+            .org
+            .send(InspectOrg)
+            .await
+            .expect("org alive")
+            .expect("org state");
+        let org_stream = w
+            .journal
+            .read_stream(&StreamId::org(&OrgId::new(ORG)), head_before + 1, 100)
+            .unwrap();
+        let names: Vec<(String, Option<RuleId>)> = org_stream
+            .iter()
+            .map(|e| {
+                let s = ledgersync_engine::log::Stored::decode(e.clone()).unwrap();
+                (s.event.name().to_string(), e.rule)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("mailbox_failure_noted".to_string(), None),
+                ("mailbox_failure_noted".to_string(), None),
+                ("alert_raised".to_string(), Some(RuleId(14))),
+                ("mailbox_failure_noted".to_string(), None),
+            ],
+            "one alert, at the second of three mailboxes, none for the third within the hour"
+        );
+        assert_eq!(view.head, head_before + 4);
+        // The alert follows its observation, caused by it.
+        assert_eq!(org_stream[2].causation, vec![org_stream[1].event_id]);
+        let alert = ledgersync_engine::log::Stored::decode(org_stream[2].clone()).unwrap();
+        let Event::AlertRaised(a) = alert.event else {
+            unreachable!()
+        };
+        assert_eq!(a.level, AlertLevel::Error);
+        assert!(a.notify[0].starts_with("server profile owner"), "{a:?}");
+
+        // Replay re-decides the organization's observations too: N/N includes the alert.
+        let report = replay(w.journal.as_ref(), None, |_, _| {}).unwrap();
+        assert!(report.ok(), "{:#?}", report.mismatches);
+        assert_eq!(
+            report.decisions as usize,
+            decision_count(&decisions_by_mailbox(w.journal.as_ref())) + 1
+        );
+    });
+}

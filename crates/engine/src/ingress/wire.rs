@@ -122,6 +122,13 @@ pub(super) struct ProfileWire {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct ProfileAlertingWire {
+    pub(super) profile: String,
+    pub(super) send_alert: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct MailboxRegisteredWire {
     pub(super) mailbox: String,
     pub(super) address: String,
