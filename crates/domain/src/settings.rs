@@ -45,6 +45,8 @@ pub struct OrgSettings {
     pub reminder_cutoff: Duration,
     /// The SSS cycle cadence of each workload (R7, R8, R9).
     pub schedule: Schedule,
+    /// `TraceLogPersistenceTimeInDays`: how long alerts are kept (R81). Default 30 days.
+    pub alert_retention_days: u32,
 }
 
 /// Cycle cadence (R7, R8, R9). Every interval is counted from the end of a cycle; all are
@@ -102,6 +104,7 @@ impl Default for OrgSettings {
             transient_retry_interval: Duration::minutes(5),
             reminder_cutoff: Duration::days(7),
             schedule: Schedule::default(),
+            alert_retention_days: 30,
         }
     }
 }
@@ -180,6 +183,7 @@ impl OrgSettings {
         "schedule_act_max_with_incoming_seconds",
         "schedule_quiet_step_seconds",
         "schedule_busy_items",
+        "alert_retention_days",
     ];
 
     fn schedule_field(&mut self, key: &str) -> Option<&mut Duration> {
@@ -227,6 +231,7 @@ impl OrgSettings {
             }
             "reminder_cutoff_days" => (self.reminder_cutoff.0 / 86_400_000).to_string(),
             "schedule_busy_items" => self.schedule.busy_items.to_string(),
+            "alert_retention_days" => self.alert_retention_days.to_string(),
             _ => match self.clone().schedule_field(key) {
                 Some(d) => (d.0 / 1000).to_string(),
                 None => return Err(SettingsError::UnknownKey { key: key.into() }),
@@ -292,6 +297,17 @@ impl OrgSettings {
                         key: key.into(),
                         value: value.into(),
                         expected: "a whole number of days, 0 or more",
+                    })?
+            }
+            "alert_retention_days" => {
+                self.alert_retention_days = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=3650).contains(n))
+                    .ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole number of days from 1 to 3650",
                     })?
             }
             "schedule_busy_items" => {
@@ -367,6 +383,7 @@ mod tests {
         assert!(s.ignore_copied_items);
         assert_eq!(s.transient_retry_limit, 10);
         assert_eq!(s.transient_retry_interval, Duration::minutes(5));
+        assert_eq!(s.alert_retention_days, 30);
     }
 
     #[test]

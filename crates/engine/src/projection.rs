@@ -13,7 +13,11 @@
 //!   listing could not read (`item_failed`, removed once the item reads fine again), kept for
 //!   the retention period (default 3 days) and purged when an event recorded more than that
 //!   after it is applied (R16) ([`Projection::failures_of_mailbox`]);
-//! - **mailbox health** (R80): per mailbox and workload ([`Projection::health_of_mailbox`]).
+//! - **mailbox health** (R80): per mailbox and workload ([`Projection::health_of_mailbox`]);
+//! - **alerts** (R81): every `alert_raised` of the mailbox streams and of the organization
+//!   stream (R14), kept for the organization's `alert_retention_days` (default 30) in force
+//!   when an event is applied, and purged when an event recorded more than that after it is
+//!   applied ([`Projection::alerts`]).
 //!
 //! # Invariant: the checkpoint is written with the rows
 //!
@@ -30,14 +34,15 @@ mod rows;
 
 pub use error::ProjectionError;
 pub use rows::{
-    Activity, ItemFailure, ItemLink, LastDecision, MailboxSync, Regarding, WorkloadHealth,
+    Activity, Alert, ItemFailure, ItemLink, LastDecision, MailboxSync, Regarding, WorkloadHealth,
 };
 
 use crate::log::Stored;
 use fold::{
-    BY_REGARDING, BY_USER, CHECKPOINT, FAILURES, Fold, HEALTH, LINKS, META, ROWS, STATES, decode,
-    prefix,
+    ALERTS, BY_REGARDING, BY_USER, CHECKPOINT, FAILURES, Fold, HEALTH, LINKS, META, ROWS, STATES,
+    decode, prefix,
 };
+use ledgersync_domain::event::AlertLevel;
 use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, UserId};
 use ledgersync_journal::Journal;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -259,6 +264,28 @@ impl Projection {
     ) -> Result<Vec<WorkloadHealth>, ProjectionError> {
         let mut out: Vec<WorkloadHealth> = self.values_under(HEALTH, mailbox.as_str())?;
         out.sort_by_key(|h| h.workload);
+        Ok(out)
+    }
+
+    /// The alerts still within their retention, oldest first: every one, or those of one
+    /// mailbox, or of one level.
+    pub fn alerts(
+        &self,
+        mailbox: Option<&MailboxId>,
+        level: Option<AlertLevel>,
+    ) -> Result<Vec<Alert>, ProjectionError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ALERTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            let alert: Alert = decode(v.value())?;
+            if mailbox.is_none_or(|m| alert.mailbox.as_ref() == Some(m))
+                && level.is_none_or(|l| alert.level == l)
+            {
+                out.push(alert);
+            }
+        }
         Ok(out)
     }
 

@@ -1,6 +1,7 @@
 //! The projection: folded incrementally page by page it equals a fresh rebuild; its checkpoint
 //! is written with its rows; the demo's "Bike repair" shows its per-mailbox states; item
-//! failures are kept for the retention (R16, R79) and mailbox health follows the workloads (R80).
+//! failures are kept for the retention (R16, R79) and mailbox health follows the workloads (R80);
+//! alerts of mailboxes and of the organization are kept for `alert_retention_days` (R81).
 
 use ledgersync_domain::event::{
     IntentFailed, ListingCompleted, ListingFailed, RecordUpserted, ServerError, Workload,
@@ -12,7 +13,9 @@ use ledgersync_domain::state::{IntentKind, LinkStatus};
 use ledgersync_domain::{
     Duration, Event, MailboxId, OrgId, RecordId, RuleId, Timestamp, UserId, time,
 };
-use ledgersync_engine::projection::{Activity, ItemFailure, ItemLink, Projection, WorkloadHealth};
+use ledgersync_engine::projection::{
+    Activity, Alert, ItemFailure, ItemLink, Projection, WorkloadHealth,
+};
 use ledgersync_engine::{Clock, Engine, ManualClock, scenario};
 use ledgersync_journal::{Backend, Journal, JournalOptions};
 use std::path::Path;
@@ -63,6 +66,7 @@ struct Views {
     links: Vec<Vec<ItemLink>>,
     failures: Vec<Vec<ItemFailure>>,
     health: Vec<Vec<WorkloadHealth>>,
+    alerts: Vec<Alert>,
 }
 
 fn views(p: &Projection) -> Views {
@@ -87,6 +91,7 @@ fn views(p: &Projection) -> Views {
             .iter()
             .map(|m| p.health_of_mailbox(&mbx(m)).unwrap())
             .collect(),
+        alerts: p.alerts(None, None).unwrap(),
     }
 }
 
@@ -427,4 +432,128 @@ fn a_page_that_fails_leaves_neither_rows_nor_checkpoint() {
     let mut fresh = Projection::open(&dir.path().join("fresh.redb")).unwrap();
     fresh.catch_up_to(journal.as_ref(), last - 1).unwrap();
     assert_eq!(views(&p), views(&fresh));
+}
+
+#[test]
+fn alerts_of_mailboxes_and_profiles_are_kept_for_the_alert_retention() {
+    use ledgersync_domain::event::{
+        AlertLevel, AlertRaised, Basis, MailboxFailureNoted, SettingChanged,
+    };
+    use ledgersync_domain::{EventId, NewEvent, ProfileId, StreamId};
+    use ledgersync_journal::ExpectedSeq;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine, clock) = story(dir.path());
+    let mut live = Projection::open(&dir.path().join("projections.redb"))
+        .unwrap()
+        .with_page(3);
+    live.catch_up(journal.as_ref()).unwrap();
+    let from_story = live.alerts(None, None).unwrap().len();
+
+    // Alerts are kept 2 days from now on.
+    engine
+        .crm(Event::SettingChanged(SettingChanged {
+            key: "alert_retention_days".into(),
+            value: "2".into(),
+        }))
+        .unwrap();
+    // R10: a 401 disables Jayne's ACT workload with an error alert.
+    clock.advance(Duration::minutes(1));
+    engine
+        .observe(
+            &mbx("mbx-jayne"),
+            Event::ListingFailed(ListingFailed {
+                workload: Workload::Act,
+                error: ServerError {
+                    code: "401".into(),
+                    message: "Unauthorized".into(),
+                    retry_after: None,
+                },
+            }),
+        )
+        .unwrap();
+    // R14: a profile alert in the organization stream, after its observation, as the
+    // organization actor records them.
+    let org = StreamId("org/serenity".into());
+    let noted = Event::MailboxFailureNoted(MailboxFailureNoted {
+        mailbox: mbx("mbx-jayne"),
+        profile: ProfileId::new("groupware"),
+        workload: Workload::Act,
+        at: clock.now(),
+    });
+    let alert = Event::AlertRaised(AlertRaised {
+        basis: Basis::default(),
+        level: AlertLevel::Error,
+        text: "2 of the 2 mailboxes of the email server profile groupware failed".into(),
+        notify: vec!["server profile owner (groupware)".into()],
+    });
+    let stored = |id: u128, e: &Event, rule: Option<RuleId>, causation: Vec<EventId>| NewEvent {
+        event_id: EventId::from_u128(id),
+        recorded_at: clock.now(),
+        occurred_at: clock.now(),
+        event_type: e.event_type(),
+        schema_version: 1,
+        causation,
+        correlation: Some(EventId::from_u128(1001)),
+        rule,
+        payload: e.encode_payload(),
+        items: e.item_keys(),
+    };
+    let head = journal.stream_head(&org).unwrap();
+    journal
+        .append(
+            &org,
+            ExpectedSeq::Exactly(head),
+            vec![
+                stored(1001, &noted, None, vec![]),
+                stored(
+                    1002,
+                    &alert,
+                    Some(RuleId(14)),
+                    vec![EventId::from_u128(1001)],
+                ),
+            ],
+        )
+        .unwrap();
+    live.catch_up(journal.as_ref()).unwrap();
+
+    let all = live.alerts(None, None).unwrap();
+    assert_eq!(all.len(), from_story + 2, "{all:#?}");
+    let jayne = live
+        .alerts(Some(&mbx("mbx-jayne")), Some(AlertLevel::Error))
+        .unwrap();
+    assert_eq!(jayne.len(), 1, "{jayne:#?}");
+    assert_eq!(jayne[0].rule, Some(RuleId(10)));
+    assert!(jayne[0].text.contains("401"), "{}", jayne[0].text);
+    let profile = all.last().unwrap();
+    assert_eq!(
+        (
+            profile.rule,
+            profile.mailbox.as_ref(),
+            profile.profile.as_ref()
+        ),
+        (Some(RuleId(14)), None, Some(&ProfileId::new("groupware")))
+    );
+    assert!(
+        live.alerts(None, Some(AlertLevel::Warning))
+            .unwrap()
+            .iter()
+            .all(|a| a.level == AlertLevel::Warning)
+    );
+    assert_eq!(views(&live), rebuilt(dir.path(), journal.as_ref()));
+
+    // Three days later, the next event applied purges every alert older than two days.
+    clock.advance(Duration::days(3));
+    engine
+        .observe(
+            &mbx("mbx-paul"),
+            Event::ListingCompleted(ListingCompleted {
+                workload: Workload::Act,
+                items: 0,
+            }),
+        )
+        .unwrap();
+    live.catch_up(journal.as_ref()).unwrap();
+    assert!(live.alerts(None, None).unwrap().is_empty());
+    assert_eq!(views(&live), rebuilt(dir.path(), journal.as_ref()));
 }

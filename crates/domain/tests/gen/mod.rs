@@ -536,6 +536,7 @@ pub fn settings() -> impl Strategy<Value = OrgSettings> {
                 transient_retry_interval: Duration::minutes(interval),
                 reminder_cutoff: Duration::days(cutoff),
                 schedule: Default::default(),
+                alert_retention_days: OrgSettings::default().alert_retention_days,
             },
         )
 }

@@ -4,12 +4,16 @@
 //! lists one record's links, one mailbox's failures or one user's activities.
 
 use super::error::ProjectionError;
-use super::rows::{Activity, ItemFailure, ItemLink, LastDecision, Regarding, WorkloadHealth};
+use super::rows::{
+    Activity, Alert, ItemFailure, ItemLink, LastDecision, Regarding, WorkloadHealth,
+};
 use crate::describe::{describe, summarize};
 use crate::log::Stored;
-use ledgersync_domain::event::{ErrorClass, Event, Workload};
+use ledgersync_domain::event::{AlertRaised, ErrorClass, Event, Workload};
 use ledgersync_domain::records::{Record, RecordBody};
-use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, RemoteId, Timestamp};
+use ledgersync_domain::{
+    Duration, MailboxId, MailboxState, OrgSettings, ProfileId, RecordId, RemoteId, Timestamp,
+};
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +35,12 @@ pub(super) const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// (recorded at, `mailbox\0intent`) → (): the retention index of `FAILURES`.
 pub(super) const FAILURES_BY_TIME: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("failures_by_time");
+/// (recorded at, position) → [`Alert`] (R81), in time order; purged by time.
+pub(super) const ALERTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("alerts");
+/// What the fold keeps of the organization stream: the alert retention in force
+/// (`alert_retention_days`) and the profile of the last `mailbox_failure_noted` (the
+/// `alert_raised` after it is about that profile).
+pub(super) const ORG_FOLD: TableDefinition<&str, &str> = TableDefinition::new("org_fold");
 /// `mailbox\0workload index` → [`WorkloadHealth`].
 pub(super) const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
 /// Mailbox id → `MailboxState::to_snapshot`: the fold state the next catch-up continues from.
@@ -38,6 +48,16 @@ pub(super) const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("st
 
 /// The key prefix, after the mailbox, of a server item's listing failure (intent ids are UUIDs).
 const ITEM_PREFIX: &str = "item:";
+
+/// The setting that says how long alerts are kept, and its key in `ORG_FOLD`.
+const ALERT_RETENTION_KEY: &str = "alert_retention_days";
+/// The key in `ORG_FOLD` of the profile of the last `mailbox_failure_noted`.
+const NOTED_PROFILE: &str = "noted_profile";
+
+/// Alert retention before any `alert_retention_days` is recorded (the setting's default).
+fn default_alert_retention_days() -> i64 {
+    i64::from(OrgSettings::default().alert_retention_days)
+}
 
 /// The checkpoint key of `META`.
 pub(super) const CHECKPOINT: &str = "checkpoint";
@@ -55,6 +75,8 @@ pub(super) fn create_tables(txn: &WriteTransaction, drop: bool) -> Result<(), Pr
         txn.delete_table(FAILURES_BY_TIME)?;
         txn.delete_table(HEALTH)?;
         txn.delete_table(STATES)?;
+        txn.delete_table(ALERTS)?;
+        txn.delete_table(ORG_FOLD)?;
     }
     txn.open_table(META)?;
     txn.open_table(ROWS)?;
@@ -65,6 +87,8 @@ pub(super) fn create_tables(txn: &WriteTransaction, drop: bool) -> Result<(), Pr
     txn.open_table(FAILURES_BY_TIME)?;
     txn.open_table(HEALTH)?;
     txn.open_table(STATES)?;
+    txn.open_table(ALERTS)?;
+    txn.open_table(ORG_FOLD)?;
     Ok(())
 }
 
@@ -95,6 +119,8 @@ pub(super) struct Fold<'txn, 's> {
     failures: Table<'txn, &'static str, &'static [u8]>,
     failures_by_time: Table<'txn, (i64, &'static str), ()>,
     health: Table<'txn, &'static str, &'static [u8]>,
+    alerts: Table<'txn, (i64, u64), &'static [u8]>,
+    org_fold: Table<'txn, &'static str, &'static str>,
     states: &'s mut BTreeMap<MailboxId, MailboxState>,
     retention: Duration,
     /// Mailboxes whose state changed in this transaction.
@@ -115,6 +141,8 @@ impl<'txn, 's> Fold<'txn, 's> {
             failures: txn.open_table(FAILURES)?,
             failures_by_time: txn.open_table(FAILURES_BY_TIME)?,
             health: txn.open_table(HEALTH)?,
+            alerts: txn.open_table(ALERTS)?,
+            org_fold: txn.open_table(ORG_FOLD)?,
             states,
             retention,
             dirty: BTreeSet::new(),
@@ -126,6 +154,24 @@ impl<'txn, 's> Fold<'txn, 's> {
         let at = s.envelope.recorded_at;
         match s.envelope.stream.as_mailbox() {
             None => match &s.event {
+                Event::SettingChanged(p) if p.key == ALERT_RETENTION_KEY => {
+                    // Recorded values were validated; one that does not parse changes nothing.
+                    let mut settings = OrgSettings::default();
+                    if settings.set(&p.key, &p.value).is_ok() {
+                        let days = settings.alert_retention_days.to_string();
+                        self.org_fold.insert(ALERT_RETENTION_KEY, days.as_str())?;
+                    }
+                }
+                Event::MailboxFailureNoted(p) => {
+                    self.org_fold.insert(NOTED_PROFILE, p.profile.as_str())?;
+                }
+                Event::AlertRaised(p) => {
+                    let profile = self
+                        .org_fold
+                        .get(NOTED_PROFILE)?
+                        .map(|v| ProfileId::new(v.value()));
+                    self.note_alert(s, p, None, profile)?;
+                }
                 Event::RecordUpserted(p) => self.upsert_row(&p.record, at)?,
                 Event::OwnerChanged(p) => self.upsert_row(&p.record, at)?,
                 Event::RecordDeleted(p) => {
@@ -136,9 +182,59 @@ impl<'txn, 's> Fold<'txn, 's> {
                 }
                 _ => {}
             },
-            Some(mailbox) => self.apply_mailbox(mailbox, s)?,
+            Some(mailbox) => {
+                if let Event::AlertRaised(p) = &s.event {
+                    self.note_alert(s, p, Some(mailbox.clone()), None)?;
+                }
+                self.apply_mailbox(mailbox, s)?
+            }
         }
-        self.purge(at)
+        self.purge(at)?;
+        self.purge_alerts(at)
+    }
+
+    fn note_alert(
+        &mut self,
+        s: &Stored,
+        p: &AlertRaised,
+        mailbox: Option<MailboxId>,
+        profile: Option<ProfileId>,
+    ) -> Result<(), ProjectionError> {
+        let row = Alert {
+            position: s.envelope.position,
+            at: s.envelope.recorded_at,
+            level: p.level,
+            rule: s.envelope.rule,
+            text: p.text.clone(),
+            notify: p.notify.clone(),
+            mailbox,
+            profile,
+        };
+        self.alerts
+            .insert((row.at.0, row.position), encode(&row)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Drops the alerts recorded more than `alert_retention_days` (in force now) before `now`
+    /// (R81).
+    fn purge_alerts(&mut self, now: Timestamp) -> Result<(), ProjectionError> {
+        let days = match self.org_fold.get(ALERT_RETENTION_KEY)? {
+            Some(v) => v
+                .value()
+                .parse()
+                .unwrap_or_else(|_| default_alert_retention_days()),
+            None => default_alert_retention_days(),
+        };
+        let cutoff = (now - Duration::days(days)).0;
+        let mut old = Vec::new();
+        for entry in self.alerts.range((i64::MIN, 0)..(cutoff, 0))? {
+            let (k, _) = entry?;
+            old.push(k.value());
+        }
+        for k in old {
+            self.alerts.remove(k)?;
+        }
+        Ok(())
     }
 
     fn apply_mailbox(&mut self, mailbox: MailboxId, s: &Stored) -> Result<(), ProjectionError> {

@@ -1,9 +1,9 @@
 //! The rows the projection stores and its queries return (JSON in the redb tables).
 
-use ledgersync_domain::event::{DisableReason, ErrorClass, TestResult, Workload};
+use ledgersync_domain::event::{AlertLevel, DisableReason, ErrorClass, TestResult, Workload};
 use ledgersync_domain::records::Entity;
 use ledgersync_domain::state::{IntentKind, LinkStatus};
-use ledgersync_domain::{MailboxId, RecordId, RemoteId, RuleId, Timestamp, UserId};
+use ledgersync_domain::{MailboxId, ProfileId, RecordId, RemoteId, RuleId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -150,4 +150,26 @@ pub struct WorkloadHealth {
     pub consecutive_errors: u32,
     /// Next scheduled run.
     pub next_run: Option<Timestamp>,
+}
+
+/// One alert for people to read (R81): an `alert_raised` of a mailbox stream or of the
+/// organization stream, kept for `alert_retention_days`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Journal position of the `alert_raised`.
+    pub position: u64,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// Error, warning or information.
+    pub level: AlertLevel,
+    /// The rule that raised it.
+    pub rule: Option<RuleId>,
+    /// The text.
+    pub text: String,
+    /// Who is notified.
+    pub notify: Vec<String>,
+    /// The mailbox, for an alert of a mailbox stream.
+    pub mailbox: Option<MailboxId>,
+    /// The server profile, for an alert of the organization stream (R14).
+    pub profile: Option<ProfileId>,
 }
