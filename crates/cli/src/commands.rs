@@ -1,45 +1,18 @@
 //! The read commands: replay, explain, what-if, events.
 
+use crate::ctx::Ctx;
 use crate::render;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledgersync_domain::{MailboxId, OrgSettings, StreamId};
 use ledgersync_engine::log::{Stored, scan};
-use ledgersync_journal::{Journal, JournalOptions};
-use std::path::{Path, PathBuf};
+use ledgersync_journal::Journal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-/// The journal directory inside a data directory.
-pub fn journal_dir(data: &Path) -> PathBuf {
-    data.join("journal")
-}
-
-/// Opens the journal of an existing data directory, with the backend it was created with.
-pub fn open_existing(data: Option<PathBuf>) -> Result<Arc<dyn Journal>> {
-    let Some(data) = data else {
-        bail!(
-            "no data directory: pass --data DIR (or set LEDGERSYNC_DATA); `ledgersync demo` prints one to try"
-        );
-    };
-    let dir = journal_dir(&data);
-    if !dir.exists() {
-        bail!(
-            "{} holds no journal (expected {}); pass the --data directory that `ledgersync demo` or `serve` printed",
-            data.display(),
-            dir.display()
-        );
-    }
-    let backend = ledgersync_journal::detect_backend(&dir)
-        .with_context(|| format!("reading the journal marker in {}", dir.display()))?;
-    let journal = ledgersync_journal::open(&dir, &JournalOptions::with_backend(backend))
-        .with_context(|| format!("opening the journal in {}", dir.display()))?;
-    Ok(journal)
-}
-
-fn progress(journal: &dyn Journal, what: &str) -> Result<ProgressBar> {
+fn progress(ctx: &Ctx, journal: &dyn Journal, what: &str) -> Result<ProgressBar> {
     let total = journal.last_position()?;
-    let bar = if total >= 200_000 {
+    // Inside a running service the bar would draw on the service's terminal.
+    let bar = if total >= 200_000 && ctx.live.is_none() {
         ProgressBar::new(total)
     } else {
         ProgressBar::hidden()
@@ -53,18 +26,18 @@ fn progress(journal: &dyn Journal, what: &str) -> Result<ProgressBar> {
     Ok(bar)
 }
 
-pub fn replay(data: Option<PathBuf>, mailbox: Option<String>, json: bool) -> Result<ExitCode> {
-    let journal = open_existing(data)?;
+pub fn replay(ctx: &mut Ctx, mailbox: Option<String>) -> Result<ExitCode> {
+    let journal = ctx.journal()?;
     let only = mailbox.map(MailboxId::new);
-    let bar = progress(journal.as_ref(), "replaying")?;
+    let bar = progress(ctx, journal.as_ref(), "replaying")?;
     let report = ledgersync_engine::replay(journal.as_ref(), only.as_ref(), |done, _| {
         bar.set_position(done)
     })?;
     bar.finish_and_clear();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if ctx.json {
+        writeln!(ctx.out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render::replay(&report));
+        write!(ctx.out, "{}", render::replay(&report))?;
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS
@@ -73,13 +46,13 @@ pub fn replay(data: Option<PathBuf>, mailbox: Option<String>, json: bool) -> Res
     })
 }
 
-pub fn explain(data: Option<PathBuf>, item: &str, json: bool) -> Result<ExitCode> {
-    let journal = open_existing(data)?;
+pub fn explain(ctx: &mut Ctx, item: &str) -> Result<ExitCode> {
+    let journal = ctx.journal()?;
     let explanation = ledgersync_engine::explain(journal.as_ref(), item)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    if ctx.json {
+        writeln!(ctx.out, "{}", serde_json::to_string_pretty(&explanation)?)?;
     } else {
-        print!("{}", render::explanation(&explanation));
+        write!(ctx.out, "{}", render::explanation(&explanation))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -92,30 +65,31 @@ pub fn parse_assignments(set: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-pub fn what_if(data: Option<PathBuf>, set: &[String], json: bool) -> Result<ExitCode> {
+pub fn what_if(ctx: &mut Ctx, set: &[String]) -> Result<ExitCode> {
     let overrides = parse_assignments(set)?;
-    let journal = open_existing(data)?;
-    let bar = progress(journal.as_ref(), "re-deciding")?;
+    let journal = ctx.journal()?;
+    let bar = progress(ctx, journal.as_ref(), "re-deciding")?;
     let report = ledgersync_engine::what_if(journal.as_ref(), &overrides, |done, _| {
         bar.set_position(done)
     })?;
     bar.finish_and_clear();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if ctx.json {
+        writeln!(ctx.out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render::what_if(&report));
+        write!(ctx.out, "{}", render::what_if(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn events(
-    data: Option<PathBuf>,
+    ctx: &mut Ctx,
     mailbox: Option<String>,
     from: u64,
     limit: Option<usize>,
-    json: bool,
 ) -> Result<ExitCode> {
-    let journal = open_existing(data)?;
+    let journal = ctx.journal()?;
+    let json = ctx.json;
+    let out = &mut *ctx.out;
     let mut printed = 0usize;
     let limit = limit.unwrap_or(usize::MAX);
     let mut emit = |s: Stored| -> Result<bool> {
@@ -124,9 +98,9 @@ pub fn events(
         }
         printed += 1;
         if json {
-            println!("{}", serde_json::to_string(&render::event_json(&s))?);
+            writeln!(out, "{}", serde_json::to_string(&render::event_json(&s))?)?;
         } else {
-            println!("{}", render::event_line(&s));
+            writeln!(out, "{}", render::event_line(&s))?;
         }
         Ok(true)
     };

@@ -1,6 +1,7 @@
-//! The configuration file (`config/ledgersync.toml`): data directory, journal backend and
-//! organization. Unknown keys and bad values are errors that name the file, the key and the
-//! allowed values.
+//! The configuration file (`config/ledgersync.toml`): data directory, journal backend,
+//! organization, and what `serve` runs — logging, the actors, and the connector of each
+//! mailbox. Unknown keys and bad values are errors that name the file, the key and the allowed
+//! values.
 
 use anyhow::{Context as _, Result, anyhow};
 use ledgersync_journal::Backend;
@@ -16,6 +17,70 @@ struct File {
     journal: JournalSection,
     #[serde(default)]
     organization: OrgSection,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    runtime: RuntimeSection,
+    #[serde(default)]
+    mailbox: Vec<MailboxSection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RuntimeSection {
+    idle_after_seconds: Option<u64>,
+    max_recoveries: Option<usize>,
+    projection_every_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailboxSection {
+    id: String,
+    account: Option<String>,
+    owner: Option<String>,
+    calendar: Option<PathBuf>,
+    address_book: Option<PathBuf>,
+    maildirs: Option<PathBuf>,
+    tracking_category: Option<String>,
+    mass_delete_percent: Option<u8>,
+}
+
+/// How `serve` logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One mailbox's connector, as configured in a `[[mailbox]]` table.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// Mailbox id (as registered in the organization).
+    pub id: String,
+    /// Account its connections count against (default: the mailbox id).
+    pub account: String,
+    /// The owner's address (default: the registered address).
+    pub owner: Option<String>,
+    /// vdir calendar directory.
+    pub calendar: Option<PathBuf>,
+    /// vdir address-book directory.
+    pub address_book: Option<PathBuf>,
+    /// Directory of attendee Maildirs (meeting cancellations).
+    pub maildirs: Option<PathBuf>,
+    /// Tracking category.
+    pub tracking_category: Option<String>,
+    /// Mass-delete threshold (percent).
+    pub mass_delete_percent: Option<u8>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -51,6 +116,18 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Organization id.
     pub org: String,
+    /// Log format of `serve`.
+    pub log_format: LogFormat,
+    /// Log filter of `serve` (`RUST_LOG` wins).
+    pub log_level: String,
+    /// Idle time before a mailbox actor is passivated.
+    pub idle_after: std::time::Duration,
+    /// Recoveries at once.
+    pub max_recoveries: usize,
+    /// The projection catches up at least this often.
+    pub projection_every: std::time::Duration,
+    /// The mailboxes `serve` connects.
+    pub mailboxes: Vec<MailboxConfig>,
 }
 
 impl Default for Config {
@@ -61,6 +138,12 @@ impl Default for Config {
             max_batch_events: 4096,
             snapshot_every: ledgersync_engine::engine::DEFAULT_SNAPSHOT_EVERY,
             org: "serenity".into(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            idle_after: std::time::Duration::from_secs(120),
+            max_recoveries: 50,
+            projection_every: std::time::Duration::from_secs(1),
+            mailboxes: Vec::new(),
         }
     }
 }
@@ -116,6 +199,89 @@ impl Config {
             }
             c.org = id;
         }
+        let file_name = path.display();
+        if let Some(f) = file.log.format {
+            c.log_format = match f.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(anyhow!(
+                        "{file_name}: key `log.format` cannot be `{f}`; allowed values: text, json"
+                    ));
+                }
+            };
+        }
+        if let Some(level) = file.log.level {
+            tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                anyhow!(
+                    "{file_name}: key `log.level` cannot be `{level}` ({e}); allowed values: \
+                     error, warn, info, debug, trace, or a filter such as \
+                     `info,ledgersync_runtime=debug`"
+                )
+            })?;
+            c.log_level = level;
+        }
+        if let Some(s) = file.runtime.idle_after_seconds {
+            if !(1..=86_400).contains(&s) {
+                return Err(anyhow!(
+                    "{file_name}: key `runtime.idle_after_seconds` must be between 1 and 86400, got {s}"
+                ));
+            }
+            c.idle_after = std::time::Duration::from_secs(s);
+        }
+        if let Some(n) = file.runtime.max_recoveries {
+            if !(1..=10_000).contains(&n) {
+                return Err(anyhow!(
+                    "{file_name}: key `runtime.max_recoveries` must be between 1 and 10000, got {n}"
+                ));
+            }
+            c.max_recoveries = n;
+        }
+        if let Some(s) = file.runtime.projection_every_seconds {
+            if !(1..=3_600).contains(&s) {
+                return Err(anyhow!(
+                    "{file_name}: key `runtime.projection_every_seconds` must be between 1 and 3600, got {s}"
+                ));
+            }
+            c.projection_every = std::time::Duration::from_secs(s);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in file.mailbox.into_iter().enumerate() {
+            let at = format!("{file_name}: [[mailbox]] #{} (`{}`)", i + 1, m.id);
+            if m.id.is_empty() || m.id.contains('/') {
+                return Err(anyhow!(
+                    "{at}: key `id` must be a non-empty mailbox id without `/`"
+                ));
+            }
+            if !seen.insert(m.id.clone()) {
+                return Err(anyhow!(
+                    "{at}: mailbox `{}` is configured twice; one [[mailbox]] table per mailbox",
+                    m.id
+                ));
+            }
+            if m.calendar.is_none() && m.address_book.is_none() {
+                return Err(anyhow!(
+                    "{at}: give at least one of the keys `calendar`, `address_book` (vdir directories)"
+                ));
+            }
+            if let Some(p) = m.mass_delete_percent
+                && !(1..=100).contains(&p)
+            {
+                return Err(anyhow!(
+                    "{at}: key `mass_delete_percent` must be between 1 and 100, got {p}"
+                ));
+            }
+            c.mailboxes.push(MailboxConfig {
+                account: m.account.unwrap_or_else(|| m.id.clone()),
+                id: m.id,
+                owner: m.owner,
+                calendar: m.calendar,
+                address_book: m.address_book,
+                maildirs: m.maildirs,
+                tracking_category: m.tracking_category,
+                mass_delete_percent: m.mass_delete_percent,
+            });
+        }
         Ok(c)
     }
 }
@@ -140,6 +306,23 @@ mod tests {
         assert!(e.contains("my.toml"), "{e}");
         assert!(e.contains("backnd"), "{e}");
         assert!(e.contains("backend"), "{e}");
+    }
+
+    #[test]
+    fn a_mailbox_without_a_collection_is_refused_with_its_table() {
+        let e = Config::parse("[[mailbox]]\nid = \"ana\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml") && e.contains("#1 (`ana`)"), "{e}");
+        assert!(e.contains("calendar") && e.contains("address_book"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_log_format_names_the_allowed_values() {
+        let e = Config::parse("[log]\nformat = \"xml\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.format") && e.contains("text, json"), "{e}");
     }
 
     #[test]

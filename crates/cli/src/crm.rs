@@ -1,128 +1,71 @@
 //! `ledgersync crm apply FILE.jsonl`: CRM changes in, one JSON object a line
 //! (`docs/crm-changes.md`). The whole file is checked first; one bad line and nothing is applied.
 
-use crate::commands::journal_dir;
-use crate::config::Config;
-use anyhow::{Context as _, Result, bail};
+use crate::ctx::{Ctx, journal_dir};
+use anyhow::{Context as _, Result};
 use ledgersync_domain::records::Entity;
 use ledgersync_domain::{Event, OrgId, OrgState, RuleId};
+use ledgersync_engine::Processed;
 use ledgersync_engine::describe::{describe, summarize};
 use ledgersync_engine::ingress::{Change, parse_changes};
-use ledgersync_engine::{Engine, Processed, SystemClock};
-use ledgersync_journal::{Journal, JournalOptions};
 use serde_json::{Value, json};
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-fn require_data(data: Option<PathBuf>) -> Result<PathBuf> {
-    data.context(
-        "no data directory: pass --data DIR (or set LEDGERSYNC_DATA); `crm apply` creates the \
-         journal there when the directory is empty",
-    )
-}
-
-fn has_journal(data: &Path) -> bool {
-    journal_dir(data).exists()
-}
-
-/// Opens the engine on the journal of an existing data directory, for the configured
-/// organization (refusing a journal that belongs to another one).
-pub fn open_engine(data: Option<PathBuf>, config: &Config) -> Result<Engine> {
-    let journal = crate::commands::open_existing(data)?;
-    engine_on(journal, config)
-}
-
-fn engine_on(journal: Arc<dyn Journal>, config: &Config) -> Result<Engine> {
-    let org = OrgId::new(config.org.clone());
-    let ours = format!("org/{}", config.org);
-    let others: Vec<String> = journal
-        .streams()?
-        .into_iter()
-        .filter_map(|(s, _)| {
-            s.as_str()
-                .strip_prefix("org/")
-                .filter(|_| s.as_str() != ours)
-                .map(str::to_string)
-        })
-        .collect();
-    if !others.is_empty() && !journal.streams()?.iter().any(|(s, _)| s.as_str() == ours) {
-        bail!(
-            "this journal belongs to organization `{}`, not `{}`; pass a --config whose \
-             `organization.id` is `{}`",
-            others.join("`, `"),
-            config.org,
-            others[0]
-        );
-    }
-    let engine = Engine::open(journal, org, Arc::new(SystemClock))?
-        .with_snapshot_every(config.snapshot_every);
-    Ok(engine)
-}
-
-pub fn apply(data: Option<PathBuf>, file: &Path, config: &Config, json: bool) -> Result<ExitCode> {
-    let data = require_data(data)?;
-    let (name, text) = read_input(file)?;
-    let existing = has_journal(&data);
-    if !existing
-        && data.exists()
-        && data
-            .read_dir()
-            .map(|mut r| r.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{} is neither empty nor a ledgersync data directory (no journal/ inside); pass an \
-             empty directory or one that `demo` or `crm apply` created",
-            data.display()
-        );
-    }
+pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
+    let (name, text) = match ctx.input.take() {
+        Some(input) => input,
+        None => read_input(file)?,
+    };
     // Validate against the organization as it stands (a fresh one for a new directory) before
     // anything is created or appended.
-    let mut engine = if existing {
-        Some(open_engine(Some(data.clone()), config)?)
-    } else {
-        None
+    let mut recorder = match ctx.live {
+        Some(_) => Some(ctx.recorder(false)?),
+        None => {
+            let data = ctx.data_dir()?;
+            if journal_dir(&data).exists() {
+                Some(ctx.recorder(false)?)
+            } else {
+                None
+            }
+        }
     };
-    let fresh = OrgState::new(OrgId::new(config.org.clone()));
-    let org = engine.as_ref().map_or(&fresh, |e| e.org());
-    let changes = match parse_changes(&text, org) {
+    let fresh = OrgState::new(OrgId::new(ctx.config.org.clone()));
+    let org = match recorder.as_mut() {
+        Some(r) => r.engine()?.org().clone(),
+        None => fresh,
+    };
+    let changes = match parse_changes(&text, &org) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                eprintln!("{}", e.render(&name));
+                writeln!(ctx.err, "{}", e.render(&name))?;
             }
-            eprintln!(
+            writeln!(
+                ctx.err,
                 "{} bad line(s) in {name}; nothing was applied. The format is in docs/crm-changes.md.",
                 errors.len()
-            );
-            if json {
-                println!(
+            )?;
+            if ctx.json {
+                writeln!(
+                    ctx.out,
                     "{}",
                     serde_json::to_string_pretty(
                         &json!({"file": name, "applied": 0, "errors": errors})
                     )?
-                );
+                )?;
             }
             return Ok(ExitCode::from(2));
         }
     };
-    let mut engine = match engine.take() {
-        Some(e) => e,
-        None => {
-            std::fs::create_dir_all(&data)
-                .with_context(|| format!("creating {}", data.display()))?;
-            let mut options = JournalOptions::with_backend(config.backend);
-            options.max_batch_events = config.max_batch_events;
-            let journal = ledgersync_journal::open(&journal_dir(&data), &options)
-                .with_context(|| format!("creating the journal in {}", data.display()))?;
-            engine_on(journal, config)?
-        }
+    let mut recorder = match recorder.take() {
+        Some(r) => r,
+        None => ctx.recorder(true)?,
     };
     let mut reports = Vec::with_capacity(changes.len());
     for (done, change) in changes.iter().enumerate() {
-        let processed = engine.crm(change.event.clone()).with_context(|| {
+        let processed = recorder.crm(change.event.clone()).with_context(|| {
             format!(
                 "{name}:{}: could not be applied; lines before it ({done} of {}) were applied",
                 change.line,
@@ -130,36 +73,44 @@ pub fn apply(data: Option<PathBuf>, file: &Path, config: &Config, json: bool) ->
             )
         })?;
         let report = line_report(change, &processed);
-        if !json {
-            print!("{}", render_line(&name, &report));
+        if !ctx.json {
+            write!(ctx.out, "{}", render_line(&name, &report))?;
         }
         reports.push(report);
     }
-    let events = engine.journal().last_position()?;
-    if json {
-        println!(
+    let events = recorder.engine()?.journal().last_position()?;
+    let data = ctx.data.clone().unwrap_or_default();
+    let into = match ctx.live {
+        Some(_) => format!("the running service on {}", data.display()),
+        None => data.display().to_string(),
+    };
+    if ctx.json {
+        writeln!(
+            ctx.out,
             "{}",
             serde_json::to_string_pretty(&json!({
                 "file": name,
                 "data": data,
-                "organization": config.org,
+                "live": ctx.live.is_some(),
+                "organization": ctx.config.org,
                 "applied": reports.len(),
                 "journal_events": events,
                 "changes": reports,
             }))?
-        );
+        )?;
     } else {
-        println!(
-            "applied {} change(s) from {name} to {} (organization {}); the journal holds {events} events",
+        writeln!(
+            ctx.out,
+            "applied {} change(s) from {name} to {into} (organization {}); the journal holds {events} events",
             reports.len(),
-            data.display(),
-            config.org
-        );
+            ctx.config.org
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_input(file: &Path) -> Result<(String, String)> {
+/// Reads `file` (`-`: standard input) as a name for messages and its text.
+pub fn read_input(file: &Path) -> Result<(String, String)> {
     if file == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()

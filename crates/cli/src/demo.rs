@@ -1,7 +1,7 @@
 //! `ledgersync demo`: the disappearing-appointment story through the real decide + journal path.
 
-use crate::commands::journal_dir;
 use crate::config::Config;
+use crate::ctx::journal_dir;
 use crate::render;
 use anyhow::{Context as _, Result, bail};
 use ledgersync_domain::{Duration, OrgId};

@@ -3,8 +3,8 @@
 //! lifecycle observation (`address_approved`, `mailbox_tested`, `disable_requested`) through the
 //! organization stream, exactly as a `crm apply` line would, and print what was decided.
 
-use crate::config::Config;
-use crate::crm::{open_engine, per_mailbox};
+use crate::crm::per_mailbox;
+use crate::ctx::{Ctx, Recorder};
 use anyhow::{Result, bail};
 use ledgersync_domain::event::{
     AddressApproved, DisableReason, DisableRequested, MailboxTested, TestResult, Workload,
@@ -15,7 +15,6 @@ use ledgersync_engine::Engine;
 use ledgersync_engine::describe::describe;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// What `mailbox` was asked to do.
@@ -41,45 +40,50 @@ pub enum Action {
     },
 }
 
-pub fn run(data: Option<PathBuf>, config: &Config, action: Action, json: bool) -> Result<ExitCode> {
-    let mut engine = open_engine(data, config)?;
+pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
+    let mut recorder = ctx.recorder(false)?;
+    let json = ctx.json;
+    let out = &mut *ctx.out;
     match action {
         Action::List => {
+            let engine = recorder.engine()?;
             let all: Vec<Value> = engine
                 .org()
                 .mailboxes
                 .keys()
-                .map(|m| mailbox_json(&engine, m, false))
+                .map(|m| mailbox_json(engine, m, false))
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
             } else if all.is_empty() {
-                println!(
+                writeln!(
+                    out,
                     "no mailboxes; register them with `ledgersync crm apply` (mailbox_registered)"
-                );
+                )?;
             } else {
                 for m in &all {
-                    print!("{}", render_mailbox(m));
+                    write!(out, "{}", render_mailbox(m))?;
                 }
             }
         }
         Action::Show(m) => {
-            let id = known(&engine, &m)?;
-            let v = mailbox_json(&engine, &id, true);
+            let engine = recorder.engine()?;
+            let id = known(engine, &m)?;
+            let v = mailbox_json(engine, &id, true);
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                print!("{}", render_mailbox(&v));
-                print!("{}", render_details(&v));
+                write!(out, "{}", render_mailbox(&v))?;
+                write!(out, "{}", render_details(&v))?;
             }
         }
         Action::Approve { mailbox, withdraw } => {
-            let id = known(&engine, &mailbox)?;
+            let id = known(recorder.engine()?, &mailbox)?;
             let event = Event::AddressApproved(AddressApproved {
                 mailbox: id.clone(),
                 approved: !withdraw,
             });
-            record(&mut engine, &id, vec![event], json)?;
+            record(&mut recorder, out, &id, vec![event], json)?;
         }
         Action::Test {
             mailbox,
@@ -87,7 +91,7 @@ pub fn run(data: Option<PathBuf>, config: &Config, action: Action, json: bool) -
             act_org,
             override_other_org,
         } => {
-            let id = known(&engine, &mailbox)?;
+            let id = known(recorder.engine()?, &mailbox)?;
             let result = |w| {
                 if fail.contains(&w) {
                     TestResult::Failure
@@ -103,10 +107,10 @@ pub fn run(data: Option<PathBuf>, config: &Config, action: Action, json: bool) -
                 act_org_marker: act_org.map(OrgId::new),
                 override_other_org,
             });
-            record(&mut engine, &id, vec![event], json)?;
+            record(&mut recorder, out, &id, vec![event], json)?;
         }
         Action::Disable { mailbox, workload } => {
-            let id = known(&engine, &mailbox)?;
+            let id = known(recorder.engine()?, &mailbox)?;
             let workloads = match workload {
                 Some(w) => vec![w],
                 None => Workload::ALL.to_vec(),
@@ -121,7 +125,7 @@ pub fn run(data: Option<PathBuf>, config: &Config, action: Action, json: bool) -
                     })
                 })
                 .collect();
-            record(&mut engine, &id, events, json)?;
+            record(&mut recorder, out, &id, events, json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -166,11 +170,17 @@ fn known(engine: &Engine, m: &str) -> Result<MailboxId> {
     )
 }
 
-fn record(engine: &mut Engine, id: &MailboxId, events: Vec<Event>, json: bool) -> Result<()> {
+fn record(
+    recorder: &mut Recorder,
+    out: &mut dyn std::io::Write,
+    id: &MailboxId,
+    events: Vec<Event>,
+    json: bool,
+) -> Result<()> {
     let mut observed = Vec::new();
     for event in events {
         let text = describe(&event);
-        let processed = engine.crm(event)?;
+        let processed = recorder.crm(event)?;
         let mailboxes = per_mailbox(&processed, None);
         observed.push(json!({
             "event_id": processed.org_event.map(|e| e.to_string()),
@@ -178,34 +188,36 @@ fn record(engine: &mut Engine, id: &MailboxId, events: Vec<Event>, json: bool) -
             "mailboxes": mailboxes,
         }));
     }
-    let after = mailbox_json(engine, id, false);
+    let after = mailbox_json(recorder.engine()?, id, false);
     if json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&json!({"recorded": observed, "mailbox": after}))?
-        );
+        )?;
         return Ok(());
     }
     for o in &observed {
-        println!("{}", o["observation"].as_str().unwrap_or_default());
+        writeln!(out, "{}", o["observation"].as_str().unwrap_or_default())?;
         let mut any = false;
         for m in o["mailboxes"].as_array().into_iter().flatten() {
             for d in m["decisions"].as_array().into_iter().flatten() {
                 any = true;
-                println!(
+                writeln!(
+                    out,
                     "  {:<4} {} in {}: {}",
                     d["rule"].as_str().unwrap_or_default(),
                     d["type"].as_str().unwrap_or_default().replace('_', " "),
                     m["mailbox"].as_str().unwrap_or_default(),
                     d["reason"].as_str().unwrap_or_default()
-                );
+                )?;
             }
         }
         if !any {
-            println!("  no decision: nothing changes");
+            writeln!(out, "  no decision: nothing changes")?;
         }
     }
-    print!("{}", render_mailbox(&after));
+    write!(out, "{}", render_mailbox(&after))?;
     Ok(())
 }
 

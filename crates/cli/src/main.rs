@@ -5,12 +5,16 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod alerts;
 mod commands;
 mod config;
+mod control;
 mod crm;
+mod ctx;
 mod demo;
 mod mailbox;
 mod render;
+mod serve;
 mod timeline;
 
 use clap::{Parser, Subcommand};
@@ -22,27 +26,39 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "ledgersync", version, about, long_about = None, after_help = "\
 Start with `ledgersync demo`: it builds a small organization in a fresh data directory, plays the \
-disappearing-appointment story, and prints the commands to explore it.")]
-struct Cli {
+disappearing-appointment story, and prints the commands to explore it. `ledgersync serve` runs the \
+service; while it runs, the other commands on its data directory are answered by it.")]
+pub(crate) struct Cli {
     /// Data directory (holds the journal). Also read from LEDGERSYNC_DATA; wins over the
     /// configuration file's `data.dir`.
     #[arg(long, global = true, env = "LEDGERSYNC_DATA", value_name = "DIR")]
-    data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
 
     /// Configuration file (see config/ledgersync.toml). Also read from LEDGERSYNC_CONFIG.
     #[arg(long, global = true, env = "LEDGERSYNC_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Print machine-readable JSON instead of text (JSON lines for `events`).
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub(crate) enum Command {
+    /// Run the service: the journal in the data directory, mailbox and organization actors, a
+    /// vdir/Maildir connector for every `[[mailbox]]` of the configuration on the decided
+    /// cadence, and the projection kept current. Other `ledgersync` commands on the same data
+    /// directory are answered by it through `<data>/control.sock`. Stops gracefully on Ctrl-C
+    /// (SIGINT) or SIGTERM. See docs/serve.md.
+    Serve {
+        /// Log format (default: the configuration's `log.format`, else text). The level comes
+        /// from RUST_LOG, else `log.level`.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
+    },
     /// Run the disappearing-appointment story end to end in a fresh data directory (default: a
     /// new directory under the system temp dir, printed), then explain, what-if and replay it.
     Demo {
@@ -110,6 +126,16 @@ enum Command {
         #[arg(long, value_name = "USER")]
         user: Option<String>,
     },
+    /// The alerts of the mailboxes and server profiles (R81), oldest first, from the projection
+    /// (caught up first); kept for the `alert_retention_days` setting (default 30).
+    Alerts {
+        /// Only this mailbox's alerts.
+        #[arg(long, value_name = "M")]
+        mailbox: Option<String>,
+        /// Only alerts of this level.
+        #[arg(long, value_enum)]
+        level: Option<alerts::Level>,
+    },
     /// The projections (timeline, links, item failures, mailbox health).
     Projections {
         #[command(subcommand)]
@@ -118,14 +144,14 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-enum ProjectionsCommand {
+pub(crate) enum ProjectionsCommand {
     /// Drop the projections and fold the whole journal again; prints the events folded and the
     /// time it took.
     Rebuild,
 }
 
 #[derive(Subcommand, Debug)]
-enum CrmCommand {
+pub(crate) enum CrmCommand {
     /// Apply CRM changes, one JSON object a line (`-` reads standard input). Every line is
     /// checked first; if any is bad, nothing is applied, every bad line is listed and the exit
     /// code is 2. An empty or missing --data directory gets a new journal.
@@ -137,7 +163,7 @@ enum CrmCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum MailboxCommand {
+pub(crate) enum MailboxCommand {
     /// Every mailbox: user, address, approval, and each workload's status, consecutive
     /// errors, last error and next run.
     List,
@@ -196,34 +222,17 @@ fn main() -> ExitCode {
         },
         None => config::Config::default(),
     };
-    let data = cli.data.or(config.data.clone());
+    let data = cli.data.clone().or(config.data.clone());
     let result = match cli.command {
         Command::Demo { backend } => demo::run(data, backend.as_deref(), &config, cli.json),
-        Command::Replay { mailbox } => commands::replay(data, mailbox, cli.json),
-        Command::Explain { item } => commands::explain(data, &item, cli.json),
-        Command::WhatIf { set } => commands::what_if(data, &set, cli.json),
-        Command::Events {
-            mailbox,
-            from,
-            limit,
-        } => commands::events(data, mailbox, from, limit, cli.json),
-        Command::Crm {
-            command: CrmCommand::Apply { file },
-        } => crm::apply(data, &file, &config, cli.json),
-        Command::Mailbox { command } => {
-            mailbox_action(command).and_then(|action| mailbox::run(data, &config, action, cli.json))
+        Command::Serve { log_format } => {
+            let format = log_format.map(|f| match f.as_str() {
+                "json" => config::LogFormat::Json,
+                _ => config::LogFormat::Text,
+            });
+            serve::run(data, &config, format)
         }
-        Command::Timeline { record, user } => {
-            let subject = match (record, user) {
-                (_, Some(u)) => Ok(timeline::Subject::User(u)),
-                (Some(r), None) => Ok(timeline::Subject::Record(r)),
-                (None, None) => Err(anyhow::anyhow!("name a CRM row id, or a user with --user")),
-            };
-            subject.and_then(|s| timeline::timeline(data, s, cli.json))
-        }
-        Command::Projections {
-            command: ProjectionsCommand::Rebuild,
-        } => timeline::rebuild(data, cli.json),
+        command => run_here_or_in_service(command, data, &config, cli.json),
     };
     match result {
         Ok(code) => code,
@@ -231,6 +240,98 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Sends the command to the `serve` running on the data directory when one answers there
+/// (control.rs), else runs it in this process.
+fn run_here_or_in_service(
+    command: Command,
+    data: Option<PathBuf>,
+    config: &config::Config,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &data {
+        let input = match &command {
+            Command::Crm {
+                command: CrmCommand::Apply { file },
+            } => Some(crm::read_input(file)?),
+            _ => None,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if let Some(answer) = control::forward(dir, args, input.clone()) {
+            return answer;
+        }
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        let mut ctx = ctx::Ctx {
+            data,
+            config,
+            json,
+            out: &mut stdout.lock(),
+            err: &mut stderr.lock(),
+            live: None,
+            input,
+        };
+        return dispatch(command, &mut ctx);
+    }
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut ctx = ctx::Ctx {
+        data,
+        config,
+        json,
+        out: &mut stdout.lock(),
+        err: &mut stderr.lock(),
+        live: None,
+        input: None,
+    };
+    dispatch(command, &mut ctx)
+}
+
+/// Runs a command that works on a data directory, here or inside a running service.
+pub(crate) fn dispatch(command: Command, ctx: &mut ctx::Ctx) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo { .. } | Command::Serve { .. } => Err(anyhow::anyhow!(
+            "`demo` and `serve` do not run inside a running service; stop it first"
+        )),
+        Command::Replay { mailbox } => commands::replay(ctx, mailbox),
+        Command::Explain { item } => commands::explain(ctx, &item),
+        Command::WhatIf { set } => commands::what_if(ctx, &set),
+        Command::Events {
+            mailbox,
+            from,
+            limit,
+        } => commands::events(ctx, mailbox, from, limit),
+        Command::Crm {
+            command: CrmCommand::Apply { file },
+        } => crm::apply(ctx, &file),
+        Command::Mailbox { command } => {
+            mailbox_action(command).and_then(|action| mailbox::run(ctx, action))
+        }
+        Command::Timeline { record, user } => {
+            let subject = match (record, user) {
+                (_, Some(u)) => Ok(timeline::Subject::User(u)),
+                (Some(r), None) => Ok(timeline::Subject::Record(r)),
+                (None, None) => Err(anyhow::anyhow!("name a CRM row id, or a user with --user")),
+            };
+            subject.and_then(|s| timeline::timeline(ctx, s))
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild,
+        } => timeline::rebuild(ctx),
+        Command::Alerts { mailbox, level } => alerts::run(ctx, mailbox, level),
+    }
+}
+
+/// The number of an exit code the commands return (0, 1 or 2).
+pub(crate) fn exit_number(code: ExitCode) -> u8 {
+    if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(1) {
+        1
+    } else {
+        2
     }
 }
 

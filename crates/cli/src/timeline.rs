@@ -1,14 +1,13 @@
 //! `ledgersync timeline` and `ledgersync projections rebuild`: the CRM timeline views of
 //! `<data>/projections.redb` (docs/projections.md).
 
-use crate::commands::open_existing;
-use anyhow::{Context as _, Result, bail};
+use crate::ctx::Ctx;
+use anyhow::{Context as _, Result};
 use ledgersync_domain::state::LinkStatus;
 use ledgersync_domain::{RecordId, UserId};
-use ledgersync_engine::projection::{Activity, Projection};
+use ledgersync_engine::projection::Activity;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -21,89 +20,68 @@ pub enum Subject {
     User(String),
 }
 
-fn data_dir(data: Option<PathBuf>) -> Result<PathBuf> {
-    match data {
-        Some(d) => Ok(d),
-        None => bail!(
-            "no data directory: pass --data DIR (or set LEDGERSYNC_DATA); `ledgersync demo` prints one to try"
-        ),
-    }
-}
-
-fn open_projection(data: &Path) -> Result<Projection> {
-    Projection::open_in(data).with_context(|| {
-        format!(
-            "opening the projection {}",
-            data.join(ledgersync_engine::projection::FILE_NAME)
-                .display()
-        )
-    })
-}
-
 /// Catches the projection up with the journal, then prints the timeline.
-pub fn timeline(data: Option<PathBuf>, subject: Subject, json: bool) -> Result<ExitCode> {
-    let data = data_dir(data)?;
-    let journal = open_existing(Some(data.clone()))?;
-    let mut projection = open_projection(&data)?;
-    let done = projection
-        .catch_up(journal.as_ref())
-        .context("catching the projection up with the journal")?;
-    let (label, activities) = match &subject {
-        Subject::Record(r) => (
-            r.clone(),
-            projection.timeline_of_record(&RecordId::new(r.as_str()))?,
-        ),
-        Subject::User(u) => (
-            format!("user {u}"),
-            projection.timeline_of_user(&UserId::new(u.as_str()))?,
-        ),
-    };
-    if json {
-        let (kind, id) = match &subject {
-            Subject::Record(r) => ("record", r),
-            Subject::User(u) => ("user", u),
+pub fn timeline(ctx: &mut Ctx, subject: Subject) -> Result<ExitCode> {
+    let (done, activities) = ctx.projection(|projection, journal| {
+        let done = projection
+            .catch_up(journal)
+            .context("catching the projection up with the journal")?;
+        let activities = match &subject {
+            Subject::Record(r) => projection.timeline_of_record(&RecordId::new(r.as_str()))?,
+            Subject::User(u) => projection.timeline_of_user(&UserId::new(u.as_str()))?,
         };
+        Ok((done, activities))
+    })?;
+    let (kind, id) = match &subject {
+        Subject::Record(r) => ("record", r),
+        Subject::User(u) => ("user", u),
+    };
+    if ctx.json {
         let out = json!({
             kind: id,
             "checkpoint": done.checkpoint,
             "folded": done.events,
             "activities": activities.iter().map(activity_json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(ctx.out, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print!("{}", render(&label, done.checkpoint, &activities));
+        let label = match &subject {
+            Subject::Record(r) => r.clone(),
+            Subject::User(u) => format!("user {u}"),
+        };
+        write!(ctx.out, "{}", render(&label, done.checkpoint, &activities))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Drops the projection and folds the whole journal again.
-pub fn rebuild(data: Option<PathBuf>, json: bool) -> Result<ExitCode> {
-    let data = data_dir(data)?;
-    let journal = open_existing(Some(data.clone()))?;
-    let mut projection = open_projection(&data)?;
+pub fn rebuild(ctx: &mut Ctx) -> Result<ExitCode> {
     let started = Instant::now();
-    let done = projection
-        .rebuild(journal.as_ref())
-        .context("rebuilding the projection from the journal")?;
+    let (done, path) = ctx.projection(|projection, journal| {
+        let done = projection
+            .rebuild(journal)
+            .context("rebuilding the projection from the journal")?;
+        Ok((done, projection.path().display().to_string()))
+    })?;
     let elapsed = started.elapsed();
-    if json {
+    if ctx.json {
         let out = json!({
-            "path": projection.path().display().to_string(),
+            "path": path,
             "events": done.events,
             "transactions": done.pages,
             "checkpoint": done.checkpoint,
             "millis": elapsed.as_millis() as u64,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(ctx.out, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!(
-            "rebuilt {}: {} events folded in {:.3} s ({} transactions), checkpoint at position {}",
-            projection.path().display(),
+        writeln!(
+            ctx.out,
+            "rebuilt {path}: {} events folded in {:.3} s ({} transactions), checkpoint at position {}",
             done.events,
             elapsed.as_secs_f64(),
             done.pages,
             done.checkpoint
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

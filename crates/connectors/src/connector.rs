@@ -151,6 +151,17 @@ pub trait Connector: Send {
 
     /// Carries out one intent and returns its outcome: `intent_succeeded` or `intent_failed`.
     fn execute(&mut self, intent: Intent<'_>) -> Event;
+
+    /// The cursor after this connector's own write: `outcome` of `intent`, already recorded.
+    /// An item it created must become known, so that a deletion by someone else before the
+    /// next listing is reported gone (a cursor that never knew the item would report nothing,
+    /// and the link would stay on a file that no longer exists); the next listing still
+    /// reports it seen, the first sighting that records its content. The default keeps the
+    /// cursor: for a connector whose listing reports its own writes either way.
+    fn remember(&self, cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
+        let _ = (intent, outcome);
+        cursor.clone()
+    }
 }
 
 /// Builds an `intent_failed` outcome.

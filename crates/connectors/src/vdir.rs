@@ -129,6 +129,10 @@ pub(crate) fn valid_file_name(file: &str, kind: Kind) -> bool {
             .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case(kind.ext()))
 }
 
+/// The version a cursor gives an item the connector created and no listing has seen yet
+/// (never a real etag, which is `<mtime>-<hash>`).
+const UNLISTED: &str = "unlisted";
+
 /// The vdir + Maildir connector (see the module doc and [`Connector`]).
 #[derive(Clone, Debug)]
 pub struct VdirConnector {
@@ -417,6 +421,32 @@ impl VdirConnector {
 impl Connector for VdirConnector {
     fn list_changes(&mut self, cursor: &Cursor) -> Listing {
         self.list(cursor)
+    }
+
+    fn remember(&self, cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
+        let Event::IntentSucceeded(done) = outcome else {
+            return cursor.clone();
+        };
+        let Some(remote) = &done.remote else {
+            return cursor.clone();
+        };
+        // A cursor that does not decode stays as it is: the next listing resets it.
+        let Ok(mut known) = decode_cursor(cursor) else {
+            return cursor.clone();
+        };
+        if Kind::of_remote(&remote.0).is_none() {
+            // Not a collection item (a cancellation message in a Maildir).
+            return cursor.clone();
+        }
+        // Only a create: the item becomes known as written but never listed, with a version
+        // no file has, so the next listing still reports it (`item_seen`, the first sighting
+        // that records its content) — or reports it gone if someone deleted it meanwhile. An
+        // update or a delete is left to the listing, which already knows the item.
+        if !matches!(intent, Event::CreateIntent(_)) || known.contains_key(&remote.0) {
+            return cursor.clone();
+        }
+        known.insert(remote.0.clone(), UNLISTED.to_string());
+        encode_cursor(&known)
     }
 
     fn execute(&mut self, intent: Intent<'_>) -> Event {

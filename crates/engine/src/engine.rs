@@ -53,6 +53,8 @@ pub struct Engine {
     org_head: u64,
     mailboxes: BTreeMap<MailboxId, MailboxCore>,
     snapshot_every: u64,
+    /// A view opened beside a live writer: never appends (see [`Engine::open_view`]).
+    read_only: bool,
 }
 
 impl Engine {
@@ -73,9 +75,45 @@ impl Engine {
             org_head: 0,
             mailboxes: BTreeMap::new(),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            read_only: false,
         };
         engine.recover()?;
         Ok(engine)
+    }
+
+    /// Opens a read-only view of a journal that a live service (`ledgersync serve`) writes
+    /// at the same time: the states are rebuilt as by [`Engine::open`], but a last CRM change
+    /// that looks half-routed is left to the service (it is most likely being routed right
+    /// now), and [`Engine::crm`] / [`Engine::observe`] refuse to append.
+    pub fn open_view(
+        journal: Arc<dyn Journal>,
+        org: OrgId,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EngineError> {
+        let mut engine = Self {
+            journal,
+            clock,
+            ids: IdGen,
+            org_stream: StreamId::org(&org),
+            org: OrgState::new(org),
+            org_head: 0,
+            mailboxes: BTreeMap::new(),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            read_only: true,
+        };
+        engine.recover()?;
+        Ok(engine)
+    }
+
+    fn refuse_if_read_only(&self) -> Result<(), EngineError> {
+        if self.read_only {
+            return Err(EngineError::Invalid(
+                "this engine is a read-only view of a journal a live service writes; send the \
+                 change to the service"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets the snapshot interval (events per mailbox).
@@ -115,7 +153,9 @@ impl Engine {
             let core = MailboxCore::recover(journal.as_ref(), id.clone())?;
             self.mailboxes.insert(id, core);
         }
-        if let Some((before, change)) = last {
+        if let Some((before, change)) = last
+            && !self.read_only
+        {
             self.finish_routing(&before, change)?;
         }
         Ok(())
@@ -156,6 +196,7 @@ impl Engine {
     /// Records a CRM-side or administrative observation in the organization stream, then routes
     /// it to every mailbox it concerns.
     pub fn crm(&mut self, event: Event) -> Result<Processed, EngineError> {
+        self.refuse_if_read_only()?;
         validate_crm(&event, &self.org)?;
         let now = self.clock.now();
         let id = self.ids.next();
@@ -198,6 +239,7 @@ impl Engine {
 
     /// Records a mail-side observation or an intent outcome for one mailbox.
     pub fn observe(&mut self, mailbox: &MailboxId, event: Event) -> Result<Processed, EngineError> {
+        self.refuse_if_read_only()?;
         if !self.mailboxes.contains_key(mailbox) {
             return Err(EngineError::UnknownMailbox(mailbox.clone()));
         }

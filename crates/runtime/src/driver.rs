@@ -389,6 +389,19 @@ impl Driver {
                 correlation: known.correlation,
             };
             report.decisions.extend(self.observe(incoming).await?);
+            // Now that the outcome is durable, the item written is known to the cursor: a
+            // deletion by someone else before the next listing is then reported gone.
+            let remembered = {
+                let connector = self
+                    .connector
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                connector.remember(&self.cursor, &known.event, &outcome)
+            };
+            if remembered != self.cursor {
+                store_cursor(&self.cursor_path, &remembered)?;
+                self.cursor = remembered;
+            }
             report.outcomes.push((id, outcome));
         }
         Ok(report)

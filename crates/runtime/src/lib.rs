@@ -12,6 +12,7 @@ pub mod driver;
 pub mod org;
 pub mod registry;
 pub mod scheduler;
+pub mod service;
 pub mod throttle;
 
 pub use actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
@@ -28,4 +29,5 @@ pub use registry::{
     SharedSettings, Shutdown, StatsSnapshot,
 };
 pub use scheduler::{Ran, Scheduler, SchedulerConfig, SchedulerError, Signal, TickReport};
+pub use service::{MailboxEndpoint, Service, ServiceConfig, ServiceError};
 pub use throttle::{ConnectionLimit, Credential, Permit, Throttle, ThrottleError};

@@ -112,13 +112,28 @@ impl TickReport {
 }
 
 /// A message to a running [`Scheduler::run`].
-#[derive(Debug, Clone)]
 pub enum Signal {
     /// The connector of this mailbox signalled a change (IDLE, a webhook): record it and run
     /// the mailbox at once.
     Push(MailboxId),
+    /// Schedule this driver's mailbox (replacing a driver it had).
+    Add(Box<Driver>),
+    /// CRM-side changes reached these mailboxes: execute their pending intents now rather
+    /// than at their next cycle (the listing keeps its cadence).
+    Execute(Vec<MailboxId>),
     /// Stop after the current tick.
     Stop,
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signal::Push(m) => f.debug_tuple("Push").field(m).finish(),
+            Signal::Add(d) => f.debug_tuple("Add").field(d.mailbox()).finish(),
+            Signal::Execute(m) => f.debug_tuple("Execute").field(m).finish(),
+            Signal::Stop => f.write_str("Stop"),
+        }
+    }
 }
 
 struct Entry {
@@ -172,6 +187,41 @@ impl Scheduler {
     /// Stops scheduling `mailbox`; returns its driver.
     pub fn remove(&mut self, mailbox: &MailboxId) -> Option<Driver> {
         self.entries.remove(mailbox).map(|e| e.driver)
+    }
+
+    /// Executes the pending intents of those of `mailboxes` that are scheduled here and whose
+    /// workload is enabled (a disabled workload executes nothing), without listing. A
+    /// failure of one mailbox is logged and returned; the others still run.
+    pub async fn execute(
+        &mut self,
+        mailboxes: &[MailboxId],
+    ) -> Vec<(MailboxId, Result<ExecuteReport, DriverError>)> {
+        let mut done = Vec::new();
+        for mailbox in mailboxes {
+            if !self.entries.contains_key(mailbox) {
+                continue;
+            }
+            let enabled = match self.state(mailbox).await {
+                Ok(state) => state.workload(WORKLOAD).enabled,
+                Err(SchedulerError::Driver(e)) => {
+                    done.push((mailbox.clone(), Err(e)));
+                    continue;
+                }
+                Err(SchedulerError::NotScheduled { .. }) => continue,
+            };
+            let Some(entry) = self.entries.get_mut(mailbox) else {
+                continue;
+            };
+            if !enabled {
+                continue;
+            }
+            let result = entry.driver.execute_pending().await;
+            if let Err(e) = &result {
+                tracing::warn!(mailbox = %mailbox, error = %e, "executing pending intents failed");
+            }
+            done.push((mailbox.clone(), result));
+        }
+        done
     }
 
     /// The scheduled mailboxes, in order.
@@ -301,7 +351,10 @@ impl Scheduler {
 
     /// Ticks, then waits until the earliest next run (at most
     /// [`SchedulerConfig::max_wait`], on tokio's timer) or a [`Signal`]; a push is recorded
-    /// and ticked at once. Returns on [`Signal::Stop`] or when every sender is dropped.
+    /// and ticked at once, an added driver is ticked at once (it is due when never cycled),
+    /// `Execute` runs the pending intents of its mailboxes, then ticks. Returns on
+    /// [`Signal::Stop`] or when every sender is dropped; a tick in progress always finishes
+    /// first, so every observation it sent is durable and answered.
     pub async fn run(&mut self, mut signals: mpsc::UnboundedReceiver<Signal>) {
         loop {
             let report = self.tick().await;
@@ -325,6 +378,18 @@ impl Scheduler {
                     Some(Signal::Push(mailbox)) => {
                         if let Err(e) = self.push(&mailbox).await {
                             tracing::warn!(mailbox = %mailbox, error = %e, "push not recorded");
+                        }
+                    }
+                    Some(Signal::Add(driver)) => {
+                        self.add(*driver);
+                    }
+                    Some(Signal::Execute(mailboxes)) => {
+                        for (mailbox, result) in self.execute(&mailboxes).await {
+                            if let Ok(done) = result
+                                && !done.outcomes.is_empty()
+                            {
+                                tracing::info!(mailbox = %mailbox, executed = done.outcomes.len(), succeeded = done.succeeded(), "pending intents executed");
+                            }
                         }
                     }
                     Some(Signal::Stop) | None => return,

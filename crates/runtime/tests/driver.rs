@@ -406,6 +406,32 @@ fn a_deleted_file_yields_one_item_gone_and_the_r36_decision_once() {
 }
 
 #[test]
+fn a_file_deleted_by_another_program_before_the_first_listing_is_reported_gone() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        setup(&registry).await;
+        let mut d = driver(&w, &registry);
+        assert_eq!(d.execute_pending().await.expect("execute").succeeded(), 3);
+        // Written by ledgersync, deleted by someone else before any listing saw it.
+        fs::remove_file(file_of(&w, "apt-3")).expect("delete");
+
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.terminal, "listing_completed");
+        assert_eq!(cycle.count("item_seen"), 2, "the two files still there");
+        assert_eq!(
+            cycle.count("item_gone"),
+            1,
+            "the deleted one is not forgotten"
+        );
+        let deletes = decided(&cycle.decisions, "delete_intent");
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].decision.rule.0, 36);
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
+
+#[test]
 fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
     let w = world();
     System::new().block_on(async {

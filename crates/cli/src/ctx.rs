@@ -1,0 +1,243 @@
+//! What a command runs with: the data directory, the configuration, where its output goes, and
+//! — when `ledgersync serve` holds the data directory — the running service.
+//!
+//! A journal (and the projection) can be open in one process only. While `serve` runs, every
+//! command that reads or writes them is sent to it over its control socket
+//! ([`crate::control`]) and runs inside the service with the same code: reads use the service's
+//! open journal and projection, writes go to its organization actor. Without a service, the
+//! command opens the data directory itself.
+
+use crate::config::Config;
+use anyhow::{Context as _, Result, anyhow, bail};
+use ledgersync_domain::{Event, OrgId};
+use ledgersync_engine::projection::Projection;
+use ledgersync_engine::{Engine, Processed, SystemClock};
+use ledgersync_journal::{Journal, JournalOptions};
+use ledgersync_runtime::Service;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The journal directory inside a data directory.
+pub fn journal_dir(data: &Path) -> PathBuf {
+    data.join("journal")
+}
+
+/// A running service, as the control socket hands it to a command.
+pub struct Live {
+    /// The service.
+    pub service: Arc<Service>,
+    /// The runtime the service's actors run on (commands run on other threads and wait on it).
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Live {
+    /// Records a CRM change through the service's organization actor.
+    pub fn crm(&self, event: Event) -> Result<Processed> {
+        let routed = self.runtime.block_on(self.service.crm(event))?;
+        Ok(Processed {
+            org_event: routed.org_event,
+            mailboxes: routed.mailboxes,
+            decisions: routed.decisions,
+        })
+    }
+}
+
+/// A command's surroundings.
+pub struct Ctx<'a> {
+    /// The data directory (`--data`, else the configuration's).
+    pub data: Option<PathBuf>,
+    /// The configuration.
+    pub config: &'a Config,
+    /// `--json`.
+    pub json: bool,
+    /// Standard output, or the control socket.
+    pub out: &'a mut dyn Write,
+    /// Standard error, or the control socket.
+    pub err: &'a mut dyn Write,
+    /// The running service, when the command runs inside it.
+    pub live: Option<&'a Live>,
+    /// The input a client sent along (`crm apply`: the file's name and text), read by the
+    /// client because the service may not see the same files.
+    pub input: Option<(String, String)>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The data directory, or an error saying how to give one.
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        self.data.clone().context(
+            "no data directory: pass --data DIR (or set LEDGERSYNC_DATA, or `data.dir` in the \
+             configuration); `ledgersync demo` prints one to try",
+        )
+    }
+
+    /// The journal of an existing data directory (the service's own when live).
+    pub fn journal(&self) -> Result<Arc<dyn Journal>> {
+        if let Some(live) = self.live {
+            return Ok(live.service.journal().clone());
+        }
+        open_existing(&self.data_dir()?)
+    }
+
+    /// Where changes are recorded: the local engine (created with the journal when `create`
+    /// and the data directory has none), or the running service.
+    pub fn recorder(&self, create: bool) -> Result<Recorder<'a>> {
+        let org = OrgId::new(self.config.org.clone());
+        if let Some(live) = self.live {
+            return Ok(Recorder::Live {
+                view: None,
+                live,
+                org,
+            });
+        }
+        let data = self.data_dir()?;
+        let journal = if create {
+            open_or_create(&data, self.config)?
+        } else {
+            open_existing(&data)?
+        };
+        check_org(journal.as_ref(), self.config)?;
+        Ok(Recorder::Local(
+            Engine::open(journal, org, Arc::new(SystemClock))?
+                .with_snapshot_every(self.config.snapshot_every),
+        ))
+    }
+
+    /// Runs `f` on the projection (`<data>/projections.redb`, the service's own when live)
+    /// and the journal.
+    pub fn projection<R>(
+        &self,
+        f: impl FnOnce(&mut Projection, &dyn Journal) -> Result<R>,
+    ) -> Result<R> {
+        let journal = self.journal()?;
+        if let Some(live) = self.live {
+            let mut projection =
+                live.service.projection().lock().map_err(|_| {
+                    anyhow!("the service's projection is unusable (a fold panicked)")
+                })?;
+            return f(&mut projection, journal.as_ref());
+        }
+        let data = self.data_dir()?;
+        let mut projection = Projection::open_in(&data).with_context(|| {
+            format!(
+                "opening the projection {}",
+                data.join(ledgersync_engine::projection::FILE_NAME)
+                    .display()
+            )
+        })?;
+        f(&mut projection, journal.as_ref())
+    }
+}
+
+/// Where a command records CRM and administrative changes (see [`Ctx::recorder`]).
+pub enum Recorder<'l> {
+    /// This process holds the journal.
+    Local(Engine),
+    /// A running service does; `view` is a read-only engine, reopened after each change.
+    Live {
+        /// The view of the journal as of the last change (`None`: to be reopened).
+        view: Option<Engine>,
+        /// The service.
+        live: &'l Live,
+        /// The organization.
+        org: OrgId,
+    },
+}
+
+impl Recorder<'_> {
+    /// The organization and mailbox states as recorded now.
+    pub fn engine(&mut self) -> Result<&Engine> {
+        match self {
+            Recorder::Local(engine) => Ok(engine),
+            Recorder::Live { view, live, org } => {
+                if view.is_none() {
+                    *view = Some(Engine::open_view(
+                        live.service.journal().clone(),
+                        org.clone(),
+                        Arc::new(SystemClock),
+                    )?);
+                }
+                Ok(view.as_ref().expect("just opened"))
+            }
+        }
+    }
+
+    /// Records a change in the organization stream and routes it to its mailboxes.
+    pub fn crm(&mut self, event: Event) -> Result<Processed> {
+        match self {
+            Recorder::Local(engine) => Ok(engine.crm(event)?),
+            Recorder::Live { view, live, .. } => {
+                *view = None;
+                live.crm(event)
+            }
+        }
+    }
+}
+
+/// Opens the journal of an existing data directory, with the backend it was created with.
+pub fn open_existing(data: &Path) -> Result<Arc<dyn Journal>> {
+    let dir = journal_dir(data);
+    if !dir.exists() {
+        bail!(
+            "{} holds no journal (expected {}); pass the --data directory that `ledgersync demo`, \
+             `serve` or `crm apply` created",
+            data.display(),
+            dir.display()
+        );
+    }
+    let backend = ledgersync_journal::detect_backend(&dir)
+        .with_context(|| format!("reading the journal marker in {}", dir.display()))?;
+    let journal = ledgersync_journal::open(&dir, &JournalOptions::with_backend(backend))
+        .with_context(|| format!("opening the journal in {}", dir.display()))?;
+    Ok(journal)
+}
+
+/// Opens the journal of `data`, creating it (and the directory) when there is none; refuses a
+/// non-empty directory that is not a ledgersync data directory.
+pub fn open_or_create(data: &Path, config: &Config) -> Result<Arc<dyn Journal>> {
+    if journal_dir(data).exists() {
+        return open_existing(data);
+    }
+    if data.exists()
+        && data
+            .read_dir()
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} is neither empty nor a ledgersync data directory (no journal/ inside); pass an \
+             empty directory or one that `demo`, `serve` or `crm apply` created",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let mut options = JournalOptions::with_backend(config.backend);
+    options.max_batch_events = config.max_batch_events;
+    ledgersync_journal::open(&journal_dir(data), &options)
+        .with_context(|| format!("creating the journal in {}", data.display()))
+}
+
+/// Refuses a journal that belongs to another organization than the configured one.
+pub fn check_org(journal: &dyn Journal, config: &Config) -> Result<()> {
+    let ours = format!("org/{}", config.org);
+    let streams = journal.streams()?;
+    let others: Vec<String> = streams
+        .iter()
+        .filter_map(|(s, _)| {
+            s.as_str()
+                .strip_prefix("org/")
+                .filter(|_| s.as_str() != ours)
+                .map(str::to_string)
+        })
+        .collect();
+    if !others.is_empty() && !streams.iter().any(|(s, _)| s.as_str() == ours) {
+        bail!(
+            "this journal belongs to organization `{}`, not `{}`; pass a --config whose \
+             `organization.id` is `{}`",
+            others.join("`, `"),
+            config.org,
+            others[0]
+        );
+    }
+    Ok(())
+}

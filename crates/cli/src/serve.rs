@@ -1,0 +1,132 @@
+//! `ledgersync serve`: the whole service on the embedded default — the redb (or sled) journal
+//! in the data directory, the mailbox and organization actors, a vdir/Maildir connector per
+//! configured mailbox run on the decided cadence, the projection kept current, and the
+//! control socket through which the other commands reach it. Stops gracefully on SIGINT or
+//! SIGTERM (docs/serve.md).
+
+use crate::config::{Config, LogFormat, MailboxConfig};
+use crate::control::ControlSocket;
+use crate::ctx::{Live, check_org, open_or_create};
+use anyhow::{Context as _, Result};
+use ledgersync_connectors::VdirConfig;
+use ledgersync_domain::{MailboxId, OrgId};
+use ledgersync_engine::SystemClock;
+use ledgersync_runtime::{
+    MailboxEndpoint, RegistryConfig, SchedulerConfig, Service, ServiceConfig,
+};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Sets up logging: `RUST_LOG` wins over the configured level.
+pub fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second initialisation (tests, the demo after serve) keeps the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The service configuration of `config` on `data`.
+pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
+    ServiceConfig {
+        org: OrgId::new(config.org.clone()),
+        data_dir: data.to_path_buf(),
+        registry: RegistryConfig {
+            idle_after: config.idle_after,
+            max_recoveries: config.max_recoveries,
+            snapshot_every: config.snapshot_every,
+            ..RegistryConfig::default()
+        },
+        scheduler: SchedulerConfig::default(),
+        mailboxes: config.mailboxes.iter().map(endpoint).collect(),
+        projection_every: config.projection_every,
+    }
+}
+
+fn endpoint(m: &MailboxConfig) -> MailboxEndpoint {
+    let mut vdir = VdirConfig::new(m.owner.clone().unwrap_or_default());
+    vdir.calendar = m.calendar.clone();
+    vdir.address_book = m.address_book.clone();
+    vdir.maildirs = m.maildirs.clone();
+    if let Some(c) = &m.tracking_category {
+        vdir.tracking_category = c.clone();
+    }
+    if let Some(p) = m.mass_delete_percent {
+        vdir.mass_delete_percent = p;
+    }
+    MailboxEndpoint {
+        mailbox: MailboxId::new(m.id.clone()),
+        vdir,
+        account: m.account.clone(),
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) -> Result<ExitCode> {
+    init_tracing(format.unwrap_or(config.log_format), &config.log_level);
+    let data = data.context(
+        "no data directory: pass --data DIR, set LEDGERSYNC_DATA, or set `data.dir` in the \
+         configuration (config/ledgersync.toml)",
+    )?;
+    let journal = open_or_create(&data, config)?;
+    check_org(journal.as_ref(), config)?;
+    for m in &config.mailboxes {
+        for dir in [&m.calendar, &m.address_book].into_iter().flatten() {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "creating the collection {} of mailbox `{}` (check its [[mailbox]] table)",
+                    dir.display(),
+                    m.id
+                )
+            })?;
+        }
+    }
+    let system = actix::System::new();
+    system.block_on(async {
+        let service = Service::start(
+            journal,
+            Arc::new(SystemClock),
+            service_config(&data, config),
+            None,
+        )
+        .await
+        .context("starting the service")?;
+        let service = Arc::new(service);
+        let live = Arc::new(Live {
+            service: service.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let mut control = ControlSocket::bind(&data, live, config.clone())?;
+        tracing::info!(
+            data = %data.display(),
+            socket = %control.path().display(),
+            organization = %config.org,
+            "ready: `ledgersync --data {} crm apply FILE.jsonl`, `mailbox list`, `timeline ROW` reach this service; stop with Ctrl-C or SIGTERM",
+            data.display()
+        );
+        let signal = stop_signal().await?;
+        tracing::info!(signal, "stopping: finishing the run in progress");
+        control.close();
+        let checkpoint = service.stop().await?;
+        tracing::info!(checkpoint, "stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Waits for SIGINT or SIGTERM; answers its name.
+async fn stop_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

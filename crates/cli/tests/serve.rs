@@ -1,0 +1,355 @@
+//! `ledgersync serve` as an administrator runs it: the real binary on a temporary data
+//! directory with vdir collections and Maildirs, CRM changes fed by `crm apply` while it runs
+//! (through its control socket), other programs editing the collections, and SIGTERM.
+//! Waits poll the files or the commands' answers with a deadline; nothing sleeps to assert.
+
+mod common;
+
+use common::{ledgersync, stderr, stdout};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `serve`, killed if the test fails before stopping it.
+struct Serve {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(config: &Path, log: PathBuf) -> Self {
+        let file = fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env_remove("LEDGERSYNC_DATA")
+            .env_remove("LEDGERSYNC_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start ledgersync serve");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "serve did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("serve log:\n{}", self.log());
+        }
+    }
+}
+
+/// Polls `check` until it answers `Some`, failing with `what` and the service log at the
+/// deadline.
+fn wait_for<T>(serve: &Serve, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting for {what}; serve log:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn example_changes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crm-example.jsonl")
+}
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let data = root.join("data");
+        let config = root.join("ledgersync.toml");
+        let mut text = format!("[data]\ndir = \"{}\"\n", data.display());
+        for user in ["jayne", "paul"] {
+            text.push_str(&format!(
+                "\n[[mailbox]]\nid = \"mbx-{user}\"\ncalendar = \"{r}/vdir/{user}/calendar\"\naddress_book = \"{r}/vdir/{user}/contacts\"\nmaildirs = \"{r}/maildir\"\n",
+                r = root.display()
+            ));
+        }
+        fs::write(&config, text).unwrap();
+        Self {
+            _tmp: tmp,
+            root,
+            data,
+            config,
+        }
+    }
+
+    fn calendar(&self, user: &str) -> PathBuf {
+        self.root.join("vdir").join(user).join("calendar")
+    }
+
+    fn contacts(&self, user: &str) -> PathBuf {
+        self.root.join("vdir").join(user).join("contacts")
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["--data", self.data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        ledgersync(&all)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn apply(&self, lines: &str) -> std::process::Output {
+        let file = self.root.join(format!(
+            "changes-{}.jsonl",
+            Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
+        ));
+        fs::write(&file, lines).unwrap();
+        self.run(&["crm", "apply", file.to_str().unwrap()])
+    }
+}
+
+fn cadence_in_seconds() -> &'static str {
+    concat!(
+        r#"{"kind": "setting_changed", "key": "schedule_act_min_seconds", "value": 1}"#,
+        "\n",
+        r#"{"kind": "setting_changed", "key": "schedule_act_max_seconds", "value": 2}"#,
+        "\n",
+        r#"{"kind": "setting_changed", "key": "schedule_act_max_with_incoming_seconds", "value": 2}"#,
+        "\n",
+        r#"{"kind": "setting_changed", "key": "schedule_quiet_step_seconds", "value": 1}"#,
+        "\n",
+    )
+}
+
+fn link_statuses(timeline: &Value) -> Vec<(String, String)> {
+    timeline["activities"][0]["mailboxes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(mailbox, m)| {
+            (
+                mailbox.clone(),
+                m["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm() {
+    let site = Site::new();
+    let mut serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+
+    // CRM changes while it runs: answered by the service, not refused for a locked journal.
+    let out = site.apply(cadence_in_seconds());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.run(&["crm", "apply", example_changes().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("applied 14 change(s)") && stdout(&out).contains("running service"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The appointment reaches both calendars, the contact Paul's address book.
+    let jayne_ics = wait_for(&serve, "Bike repair in Jayne's calendar", || {
+        files(&site.calendar("jayne"), "ics").pop()
+    });
+    wait_for(&serve, "Bike repair in Paul's calendar", || {
+        files(&site.calendar("paul"), "ics").pop()
+    });
+    let contacts = wait_for(
+        &serve,
+        "Linda Park and River Tam in Paul's address book",
+        || {
+            let v = files(&site.contacts("paul"), "vcf");
+            (v.len() == 2).then_some(v)
+        },
+    );
+    let linda = contacts
+        .iter()
+        .find(|p| p.to_string_lossy().contains("con-linda-park"))
+        .expect("Linda's card")
+        .clone();
+    assert!(
+        fs::read_to_string(&jayne_ics)
+            .unwrap()
+            .contains("SUMMARY:Bike repair")
+    );
+
+    // `mailbox list` and `timeline` through the running service.
+    let mailboxes = site.json(&["mailbox", "list"]);
+    for m in mailboxes.as_array().unwrap() {
+        assert_eq!(m["workloads"]["act"]["status"], "enabled", "{m}");
+    }
+    let timeline = wait_for(&serve, "both links in the timeline", || {
+        let t = site.json(&["timeline", "apt-bike-repair"]);
+        (link_statuses(&t)
+            == vec![
+                ("mbx-jayne".to_string(), "linked".to_string()),
+                ("mbx-paul".to_string(), "linked".to_string()),
+            ])
+        .then_some(t)
+    });
+    assert_eq!(timeline["activities"][0]["title"], "Bike repair");
+
+    // Another program deletes a contact file: one confirmed delete of the CRM contact, its
+    // owner's (R43), at the next cycle. (Emptying the address book would be withheld.)
+    fs::remove_file(&linda).unwrap();
+    wait_for(&serve, "the deleted contact's R43 decision", || {
+        let out = site.run(&["events", "--mailbox", "mbx-paul", "--json"]);
+        let deletes = stdout(&out)
+            .lines()
+            .filter(|l| l.contains("\"delete_intent\"") && l.contains("con-linda-park"))
+            .count();
+        (deletes == 1).then_some(())
+    });
+
+    // Jayne, the organizer, loses access: her copy is deleted and each attendee gets one
+    // cancellation in their Maildir.
+    let out = site.apply(
+        r#"{"kind": "access_lost", "user": "jayne", "records": ["apt-bike-repair"], "reason": "role"}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("R22"), "{}", stdout(&out));
+    wait_for(&serve, "Jayne's copy deleted", || {
+        files(&site.calendar("jayne"), "ics")
+            .is_empty()
+            .then_some(())
+    });
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        let new = site.root.join("maildir").join(attendee).join("new");
+        let messages = wait_for(&serve, "the cancellation", || {
+            let v: Vec<_> = fs::read_dir(&new).ok()?.filter_map(Result::ok).collect();
+            (!v.is_empty()).then_some(v)
+        });
+        assert_eq!(messages.len(), 1, "one cancellation for {attendee}");
+        let text = fs::read_to_string(messages[0].path()).unwrap();
+        assert!(
+            text.contains("METHOD:CANCEL") && text.contains("Bike repair"),
+            "{text}"
+        );
+    }
+    let why = site.run(&["explain", "Bike repair"]);
+    assert!(stdout(&why).contains("R22"), "{}", stdout(&why));
+
+    // SIGTERM: a graceful stop, the socket removed, the journal usable by the next command.
+    let status = serve.terminate();
+    assert!(status.success(), "exit {status:?}; log:\n{}", serve.log());
+    assert!(!socket.exists(), "control socket removed");
+    assert!(serve.log().contains("SIGTERM"), "{}", serve.log());
+    let replay = site.run(&["replay"]);
+    assert!(replay.status.success(), "{}", stdout(&replay));
+    assert!(
+        stdout(&replay).contains("decisions reproduced"),
+        "{}",
+        stdout(&replay)
+    );
+}
+
+#[test]
+fn a_bad_change_sent_to_a_running_service_is_refused_with_its_line_and_nothing_is_applied() {
+    let site = Site::new();
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let out = site.apply(concat!(
+        r#"{"kind": "user_registered", "user": "kaylee", "name": "Kaylee Frye", "email": "kaylee@serenity.example"}"#,
+        "\n",
+        r#"{"kind": "setting_changed", "key": "no_such_setting", "value": 1}"#,
+        "\n"
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains(":2:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was applied"),
+        "{}",
+        stderr(&out)
+    );
+    let events = site.run(&["events"]);
+    assert!(events.status.success(), "{}", stderr(&events));
+    assert_eq!(stdout(&events).trim(), "", "nothing recorded");
+}
+
+#[test]
+fn a_wrong_key_in_the_mailbox_table_names_the_file_the_table_and_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    fs::write(
+        &config,
+        "[[mailbox]]\nid = \"mbx-jayne\"\ncalender = \"cal\"\n",
+    )
+    .unwrap();
+    let out = ledgersync(&["--config", config.to_str().unwrap(), "serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(e.contains("bad.toml") && e.contains("calender"), "{e}");
+    assert!(e.contains("calendar"), "the allowed keys are listed: {e}");
+}

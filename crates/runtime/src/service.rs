@@ -1,0 +1,439 @@
+//! The whole live service of one organization on one journal, as `ledgersync serve` and
+//! `ledgersync demo` run it: the registry of mailbox actors, the organization actor, a
+//! connector [`Driver`] per configured mailbox run by the [`Scheduler`] under the connection
+//! [`Throttle`], and the projection kept current with the journal.
+//!
+//! ```text
+//!  crm(event) ──► OrgActor ──route──► Registry ──► MailboxActor ──► journal
+//!                    │                    ▲                            │
+//!                    └─ Execute(mailboxes)│                            ▼
+//!                         ▼               │                  projection follower
+//!                     Scheduler ──► Driver ──► Connector (vdir / Maildir)
+//! ```
+//!
+//! Start it with [`Service::start`] inside an actix `System`; stop it with
+//! [`Service::stop`], which lets the scheduler finish the run in progress (every observation
+//! it sent durable and answered), waits for CRM changes in flight, catches the projection up
+//! a last time and stops the actors. Nothing here decides: every decision is a mailbox's or the
+//! organization's, through the same `MailboxCore` as the synchronous engine.
+//!
+//! Drivers: one per configured mailbox that the organization has registered (a mailbox
+//! registered later gets its driver once the change registering it is recorded). A driver is
+//! kept whatever the mailbox's state: whether it runs is the decided state of its ACT workload
+//! (enabled, next run), read at every tick, so enabling and disabling a mailbox need no
+//! bookkeeping here.
+
+use crate::driver::{Driver, DriverError};
+use crate::org::{CrmChange, InspectOrg, OrgActor, OrgError, OrgView, Routed};
+use crate::registry::{Registry, RegistryConfig, SharedSettings, Shutdown};
+use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
+use crate::throttle::{ConnectionLimit, Credential, Throttle};
+use actix::{Actor, Addr, MailboxError};
+use ledgersync_connectors::{VdirConfig, VdirConnector};
+use ledgersync_domain::{Event, MailboxId, OrgId, OrgSettings};
+use ledgersync_engine::projection::{Projection, ProjectionError};
+use ledgersync_engine::{Clock, IdGen};
+use ledgersync_journal::Journal;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// One mailbox's connector, as configured.
+#[derive(Debug, Clone)]
+pub struct MailboxEndpoint {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// Where its calendar, address book and attendee Maildirs are (an empty `owner` is the
+    /// mailbox's registered address).
+    pub vdir: VdirConfig,
+    /// The account its connections count against (R15: per credential of the profile).
+    pub account: String,
+}
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The organization.
+    pub org: OrgId,
+    /// The data directory: connector cursors go to `<dir>/cursors`, the projection is
+    /// `<dir>/projections.redb`.
+    pub data_dir: PathBuf,
+    /// The mailbox actors.
+    pub registry: RegistryConfig,
+    /// The scheduler.
+    pub scheduler: SchedulerConfig,
+    /// The configured mailboxes.
+    pub mailboxes: Vec<MailboxEndpoint>,
+    /// The projection catches up at least this often (and after every scheduler run and CRM
+    /// change).
+    pub projection_every: Duration,
+}
+
+/// Why the service could not start or a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The organization actor refused or failed.
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    /// An actor did not answer (stopped).
+    #[error("the {what} did not answer: {source}")]
+    Unavailable {
+        /// Which actor.
+        what: &'static str,
+        /// Why.
+        source: MailboxError,
+    },
+    /// A driver could not be created.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The projection could not be opened or caught up.
+    #[error("the projection: {0}")]
+    Projection(#[from] ProjectionError),
+    /// The service is stopping and takes no new change.
+    #[error("the service is stopping; the change was not recorded")]
+    Stopping,
+}
+
+/// The live service (see the module doc).
+pub struct Service {
+    journal: Arc<dyn Journal>,
+    org: Addr<OrgActor>,
+    registry: Addr<Registry>,
+    signals: mpsc::UnboundedSender<Signal>,
+    projection: Arc<Mutex<Projection>>,
+    follow: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    /// Held (read) by every CRM change in flight; taken (write) by `stop`.
+    gate: tokio::sync::RwLock<bool>,
+    drivers: Mutex<DriverFactory>,
+    /// The scheduler, the tick reporter and the projection follower; taken by `stop`.
+    tasks: Mutex<Option<[JoinHandle<()>; 3]>>,
+}
+
+/// What makes drivers: the configuration, and which mailboxes already have one.
+struct DriverFactory {
+    endpoints: Vec<MailboxEndpoint>,
+    started: BTreeSet<MailboxId>,
+    throttle: Arc<Throttle>,
+    cursors: PathBuf,
+}
+
+impl Service {
+    /// Starts everything (inside an actix `System`): the organization is recovered from its
+    /// stream before this returns, drivers are created for the configured mailboxes it knows,
+    /// the projection is opened and caught up. `reports` receives every scheduler tick.
+    pub async fn start(
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        config: ServiceConfig,
+        reports: Option<mpsc::UnboundedSender<TickReport>>,
+    ) -> Result<Self, ServiceError> {
+        let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
+        let registry = Registry::new(
+            journal.clone(),
+            clock.clone(),
+            settings.clone(),
+            config.registry.clone(),
+        )
+        .start();
+        let org = OrgActor::new(
+            config.org.clone(),
+            journal.clone(),
+            clock.clone(),
+            settings,
+            registry.clone(),
+        )
+        .start();
+        let view = inspect(&org).await?;
+
+        let mut projection = Projection::open_in(&config.data_dir)?;
+        let journal_for_catch_up = journal.clone();
+        let caught = tokio::task::spawn_blocking(move || {
+            let done = projection.catch_up(journal_for_catch_up.as_ref());
+            (projection, done)
+        })
+        .await
+        .expect("the projection catch-up does not panic");
+        let (projection, done) = caught;
+        let done = done?;
+        tracing::info!(
+            checkpoint = done.checkpoint,
+            folded = done.events,
+            "projection caught up"
+        );
+        let projection = Arc::new(Mutex::new(projection));
+
+        let mut drivers = DriverFactory {
+            endpoints: config.mailboxes.clone(),
+            started: BTreeSet::new(),
+            throttle: Arc::new(Throttle::new()),
+            cursors: config.data_dir.join("cursors"),
+        };
+        let mut scheduler = Scheduler::new(registry.clone(), clock.clone(), config.scheduler);
+        for driver in drivers.new_drivers(&view, &registry, &journal)? {
+            scheduler.add(driver);
+        }
+        for endpoint in &config.mailboxes {
+            if !view.state.mailboxes.contains_key(&endpoint.mailbox) {
+                tracing::warn!(mailbox = %endpoint.mailbox, "configured mailbox is not registered in the organization yet; it gets its driver once `mailbox_registered` is recorded");
+            }
+        }
+
+        let follow = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let (tick_tx, mut tick_rx) = mpsc::unbounded_channel::<TickReport>();
+        let scheduler = scheduler.with_reports(tick_tx);
+        let (signals, signal_rx) = mpsc::unbounded_channel();
+        let scheduler = actix::spawn(run_scheduler(scheduler, signal_rx));
+        let reporter = {
+            let follow = follow.clone();
+            actix::spawn(async move {
+                while let Some(report) = tick_rx.recv().await {
+                    log_tick(&report);
+                    if let Some(reports) = &reports {
+                        let _ = reports.send(report);
+                    }
+                    follow.notify_one();
+                }
+            })
+        };
+        let follower = actix::spawn(follow_journal(
+            journal.clone(),
+            projection.clone(),
+            follow.clone(),
+            config.projection_every,
+            stopped,
+        ));
+        tracing::info!(
+            organization = %config.org,
+            mailboxes = view.state.mailboxes.len(),
+            drivers = drivers.started.len(),
+            "service started"
+        );
+        Ok(Self {
+            journal,
+            org,
+            registry,
+            signals,
+            projection,
+            follow,
+            stop,
+            gate: tokio::sync::RwLock::new(true),
+            drivers: Mutex::new(drivers),
+            tasks: Mutex::new(Some([scheduler, reporter, follower])),
+        })
+    }
+
+    /// Records a CRM-side or administrative change in the organization stream and routes it
+    /// (the organization actor, as for a change consumed from the bus); the mailboxes it
+    /// reached execute their pending intents at once. A change that registers a configured
+    /// mailbox starts its driver. An `Ok` means every event it caused is durable.
+    pub async fn crm(&self, event: Event) -> Result<Routed, ServiceError> {
+        let open = self.gate.read().await;
+        if !*open {
+            return Err(ServiceError::Stopping);
+        }
+        let id = IdGen.next();
+        let routed = self
+            .org
+            .send(CrmChange { id, event })
+            .await
+            .map_err(|source| ServiceError::Unavailable {
+                what: "organization actor",
+                source,
+            })??;
+        let view = inspect(&self.org).await?;
+        let new = {
+            let mut drivers = self.drivers.lock().expect("driver factory lock");
+            drivers.new_drivers(&view, &self.registry, &self.journal)?
+        };
+        for driver in new {
+            tracing::info!(mailbox = %driver.mailbox(), "driver started for a newly registered mailbox");
+            let _ = self.signals.send(Signal::Add(Box::new(driver)));
+        }
+        if !routed.mailboxes.is_empty() {
+            let _ = self.signals.send(Signal::Execute(routed.mailboxes.clone()));
+        }
+        self.follow.notify_one();
+        drop(open);
+        Ok(routed)
+    }
+
+    /// The organization as recorded now.
+    pub async fn org(&self) -> Result<OrgView, ServiceError> {
+        inspect(&self.org).await
+    }
+
+    /// Records a push of `mailbox`'s connector: its cycle runs at once if its workload is
+    /// enabled.
+    pub fn push(&self, mailbox: MailboxId) {
+        let _ = self.signals.send(Signal::Push(mailbox));
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// The projection, kept current (lock it briefly: the follower folds into it).
+    pub fn projection(&self) -> &Arc<Mutex<Projection>> {
+        &self.projection
+    }
+
+    /// Catches the projection up with the journal now and returns its checkpoint.
+    pub async fn catch_up(&self) -> Result<u64, ServiceError> {
+        catch_up(self.journal.clone(), self.projection.clone()).await
+    }
+
+    /// The registry of mailbox actors.
+    pub fn registry(&self) -> &Addr<Registry> {
+        &self.registry
+    }
+
+    /// Stops gracefully: no new CRM change is taken, the changes in flight finish, the
+    /// scheduler finishes its run in progress, the projection catches up, the actors stop.
+    /// Every observation answered before is durable (answers come after the group commit).
+    /// Calling it again does nothing more than the final catch-up.
+    pub async fn stop(&self) -> Result<u64, ServiceError> {
+        *self.gate.write().await = false;
+        let _ = self.signals.send(Signal::Stop);
+        let tasks = self.tasks.lock().expect("task lock").take();
+        if let Some([scheduler, reporter, follower]) = tasks {
+            if let Err(e) = scheduler.await {
+                tracing::error!(error = %e, "the scheduler task ended abnormally");
+            }
+            let _ = reporter.await;
+            let _ = self.stop.send(true);
+            let _ = follower.await;
+        }
+        let checkpoint = catch_up(self.journal.clone(), self.projection.clone()).await?;
+        let _ = self.registry.send(Shutdown).await;
+        tracing::info!(checkpoint, "service stopped");
+        Ok(checkpoint)
+    }
+}
+
+impl DriverFactory {
+    /// Drivers for the configured mailboxes the organization has registered and that have
+    /// none yet; sets the throttle limit of every profile first.
+    fn new_drivers(
+        &mut self,
+        view: &OrgView,
+        registry: &Addr<Registry>,
+        journal: &Arc<dyn Journal>,
+    ) -> Result<Vec<Driver>, ServiceError> {
+        for (profile, info) in &view.state.profiles {
+            match ConnectionLimit::new(info.max_connections) {
+                Ok(limit) => self.throttle.set_limit(profile, limit),
+                Err(e) => {
+                    tracing::warn!(profile = %profile, error = %e, "keeping the default connection limit")
+                }
+            }
+        }
+        let mut drivers = Vec::new();
+        for endpoint in &self.endpoints {
+            if self.started.contains(&endpoint.mailbox) {
+                continue;
+            }
+            let Some(info) = view.state.mailboxes.get(&endpoint.mailbox) else {
+                continue;
+            };
+            let credential = Credential {
+                profile: info.profile.clone(),
+                account: endpoint.account.clone(),
+            };
+            let mut vdir = endpoint.vdir.clone();
+            if vdir.owner.is_empty() {
+                vdir.owner = info.address.clone();
+            }
+            let driver = Driver::new(
+                endpoint.mailbox.clone(),
+                Box::new(VdirConnector::new(vdir)),
+                registry.clone(),
+                journal.clone(),
+                &self.cursors,
+            )?
+            .with_throttle(self.throttle.clone(), credential);
+            self.started.insert(endpoint.mailbox.clone());
+            drivers.push(driver);
+        }
+        Ok(drivers)
+    }
+}
+
+async fn inspect(org: &Addr<OrgActor>) -> Result<OrgView, ServiceError> {
+    Ok(org
+        .send(InspectOrg)
+        .await
+        .map_err(|source| ServiceError::Unavailable {
+            what: "organization actor",
+            source,
+        })??)
+}
+
+async fn run_scheduler(mut scheduler: Scheduler, signals: mpsc::UnboundedReceiver<Signal>) {
+    scheduler.run(signals).await;
+}
+
+fn log_tick(report: &TickReport) {
+    for ran in &report.ran {
+        tracing::info!(
+            mailbox = %ran.mailbox,
+            listing = ran.cycle.terminal,
+            observations = ran.cycle.observations.len(),
+            decisions = ran.cycle.decisions.len() + ran.executed.decisions.len(),
+            executed = ran.executed.outcomes.len(),
+            item_failures = ran.cycle.failures.len(),
+            next_run = ?ran.next_run.map(|t| t.to_string()),
+            "cycle ran"
+        );
+    }
+    for (mailbox, error) in &report.failed {
+        tracing::warn!(mailbox = %mailbox, error = %error, "cycle failed");
+    }
+}
+
+/// The projection follower: catches the projection up after every notification and at least
+/// every `every`, until `stopped`.
+async fn follow_journal(
+    journal: Arc<dyn Journal>,
+    projection: Arc<Mutex<Projection>>,
+    follow: Arc<Notify>,
+    every: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = follow.notified() => {}
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(e) = catch_up(journal.clone(), projection.clone()).await {
+            tracing::warn!(error = %e, "the projection could not catch up; trying again");
+        }
+    }
+}
+
+async fn catch_up(
+    journal: Arc<dyn Journal>,
+    projection: Arc<Mutex<Projection>>,
+) -> Result<u64, ServiceError> {
+    let done = tokio::task::spawn_blocking(move || {
+        let mut projection = projection.lock().expect("projection lock");
+        projection.catch_up(journal.as_ref())
+    })
+    .await
+    .expect("the projection catch-up does not panic")?;
+    if done.events > 0 {
+        tracing::debug!(
+            folded = done.events,
+            checkpoint = done.checkpoint,
+            "projection caught up"
+        );
+    }
+    Ok(done.checkpoint)
+}
