@@ -121,6 +121,9 @@ pub enum Signal {
     /// CRM-side changes reached these mailboxes: execute their pending intents now rather
     /// than at their next cycle (the listing keeps its cadence).
     Execute(Vec<MailboxId>),
+    /// Answered once every signal sent before it is handled and the tick that followed them
+    /// has run: whoever sent changes can wait until the scheduler has caught up with them.
+    Flush(tokio::sync::oneshot::Sender<()>),
     /// Stop after the current tick.
     Stop,
 }
@@ -131,6 +134,7 @@ impl std::fmt::Debug for Signal {
             Signal::Push(m) => f.debug_tuple("Push").field(m).finish(),
             Signal::Add(d) => f.debug_tuple("Add").field(d.mailbox()).finish(),
             Signal::Execute(m) => f.debug_tuple("Execute").field(m).finish(),
+            Signal::Flush(_) => f.write_str("Flush"),
             Signal::Stop => f.write_str("Stop"),
         }
     }
@@ -391,6 +395,9 @@ impl Scheduler {
                                 tracing::info!(mailbox = %mailbox, executed = done.outcomes.len(), succeeded = done.succeeded(), "pending intents executed");
                             }
                         }
+                    }
+                    Some(Signal::Flush(done)) => {
+                        let _ = done.send(());
                     }
                     Some(Signal::Stop) | None => return,
                 },

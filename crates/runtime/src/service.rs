@@ -263,6 +263,16 @@ impl Service {
         Ok(routed)
     }
 
+    /// Waits until the scheduler has handled everything sent to it so far — the pending
+    /// intents of the mailboxes earlier changes reached, drivers of newly registered
+    /// mailboxes — and run the tick that follows. Outcomes are then durable.
+    pub async fn idle(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.signals.send(Signal::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
     /// The organization as recorded now.
     pub async fn org(&self) -> Result<OrgView, ServiceError> {
         inspect(&self.org).await
