@@ -49,7 +49,11 @@ use ledgersync_domain::{
     Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, StreamId,
 };
 use ledgersync_engine::EngineError;
-use ledgersync_engine::IdGen;
+use ledgersync_engine::{Clock as _, IdGen, SystemClock};
+
+/// A Retry-After further away than this (an hour) is capped: a server's clock or a typo must
+/// not stall a credential for days.
+const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 use ledgersync_engine::engine::Appended;
 use ledgersync_engine::log::Stored;
 use ledgersync_engine::mailbox::Incoming;
@@ -284,6 +288,9 @@ impl Driver {
             observations.insert(at, item_failed(workload, failure));
         }
         let terminal = observations.last().map(Event::name).unwrap_or("none");
+        if let Some(Event::ListingFailed(f)) = observations.last() {
+            self.honour_retry_after(&f.error);
+        }
         // One flow per listing: every observation shares the first one's id as correlation.
         let mut correlation = None;
         let mut observed = Vec::with_capacity(observations.len());
@@ -380,6 +387,7 @@ impl Driver {
                 })
                 .await?;
             if let Event::IntentFailed(f) = &outcome {
+                self.honour_retry_after(&f.error);
                 tracing::warn!(mailbox = %self.mailbox, intent = %id, code = %f.error.code, error = %f.error.message, "intent failed");
             }
             let incoming = Incoming {
@@ -497,6 +505,18 @@ impl Driver {
     }
 
     /// Runs a connector call on the blocking pool, holding a throttle permit when configured.
+    /// A server's Retry-After holds back every mailbox on this credential (R15): no
+    /// connection of it is handed out before that time.
+    fn honour_retry_after(&self, error: &ServerError) {
+        let (Some((throttle, credential)), Some(at)) = (&self.throttle, error.retry_after) else {
+            return;
+        };
+        let wait_ms = (at.0 - SystemClock.now().0).clamp(0, MAX_RETRY_AFTER_MS);
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms as u64);
+        tracing::info!(mailbox = %self.mailbox, account = %credential.account, wait_ms, "the server asked to retry later: the credential's connections wait");
+        throttle.retry_after(credential, until);
+    }
+
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Connector) -> T + Send + 'static,

@@ -18,7 +18,8 @@ use ledgersync_engine::projection::Projection;
 use ledgersync_engine::{IdGen, ManualClock, replay};
 use ledgersync_journal::{Journal, JournalOptions};
 use ledgersync_runtime::{
-    Driver, InspectMailbox, ObserveMailbox, Registry, RegistryConfig, SharedSettings,
+    Credential, Driver, InspectMailbox, ObserveMailbox, Registry, RegistryConfig, SharedSettings,
+    Throttle,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -766,7 +767,7 @@ fn an_unreadable_cursor_is_reset_and_listed_again_from_the_start() {
 
 #[test]
 fn every_connector_call_takes_a_connection_of_the_throttle() {
-    use ledgersync_runtime::{ConnectionLimit, Credential, Throttle};
+    use ledgersync_runtime::ConnectionLimit;
     let w = world();
     System::new().block_on(async {
         let registry = registry(&w);
@@ -782,5 +783,75 @@ fn every_connector_call_takes_a_connection_of_the_throttle() {
         assert_eq!(d.cycle().await.expect("cycle").count("item_seen"), 3);
         assert_eq!(throttle.peak(&credential), 1, "the calls held a connection");
         assert_eq!(throttle.in_use(&credential), 0, "and gave it back");
+    });
+}
+
+/// A server that answers every listing with 503 and a Retry-After ten minutes away.
+struct Busy;
+
+impl Connector for Busy {
+    fn list_changes(
+        &mut self,
+        _cursor: &ledgersync_connectors::Cursor,
+    ) -> ledgersync_connectors::Listing {
+        let in_ten_minutes = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64
+            + 600_000;
+        ledgersync_connectors::Listing {
+            observations: vec![Event::ListingFailed(ListingFailed {
+                workload: Workload::Act,
+                error: ServerError {
+                    code: "503".into(),
+                    message: "try again later".into(),
+                    retry_after: Some(ledgersync_domain::Timestamp(in_ten_minutes)),
+                },
+            })],
+            failures: vec![],
+            cursor: ledgersync_connectors::Cursor::initial(),
+        }
+    }
+
+    fn execute(&mut self, intent: Intent<'_>) -> Event {
+        panic!("nothing to execute: {:?}", intent.id)
+    }
+}
+
+#[test]
+fn a_retry_after_holds_back_every_mailbox_on_the_credential() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        let throttle = Arc::new(Throttle::new());
+        let credential = Credential {
+            profile: ProfileId::new("vdir"),
+            account: "service-account".into(),
+        };
+        let mut busy = Driver::new(
+            mailbox(),
+            Box::new(Busy),
+            registry.clone(),
+            w.journal.clone(),
+            &w.data,
+        )
+        .expect("driver")
+        .with_throttle(throttle.clone(), credential.clone());
+        let cycle = busy.cycle().await.expect("cycle");
+        assert_eq!(cycle.terminal, "listing_failed");
+
+        // Another mailbox on the same credential gets no connection before the Retry-After.
+        let held = tokio::time::timeout(Duration::from_millis(300), throttle.acquire(&credential));
+        assert!(
+            held.await.is_err(),
+            "a connection was handed out during the Retry-After"
+        );
+        // Another credential is not held back.
+        let other = Credential {
+            profile: ProfileId::new("vdir"),
+            account: "someone-else".into(),
+        };
+        let free = tokio::time::timeout(Duration::from_millis(300), throttle.acquire(&other));
+        assert!(free.await.is_ok(), "another credential waits too");
     });
 }
