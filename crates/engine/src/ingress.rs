@@ -9,6 +9,8 @@
 //! names its line and, where there is one, the field (`record.start`, `filters[1].expr`), and
 //! says what is expected. [`parse_changes`] checks a whole file against the organization as it
 //! would be after each earlier line, so a file either maps completely or not at all.
+//!
+//! The way back is [`render_change`]: an event to the line that parses to it.
 
 use crate::engine::validate_crm;
 use ledgersync_domain::event::{
@@ -28,7 +30,10 @@ use serde_json::{Map, Value};
 use std::fmt;
 use wire::*;
 
+mod render;
 mod wire;
+
+pub use render::render_change;
 
 /// Every `"kind"` a line can have (the event type names of the catalogue).
 pub const KINDS: [&str; 15] = [

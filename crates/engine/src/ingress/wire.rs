@@ -1,20 +1,27 @@
 //! The wire types of a CRM change line: what serde reads, before `super` checks and maps it.
-//! Each struct denies unknown fields; enumerations are snake_case.
+//! Each struct denies unknown fields; enumerations are snake_case, and convert both ways so
+//! `render` writes exactly the names read here.
 
 use ledgersync_domain::event::{AccessReason, ServerType, TestResult, Workload};
 use ledgersync_domain::records::{ActivityState, ContactState, Entity, Priority, ShowAs, TaskKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 macro_rules! wire_enum {
     ($wire:ident => $domain:ty { $($variant:ident),* $(,)? }) => {
-        #[derive(Clone, Copy, Debug, Deserialize)]
+        #[derive(Clone, Copy, Debug, Deserialize, Serialize)]
         #[serde(rename_all = "snake_case")]
         pub(super) enum $wire { $($variant),* }
 
         impl From<$wire> for $domain {
             fn from(w: $wire) -> Self {
                 match w { $($wire::$variant => <$domain>::$variant),* }
+            }
+        }
+
+        impl From<$domain> for $wire {
+            fn from(d: $domain) -> Self {
+                match d { $(<$domain>::$variant => $wire::$variant),* }
             }
         }
     };
