@@ -77,17 +77,7 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
     )?;
     let journal = open_or_create(&data, config)?;
     check_org(journal.as_ref(), config)?;
-    for m in &config.mailboxes {
-        for dir in [&m.calendar, &m.address_book].into_iter().flatten() {
-            std::fs::create_dir_all(dir).with_context(|| {
-                format!(
-                    "creating the collection {} of mailbox `{}` (check its [[mailbox]] table)",
-                    dir.display(),
-                    m.id
-                )
-            })?;
-        }
-    }
+    create_collections(config)?;
     let system = actix::System::new();
     system.block_on(async {
         let service = Service::start(
@@ -118,6 +108,23 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
         tracing::info!(checkpoint, "stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Creates the missing collection directories of the configured mailboxes (a collection that
+/// cannot be listed is a permanent error that disables the mailbox's ACT workload, R10).
+pub fn create_collections(config: &Config) -> Result<()> {
+    for m in &config.mailboxes {
+        for dir in [&m.calendar, &m.address_book].into_iter().flatten() {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "creating the collection {} of mailbox `{}` (check its [[mailbox]] table)",
+                    dir.display(),
+                    m.id
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Waits for SIGINT or SIGTERM; answers its name.

@@ -59,6 +59,49 @@ fn demo_explains_the_cancellation_then_what_if_then_replays() {
     );
     let (n, total) = reproduced(&out);
     assert!(total > 0 && n == total, "{n}/{total}");
+
+    // Through serve's path: the connector wrote the cancellations into the attendees'
+    // Maildirs, shown before the explanation; each attendee of "Bike repair" got one.
+    let on_disk = out.find("== on disk").expect("on-disk section");
+    assert!(
+        on_disk < explain,
+        "the files are shown next to, before, explain"
+    );
+    let maildir = dir.path().join("data").join("maildir");
+    for attendee in [
+        "paul@serenity.example",
+        "zoe@customer.example",
+        "kaylee@garage.example",
+    ] {
+        let new = maildir.join(attendee).join("new");
+        let bike: Vec<String> = std::fs::read_dir(&new)
+            .unwrap_or_else(|e| panic!("{}: {e}", new.display()))
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .filter(|m| m.contains("SUMMARY:Bike repair"))
+            .collect();
+        assert_eq!(
+            bike.len(),
+            1,
+            "one cancellation of Bike repair for {attendee}"
+        );
+        assert!(bike[0].contains("METHOD:CANCEL"), "{}", bike[0]);
+        assert!(
+            out.contains(&format!("{attendee}  METHOD:CANCEL SUMMARY:Bike repair")),
+            "{out}"
+        );
+    }
+    // Jayne's copy is gone from her calendar; Paul's (an attendee's) stays.
+    let calendar = |user: &str| -> Vec<String> {
+        std::fs::read_dir(dir.path().join("data/vdir").join(user).join("calendar"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("apt-bike-repair"))
+            .collect()
+    };
+    assert!(calendar("jayne").is_empty());
+    assert_eq!(calendar("paul").len(), 1);
+    // The story was applied from files.
+    assert!(dir.path().join("data/story").read_dir().unwrap().count() >= 7);
 }
 
 #[test]

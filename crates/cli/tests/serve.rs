@@ -353,3 +353,49 @@ fn a_wrong_key_in_the_mailbox_table_names_the_file_the_table_and_the_key() {
     assert!(e.contains("bad.toml") && e.contains("calender"), "{e}");
     assert!(e.contains("calendar"), "the allowed keys are listed: {e}");
 }
+
+#[test]
+fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile_owner() {
+    let site = Site::new();
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    // Both mailboxes' collections vanish (an unmounted share, a wrong path).
+    fs::remove_dir_all(site.root.join("vdir")).unwrap();
+    let mut changes = fs::read_to_string(example_changes()).unwrap();
+    changes.push_str(
+        r#"{"kind": "profile_alerting_set", "profile": "groupware", "send_alert": true}"#,
+    );
+    changes.push('\n');
+    // The option goes before the mailboxes start failing: right after the profile.
+    let mut lines: Vec<&str> = changes.lines().collect();
+    let option = lines.pop().unwrap();
+    lines.insert(1, option);
+    let out = site.apply(&(lines.join("\n") + "\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let alerts = wait_for(&serve, "the R14 profile alert", || {
+        let v = site.json(&["alerts"]);
+        let alerts = v["alerts"].as_array()?.clone();
+        alerts.iter().any(|a| a["rule"] == "R14").then_some(alerts)
+    });
+    let r14: Vec<&Value> = alerts.iter().filter(|a| a["rule"] == "R14").collect();
+    assert_eq!(r14.len(), 1, "one profile alert: {alerts:#?}");
+    assert_eq!(r14[0]["level"], "error");
+    assert_eq!(r14[0]["profile"], "groupware");
+    // Each mailbox was disabled with its own alert (R10), and shows it in `mailbox list`.
+    for m in ["mbx-jayne", "mbx-paul"] {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["rule"] == "R10" && a["mailbox"] == m),
+            "{m}: {alerts:#?}"
+        );
+    }
+    let mailboxes = site.json(&["mailbox", "list"]);
+    for m in mailboxes.as_array().unwrap() {
+        assert_eq!(m["workloads"]["act"]["status"], "disabled", "{m}");
+    }
+}

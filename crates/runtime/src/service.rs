@@ -25,7 +25,7 @@
 
 use crate::driver::{Driver, DriverError};
 use crate::org::{CrmChange, InspectOrg, OrgActor, OrgError, OrgView, Routed};
-use crate::registry::{Registry, RegistryConfig, SharedSettings, Shutdown};
+use crate::registry::{ForwardFailures, Registry, RegistryConfig, SharedSettings, Shutdown};
 use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
 use crate::throttle::{ConnectionLimit, Credential, Throttle};
 use actix::{Actor, Addr, MailboxError};
@@ -148,6 +148,14 @@ impl Service {
             registry.clone(),
         )
         .start();
+        // Mailbox failures reach the organization for the R14 profile alert.
+        registry
+            .send(ForwardFailures(org.clone().recipient()))
+            .await
+            .map_err(|source| ServiceError::Unavailable {
+                what: "registry",
+                source,
+            })?;
         let view = inspect(&org).await?;
 
         let mut projection = Projection::open_in(&config.data_dir)?;
