@@ -22,9 +22,14 @@ struct Serve {
 
 impl Serve {
     fn start(config: &Path, log: PathBuf) -> Self {
+        Self::start_with(config, log, &[])
+    }
+
+    fn start_with(config: &Path, log: PathBuf, extra: &[&str]) -> Self {
         let file = fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
             .args(["--config", config.to_str().unwrap(), "serve"])
+            .args(extra)
             .env_remove("LEDGERSYNC_DATA")
             .env_remove("LEDGERSYNC_CONFIG")
             .env_remove("RUST_LOG")
@@ -357,7 +362,11 @@ fn a_wrong_key_in_the_mailbox_table_names_the_file_the_table_and_the_key() {
 #[test]
 fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile_owner() {
     let site = Site::new();
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::start_with(
+        &site.config,
+        site.root.join("serve.log"),
+        &["--log-format", "json"],
+    );
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -398,4 +407,21 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile
     for m in mailboxes.as_array().unwrap() {
         assert_eq!(m["workloads"]["act"]["status"], "disabled", "{m}");
     }
+    // The JSON log: one object per line, with its level and fields.
+    let log = serve.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"].is_object())
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "service started"),
+        "{log}"
+    );
 }
