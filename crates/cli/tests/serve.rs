@@ -300,6 +300,22 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
             "{text}"
         );
     }
+    // Paul's calendar client matches the cancellation to its copy: the same UID.
+    let paul_copy =
+        fs::read_to_string(files(&site.calendar("paul"), "ics").pop().unwrap()).unwrap();
+    let uid = paul_copy
+        .lines()
+        .find(|l| l.starts_with("UID:"))
+        .expect("a UID")
+        .trim_end()
+        .to_string();
+    let new = site.root.join("maildir/paul@serenity.example/new");
+    let message = fs::read_dir(&new).unwrap().next().unwrap().unwrap().path();
+    let message = fs::read_to_string(message).unwrap();
+    assert!(
+        message.lines().any(|l| l.trim_end() == uid),
+        "{uid} not in\n{message}"
+    );
     let why = site.run(&["explain", "Bike repair"]);
     assert!(stdout(&why).contains("R22"), "{}", stdout(&why));
 

@@ -90,7 +90,7 @@ impl VdirConnector {
             // A retry of a create that was carried out: nothing to write.
             return self.outcome(id, kind, &remote, &target);
         }
-        let uid = format!("{stem}@ledgersync");
+        let uid = uid_of(&p.record);
         let text = match &record.body {
             RecordBody::Appointment(a) => compose::appointment(&uid, record, a, &p.item),
             RecordBody::Task(t) => compose::task(&uid, record, t, &p.item),
@@ -294,6 +294,24 @@ pub(crate) fn own(dir: &Path, what: &str) -> PathBuf {
 }
 
 /// A record id as a file-name part: ASCII letters, digits, `-` and `_`, at most 64 characters.
+/// The iCalendar / vCard UID of a CRM row's items: the same in every mailbox, so that the
+/// organizer's copy, each attendee's copy and the iMIP messages about the meeting name one
+/// meeting (RFC 5545 §3.8.4.7; RFC 6047 matches a CANCEL to the attendee's copy by UID).
+/// Characters other than ASCII letters, digits, `-`, `_` and `.` are percent-encoded, so two
+/// rows never share a UID.
+pub(crate) fn uid_of(record: &RecordId) -> String {
+    let mut uid = String::new();
+    for b in record.as_str().bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            uid.push(b as char);
+        } else {
+            uid.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uid.push_str("@ledgersync");
+    uid
+}
+
 pub(crate) fn slug(record: &RecordId) -> String {
     let s: String = record
         .as_str()
@@ -308,4 +326,23 @@ pub(crate) fn slug(record: &RecordId) -> String {
         .take(64)
         .collect();
     if s.is_empty() { "item".to_string() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rows_uid_is_the_same_in_every_mailbox_and_never_shared() {
+        assert_eq!(
+            uid_of(&RecordId::new("apt-bike-repair")),
+            "apt-bike-repair@ledgersync"
+        );
+        assert_ne!(
+            uid_of(&RecordId::new("a/b")),
+            uid_of(&RecordId::new("a_b")),
+            "the slug would merge them; the UID does not"
+        );
+        assert_eq!(uid_of(&RecordId::new("a b;c")), "a%20b%3Bc@ledgersync");
+    }
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use ledgersync_connectors::{Connector, Intent, UNSUPPORTED, fnv1a64};
+use ledgersync_connectors::{Connector, Intent, UNSUPPORTED};
 use ledgersync_domain::event::{
     Basis, CancelIntent, CreateIntent, DeleteIntent, Event, ItemWrite, Side,
 };
@@ -96,10 +96,9 @@ fn a_cancellation_lands_once_in_each_attendees_maildir_and_parses_back() {
     let mut f = Fixture::new();
     let rec = appointment_record("apt-quarterly-review", "Quarterly review");
     let remote = created(&mut f, &rec);
-    let uid = format!(
-        "apt-quarterly-review-{:016x}@ledgersync",
-        fnv1a64(b"mbx-paul/apt-quarterly-review/create/v1")
-    );
+    // The meeting's UID is the CRM row's, the same in every mailbox, so each attendee's
+    // calendar matches the cancellation to its own copy.
+    let uid = "UID:apt-quarterly-review@ledgersync".to_string();
 
     // The delete is decided with the cancellation and carried out first (R22).
     let delete = Event::DeleteIntent(DeleteIntent {
