@@ -244,8 +244,8 @@ fn relative(base: &Path, p: &Path) -> String {
     p.strip_prefix(base).unwrap_or(p).display().to_string()
 }
 
-/// The collections and Maildirs after the story: file names per directory, and the
-/// cancellation messages' key lines.
+/// The collections and Maildirs after the story: file names per directory, and the key lines
+/// of the iMIP messages (invitations and cancellations) in the attendees' Maildirs.
 fn on_disk(data: &Path) -> Result<Value> {
     let mut collections = Vec::new();
     for (mailbox, user) in MAILBOXES {
@@ -280,7 +280,7 @@ fn on_disk(data: &Path) -> Result<Value> {
             }));
         }
     }
-    Ok(json!({"collections": collections, "cancellations": messages}))
+    Ok(json!({"collections": collections, "messages": messages}))
 }
 
 fn names(dir: &Path) -> Result<Vec<String>> {
@@ -318,20 +318,27 @@ fn render_on_disk(data: &Path, landed: &Value) -> String {
             }
         ));
     }
-    let cancellations = landed["cancellations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let messages = landed["messages"].as_array().cloned().unwrap_or_default();
+    let of = |method: &str| -> Vec<&Value> {
+        messages
+            .iter()
+            .filter(|m| m["method"].as_str() == Some(method))
+            .collect()
+    };
+    let invitations = of("REQUEST");
+    let cancellations = of("CANCEL");
     out.push_str(&format!(
-        "meeting cancellations delivered (iMIP, RFC 6047) into {}: {}\n",
+        "iMIP messages (RFC 6047) delivered into the attendees' Maildirs under {}: {} \
+         invitation(s), {} cancellation(s)\n",
         relative(data, &data.join("maildir")),
+        invitations.len(),
         cancellations.len()
     ));
+    out.push_str("the cancellations:\n");
     for m in &cancellations {
         out.push_str(&format!(
-            "  {}  METHOD:{} SUMMARY:{} SEQUENCE:{}\n    {}\n",
+            "  {}  METHOD:CANCEL SUMMARY:{} SEQUENCE:{}\n    {}\n",
             m["attendee"].as_str().unwrap_or_default(),
-            m["method"].as_str().unwrap_or("?"),
             m["summary"].as_str().unwrap_or("?"),
             m["sequence"].as_str().unwrap_or("?"),
             m["file"].as_str().unwrap_or_default(),

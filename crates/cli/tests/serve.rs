@@ -109,6 +109,19 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
+/// The messages in `attendee`'s Maildir `new/` that contain `needle`.
+fn messages(site: &Site, attendee: &str, needle: &str) -> Vec<String> {
+    let new = site.root.join("maildir").join(attendee).join("new");
+    let Ok(entries) = fs::read_dir(&new) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter(|m| m.contains(needle))
+        .collect()
+}
+
 fn example_changes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crm-example.jsonl")
 }
@@ -247,6 +260,17 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
             .contains("SUMMARY:Bike repair")
     );
 
+    // Jayne organizes it: each attendee gets one invitation (iMIP REQUEST), Jayne none.
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        let invitations = wait_for(&serve, "the invitation", || {
+            let v = messages(&site, attendee, "METHOD:REQUEST");
+            (!v.is_empty()).then_some(v)
+        });
+        assert_eq!(invitations.len(), 1, "{attendee}");
+        assert!(invitations[0].contains("Subject: Invitation: Bike repair"));
+    }
+    assert!(messages(&site, "jayne@serenity.example", "METHOD:").is_empty());
+
     // `mailbox list` and `timeline` through the running service.
     let mailboxes = site.json(&["mailbox", "list"]);
     for m in mailboxes.as_array().unwrap() {
@@ -288,16 +312,16 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
             .then_some(())
     });
     for attendee in ["paul@serenity.example", "zoe@customer.example"] {
-        let new = site.root.join("maildir").join(attendee).join("new");
-        let messages = wait_for(&serve, "the cancellation", || {
-            let v: Vec<_> = fs::read_dir(&new).ok()?.filter_map(Result::ok).collect();
+        let cancel = wait_for(&serve, "the cancellation", || {
+            let v = messages(&site, attendee, "METHOD:CANCEL");
             (!v.is_empty()).then_some(v)
         });
-        assert_eq!(messages.len(), 1, "one cancellation for {attendee}");
-        let text = fs::read_to_string(messages[0].path()).unwrap();
-        assert!(
-            text.contains("METHOD:CANCEL") && text.contains("Bike repair"),
-            "{text}"
+        assert_eq!(cancel.len(), 1, "one cancellation for {attendee}");
+        assert!(cancel[0].contains("Bike repair"), "{}", cancel[0]);
+        assert_eq!(
+            messages(&site, attendee, "METHOD:REQUEST").len(),
+            1,
+            "and the one invitation sent when the meeting was created"
         );
     }
     // Paul's calendar client matches the cancellation to its copy: the same UID.
@@ -309,12 +333,10 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
         .expect("a UID")
         .trim_end()
         .to_string();
-    let new = site.root.join("maildir/paul@serenity.example/new");
-    let message = fs::read_dir(&new).unwrap().next().unwrap().unwrap().path();
-    let message = fs::read_to_string(message).unwrap();
+    let cancel = messages(&site, "paul@serenity.example", "METHOD:CANCEL").remove(0);
     assert!(
-        message.lines().any(|l| l.trim_end() == uid),
-        "{uid} not in\n{message}"
+        cancel.lines().any(|l| l.trim_end() == uid),
+        "{uid} not in\n{cancel}"
     );
     let why = site.run(&["explain", "Bike repair"]);
     assert!(stdout(&why).contains("R22"), "{}", stdout(&why));

@@ -1,4 +1,11 @@
-//! Meeting cancellations as iMIP messages (RFC 6047) delivered into the attendees' Maildirs.
+//! Meeting invitations and cancellations as iMIP messages (RFC 6047) delivered into the
+//! attendees' Maildirs: what a groupware server does when the organizer's calendar changes.
+//!
+//! **Invitations** (`METHOD:REQUEST`): when a create or an update of an appointment says
+//! `notify_attendees` (R26: only in the organizer's mailbox), the calendar object just written
+//! is sent to every attendee of the CRM row but the organizer, after the file is written. A
+//! retry of the intent delivers only what is missing (messages are named by the intent's key).
+//! Without a Maildir directory configured nothing can be delivered and the write alone is done.
 //!
 //! The `cancel_intent` names the row, the server item and the attendees, but not the meeting's
 //! UID, organizer or times: those come from the organizer's calendar item, read from the vdir
@@ -127,28 +134,25 @@ impl VdirConnector {
             })
             .unwrap_or_else(|| self.config.owner.clone());
         let ics = meeting.cancel_ics(&organizer, &p.attendees);
-        let now = compose::now();
-        let secs = u64::try_from(now.0 / 1000).unwrap_or(0);
-        let key_hash = fnv1a64(p.key.as_bytes());
-        let mut problems = Vec::new();
-        for attendee in &p.attendees {
-            let Some(dir) = maildir::maildir_of(&root, attendee) else {
-                problems.push(format!(
-                    "`{attendee}` is not an address a Maildir can be named by"
-                ));
-                continue;
-            };
-            let message = message(&meeting, &organizer, attendee, &ics, key_hash, now.0);
-            let unique = format!("L{key_hash:016x}");
-            match message.and_then(|m| maildir::deliver(&dir, &unique, &m, secs)) {
-                Ok(Delivery::Delivered | Delivery::AlreadyThere) => {}
-                Err(e) => problems.push(format!("{}: {e}", dir.display())),
-            }
-        }
-        if problems.is_empty() {
-            succeeded(id, remote, None)
+        let subject = if meeting.summary.is_empty() {
+            "Canceled: meeting".to_string()
         } else {
-            failed(
+            format!("Canceled: {}", meeting.summary)
+        };
+        let text = format!(
+            "The meeting \"{}\" has been canceled by {organizer}.\r\n",
+            meeting.summary
+        );
+        let letter = Letter {
+            method: "CANCEL",
+            organizer: &organizer,
+            subject: &subject,
+            text: &text,
+            ics: &ics,
+        };
+        match deliver_all(&root, &p.key, &p.attendees, &letter) {
+            Ok(()) => succeeded(id, remote, None),
+            Err(problems) => failed(
                 id,
                 "io",
                 format!(
@@ -157,8 +161,67 @@ impl VdirConnector {
                     p.key,
                     problems.join("; ")
                 ),
-            )
+            ),
         }
+    }
+
+    /// Sends the calendar object `written` (the organizer's item, as just written) as an iMIP
+    /// `METHOD:REQUEST` to every attendee of `record` but the organizer. `Err`: what could not
+    /// be delivered, for the intent's failure.
+    pub(crate) fn invite(
+        &self,
+        key: &str,
+        record: &Record,
+        written: &str,
+        updated: bool,
+    ) -> Result<(), String> {
+        let Some(root) = self.config.maildirs.clone() else {
+            return Ok(());
+        };
+        let Some(a) = record.appointment() else {
+            return Ok(());
+        };
+        let organizer = a
+            .organizer
+            .as_ref()
+            .map(|o| o.email.clone())
+            .unwrap_or_else(|| self.config.owner.clone());
+        let attendees: Vec<String> = a
+            .required
+            .iter()
+            .chain(&a.optional)
+            .map(|p| p.email.trim().to_string())
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case(organizer.trim()))
+            .collect();
+        if attendees.is_empty() {
+            return Ok(());
+        }
+        let ics = with_method(written, "REQUEST");
+        let (prefix, verb) = if updated {
+            ("Updated", "updated")
+        } else {
+            ("Invitation", "invites you to")
+        };
+        let subject = if a.subject.is_empty() {
+            format!("{prefix}: meeting")
+        } else {
+            format!("{prefix}: {}", a.subject)
+        };
+        let text = format!("{organizer} {verb} \"{}\".\r\n", a.subject);
+        let letter = Letter {
+            method: "REQUEST",
+            organizer: &organizer,
+            subject: &subject,
+            text: &text,
+            ics: &ics,
+        };
+        deliver_all(&root, key, &attendees, &letter).map_err(|problems| {
+            format!(
+                "the invitation was not delivered to every attendee ({}); a retry delivers only \
+                 the missing ones",
+                problems.join("; ")
+            )
+        })
     }
 
     /// The organizer's item: by server id in the calendar, else among the deleted items kept,
@@ -184,42 +247,97 @@ impl VdirConnector {
     }
 }
 
+/// One iMIP message to send to several attendees.
+struct Letter<'a> {
+    /// `REQUEST` or `CANCEL`.
+    method: &'static str,
+    organizer: &'a str,
+    subject: &'a str,
+    /// The plain-text part.
+    text: &'a str,
+    /// The calendar object, with its METHOD.
+    ics: &'a str,
+}
+
+/// Delivers `letter` into the Maildir of each of `attendees` under `root`, named by `key` so
+/// that a retry finds what was delivered. `Err`: the attendees it could not reach, and why.
+fn deliver_all(
+    root: &std::path::Path,
+    key: &str,
+    attendees: &[String],
+    letter: &Letter<'_>,
+) -> Result<(), Vec<String>> {
+    let now = compose::now();
+    let secs = u64::try_from(now.0 / 1000).unwrap_or(0);
+    let key_hash = fnv1a64(key.as_bytes());
+    let unique = format!("L{key_hash:016x}");
+    let mut problems = Vec::new();
+    for attendee in attendees {
+        let Some(dir) = maildir::maildir_of(root, attendee) else {
+            problems.push(format!(
+                "`{attendee}` is not an address a Maildir can be named by"
+            ));
+            continue;
+        };
+        let message = message(letter, attendee, key_hash, now.0);
+        match message.and_then(|m| maildir::deliver(&dir, &unique, &m, secs)) {
+            Ok(Delivery::Delivered | Delivery::AlreadyThere) => {}
+            Err(e) => problems.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// A calendar object with `METHOD:<method>` among its VCALENDAR properties (before the first
+/// component), replacing a METHOD it had.
+fn with_method(ics: &str, method: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut placed = false;
+    for line in unfold(ics) {
+        if name_of(&line) == "METHOD" {
+            continue;
+        }
+        if !placed && line.starts_with("BEGIN:") && !line.eq_ignore_ascii_case("BEGIN:VCALENDAR") {
+            out.push(format!("METHOD:{method}"));
+            placed = true;
+        }
+        out.push(line);
+    }
+    fold(&out)
+}
+
 /// The MIME message for one attendee.
 fn message(
-    meeting: &Meeting,
-    organizer: &str,
+    letter: &Letter<'_>,
     attendee: &str,
-    ics: &str,
     key_hash: u64,
     now_ms: i64,
 ) -> std::io::Result<Vec<u8>> {
-    let subject = if meeting.summary.is_empty() {
-        "Canceled: meeting".to_string()
-    } else {
-        format!("Canceled: {}", meeting.summary)
-    };
-    let text = format!(
-        "The meeting \"{}\" has been canceled by {organizer}.\r\n",
-        meeting.summary
-    );
     let calendar = MimePart::new(
         ContentType::new("text/calendar")
-            .attribute("method", "CANCEL")
+            .attribute("method", letter.method)
             .attribute("charset", "utf-8"),
-        ics.to_string(),
+        letter.ics.to_string(),
     );
     let body = MimePart::new(
         "multipart/alternative",
-        vec![MimePart::new("text/plain", text), calendar],
+        vec![
+            MimePart::new("text/plain", letter.text.to_string()),
+            calendar,
+        ],
     );
     let message_id = format!(
         "{key_hash:016x}.{:016x}@ledgersync",
         fnv1a64(attendee.to_lowercase().as_bytes())
     );
     MessageBuilder::new()
-        .from(organizer.to_string())
+        .from(letter.organizer.to_string())
         .to(attendee.trim().to_string())
-        .subject(subject)
+        .subject(letter.subject.to_string())
         .message_id(message_id)
         .date(now_ms / 1000)
         .body(body)

@@ -33,7 +33,7 @@ impl VdirConnector {
             Event::UpdateIntent(p) if p.target == Side::Crm => crm_side(id, "update", &p.key),
             Event::DeleteIntent(p) if p.target == Side::Crm => crm_side(id, "delete", &p.key),
             Event::CreateIntent(p) => self.create(id, p, intent.record),
-            Event::UpdateIntent(p) => self.update(id, p),
+            Event::UpdateIntent(p) => self.update(id, p, intent.record),
             Event::DeleteIntent(p) => self.delete(id, p),
             Event::CancelIntent(p) => self.cancel(id, p, intent.record),
             other => failed(
@@ -87,8 +87,16 @@ impl VdirConnector {
         let remote = format!("{}/{file}", kind.name());
         let target = dir.join(&file);
         if target.exists() {
-            // A retry of a create that was carried out: nothing to write.
-            return self.outcome(id, kind, &remote, &target);
+            // A retry of a create that was carried out: nothing to write, the invitations
+            // that are missing still to deliver.
+            return self.notify(
+                id,
+                "create",
+                &p.key,
+                &p.item,
+                Some(record),
+                (kind, &remote, &target),
+            );
         }
         let uid = uid_of(&p.record);
         let text = match &record.body {
@@ -101,7 +109,14 @@ impl VdirConnector {
             return failed(id, "invalid", format!("create `{}`: {e}", p.key));
         }
         match fsutil::create_new(&own(dir, "tmp"), &target, text.as_bytes()) {
-            Ok(_) => self.outcome(id, kind, &remote, &target),
+            Ok(_) => self.notify(
+                id,
+                "create",
+                &p.key,
+                &p.item,
+                Some(record),
+                (kind, &remote, &target),
+            ),
             Err(e) => failed(
                 id,
                 io_code(&e),
@@ -110,7 +125,7 @@ impl VdirConnector {
         }
     }
 
-    fn update(&self, id: EventId, p: &UpdateIntent) -> Event {
+    fn update(&self, id: EventId, p: &UpdateIntent, record: Option<&Record>) -> Event {
         let (kind, remote, path) = match self.locate(p.remote.as_ref(), &p.record) {
             Ok(Some(found)) => found,
             Ok(None) => {
@@ -152,7 +167,14 @@ impl VdirConnector {
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         match fsutil::replace(&own(dir, "tmp"), &path, new_text.as_bytes()) {
-            Ok(()) => self.outcome(id, kind, &remote, &path),
+            Ok(()) => self.notify(
+                id,
+                "update",
+                &p.key,
+                &p.item,
+                record,
+                (kind, &remote, &path),
+            ),
             Err(e) => failed(
                 id,
                 io_code(&e),
@@ -262,6 +284,40 @@ impl VdirConnector {
             .map_err(|e| format!("the item written would not parse back ({e})"))
     }
 
+    /// The outcome of a create or update written to `path`: when the intent says
+    /// `notify_attendees` (R26: the organizer's mailbox), the invitation or update is first
+    /// delivered to the attendees (`imip.rs`); a delivery that failed fails the intent, and its
+    /// retry delivers what is missing.
+    fn notify(
+        &self,
+        id: EventId,
+        what: &str,
+        key: &str,
+        write: &ItemWrite,
+        record: Option<&Record>,
+        (kind, remote, path): (Kind, &str, &Path),
+    ) -> Event {
+        if write.notify_attendees
+            && let Some(record) = record
+            && record.appointment().is_some()
+        {
+            let written = match fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) => {
+                    return failed(
+                        id,
+                        io_code(&e),
+                        format!("{what} `{key}`: cannot read back {}: {e}", path.display()),
+                    );
+                }
+            };
+            if let Err(message) = self.invite(key, record, &written, what == "update") {
+                return failed(id, "io", format!("{what} `{key}`: written, but {message}"));
+            }
+        }
+        self.outcome(id, kind, remote, path)
+    }
+
     fn outcome(&self, id: EventId, kind: Kind, remote: &str, path: &Path) -> Event {
         match self.read_item(kind, path) {
             Ok(FileState { etag, .. }) => succeeded(id, Some(remote.to_string()), Some(etag)),
@@ -293,7 +349,6 @@ pub(crate) fn own(dir: &Path, what: &str) -> PathBuf {
     dir.join(OWN_DIR).join(what)
 }
 
-/// A record id as a file-name part: ASCII letters, digits, `-` and `_`, at most 64 characters.
 /// The iCalendar / vCard UID of a CRM row's items: the same in every mailbox, so that the
 /// organizer's copy, each attendee's copy and the iMIP messages about the meeting name one
 /// meeting (RFC 5545 §3.8.4.7; RFC 6047 matches a CANCEL to the attendee's copy by UID).
@@ -312,6 +367,7 @@ pub(crate) fn uid_of(record: &RecordId) -> String {
     uid
 }
 
+/// A record id as a file-name part: ASCII letters, digits, `-` and `_`, at most 64 characters.
 pub(crate) fn slug(record: &RecordId) -> String {
     let s: String = record
         .as_str()

@@ -1,5 +1,5 @@
-//! Meeting cancellations: an iMIP `METHOD:CANCEL` message lands once in each attendee's
-//! Maildir `new/` and parses back.
+//! Meeting invitations and cancellations: an iMIP `METHOD:REQUEST` or `METHOD:CANCEL`
+//! message lands once in each attendee's Maildir `new/` and parses back.
 
 mod support;
 
@@ -24,7 +24,13 @@ fn run(f: &mut Fixture, id: u128, event: &Event, record: Option<&Record>) -> Eve
     })
 }
 
+/// Creates the organizer's copy, without sending invitations (`notify_attendees` off): the
+/// cancellation tests see only cancellations.
 fn created(f: &mut Fixture, rec: &Record) -> RemoteId {
+    created_with(f, rec, false)
+}
+
+fn created_with(f: &mut Fixture, rec: &Record, notify: bool) -> RemoteId {
     let create = Event::CreateIntent(CreateIntent {
         basis: Basis::default(),
         record: rec.id.clone(),
@@ -35,7 +41,7 @@ fn created(f: &mut Fixture, rec: &Record) -> RemoteId {
             version: 1,
             show_as: Some(ShowAs::Busy),
             reminder: false,
-            notify_attendees: true,
+            notify_attendees: notify,
             attendees: 2,
             completed: false,
             actual_start: None,
@@ -66,8 +72,13 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
 }
 
-/// Parses one delivered message and returns (subject, calendar part text).
+/// Parses one delivered cancellation and returns (subject, calendar part text).
 fn parse_cancellation(path: &Path) -> (String, String) {
+    parse_imip(path, "CANCEL")
+}
+
+/// Parses one delivered iMIP message of `method` and returns (subject, calendar part text).
+fn parse_imip(path: &Path, method: &str) -> (String, String) {
     let raw = fs::read(path).unwrap();
     let message = MessageParser::default()
         .parse(&raw)
@@ -86,9 +97,53 @@ fn parse_cancellation(path: &Path) -> (String, String) {
         ct.attribute("method")
             .map(str::to_ascii_uppercase)
             .as_deref(),
-        Some("CANCEL")
+        Some(method)
     );
     (subject, part.text_contents().expect("text").to_string())
+}
+
+#[test]
+fn an_invitation_lands_once_in_each_attendees_maildir_and_never_in_the_organizers() {
+    let mut f = Fixture::new();
+    let rec = appointment_record("apt-planning", "Planning");
+    let remote = created_with(&mut f, &rec, true);
+    for address in ["jayne@serenity.example", "kaylee@serenity.example"] {
+        let new = files(&f.maildirs.join(address).join("new"));
+        assert_eq!(new.len(), 1, "{address}: {new:?}");
+        let (subject, ics) = parse_imip(&new[0], "REQUEST");
+        assert_eq!(subject, "Invitation: Planning");
+        let lines: Vec<&str> = ics.lines().map(|l| l.trim_end_matches('\r')).collect();
+        for line in [
+            "METHOD:REQUEST",
+            "UID:apt-planning@ledgersync",
+            "SUMMARY:Planning",
+        ] {
+            assert!(lines.contains(&line), "{line} missing in\n{ics}");
+        }
+        let method = lines.iter().position(|l| *l == "METHOD:REQUEST").unwrap();
+        let event = lines.iter().position(|l| *l == "BEGIN:VEVENT").unwrap();
+        assert!(
+            method < event,
+            "METHOD is a calendar property, before the VEVENT"
+        );
+    }
+    assert!(
+        files(&f.maildirs.join("paul@serenity.example").join("new")).is_empty(),
+        "the organizer is not invited to their own meeting"
+    );
+    // A retry of the create (its outcome lost) delivers nothing twice.
+    created_with(&mut f, &rec, true);
+    assert_eq!(
+        files(&f.maildirs.join("jayne@serenity.example").join("new")).len(),
+        1
+    );
+    // The calendar holds the item itself, without a METHOD (RFC 5545 §3.7.2: stored objects
+    // carry none).
+    let path = f
+        .calendar
+        .join(remote.as_str().trim_start_matches("calendar/"));
+    let stored = fs::read_to_string(path).unwrap();
+    assert!(!stored.contains("METHOD:"), "{stored}");
 }
 
 #[test]
