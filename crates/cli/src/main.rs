@@ -251,29 +251,18 @@ fn run_here_or_in_service(
     config: &config::Config,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let mut input = None;
     if let Some(dir) = &data {
-        let input = match &command {
-            Command::Crm {
-                command: CrmCommand::Apply { file },
-            } => Some(crm::read_input(file)?),
-            _ => None,
-        };
+        if let Command::Crm {
+            command: CrmCommand::Apply { file },
+        } = &command
+        {
+            input = Some(crm::read_input(file)?);
+        }
         let args: Vec<String> = std::env::args().skip(1).collect();
         if let Some(answer) = control::forward(dir, args, input.clone()) {
             return answer;
         }
-        let stdout = std::io::stdout();
-        let stderr = std::io::stderr();
-        let mut ctx = ctx::Ctx {
-            data,
-            config,
-            json,
-            out: &mut stdout.lock(),
-            err: &mut stderr.lock(),
-            live: None,
-            input,
-        };
-        return dispatch(command, &mut ctx);
     }
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -284,7 +273,7 @@ fn run_here_or_in_service(
         out: &mut stdout.lock(),
         err: &mut stderr.lock(),
         live: None,
-        input: None,
+        input,
     };
     dispatch(command, &mut ctx)
 }

@@ -86,17 +86,20 @@ impl VdirConnector {
         let file = format!("{stem}.{}", kind.ext());
         let remote = format!("{}/{file}", kind.name());
         let target = dir.join(&file);
-        if target.exists() {
-            // A retry of a create that was carried out: nothing to write, the invitations
-            // that are missing still to deliver.
-            return self.notify(
+        let done = |this: &Self| {
+            this.notify(
                 id,
                 "create",
                 &p.key,
                 &p.item,
                 Some(record),
                 (kind, &remote, &target),
-            );
+            )
+        };
+        if target.exists() {
+            // A retry of a create that was carried out: nothing to write, the invitations
+            // that are missing still to deliver.
+            return done(self);
         }
         let uid = uid_of(&p.record);
         let text = match &record.body {
@@ -109,14 +112,7 @@ impl VdirConnector {
             return failed(id, "invalid", format!("create `{}`: {e}", p.key));
         }
         match fsutil::create_new(&own(dir, "tmp"), &target, text.as_bytes()) {
-            Ok(_) => self.notify(
-                id,
-                "create",
-                &p.key,
-                &p.item,
-                Some(record),
-                (kind, &remote, &target),
-            ),
+            Ok(_) => done(self),
             Err(e) => failed(
                 id,
                 io_code(&e),

@@ -64,7 +64,9 @@ pub struct Batch {
     pub events: Vec<NewEvent>,
 }
 
-fn new_event(
+/// The journal record of `event`, recorded now under `id`, with its rule (a decision's) and
+/// its causes; the one place an event becomes a `NewEvent`.
+pub fn new_event(
     id: EventId,
     event: &Event,
     rule: Option<ledgersync_domain::RuleId>,

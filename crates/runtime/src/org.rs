@@ -49,12 +49,11 @@ use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, Mailbox
 use ledgersync_domain::event::EventClass;
 use ledgersync_domain::event::MailboxFailureNoted;
 use ledgersync_domain::{
-    Decision, Event, EventId, MailboxId, NewEvent, OrgId, OrgState, RuleId, StreamId, Timestamp,
-    decide_org,
+    Decision, Event, EventId, MailboxId, NewEvent, OrgId, OrgState, StreamId, decide_org,
 };
 use ledgersync_engine::engine::{Appended, validate_crm};
 use ledgersync_engine::log::{PAGE, Stored};
-use ledgersync_engine::mailbox::Incoming;
+use ledgersync_engine::mailbox::{Incoming, new_event};
 use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, ExpectedSeq, Journal};
 use std::collections::BTreeSet;
@@ -426,29 +425,6 @@ async fn handle_change(
     }
 }
 
-/// The stored form of an organization-stream event.
-fn org_event(
-    id: EventId,
-    event: &Event,
-    rule: Option<RuleId>,
-    causation: Vec<EventId>,
-    correlation: EventId,
-    now: Timestamp,
-) -> NewEvent {
-    NewEvent {
-        event_id: id,
-        recorded_at: now,
-        occurred_at: now,
-        event_type: event.event_type(),
-        schema_version: event.schema_version(),
-        causation,
-        correlation: Some(correlation),
-        rule,
-        payload: event.encode_payload(),
-        items: event.item_keys(),
-    }
-}
-
 /// Notes one mailbox failure (R14): observation and decisions in one append, then applied.
 async fn note_failure(
     env: Arc<OrgEnv>,
@@ -486,7 +462,7 @@ async fn note_failure(
         },
     );
     let id = IdGen.next();
-    let mut events = vec![org_event(
+    let mut events = vec![new_event(
         id,
         &observation,
         None,
@@ -495,7 +471,7 @@ async fn note_failure(
         now,
     )];
     for d in &decisions {
-        events.push(org_event(
+        events.push(new_event(
             IdGen.next(),
             &d.event,
             Some(d.rule),
