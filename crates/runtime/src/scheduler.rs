@@ -17,14 +17,15 @@
 //! `listing_partial` schedules nothing) or a driver call failed: without the hold such a
 //! mailbox would be due again at every tick. A push lifts the hold.
 //!
-//! [`Scheduler::tick`] runs every due driver once, one after the other: `execute_pending`,
-//! then `cycle`. [`Scheduler::run`] ticks, then waits (tokio time) until the earliest next
+//! [`Scheduler::tick`] runs every due driver once, up to `max_parallel` at a time:
+//! `execute_pending`, then `cycle`. [`Scheduler::run`] ticks, then waits (tokio time) until the earliest next
 //! run or a [`Signal`], until [`Signal::Stop`].
 
 use crate::actor::ActorError;
 use crate::driver::{CycleReport, Driver, DriverError, ExecuteReport};
 use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
 use actix::{Addr, MailboxError};
+use futures_util::StreamExt as _;
 use ledgersync_domain::event::{PushReceived, Workload};
 use ledgersync_domain::{Event, MailboxId, MailboxState, Timestamp};
 use ledgersync_engine::engine::Appended;
@@ -51,6 +52,10 @@ pub struct SchedulerConfig {
     /// [`Scheduler::run`] never waits longer than this between ticks (so a mailbox enabled
     /// meanwhile, or a clock that jumped, is noticed). Default 60 s.
     pub max_wait: Duration,
+    /// At most this many due mailboxes are run at the same time by one tick (each driver's
+    /// connector calls still take their credential's connections from the throttle, R15).
+    /// Default 16.
+    pub max_parallel: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -58,6 +63,7 @@ impl Default for SchedulerConfig {
         Self {
             hold_after_no_schedule: ledgersync_domain::Duration::minutes(5),
             max_wait: Duration::from_secs(60),
+            max_parallel: 16,
         }
     }
 }
@@ -141,7 +147,8 @@ impl std::fmt::Debug for Signal {
 }
 
 struct Entry {
-    driver: Driver,
+    /// `None` only while a tick runs it.
+    driver: Option<Driver>,
     /// Not run before this time (engine clock), unless pushed.
     held_until: Option<Timestamp>,
 }
@@ -181,16 +188,16 @@ impl Scheduler {
             .insert(
                 mailbox,
                 Entry {
-                    driver,
+                    driver: Some(driver),
                     held_until: None,
                 },
             )
-            .map(|e| e.driver)
+            .and_then(|e| e.driver)
     }
 
     /// Stops scheduling `mailbox`; returns its driver.
     pub fn remove(&mut self, mailbox: &MailboxId) -> Option<Driver> {
-        self.entries.remove(mailbox).map(|e| e.driver)
+        self.entries.remove(mailbox).and_then(|e| e.driver)
     }
 
     /// Executes the pending intents of those of `mailboxes` that are scheduled here and whose
@@ -213,13 +220,17 @@ impl Scheduler {
                 }
                 Err(SchedulerError::NotScheduled { .. }) => continue,
             };
-            let Some(entry) = self.entries.get_mut(mailbox) else {
+            let Some(driver) = self
+                .entries
+                .get_mut(mailbox)
+                .and_then(|e| e.driver.as_mut())
+            else {
                 continue;
             };
             if !enabled {
                 continue;
             }
-            let result = entry.driver.execute_pending().await;
+            let result = driver.execute_pending().await;
             if let Err(e) = &result {
                 tracing::warn!(mailbox = %mailbox, error = %e, "executing pending intents failed");
             }
@@ -295,13 +306,17 @@ impl Scheduler {
         Ok(earliest)
     }
 
-    /// Runs every due driver once, in mailbox order: `execute_pending`, then `cycle`. A
-    /// failure of one mailbox is reported and holds that mailbox back; the others still run.
+    /// Runs every due driver once — `execute_pending`, then `cycle` — up to
+    /// [`SchedulerConfig::max_parallel`] mailboxes at a time. A failure of one mailbox is
+    /// reported and holds that mailbox back; the others still run. The report lists the runs in
+    /// mailbox order.
     pub async fn tick(&mut self) -> TickReport {
         let mut report = TickReport::default();
+        let now = self.clock.now();
+        // Which mailboxes are due, and their drivers taken out for the run.
+        let mut runs = Vec::new();
         let mailboxes: Vec<MailboxId> = self.entries.keys().cloned().collect();
         for mailbox in mailboxes {
-            let now = self.clock.now();
             let state = match self.state(&mailbox).await {
                 Ok(state) => state,
                 Err(SchedulerError::Driver(e)) => {
@@ -317,19 +332,38 @@ impl Scheduler {
             if !is_due(&state, entry.held_until, now) {
                 continue;
             }
-            let run = async {
-                let executed = entry.driver.execute_pending().await?;
-                let cycle = entry.driver.cycle().await?;
-                Ok::<_, DriverError>((executed, cycle))
+            if let Some(driver) = entry.driver.take() {
+                runs.push(driver);
             }
+        }
+        let done: Vec<(Driver, Result<(ExecuteReport, CycleReport), DriverError>)> =
+            futures_util::stream::iter(runs.into_iter().map(|mut driver| async move {
+                let run = async {
+                    let executed = driver.execute_pending().await?;
+                    let cycle = driver.cycle().await?;
+                    Ok::<_, DriverError>((executed, cycle))
+                }
+                .await;
+                (driver, run)
+            }))
+            .buffer_unordered(self.config.max_parallel.max(1))
+            .collect()
             .await;
+        for (driver, run) in done {
+            let mailbox = driver.mailbox().clone();
+            let next_run = match &run {
+                Ok(_) => match self.state(&mailbox).await {
+                    Ok(after) => after.workload(WORKLOAD).next_run,
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            let Some(entry) = self.entries.get_mut(&mailbox) else {
+                continue;
+            };
+            entry.driver = Some(driver);
             match run {
                 Ok((executed, cycle)) => {
-                    let next_run = match self.state(&mailbox).await {
-                        Ok(after) => after.workload(WORKLOAD).next_run,
-                        Err(_) => None,
-                    };
-                    let entry = self.entries.get_mut(&mailbox).expect("entry kept");
                     // Nothing later decided (a partial listing, a disabled workload): hold the
                     // mailbox back rather than running it at every tick.
                     let rescheduled = next_run.is_some_and(|t| t > now);
@@ -350,6 +384,8 @@ impl Scheduler {
                 }
             }
         }
+        report.ran.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+        report.failed.sort_by(|a, b| a.0.cmp(&b.0));
         report
     }
 
