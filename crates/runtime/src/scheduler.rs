@@ -117,6 +117,9 @@ impl TickReport {
     }
 }
 
+/// What one driver's run in a tick gave: its intents executed, then its listing.
+type Run = Result<(ExecuteReport, CycleReport), DriverError>;
+
 /// A message to a running [`Scheduler::run`].
 pub enum Signal {
     /// The connector of this mailbox signalled a change (IDLE, a webhook): record it and run
@@ -336,7 +339,7 @@ impl Scheduler {
                 runs.push(driver);
             }
         }
-        let done: Vec<(Driver, Result<(ExecuteReport, CycleReport), DriverError>)> =
+        let done: Vec<(Driver, Run)> =
             futures_util::stream::iter(runs.into_iter().map(|mut driver| async move {
                 let run = async {
                     let executed = driver.execute_pending().await?;
