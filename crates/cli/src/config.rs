@@ -38,6 +38,7 @@ struct RuntimeSection {
     idle_after_seconds: Option<u64>,
     max_recoveries: Option<usize>,
     projection_every_seconds: Option<u64>,
+    max_parallel_cycles: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +127,8 @@ pub struct Config {
     pub max_recoveries: usize,
     /// The projection catches up at least this often.
     pub projection_every: std::time::Duration,
+    /// Mailbox cycles run at the same time.
+    pub max_parallel_cycles: usize,
     /// The mailboxes `serve` connects.
     pub mailboxes: Vec<MailboxConfig>,
 }
@@ -143,6 +146,7 @@ impl Default for Config {
             idle_after: std::time::Duration::from_secs(120),
             max_recoveries: 50,
             projection_every: std::time::Duration::from_secs(1),
+            max_parallel_cycles: 16,
             mailboxes: Vec::new(),
         }
     }
@@ -244,6 +248,14 @@ impl Config {
                 ));
             }
             c.projection_every = std::time::Duration::from_secs(s);
+        }
+        if let Some(n) = file.runtime.max_parallel_cycles {
+            if !(1..=1_000).contains(&n) {
+                return Err(anyhow!(
+                    "{file_name}: key `runtime.max_parallel_cycles` must be between 1 and 1000, got {n}"
+                ));
+            }
+            c.max_parallel_cycles = n;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, m) in file.mailbox.into_iter().enumerate() {

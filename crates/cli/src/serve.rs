@@ -44,7 +44,10 @@ pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
             snapshot_every: config.snapshot_every,
             ..RegistryConfig::default()
         },
-        scheduler: SchedulerConfig::default(),
+        scheduler: SchedulerConfig {
+            max_parallel: config.max_parallel_cycles,
+            ..SchedulerConfig::default()
+        },
         mailboxes: config.mailboxes.iter().map(endpoint).collect(),
         projection_every: config.projection_every,
     }
