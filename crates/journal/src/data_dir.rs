@@ -1,7 +1,7 @@
 //! The data directory: its format marker and its lock.
 //!
 //! ```text
-//! <dir>/LEDGERSYNC-JOURNAL   format marker: "format=1" and "backend=redb|sled" lines
+//! <dir>/LEDGERSYNC-JOURNAL   format marker: "format=2" and "backend=redb|sled" lines
 //! <dir>/LOCK                 exclusive advisory lock (File::try_lock), holds the holder's pid
 //! <dir>/journal.redb         redb backend            <dir>/sled/   sled backend
 //! ```
@@ -21,8 +21,14 @@ use std::path::{Path, PathBuf};
 pub(crate) const MARKER_FILE: &str = "LEDGERSYNC-JOURNAL";
 /// Name of the lock file.
 pub(crate) const LOCK_FILE: &str = "LOCK";
-/// The journal format version this build reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The journal format version this build writes. Version 2 added redb's deferred item index
+/// (`item_tail`, see `redb_store.rs`); the layout is otherwise that of version 1.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build opens. Opening a journal of that format marks it
+/// [`FORMAT_VERSION`] (the marker, and the engine's `meta` table), so that an older release,
+/// which would not read the new parts, refuses it.
+pub(crate) const OLDEST_READABLE_FORMAT: u32 = 1;
 
 const MARKER_TMP: &str = "LEDGERSYNC-JOURNAL.tmp";
 
@@ -86,7 +92,7 @@ fn parse_marker(text: &str, path: &Path) -> Result<Marker, OpenError> {
     match (format, backend) {
         (Some(format), Some(backend)) => Ok(Marker { format, backend }),
         (None, _) => Err(bad("it has no 'format=' line".into())),
-        (Some(format), None) if format != FORMAT_VERSION => Ok(Marker {
+        (Some(format), None) if !readable(format) => Ok(Marker {
             format,
             backend: Backend::default(),
         }),
@@ -114,8 +120,13 @@ fn read_marker(dir: &Path) -> Result<Option<Marker>, OpenError> {
     }
 }
 
+/// Whether this build opens a journal of this format.
+fn readable(format: u32) -> bool {
+    (OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&format)
+}
+
 fn check_marker(dir: &Path, marker: &Marker, requested: Backend) -> Result<(), OpenError> {
-    if marker.format != FORMAT_VERSION {
+    if !readable(marker.format) {
         return Err(OpenError::VersionMismatch {
             dir: dir.to_owned(),
             found: marker.format,
@@ -206,6 +217,13 @@ pub(crate) fn prepare(dir: &Path, backend: Backend) -> Result<DirLock, OpenError
         }
     }
     let lock = take_lock(dir)?;
+    if let Some(marker) = &before
+        && marker.format != FORMAT_VERSION
+    {
+        // An older format this build reads: mark it ours before the engine writes anything in
+        // the new layout, so that the release that wrote it refuses it from now on.
+        write_marker(dir, backend)?;
+    }
     if before.is_none() {
         // Another process may have created the journal between our check and our lock.
         match read_marker(dir)? {
@@ -227,7 +245,7 @@ pub(crate) fn prepare(dir: &Path, backend: Backend) -> Result<DirLock, OpenError
 /// The backend recorded in the format marker of an existing journal.
 pub(crate) fn detect_backend(dir: &Path) -> Result<Backend, OpenError> {
     match read_marker(dir)? {
-        Some(marker) if marker.format != FORMAT_VERSION => Err(OpenError::VersionMismatch {
+        Some(marker) if !readable(marker.format) => Err(OpenError::VersionMismatch {
             dir: dir.to_owned(),
             found: marker.format,
             expected: FORMAT_VERSION,
@@ -254,7 +272,7 @@ mod tests {
         assert_eq!(
             parse_marker(&marker_text(Backend::Sled), p).unwrap(),
             Marker {
-                format: 1,
+                format: 2,
                 backend: Backend::Sled
             }
         );

@@ -59,7 +59,7 @@ pub enum OpenError {
     /// The format marker exists but cannot be understood.
     #[error(
         "the journal format marker {path} is unreadable: {detail}; it must hold the lines \
-         'format=1' and 'backend=redb' (or 'backend=sled'): restore it from a backup of this \
+         'format=2' and 'backend=redb' (or 'backend=sled'): restore it from a backup of this \
          directory, or rewrite it naming the backend the directory was created with"
     )]
     BadMarker {
@@ -71,15 +71,15 @@ pub enum OpenError {
     /// The directory was written in another journal format version.
     #[error(
         "the journal in {dir} has format version {found}, but this build of ledgersync reads \
-         format version {expected}; run the ledgersync release that wrote it, or pass another \
-         directory with --data"
+         format versions 1 to {expected} (and marks a version 1 journal {expected} when it opens \
+         it); run the ledgersync release that wrote it, or pass another directory with --data"
     )]
     VersionMismatch {
         /// The data directory.
         dir: PathBuf,
         /// The version in the marker.
         found: u32,
-        /// The version this build reads and writes.
+        /// The version this build writes (it also reads version 1).
         expected: u32,
     },
     /// The directory was created with the other backend.

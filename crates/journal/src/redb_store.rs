@@ -3,17 +3,29 @@
 //! | table          | key                            | value                          |
 //! |----------------|--------------------------------|--------------------------------|
 //! | `events`       | position `u64`                 | event record (CRC ‖ envelope)  |
-//! | `stream_heads` | stream `&str`                  | head seq `u64`                 |
 //! | `stream_index` | (stream, first seq of append)  | (first position, count)        |
 //! | `items`        | item key `&str`                | positions (multimap, ascending)|
+//! | `item_tail`    | position `u64`                 | item keys not yet in `items`   |
 //! | `subjects`     | subject `&str`                 | `()`                           |
 //! | `snapshots`    | stream `&str`                  | snapshot record                |
-//! | `meta`         | name `&str`                    | `u64` (`format` = 1)           |
+//! | `meta`         | name `&str`                    | `u64` (`format` = 2)           |
+//!
+//! **No heads table.** A stream's head is the last seq of its last `stream_index` entry (one
+//! reverse range read); the group-commit writer caches heads, so a commit writes no head.
+//! Format 1 kept them in a `stream_heads` table, which opening such a journal drops.
+//!
+//! **Deferred item index.** A commit does not insert its item keys into `items`, where each
+//! key would dirty a leaf of its own: it appends one `item_tail` row per event with item keys,
+//! at the end of that table like the events. Once the tail spans [`FOLD_SPAN`] positions, the
+//! commit that reaches it also folds the whole tail into `items` (sorted, so neighbouring keys
+//! share their leaf) and empties the tail, in the same transaction. A lookup reads `items`,
+//! then scans the tail; every folded position is below every tail position, so the result stays
+//! ascending.
 //!
 //! Every commit uses `Durability::Immediate` and, by default, quick repair, so that reopening
 //! after a crash does not walk the whole file.
 
-use crate::data_dir::FORMAT_VERSION;
+use crate::data_dir::{FORMAT_VERSION, OLDEST_READABLE_FORMAT};
 use crate::error::{OpenError, ReadError, StorageError};
 use crate::options::{Backend, JournalOptions};
 use crate::store::{Batch, Store, Visit};
@@ -22,6 +34,7 @@ use redb::{
     Database, Durability, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
     ReadableTable, TableDefinition, WriteTransaction,
 };
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,12 +42,18 @@ use std::sync::Arc;
 pub(crate) const REDB_FILE: &str = "journal.redb";
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Format 1 only: dropped when such a journal is opened.
 const STREAM_HEADS: TableDefinition<&str, u64> = TableDefinition::new("stream_heads");
 const STREAM_INDEX: TableDefinition<(&str, u64), (u64, u64)> = TableDefinition::new("stream_index");
 const ITEMS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("items");
+const ITEM_TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("item_tail");
 const SUBJECTS: TableDefinition<&str, ()> = TableDefinition::new("subjects");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The tail of the item index is folded into `items` by the commit that makes it span this many
+/// positions. A lookup scans at most this many tail rows; a fold sorts and inserts as many keys.
+const FOLD_SPAN: u64 = 4096;
 
 /// A journal stored in redb.
 pub(crate) struct RedbStore {
@@ -78,14 +97,21 @@ impl RedbStore {
         let tx = store.begin_write().map_err(storage)?;
         let found = (|| -> Result<u64, redb::Error> {
             tx.open_table(EVENTS)?;
-            tx.open_table(STREAM_HEADS)?;
+            tx.delete_table(STREAM_HEADS)?;
             tx.open_table(STREAM_INDEX)?;
             tx.open_multimap_table(ITEMS)?;
+            tx.open_table(ITEM_TAIL)?;
             tx.open_table(SUBJECTS)?;
             tx.open_table(SNAPSHOTS)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("format")?.map(|v| v.value());
             match found {
+                // Format 1 is format 2 with an empty item tail: mark it 2, so that a release
+                // that does not know the tail refuses it instead of missing index entries.
+                Some(v) if v == u64::from(OLDEST_READABLE_FORMAT) => {
+                    meta.insert("format", u64::from(FORMAT_VERSION))?;
+                    Ok(u64::from(FORMAT_VERSION))
+                }
                 Some(v) => Ok(v),
                 None => {
                     meta.insert("format", u64::from(FORMAT_VERSION))?;
@@ -138,8 +164,8 @@ impl Store for RedbStore {
     fn head(&self, stream: &StreamId) -> Result<u64, ReadError> {
         let run = || -> Result<u64, redb::Error> {
             let tx = self.db.begin_read()?;
-            let heads = tx.open_table(STREAM_HEADS)?;
-            Ok(heads.get(stream.as_str())?.map_or(0, |v| v.value()))
+            let index = tx.open_table(STREAM_INDEX)?;
+            last_seq(&index, stream.as_str())
         };
         run().map_err(|e| self.read_err(e))
     }
@@ -158,8 +184,9 @@ impl Store for RedbStore {
         let write = || -> Result<(), redb::Error> {
             let mut events = tx.open_table(EVENTS)?;
             let mut index = tx.open_table(STREAM_INDEX)?;
-            let mut items = tx.open_multimap_table(ITEMS)?;
+            let mut tail = tx.open_table(ITEM_TAIL)?;
             let mut subjects = tx.open_table(SUBJECTS)?;
+            let mut keys = Vec::new();
             for a in &batch.appends {
                 index.insert(
                     (a.stream.as_str(), a.first_seq),
@@ -168,16 +195,37 @@ impl Store for RedbStore {
             }
             for e in &batch.events {
                 events.insert(e.position, e.record.as_slice())?;
-                for key in &e.items {
-                    items.insert(key.as_str(), e.position)?;
+                if !e.items.is_empty() {
+                    encode_keys(&e.items, &mut keys);
+                    tail.insert(e.position, keys.as_slice())?;
                 }
                 for subject in &e.subjects {
                     subjects.insert(subject.as_str(), ())?;
                 }
             }
-            let mut heads = tx.open_table(STREAM_HEADS)?;
-            for (stream, head) in &batch.heads {
-                heads.insert(stream.as_str(), *head)?;
+            let last = batch.events.last().map_or(0, |e| e.position);
+            let first_unfolded = tail.first()?.map(|(k, _)| k.value());
+            if first_unfolded.is_some_and(|first| last.saturating_sub(first) + 1 >= FOLD_SPAN) {
+                let mut pairs = Vec::new();
+                for entry in tail.iter()? {
+                    let (position, keys) = entry?;
+                    let position = position.value();
+                    for key in decode_keys(keys.value()).map_err(|detail| {
+                        redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
+                    })? {
+                        pairs.push((key.to_owned(), position));
+                    }
+                }
+                drop(tail);
+                pairs.sort_unstable();
+                let mut items = tx.open_multimap_table(ITEMS)?;
+                for (key, position) in &pairs {
+                    items.insert(key.as_str(), *position)?;
+                }
+                // Deleting the table frees its pages at once; it is recreated empty right away,
+                // so that readers always find it.
+                tx.delete_table(ITEM_TAIL)?;
+                tx.open_table(ITEM_TAIL)?;
             }
             Ok(())
         };
@@ -272,7 +320,25 @@ impl Store for RedbStore {
         let tx = self.read()?;
         let run = || -> Result<Vec<u64>, redb::Error> {
             let items = tx.open_multimap_table(ITEMS)?;
-            items.get(key)?.map(|v| Ok(v?.value())).collect()
+            let mut positions = items
+                .get(key)?
+                .map(|v| Ok(v?.value()))
+                .collect::<Result<Vec<u64>, redb::Error>>()?;
+            let tail = tx.open_table(ITEM_TAIL)?;
+            for entry in tail.iter()? {
+                let (position, keys) = entry?;
+                let position = position.value();
+                let mut found = false;
+                for k in decode_keys(keys.value()).map_err(|detail| {
+                    redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
+                })? {
+                    found |= k == key;
+                }
+                if found {
+                    positions.push(position);
+                }
+            }
+            Ok(positions)
         };
         run().map_err(|e| self.read_err(e))
     }
@@ -298,15 +364,28 @@ impl Store for RedbStore {
 
     fn heads(&self) -> Result<Vec<(StreamId, u64)>, ReadError> {
         let tx = self.read()?;
+        // A skip scan: the first entry of the next stream, then that stream's last entry.
         let run = || -> Result<Vec<(StreamId, u64)>, redb::Error> {
-            let heads = tx.open_table(STREAM_HEADS)?;
-            heads
-                .iter()?
-                .map(|entry| {
-                    let (k, v) = entry?;
-                    Ok((StreamId(k.value().to_owned()), v.value()))
-                })
-                .collect()
+            let index = tx.open_table(STREAM_INDEX)?;
+            let mut out: Vec<(StreamId, u64)> = Vec::new();
+            loop {
+                let next = match out.last() {
+                    None => index.first()?,
+                    Some((done, _)) => index
+                        .range::<(&str, u64)>((
+                            Bound::Excluded((done.as_str(), u64::MAX)),
+                            Bound::Unbounded,
+                        ))?
+                        .next()
+                        .transpose()?,
+                };
+                let Some((key, _)) = next else {
+                    return Ok(out);
+                };
+                let stream = key.value().0.to_owned();
+                let head = last_seq(&index, &stream)?;
+                out.push((StreamId(stream), head));
+            }
         };
         run().map_err(|e| self.read_err(e))
     }
@@ -330,5 +409,72 @@ impl Store for RedbStore {
             Ok(snapshots.get(stream.as_str())?.map(|v| v.value().to_vec()))
         };
         run().map_err(|e| self.read_err(e))
+    }
+}
+
+/// Writes the item keys of one event as `len : u32 LE ‖ UTF-8 bytes`, one after the other.
+fn encode_keys(keys: &[String], out: &mut Vec<u8>) {
+    out.clear();
+    for key in keys {
+        let len = u32::try_from(key.len()).expect("an item key is shorter than 4 GiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+    }
+}
+
+/// Reads what [`encode_keys`] wrote; an error describes the malformed part.
+fn decode_keys(mut bytes: &[u8]) -> Result<Vec<&str>, String> {
+    let mut keys = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| format!("{} bytes left, too few for a key length", bytes.len()))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(format!("a key of {len} bytes, {} left", rest.len()));
+        }
+        let (key, rest) = rest.split_at(len);
+        keys.push(std::str::from_utf8(key).map_err(|e| format!("a key is not UTF-8: {e}"))?);
+        bytes = rest;
+    }
+    Ok(keys)
+}
+
+/// The head of a stream: the last seq of its last `stream_index` entry, 0 if it has none.
+fn last_seq(
+    index: &impl ReadableTable<(&'static str, u64), (u64, u64)>,
+    stream: &str,
+) -> Result<u64, redb::Error> {
+    Ok(
+        match index.range((stream, 0)..=(stream, u64::MAX))?.next_back() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                let (first_seq, (_, count)) = (key.value().1, value.value());
+                (first_seq + count).saturating_sub(1)
+            }
+            None => 0,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_tail_rows_round_trip_and_damage_is_reported() {
+        let keys = vec![
+            "crm:1".to_owned(),
+            String::new(),
+            "subject:réunion".to_owned(),
+        ];
+        let mut row = Vec::new();
+        encode_keys(&keys, &mut row);
+        assert_eq!(decode_keys(&row).unwrap(), keys);
+        assert!(decode_keys(&[]).unwrap().is_empty());
+        // A truncated row, a length past the end, invalid UTF-8.
+        assert!(decode_keys(&row[..row.len() - 1]).is_err());
+        assert!(decode_keys(&row[..2]).is_err());
+        assert!(decode_keys(&[1, 0, 0, 0, 0xFF]).is_err());
     }
 }

@@ -13,7 +13,7 @@
 //! A batch is one multi-tree transaction followed by `Db::flush` (write the IO buffers and
 //! fsync); the batch is acknowledged only after the flush.
 
-use crate::data_dir::FORMAT_VERSION;
+use crate::data_dir::{FORMAT_VERSION, OLDEST_READABLE_FORMAT};
 use crate::error::{OpenError, ReadError, StorageError};
 use crate::options::{Backend, JournalOptions};
 use crate::store::{Batch, Store, Visit, number_suffix, text_number_key, text_prefix};
@@ -99,7 +99,7 @@ impl SledStore {
             dir: dir.to_owned(),
             path: path.clone(),
         };
-        let found = match meta.get("format").map_err(storage)? {
+        let mut found = match meta.get("format").map_err(storage)? {
             Some(v) => be_u64(&v).ok_or_else(|| OpenError::Corrupt {
                 backend: Backend::Sled,
                 path: path.clone(),
@@ -115,6 +115,13 @@ impl SledStore {
                 u64::from(FORMAT_VERSION)
             }
         };
+        if found == u64::from(OLDEST_READABLE_FORMAT) {
+            // Format 1 differs from 2 only in redb's item index: the sled layout is the same.
+            meta.insert("format", &u64::from(FORMAT_VERSION).to_be_bytes())
+                .map_err(storage)?;
+            db.flush().map_err(storage)?;
+            found = u64::from(FORMAT_VERSION);
+        }
         if found != u64::from(FORMAT_VERSION) {
             return Err(OpenError::VersionMismatch {
                 dir: dir.to_owned(),

@@ -415,6 +415,56 @@ fn item_index_and_subject_search(backend: Backend) {
     assert!(j.search_subjects("u", 0).unwrap().is_empty());
 }
 
+/// Enough events to fold redb's item tail into its index several times (it folds every 4096
+/// positions), some without items, with a reopen in between: lookups stay exact and ascending
+/// whether a position is folded or still in the tail.
+fn item_index_across_folds(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = |i: u64| crm(&format!("row-{}", i % 7));
+    let mut expected: Vec<Vec<u64>> = vec![Vec::new(); 7];
+    let mut position = 0u64;
+    for round in 0..2 {
+        let j = open_ok(tmp.path(), backend);
+        for a in 0..70u64 {
+            let batch: Vec<_> = (0..100u64)
+                .map(|k| {
+                    position += 1;
+                    // Every third event has no item, one in ten has the same key twice.
+                    let items = match position % 10 {
+                        0 => vec![key(position), key(position)],
+                        3 | 6 | 9 => vec![],
+                        _ => vec![key(position), remote(&format!("r/{position}"))],
+                    };
+                    if !items.is_empty() {
+                        expected[(position % 7) as usize].push(position);
+                    }
+                    event(format!("{round}-{a}-{k}").as_bytes(), items)
+                })
+                .collect();
+            j.append(
+                &stream(&format!("mailbox/{}", a % 5)),
+                ExpectedSeq::Any,
+                batch,
+            )
+            .unwrap();
+        }
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(
+                &j.positions_for_item(&key(i as u64)).unwrap(),
+                want,
+                "key {i}"
+            );
+        }
+        assert_eq!(j.positions_for_item(&remote("r/1")).unwrap(), vec![1]);
+        assert_eq!(
+            j.positions_for_item(&remote(&format!("r/{}", position - 2)))
+                .unwrap(),
+            vec![position - 2]
+        );
+        assert!(j.positions_for_item(&remote("r/3")).unwrap().is_empty());
+    }
+}
+
 fn snapshots(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let s = stream("mailbox/m1");
@@ -552,22 +602,28 @@ fn format_marker_mismatch(backend: Backend) {
         Err(OpenError::NoJournal { .. })
     ));
     let marker = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
-    assert!(marker.contains("format=1"), "{marker}");
+    assert!(marker.contains("format=2"), "{marker}");
     assert!(marker.contains(&format!("backend={backend}")), "{marker}");
 
-    rewrite_marker(tmp.path(), &marker.replace("format=1", "format=2"));
+    // Format 1 differs only by redb's deferred item index: it opens, and is marked 2.
+    rewrite_marker(tmp.path(), &marker.replace("format=2", "format=1"));
+    drop(open_ok(tmp.path(), backend));
+    let upgraded = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
+    assert!(upgraded.contains("format=2"), "{upgraded}");
+
+    rewrite_marker(tmp.path(), &marker.replace("format=2", "format=3"));
     match open_dir(tmp.path(), backend) {
         Err(
             e @ OpenError::VersionMismatch {
-                found: 2,
-                expected: 1,
+                found: 3,
+                expected: 2,
                 ..
             },
         ) => {
             let text = e.to_string();
             assert!(text.contains(&tmp.path().display().to_string()), "{text}");
             assert!(
-                text.contains("version 2") && text.contains("version 1"),
+                text.contains("version 3") && text.contains("versions 1 to 2"),
                 "{text}"
             );
         }
@@ -847,6 +903,7 @@ conformance_suite!(
     conflict_inside_a_group_commit_spoils_nothing,
     concurrent_appends_from_16_threads,
     item_index_and_subject_search,
+    item_index_across_folds,
     snapshots,
     reopen_keeps_everything_and_continues_numbering,
     format_marker_mismatch,
