@@ -78,7 +78,7 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
         "no data directory: pass --data DIR, set LEDGERSYNC_DATA, or set `data.dir` in the \
          configuration (config/ledgersync.toml)",
     )?;
-    let journal = open_or_create(&data, config)?;
+    let journal = open_waiting_for_the_lock(&data, config)?;
     check_org(journal.as_ref(), config)?;
     create_collections(config)?;
     let system = actix::System::new();
@@ -111,6 +111,39 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
         tracing::info!(checkpoint, "stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How long `serve` waits for another process (a command run a moment before) to release the
+/// journal before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens (or creates) the journal; while another process holds it — typically a command that
+/// ran on the data directory just before `serve` started — waits up to [`LOCK_WAIT`].
+fn open_waiting_for_the_lock(
+    data: &Path,
+    config: &Config,
+) -> Result<Arc<dyn ledgersync_journal::Journal>> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match open_or_create(data, config) {
+            Ok(journal) => return Ok(journal),
+            Err(e)
+                if started.elapsed() < LOCK_WAIT
+                    && matches!(
+                        e.downcast_ref::<ledgersync_journal::OpenError>(),
+                        Some(ledgersync_journal::OpenError::Locked { .. })
+                    ) =>
+            {
+                if !told {
+                    tracing::info!(error = %format!("{e:#}"), "waiting up to {} s for the journal", LOCK_WAIT.as_secs());
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Creates the missing collection directories of the configured mailboxes (a collection that

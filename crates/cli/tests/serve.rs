@@ -69,6 +69,15 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// SIGKILL: no graceful stop at all.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -462,4 +471,102 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile
             .any(|l| l["fields"]["message"] == "service started"),
         "{log}"
     );
+}
+
+#[test]
+fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled() {
+    let site = Site::new();
+    let mut serve = Serve::start(&site.config, site.root.join("serve-1.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let out = site.run(&["crm", "apply", example_changes().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A long batch of contacts for Paul, killed while it is being applied.
+    let batch: String = (0..400)
+        .map(|i| {
+            format!(
+                "{{\"kind\": \"record_upserted\", \"record\": {{\"entity\": \"contact\", \"id\": \"con-{i:03}\", \"owner\": \"paul\", \"version\": 1, \"full_name\": \"Contact {i}\", \"email\": \"c{i}@customer.example\", \"state\": \"active\"}}}}\n"
+            )
+        })
+        .collect();
+    let file = site.root.join("batch.jsonl");
+    fs::write(&file, batch).unwrap();
+    let client = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+        .args(["--data", site.data.to_str().unwrap(), "crm", "apply"])
+        .arg(&file)
+        .env_remove("LEDGERSYNC_DATA")
+        .env_remove("LEDGERSYNC_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some of the batch is recorded, not all of it: then the kill.
+    wait_for(&serve, "part of the batch in Paul's address book", || {
+        (files(&site.contacts("paul"), "vcf").len() > 20).then_some(())
+    });
+    serve.kill();
+    let client = client.wait_with_output().unwrap();
+    assert!(
+        !client.status.success(),
+        "the client saw the service go away"
+    );
+
+    // Restart: the actors rebuild from the log, pending intents are carried out with their
+    // keys, and the projection catches up.
+    // The killed service left its socket behind: commands run here meanwhile, and the new
+    // service waits for them to release the journal.
+    assert!(socket.exists(), "a kill -9 leaves the socket");
+    let serve = Serve::start(&site.config, site.root.join("serve-2.log"));
+    wait_for(&serve, "the new service ready", || {
+        serve.log().contains("ready:").then_some(())
+    });
+    let recorded = || -> Vec<String> {
+        let out = site.run(&["events", "--json"]);
+        let mut ids: Vec<String> = stdout(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["stream"] == "org/serenity"
+                    && e["event_type"] == "record_upserted"
+                    && e["payload"].to_string().contains("con-")
+            })
+            .filter_map(|e| {
+                let text = e["payload"].to_string();
+                let at = text.find("con-")?;
+                Some(text[at..].split('"').next()?.to_string())
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let ids = recorded();
+    assert!(
+        ids.len() > 20 && ids.len() < 402,
+        "{} recorded: killed mid-batch",
+        ids.len()
+    );
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no change recorded twice");
+    // Every recorded contact ends up in the address book exactly once.
+    let cards = wait_for(&serve, "every recorded contact in the address book", || {
+        let v = files(&site.contacts("paul"), "vcf");
+        (v.len() == ids.len()).then_some(v)
+    });
+    for id in &ids {
+        let n = cards
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{id}-"))
+            })
+            .count();
+        assert_eq!(n, 1, "{id}: one card");
+    }
+    let replay = site.run(&["replay"]);
+    assert!(replay.status.success(), "{}", stdout(&replay));
 }

@@ -196,6 +196,9 @@ impl Service {
         let (tick_tx, mut tick_rx) = mpsc::unbounded_channel::<TickReport>();
         let scheduler = scheduler.with_reports(tick_tx);
         let (signals, signal_rx) = mpsc::unbounded_channel();
+        // Intents decided before a stop (or a crash) and not carried out yet are executed now,
+        // with their idempotency keys, not at each mailbox's next cycle.
+        let _ = signals.send(Signal::Execute(drivers.started.iter().cloned().collect()));
         let scheduler = actix::spawn(run_scheduler(scheduler, signal_rx));
         let reporter = {
             let follow = follow.clone();
