@@ -53,6 +53,13 @@ pub(crate) enum Command {
     /// cadence, and the projection kept current. Other `ledgersync` commands on the same data
     /// directory are answered by it through `<data>/control.sock`. Stops gracefully on Ctrl-C
     /// (SIGINT) or SIGTERM. See docs/serve.md.
+    #[command(after_help = "\
+Example, from the repository root:
+  ledgersync --config config/ledgersync.toml serve &
+  ledgersync --config config/ledgersync.toml crm apply config/crm-example.jsonl
+  ledgersync --config config/ledgersync.toml mailbox list
+  ledgersync --config config/ledgersync.toml timeline apt-bike-repair
+  kill %1")]
     Serve {
         /// Log format (default: the configuration's `log.format`, else text). The level comes
         /// from RUST_LOG, else `log.level`.
@@ -60,7 +67,9 @@ pub(crate) enum Command {
         log_format: Option<String>,
     },
     /// Run the disappearing-appointment story end to end in a fresh data directory (default: a
-    /// new directory under the system temp dir, printed), then explain, what-if and replay it.
+    /// new directory under the system temp dir, printed) through the service as `serve` runs
+    /// it — actors, the vdir/Maildir connector, CRM changes applied from files — then show the
+    /// invitations and cancellations in the attendees' Maildirs, explain, what-if and replay.
     Demo {
         /// Journal backend for the new data directory (default: the configuration's
         /// `journal.backend`, else redb).
