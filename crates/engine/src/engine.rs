@@ -324,36 +324,61 @@ impl Engine {
 /// organization just before it — should have reached and did not: empty unless a crash
 /// interrupted its routing.
 ///
-/// A change is routed completely before anything else is appended, and every event of that
-/// routing carries the change's id as correlation. So the change is half-routed only if every
-/// event after it shares that correlation; the streams they are in got it. (With a bus that
-/// appends mail-side observations concurrently this rule needs a routing marker instead.)
+/// Every event of a change's routing carries the change's id as correlation. A target mailbox
+/// was reached when its stream holds such an event after the change's position. Other events
+/// may be interleaved (a live service appends mail-side observations of other mailboxes, and
+/// of the same mailbox, while a change is routed), so each target's stream is searched: a
+/// binary search finds its first event after the change, then it is read forward until an
+/// event of the change is found. A routed target answers within a few events; only a target
+/// the crash cut off is read to its end, once.
 pub fn unrouted(
     journal: &dyn Journal,
     before: &OrgState,
     change: &Stored,
 ) -> Result<Vec<MailboxId>, EngineError> {
-    let id = change.envelope.event_id;
-    let mut reached = std::collections::BTreeSet::new();
-    let mut next = change.envelope.position + 1;
-    loop {
-        let page = journal.read_all(next, crate::log::PAGE)?;
-        let Some(last) = page.last() else { break };
-        next = last.position + 1;
-        for env in &page {
-            if env.correlation != Some(id) {
-                return Ok(Vec::new()); // the engine moved on: the change was routed completely
-            }
-            if let Some(m) = env.stream.as_mailbox() {
-                reached.insert(m);
-            }
+    let mut missing = Vec::new();
+    for mailbox in before.route(&change.event) {
+        if !reached(journal, &mailbox, change)? {
+            missing.push(mailbox);
         }
     }
-    Ok(before
-        .route(&change.event)
-        .into_iter()
-        .filter(|m| !reached.contains(m))
-        .collect())
+    Ok(missing)
+}
+
+/// Whether `mailbox`'s stream holds an event of `change`'s routing.
+fn reached(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    change: &Stored,
+) -> Result<bool, EngineError> {
+    let stream = StreamId::mailbox(mailbox);
+    let head = journal.stream_head(&stream)?;
+    let after = change.envelope.position;
+    // The first seq whose position is after the change (positions grow with seq).
+    let (mut lo, mut hi) = (1u64, head + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let position = journal
+            .read_stream(&stream, mid, 1)?
+            .first()
+            .map_or(u64::MAX, |e| e.position);
+        if position > after {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let id = change.envelope.event_id;
+    let mut seq = lo;
+    while seq <= head {
+        let page = journal.read_stream(&stream, seq, crate::log::PAGE)?;
+        let Some(last) = page.last() else { break };
+        seq = last.seq + 1;
+        if page.iter().any(|e| e.correlation == Some(id)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Checks a CRM-side observation against the organization before it is recorded: unknown

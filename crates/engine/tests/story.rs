@@ -258,7 +258,8 @@ fn bad_crm_input_is_refused_with_its_reason_and_nothing_is_recorded() {
 }
 
 #[test]
-fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once() {
+fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once_even_with_later_events()
+{
     use ledgersync_domain::event::{AccessLost, AccessReason};
     let dir = tempfile::tempdir().unwrap();
     let (journal, engine) = run_story(Backend::Redb, dir.path(), 1000);
@@ -287,6 +288,33 @@ fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once() {
                 rule: None,
                 payload: change.encode_payload(),
                 items: change.item_keys(),
+            }],
+        )
+        .unwrap();
+    // A live service kept appending meanwhile: another mailbox's observation (an outcome the
+    // mailbox knows nothing of, so it decides nothing), after the change.
+    let paul = StreamId("mailbox/mbx-paul".into());
+    let outcome = Event::IntentSucceeded(ledgersync_domain::event::IntentSucceeded {
+        intent: EventId::from_u128(9_999),
+        remote: None,
+        etag: None,
+    });
+    let other = EventId::from_u128(8_888);
+    journal
+        .append(
+            &paul,
+            ExpectedSeq::Exactly(journal.stream_head(&paul).unwrap()),
+            vec![NewEvent {
+                event_id: other,
+                recorded_at: t0(),
+                occurred_at: t0(),
+                event_type: outcome.event_type(),
+                schema_version: 1,
+                causation: vec![],
+                correlation: Some(other),
+                rule: None,
+                payload: outcome.encode_payload(),
+                items: outcome.item_keys(),
             }],
         )
         .unwrap();
