@@ -52,6 +52,7 @@ struct MailboxSection {
     maildirs: Option<PathBuf>,
     tracking_category: Option<String>,
     mass_delete_percent: Option<u8>,
+    watch: Option<bool>,
 }
 
 /// How `serve` logs.
@@ -82,6 +83,8 @@ pub struct MailboxConfig {
     pub tracking_category: Option<String>,
     /// Mass-delete threshold (percent).
     pub mass_delete_percent: Option<u8>,
+    /// Watch the collections and push changes made by other programs (default true).
+    pub watch: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -292,6 +295,7 @@ impl Config {
                 maildirs: m.maildirs,
                 tracking_category: m.tracking_category,
                 mass_delete_percent: m.mass_delete_percent,
+                watch: m.watch.unwrap_or(true),
             });
         }
         Ok(c)

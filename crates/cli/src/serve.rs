@@ -50,6 +50,7 @@ pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
         },
         mailboxes: config.mailboxes.iter().map(endpoint).collect(),
         projection_every: config.projection_every,
+        push_quiet: std::time::Duration::from_millis(500),
     }
 }
 
@@ -68,6 +69,7 @@ fn endpoint(m: &MailboxConfig) -> MailboxEndpoint {
         mailbox: MailboxId::new(m.id.clone()),
         vdir,
         account: m.account.clone(),
+        watch: m.watch,
     }
 }
 

@@ -570,3 +570,45 @@ fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled()
     let replay = site.run(&["replay"]);
     assert!(replay.status.success(), "{}", stdout(&replay));
 }
+
+#[test]
+fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_scheduled_cycle() {
+    // The default cadence: the next scheduled cycle is 5 minutes away.
+    let site = Site::new();
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let out = site.run(&["crm", "apply", example_changes().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ics = wait_for(&serve, "Bike repair in Jayne's calendar", || {
+        files(&site.calendar("jayne"), "ics").pop()
+    });
+    // The first sighting of the file ledgersync wrote is recorded (its own write was pushed).
+    let sightings = || {
+        let out = site.run(&["events", "--mailbox", "mbx-jayne", "--json"]);
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains("\"item_seen\""))
+            .count()
+    };
+    wait_for(&serve, "the first sighting", || {
+        (sightings() >= 1).then_some(())
+    });
+
+    // As khal would: the meeting is moved to another room.
+    let text = fs::read_to_string(&ics).unwrap();
+    fs::write(&ics, text.replace("LOCATION:Garage", "LOCATION:Workshop")).unwrap();
+    let update = wait_for(&serve, "the edit decided through a push", || {
+        let out = site.run(&["events", "--mailbox", "mbx-jayne", "--json"]);
+        stdout(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["event_type"] == "update_intent")
+    });
+    assert_eq!(update["payload"]["data"]["target"], "Crm", "{update}");
+    assert_eq!(update["rule"], "R18", "{update}");
+    let events = stdout(&site.run(&["events", "--mailbox", "mbx-jayne"]));
+    assert!(events.contains("push_received"), "{events}");
+}

@@ -22,4 +22,4 @@ mod writes;
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 pub use hash::fnv1a64;
 pub use vdir::{DEFAULT_TRACKING_CATEGORY, VdirConfig, VdirConnector};
-pub use writes::UNSUPPORTED;
+pub use writes::{OWN_DIR, UNSUPPORTED};

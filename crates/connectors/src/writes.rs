@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub const UNSUPPORTED: &str = "unsupported";
 
 /// The folder, inside a collection, where the connector keeps its own files.
-pub(crate) const OWN_DIR: &str = ".ledgersync";
+pub const OWN_DIR: &str = ".ledgersync";
 
 impl VdirConnector {
     pub(crate) fn carry_out(&self, intent: Intent<'_>) -> Event {

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod scheduler;
 pub mod service;
 pub mod throttle;
+pub mod watch;
 
 pub use actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
 pub use bus::{

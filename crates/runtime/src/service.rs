@@ -51,6 +51,8 @@ pub struct MailboxEndpoint {
     pub vdir: VdirConfig,
     /// The account its connections count against (R15: per credential of the profile).
     pub account: String,
+    /// Watch the collections for changes made by other programs and push (`watch.rs`).
+    pub watch: bool,
 }
 
 /// How the service runs.
@@ -70,6 +72,8 @@ pub struct ServiceConfig {
     /// The projection catches up at least this often (and after every scheduler run and CRM
     /// change).
     pub projection_every: Duration,
+    /// A watched collection must be quiet this long before its change is pushed.
+    pub push_quiet: Duration,
 }
 
 /// Why the service could not start or a call failed.
@@ -110,6 +114,8 @@ pub struct Service {
     /// Held (read) by every CRM change in flight; taken (write) by `stop`.
     gate: tokio::sync::RwLock<bool>,
     drivers: Mutex<DriverFactory>,
+    /// The file-system watchers of the collections (push); dropped by `stop`.
+    watchers: Mutex<Option<crate::watch::Watchers>>,
     /// The scheduler, the tick reporter and the projection follower; taken by `stop`.
     tasks: Mutex<Option<[JoinHandle<()>; 3]>>,
 }
@@ -200,6 +206,7 @@ impl Service {
         // with their idempotency keys, not at each mailbox's next cycle.
         let _ = signals.send(Signal::Execute(drivers.started.iter().cloned().collect()));
         let scheduler = actix::spawn(run_scheduler(scheduler, signal_rx));
+        let watchers = crate::watch::watch(&config.mailboxes, config.push_quiet, signals.clone());
         let reporter = {
             let follow = follow.clone();
             actix::spawn(async move {
@@ -235,6 +242,7 @@ impl Service {
             stop,
             gate: tokio::sync::RwLock::new(true),
             drivers: Mutex::new(drivers),
+            watchers: Mutex::new(Some(watchers)),
             tasks: Mutex::new(Some([scheduler, reporter, follower])),
         })
     }
@@ -321,6 +329,7 @@ impl Service {
     /// Calling it again does nothing more than the final catch-up.
     pub async fn stop(&self) -> Result<u64, ServiceError> {
         *self.gate.write().await = false;
+        drop(self.watchers.lock().expect("watcher lock").take());
         let _ = self.signals.send(Signal::Stop);
         let tasks = self.tasks.lock().expect("task lock").take();
         if let Some([scheduler, reporter, follower]) = tasks {
