@@ -60,9 +60,9 @@ fn evolve_all(envs: Vec<Envelope>, states: &mut HashMap<StreamId, MailboxState>)
         if s.envelope.stream.as_mailbox().is_some() {
             let meta = s.meta();
             states
-                .entry(s.envelope.stream.clone())
+                .entry(s.envelope.stream)
                 .or_default()
-                .apply(meta, &s.event);
+                .apply_owned(meta, s.event);
         }
         n += 1;
     }
@@ -122,7 +122,7 @@ pub fn replay(journal: &dyn Journal) -> ReplayFigures {
         let mut state = MailboxState::default();
         for b in events {
             let s = Stored::decode(Envelope::decode(b).expect("envelope")).expect("payload");
-            state.apply(s.meta(), &s.event);
+            state.apply_owned(s.meta(), s.event);
             folded += 1;
         }
         std::hint::black_box(&state);
@@ -273,11 +273,11 @@ pub fn replay_breakdown(journal: &dyn Journal) -> [(&'static str, f64); 3] {
         let s = Stored::decode(e).expect("payload");
         let meta = s.meta();
         match states.get_mut(&s.envelope.stream) {
-            Some(state) => state.apply(meta, &s.event),
+            Some(state) => state.apply_owned(meta, s.event),
             None => states
-                .entry(s.envelope.stream.clone())
+                .entry(s.envelope.stream)
                 .or_default()
-                .apply(meta, &s.event),
+                .apply_owned(meta, s.event),
         }
     }
     let all = t.elapsed();
@@ -301,17 +301,18 @@ pub fn apply_by_type(journal: &dyn Journal) -> Vec<(&'static str, u64, f64)> {
     }
     let mut states: HashMap<StreamId, MailboxState> = HashMap::new();
     let mut per: HashMap<&'static str, (u64, StdDuration)> = HashMap::new();
-    for s in &all {
+    for s in all {
         if s.envelope.stream.as_mailbox().is_none() {
             continue;
         }
+        let (meta, name) = (s.meta(), s.event.name());
         let state = match states.get_mut(&s.envelope.stream) {
             Some(st) => st,
-            None => states.entry(s.envelope.stream.clone()).or_default(),
+            None => states.entry(s.envelope.stream).or_default(),
         };
         let t = Instant::now();
-        state.apply(s.meta(), &s.event);
-        let e = per.entry(s.event.name()).or_default();
+        state.apply_owned(meta, s.event);
+        let e = per.entry(name).or_default();
         e.0 += 1;
         e.1 += t.elapsed();
     }

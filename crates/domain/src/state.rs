@@ -43,8 +43,8 @@
 //! item failure is never a deletion: it moves no link and forgets no server item.
 
 use crate::event::{
-    AccessReason, DisableReason, Event, RemoteItem, ServerError, ServerType, Side, TestResult,
-    Workload,
+    AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
+    TestResult, Workload,
 };
 use crate::event::{ErrorClass, ErrorClassified, ItemFailed};
 use crate::filter::{FilterSet, SyncFilter, default_templates};
@@ -311,23 +311,8 @@ impl MailboxState {
                     }
                 }
             }
-            Event::RecordUpserted(p) => {
-                self.deleted.remove(&p.record.id);
-                let rec = Arc::new(p.record.clone());
-                // The first CRM snapshot of a row created from a server item is adopted as what
-                // the server holds (`decide` writes nothing back for it).
-                if let Some(link) = self.links.get_mut(&p.record.id)
-                    && link.is_active()
-                    && link.synced.version == 0
-                {
-                    link.synced = Arc::clone(&rec);
-                }
-                self.records.insert(p.record.id.clone(), rec);
-            }
-            Event::OwnerChanged(p) => {
-                self.records
-                    .insert(p.record.id.clone(), Arc::new(p.record.clone()));
-            }
+            Event::RecordUpserted(p) => self.upserted(p.record.clone()),
+            Event::OwnerChanged(p) => self.owner_changed(p.record.clone()),
             Event::RecordDeleted(p) => {
                 self.deleted.insert(p.id.clone());
             }
@@ -351,11 +336,7 @@ impl MailboxState {
                     let _ = self.filters.replace_entity(p.entity, &p.filters);
                 }
             }
-            Event::ItemSeen(p) => {
-                self.failing_items.remove(&p.item.remote);
-                self.remote_items
-                    .insert(p.item.remote.clone(), p.item.clone());
-            }
+            Event::ItemSeen(p) => self.item_seen(p.item.clone()),
             Event::ItemGone(p) => {
                 self.failing_items.remove(&p.remote);
                 self.remote_items.remove(&p.remote);
@@ -396,125 +377,27 @@ impl MailboxState {
             }
             // What a failure does is decided (`error_classified`, R12) and applied there.
             Event::IntentFailed(_) => {}
-            Event::CreateIntent(p) => {
-                let to_crm = p.target == Side::Crm;
-                let notifies = p
-                    .item
-                    .notify_attendees
-                    .then_some((p.item.version, IntentKind::Create));
-                self.pending(
-                    meta.id,
-                    IntentKind::Create,
-                    &p.record,
-                    &p.remote,
-                    to_crm,
-                    notifies,
-                );
-                let synced = if to_crm {
-                    // A row created from a server item: what the server holds is that item.
-                    p.remote
-                        .as_ref()
-                        .and_then(|r| self.remote_items.get(r))
-                        .map(|item| {
-                            Arc::new(provisional_record(&p.record, self.owner.as_ref(), item))
-                        })
-                } else {
-                    self.records.get(&p.record).cloned()
-                };
-                if let Some(synced) = synced {
-                    self.links.insert(
-                        p.record.clone(),
-                        Link {
-                            remote: p.remote.clone(),
-                            status: LinkStatus::Creating,
-                            synced,
-                            create: Some(meta.id),
-                        },
-                    );
-                    if let Some(r) = &p.remote {
-                        self.by_remote.insert(r.clone(), p.record.clone());
-                    }
-                }
-            }
-            Event::UpdateIntent(p) => {
-                let to_crm = p.target == Side::Crm;
-                let notifies = p
-                    .item
-                    .notify_attendees
-                    .then_some((p.item.version, IntentKind::Update));
-                self.pending(
-                    meta.id,
-                    IntentKind::Update,
-                    &p.record,
-                    &p.remote,
-                    to_crm,
-                    notifies,
-                );
-                if !to_crm
-                    && let (Some(rec), Some(link)) =
-                        (self.records.get(&p.record), self.links.get_mut(&p.record))
-                {
-                    link.synced = Arc::clone(rec);
-                }
-            }
+            Event::CreateIntent(p) => self.create_intent(
+                meta.id,
+                p.record.clone(),
+                p.remote.clone(),
+                p.target,
+                &p.item,
+            ),
+            Event::UpdateIntent(p) => self.update_intent(
+                meta.id,
+                p.record.clone(),
+                p.remote.clone(),
+                p.target,
+                &p.item,
+            ),
             Event::DeleteIntent(p) => {
-                self.pending(
-                    meta.id,
-                    IntentKind::Delete,
-                    &p.record,
-                    &p.remote,
-                    p.target == Side::Crm,
-                    None,
-                );
-                if let Some(link) = self.links.get_mut(&p.record) {
-                    link.status = LinkStatus::Deleting;
-                }
+                self.delete_intent(meta.id, p.record.clone(), p.remote.clone(), p.target)
             }
             Event::CancelIntent(p) => {
-                self.pending(
-                    meta.id,
-                    IntentKind::Cancel,
-                    &p.record,
-                    &p.remote,
-                    false,
-                    Some((p.version, IntentKind::Cancel)),
-                );
-                // A cancelled meeting that comes back is a new meeting to its attendees.
-                let earlier: Vec<_> = self
-                    .notified
-                    .range(
-                        (p.record.clone(), 0, IntentKind::Create)
-                            ..=(p.record.clone(), u64::MAX, IntentKind::Cancel),
-                    )
-                    .filter(|(_, _, kind)| *kind != IntentKind::Cancel)
-                    .cloned()
-                    .collect();
-                for key in earlier {
-                    self.notified.remove(&key);
-                }
+                self.cancel_intent(meta.id, p.record.clone(), p.remote.clone(), p.version)
             }
-            Event::LinkCreated(p) => {
-                let Some(link) = self.links.get_mut(&p.record) else {
-                    return;
-                };
-                link.remote = Some(p.remote.clone());
-                link.create = None;
-                if link.status == LinkStatus::Deleting {
-                    // A delete decided while the create was pending now knows its item.
-                    for intent in self.intents.values_mut() {
-                        if intent.record == p.record
-                            && matches!(intent.kind, IntentKind::Delete | IntentKind::Cancel)
-                            && !intent.to_crm
-                            && intent.remote.is_none()
-                        {
-                            intent.remote = Some(p.remote.clone());
-                        }
-                    }
-                } else {
-                    link.status = LinkStatus::Linked;
-                }
-                self.by_remote.insert(p.remote.clone(), p.record.clone());
-            }
+            Event::LinkCreated(p) => self.link_created(p.record.clone(), p.remote.clone()),
             Event::Unlinked(p) => {
                 if let Some(link) = self.links.get_mut(&p.record) {
                     link.status = LinkStatus::Unlinked;
@@ -593,6 +476,180 @@ impl MailboxState {
         }
     }
 
+    /// [`apply`](Self::apply) for an event the caller has no further use for (a replay, the
+    /// recovery of a mailbox): the snapshots it carries move into the state instead of being
+    /// copied. The resulting state is the same as with `apply`.
+    pub fn apply_owned(&mut self, meta: EventMeta, event: Event) {
+        match event {
+            Event::RecordUpserted(p) => self.upserted(p.record),
+            Event::OwnerChanged(p) => self.owner_changed(p.record),
+            Event::ItemSeen(p) => self.item_seen(p.item),
+            Event::CreateIntent(p) => {
+                self.create_intent(meta.id, p.record, p.remote, p.target, &p.item)
+            }
+            Event::UpdateIntent(p) => {
+                self.update_intent(meta.id, p.record, p.remote, p.target, &p.item)
+            }
+            Event::DeleteIntent(p) => self.delete_intent(meta.id, p.record, p.remote, p.target),
+            Event::CancelIntent(p) => self.cancel_intent(meta.id, p.record, p.remote, p.version),
+            Event::LinkCreated(p) => self.link_created(p.record, p.remote),
+            other => self.apply(meta, &other),
+        }
+    }
+
+    /// `record_upserted`: the latest snapshot of the row.
+    fn upserted(&mut self, record: Record) {
+        self.deleted.remove(&record.id);
+        let rec = Arc::new(record);
+        // The first CRM snapshot of a row created from a server item is adopted as what the
+        // server holds (`decide` writes nothing back for it).
+        if let Some(link) = self.links.get_mut(&rec.id)
+            && link.is_active()
+            && link.synced.version == 0
+        {
+            link.synced = Arc::clone(&rec);
+        }
+        self.records.insert(rec.id.clone(), rec);
+    }
+
+    /// `owner_changed`: the snapshot after the reassignment.
+    fn owner_changed(&mut self, record: Record) {
+        self.records.insert(record.id.clone(), Arc::new(record));
+    }
+
+    /// `item_seen`: the server item is readable again, and this is its last seen state.
+    fn item_seen(&mut self, item: RemoteItem) {
+        self.failing_items.remove(&item.remote);
+        self.remote_items.insert(item.remote.clone(), item);
+    }
+
+    /// `create_intent` `id`: the intent is pending and the row's link is Creating.
+    fn create_intent(
+        &mut self,
+        id: EventId,
+        record: RecordId,
+        remote: Option<RemoteId>,
+        target: Side,
+        item: &ItemWrite,
+    ) {
+        let to_crm = target == Side::Crm;
+        let notifies = item
+            .notify_attendees
+            .then_some((item.version, IntentKind::Create));
+        let synced = if to_crm {
+            // A row created from a server item: what the server holds is that item.
+            remote
+                .as_ref()
+                .and_then(|r| self.remote_items.get(r))
+                .map(|item| Arc::new(provisional_record(&record, self.owner.as_ref(), item)))
+        } else {
+            self.records.get(&record).cloned()
+        };
+        if let Some(synced) = synced {
+            self.links.insert(
+                record.clone(),
+                Link {
+                    remote: remote.clone(),
+                    status: LinkStatus::Creating,
+                    synced,
+                    create: Some(id),
+                },
+            );
+            if let Some(r) = &remote {
+                self.by_remote.insert(r.clone(), record.clone());
+            }
+        }
+        self.pending(id, IntentKind::Create, record, remote, to_crm, notifies);
+    }
+
+    /// `update_intent` `id`: pending; a write to the server makes the latest snapshot the
+    /// synced one.
+    fn update_intent(
+        &mut self,
+        id: EventId,
+        record: RecordId,
+        remote: Option<RemoteId>,
+        target: Side,
+        item: &ItemWrite,
+    ) {
+        let to_crm = target == Side::Crm;
+        let notifies = item
+            .notify_attendees
+            .then_some((item.version, IntentKind::Update));
+        if !to_crm
+            && let (Some(rec), Some(link)) =
+                (self.records.get(&record), self.links.get_mut(&record))
+        {
+            link.synced = Arc::clone(rec);
+        }
+        self.pending(id, IntentKind::Update, record, remote, to_crm, notifies);
+    }
+
+    /// `delete_intent` `id`: pending, and the row's link is Deleting.
+    fn delete_intent(
+        &mut self,
+        id: EventId,
+        record: RecordId,
+        remote: Option<RemoteId>,
+        target: Side,
+    ) {
+        if let Some(link) = self.links.get_mut(&record) {
+            link.status = LinkStatus::Deleting;
+        }
+        let to_crm = target == Side::Crm;
+        self.pending(id, IntentKind::Delete, record, remote, to_crm, None);
+    }
+
+    /// `cancel_intent` `id` for row version `version`: pending, and the row's earlier
+    /// invitations and updates are forgotten.
+    fn cancel_intent(
+        &mut self,
+        id: EventId,
+        record: RecordId,
+        remote: Option<RemoteId>,
+        version: u64,
+    ) {
+        // A cancelled meeting that comes back is a new meeting to its attendees.
+        let earlier: Vec<_> = self
+            .notified
+            .range(
+                (record.clone(), 0, IntentKind::Create)
+                    ..=(record.clone(), u64::MAX, IntentKind::Cancel),
+            )
+            .filter(|(_, _, kind)| *kind != IntentKind::Cancel)
+            .cloned()
+            .collect();
+        for key in earlier {
+            self.notified.remove(&key);
+        }
+        let notifies = Some((version, IntentKind::Cancel));
+        self.pending(id, IntentKind::Cancel, record, remote, false, notifies);
+    }
+
+    /// `link_created`: the row's link knows its server item.
+    fn link_created(&mut self, record: RecordId, remote: RemoteId) {
+        let Some(link) = self.links.get_mut(&record) else {
+            return;
+        };
+        link.remote = Some(remote.clone());
+        link.create = None;
+        if link.status == LinkStatus::Deleting {
+            // A delete decided while the create was pending now knows its item.
+            for intent in self.intents.values_mut() {
+                if intent.record == record
+                    && matches!(intent.kind, IntentKind::Delete | IntentKind::Cancel)
+                    && !intent.to_crm
+                    && intent.remote.is_none()
+                {
+                    intent.remote = Some(remote.clone());
+                }
+            }
+        } else {
+            link.status = LinkStatus::Linked;
+        }
+        self.by_remote.insert(remote, record);
+    }
+
     /// A permanently failed intent is closed: a delete leaves the item unlinked where it is, a
     /// create leaves the row unlinked, and an undelivered notification may be decided again.
     fn close_failed_intent(&mut self, id: EventId) {
@@ -628,8 +685,8 @@ impl MailboxState {
         &mut self,
         id: EventId,
         kind: IntentKind,
-        record: &RecordId,
-        remote: &Option<RemoteId>,
+        record: RecordId,
+        remote: Option<RemoteId>,
         to_crm: bool,
         notifies: Option<(u64, IntentKind)>,
     ) {
@@ -655,8 +712,8 @@ impl MailboxState {
             id,
             PendingIntent {
                 kind,
-                record: record.clone(),
-                remote: remote.clone(),
+                record,
+                remote,
                 to_crm,
                 notifies,
             },

@@ -193,11 +193,13 @@ fn replay(
                 recorded
             ));
         }
-        state.apply(EventMeta { id: e.id, at: e.at }, &obs);
+        // Replay moves what it decoded into the state (`apply_owned`), live applies a borrowed
+        // event (`apply`): `replay_equals_live` holds them to the same states.
+        state.apply_owned(EventMeta { id: e.id, at: e.at }, obs);
         for (id, d) in &e.decisions {
             seq += 1;
             let event = through_journal(*id, seq, e.at, Some(d.rule), Some(e.id), &d.event)?;
-            state.apply(EventMeta { id: *id, at: e.at }, &event);
+            state.apply_owned(EventMeta { id: *id, at: e.at }, event);
         }
     }
     Ok(())

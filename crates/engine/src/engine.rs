@@ -479,7 +479,7 @@ pub fn rebuild_states(
         |_, _| {},
         |s| {
             if let Some(m) = s.envelope.stream.as_mailbox() {
-                states.entry(m).or_default().apply(s.meta(), &s.event);
+                states.entry(m).or_default().apply_owned(s.meta(), s.event);
             }
             Ok(())
         },

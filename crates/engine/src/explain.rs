@@ -414,7 +414,7 @@ fn state_before(
         for env in page {
             from = env.seq + 1;
             let s = Stored::decode(env)?;
-            state.apply(s.meta(), &s.event);
+            state.apply_owned(s.meta(), s.event);
         }
     }
     Ok(state)

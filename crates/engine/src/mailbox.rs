@@ -124,7 +124,7 @@ impl MailboxCore {
             for env in page {
                 from = env.seq + 1;
                 let stored = Stored::decode(env)?;
-                core.state.apply(stored.meta(), &stored.event);
+                core.state.apply_owned(stored.meta(), stored.event);
             }
         }
         core.head = head;

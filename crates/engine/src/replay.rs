@@ -184,12 +184,14 @@ pub fn replay(
             };
             let expected = ledgersync_domain::decide(state, &s.event, &ctx);
             report.observations += 1;
-            state.apply(s.meta(), &s.event);
+            let observation = line(None, &s.event);
+            let position = s.envelope.position;
+            state.apply_owned(s.meta(), s.event);
             pending.insert(
                 m,
                 Pending {
-                    position: s.envelope.position,
-                    observation: line(None, &s.event),
+                    position,
+                    observation,
                     expected: expected.into(),
                 },
             );
@@ -215,7 +217,7 @@ pub fn replay(
                     recomputed: exp.map(|d| line(Some(d.rule), &d.event)),
                 });
             }
-            state.apply(s.meta(), &s.event);
+            state.apply_owned(s.meta(), s.event);
         }
         Ok(())
     })?;
