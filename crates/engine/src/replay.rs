@@ -124,27 +124,33 @@ fn replay_org(
                     },
                 )
             });
-            let exp = p.expected.pop_front();
-            if exp
-                .as_ref()
-                .is_some_and(|d| Some(d.rule) == s.envelope.rule && d.event == s.event)
-            {
-                report.reproduced += 1;
-            } else {
-                report.mismatches.push(Mismatch {
-                    mailbox: m.clone(),
-                    observation_position: p.position,
-                    observation: p.observation.clone(),
-                    recorded: Some(line(s.envelope.rule, &s.event)),
-                    recomputed: exp.map(|d| line(Some(d.rule), &d.event)),
-                });
-            }
+            compare(report, m, p, s);
         }
         _ => {
             if let Some((m, p)) = pending.take() {
                 flush(report, &m, p);
             }
         }
+    }
+}
+
+/// Compares a recorded decision `s` with the next one re-decided for the pending observation
+/// `p` of mailbox `m` (empty for the organization stream): reproduced, or a mismatch.
+fn compare(report: &mut ReplayReport, m: &MailboxId, p: &mut Pending, s: &Stored) {
+    let exp = p.expected.pop_front();
+    if exp
+        .as_ref()
+        .is_some_and(|d| Some(d.rule) == s.envelope.rule && d.event == s.event)
+    {
+        report.reproduced += 1;
+    } else {
+        report.mismatches.push(Mismatch {
+            mailbox: m.clone(),
+            observation_position: p.position,
+            observation: p.observation.clone(),
+            recorded: Some(line(s.envelope.rule, &s.event)),
+            recomputed: exp.map(|d| line(Some(d.rule), &d.event)),
+        });
     }
 }
 
@@ -202,21 +208,7 @@ pub fn replay(
                 observation: "(no observation before it)".into(),
                 expected: VecDeque::new(),
             });
-            let exp = p.expected.pop_front();
-            let same = exp
-                .as_ref()
-                .is_some_and(|d| Some(d.rule) == s.envelope.rule && d.event == s.event);
-            if same {
-                report.reproduced += 1;
-            } else {
-                report.mismatches.push(Mismatch {
-                    mailbox: m.clone(),
-                    observation_position: p.position,
-                    observation: p.observation.clone(),
-                    recorded: Some(line(s.envelope.rule, &s.event)),
-                    recomputed: exp.map(|d| line(Some(d.rule), &d.event)),
-                });
-            }
+            compare(&mut report, &m, p, &s);
             state.apply_owned(s.meta(), s.event);
         }
         Ok(())
