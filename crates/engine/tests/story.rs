@@ -10,6 +10,7 @@ use ledgersync_domain::{
     Event, EventId, FilterId, NewEvent, OrgId, StreamId, Timestamp, UserId, time,
 };
 use ledgersync_engine::engine::rebuild_states;
+use ledgersync_engine::mailbox::new_event;
 use ledgersync_engine::{Engine, EngineError, ManualClock, explain, replay, scenario, what_if};
 use ledgersync_journal::{Backend, ExpectedSeq, Journal, JournalOptions};
 use std::sync::Arc;
@@ -277,18 +278,7 @@ fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once_even_
         .append(
             &org,
             ExpectedSeq::Exactly(head),
-            vec![NewEvent {
-                event_id: id,
-                recorded_at: t0(),
-                occurred_at: t0(),
-                event_type: change.event_type(),
-                schema_version: 1,
-                causation: vec![],
-                correlation: Some(id),
-                rule: None,
-                payload: change.encode_payload(),
-                items: change.item_keys(),
-            }],
+            vec![new_event(id, &change, None, vec![], id, t0())],
         )
         .unwrap();
     // A live service kept appending meanwhile: another mailbox's observation (an outcome the
@@ -304,18 +294,7 @@ fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once_even_
         .append(
             &paul,
             ExpectedSeq::Exactly(journal.stream_head(&paul).unwrap()),
-            vec![NewEvent {
-                event_id: other,
-                recorded_at: t0(),
-                occurred_at: t0(),
-                event_type: outcome.event_type(),
-                schema_version: 1,
-                causation: vec![],
-                correlation: Some(other),
-                rule: None,
-                payload: outcome.encode_payload(),
-                items: outcome.item_keys(),
-            }],
+            vec![new_event(other, &outcome, None, vec![], other, t0())],
         )
         .unwrap();
     let caused_by_change = |journal: &dyn Journal| {

@@ -10,9 +10,10 @@ use ledgersync_domain::event::*;
 use ledgersync_domain::filter::SyncFilter;
 use ledgersync_domain::records::*;
 use ledgersync_domain::{
-    Duration, Event, EventId, EventType, FilterId, MailboxId, NewEvent, OrgId, OrgSettings,
-    RecordId, RuleId, StreamId, Timestamp, UserId,
+    Duration, Event, EventId, EventType, FilterId, MailboxId, OrgId, OrgSettings, RecordId, RuleId,
+    StreamId, Timestamp, UserId,
 };
+use ledgersync_engine::mailbox::new_event;
 use ledgersync_engine::scenario;
 use ledgersync_engine::{Engine, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
@@ -405,18 +406,7 @@ fn a_change_left_half_routed_by_a_crash_is_routed_once_when_the_org_actor_starts
         .append(
             &org,
             ExpectedSeq::Exactly(head),
-            vec![NewEvent {
-                event_id: id,
-                recorded_at: t0(),
-                occurred_at: t0(),
-                event_type: change.event_type(),
-                schema_version: 1,
-                causation: vec![],
-                correlation: Some(id),
-                rule: None,
-                payload: change.encode_payload(),
-                items: change.item_keys(),
-            }],
+            vec![new_event(id, &change, None, vec![], id, t0())],
         )
         .unwrap();
     let caused_by_change = |journal: &dyn Journal| {
@@ -542,18 +532,7 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
             .append(
                 &org,
                 ExpectedSeq::Exactly(head),
-                vec![NewEvent {
-                    event_id: other_id,
-                    recorded_at: t0(),
-                    occurred_at: t0(),
-                    event_type: other.event_type(),
-                    schema_version: 1,
-                    causation: vec![],
-                    correlation: Some(other_id),
-                    rule: None,
-                    payload: other.encode_payload(),
-                    items: other.item_keys(),
-                }],
+                vec![new_event(other_id, &other, None, vec![], other_id, t0())],
             )
             .unwrap();
         let mailbox = StreamId::mailbox(&MailboxId::new("mbx-jayne"));
