@@ -12,6 +12,7 @@ mod control;
 mod crm;
 mod ctx;
 mod demo;
+mod example;
 mod mailbox;
 mod render;
 mod serve;
@@ -56,7 +57,8 @@ pub(crate) enum Command {
     #[command(after_help = "\
 Example, from the repository root:
   ledgersync --config config/ledgersync.toml serve &
-  ledgersync --config config/ledgersync.toml crm apply config/crm-example.jsonl
+  ledgersync example > example.jsonl
+  ledgersync --config config/ledgersync.toml crm apply example.jsonl
   ledgersync --config config/ledgersync.toml mailbox list
   ledgersync --config config/ledgersync.toml timeline apt-bike-repair
   kill %1")]
@@ -75,6 +77,19 @@ Example, from the repository root:
         /// `journal.backend`, else redb).
         #[arg(long, value_parser = ["redb", "sled"])]
         backend: Option<String>,
+    },
+    /// Print the example organization of the README as CRM changes (JSON lines for `crm
+    /// apply`): a server profile, two users with approved and tested mailboxes, a meeting
+    /// tomorrow at 09:30 UTC with an internal and an external attendee, and two contacts.
+    /// Its times are taken from today, so applying it always sends the invitations.
+    #[command(after_help = "\
+Example:
+  ledgersync example > example.jsonl
+  ledgersync --config config/ledgersync.toml crm apply example.jsonl")]
+    Example {
+        /// Start the meeting at this RFC 3339 time instead (e.g. 2027-01-15T09:30:00Z).
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
     },
     /// Rebuild state from the journal, re-run every decision and compare with what was recorded.
     /// Exits non-zero on any mismatch and prints a report per item.
@@ -241,6 +256,8 @@ fn main() -> ExitCode {
             });
             serve::run(data, &config, format)
         }
+        Command::Example { start } => example::run(&mut std::io::stdout().lock(), start.as_deref())
+            .map(|()| ExitCode::SUCCESS),
         command => run_here_or_in_service(command, data, &config, cli.json),
     };
     match result {
@@ -290,9 +307,9 @@ fn run_here_or_in_service(
 /// Runs a command that works on a data directory, here or inside a running service.
 pub(crate) fn dispatch(command: Command, ctx: &mut ctx::Ctx) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Demo { .. } | Command::Serve { .. } => Err(anyhow::anyhow!(
-            "`demo` and `serve` do not run inside a running service; stop it first"
-        )),
+        Command::Demo { .. } | Command::Serve { .. } | Command::Example { .. } => Err(
+            anyhow::anyhow!("`demo`, `serve` and `example` do not run inside a running service"),
+        ),
         Command::Replay { mailbox } => commands::replay(ctx, mailbox),
         Command::Explain { item } => commands::explain(ctx, &item),
         Command::WhatIf { set } => commands::what_if(ctx, &set),

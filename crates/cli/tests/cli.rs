@@ -261,3 +261,53 @@ fn a_running_journal_is_not_opened_twice() {
     );
     drop(held);
 }
+
+#[test]
+fn example_prints_an_organization_whose_meeting_is_tomorrow_and_crm_apply_takes_it() {
+    let out = ledgersync(&["example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let meeting = lines
+        .iter()
+        .find(|l| l["record"]["id"] == "apt-bike-repair")
+        .expect("the meeting");
+    let start =
+        chrono::DateTime::parse_from_rfc3339(meeting["record"]["start"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    let ahead = start.with_timezone(&chrono::Utc) - now;
+    assert!(
+        ahead > chrono::Duration::hours(8) && ahead <= chrono::Duration::hours(34),
+        "the meeting starts {start}, {ahead} after now"
+    );
+
+    // A user applies it as printed: the organizer's mailbox sends the invitations.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("example.jsonl");
+    std::fs::write(&file, &text).unwrap();
+    let data = dir.path().join("data");
+    let out = ledgersync(&[
+        "crm",
+        "apply",
+        file.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("→ mbx-jayne: created, invitation sent to 2 attendee(s)  [R17]"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = ledgersync(&["example", "--start", "tomorrow"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--start \"tomorrow\" is not an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
+}

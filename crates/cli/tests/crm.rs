@@ -38,10 +38,28 @@ const ORG: &str = r#"{"kind": "profile_registered", "profile": "groupware", "nam
 {"kind": "address_approved", "mailbox": "mbx-paul"}
 {"kind": "mailbox_tested", "mailbox": "mbx-paul", "incoming": "success", "outgoing": "success", "act": "success"}
 
-{"kind": "record_upserted", "record": {"entity": "appointment", "id": "apt-bike-repair", "owner": "jayne", "version": 1, "subject": "Bike repair", "organizer": {"user": "jayne", "email": "jayne@serenity.example"}, "required": [{"user": "paul", "email": "paul@serenity.example"}, {"email": "zoe@customer.example", "name": "Zoe"}], "start": "2026-12-01T09:30:00Z", "end": "2026-12-01T10:30:00Z", "state": "scheduled"}}
+{"kind": "record_upserted", "record": {"entity": "appointment", "id": "apt-bike-repair", "owner": "jayne", "version": 1, "subject": "Bike repair", "organizer": {"user": "jayne", "email": "jayne@serenity.example"}, "required": [{"user": "paul", "email": "paul@serenity.example"}, {"email": "zoe@customer.example", "name": "Zoe"}], "start": "{START}", "end": "{END}", "state": "scheduled"}}
 {"kind": "record_upserted", "record": {"entity": "contact", "id": "con-linda", "owner": "paul", "version": 1, "full_name": "Linda Park", "email": "linda@customer.example"}}
-{"kind": "record_upserted", "record": {"entity": "task", "id": "tsk-call-zoe", "owner": "jayne", "version": 1, "task_kind": "phone_call", "subject": "Call Zoe", "due": "2026-12-02T17:00:00+01:00", "state": "open"}}
+{"kind": "record_upserted", "record": {"entity": "task", "id": "tsk-call-zoe", "owner": "jayne", "version": 1, "task_kind": "phone_call", "subject": "Call Zoe", "due": "{DUE}", "state": "open"}}
 "#;
+
+/// The organization with its meeting tomorrow and the task due the day after: times relative to
+/// now, so an invitation is due whatever day the test runs on.
+/// Computed once per test process, so a file applied twice is the same file.
+fn org() -> String {
+    static ORG_TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ORG_TEXT.get_or_init(org_now).clone()
+}
+
+fn org_now() -> String {
+    let now = chrono::Utc::now();
+    let at = |hours: i64| {
+        (now + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    ORG.replace("{START}", &at(24))
+        .replace("{END}", &at(25))
+        .replace("{DUE}", &at(48))
+}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -57,7 +75,7 @@ fn events(data: &str) -> usize {
 fn applied(dir: &Path) -> String {
     let data = dir.join("data");
     let data = data.to_str().unwrap().to_string();
-    let file = write(dir, "org.jsonl", ORG);
+    let file = write(dir, "org.jsonl", &org());
     let out = ok(&["crm", "apply", &file, "--data", &data]);
     assert!(out.contains("applied 14 change(s)"), "{out}");
     assert!(
@@ -130,7 +148,7 @@ fn apply_into_a_fresh_directory_then_mailboxes_explain_and_replay() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let tail: String = ORG.lines().skip(11).map(|l| format!("{l}\n")).collect();
+    let tail: String = org().lines().skip(11).map(|l| format!("{l}\n")).collect();
     child
         .stdin
         .take()

@@ -131,8 +131,14 @@ fn messages(site: &Site, attendee: &str, needle: &str) -> Vec<String> {
         .collect()
 }
 
-fn example_changes() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crm-example.jsonl")
+/// The README's example organization as `ledgersync example` prints it today (its meeting is
+/// tomorrow), written to a file in the site.
+fn example_changes(site: &Site) -> PathBuf {
+    let out = ledgersync(&["example"]);
+    assert!(out.status.success(), "ledgersync example: {}", stderr(&out));
+    let file = site.root.join("example.jsonl");
+    fs::write(&file, &out.stdout).unwrap();
+    file
 }
 
 struct Site {
@@ -235,7 +241,7 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
     // CRM changes while it runs: answered by the service, not refused for a locked journal.
     let out = site.apply(cadence_in_seconds());
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = site.run(&["crm", "apply", example_changes().to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("applied 14 change(s)") && stdout(&out).contains("running service"),
@@ -420,7 +426,7 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile
     });
     // Both mailboxes' collections vanish (an unmounted share, a wrong path).
     fs::remove_dir_all(site.root.join("vdir")).unwrap();
-    let mut changes = fs::read_to_string(example_changes()).unwrap();
+    let mut changes = fs::read_to_string(example_changes(&site)).unwrap();
     changes.push_str(
         r#"{"kind": "profile_alerting_set", "profile": "groupware", "send_alert": true}"#,
     );
@@ -481,7 +487,7 @@ fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled()
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
     });
-    let out = site.run(&["crm", "apply", example_changes().to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     // A long batch of contacts for Paul, killed while it is being applied.
     let batch: String = (0..400)
@@ -580,7 +586,7 @@ fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_schedule
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
     });
-    let out = site.run(&["crm", "apply", example_changes().to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ics = wait_for(&serve, "Bike repair in Jayne's calendar", || {
         files(&site.calendar("jayne"), "ics").pop()
