@@ -407,7 +407,12 @@ impl<'a> Decider<'a> {
                 }),
             );
         }
-        self.alert(5, AlertLevel::Error, why);
+        self.alert_with(
+            5,
+            AlertLevel::Error,
+            why,
+            vec![setting(self.ctx.settings, "require_approved_address")],
+        );
     }
 
     /// R5: approval withdrawn while email workloads run.
@@ -441,6 +446,11 @@ impl<'a> Decider<'a> {
     }
 
     fn alert(&mut self, rule: u8, level: AlertLevel, text: String) {
+        self.alert_with(rule, level, text, vec![]);
+    }
+
+    /// An alert that names the settings that made it.
+    fn alert_with(&mut self, rule: u8, level: AlertLevel, text: String, used: Vec<SettingUsed>) {
         let mut notify = vec![format!("mailbox owner {}", self.owner_name())];
         if level == AlertLevel::Error {
             notify.push("server profile owner".into());
@@ -448,7 +458,7 @@ impl<'a> Decider<'a> {
         self.push(
             rule,
             Event::AlertRaised(AlertRaised {
-                basis: basis(text.clone(), vec![]),
+                basis: basis(text.clone(), used),
                 level,
                 text,
                 notify,
@@ -548,7 +558,16 @@ impl<'a> Decider<'a> {
                         self.push(
                             6,
                             Event::WorkloadEnabled(WorkloadEnabled {
-                                basis: basis(format!("Test & Enable succeeded for {w}"), vec![]),
+                                basis: basis(
+                                    format!("Test & Enable succeeded for {w}"),
+                                    // An email workload runs only with an approved address
+                                    // unless the organization does not require one (R5).
+                                    if w == Workload::Act {
+                                        vec![]
+                                    } else {
+                                        vec![setting(self.ctx.settings, "require_approved_address")]
+                                    },
+                                ),
                                 workload: w,
                             }),
                         );
@@ -734,8 +753,9 @@ impl<'a> Decider<'a> {
         a: &Appointment,
         version: u64,
         notify_basis: Option<Vec<&'static str>>,
-    ) -> (ItemWrite, Vec<String>) {
+    ) -> (ItemWrite, Vec<String>, Vec<SettingUsed>) {
         let s = self.ctx.settings;
+        let used = vec![setting(s, "reminder_cutoff_days")];
         let mut notes = Vec::new();
         let free = a.state.is_closed() || a.show_as == ShowAs::Free;
         if free {
@@ -746,7 +766,14 @@ impl<'a> Decider<'a> {
         let past_cutoff = a.start < self.ctx.now - s.reminder_cutoff;
         let reminder = !(past_cutoff || free);
         if !reminder {
-            notes.push("no reminder: more than 7 days past or free (R31)".into());
+            notes.push(if past_cutoff {
+                format!(
+                    "no reminder: it starts more than {} day(s) in the past (R31)",
+                    used[0].value
+                )
+            } else {
+                "no reminder: it is written as Free (R31)".to_string()
+            });
         }
         let me = self.state.owner.as_ref();
         let organizer = me.is_some_and(|m| a.organized_by(m));
@@ -794,6 +821,7 @@ impl<'a> Decider<'a> {
                 actual_start: None,
             },
             notes,
+            used,
         )
     }
 
@@ -866,10 +894,13 @@ impl<'a> Decider<'a> {
     }
 
     fn create(&mut self, rec: &Record, filter: &str) {
-        let (mut item, mut notes) = match &rec.body {
+        let (mut item, mut notes, used) = match &rec.body {
             RecordBody::Appointment(a) => self.appointment_write(a, rec.version, None),
-            RecordBody::Task(_) => self.task_write(rec),
-            _ => (self.plain_write(rec), vec![]),
+            RecordBody::Task(_) => {
+                let (item, notes) = self.task_write(rec);
+                (item, notes, vec![])
+            }
+            _ => (self.plain_write(rec), vec![], vec![]),
         };
         self.dedupe_notify(&rec.id, &mut item, IntentKind::Create, &mut notes);
         let reason = with_notes(
@@ -885,7 +916,7 @@ impl<'a> Decider<'a> {
         self.push(
             17,
             Event::CreateIntent(CreateIntent {
-                basis: basis(reason, vec![]),
+                basis: basis(reason, used),
                 record: rec.id.clone(),
                 remote: None,
                 target: Side::MailServer,
@@ -928,7 +959,9 @@ impl<'a> Decider<'a> {
                 return;
             }
             let changes = sensitive_changes(old, new);
-            let (mut item, mut notes) = self.appointment_write(new, rec.version, Some(changes));
+            let (mut item, mut notes, mut used) =
+                self.appointment_write(new, rec.version, Some(changes));
+            used.insert(0, setting(s, "update_past_meetings"));
             self.dedupe_notify(&rec.id, &mut item, IntentKind::Update, &mut notes);
             let reason = with_notes(
                 format!(
@@ -941,7 +974,7 @@ impl<'a> Decider<'a> {
             self.push(
                 18,
                 Event::UpdateIntent(UpdateIntent {
-                    basis: basis(reason, vec![setting(s, "update_past_meetings")]),
+                    basis: basis(reason, used),
                     record: rec.id.clone(),
                     remote: link.remote.clone(),
                     target: Side::MailServer,
@@ -1813,7 +1846,7 @@ impl<'a> Decider<'a> {
                         "the {what} intent for {} failed ({} {}): {next}",
                         intent.record, p.error.code, p.error.message
                     ),
-                    vec![],
+                    vec![setting(self.ctx.settings, "transient_retry_limit")],
                 ),
                 workload: Workload::Act,
                 class,
@@ -1844,7 +1877,7 @@ impl<'a> Decider<'a> {
                     Event::ErrorClassified(ErrorClassified {
                         basis: basis(
                             format!("{} {} is a permanent error", error.code, error.message),
-                            vec![],
+                            used.clone(),
                         ),
                         workload: w,
                         class,
@@ -1902,16 +1935,16 @@ impl<'a> Decider<'a> {
                     self.push(
                         11,
                         Event::WorkloadDisabled(WorkloadDisabled {
-                            basis: basis(format!("{attempt} consecutive transient failures reach the limit of {limit}"), used),
+                            basis: basis(format!("{attempt} consecutive transient failures reach the limit of {limit}"), used.clone()),
                             workload: w,
                             reason: DisableReason::TransientLimit,
                         }),
                     );
-                    self.alert(11, AlertLevel::Error, format!(
+                    self.alert_with(11, AlertLevel::Error, format!(
                         "The mailbox {} has been disabled for {w} after {attempt} consecutive transient failures (last: {} {}). \
                          Check the server, then run Test & Enable again.",
                         s.address, error.code, error.message
-                    ));
+                    ), used.clone());
                 } else {
                     // Never sooner than the retry interval, never before the server's Retry-After.
                     let at = (self.ctx.now + settings.transient_retry_interval)

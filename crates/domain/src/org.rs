@@ -82,6 +82,15 @@ impl OrgState {
         }
     }
 
+    /// Applies `event`, recorded under `id` in the organization stream: a `setting_changed`
+    /// also makes `id` the version of the settings (the one decisions made under them name).
+    pub fn apply_recorded(&mut self, id: crate::ids::EventId, event: &Event) {
+        self.apply(event);
+        if matches!(event, Event::SettingChanged(_)) {
+            self.settings.version = crate::settings::SettingsVersion(id);
+        }
+    }
+
     fn mailboxes_of(&self, rec: &Record) -> BTreeSet<MailboxId> {
         let mut out: BTreeSet<MailboxId> = rec
             .participants()

@@ -47,6 +47,9 @@ pub struct OrgSettings {
     pub schedule: Schedule,
     /// `TraceLogPersistenceTimeInDays`: how long alerts are kept (R81). Default 30 days.
     pub alert_retention_days: u32,
+    /// The version of these settings (not a setting: no key, not changed by `set`).
+    #[serde(default = "defaults_version")]
+    pub version: SettingsVersion,
 }
 
 /// Cycle cadence (R7, R8, R9). Every interval is counted from the end of a cycle; all are
@@ -89,6 +92,10 @@ impl Default for Schedule {
     }
 }
 
+fn defaults_version() -> SettingsVersion {
+    SettingsVersion::DEFAULTS
+}
+
 impl Default for OrgSettings {
     fn default() -> Self {
         Self {
@@ -105,6 +112,30 @@ impl Default for OrgSettings {
             reminder_cutoff: Duration::days(7),
             schedule: Schedule::default(),
             alert_retention_days: 30,
+            version: SettingsVersion::DEFAULTS,
+        }
+    }
+}
+
+/// Which settings a decision was made under: the id of the organization-stream
+/// `setting_changed` event that last changed them, or [`SettingsVersion::DEFAULTS`] (the nil
+/// UUID) when none ever did. A mailbox records it as the last id of each observation's
+/// causation, so `replay`, `what-if` and `explain` re-decide with exactly those settings,
+/// whatever the order in which concurrent appends got their journal positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SettingsVersion(pub crate::ids::EventId);
+
+impl SettingsVersion {
+    /// The version of settings that never changed: the SSS defaults.
+    pub const DEFAULTS: SettingsVersion = SettingsVersion(crate::ids::EventId([0; 16]));
+}
+
+impl fmt::Display for SettingsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::DEFAULTS {
+            f.write_str("defaults")
+        } else {
+            write!(f, "{}", self.0)
         }
     }
 }

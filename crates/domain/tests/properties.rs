@@ -3,7 +3,8 @@
 //!
 //! - replay equals live processing, through the codec and through snapshots;
 //! - what-if with unchanged settings changes nothing;
-//! - no sequence panics, and nothing is deleted on the mail server without a cause.
+//! - no sequence panics, and nothing is deleted on the mail server without a cause;
+//! - a setting whose value changes a decision is named in the basis of the decisions.
 
 #[path = "gen/mod.rs"]
 mod generators;
@@ -333,6 +334,84 @@ fn settings_via_keys(s: &OrgSettings) -> OrgSettings {
     out
 }
 
+/// Other values of a setting to try: the other boolean, the other task deletion modes, and a
+/// smaller and a larger number (values `set` refuses are skipped by the caller).
+fn alternatives(settings: &OrgSettings, key: &str) -> Vec<String> {
+    let value = settings.get(key).expect("a known key");
+    match value.as_str() {
+        "true" => vec!["false".into()],
+        "false" => vec!["true".into()],
+        _ if key == "task_deletion_mode" => ["0", "1", "2"]
+            .iter()
+            .filter(|v| **v != value)
+            .map(|v| v.to_string())
+            .collect(),
+        _ => {
+            let n: i64 = value.parse().expect("a numeric setting");
+            vec![
+                (n / 2).to_string(),
+                (n * 3 + 1).to_string(),
+                "0".into(),
+                "1".into(),
+            ]
+        }
+    }
+}
+
+/// For every observation of `journal`, on the state before it: the keys whose other values
+/// change its decisions without being named in any basis (of the decisions under either value).
+fn unnamed_settings(journal: &[Entry], settings: &OrgSettings) -> Vec<String> {
+    let mut state = MailboxState::default();
+    let mut out = Vec::new();
+    for e in journal {
+        let recorded = decide(
+            &state,
+            &e.obs,
+            &Context {
+                settings,
+                now: e.at,
+            },
+        );
+        for key in OrgSettings::KEYS {
+            for alt in alternatives(settings, key) {
+                let mut other = settings.clone();
+                if other.set(key, &alt).is_err() {
+                    continue;
+                }
+                let simulated = decide(
+                    &state,
+                    &e.obs,
+                    &Context {
+                        settings: &other,
+                        now: e.at,
+                    },
+                );
+                if simulated == recorded {
+                    continue;
+                }
+                let named = recorded.iter().chain(&simulated).any(|d| {
+                    d.event
+                        .basis()
+                        .is_some_and(|b| b.settings.iter().any(|u| u.key == *key))
+                });
+                if !named {
+                    out.push(format!(
+                        "{key}={alt} changes the decisions on {} without being named in a basis:\n  recorded:  {}\n  simulated: {}",
+                        short(&e.obs),
+                        recorded.iter().map(|d| format!("{} {}", d.rule, short(&d.event))).collect::<Vec<_>>().join("; "),
+                        simulated.iter().map(|d| format!("{} {}", d.rule, short(&d.event))).collect::<Vec<_>>().join("; "),
+                    ));
+                }
+            }
+        }
+        state.apply(EventMeta { id: e.id, at: e.at }, &e.obs);
+        for (id, d) in &e.decisions {
+            state.apply(EventMeta { id: *id, at: e.at }, &d.event);
+        }
+    }
+    out
+}
+
 /// `cases` cases from a fixed seed, so a run is reproducible without regression files;
 /// `PROPTEST_CASES=n` and `PROPTEST_RNG_SEED=n` search longer or elsewhere.
 fn config(cases: u32) -> ProptestConfig {
@@ -389,6 +468,15 @@ proptest! {
             let diff = what_if(&run.journal, settings);
             prop_assert!(diff.is_empty(), "what-if with {} differs:\n{}\njournal:\n{}", label, diff.join("\n"), describe(&run.journal));
         }
+    }
+
+    /// Explain and what-if can only name what a decision recorded: every setting whose value
+    /// changes the decisions on an observation is in the basis of those decisions.
+    #[test]
+    fn every_setting_that_changes_a_decision_is_in_its_basis(sc in generators::scenario(1..50)) {
+        let run = live_unchecked(&sc, &sc.settings);
+        let unnamed = unnamed_settings(&run.journal, &sc.settings);
+        prop_assert!(unnamed.is_empty(), "{}\njournal:\n{}", unnamed.join("\n"), describe(&run.journal));
     }
 
     /// No sequence panics; a delete or cancellation on the mail server has a CRM-side cause and

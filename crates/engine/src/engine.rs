@@ -138,13 +138,13 @@ impl Engine {
                 self.org_head = env.seq;
                 let stored = Stored::decode(env)?;
                 if let Some((_, prev)) = last.take() {
-                    self.org.apply(&prev.event);
+                    self.org.apply_recorded(prev.envelope.event_id, &prev.event);
                 }
                 last = Some((self.org.clone(), stored));
             }
         }
         if let Some((_, prev)) = &last {
-            self.org.apply(&prev.event);
+            self.org.apply_recorded(prev.envelope.event_id, &prev.event);
         }
         for (stream, _) in journal.streams()? {
             let Some(id) = stream.as_mailbox() else {
@@ -224,7 +224,7 @@ impl Engine {
             })?;
         self.org_head += 1;
         let targets = self.org.route(&event);
-        self.org.apply(&event);
+        self.org.apply_recorded(id, &event);
         let mut out = Processed {
             org_event: Some(id),
             mailboxes: targets.clone(),

@@ -12,8 +12,8 @@ use crate::log::Stored;
 use ledgersync_domain::event::{EventClass, LeaveReason};
 use ledgersync_domain::settings::SettingUsed;
 use ledgersync_domain::{
-    Context, Event, ItemKey, MailboxId, MailboxState, OrgSettings, RecordId, RemoteId, RuleId,
-    StreamId, Timestamp, decide,
+    Context, Event, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, RuleId, StreamId,
+    Timestamp, decide,
 };
 use ledgersync_journal::Journal;
 use serde::Serialize;
@@ -446,7 +446,13 @@ fn flip_settings(
         return Ok(None);
     }
     let state = state_before(journal, mailbox, obs.envelope.seq)?;
-    let mut base = OrgSettings::default();
+    // The settings the observation was decided under; for one recorded without a settings
+    // version, the defaults with the values its decisions recorded.
+    let history = crate::settings_history::SettingsHistory::load(journal)?;
+    let mut base = history
+        .of(&obs.envelope.causation)
+        .cloned()
+        .unwrap_or_default();
     for u in used {
         let _ = base.set(&u.key, &u.value);
     }

@@ -14,6 +14,7 @@ pub mod mailbox;
 pub mod projection;
 pub mod replay;
 pub mod scenario;
+pub mod settings_history;
 pub mod whatif;
 
 pub use clock::{Clock, IdGen, ManualClock, SystemClock};
@@ -22,4 +23,5 @@ pub use error::EngineError;
 pub use explain::{Explanation, explain};
 pub use mailbox::{Incoming, MailboxCore};
 pub use replay::{ReplayReport, replay};
+pub use settings_history::SettingsHistory;
 pub use whatif::{WhatIfReport, what_if};

@@ -146,7 +146,8 @@ impl MailboxCore {
         self.head
     }
 
-    /// Step 1: decides on the state before `obs` and builds the batch to append.
+    /// Step 1: decides on the state before `obs` and builds the batch to append. The
+    /// observation's causation gets the version of `settings` as its last id.
     pub fn prepare(
         &self,
         incoming: Incoming,
@@ -162,6 +163,10 @@ impl MailboxCore {
         } = incoming;
         let decisions = decide(&self.state, &obs, &Context { settings, now });
         let mut events = Vec::with_capacity(1 + decisions.len());
+        // The settings the decisions were made under close the observation's causes: replay,
+        // what-if and explain re-decide with exactly them (crate::settings_history).
+        let mut causation = causation;
+        causation.push(settings.version.0);
         events.push(new_event(obs_id, &obs, None, causation, correlation, now));
         let decisions: Vec<(EventId, Decision)> =
             decisions.into_iter().map(|d| (ids.next(), d)).collect();

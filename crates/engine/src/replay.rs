@@ -1,5 +1,6 @@
 //! `replay`: rebuild every mailbox's state by folding its events, re-run `decide` over each
-//! recorded observation with the settings in force at the time, and compare with the decisions
+//! recorded observation with the settings it was decided under (the version its causation
+//! names, `settings_history`), and compare with the decisions
 //! that were recorded. A mismatch means the rules changed, or the journal does not hold what
 //! the engine decided.
 //!
@@ -12,6 +13,7 @@
 use crate::describe::describe;
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
+use crate::settings_history::SettingsHistory;
 use ledgersync_domain::event::EventClass;
 use ledgersync_domain::{
     Context, Decision, Event, MailboxId, MailboxState, OrgState, RuleId, decide_org,
@@ -166,6 +168,7 @@ pub fn replay(
     // The organization observation whose decisions are being compared, and its mailbox.
     let mut org_pending: Option<(MailboxId, Pending)> = None;
     let mut report = ReplayReport::default();
+    let history = SettingsHistory::load(journal)?;
 
     scan(journal, 1, progress, |s| {
         report.events += 1;
@@ -185,7 +188,7 @@ pub fn replay(
                 flush(&mut report, &m, p);
             }
             let ctx = Context {
-                settings: &org.settings,
+                settings: history.or_position(&s.envelope.causation, &org.settings),
                 now: s.envelope.recorded_at,
             };
             let expected = ledgersync_domain::decide(state, &s.event, &ctx);

@@ -10,13 +10,15 @@
 use crate::describe::summarize;
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
+use crate::settings_history::SettingsHistory;
 use ledgersync_domain::{
     Context, Decision, Event, EventId, EventMeta, MailboxId, MailboxState, OrgSettings, OrgState,
-    RecordId, RemoteId, RuleId, Timestamp, decide,
+    RecordId, RemoteId, RuleId, SettingsVersion, Timestamp, decide,
 };
 use ledgersync_journal::Journal;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 /// One item whose decisions would differ.
 #[derive(Clone, Debug, Serialize)]
@@ -91,7 +93,8 @@ fn rule_list(decisions: &[(RuleId, Event)]) -> Vec<String> {
     v
 }
 
-/// Runs `what-if` with `overrides` applied on top of the recorded settings.
+/// Runs `what-if` with `overrides` applied on top of the settings each observation was decided
+/// under (the version its causation names).
 pub fn what_if(
     journal: &dyn Journal,
     overrides: &[(String, String)],
@@ -107,6 +110,9 @@ pub fn what_if(
     };
     let mut org = OrgState::default();
     let mut effective = apply_overrides(&org.settings)?;
+    // Each recorded settings version with the overrides on top, made when first needed.
+    let history = SettingsHistory::load(journal)?;
+    let mut overridden: HashMap<SettingsVersion, OrgSettings> = HashMap::new();
     let mut states: BTreeMap<MailboxId, MailboxState> = BTreeMap::new();
     let mut held: BTreeMap<MailboxId, Held> = BTreeMap::new();
     let mut report = WhatIfReport {
@@ -205,8 +211,16 @@ pub fn what_if(
                 finish(&mut report, state, &m, h);
             }
             report.observations += 1;
+            let settings = match history.of(&s.envelope.causation) {
+                Some(recorded) => match overridden.entry(recorded.version) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(apply_overrides(recorded)?),
+                },
+                // Recorded before settings versions were: the settings at its position.
+                None => &effective,
+            };
             let ctx = Context {
-                settings: &effective,
+                settings,
                 now: s.envelope.recorded_at,
             };
             let simulated = decide(state, &s.event, &ctx);

@@ -322,3 +322,102 @@ fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once_even_
     assert!(why.contains("access lost (business unit changed)"), "{why}");
     assert!(replay(journal.as_ref(), None, |_, _| {}).unwrap().ok());
 }
+
+/// A mailbox reads the settings, a setting change commits, then the mailbox's append commits:
+/// the decision was made under the settings it read, and replay, what-if and explain use
+/// exactly those, not the ones in force at its journal position.
+fn a_setting_change_racing_a_decision_replays_n_of_n(backend: Backend) {
+    use ledgersync_domain::event::{ListingCompleted, Workload};
+    use ledgersync_domain::{MailboxId, SettingsVersion};
+    use ledgersync_engine::{IdGen, Incoming, MailboxCore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, engine) = run_story(backend, dir.path(), 1000);
+    let read = engine.org().settings.clone();
+    assert_eq!(read.get("schedule_act_min_seconds").unwrap(), "300");
+    drop(engine);
+
+    let mailbox = MailboxId::new("mbx-jayne");
+    let core = MailboxCore::recover(journal.as_ref(), mailbox.clone()).unwrap();
+    let id = IdGen.next();
+    let now = t0() + ledgersync_domain::Duration::hours(3);
+    let (batch, _) = core.prepare(
+        Incoming {
+            event: Event::ListingCompleted(ListingCompleted {
+                workload: Workload::Act,
+                items: 0,
+            }),
+            id,
+            causation: vec![],
+            correlation: id,
+        },
+        &read,
+        now,
+        &IdGen,
+    );
+    // The change commits first, and so gets the earlier position.
+    let clock = Arc::new(ManualClock::new(now));
+    let mut engine = Engine::open(journal.clone(), OrgId::new("serenity"), clock).unwrap();
+    let change = engine
+        .crm(Event::SettingChanged(SettingChanged {
+            key: "schedule_act_min_seconds".into(),
+            value: "60".into(),
+        }))
+        .unwrap();
+    drop(engine);
+    journal
+        .append(&batch.stream, batch.expected, batch.events)
+        .unwrap();
+
+    let events = journal
+        .read_stream(&StreamId::mailbox(&mailbox), 1, 100_000)
+        .unwrap();
+    let obs = events.iter().find(|e| e.event_id == id).unwrap();
+    assert_eq!(
+        obs.causation.last(),
+        Some(&read.version.0),
+        "the observation names the settings it was decided under"
+    );
+    assert_ne!(read.version, SettingsVersion(change.org_event.unwrap()));
+    let decided = ledgersync_engine::describe::describe(
+        &ledgersync_engine::log::Stored::decode(
+            events
+                .iter()
+                .find(|e| e.causation.first() == Some(&id))
+                .unwrap()
+                .clone(),
+        )
+        .unwrap()
+        .event,
+    );
+    // ACT minimum 300 s + one quiet step of 60 s; under the new minimum it would be 120 s.
+    assert!(
+        decided.contains("in 360 s"),
+        "decided under the settings read: {decided}"
+    );
+
+    let r = replay(journal.as_ref(), None, |_, _| {}).unwrap();
+    assert!(r.ok(), "{:#?}", r.mismatches);
+    // What-if with the value already in force for that decision changes nothing.
+    let w = what_if(
+        journal.as_ref(),
+        &[("schedule_act_min_seconds".into(), "300".into())],
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(
+        w.differences.iter().all(|d| d.position != obs.position),
+        "{:#?}",
+        w.differences
+    );
+}
+
+#[test]
+fn a_setting_change_racing_a_decision_replays_n_of_n_redb() {
+    a_setting_change_racing_a_decision_replays_n_of_n(Backend::Redb);
+}
+
+#[test]
+fn a_setting_change_racing_a_decision_replays_n_of_n_sled() {
+    a_setting_change_racing_a_decision_replays_n_of_n(Backend::Sled);
+}

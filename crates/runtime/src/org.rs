@@ -241,7 +241,7 @@ fn read_org(env: &OrgEnv) -> Result<Read, EngineError> {
             head = envelope.seq;
             let stored = Stored::decode(envelope)?;
             if let Some((_, prev)) = last.take() {
-                state.apply(&prev.event);
+                state.apply_recorded(prev.envelope.event_id, &prev.event);
             }
             last = Some((state.clone(), stored));
         }
@@ -256,8 +256,8 @@ fn read_org(env: &OrgEnv) -> Result<Read, EngineError> {
             unfinished: None,
         });
     };
-    state.apply(&change.event);
     let id = change.envelope.event_id;
+    state.apply_recorded(id, &change.event);
     let core = OrgCore {
         state,
         head,
@@ -405,7 +405,7 @@ async fn handle_change(
     core.head += 1;
     core.last = Some(msg.id);
     let targets = core.state.route(&event);
-    core.state.apply(&event);
+    core.state.apply_recorded(msg.id, &event);
     // Durable now: the mailboxes may decide with it.
     publish_settings(&env, &core.state);
     match route(&env, msg.id, &event, &targets).await {

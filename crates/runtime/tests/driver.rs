@@ -313,7 +313,8 @@ fn executed_creates_write_the_files_and_link_the_rows() {
         assert!(s.intents.is_empty(), "no intent left pending");
         let text = fs::read_to_string(file_of(&w, "apt-1")).expect("read");
         assert!(text.contains("SUMMARY:Quarterly review"), "{text}");
-        // Each outcome is recorded as caused by its intent, in the intent's flow.
+        // Each outcome is recorded as caused by its intent, in the intent's flow (the last cause
+        // of an observation is the settings version it was decided under).
         let stream = w
             .journal
             .read_stream(&StreamId::mailbox(&mailbox()), 1, 1_000_000)
@@ -322,7 +323,7 @@ fn executed_creates_write_the_files_and_link_the_rows() {
             let decided = stream.iter().find(|e| e.event_id == *intent).unwrap();
             let outcome = stream
                 .iter()
-                .find(|e| e.rule.is_none() && e.causation == vec![*intent])
+                .find(|e| e.rule.is_none() && e.causation.first() == Some(intent))
                 .expect("an outcome caused by the intent");
             assert_eq!(outcome.correlation, decided.correlation);
             assert!(outcome.seq > decided.seq);

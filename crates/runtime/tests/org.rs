@@ -695,3 +695,44 @@ fn r14_two_of_three_mailboxes_failing_alert_the_profile_owner_once_through_the_o
         );
     });
 }
+
+/// Setting changes (on the CRM partition) race mail-side observations (on the mailboxes'
+/// partitions) through the live actors: whichever commits first, every decision names the
+/// settings it was made under, and replay reproduces all of them.
+#[test]
+fn setting_changes_racing_decisions_on_the_live_service_replay_n_of_n() {
+    let w = world();
+    System::new().block_on(async {
+        let live = start(&w);
+        publish_all(&live, demo()).await;
+        assert!(live.bus.dead_letters().is_empty());
+        let mailboxes = ["mbx-jayne", "mbx-paul"];
+        for round in 0..150u32 {
+            let step = if round % 2 == 0 { "60" } else { "240" };
+            live.bus
+                .publish(BusMessage::crm(Event::SettingChanged(SettingChanged {
+                    key: "schedule_quiet_step_seconds".into(),
+                    value: step.into(),
+                })))
+                .await
+                .unwrap();
+            for m in mailboxes {
+                live.bus
+                    .publish(BusMessage::observation(
+                        MailboxId::new(m),
+                        Event::ListingCompleted(ListingCompleted {
+                            workload: Workload::Act,
+                            items: 0,
+                        }),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+        live.bus.settled().await;
+        assert!(live.bus.dead_letters().is_empty());
+    });
+    let report = replay(w.journal.as_ref(), None, |_, _| {}).unwrap();
+    assert!(report.ok(), "{:#?}", report.mismatches);
+    assert!(report.decisions >= 300, "{} decisions", report.decisions);
+}

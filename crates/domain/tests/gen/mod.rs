@@ -537,6 +537,7 @@ pub fn settings() -> impl Strategy<Value = OrgSettings> {
                 reminder_cutoff: Duration::days(cutoff),
                 schedule: Default::default(),
                 alert_retention_days: OrgSettings::default().alert_retention_days,
+                version: ledgersync_domain::SettingsVersion::DEFAULTS,
             },
         )
 }
