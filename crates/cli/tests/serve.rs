@@ -618,3 +618,123 @@ fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_schedule
     let events = stdout(&site.run(&["events", "--mailbox", "mbx-jayne"]));
     assert!(events.contains("push_received"), "{events}");
 }
+
+/// The number of events in the journal, answered by the running service.
+fn event_count(site: &Site) -> usize {
+    let out = site.run(&["events", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).lines().count()
+}
+
+/// Waits until the journal has not grown for `quiet` (the service has carried out what it
+/// decided); returns the count.
+fn settled(site: &Site, serve: &Serve, quiet: Duration) -> usize {
+    let mut last = (event_count(site), Instant::now());
+    wait_for(serve, "the journal to settle", || {
+        std::thread::sleep(Duration::from_millis(200));
+        let n = event_count(site);
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        (last.1.elapsed() >= quiet).then_some(n)
+    })
+}
+
+/// The example's meeting line with `version`, `state` and the meeting times kept.
+fn meeting_line(example: &str, version: u64, state: &str) -> String {
+    let line = example
+        .lines()
+        .find(|l| l.contains("apt-bike-repair"))
+        .expect("the meeting line");
+    let mut v: Value = serde_json::from_str(line).unwrap();
+    v["record"]["version"] = version.into();
+    v["record"]["state"] = state.into();
+    format!("{v}\n")
+}
+
+#[test]
+fn r27_a_meeting_deleted_before_serve_ever_ran_sends_neither_invitation_nor_cancellation() {
+    let site = Site::new();
+    // CRM changes recorded without a running service: the creates wait for the connector.
+    let example = example_changes(&site);
+    let out = site.run(&["crm", "apply", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.apply(
+        "{\"kind\": \"record_deleted\", \"id\": \"apt-bike-repair\", \"entity\": \"appointment\"}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("mbx-jayne: create withdrawn before it was carried out, nothing written or sent  [R27]"),
+        "{}",
+        stdout(&out)
+    );
+
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    // The pending contact creates are carried out…
+    wait_for(&serve, "Paul's two contacts", || {
+        (files(&site.contacts("paul"), "vcf").len() == 2).then_some(())
+    });
+    settled(&site, &serve, Duration::from_secs(1));
+    // …but nothing of the withdrawn meeting: no file, no invitation, no cancellation.
+    assert!(files(&site.calendar("jayne"), "ics").is_empty());
+    assert!(files(&site.calendar("paul"), "ics").is_empty());
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        assert!(
+            messages(&site, attendee, "METHOD:").is_empty(),
+            "{attendee} got {:?}",
+            messages(&site, attendee, "METHOD:")
+        );
+    }
+}
+
+#[test]
+fn r82_a_cancelled_meeting_delivered_again_or_late_is_not_created_or_invited_again() {
+    let site = Site::new();
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let out = site.apply(
+        "{\"kind\": \"setting_changed\", \"key\": \"propagate_appointment_cancellations\", \"value\": true}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let example = example_changes(&site);
+    let out = site.run(&["crm", "apply", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(&serve, "Zoe's invitation", || {
+        (messages(&site, "zoe@customer.example", "METHOD:REQUEST").len() == 1).then_some(())
+    });
+
+    // R28 with propagation on: cancelled in the CRM, deleted in Jayne's calendar, cancelled.
+    let text = fs::read_to_string(&example).unwrap();
+    let canceled = meeting_line(&text, 2, "canceled");
+    let out = site.apply(&canceled);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(&serve, "Zoe's cancellation", || {
+        (messages(&site, "zoe@customer.example", "METHOD:CANCEL").len() == 1).then_some(())
+    });
+    wait_for(&serve, "Jayne's copy deleted", || {
+        files(&site.calendar("jayne"), "ics")
+            .is_empty()
+            .then_some(())
+    });
+    settled(&site, &serve, Duration::from_secs(1));
+
+    // The same line again, then version 1 late: nothing is decided, written or sent.
+    for line in [canceled.clone(), meeting_line(&text, 1, "scheduled")] {
+        let out = site.apply(&line);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stdout(&out).contains("created"), "{}", stdout(&out));
+    }
+    settled(&site, &serve, Duration::from_secs(1));
+    assert!(files(&site.calendar("jayne"), "ics").is_empty());
+    assert_eq!(
+        messages(&site, "zoe@customer.example", "METHOD:REQUEST").len(),
+        1
+    );
+    assert_eq!(
+        messages(&site, "zoe@customer.example", "METHOD:CANCEL").len(),
+        1
+    );
+}

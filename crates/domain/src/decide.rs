@@ -11,7 +11,7 @@ use crate::ids::{MailboxId, RecordId, RemoteId, UserId};
 use crate::records::{ActivityState, Appointment, Entity, Record, RecordBody, ShowAs};
 use crate::rules::RuleId;
 use crate::settings::{OrgSettings, SettingUsed, TaskDeletionMode};
-use crate::state::{IntentKind, Link, MailboxState};
+use crate::state::{IntentKind, Link, LinkStatus, MailboxState, PendingIntent};
 use crate::time::{Duration, Timestamp};
 
 /// What `decide` needs besides the state: the organization's settings and the time.
@@ -222,6 +222,12 @@ impl<'a> Decider<'a> {
             Event::AddressApproved(p) if !p.approved && s.id.as_ref() == Some(&p.mailbox) => {
                 self.approval_withdrawn();
             }
+            // R82: a row version this mailbox has already received (re-delivered) or an older
+            // one (arriving late) decides nothing, linked or not: a decided delete or
+            // cancellation never comes back by itself.
+            Event::RecordUpserted(RecordUpserted { record })
+            | Event::OwnerChanged(OwnerChanged { record, .. })
+                if s.already_seen(record) => {}
             Event::RecordUpserted(p) if self.act_enabled() => {
                 self.reconcile(&p.record, Cause::Upsert, &s.filters, None);
             }
@@ -1146,6 +1152,27 @@ impl<'a> Decider<'a> {
             "logically deleted"
         };
         let title = rec.title().to_string();
+        if link.status == LinkStatus::Creating {
+            // R27 (and R42, R45): a delete needs a linked item. Nothing was written to the
+            // mail server yet, so nothing is deleted there and no attendee hears of it: the
+            // pending create (and any update queued behind it) is withdrawn.
+            let rule = match rec.entity() {
+                Entity::Contact => 42,
+                Entity::Task => 45,
+                _ => 27,
+            };
+            self.unlink(
+                rule,
+                rec,
+                link,
+                format!(
+                    "\"{title}\" {kind} before its create was carried out: the create is withdrawn; \
+                     nothing was written to the mailbox or sent to attendees, so nothing is deleted or cancelled"
+                ),
+                used,
+            );
+            return;
+        }
         match &link.synced.body {
             RecordBody::Appointment(a) => {
                 let me = self.state.owner.as_ref();
@@ -1766,6 +1793,10 @@ impl<'a> Decider<'a> {
 
     fn intent_succeeded(&mut self, p: &IntentSucceeded) {
         let s = self.state;
+        if let Some(create) = s.withdrawn.get(&p.intent) {
+            self.withdrawn_create_succeeded(p, create);
+            return;
+        }
         let Some(intent) = s.intents.get(&p.intent) else {
             return;
         };
@@ -1813,6 +1844,70 @@ impl<'a> Decider<'a> {
                 ),
                 record: intent.record.clone(),
                 remote,
+            }),
+        );
+    }
+
+    /// R27 (R42, R45): a create withdrawn while it was already being carried out succeeded
+    /// anyway. The row is not synced to this mailbox, so the item it made is deleted, and the
+    /// invitation it sent, if any, is cancelled: what attendees were told is taken back.
+    fn withdrawn_create_succeeded(&mut self, p: &IntentSucceeded, create: &PendingIntent) {
+        let Some(remote) = p.remote.clone().or_else(|| create.remote.clone()) else {
+            return;
+        };
+        let record = create.record.clone();
+        let rec = self.state.records.get(&record).cloned();
+        let title = rec
+            .as_ref()
+            .map(|r| r.title().to_string())
+            .unwrap_or_else(|| record.to_string());
+        let rule = match rec.as_ref().map(|r| r.entity()) {
+            Some(Entity::Contact) => 42,
+            Some(Entity::Task) => 45,
+            _ => 27,
+        };
+        let version = rec.as_ref().map_or(0, |r| r.version);
+        self.push(
+            rule,
+            Event::DeleteIntent(DeleteIntent {
+                basis: basis(
+                    format!(
+                        "\"{title}\" was created as {remote} by a create withdrawn while it was being carried out; \
+                         the row is not synced to this mailbox, so the item is deleted"
+                    ),
+                    vec![],
+                ),
+                record: record.clone(),
+                remote: Some(remote.clone()),
+                target: Side::MailServer,
+                key: format!("{}/{}/delete-withdrawn/{}", self.mailbox_id(), record, p.intent),
+            }),
+        );
+        let (Some((notified, _)), Some(a)) =
+            (create.notifies, rec.as_ref().and_then(|r| r.appointment()))
+        else {
+            return;
+        };
+        let attendees = attendee_addresses(a);
+        if attendees.is_empty() {
+            return;
+        }
+        self.push(
+            rule,
+            Event::CancelIntent(CancelIntent {
+                basis: basis(
+                    format!(
+                        "the withdrawn create of \"{title}\" sent an invitation before it was withdrawn: \
+                         {} attendee(s) get a cancellation",
+                        attendees.len()
+                    ),
+                    vec![],
+                ),
+                record: record.clone(),
+                remote: Some(remote),
+                attendees,
+                version: notified.max(version),
+                key: self.key("cancel", &record, notified),
             }),
         );
     }

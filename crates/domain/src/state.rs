@@ -57,7 +57,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 4;
+pub const SNAPSHOT_VERSION: u8 = 5;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +219,9 @@ pub struct MailboxState {
     pub notified: BTreeSet<(RecordId, u64, IntentKind)>,
     /// Server items the listings could not read, by server id (R12, R79).
     pub failing_items: BTreeMap<RemoteId, FailingItem>,
+    /// Creates withdrawn before their outcome (the row left the union while Creating, R27):
+    /// one that was already being carried out and still succeeds made an item to delete.
+    pub withdrawn: BTreeMap<EventId, PendingIntent>,
 }
 
 mod filter_set_serde {
@@ -280,6 +283,14 @@ impl MailboxState {
                 f.in_current_listing = false;
             }
         }
+    }
+
+    /// Whether this mailbox has already received `record`'s version of the row, or a newer
+    /// one (R82: re-delivered and stale snapshots decide nothing and change nothing).
+    pub fn already_seen(&self, record: &Record) -> bool {
+        self.records
+            .get(&record.id)
+            .is_some_and(|known| known.version >= record.version)
     }
 
     /// The active link of a row, if any.
@@ -363,6 +374,7 @@ impl MailboxState {
             Event::ListingPartial(p) => self.end_listing(p.workload),
             Event::CursorReset(_) | Event::EmailReceived(_) => {}
             Event::IntentSucceeded(p) => {
+                self.withdrawn.remove(&p.intent);
                 if let Some(intent) = self.intents.remove(&p.intent)
                     && intent.kind == IntentKind::Delete
                     && let Some(link) = self.links.get_mut(&intent.record)
@@ -376,7 +388,9 @@ impl MailboxState {
                 }
             }
             // What a failure does is decided (`error_classified`, R12) and applied there.
-            Event::IntentFailed(_) => {}
+            Event::IntentFailed(p) => {
+                self.withdrawn.remove(&p.intent);
+            }
             Event::CreateIntent(p) => self.create_intent(
                 meta.id,
                 p.record.clone(),
@@ -400,6 +414,31 @@ impl MailboxState {
             Event::LinkCreated(p) => self.link_created(p.record.clone(), p.remote.clone()),
             Event::Unlinked(p) => {
                 if let Some(link) = self.links.get_mut(&p.record) {
+                    if link.status == LinkStatus::Creating {
+                        // Withdrawn before it was carried out: the pending create and the
+                        // updates behind it are not carried out, and what they would have told
+                        // attendees was never told (R82 may decide it again).
+                        let withdrawn: Vec<EventId> = self
+                            .intents
+                            .iter()
+                            .filter(|(_, i)| {
+                                i.record == p.record
+                                    && !i.to_crm
+                                    && matches!(i.kind, IntentKind::Create | IntentKind::Update)
+                            })
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in withdrawn {
+                            if let Some(i) = self.intents.remove(&id) {
+                                if let Some((version, kind)) = i.notifies {
+                                    self.notified.remove(&(i.record.clone(), version, kind));
+                                }
+                                if i.kind == IntentKind::Create {
+                                    self.withdrawn.insert(id, i);
+                                }
+                            }
+                        }
+                    }
                     link.status = LinkStatus::Unlinked;
                     link.create = None;
                     if let Some(r) = link.remote.take() {
@@ -499,6 +538,9 @@ impl MailboxState {
 
     /// `record_upserted`: the latest snapshot of the row.
     fn upserted(&mut self, record: Record) {
+        if self.already_seen(&record) {
+            return;
+        }
         self.deleted.remove(&record.id);
         let rec = Arc::new(record);
         // The first CRM snapshot of a row created from a server item is adopted as what the
@@ -514,6 +556,9 @@ impl MailboxState {
 
     /// `owner_changed`: the snapshot after the reassignment.
     fn owner_changed(&mut self, record: Record) {
+        if self.already_seen(&record) {
+            return;
+        }
         self.records.insert(record.id.clone(), Arc::new(record));
     }
 

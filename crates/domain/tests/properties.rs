@@ -4,7 +4,9 @@
 //! - replay equals live processing, through the codec and through snapshots;
 //! - what-if with unchanged settings changes nothing;
 //! - no sequence panics, and nothing is deleted on the mail server without a cause;
-//! - a setting whose value changes a decision is named in the basis of the decisions.
+//! - a setting whose value changes a decision is named in the basis of the decisions;
+//! - re-delivered and stale CRM snapshots decide nothing: a deleted or cancelled meeting is
+//!   created again only by a newer version.
 
 #[path = "gen/mod.rs"]
 mod generators;
@@ -284,7 +286,12 @@ fn delete_violations(before: &MailboxState, obs: &Event, decisions: &[Decision])
         if d.event.class() != EventClass::Decision {
             v.push(format!("decide returned a non-decision {}", d.event.name()));
         }
-        if let Some(record) = server_delete(d) {
+        // A create withdrawn while it was being carried out (R27) that succeeds anyway: the
+        // item it made is deleted and its invitation cancelled; the cause is the CRM change
+        // that withdrew it, recorded before.
+        let withdrawn =
+            matches!(obs, Event::IntentSucceeded(p) if before.withdrawn.contains_key(&p.intent));
+        if let Some(record) = server_delete(d).filter(|_| !withdrawn) {
             if !may_delete_on_server(obs) {
                 v.push(format!(
                     "{} ({}) on the mail server for {record} was caused by {}, which is no delete cause",
@@ -412,6 +419,126 @@ fn unnamed_settings(journal: &[Entry], settings: &OrgSettings) -> Vec<String> {
     out
 }
 
+/// Replays the observations of `journal` with copies of earlier CRM snapshots (`record_upserted`,
+/// `owner_changed`) delivered again at later points (`redeliveries`: which earlier observation,
+/// after which one), deciding live. Returns the violations: a re-delivered or stale snapshot
+/// that decided something, or a create for a row whose delete or cancellation was decided,
+/// caused by anything but a newer version of it (or a filter, access or enable change).
+fn redelivery_violations(
+    journal: &[Entry],
+    redeliveries: &[(Index, Index)],
+    settings: &OrgSettings,
+) -> Vec<String> {
+    use ledgersync_domain::RecordId;
+    use std::collections::{BTreeMap, BTreeSet};
+    let crm: Vec<&Entry> = journal
+        .iter()
+        .filter(|e| matches!(e.obs, Event::RecordUpserted(_) | Event::OwnerChanged(_)))
+        .collect();
+    let mut extra: BTreeMap<usize, Vec<Event>> = BTreeMap::new();
+    if !crm.is_empty() && !journal.is_empty() {
+        for (which, after) in redeliveries {
+            let e = crm[which.index(crm.len())];
+            let pos = journal
+                .iter()
+                .position(|j| j.id == e.id)
+                .expect("in the journal");
+            let at = pos + after.index(journal.len() - pos);
+            extra.entry(at).or_default().push(e.obs.clone());
+        }
+    }
+    let snapshot = |e: &Event| match e {
+        Event::RecordUpserted(p) => Some(p.record.clone()),
+        Event::OwnerChanged(p) => Some(p.record.clone()),
+        _ => None,
+    };
+    let mut state = MailboxState::default();
+    let mut seen: BTreeMap<RecordId, u64> = BTreeMap::new();
+    let mut removed: BTreeSet<RecordId> = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut next = 1u128 << 100;
+    for (i, e) in journal.iter().enumerate() {
+        let mut batch = vec![e.obs.clone()];
+        batch.extend(extra.remove(&i).unwrap_or_default());
+        for obs in batch {
+            let decisions = decide(
+                &state,
+                &obs,
+                &Context {
+                    settings,
+                    now: e.at,
+                },
+            );
+            let snap = snapshot(&obs);
+            let stale = snap
+                .as_ref()
+                .is_some_and(|r| seen.get(&r.id).is_some_and(|v| *v >= r.version));
+            if stale && !decisions.is_empty() {
+                out.push(format!(
+                    "{} re-delivered or stale decided: {}",
+                    short(&obs),
+                    decisions
+                        .iter()
+                        .map(|d| format!("{} {}", d.rule, d.event.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            for d in &decisions {
+                match &d.event {
+                    Event::DeleteIntent(p) if p.target == Side::MailServer => {
+                        removed.insert(p.record.clone());
+                    }
+                    Event::CancelIntent(p) => {
+                        removed.insert(p.record.clone());
+                    }
+                    Event::CreateIntent(p) if removed.contains(&p.record) => {
+                        let newer = snap.as_ref().is_some_and(|r| r.id == p.record && !stale);
+                        let other_cause = matches!(
+                            obs,
+                            Event::FilterChanged(_)
+                                | Event::AccessRegained(_)
+                                | Event::MailboxTested(_)
+                        );
+                        if !newer && !other_cause {
+                            out.push(format!(
+                                "{} created {} again after its delete",
+                                short(&obs),
+                                p.record
+                            ));
+                        }
+                        removed.remove(&p.record);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(r) = &snap {
+                let v = seen.entry(r.id.clone()).or_default();
+                *v = (*v).max(r.version);
+            }
+            next += 1;
+            state.apply(
+                EventMeta {
+                    id: EventId::from_u128(next),
+                    at: e.at,
+                },
+                &obs,
+            );
+            for d in decisions {
+                next += 1;
+                state.apply(
+                    EventMeta {
+                        id: EventId::from_u128(next),
+                        at: e.at,
+                    },
+                    &d.event,
+                );
+            }
+        }
+    }
+    out
+}
+
 /// `cases` cases from a fixed seed, so a run is reproducible without regression files;
 /// `PROPTEST_CASES=n` and `PROPTEST_RNG_SEED=n` search longer or elsewhere.
 fn config(cases: u32) -> ProptestConfig {
@@ -477,6 +604,19 @@ proptest! {
         let run = live_unchecked(&sc, &sc.settings);
         let unnamed = unnamed_settings(&run.journal, &sc.settings);
         prop_assert!(unnamed.is_empty(), "{}\njournal:\n{}", unnamed.join("\n"), describe(&run.journal));
+    }
+
+    /// R82: CRM snapshots delivered again, or late (older versions after newer ones), decide
+    /// nothing; a meeting whose delete or cancellation was decided comes back only with a newer
+    /// version (or a filter, access or enable change) that puts it back.
+    #[test]
+    fn redelivered_and_stale_crm_changes_never_bring_a_deleted_meeting_back(
+        sc in generators::scenario(1..60),
+        redeliveries in proptest::collection::vec((any::<Index>(), any::<Index>()), 1..12),
+    ) {
+        let run = live_unchecked(&sc, &sc.settings);
+        let violations = redelivery_violations(&run.journal, &redeliveries, &sc.settings);
+        prop_assert!(violations.is_empty(), "{}\njournal:\n{}", violations.join("\n"), describe(&run.journal));
     }
 
     /// No sequence panics; a delete or cancellation on the mail server has a CRM-side cause and
@@ -845,15 +985,20 @@ use ledgersync_domain::records::{ContactState, Entity};
 use ledgersync_domain::state::LinkStatus;
 use ledgersync_domain::{Duration, RecordId, RemoteId};
 
-/// Found by `never_panics_never_deletes_without_a_cause`: a delete decided while the row's create
-/// is still pending carries no server item (`remote: None`), and when the create then succeeds
-/// nothing names the item it created, so the row's copy stays on the server.
+/// R27 (R45 for tasks): a row that leaves the union while its create is pending has nothing on
+/// the server to delete: the create is withdrawn, no delete is decided. If the create was
+/// already being carried out and succeeds anyway, the item it made is deleted.
 #[test]
-fn a_delete_decided_while_the_create_is_pending_names_the_created_item() {
+fn r27_a_delete_decided_while_the_create_is_pending_withdraws_it_and_deletes_what_it_made_anyway() {
     let mut h = Hand::enabled();
     let create = only(&h.upsert(task("task-1", 1, "u1", None)), "create_intent");
     let lost = h.access_lost(&["task-1"]);
-    assert_eq!(server_deletes(&lost).len(), 1, "{:?}", names(&lost));
+    assert!(server_deletes(&lost).is_empty(), "{:?}", names(&lost));
+    only(&lost, "unlinked");
+    assert!(
+        !h.state.intents.contains_key(&create),
+        "the withdrawn create is no longer pending"
+    );
     h.succeed(create, Some("srv-1"));
     let srv1 = Some(RemoteId::new("srv-1"));
     assert!(
@@ -889,21 +1034,20 @@ fn a_create_that_completes_after_the_row_was_unlinked_does_not_relink_it() {
     );
 }
 
-/// Found by the link checks: a failed delete of a row whose create is still pending puts the
-/// link back to Linked, with no server item.
+/// Found by the link checks (then: a failed delete of a row still being created put the link
+/// back to Linked with no server item). A row that leaves the union while Creating has its
+/// create withdrawn; if that create was in flight and fails, the row stays unlinked with
+/// nothing pending and nothing decided.
 #[test]
-fn a_failed_delete_of_a_row_still_being_created_does_not_mark_it_linked() {
+fn a_withdrawn_create_that_fails_leaves_the_row_unlinked_with_nothing_pending() {
     let mut h = Hand::enabled();
-    only(&h.upsert(task("task-1", 1, "u1", None)), "create_intent");
-    let delete = only(&h.access_lost(&["task-1"]), "delete_intent");
-    h.fail(delete);
+    let create = only(&h.upsert(task("task-1", 1, "u1", None)), "create_intent");
+    only(&h.access_lost(&["task-1"]), "unlinked");
+    h.fail(create);
     let link = &h.state.links[&RecordId::new("task-1")];
-    assert!(
-        !(link.status == LinkStatus::Linked && link.remote.is_none()),
-        "after the failed delete task-1 is {:?} with remote {:?}; its create is still pending",
-        link.status,
-        link.remote
-    );
+    assert_eq!(link.status, LinkStatus::Unlinked);
+    assert!(h.state.intents.is_empty(), "{:?}", h.state.intents);
+    assert!(h.state.withdrawn.is_empty(), "{:?}", h.state.withdrawn);
 }
 
 /// Found by `never_panics_never_deletes_without_a_cause`: a failed delete is retried by whatever

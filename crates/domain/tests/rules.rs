@@ -1485,6 +1485,90 @@ fn r28_canceled_in_crm_is_not_propagated_from_an_attendees_mailbox() {
 }
 
 #[test]
+fn r82_a_meeting_deleted_by_a_propagated_cancellation_is_not_created_again_by_the_same_line() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.settings.propagate_appointment_cancellations = true;
+    let a = team_meeting("a1", "jayne", mb.now);
+    let remote = mb.sync_new(&a);
+    let canceled = changed_appointment(&a, |a| a.state = ActivityState::Canceled);
+    let ds = mb.feed(upsert(&canceled));
+    assert_eq!(summary(&ds), [(28, "delete_intent"), (28, "cancel_intent")]);
+    let delete = mb.id_of(|e| matches!(e, Event::DeleteIntent(_)));
+    mb.succeed(delete);
+    assert_eq!(mb.link(&a.id).status, LinkStatus::Deleted);
+
+    let pending = mb.state.intents.clone();
+
+    // The CRM (or a bus) delivers the same line again, and then the older version.
+    assert!(
+        mb.feed(upsert(&canceled)).is_empty(),
+        "a re-delivered version decides nothing"
+    );
+    assert!(
+        mb.feed(upsert(&a)).is_empty(),
+        "an older version decides nothing"
+    );
+    assert_eq!(mb.state.records[&a.id].version, canceled.version);
+    assert_eq!(mb.state.intents, pending, "no new intent");
+    assert_eq!(mb.link(&a.id).remote, None);
+    let _ = remote;
+}
+
+#[test]
+fn r82_a_stale_version_after_an_organizer_change_decides_nothing() {
+    let mut jayne = Mailbox::ready("jayne");
+    let a1 = team_meeting("a1", "jayne", jayne.now);
+    jayne.sync_new(&a1);
+    let a2 = changed_appointment(&a1, |a| a.organizer = Some(crm_user("paul")));
+    let ds = jayne.feed(upsert(&a2));
+    assert!(deletes(&ds).len() == 1, "{:?}", summary(&ds));
+    let delete = jayne.id_of(|e| matches!(e, Event::DeleteIntent(_)));
+    jayne.succeed(delete);
+
+    // Version 1 arrives late: Jayne is its organizer, but version 2 was already decided.
+    assert!(jayne.feed(upsert(&a1)).is_empty());
+    assert!(jayne.feed(owner_changed(&a1, "zoe")).is_empty());
+    assert_eq!(jayne.state.records[&a1.id].version, a2.version);
+    // A newer version that puts it back is decided as usual.
+    let a3 = changed_appointment(&a2, |a| a.organizer = Some(crm_user("jayne")));
+    assert_eq!(summary(&jayne.feed(upsert(&a3))), [(17, "create_intent")]);
+}
+
+#[test]
+fn r27_a_row_that_leaves_the_union_before_its_create_is_carried_out_sends_nothing() {
+    let mut mb = Mailbox::ready("jayne");
+    let a = team_meeting("a1", "jayne", mb.now);
+    let created = mb.feed(upsert(&a));
+    let (_, c) = one(creates(&created), &created);
+    assert!(c.item.notify_attendees, "the create would invite");
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+
+    // Deleted in the CRM before any connector ran (crm apply without serve).
+    let ds = mb.feed(deleted(&a));
+    assert_eq!(
+        summary(&ds),
+        [(27, "unlinked")],
+        "no delete, no cancellation"
+    );
+    assert!(
+        mb.state.intents.is_empty(),
+        "the create is withdrawn: {:?}",
+        mb.state.intents
+    );
+    assert_eq!(mb.link(&a.id).status, LinkStatus::Unlinked);
+
+    // The create was already being carried out and succeeds anyway: its item is deleted and its
+    // invitation cancelled.
+    let ds = mb.feed(Event::IntentSucceeded(IntentSucceeded {
+        intent: create,
+        remote: Some(RemoteId::new("jayne/a1.ics")),
+        etag: None,
+    }));
+    assert_eq!(summary(&ds), [(27, "delete_intent"), (27, "cancel_intent")]);
+    assert_eq!(one(cancels(&ds), &ds).1.attendees, team_addresses());
+}
+
+#[test]
 fn r29_organizer_change_deletes_old_organizers_copy_and_creates_new_organizers() {
     let mut jayne = Mailbox::ready("jayne");
     let mut paul = Mailbox::ready("paul");

@@ -184,6 +184,10 @@ pub fn summarize(decisions: &[(RuleId, Event)], entity: Option<Entity>) -> Strin
             Event::CancelIntent(p) => {
                 format!("cancellation sent to {} attendee(s)", p.attendees.len())
             }
+            // No server item yet: the row was still waiting for its create, which is withdrawn.
+            Event::Unlinked(p) if p.remote.is_none() => {
+                "create withdrawn before it was carried out, nothing written or sent".into()
+            }
             Event::Unlinked(_) => format!("unlinked, {place}"),
             Event::NoAction(_) => format!("left unchanged ({rule})"),
             Event::LinkCreated(_) => "linked".into(),
