@@ -18,6 +18,7 @@ mod maildir;
 mod parse;
 mod vdir;
 mod writes;
+mod zone;
 
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 pub use hash::fnv1a64;
