@@ -24,3 +24,4 @@ pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 pub use hash::fnv1a64;
 pub use vdir::{DEFAULT_TRACKING_CATEGORY, VdirConfig, VdirConnector};
 pub use writes::{OWN_DIR, UNSUPPORTED};
+pub use zone::time_zone;

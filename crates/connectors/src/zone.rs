@@ -276,6 +276,17 @@ fn offset(v: &str) -> Option<i32> {
     Some(sign * (h * 3600 + m * 60 + s))
 }
 
+/// A mailbox owner's zone by its IANA name (`Europe/Berlin`, `America/New_York`, `UTC`), for
+/// [`crate::VdirConfig::timezone`]. `Err`: what to write instead.
+pub fn time_zone(name: &str) -> Result<Tz, String> {
+    name.trim().parse::<Tz>().map_err(|_| {
+        format!(
+            "`{name}` is not a time zone of the IANA database; write a name such as \
+             \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
+        )
+    })
+}
+
 /// The UTC instant of a local (wall-clock) time in the owner's zone; `None` zone: UTC. A time
 /// skipped by a daylight-saving jump is read one hour later, an ambiguous one as the earlier.
 pub(crate) fn local_to_utc(local: NaiveDateTime, zone: Option<Tz>) -> Timestamp {
