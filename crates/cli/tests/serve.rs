@@ -699,7 +699,8 @@ fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organi
         r["start"] = start.clone().into();
         r["end"] = end.clone().into();
         r["location"] = "Workshop".into();
-        r["optional"] = serde_json::json!([{"email": "river@customer.example", "name": "River Tam"}]);
+        r["optional"] =
+            serde_json::json!([{"email": "river@customer.example", "name": "River Tam"}]);
     });
     let out = site.apply(&moved);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -721,13 +722,23 @@ fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organi
         let text = wait_for(&serve, "the moved meeting in every copy", || {
             copy(user).filter(|t| holds_all(t))
         });
-        assert_eq!(sequence_of(&text), if user == "jayne" { 5 } else { 4 }, "{text}");
+        assert_eq!(
+            sequence_of(&text),
+            if user == "jayne" { 5 } else { 4 },
+            "{text}"
+        );
     }
-    for attendee in ["paul@serenity.example", "zoe@customer.example", "river@customer.example"] {
+    for attendee in [
+        "paul@serenity.example",
+        "zoe@customer.example",
+        "river@customer.example",
+    ] {
         let update = wait_for(&serve, "the update request", || {
             messages(&site, attendee, "METHOD:REQUEST")
                 .into_iter()
-                .find(|m| m.contains("Subject: Updated: Bike repair") || attendee.starts_with("river"))
+                .find(|m| {
+                    m.contains("Subject: Updated: Bike repair") || attendee.starts_with("river")
+                })
         });
         assert!(holds_all(&update), "{attendee}:\n{update}");
         assert_eq!(sequence_of(&update), 5, "{update}");
@@ -738,9 +749,9 @@ fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organi
         r["start"] = moved_value(&moved, "start");
         r["end"] = moved_value(&moved, "end");
         r["location"] = "Workshop".into();
-        r["organizer"] =
-            serde_json::json!({"user": "paul", "email": "paul@serenity.example", "name": "Paul Blart"});
-        r["required"] = serde_json::json!([{"email": "zoe@customer.example", "name": "Zoe Washburne"}]);
+        r["organizer"] = serde_json::json!({"user": "paul", "email": "paul@serenity.example", "name": "Paul Blart"});
+        r["required"] =
+            serde_json::json!([{"email": "zoe@customer.example", "name": "Zoe Washburne"}]);
     });
     let out = site.apply(&handed_over);
     assert!(out.status.success(), "{}", stderr(&out));

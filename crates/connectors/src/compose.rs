@@ -292,7 +292,10 @@ fn todo_lines(
         let at = t.actual_end.map(utc);
         l.push(format!(
             "COMPLETED:{}",
-            completed_at.map(str::to_string).or(at).unwrap_or_else(now_stamp)
+            completed_at
+                .map(str::to_string)
+                .or(at)
+                .unwrap_or_else(now_stamp)
         ));
     } else {
         let percent = t.percent_complete.min(99);
@@ -382,8 +385,14 @@ fn card_owned(c: &Contact, write: &ItemWrite) -> [(&'static str, Option<String>)
             "EMAIL",
             non_empty(&c.email, format!("EMAIL;TYPE=INTERNET:{}", c.email.trim())),
         ),
-        ("TEL", non_empty(&c.phone, format!("TEL:{}", escape(&c.phone)))),
-        ("ORG", non_empty(&c.company, format!("ORG:{}", escape(&c.company)))),
+        (
+            "TEL",
+            non_empty(&c.phone, format!("TEL:{}", escape(&c.phone))),
+        ),
+        (
+            "ORG",
+            non_empty(&c.company, format!("ORG:{}", escape(&c.company))),
+        ),
     ]
 }
 
@@ -395,7 +404,11 @@ pub fn contact(uid: &str, record: &Record, c: &Contact, write: &ItemWrite) -> St
         format!("PRODID:{PRODID}"),
         format!("UID:{uid}"),
     ];
-    l.extend(card_owned(c, write).into_iter().filter_map(|(_, line)| line));
+    l.extend(
+        card_owned(c, write)
+            .into_iter()
+            .filter_map(|(_, line)| line),
+    );
     l.push(format!(
         "X-LEDGERSYNC-RECORD:{}",
         escape(record.id.as_str())
@@ -512,7 +525,9 @@ pub fn edit_calendar(
         if users.is_empty() {
             if todo {
                 let due = lines::property(&lines, begin, end, "DUE").is_some()
-                    || record.and_then(Record::task).is_some_and(|t| t.due.is_some());
+                    || record
+                        .and_then(Record::task)
+                        .is_some_and(|t| t.due.is_some());
                 body.extend(task_alarm(due.then_some(Timestamp(0))));
             } else {
                 body.extend(relative_alarm());
@@ -544,9 +559,8 @@ fn intent_only(
         owned.push("TRANSP");
         l.push(transp(show_as).into());
     }
-    let reopen = todo
-        && !write.completed
-        && old_status.is_some_and(|s| s.eq_ignore_ascii_case("COMPLETED"));
+    let reopen =
+        todo && !write.completed && old_status.is_some_and(|s| s.eq_ignore_ascii_case("COMPLETED"));
     if todo && (write.completed || reopen) {
         owned.extend(["STATUS", "PERCENT-COMPLETE", "COMPLETED"]);
     }
@@ -633,7 +647,10 @@ mod tests {
         let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t1\r\nSUMMARY:Old\r\n\
             X-OTHER:kept\r\nSEQUENCE:3\r\nSTATUS:NEEDS-ACTION\r\nBEGIN:VALARM\r\nACTION:AUDIO\r\n\
             TRIGGER:-PT5M\r\nEND:VALARM\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
-        let mailbox = Mailbox { owner: "paul@serenity.example", zone: None };
+        let mailbox = Mailbox {
+            owner: "paul@serenity.example",
+            zone: None,
+        };
         let out = edit_calendar(text, &write("New"), None, mailbox).expect("edits");
         let lines = unfold(&out);
         assert!(lines.contains(&"SUMMARY:New".to_string()));

@@ -74,7 +74,12 @@ impl Meeting {
     }
 
     /// The calendar object of the cancellation, with the meeting's `SEQUENCE` `sequence`.
-    pub(crate) fn cancel_ics(&self, organizer: &str, attendees: &[String], sequence: u64) -> String {
+    pub(crate) fn cancel_ics(
+        &self,
+        organizer: &str,
+        attendees: &[String],
+        sequence: u64,
+    ) -> String {
         let mut l: Vec<String> = vec![
             "BEGIN:VCALENDAR".into(),
             "VERSION:2.0".into(),
@@ -140,7 +145,10 @@ impl VdirConnector {
         // same number every mailbox derives; never below what the item already carries.
         // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
         let sequence = record
-            .and_then(|r| r.appointment().map(|a| compose::sequence_of(r, a, &self.config.owner)))
+            .and_then(|r| {
+                r.appointment()
+                    .map(|a| compose::sequence_of(r, a, &self.config.owner))
+            })
             .map_or(meeting.sequence, |s| s.max(meeting.sequence));
         let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
         let subject = if meeting.summary.is_empty() {
@@ -389,8 +397,11 @@ mod tests {
         let m = Meeting::from_ics(ics).expect("a meeting");
         assert_eq!(m.organizer.as_deref(), Some("paul@serenity.example"));
         assert_eq!(m.summary, "Quarterly review, Q4");
-        let out =
-            unfold(&m.cancel_ics("paul@serenity.example", &["jayne@serenity.example".into()], 3));
+        let out = unfold(&m.cancel_ics(
+            "paul@serenity.example",
+            &["jayne@serenity.example".into()],
+            3,
+        ));
         for line in [
             "METHOD:CANCEL",
             "UID:m-1",

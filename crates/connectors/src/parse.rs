@@ -1,5 +1,7 @@
 //! Turning an `.ics` or `.vcf` file into the fields the rules read, with calcard.
 
+use crate::lines::unfold;
+use crate::zone::{CustomZone, local_to_utc};
 use calcard::Entry;
 use calcard::common::{IanaString, PartialDateTime};
 use calcard::icalendar::timezone::TzResolver;
@@ -7,12 +9,10 @@ use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarProperty, ICalendarValue,
 };
 use calcard::vcard::{VCard, VCardProperty, VCardValue};
-use ledgersync_domain::event::{RemoteFields, TrackedBy};
-use ledgersync_domain::records::ShowAs;
-use crate::lines::unfold;
-use crate::zone::{CustomZone, local_to_utc};
 use chrono::{NaiveDate, NaiveDateTime};
 use chrono_tz::Tz;
+use ledgersync_domain::event::{RemoteFields, TrackedBy};
+use ledgersync_domain::records::ShowAs;
 use ledgersync_domain::time::{Duration, Timestamp, timestamp_from_civil};
 
 /// What a file says, as the rules need it.
@@ -195,11 +195,7 @@ fn date_of(
 
 /// A date or date-time without its zone, as wall-clock time.
 fn naive(d: &PartialDateTime) -> Option<NaiveDateTime> {
-    let date = NaiveDate::from_ymd_opt(
-        i32::from(d.year?),
-        u32::from(d.month?),
-        u32::from(d.day?),
-    )?;
+    let date = NaiveDate::from_ymd_opt(i32::from(d.year?), u32::from(d.month?), u32::from(d.day?))?;
     date.and_hms_opt(
         u32::from(d.hour.unwrap_or(0)),
         u32::from(d.minute.unwrap_or(0)),

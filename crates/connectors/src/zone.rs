@@ -220,14 +220,16 @@ fn read(block: &[String]) -> CustomZone {
         let name = name_of(line);
         let value = value_of(line).trim();
         match name.as_str() {
-            "BEGIN" if value.eq_ignore_ascii_case("STANDARD")
-                || value.eq_ignore_ascii_case("DAYLIGHT") =>
+            "BEGIN"
+                if value.eq_ignore_ascii_case("STANDARD")
+                    || value.eq_ignore_ascii_case("DAYLIGHT") =>
             {
                 current = Some(Observance::default());
             }
-            "END" if current.is_some()
-                && (value.eq_ignore_ascii_case("STANDARD")
-                    || value.eq_ignore_ascii_case("DAYLIGHT")) =>
+            "END"
+                if current.is_some()
+                    && (value.eq_ignore_ascii_case("STANDARD")
+                        || value.eq_ignore_ascii_case("DAYLIGHT")) =>
             {
                 observances.extend(current.take());
             }
@@ -293,10 +295,10 @@ pub(crate) fn local_to_utc(local: NaiveDateTime, zone: Option<Tz>) -> Timestamp 
     let Some(tz) = zone else {
         return Timestamp(local.and_utc().timestamp_millis());
     };
-    let at = tz
-        .from_local_datetime(&local)
-        .earliest()
-        .or_else(|| tz.from_local_datetime(&(local + Duration::hours(1))).earliest());
+    let at = tz.from_local_datetime(&local).earliest().or_else(|| {
+        tz.from_local_datetime(&(local + Duration::hours(1)))
+            .earliest()
+    });
     match at {
         Some(at) => Timestamp(at.timestamp_millis()),
         None => Timestamp(local.and_utc().timestamp_millis()),
@@ -373,13 +375,19 @@ mod tests {
     fn all_day_dates_round_to_the_nearest_local_midnight() {
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
         let t = timestamp_from_civil(2026, 12, 22, 23, 0); // 2026-12-23T00:00+01:00
-        assert_eq!(all_day_date(t, None), NaiveDate::from_ymd_opt(2026, 12, 23).unwrap());
+        assert_eq!(
+            all_day_date(t, None),
+            NaiveDate::from_ymd_opt(2026, 12, 23).unwrap()
+        );
         assert_eq!(
             all_day_date(t, Some(berlin)),
             NaiveDate::from_ymd_opt(2026, 12, 23).unwrap()
         );
         let ny = timestamp_from_civil(2026, 12, 23, 5, 0); // 2026-12-23T00:00-05:00
-        assert_eq!(all_day_date(ny, None), NaiveDate::from_ymd_opt(2026, 12, 23).unwrap());
+        assert_eq!(
+            all_day_date(ny, None),
+            NaiveDate::from_ymd_opt(2026, 12, 23).unwrap()
+        );
         let tonga: Tz = "Pacific/Tongatapu".parse().unwrap();
         let t13 = timestamp_from_civil(2026, 12, 22, 11, 0); // 2026-12-23T00:00+13:00
         assert_eq!(

@@ -172,7 +172,10 @@ fn r18_r26_a_change_of_time_location_and_attendees_reaches_both_copies_and_the_r
         ] {
             assert!(has(text, line), "{line} missing in\n{text}");
         }
-        assert!(!text.contains("kaylee@"), "Kaylee left the meeting:\n{text}");
+        assert!(
+            !text.contains("kaylee@"),
+            "Kaylee left the meeting:\n{text}"
+        );
         assert!(!text.contains("20261124T140000Z"), "the old start:\n{text}");
     }
     // One SEQUENCE per meeting: 2 · 2 + 1 for the organizer's copy and request, 2 · 2 for the
@@ -225,11 +228,7 @@ fn r18_an_update_keeps_x_properties_the_users_alarm_rrule_and_an_override_placed
     let text = fs::read_to_string(&path).unwrap();
     let l = lines(&text);
     // The override, first in the file, is untouched, byte for byte.
-    let override_block: Vec<&str> = original
-        .split("\r\n")
-        .skip(3)
-        .take(10)
-        .collect::<Vec<_>>();
+    let override_block: Vec<&str> = original.split("\r\n").skip(3).take(10).collect::<Vec<_>>();
     assert_eq!(&l[3..13], override_block.as_slice(), "{text}");
     // The master got the CRM's fields...
     let master = l[13..].to_vec();
@@ -239,10 +238,16 @@ fn r18_an_update_keeps_x_properties_the_users_alarm_rrule_and_an_override_placed
         "DTSTART:20261124T140000Z",
         "SEQUENCE:9",
     ] {
-        assert!(master.iter().any(|x| x == line), "{line} missing in\n{text}");
+        assert!(
+            master.iter().any(|x| x == line),
+            "{line} missing in\n{text}"
+        );
     }
     assert!(!master.iter().any(|x| x == "LOCATION:Galley"), "{text}");
-    assert!(!master.iter().any(|x| x == "DTSTAMP:20261120T100000Z"), "{text}");
+    assert!(
+        !master.iter().any(|x| x == "DTSTAMP:20261120T100000Z"),
+        "{text}"
+    );
     // ...and kept everything the CRM does not own.
     for line in [
         "RRULE:FREQ=WEEKLY;COUNT=10",
@@ -253,7 +258,10 @@ fn r18_an_update_keeps_x_properties_the_users_alarm_rrule_and_an_override_placed
         "ACTION:AUDIO",
         "TRIGGER:-PT1H",
     ] {
-        assert!(master.iter().any(|x| x == line), "{line} missing in\n{text}");
+        assert!(
+            master.iter().any(|x| x == line),
+            "{line} missing in\n{text}"
+        );
     }
     assert_eq!(text.matches("BEGIN:VALARM").count(), 1, "{text}");
     assert_eq!(text.matches("BEGIN:VEVENT").count(), 2, "{text}");
@@ -293,14 +301,20 @@ fn an_all_day_row_is_written_on_its_local_date() {
         f.connector = VdirConnector::new(config);
         let remote = create(&mut f.connector, &rec, "mbx-paul", false);
         let text = file(&f.calendar, &remote);
-        assert!(has(&text, "DTSTART;VALUE=DATE:20261223"), "{zone:?}:\n{text}");
+        assert!(
+            has(&text, "DTSTART;VALUE=DATE:20261223"),
+            "{zone:?}:\n{text}"
+        );
         assert!(has(&text, "DTEND;VALUE=DATE:20261224"), "{zone:?}:\n{text}");
         // An update writes the same dates.
         let mut v2 = rec.clone();
         v2.version = 2;
         update(&mut f.connector, &v2, &remote, "mbx-paul", false);
         let text = file(&f.calendar, &remote);
-        assert!(has(&text, "DTSTART;VALUE=DATE:20261223"), "{zone:?}:\n{text}");
+        assert!(
+            has(&text, "DTSTART;VALUE=DATE:20261223"),
+            "{zone:?}:\n{text}"
+        );
         assert!(!text.contains("20261222"), "{zone:?}:\n{text}");
     }
     // In Berlin the date lists back as the instant the CRM sent.
@@ -344,7 +358,10 @@ fn a_vtimezone_the_zone_database_does_not_know_is_read_by_its_offsets() {
         DTEND;TZID=W. Europe Standard Time (custom):20260715T110000\r\n\
         SUMMARY:Summer\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     // Daylight time in July: 10:00 at +02:00.
-    assert_eq!(start_of(&mut f, ics), timestamp_from_civil(2026, 7, 15, 8, 0));
+    assert_eq!(
+        start_of(&mut f, ics),
+        timestamp_from_civil(2026, 7, 15, 8, 0)
+    );
     // Standard time in January: 10:00 at +01:00.
     let winter = ics.replace("20260715", "20260115");
     assert_eq!(
@@ -402,12 +419,10 @@ fn a_contact_is_written_with_its_structured_name_and_an_update_keeps_the_users_a
     }
     // The user adds a second address, a note and a work type on the phone in khard.
     let path = f.contacts.join(remote.as_str().split_once('/').unwrap().1);
-    let edited = text
-        .replace("TEL:", "TEL;TYPE=work:")
-        .replace(
-            "END:VCARD",
-            "EMAIL;TYPE=home:kaylee@home.example\r\nNOTE:engines\r\nX-KHARD:1\r\nEND:VCARD",
-        );
+    let edited = text.replace("TEL:", "TEL;TYPE=work:").replace(
+        "END:VCARD",
+        "EMAIL;TYPE=home:kaylee@home.example\r\nNOTE:engines\r\nX-KHARD:1\r\nEND:VCARD",
+    );
     write_aged(&path, &edited, 60);
 
     rec.version = 2;
@@ -440,7 +455,10 @@ fn a_contact_is_written_with_its_structured_name_and_an_update_keeps_the_users_a
     ] {
         assert!(has(&text, line), "{line} missing in\n{text}");
     }
-    assert!(!text.contains("ORG:"), "the CRM emptied the company:\n{text}");
+    assert!(
+        !text.contains("ORG:"),
+        "the CRM emptied the company:\n{text}"
+    );
 }
 
 #[test]
@@ -477,7 +495,10 @@ fn r29_after_the_organizer_change_pauls_copy_is_the_organizers_and_his_update_ou
         basis: Basis::default(),
         record: rec.id.clone(),
         remote: Some(jayne_item.clone()),
-        attendees: vec!["paul@serenity.example".into(), "zoe@customer.example".into()],
+        attendees: vec![
+            "paul@serenity.example".into(),
+            "zoe@customer.example".into(),
+        ],
         version: 2,
         key: "mbx-jayne/apt-bike-repair/cancel/v2".into(),
     });
@@ -486,7 +507,10 @@ fn r29_after_the_organizer_change_pauls_copy_is_the_organizers_and_his_update_ou
 
     let copy = file(&paul_side.calendar, &paul_item);
     assert!(
-        has(&copy, "ORGANIZER;CN=Paul Blart:mailto:paul@serenity.example"),
+        has(
+            &copy,
+            "ORGANIZER;CN=Paul Blart:mailto:paul@serenity.example"
+        ),
         "{copy}"
     );
     assert!(!copy.contains("ORGANIZER;CN=Jayne"), "{copy}");

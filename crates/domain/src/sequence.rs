@@ -46,7 +46,10 @@ mod tests {
         let jayne_request_v1 = meeting_sequence(1, true);
         let jayne_cancel_v1 = meeting_sequence(1, true);
         let attendee_copy_v1 = meeting_sequence(1, false);
-        assert_eq!((jayne_request_v1, jayne_cancel_v1, attendee_copy_v1), (3, 3, 2));
+        assert_eq!(
+            (jayne_request_v1, jayne_cancel_v1, attendee_copy_v1),
+            (3, 3, 2)
+        );
         // Version 2: Paul organizes; Jayne's logical delete cancels, Paul sends the update.
         let jayne_cancel_v2 = meeting_sequence(2, false);
         let paul_request_v2 = meeting_sequence(2, true);
