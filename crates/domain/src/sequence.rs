@@ -61,6 +61,37 @@ mod tests {
     }
 
     #[test]
+    fn the_organizer_is_recognised_by_address_without_case() {
+        use crate::records::{ActivityState, Party, Priority, ShowAs};
+        let mut a = Appointment {
+            subject: "Bike repair".into(),
+            organizer: Some(Party {
+                user: None,
+                email: "Jayne@Serenity.example".into(),
+                name: "Jayne Cobb".into(),
+            }),
+            required: vec![],
+            optional: vec![],
+            start: crate::Timestamp(0),
+            end: crate::Timestamp(0),
+            all_day: false,
+            location: String::new(),
+            body: String::new(),
+            state: ActivityState::Scheduled,
+            show_as: ShowAs::Busy,
+            priority: Priority::Normal,
+            regarding: None,
+            service: false,
+            recurrence: None,
+        };
+        assert!(organized_by_address(&a, " jayne@serenity.example "));
+        assert!(!organized_by_address(&a, "paul@serenity.example"));
+        assert!(!organized_by_address(&a, ""));
+        a.organizer = None;
+        assert!(!organized_by_address(&a, "jayne@serenity.example"));
+    }
+
+    #[test]
     fn r26_sequence_is_monotonic_in_the_version_whatever_the_role() {
         for v in 0..1000u64 {
             for a in [false, true] {
