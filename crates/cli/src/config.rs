@@ -53,6 +53,7 @@ struct MailboxSection {
     tracking_category: Option<String>,
     mass_delete_percent: Option<u8>,
     watch: Option<bool>,
+    timezone: Option<String>,
 }
 
 /// How `serve` logs.
@@ -85,6 +86,8 @@ pub struct MailboxConfig {
     pub mass_delete_percent: Option<u8>,
     /// Watch the collections and push changes made by other programs (default true).
     pub watch: bool,
+    /// The owner's IANA time zone (floating times, all-day dates); `None`: UTC.
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -286,6 +289,10 @@ impl Config {
                     "{at}: key `mass_delete_percent` must be between 1 and 100, got {p}"
                 ));
             }
+            if let Some(zone) = &m.timezone {
+                ledgersync_connectors::time_zone(zone)
+                    .map_err(|e| anyhow!("{at}: key `timezone`: {e}"))?;
+            }
             c.mailboxes.push(MailboxConfig {
                 account: m.account.unwrap_or_else(|| m.id.clone()),
                 id: m.id,
@@ -296,6 +303,7 @@ impl Config {
                 tracking_category: m.tracking_category,
                 mass_delete_percent: m.mass_delete_percent,
                 watch: m.watch.unwrap_or(true),
+                timezone: m.timezone,
             });
         }
         Ok(c)
@@ -331,6 +339,23 @@ mod tests {
             .to_string();
         assert!(e.contains("c.toml") && e.contains("#1 (`ana`)"), "{e}");
         assert!(e.contains("calendar") && e.contains("address_book"), "{e}");
+    }
+
+    #[test]
+    fn a_mailbox_time_zone_is_an_iana_name() {
+        let ok = Config::parse(
+            "[[mailbox]]\nid = \"ana\"\ncalendar = \"c\"\ntimezone = \"Europe/Berlin\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.mailboxes[0].timezone.as_deref(), Some("Europe/Berlin"));
+        let e = Config::parse(
+            "[[mailbox]]\nid = \"ana\"\ncalendar = \"c\"\ntimezone = \"Mars/Olympus\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("timezone") && e.contains("Mars/Olympus"), "{e}");
     }
 
     #[test]

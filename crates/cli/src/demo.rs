@@ -81,6 +81,7 @@ pub fn run(
             // The story waits for the service after each step (`idle`); pushes arriving on
             // their own would make the output differ from run to run.
             watch: false,
+            timezone: None,
         })
         .collect();
     crate::serve::create_collections(&config)?;

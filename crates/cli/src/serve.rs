@@ -65,6 +65,11 @@ fn endpoint(m: &MailboxConfig) -> MailboxEndpoint {
     if let Some(p) = m.mass_delete_percent {
         vdir.mass_delete_percent = p;
     }
+    // Checked when the configuration was read.
+    vdir.timezone = m
+        .timezone
+        .as_deref()
+        .and_then(|z| ledgersync_connectors::time_zone(z).ok());
     MailboxEndpoint {
         mailbox: MailboxId::new(m.id.clone()),
         vdir,

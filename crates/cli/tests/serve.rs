@@ -619,6 +619,167 @@ fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_schedule
     assert!(events.contains("push_received"), "{events}");
 }
 
+/// The example's "Bike repair" row with `changes` applied to its JSON record, at `version`.
+fn bike_repair(site: &Site, version: u64, changes: impl FnOnce(&mut Value)) -> String {
+    let example = fs::read_to_string(example_changes(site)).unwrap();
+    let mut line: Value = example
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["record"]["id"] == "apt-bike-repair")
+        .expect("the example's meeting");
+    line["record"]["version"] = version.into();
+    changes(&mut line["record"]);
+    format!("{line}\n")
+}
+
+/// Content lines with folding undone (RFC 5545 §3.1), CR removed.
+fn unfolded(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in text.split('\n') {
+        let raw = raw.trim_end_matches('\r');
+        match (raw.strip_prefix(' '), out.last_mut()) {
+            (Some(rest), Some(last)) => last.push_str(rest),
+            _ => out.push(raw.to_string()),
+        }
+    }
+    out
+}
+
+fn sequence_of(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix("SEQUENCE:"))
+        .expect("a SEQUENCE")
+        .parse()
+        .unwrap()
+}
+
+/// `20271203T143000Z` for an RFC 3339 time.
+fn ics_utc(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+#[test]
+fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organizer_outranks_the_cancel()
+ {
+    let site = Site::new();
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let out = site.apply(cadence_in_seconds());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = |user: &str| {
+        files(&site.calendar(user), "ics")
+            .pop()
+            .and_then(|p| fs::read_to_string(p).ok())
+    };
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        wait_for(&serve, "the invitation", || {
+            (!messages(&site, attendee, "METHOD:REQUEST").is_empty()).then_some(())
+        });
+    }
+    wait_for(&serve, "Paul's copy", || copy("paul"));
+
+    // Version 2: the meeting moves a day later, to the workshop, and River joins.
+    let (mut start, mut end) = (String::new(), String::new());
+    let moved = bike_repair(&site, 2, |r| {
+        let later = |t: &Value| {
+            let t = chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+            (t + chrono::Duration::days(1) + chrono::Duration::hours(4)).to_rfc3339()
+        };
+        start = later(&r["start"]);
+        end = later(&r["end"]);
+        r["start"] = start.clone().into();
+        r["end"] = end.clone().into();
+        r["location"] = "Workshop".into();
+        r["optional"] =
+            serde_json::json!([{"email": "river@customer.example", "name": "River Tam"}]);
+    });
+    let out = site.apply(&moved);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (start, end) = (ics_utc(&start), ics_utc(&end));
+    let wanted = [
+        format!("DTSTART:{start}"),
+        format!("DTEND:{end}"),
+        "LOCATION:Workshop".to_string(),
+        "ORGANIZER;CN=Jayne Cobb:mailto:jayne@serenity.example".to_string(),
+        "CN=River Tam:mailto:river@customer.example".to_string(),
+    ];
+    let holds_all = |text: &str| {
+        let lines = unfolded(text);
+        wanted
+            .iter()
+            .all(|w| lines.iter().any(|l| l.contains(w.as_str())))
+    };
+    for user in ["jayne", "paul"] {
+        let text = wait_for(&serve, "the moved meeting in every copy", || {
+            copy(user).filter(|t| holds_all(t))
+        });
+        assert_eq!(
+            sequence_of(&text),
+            if user == "jayne" { 5 } else { 4 },
+            "{text}"
+        );
+    }
+    for attendee in [
+        "paul@serenity.example",
+        "zoe@customer.example",
+        "river@customer.example",
+    ] {
+        let update = wait_for(&serve, "the update request", || {
+            messages(&site, attendee, "METHOD:REQUEST")
+                .into_iter()
+                .find(|m| {
+                    m.contains("Subject: Updated: Bike repair") || attendee.starts_with("river")
+                })
+        });
+        assert!(holds_all(&update), "{attendee}:\n{update}");
+        assert_eq!(sequence_of(&update), 5, "{update}");
+    }
+
+    // Version 3: Paul becomes the organizer, Jayne leaves the meeting (R29).
+    let handed_over = bike_repair(&site, 3, |r| {
+        r["start"] = moved_value(&moved, "start");
+        r["end"] = moved_value(&moved, "end");
+        r["location"] = "Workshop".into();
+        r["organizer"] = serde_json::json!({"user": "paul", "email": "paul@serenity.example", "name": "Paul Blart"});
+        r["required"] =
+            serde_json::json!([{"email": "zoe@customer.example", "name": "Zoe Washburne"}]);
+    });
+    let out = site.apply(&handed_over);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let paul = wait_for(&serve, "Paul's copy made the organizer's", || {
+        copy("paul").filter(|t| t.contains("ORGANIZER;CN=Paul Blart:mailto:paul@serenity.example"))
+    });
+    assert!(!paul.contains("ORGANIZER;CN=Jayne"), "{paul}");
+    assert_eq!(sequence_of(&paul), 7, "{paul}");
+    let cancel = wait_for(&serve, "Jayne's cancellation", || {
+        messages(&site, "zoe@customer.example", "METHOD:CANCEL").pop()
+    });
+    let request = wait_for(&serve, "Paul's update request", || {
+        messages(&site, "zoe@customer.example", "METHOD:REQUEST")
+            .into_iter()
+            .find(|m| m.contains("ORGANIZER;CN=Paul Blart:mailto:paul@serenity.example"))
+    });
+    assert_eq!(sequence_of(&cancel), 6, "{cancel}");
+    assert_eq!(sequence_of(&request), 7, "{request}");
+    assert!(
+        sequence_of(&request) > sequence_of(&cancel),
+        "Zoe's client keeps the meeting whichever message it reads last"
+    );
+}
+
+fn moved_value(line: &str, key: &str) -> Value {
+    serde_json::from_str::<Value>(line.trim()).unwrap()["record"][key].clone()
+}
+
 /// The number of events in the journal, answered by the running service.
 fn event_count(site: &Site) -> usize {
     let out = site.run(&["events", "--json"]);
@@ -664,7 +825,9 @@ fn r27_a_meeting_deleted_before_serve_ever_ran_sends_neither_invitation_nor_canc
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("mbx-jayne: create withdrawn before it was carried out, nothing written or sent  [R27]"),
+        stdout(&out).contains(
+            "mbx-jayne: create withdrawn before it was carried out, nothing written or sent  [R27]"
+        ),
         "{}",
         stdout(&out)
     );

@@ -14,8 +14,9 @@
 //!
 //! The message: `multipart/alternative` with a `text/plain` explanation and a
 //! `text/calendar; method=CANCEL` part holding `METHOD:CANCEL` and one VEVENT with the UID,
-//! `SEQUENCE` one above the item's, `STATUS:CANCELLED`, the ORGANIZER and one ATTENDEE line per
-//! attendee of the intent (RFC 5546 §3.2.5).
+//! the meeting's `SEQUENCE` (`ledgersync_domain::sequence`: 2 · version + 1 when this mailbox's
+//! owner organizes the row, the same number in every mailbox), `STATUS:CANCELLED`, the
+//! ORGANIZER and one ATTENDEE line per attendee of the intent (RFC 5546 §3.2.5).
 
 use crate::compose::{self, PRODID};
 use crate::connector::{failed, succeeded};
@@ -45,11 +46,13 @@ pub(crate) struct Meeting {
 }
 
 impl Meeting {
-    /// Reads the first VEVENT of a calendar object.
+    /// Reads the master VEVENT of a calendar object (the one without RECURRENCE-ID).
     pub(crate) fn from_ics(text: &str) -> Option<Meeting> {
         let l = unfold(text);
-        let (b, e, kind) = lines::component(&l, &["VEVENT"])?;
-        debug_assert_eq!(kind, "VEVENT");
+        let (b, e, kind) = compose::master(&l)?;
+        if kind != "VEVENT" {
+            return None;
+        }
         let value = |name: &str| lines::property(&l, b, e, name).map(|x| value_of(x).trim());
         let uid = value("UID")?.to_string();
         let when = lines::direct(&l, b, e)
@@ -70,8 +73,13 @@ impl Meeting {
         })
     }
 
-    /// The calendar object of the cancellation.
-    pub(crate) fn cancel_ics(&self, organizer: &str, attendees: &[String]) -> String {
+    /// The calendar object of the cancellation, with the meeting's `SEQUENCE` `sequence`.
+    pub(crate) fn cancel_ics(
+        &self,
+        organizer: &str,
+        attendees: &[String],
+        sequence: u64,
+    ) -> String {
         let mut l: Vec<String> = vec![
             "BEGIN:VCALENDAR".into(),
             "VERSION:2.0".into(),
@@ -80,7 +88,7 @@ impl Meeting {
             "BEGIN:VEVENT".into(),
             format!("UID:{}", self.uid),
             format!("DTSTAMP:{}", compose::now_stamp()),
-            format!("SEQUENCE:{}", self.sequence + 1),
+            format!("SEQUENCE:{sequence}"),
             "STATUS:CANCELLED".into(),
             format!("SUMMARY:{}", escape(&self.summary)),
             format!("ORGANIZER:mailto:{organizer}"),
@@ -133,7 +141,16 @@ impl VdirConnector {
                     .map(|o| o.email.clone())
             })
             .unwrap_or_else(|| self.config.owner.clone());
-        let ics = meeting.cancel_ics(&organizer, &p.attendees);
+        // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
+        // same number every mailbox derives; never below what the item already carries.
+        // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
+        let sequence = record
+            .and_then(|r| {
+                r.appointment()
+                    .map(|a| compose::sequence_of(r, a, &self.config.owner))
+            })
+            .map_or(meeting.sequence, |s| s.max(meeting.sequence));
+        let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
         let subject = if meeting.summary.is_empty() {
             "Canceled: meeting".to_string()
         } else {
@@ -380,8 +397,11 @@ mod tests {
         let m = Meeting::from_ics(ics).expect("a meeting");
         assert_eq!(m.organizer.as_deref(), Some("paul@serenity.example"));
         assert_eq!(m.summary, "Quarterly review, Q4");
-        let out =
-            unfold(&m.cancel_ics("paul@serenity.example", &["jayne@serenity.example".into()]));
+        let out = unfold(&m.cancel_ics(
+            "paul@serenity.example",
+            &["jayne@serenity.example".into()],
+            3,
+        ));
         for line in [
             "METHOD:CANCEL",
             "UID:m-1",

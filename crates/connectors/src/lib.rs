@@ -18,8 +18,10 @@ mod maildir;
 mod parse;
 mod vdir;
 mod writes;
+mod zone;
 
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 pub use hash::fnv1a64;
 pub use vdir::{DEFAULT_TRACKING_CATEGORY, VdirConfig, VdirConnector};
 pub use writes::{OWN_DIR, UNSUPPORTED};
+pub use zone::time_zone;

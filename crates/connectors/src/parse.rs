@@ -1,5 +1,7 @@
 //! Turning an `.ics` or `.vcf` file into the fields the rules read, with calcard.
 
+use crate::lines::unfold;
+use crate::zone::{CustomZone, local_to_utc};
 use calcard::Entry;
 use calcard::common::{IanaString, PartialDateTime};
 use calcard::icalendar::timezone::TzResolver;
@@ -7,6 +9,8 @@ use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarProperty, ICalendarValue,
 };
 use calcard::vcard::{VCard, VCardProperty, VCardValue};
+use chrono::{NaiveDate, NaiveDateTime};
+use chrono_tz::Tz;
 use ledgersync_domain::event::{RemoteFields, TrackedBy};
 use ledgersync_domain::records::ShowAs;
 use ledgersync_domain::time::{Duration, Timestamp, timestamp_from_civil};
@@ -21,9 +25,19 @@ pub struct Parsed {
 }
 
 /// Parses an iCalendar file: its first VEVENT or VTODO that is not a recurrence override.
-pub fn calendar(text: &str, tracking_category: &str) -> Result<Parsed, String> {
+/// `owner_zone` is the mailbox owner's zone (`None`: UTC), in which floating times and dates
+/// are read.
+pub fn calendar(
+    text: &str,
+    tracking_category: &str,
+    owner_zone: Option<Tz>,
+) -> Result<Parsed, String> {
     let cal = ICalendar::parse(text).map_err(describe)?;
-    let zones = cal.build_tz_resolver();
+    let zones = Zones {
+        known: cal.build_tz_resolver(),
+        lines: unfold(text),
+        owner: owner_zone,
+    };
     let main = cal
         .components
         .iter()
@@ -139,25 +153,54 @@ fn text_of(c: &ICalendarComponent, p: &ICalendarProperty) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What resolves the zone of a date-time: calcard's resolver (the IANA database, and the
+/// calendar's VTIMEZONEs that name a zone it knows), the calendar's own VTIMEZONEs read by
+/// their offsets (`zone.rs`), and the mailbox owner's zone for floating times.
+struct Zones<'a> {
+    known: TzResolver<&'a str>,
+    lines: Vec<String>,
+    owner: Option<Tz>,
+}
+
 /// A date property as a timestamp, and whether it was a date without a time. A date-time with
-/// a `TZID` is resolved through the calendar's VTIMEZONEs or the IANA database (calcard's
-/// resolver); a floating time, or a zone nobody knows, is read as UTC.
+/// a `TZID` is resolved through the IANA database or, for a zone it does not know, through the
+/// offsets of the calendar's VTIMEZONE of that name; a floating time (no `Z`, no `TZID`), a
+/// `TZID` with no VTIMEZONE anyone can read, and a date are read in the mailbox owner's zone
+/// (UTC when none is configured).
 fn date_of(
-    zones: &TzResolver<&str>,
+    zones: &Zones<'_>,
     c: &ICalendarComponent,
     p: &ICalendarProperty,
 ) -> Option<(Timestamp, bool)> {
     let entry = c.property(p)?;
     let value = entry.values.first()?.as_partial_date_time()?;
-    if value.hour.is_some()
-        && value.tz_hour.is_none()
-        && let Some(tz) = entry.tz_id().and_then(|id| zones.resolve(id))
-        && !tz.is_floating()
-        && let Some(at) = value.to_date_time_with_tz(tz)
-    {
-        return Some((Timestamp(at.timestamp_millis()), false));
+    if value.tz_hour.is_some() {
+        return timestamp(value);
     }
-    timestamp(value)
+    let local = naive(value)?;
+    let date_only = value.hour.is_none();
+    if !date_only && let Some(id) = entry.tz_id() {
+        if let Some(tz) = zones.known.resolve(id)
+            && !tz.is_floating()
+            && let Some(at) = value.to_date_time_with_tz(tz)
+        {
+            return Some((Timestamp(at.timestamp_millis()), false));
+        }
+        if let Some(zone) = CustomZone::find(&zones.lines, id) {
+            return Some((zone.to_utc(local), false));
+        }
+    }
+    Some((local_to_utc(local, zones.owner), date_only))
+}
+
+/// A date or date-time without its zone, as wall-clock time.
+fn naive(d: &PartialDateTime) -> Option<NaiveDateTime> {
+    let date = NaiveDate::from_ymd_opt(i32::from(d.year?), u32::from(d.month?), u32::from(d.day?))?;
+    date.and_hms_opt(
+        u32::from(d.hour.unwrap_or(0)),
+        u32::from(d.minute.unwrap_or(0)),
+        u32::from(d.second.unwrap_or(0)).min(59),
+    )
 }
 
 /// A date or date-time as UTC milliseconds; a UTC offset is applied, anything else is UTC.
@@ -222,7 +265,7 @@ mod tests {
 
     #[test]
     fn event_fields() {
-        let p = calendar(EVENT, "Tracked to CRM").expect("parses");
+        let p = calendar(EVENT, "Tracked to CRM", None).expect("parses");
         assert_eq!(p.tracked, Some(TrackedBy::Category));
         assert_eq!(
             p.fields,
@@ -234,7 +277,7 @@ mod tests {
                 show_as: ShowAs::Free,
             }
         );
-        let other = calendar(EVENT, "Something else").expect("parses");
+        let other = calendar(EVENT, "Something else", None).expect("parses");
         assert_eq!(other.tracked, None);
     }
 
@@ -244,7 +287,7 @@ mod tests {
             DTSTAMP:20261120T100000Z\nDTSTART;TZID=Europe/Berlin:20261124T150000\n\
             DTEND;TZID=America/New_York:20260701T120000\nSUMMARY:zones\nEND:VEVENT\n\
             END:VCALENDAR\n";
-        match calendar(ics, "x").expect("parses").fields {
+        match calendar(ics, "x", None).expect("parses").fields {
             RemoteFields::Appointment { start, end, .. } => {
                 // CET is UTC+1 in November; EDT is UTC-4 in July.
                 assert_eq!(start, timestamp_from_civil(2026, 11, 24, 14, 0));
@@ -259,7 +302,7 @@ mod tests {
         let todo = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nBEGIN:VTODO\nUID:t\n\
             DTSTAMP:20261120T100000Z\nSUMMARY:Call back\nSTATUS:COMPLETED\n\
             DUE;VALUE=DATE:20261201\nEND:VTODO\nEND:VCALENDAR\n";
-        let p = calendar(todo, "Tracked to CRM").expect("parses");
+        let p = calendar(todo, "Tracked to CRM", None).expect("parses");
         assert_eq!(
             p.fields,
             RemoteFields::Task {
@@ -283,8 +326,8 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(calendar("this is not a calendar", "x").is_err());
-        assert!(calendar("BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:x\n", "x").is_err());
+        assert!(calendar("this is not a calendar", "x", None).is_err());
+        assert!(calendar("BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:x\n", "x", None).is_err());
         assert!(card("BEGIN:VCALENDAR\nEND:VCALENDAR\n", "x").is_err());
     }
 }

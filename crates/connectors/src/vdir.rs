@@ -63,6 +63,9 @@ pub struct VdirConfig {
     /// A complete listing that would report more than this percentage of a collection's known
     /// items as gone withholds the deletes (default 50). An emptied collection always does.
     pub mass_delete_percent: u8,
+    /// The mailbox owner's time zone: floating times and dates of items are read in it, and an
+    /// all-day appointment is written on its date there. `None`: UTC.
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 impl VdirConfig {
@@ -75,6 +78,7 @@ impl VdirConfig {
             owner: owner.into(),
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
             mass_delete_percent: 50,
+            timezone: None,
         }
     }
 }
@@ -180,8 +184,9 @@ impl VdirConnector {
                 // A file is the user's input: a panic of the parser on it is an item failure,
                 // never a crash of the mailbox.
                 let category = self.config.tracking_category.as_str();
+                let zone = self.config.timezone;
                 std::panic::catch_unwind(|| match kind {
-                    Kind::Calendar => parse::calendar(text, category),
+                    Kind::Calendar => parse::calendar(text, category, zone),
                     Kind::Contacts => parse::card(text, category),
                 })
                 .unwrap_or_else(|_| Err("the parser failed on this file".to_string()))

@@ -103,7 +103,9 @@ impl VdirConnector {
         }
         let uid = uid_of(&p.record);
         let text = match &record.body {
-            RecordBody::Appointment(a) => compose::appointment(&uid, record, a, &p.item),
+            RecordBody::Appointment(a) => {
+                compose::appointment(&uid, record, a, &p.item, self.mailbox())
+            }
             RecordBody::Task(t) => compose::task(&uid, record, t, &p.item),
             RecordBody::Contact(c) => compose::contact(&uid, record, c, &p.item),
             RecordBody::Email(_) => unreachable!("refused above"),
@@ -147,7 +149,7 @@ impl VdirConnector {
                 );
             }
         };
-        let Some(new_text) = edit(kind, &text, &p.item) else {
+        let Some(new_text) = edit(kind, &text, &p.item, record, self.mailbox()) else {
             return failed(
                 id,
                 "invalid",
@@ -270,9 +272,19 @@ impl VdirConnector {
         out
     }
 
+    /// The mailbox a write goes to: its owner's address and zone.
+    pub(crate) fn mailbox(&self) -> compose::Mailbox<'_> {
+        compose::Mailbox {
+            owner: &self.config.owner,
+            zone: self.config.timezone,
+        }
+    }
+
     fn check(&self, kind: Kind, text: &str) -> Result<(), String> {
         let parsed = match kind {
-            Kind::Calendar => crate::parse::calendar(text, &self.config.tracking_category),
+            Kind::Calendar => {
+                crate::parse::calendar(text, &self.config.tracking_category, self.config.timezone)
+            }
             Kind::Contacts => crate::parse::card(text, &self.config.tracking_category),
         };
         parsed
@@ -322,10 +334,16 @@ impl VdirConnector {
     }
 }
 
-fn edit(kind: Kind, text: &str, write: &ItemWrite) -> Option<String> {
+fn edit(
+    kind: Kind,
+    text: &str,
+    write: &ItemWrite,
+    record: Option<&Record>,
+    mailbox: compose::Mailbox<'_>,
+) -> Option<String> {
     match kind {
-        Kind::Calendar => compose::edit_calendar(text, write),
-        Kind::Contacts => Some(compose::edit_card(text, write)),
+        Kind::Calendar => compose::edit_calendar(text, write, record, mailbox),
+        Kind::Contacts => Some(compose::edit_card(text, write, record)),
     }
 }
 

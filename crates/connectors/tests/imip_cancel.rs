@@ -190,7 +190,9 @@ fn a_cancellation_lands_once_in_each_attendees_maildir_and_parses_back() {
         for line in [
             "METHOD:CANCEL",
             uid.as_str(),
-            "SEQUENCE:1",
+            // R26, R29: 2 · version 1 + 1, Paul organizing: the same number as his invitation
+            // and his copy, so the cancellation applies.
+            "SEQUENCE:3",
             "STATUS:CANCELLED",
             "ORGANIZER:mailto:paul@serenity.example",
             "ATTENDEE:mailto:jayne@serenity.example",

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod org;
 pub mod records;
 pub mod rules;
+pub mod sequence;
 pub mod settings;
 pub mod state;
 pub mod time;
