@@ -452,11 +452,17 @@ fn the_version_a_write_reports_is_the_one_the_next_listing_reports_for_its_file(
     assert_eq!(Some(items[0].etag.clone()), updated, "update");
 
     // Another program's edit of the file is another version.
-    let path = f.calendar.join(remote.unwrap().trim_start_matches("calendar/"));
+    let path = f
+        .calendar
+        .join(remote.unwrap().trim_start_matches("calendar/"));
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, text.replace("SUMMARY:", "SUMMARY:Edited: ")).unwrap();
     let edited = f.list(&relisted.cursor);
     let items = seen(&edited);
     assert_eq!(items.len(), 1);
-    assert_ne!(Some(items[0].etag.clone()), updated, "an edit by another program");
+    assert_ne!(
+        Some(items[0].etag.clone()),
+        updated,
+        "an edit by another program"
+    );
 }
