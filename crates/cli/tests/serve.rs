@@ -780,27 +780,6 @@ fn moved_value(line: &str, key: &str) -> Value {
     serde_json::from_str::<Value>(line.trim()).unwrap()["record"][key].clone()
 }
 
-/// The number of events in the journal, answered by the running service.
-fn event_count(site: &Site) -> usize {
-    let out = site.run(&["events", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).lines().count()
-}
-
-/// Waits until the journal has not grown for `quiet` (the service has carried out what it
-/// decided); returns the count.
-fn settled(site: &Site, serve: &Serve, quiet: Duration) -> usize {
-    let mut last = (event_count(site), Instant::now());
-    wait_for(serve, "the journal to settle", || {
-        std::thread::sleep(Duration::from_millis(200));
-        let n = event_count(site);
-        if n != last.0 {
-            last = (n, Instant::now());
-        }
-        (last.1.elapsed() >= quiet).then_some(n)
-    })
-}
-
 /// The example's meeting line with `version`, `state` and the meeting times kept.
 fn meeting_line(example: &str, version: u64, state: &str) -> String {
     let line = example
@@ -837,7 +816,7 @@ fn r27_a_meeting_deleted_before_serve_ever_ran_sends_neither_invitation_nor_canc
     wait_for(&serve, "Paul's two contacts", || {
         (files(&site.contacts("paul"), "vcf").len() == 2).then_some(())
     });
-    settled(&site, &serve, Duration::from_secs(1));
+    settled(&serve, &site, Duration::from_secs(1));
     // …but nothing of the withdrawn meeting: no file, no invitation, no cancellation.
     assert!(files(&site.calendar("jayne"), "ics").is_empty());
     assert!(files(&site.calendar("paul"), "ics").is_empty());
@@ -882,7 +861,7 @@ fn r82_a_cancelled_meeting_delivered_again_or_late_is_not_created_or_invited_aga
             .is_empty()
             .then_some(())
     });
-    settled(&site, &serve, Duration::from_secs(1));
+    settled(&serve, &site, Duration::from_secs(1));
 
     // The same line again, then version 1 late: nothing is decided, written or sent.
     for line in [canceled.clone(), meeting_line(&text, 1, "scheduled")] {
@@ -890,7 +869,7 @@ fn r82_a_cancelled_meeting_delivered_again_or_late_is_not_created_or_invited_aga
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(!stdout(&out).contains("created"), "{}", stdout(&out));
     }
-    settled(&site, &serve, Duration::from_secs(1));
+    settled(&serve, &site, Duration::from_secs(1));
     assert!(files(&site.calendar("jayne"), "ics").is_empty());
     assert_eq!(
         messages(&site, "zoe@customer.example", "METHOD:REQUEST").len(),
@@ -900,4 +879,133 @@ fn r82_a_cancelled_meeting_delivered_again_or_late_is_not_created_or_invited_aga
         messages(&site, "zoe@customer.example", "METHOD:CANCEL").len(),
         1
     );
+}
+
+/// The number of events in the journal, as the running service answers `events --json`.
+fn event_count(site: &Site) -> usize {
+    let out = site.run(&["events", "--json"]);
+    assert!(out.status.success(), "events: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// Waits until the journal has not grown for `calm` (longer than the half-second push
+/// debounce plus a listing), and returns its size.
+fn settled(serve: &Serve, site: &Site, calm: Duration) -> usize {
+    let mut last = event_count(site);
+    let mut since = Instant::now();
+    wait_for(serve, "the journal to settle", || {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = event_count(site);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        (since.elapsed() >= calm).then_some(now)
+    })
+}
+
+/// The `update_intent`s of `mailbox` that write to the CRM (an edit seen on the mail server,
+/// R18/R48).
+fn updates_to_the_crm(site: &Site, mailbox: &str) -> Vec<Value> {
+    let out = site.run(&["events", "--mailbox", mailbox, "--json"]);
+    stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event_type"] == "update_intent" && e["payload"]["data"]["target"] == "Crm")
+        .collect()
+}
+
+#[test]
+fn ledgersyncs_own_writes_are_never_edits_and_an_idle_service_appends_nothing() {
+    // The default cadence (the next scheduled cycle is 5 minutes away) and watchers on.
+    let site = Site::new();
+    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let example = example_changes(&site);
+    let out = site.run(&["crm", "apply", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ics = |user: &str| {
+        let site = &site;
+        let user = user.to_string();
+        move || files(&site.calendar(&user), "ics").pop()
+    };
+    let jayne_ics = wait_for(&serve, "Bike repair in Jayne's calendar", ics("jayne"));
+    let paul_ics = wait_for(&serve, "Bike repair in Paul's calendar", ics("paul"));
+
+    // The CRM renames the meeting: ledgersync rewrites both copies.
+    let text = fs::read_to_string(&example).unwrap();
+    let mut moved: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|c| c["kind"] == "record_upserted" && c["record"]["id"] == "apt-bike-repair")
+        .expect("the example's meeting");
+    moved["record"]["version"] = 2.into();
+    moved["record"]["subject"] = "Bike repair and tune-up".into();
+    let out = site.apply(&moved.to_string());
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in [&jayne_ics, &paul_ics] {
+        wait_for(&serve, "the meeting rewritten", || {
+            fs::read_to_string(file)
+                .is_ok_and(|t| t.contains("SUMMARY:Bike repair and tune-up"))
+                .then_some(())
+        });
+    }
+    // Each rewrite is pushed once and its sighting recorded: ledgersync's own version.
+    wait_for(&serve, "the sighting of the rewritten copies", || {
+        let seen = |mailbox: &str| {
+            let out = site.run(&["events", "--mailbox", mailbox, "--json"]);
+            stdout(&out)
+                .lines()
+                .any(|l| l.contains("\"item_seen\"") && l.contains("Bike repair and tune-up"))
+        };
+        (seen("mbx-jayne") && seen("mbx-paul")).then_some(())
+    });
+    let before = settled(&serve, &site, Duration::from_secs(3));
+
+    // Its own writes are not edits: no update back to the CRM in either mailbox.
+    for mailbox in ["mbx-jayne", "mbx-paul"] {
+        assert_eq!(
+            updates_to_the_crm(&site, mailbox),
+            Vec::<Value>::new(),
+            "{mailbox}"
+        );
+    }
+
+    // Idle: its listings read the collections, which is no change. Twenty seconds stand for
+    // the minute: watchers woken by reads appended about 8 events a second per
+    // mailbox, so this window would have held hundreds, and no scheduled cycle (5 minutes
+    // away) falls in it.
+    std::thread::sleep(Duration::from_secs(20));
+    let after = event_count(&site);
+    assert_eq!(
+        after - before,
+        0,
+        "an idle service appended {} events:\n{}",
+        after - before,
+        stdout(&site.run(&["events", "--mailbox", "mbx-jayne"]))
+    );
+
+    // An edit by another program is still an edit, pushed and decided at once (R18).
+    let text = fs::read_to_string(&jayne_ics).unwrap();
+    let edited = Instant::now();
+    fs::write(
+        &jayne_ics,
+        text.replace("LOCATION:Garage", "LOCATION:Workshop"),
+    )
+    .unwrap();
+    let update = wait_for(&serve, "the edit decided through a push", || {
+        updates_to_the_crm(&site, "mbx-jayne").pop()
+    });
+    assert_eq!(update["rule"], "R18", "{update}");
+    assert!(
+        edited.elapsed() < Duration::from_secs(5),
+        "decided {:?} after the edit",
+        edited.elapsed()
+    );
+    assert_eq!(updates_to_the_crm(&site, "mbx-paul"), Vec::<Value>::new());
 }

@@ -412,3 +412,55 @@ fn an_update_decided_before_the_create_outcome_finds_the_item_by_its_row() {
     let l = f.list(&Cursor::initial());
     assert_eq!(seen(&l)[0].fields.title(), "Inara Serra (Companion)");
 }
+
+#[test]
+fn the_version_a_write_reports_is_the_one_the_next_listing_reports_for_its_file() {
+    let mut f = Fixture::new();
+    let rec = appointment_record("apt-bike-repair", "Bike repair");
+    let before = f.list(&Cursor::initial());
+
+    // A create, remembered in the cursor as the runtime does once its outcome is recorded.
+    let intent = create(&rec, "m/apt-bike-repair/create/v1", write("Bike repair"));
+    let outcome = run(&mut f, 1, &intent, Some(&rec));
+    let (remote, created) = succeeded(&outcome);
+    let cursor = f.connector.remember(&before.cursor, &intent, &outcome);
+    let listed = f.list(&cursor);
+    let items = seen(&listed);
+    assert_eq!(items.len(), 1);
+    assert_eq!(Some(&items[0].remote.0), remote.as_ref());
+    assert!(created.is_some(), "a create reports the version it wrote");
+    assert_eq!(Some(items[0].etag.clone()), created, "create");
+
+    // An update of that file, listed from the cursor that knows the created version.
+    let update = Event::UpdateIntent(UpdateIntent {
+        basis: Basis::default(),
+        record: rec.id.clone(),
+        remote: remote.clone().map(RemoteId::new),
+        target: Side::MailServer,
+        item: write("Bike repair and tune-up"),
+        key: "m/apt-bike-repair/update/v2".into(),
+    });
+    let outcome = run(&mut f, 2, &update, Some(&rec));
+    let (_, updated) = succeeded(&outcome);
+    let cursor = f.connector.remember(&listed.cursor, &update, &outcome);
+    let relisted = f.list(&cursor);
+    let items = seen(&relisted);
+    assert_eq!(items.len(), 1);
+    assert_ne!(updated, created);
+    assert_eq!(Some(items[0].etag.clone()), updated, "update");
+
+    // Another program's edit of the file is another version.
+    let path = f
+        .calendar
+        .join(remote.unwrap().trim_start_matches("calendar/"));
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, text.replace("SUMMARY:", "SUMMARY:Edited: ")).unwrap();
+    let edited = f.list(&relisted.cursor);
+    let items = seen(&edited);
+    assert_eq!(items.len(), 1);
+    assert_ne!(
+        Some(items[0].etag.clone()),
+        updated,
+        "an edit by another program"
+    );
+}

@@ -1392,18 +1392,29 @@ impl<'a> Decider<'a> {
             let Some(link) = s.active_link(record_id).cloned() else {
                 return;
             };
-            let Some(prev) = prev else {
-                return; // first sighting of an item the engine wrote: it holds what was written
-            };
-            if prev.content_hash == item.content_hash && prev.tracked == item.tracked {
-                return; // etag churn, no content change
+            // The echo guard of R18: the version ledgersync itself wrote (its create or
+            // update reported this tag) is its own write seen again, no edit by anyone.
+            if link.written.as_deref() == Some(item.etag.as_str()) {
+                return;
+            }
+            match prev {
+                // First sighting of an item the engine wrote whose written version is unknown
+                // (no tag reported): it holds what was written.
+                None if link.written.is_none() => return,
+                Some(prev)
+                    if prev.content_hash == item.content_hash && prev.tracked == item.tracked =>
+                {
+                    return; // etag churn, no content change
+                }
+                // A new version: another program changed the item (R18, R48, R73 below).
+                _ => {}
             }
             let rec = s
                 .records
                 .get(record_id)
                 .cloned()
                 .unwrap_or_else(|| link.synced.clone());
-            if prev.tracked.is_some() && item.tracked.is_none() {
+            if prev.is_some_and(|p| p.tracked.is_some()) && item.tracked.is_none() {
                 self.push(
                     73,
                     Event::ItemUntracked(ItemUntracked {

@@ -19,6 +19,11 @@
 //! from a server item, a version-0 snapshot built from that item until the CRM's first snapshot
 //! of the row arrives and is adopted.
 //!
+//! A link also remembers ledgersync's own last write to its server item (`Link::written`): the
+//! `intent_succeeded` of a create or update written to the mail server stores the version tag
+//! the connector reported for it, and an `item_seen` of the item with another tag forgets it.
+//! `decide` uses it as the echo guard of R18: its own write seen again is no edit.
+//!
 //! Decisions and outcomes move links; observations change facts (records, filters, access,
 //! server items), except that adoption of a server-born row's first CRM snapshot.
 //!
@@ -46,7 +51,7 @@ use crate::event::{
     AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
     TestResult, Workload,
 };
-use crate::event::{ErrorClass, ErrorClassified, ItemFailed};
+use crate::event::{ErrorClass, ErrorClassified, IntentSucceeded, ItemFailed};
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
 use crate::records::{Entity, Record};
@@ -57,7 +62,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 5;
+pub const SNAPSHOT_VERSION: u8 = 6;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +101,11 @@ pub struct Link {
     /// The create intent this link waits for, while Creating (or Deleting before the create
     /// completed); a create that completes for another link is an orphan.
     pub create: Option<EventId>,
+    /// The version tag (etag) of the server item as ledgersync itself last wrote it: set by the
+    /// `intent_succeeded` of its create or update, forgotten when a listing shows another
+    /// version. A sighting with this tag is ledgersync's own write seen again, never an edit
+    /// (the echo guard of R18).
+    pub written: Option<String>,
 }
 
 impl Link {
@@ -375,17 +385,7 @@ impl MailboxState {
             Event::CursorReset(_) | Event::EmailReceived(_) => {}
             Event::IntentSucceeded(p) => {
                 self.withdrawn.remove(&p.intent);
-                if let Some(intent) = self.intents.remove(&p.intent)
-                    && intent.kind == IntentKind::Delete
-                    && let Some(link) = self.links.get_mut(&intent.record)
-                    && link.status == LinkStatus::Deleting
-                {
-                    link.status = LinkStatus::Deleted;
-                    link.create = None;
-                    if let Some(r) = link.remote.take() {
-                        self.by_remote.remove(&r);
-                    }
-                }
+                self.intent_succeeded(p);
             }
             // What a failure does is decided (`error_classified`, R12) and applied there.
             Event::IntentFailed(p) => {
@@ -562,10 +562,47 @@ impl MailboxState {
         self.records.insert(record.id.clone(), Arc::new(record));
     }
 
-    /// `item_seen`: the server item is readable again, and this is its last seen state.
+    /// `item_seen`: the server item is readable again, and this is its last seen state. A
+    /// version other than the one ledgersync wrote means the item moved on from its write.
     fn item_seen(&mut self, item: RemoteItem) {
+        if let Some(record) = self.by_remote.get(&item.remote)
+            && let Some(link) = self.links.get_mut(record)
+            && link.written.as_ref().is_some_and(|w| *w != item.etag)
+        {
+            link.written = None;
+        }
         self.failing_items.remove(&item.remote);
         self.remote_items.insert(item.remote.clone(), item);
+    }
+
+    /// `intent_succeeded`: the intent is closed. A carried-out delete makes the link Deleted; a
+    /// create or update written to the mail server remembers the version tag it wrote, so that
+    /// its next sighting is recognised as ledgersync's own write (the echo guard of R18).
+    fn intent_succeeded(&mut self, p: &IntentSucceeded) {
+        let Some(intent) = self.intents.remove(&p.intent) else {
+            return;
+        };
+        let Some(link) = self.links.get_mut(&intent.record) else {
+            return;
+        };
+        match intent.kind {
+            IntentKind::Delete if link.status == LinkStatus::Deleting => {
+                link.status = LinkStatus::Deleted;
+                link.create = None;
+                if let Some(r) = link.remote.take() {
+                    self.by_remote.remove(&r);
+                }
+            }
+            // A tag the connector could not read back leaves none: the item no longer holds
+            // the version remembered before this write.
+            IntentKind::Create if !intent.to_crm && link.create == Some(p.intent) => {
+                link.written = p.etag.clone();
+            }
+            IntentKind::Update if !intent.to_crm && link.is_active() => {
+                link.written = p.etag.clone();
+            }
+            _ => {}
+        }
     }
 
     /// `create_intent` `id`: the intent is pending and the row's link is Creating.
@@ -598,6 +635,7 @@ impl MailboxState {
                     status: LinkStatus::Creating,
                     synced,
                     create: Some(id),
+                    written: None,
                 },
             );
             if let Some(r) = &remote {

@@ -948,6 +948,98 @@ fn r18_changed_linked_meeting_is_updated() {
     assert_eq!(u.item.title, "Moved review");
 }
 
+/// The `intent_succeeded` of the intent `pick` finds, with the version tag the connector
+/// reported for what it wrote.
+fn written_with(mb: &mut Mailbox, remote: &RemoteId, etag: &str, pick: impl Fn(&Event) -> bool) {
+    let intent = mb.id_of(pick);
+    let ds = mb.feed(Event::IntentSucceeded(IntentSucceeded {
+        intent,
+        remote: Some(remote.clone()),
+        etag: Some(etag.into()),
+    }));
+    assert!(
+        ds.is_empty(),
+        "an update's outcome decides nothing: {ds:#?}"
+    );
+}
+
+#[test]
+fn r18_echo_guard_ledgersyncs_own_update_seen_again_decides_nothing() {
+    let mut mb = Mailbox::ready("jayne");
+    let c1 = contact("c1", "jayne");
+    let remote = mb.sync_new(&c1);
+
+    // The CRM renames the contact: ledgersync rewrites the card (R18, to the mail server).
+    let c2 = changed_contact(&c1, |c| c.full_name = "Kaylee Frye".into());
+    let ds = mb.feed(upsert(&c2));
+    assert_eq!(summary(&ds), [(18, "update_intent")]);
+    written_with(
+        &mut mb,
+        &remote,
+        "\"2\"",
+        |e| matches!(e, Event::UpdateIntent(p) if p.record == c1.id && p.target == Side::MailServer),
+    );
+
+    // The next listing shows the card as ledgersync wrote it (the tag its write reported): its
+    // own write, not an edit to send back to the CRM. Seen again (a duplicate), still nothing.
+    let own = remote_item(&remote, 2, written_fields(&c2));
+    assert_eq!(own.etag, "\"2\"");
+    assert_eq!(mb.feed(seen(own.clone())), []);
+    assert_eq!(mb.feed(seen(own)), []);
+
+    // Another program edits the card afterwards: a new version, decided by R18 as before.
+    let edited = remote_item(
+        &remote,
+        3,
+        RemoteFields::Contact {
+            full_name: "Kaylee Frye (engineer)".into(),
+            email: match &written_fields(&c2) {
+                RemoteFields::Contact { email, .. } => email.clone(),
+                other => panic!("a card, not {other:?}"),
+            },
+        },
+    );
+    let ds = mb.feed(seen(edited));
+    let (rule, u) = one(updates(&ds), &ds);
+    assert_eq!((rule, u.target, &u.record), (18, Side::Crm, &c1.id));
+    assert_eq!(
+        mb.link(&c1.id).written,
+        None,
+        "the item moved on from the write"
+    );
+}
+
+#[test]
+fn r18_echo_guard_only_the_version_ledgersync_wrote_is_its_own() {
+    // A created item: its first sighting with the tag the create reported is the baseline.
+    let mut mb = Mailbox::ready("jayne");
+    let a = team_meeting("a1", "jayne", mb.now);
+    let ds = mb.feed(upsert(&a));
+    assert_eq!(summary(&ds), [(17, "create_intent")]);
+    let remote = mb.remote_for(&a.id);
+    mb.answer_create(&a.id, &remote);
+    assert_eq!(mb.link(&a.id).written.as_deref(), Some("\"1\""));
+    assert_eq!(
+        mb.feed(seen(remote_item(&remote, 1, written_fields(&a)))),
+        []
+    );
+
+    // Another meeting, edited by another program before the first listing saw ledgersync's
+    // version: the listing reports another version, an edit (R18), not the write.
+    let b = team_meeting("a2", "jayne", mb.now);
+    mb.feed(upsert(&b));
+    let remote_b = mb.remote_for(&b.id);
+    mb.answer_create(&b.id, &remote_b);
+    let edited = remote_item(
+        &remote_b,
+        9,
+        remote_appointment_fields("Moved by khal", &email_of("jayne"), mb.now),
+    );
+    let ds = mb.feed(seen(edited));
+    let (rule, u) = one(updates(&ds), &ds);
+    assert_eq!((rule, u.target, &u.record), (18, Side::Crm, &b.id));
+}
+
 #[test]
 fn r19_table_without_enabled_filter_stops_syncing_only_that_table() {
     let mut mb = Mailbox::ready("jayne");
@@ -1937,8 +2029,11 @@ fn r73_removing_the_tracking_category_untracks_and_keeps_the_crm_row() {
     };
     mb.feed(seen(tracked.clone()));
 
+    // Removing the category rewrites the item: a new version tag (the same tag would be the
+    // version ledgersync wrote, its own write seen again).
     let ds = mb.feed(seen(RemoteItem {
         tracked: None,
+        etag: "\"1-untracked\"".into(),
         ..tracked
     }));
 

@@ -4,10 +4,18 @@
 //! then records `push_received` and, if its workload is enabled, cycles at once (R9) instead of
 //! at its next scheduled run.
 //!
+//! Only a change of the collection's content wakes a mailbox: a file created, written (data
+//! written, or closed after writing), renamed or removed, or a lost-events overflow of the
+//! kernel queue. Reading is not a change: the open, access and close-without-write events that
+//! every listing causes (ledgersync's own, and any reader's), and metadata changes (times,
+//! permissions, the link count that ledgersync's atomic create touches) are ignored, so an
+//! idle mailbox is never woken by its own listing.
+//!
 //! Changes are debounced per mailbox: a push is sent once the mailbox's collections have been
 //! quiet for `quiet` (an editor saving a file, or a sync tool writing many, makes one push).
 //! ledgersync's own files under `.ledgersync/` are ignored; its final renames into the
-//! collection do cause a push, whose listing records the first sighting of what it wrote.
+//! collection do cause one push, whose listing records the first sighting of what it wrote
+//! (the domain's echo guard decides nothing about it) and then stays quiet.
 
 use crate::scheduler::Signal;
 use crate::service::MailboxEndpoint;
@@ -40,7 +48,7 @@ pub fn watch(
         let changed = changed.clone();
         let handler = move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            if event.paths.iter().any(|p| !is_own(p)) {
+            if is_change(&event) && event.paths.iter().any(|p| !is_own(p)) {
                 let _ = changed.send(mailbox.clone());
             }
         };
@@ -93,6 +101,24 @@ pub fn watch(
     }
 }
 
+/// True for an event that says the content of a collection changed (see the module doc):
+/// create, remove, rename, data written, closed after writing, or events lost (rescan). Reads
+/// and metadata changes are not changes.
+fn is_change(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match &event.kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        // The kernel queue overflowed: changes may have been lost, list again.
+        EventKind::Other => event.need_rescan(),
+        EventKind::Any => true,
+    }
+}
+
 /// ledgersync's own working files (`.ledgersync/tmp`, `.ledgersync/deleted`).
 fn is_own(path: &Path) -> bool {
     path.components().any(|c| c.as_os_str() == OWN_DIR)
@@ -108,6 +134,35 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_a_collection_is_not_a_change_writing_renaming_and_removing_are() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, Flag, MetadataKind,
+            ModifyKind, RemoveKind, RenameMode,
+        };
+        let event = |kind| notify::Event::new(kind).add_path("/c/calendar/meeting.ics".into());
+        for read in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Other,
+        ] {
+            assert!(!is_change(&event(read)), "{read:?} is not a change");
+        }
+        for change in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(is_change(&event(change)), "{change:?} is a change");
+        }
+        assert!(is_change(&event(EventKind::Other).set_flag(Flag::Rescan)));
+    }
 
     #[test]
     fn the_connectors_own_files_are_not_changes() {
