@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 pub const WINDOW: Duration = Duration::hours(1);
 
 /// The rule number of the profile alert.
-const RULE: u8 = 14;
+const RULE: RuleId = crate::rules::R14;
 
 /// A profile's recent mailbox failures and its last alert (R14).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +125,7 @@ fn profile_alert(state: &OrgState, p: &MailboxFailureNoted) -> Option<Decision> 
         profile.name, p.mailbox, p.workload
     );
     Some(Decision {
-        rule: RuleId(RULE),
+        rule: RULE,
         event: Event::AlertRaised(AlertRaised {
             basis: Basis {
                 reason,

@@ -9,8 +9,8 @@ use crate::event::*;
 use crate::filter::FilterSet;
 use crate::ids::{MailboxId, RecordId, RemoteId, UserId};
 use crate::records::{ActivityState, Appointment, Entity, Record, RecordBody, ShowAs};
-use crate::rules::RuleId;
-use crate::settings::{OrgSettings, SettingUsed, TaskDeletionMode};
+use crate::rules::*;
+use crate::settings::{OrgSettings, SettingKey, SettingUsed, TaskDeletionMode};
 use crate::state::{IntentKind, Link, LinkStatus, MailboxState, PendingIntent};
 use crate::time::{Duration, Timestamp};
 
@@ -73,11 +73,11 @@ fn unique(ids: &[RecordId]) -> std::collections::BTreeSet<&RecordId> {
 }
 
 /// The cadence rule of each workload.
-fn cadence_rule(w: Workload) -> u8 {
+fn cadence_rule(w: Workload) -> RuleId {
     match w {
-        Workload::Incoming => 7,
-        Workload::Outgoing => 8,
-        Workload::Act => 9,
+        Workload::Incoming => R7,
+        Workload::Outgoing => R8,
+        Workload::Act => R9,
     }
 }
 
@@ -90,10 +90,11 @@ fn with_notes(mut reason: String, notes: &[String]) -> String {
     reason
 }
 
-fn setting(s: &OrgSettings, key: &str) -> SettingUsed {
+/// The setting `key` as a rule consulted it: named in the basis of its decision.
+fn setting(s: &OrgSettings, key: SettingKey) -> SettingUsed {
     SettingUsed {
-        key: key.to_string(),
-        value: s.get(key).expect("decide only consults known settings"),
+        key: key.as_str().to_string(),
+        value: s.value(key),
     }
 }
 
@@ -172,11 +173,8 @@ fn changed_fields(old: &Record, new: &Record) -> Vec<String> {
 }
 
 impl<'a> Decider<'a> {
-    fn push(&mut self, rule: u8, event: Event) {
-        self.out.push(Decision {
-            rule: RuleId(rule),
-            event,
-        });
+    fn push(&mut self, rule: RuleId, event: Event) {
+        self.out.push(Decision { rule, event });
     }
 
     fn mailbox_id(&self) -> MailboxId {
@@ -206,7 +204,7 @@ impl<'a> Decider<'a> {
             Event::MailboxTested(p) => self.tested(p),
             Event::DisableRequested(p) if s.workload(p.workload).enabled => {
                 self.push(
-                    81,
+                    R81,
                     Event::WorkloadDisabled(WorkloadDisabled {
                         basis: basis(format!("{} disabled {} on request", p.by, p.workload), vec![]),
                         workload: p.workload,
@@ -214,7 +212,7 @@ impl<'a> Decider<'a> {
                     }),
                 );
                 self.alert(
-                    81,
+                    R81,
                     AlertLevel::Information,
                     format!("The mailbox {} has been disabled for {} by {}.", s.address, p.workload, p.by),
                 );
@@ -290,7 +288,7 @@ impl<'a> Decider<'a> {
             Event::ItemGone(p) => self.item_gone(&p.remote),
             Event::ListingFailed(p) => {
                 self.push(
-                    25,
+                    R25,
                     Event::NoAction(NoAction {
                         basis: basis(
                             format!(
@@ -306,7 +304,7 @@ impl<'a> Decider<'a> {
                 self.workload_error(p.workload, &p.error);
             }
             Event::ListingPartial(p) => self.push(
-                25,
+                R25,
                 Event::NoAction(NoAction {
                     basis: basis(
                         format!(
@@ -339,7 +337,7 @@ impl<'a> Decider<'a> {
                         s.address
                     ));
                     self.push(
-                        1,
+                        R1,
                         Event::MappingEnded(MappingEnded {
                             basis: basis(
                                 format!(
@@ -359,7 +357,7 @@ impl<'a> Decider<'a> {
             // The user moved to another mailbox: one user, one mailbox (R1).
             self.stop_all_workloads(format!("{user} was mapped to another mailbox ({mailbox})"));
             self.push(
-                1,
+                R1,
                 Event::MappingEnded(MappingEnded {
                     basis: basis(format!("{user} is now mapped to mailbox {mailbox}"), vec![]),
                     user: user.clone(),
@@ -370,7 +368,7 @@ impl<'a> Decider<'a> {
 
     fn start_mapping(&mut self, user: &UserId) {
         self.push(
-            1,
+            R1,
             Event::MappingStarted(MappingStarted {
                 basis: basis(
                     format!(
@@ -402,11 +400,14 @@ impl<'a> Decider<'a> {
             || s.workload(w).disabled_reason != Some(DisableReason::NotApproved)
         {
             self.push(
-                5,
+                R5,
                 Event::WorkloadDisabled(WorkloadDisabled {
                     basis: basis(
                         why.clone(),
-                        vec![setting(self.ctx.settings, "require_approved_address")],
+                        vec![setting(
+                            self.ctx.settings,
+                            SettingKey::RequireApprovedAddress,
+                        )],
                     ),
                     workload: w,
                     reason: DisableReason::NotApproved,
@@ -414,10 +415,13 @@ impl<'a> Decider<'a> {
             );
         }
         self.alert_with(
-            5,
+            R5,
             AlertLevel::Error,
             why,
-            vec![setting(self.ctx.settings, "require_approved_address")],
+            vec![setting(
+                self.ctx.settings,
+                SettingKey::RequireApprovedAddress,
+            )],
         );
     }
 
@@ -437,7 +441,7 @@ impl<'a> Decider<'a> {
         for w in Workload::ALL {
             if self.state.workload(w).enabled {
                 self.push(
-                    1,
+                    R1,
                     Event::WorkloadDisabled(WorkloadDisabled {
                         basis: basis(
                             format!("{why}: {w} stops before the new mapping starts"),
@@ -451,12 +455,18 @@ impl<'a> Decider<'a> {
         }
     }
 
-    fn alert(&mut self, rule: u8, level: AlertLevel, text: String) {
+    fn alert(&mut self, rule: RuleId, level: AlertLevel, text: String) {
         self.alert_with(rule, level, text, vec![]);
     }
 
     /// An alert that names the settings that made it.
-    fn alert_with(&mut self, rule: u8, level: AlertLevel, text: String, used: Vec<SettingUsed>) {
+    fn alert_with(
+        &mut self,
+        rule: RuleId,
+        level: AlertLevel,
+        text: String,
+        used: Vec<SettingUsed>,
+    ) {
         let mut notify = vec![format!("mailbox owner {}", self.owner_name())];
         if level == AlertLevel::Error {
             notify.push("server profile owner".into());
@@ -491,7 +501,7 @@ impl<'a> Decider<'a> {
             }
             let was_enabled = s.workload(w).enabled;
             let disable = |d: &mut Self,
-                           rule: u8,
+                           rule: RuleId,
                            reason: DisableReason,
                            why: String,
                            alert: Option<String>| {
@@ -512,7 +522,7 @@ impl<'a> Decider<'a> {
             if w == Workload::Act && email_only {
                 disable(
                     self,
-                    4,
+                    R4,
                     DisableReason::Unsupported,
                     "the server profile is email-only (POP3/IMAP + SMTP): appointments, contacts and tasks are not synchronized".into(),
                     None,
@@ -538,7 +548,7 @@ impl<'a> Decider<'a> {
                     );
                     disable(
                         self,
-                        2,
+                        R2,
                         DisableReason::OtherOrganization,
                         text.clone(),
                         Some(text),
@@ -547,7 +557,7 @@ impl<'a> Decider<'a> {
                 }
                 if let Some(org) = s.org.clone() {
                     self.push(
-                        2,
+                        R2,
                         Event::OrganizationClaimed(OrganizationClaimed {
                             basis: basis(
                                 format!("the administrator chose to take ACT sync of {} over from {other}", s.address),
@@ -562,7 +572,7 @@ impl<'a> Decider<'a> {
                 TestResult::Success => {
                     if !was_enabled {
                         self.push(
-                            6,
+                            R6,
                             Event::WorkloadEnabled(WorkloadEnabled {
                                 basis: basis(
                                     format!("Test & Enable succeeded for {w}"),
@@ -571,7 +581,10 @@ impl<'a> Decider<'a> {
                                     if w == Workload::Act {
                                         vec![]
                                     } else {
-                                        vec![setting(self.ctx.settings, "require_approved_address")]
+                                        vec![setting(
+                                            self.ctx.settings,
+                                            SettingKey::RequireApprovedAddress,
+                                        )]
                                     },
                                 ),
                                 workload: w,
@@ -587,7 +600,13 @@ impl<'a> Decider<'a> {
                         "Test & Enable failed for {w} on the mailbox {}; it stays disabled for {w}. Fix the cause and test again.",
                         s.address
                     );
-                    disable(self, 6, DisableReason::TestFailed, text.clone(), Some(text));
+                    disable(
+                        self,
+                        R6,
+                        DisableReason::TestFailed,
+                        text.clone(),
+                        Some(text),
+                    );
                 }
                 TestResult::NotRun => {}
             }
@@ -606,7 +625,7 @@ impl<'a> Decider<'a> {
             if s.deleted.contains(&rec.id) {
                 if let Some(link) = s.active_link(&rec.id).cloned() {
                     self.unlink(
-                        6,
+                        R6,
                         rec,
                         &link,
                         format!(
@@ -683,7 +702,7 @@ impl<'a> Decider<'a> {
             (Membership::In(filter), None) => self.create(rec, filter),
             (Membership::In(_), Some(link)) => self.update(rec, &link),
             (Membership::NoFilter, Some(link)) => self.unlink(
-                19,
+                R19,
                 rec,
                 &link,
                 format!(
@@ -696,7 +715,7 @@ impl<'a> Decider<'a> {
             ),
             (Membership::Denied(_) | Membership::NotMatched, Some(link)) if matches!(cause, Cause::Enabled) => {
                 self.unlink(
-                    6,
+                    R6,
                     rec,
                     &link,
                     format!(
@@ -761,7 +780,7 @@ impl<'a> Decider<'a> {
         notify_basis: Option<Vec<&'static str>>,
     ) -> (ItemWrite, Vec<String>, Vec<SettingUsed>) {
         let s = self.ctx.settings;
-        let used = vec![setting(s, "reminder_cutoff_days")];
+        let used = vec![setting(s, SettingKey::ReminderCutoffDays)];
         let mut notes = Vec::new();
         let free = a.state.is_closed() || a.show_as == ShowAs::Free;
         if free {
@@ -831,7 +850,9 @@ impl<'a> Decider<'a> {
         )
     }
 
-    fn task_write(&self, rec: &Record) -> (ItemWrite, Vec<String>) {
+    /// The server task a CRM task is written as (R44, R47), its notes, and whether R47 (an
+    /// actual end in the past completes it) shaped it.
+    fn task_write(&self, rec: &Record) -> (ItemWrite, Vec<String>, bool) {
         let t = rec.task().expect("task_write is called for tasks");
         let done_by_date = t.actual_end.is_some_and(|e| e <= self.ctx.now);
         let completed = t.state.is_closed() || done_by_date;
@@ -861,6 +882,7 @@ impl<'a> Decider<'a> {
                 actual_start: None,
             },
             notes,
+            done_by_date,
         )
     }
 
@@ -903,7 +925,7 @@ impl<'a> Decider<'a> {
         let (mut item, mut notes, used) = match &rec.body {
             RecordBody::Appointment(a) => self.appointment_write(a, rec.version, None),
             RecordBody::Task(_) => {
-                let (item, notes) = self.task_write(rec);
+                let (item, notes, _) = self.task_write(rec);
                 (item, notes, vec![])
             }
             _ => (self.plain_write(rec), vec![], vec![]),
@@ -920,7 +942,7 @@ impl<'a> Decider<'a> {
         );
         let key = self.key("create", &rec.id, rec.version);
         self.push(
-            17,
+            R17,
             Event::CreateIntent(CreateIntent {
                 basis: basis(reason, used),
                 record: rec.id.clone(),
@@ -949,14 +971,14 @@ impl<'a> Decider<'a> {
             }
             if new.start <= self.ctx.now && !s.update_past_meetings {
                 self.push(
-                    32,
+                    R32,
                     Event::NoAction(NoAction {
                         basis: basis(
                             format!(
                                 "\"{}\" changed in the CRM but starts in the past; past meetings are not updated",
                                 rec.title()
                             ),
-                            vec![setting(s, "update_past_meetings")],
+                            vec![setting(s, SettingKey::UpdatePastMeetings)],
                         ),
                         record: Some(rec.id.clone()),
                         remote: link.remote.clone(),
@@ -967,7 +989,7 @@ impl<'a> Decider<'a> {
             let changes = sensitive_changes(old, new);
             let (mut item, mut notes, mut used) =
                 self.appointment_write(new, rec.version, Some(changes));
-            used.insert(0, setting(s, "update_past_meetings"));
+            used.insert(0, setting(s, SettingKey::UpdatePastMeetings));
             self.dedupe_notify(&rec.id, &mut item, IntentKind::Update, &mut notes);
             let reason = with_notes(
                 format!(
@@ -978,7 +1000,7 @@ impl<'a> Decider<'a> {
             );
             let key = self.key("update", &rec.id, rec.version);
             self.push(
-                18,
+                R18,
                 Event::UpdateIntent(UpdateIntent {
                     basis: basis(reason, used),
                     record: rec.id.clone(),
@@ -990,9 +1012,9 @@ impl<'a> Decider<'a> {
             );
             return;
         }
-        let (item, notes) = match &rec.body {
+        let (item, notes, done_by_date) = match &rec.body {
             RecordBody::Task(_) => self.task_write(rec),
-            _ => (self.plain_write(rec), vec![]),
+            _ => (self.plain_write(rec), vec![], false),
         };
         let reason = with_notes(
             format!(
@@ -1001,11 +1023,7 @@ impl<'a> Decider<'a> {
             ),
             &notes,
         );
-        let rule = if item.completed && notes.iter().any(|n| n.contains("R47")) {
-            47
-        } else {
-            18
-        };
+        let rule = if done_by_date { R47 } else { R18 };
         let key = self.key("update", &rec.id, rec.version);
         self.push(
             rule,
@@ -1023,10 +1041,10 @@ impl<'a> Decider<'a> {
     /// R28: an appointment set to Canceled in the CRM.
     fn canceled_in_crm(&mut self, rec: &Record, link: &Link) {
         let s = self.ctx.settings;
-        let used = vec![setting(s, "propagate_appointment_cancellations")];
+        let used = vec![setting(s, SettingKey::PropagateAppointmentCancellations)];
         if !s.propagate_appointment_cancellations {
             self.push(
-                28,
+                R28,
                 Event::NoAction(NoAction {
                     basis: basis(
                         format!(
@@ -1052,16 +1070,16 @@ impl<'a> Decider<'a> {
                  is deleted; service appointments never send cancellations (R40)",
                 rec.title()
             );
-            self.delete_only(40, rec, link, why, used);
+            self.delete_only(R40, rec, link, why, used);
         } else if me.is_some_and(|m| a.organized_by(m)) {
             let why = format!(
                 "\"{}\" was set to Canceled in the CRM and cancellations are propagated: delete it in the organizer's mailbox",
                 rec.title()
             );
-            self.delete_with_cancellation(28, rec, link, why, used);
+            self.delete_with_cancellation(R28, rec, link, why, used);
         } else {
             self.push(
-                28,
+                R28,
                 Event::NoAction(NoAction {
                     basis: basis(
                         format!(
@@ -1079,11 +1097,11 @@ impl<'a> Decider<'a> {
 
     fn logical_delete(&mut self, rec: &Record, link: &Link, reason: LeaveReason) {
         let s = self.ctx.settings;
-        let used = vec![setting(s, "distinct_physical_logical_deletes")];
+        let used = vec![setting(s, SettingKey::DistinctPhysicalLogicalDeletes)];
         let owner = self.owner_name();
         if s.distinct_physical_logical_deletes {
             self.push(
-                23,
+                R23,
                 Event::LogicalDelete(LogicalDelete {
                     basis: basis(
                         format!(
@@ -1098,7 +1116,7 @@ impl<'a> Decider<'a> {
                 }),
             );
             self.unlink(
-                23,
+                R23,
                 rec,
                 link,
                 "logical delete with distinct deletes on: unlinked, left in place, nothing sent to attendees".into(),
@@ -1107,7 +1125,7 @@ impl<'a> Decider<'a> {
             return;
         }
         self.push(
-            22,
+            R22,
             Event::LogicalDelete(LogicalDelete {
                 basis: basis(
                     format!(
@@ -1121,7 +1139,7 @@ impl<'a> Decider<'a> {
                 reason,
             }),
         );
-        self.entity_delete(22, rec, link, false, used);
+        self.entity_delete(R22, rec, link, false, used);
     }
 
     fn physical_delete(&mut self, id: &RecordId) {
@@ -1134,13 +1152,13 @@ impl<'a> Decider<'a> {
             .get(id)
             .cloned()
             .unwrap_or_else(|| link.synced.clone());
-        self.entity_delete(21, &rec, &link, true, vec![]);
+        self.entity_delete(R21, &rec, &link, true, vec![]);
     }
 
     /// The delete rule of each table: R27 (appointments), R40 (service), R42 (contacts), R45 (tasks).
     fn entity_delete(
         &mut self,
-        via: u8,
+        via: RuleId,
         rec: &Record,
         link: &Link,
         physical: bool,
@@ -1157,9 +1175,9 @@ impl<'a> Decider<'a> {
             // mail server yet, so nothing is deleted there and no attendee hears of it: the
             // pending create (and any update queued behind it) is withdrawn.
             let rule = match rec.entity() {
-                Entity::Contact => 42,
-                Entity::Task => 45,
-                _ => 27,
+                Entity::Contact => R42,
+                Entity::Task => R45,
+                _ => R27,
             };
             self.unlink(
                 rule,
@@ -1180,16 +1198,16 @@ impl<'a> Decider<'a> {
                 let future = a.start > self.ctx.now;
                 if a.service {
                     if future {
-                        self.delete_only(40, rec, link, format!(
+                        self.delete_only(R40, rec, link, format!(
                             "service appointment \"{title}\" {kind}: this participant's copy is deleted; service appointments never send cancellations (R40)"
                         ), used);
                     } else {
-                        self.unlink(27, rec, link, format!("\"{title}\" {kind} but it is in the past: unlinked, left in place (R27)"), used);
+                        self.unlink(R27, rec, link, format!("\"{title}\" {kind} but it is in the past: unlinked, left in place (R27)"), used);
                     }
                     return;
                 }
                 if organizer && future {
-                    let rule = if physical { 27 } else { via };
+                    let rule = if physical { R27 } else { via };
                     let why = format!(
                         "\"{title}\" {kind}; this is the organizer's mailbox and the meeting is in the future, \
                          so it is deleted here{}",
@@ -1210,20 +1228,20 @@ impl<'a> Decider<'a> {
                             "\"{title}\" {kind}, but the meeting is in the past: only unlinked, left in the calendar (R27)"
                         )
                     };
-                    self.unlink(27, rec, link, why, used);
+                    self.unlink(R27, rec, link, why, used);
                 }
             }
             RecordBody::Contact(_) => {
                 let s = self.ctx.settings;
-                used.push(setting(s, "contact_delete_only_for_non_owner"));
+                used.push(setting(s, SettingKey::ContactDeleteOnlyForNonOwner));
                 let me = self.state.owner.as_ref();
                 let owner_is_me = me == Some(&rec.owner);
                 if s.contact_delete_only_for_non_owner && owner_is_me {
-                    self.unlink(42, rec, link, format!(
+                    self.unlink(R42, rec, link, format!(
                         "contact \"{title}\" {kind}; the mailbox user owns it, and contacts are deleted only in non-owners' mailboxes: unlinked (R42)"
                     ), used);
                 } else {
-                    self.delete_only(42, rec, link, format!(
+                    self.delete_only(R42, rec, link, format!(
                         "contact \"{title}\" {kind}; the mailbox user is not its owner, so the linked contact is deleted (R42)"
                     ), used);
                 }
@@ -1243,12 +1261,12 @@ impl<'a> Decider<'a> {
                         )
                     });
                 if completed_on_server {
-                    self.unlink(45, rec, link, format!(
+                    self.unlink(R45, rec, link, format!(
                         "task \"{title}\" {kind}, but it is already Completed on the mail server: unlinked, kept there (R45)"
                     ), used);
                 } else {
                     self.delete_only(
-                        45,
+                        R45,
                         rec,
                         link,
                         format!("task \"{title}\" {kind}: the linked server task is deleted (R45)"),
@@ -1262,7 +1280,7 @@ impl<'a> Decider<'a> {
 
     fn delete_only(
         &mut self,
-        rule: u8,
+        rule: RuleId,
         rec: &Record,
         link: &Link,
         reason: String,
@@ -1283,7 +1301,7 @@ impl<'a> Decider<'a> {
 
     fn delete_with_cancellation(
         &mut self,
-        rule: u8,
+        rule: RuleId,
         rec: &Record,
         link: &Link,
         reason: String,
@@ -1305,7 +1323,7 @@ impl<'a> Decider<'a> {
             .contains(&(rec.id.clone(), version, IntentKind::Cancel))
         {
             self.push(
-                82,
+                R82,
                 Event::NoAction(NoAction {
                     basis: basis(
                         format!("the cancellation of \"{}\" version {version} was already sent; it is not sent twice", rec.title()),
@@ -1340,7 +1358,7 @@ impl<'a> Decider<'a> {
 
     fn unlink(
         &mut self,
-        rule: u8,
+        rule: RuleId,
         rec: &Record,
         link: &Link,
         reason: String,
@@ -1367,7 +1385,7 @@ impl<'a> Decider<'a> {
             .collect();
         for (rec, link) in linked {
             self.unlink(
-                19,
+                R19,
                 rec,
                 &link,
                 format!(
@@ -1416,7 +1434,7 @@ impl<'a> Decider<'a> {
                 .unwrap_or_else(|| link.synced.clone());
             if prev.is_some_and(|p| p.tracked.is_some()) && item.tracked.is_none() {
                 self.push(
-                    73,
+                    R73,
                     Event::ItemUntracked(ItemUntracked {
                         basis: basis(
                             format!("the tracking category was removed from \"{}\": untracked, the CRM row is kept", item.fields.title()),
@@ -1427,7 +1445,7 @@ impl<'a> Decider<'a> {
                     }),
                 );
                 self.unlink(
-                    73,
+                    R73,
                     &rec,
                     &link,
                     "untracked on the mail server: the link ends, both copies stay".into(),
@@ -1439,7 +1457,7 @@ impl<'a> Decider<'a> {
                 && a.state.is_closed()
             {
                 self.push(
-                    37,
+                    R37,
                     Event::NoAction(NoAction {
                         basis: basis(
                             format!(
@@ -1463,12 +1481,12 @@ impl<'a> Decider<'a> {
                     },
                     RecordBody::Task(t),
                 ) if !t.state.is_closed() => (
-                    48,
+                    R48,
                     true,
                     "reached 100 % on the mail server: the CRM task is marked Completed",
                 ),
                 _ => (
-                    18,
+                    R18,
                     false,
                     "changed on the mail server: the linked CRM row is updated",
                 ),
@@ -1506,14 +1524,14 @@ impl<'a> Decider<'a> {
             && settings.ignore_copied_items
         {
             self.push(
-                39,
+                R39,
                 Event::NoAction(NoAction {
                     basis: basis(
                         format!(
                             "\"{}\" is a copy of a linked item; copies are ignored",
                             item.fields.title()
                         ),
-                        vec![setting(settings, "ignore_copied_items")],
+                        vec![setting(settings, SettingKey::IgnoreCopiedItems)],
                     ),
                     record: None,
                     remote: Some(item.remote.clone()),
@@ -1528,11 +1546,11 @@ impl<'a> Decider<'a> {
                     .is_some_and(|o| o.eq_ignore_ascii_case(&s.address));
                 if !from_organizer && !settings.track_appointments_from_non_organizer {
                     self.push(
-                        34,
+                        R34,
                         Event::NoAction(NoAction {
                             basis: basis(
                                 format!("\"{}\" was tracked by a non-organizer, and non-organizer tracking is off", item.fields.title()),
-                                vec![setting(settings, "track_appointments_from_non_organizer")],
+                                vec![setting(settings, SettingKey::TrackAppointmentsFromNonOrganizer)],
                             ),
                             record: None,
                             remote: Some(item.remote.clone()),
@@ -1541,17 +1559,19 @@ impl<'a> Decider<'a> {
                     return;
                 }
                 (
-                    33,
+                    R33,
                     None,
                     "tracked meeting in the calendar: an appointment is created in the CRM",
                 )
             }
             RemoteFields::Task { .. } => (
-                44,
+                R44,
                 Some(self.ctx.now),
                 "tracked server task: a CRM task is created, with actual start now (R48)",
             ),
-            RemoteFields::Contact { .. } => (33, None, "tracked contact: a CRM contact is created"),
+            RemoteFields::Contact { .. } => {
+                (R33, None, "tracked contact: a CRM contact is created")
+            }
         };
         let record = RecordId(format!("from-{}", item.remote));
         self.push(
@@ -1616,7 +1636,7 @@ impl<'a> Decider<'a> {
             .unwrap_or_else(|| link.synced.clone());
         let me = s.owner.as_ref();
         let title = rec.title().to_string();
-        let crm_delete = |d: &mut Self, rule: u8, reason: String, used: Vec<SettingUsed>| {
+        let crm_delete = |d: &mut Self, rule: RuleId, reason: String, used: Vec<SettingUsed>| {
             let key = d.key("crm-delete", &rec.id, rec.version);
             d.push(
                 rule,
@@ -1637,7 +1657,7 @@ impl<'a> Decider<'a> {
                 if open && future && organizer {
                     crm_delete(
                         self,
-                        36,
+                        R36,
                         format!(
                             "\"{title}\" was deleted in the organizer's calendar; it is open and in the future, so the CRM appointment is deleted"
                         ),
@@ -1651,28 +1671,28 @@ impl<'a> Decider<'a> {
                     } else {
                         "this mailbox is not the organizer's"
                     };
-                    self.unlink(36, &rec, &link, format!("\"{title}\" was deleted on the mail server, but {why}: the CRM appointment is kept, unlinked"), vec![]);
+                    self.unlink(R36, &rec, &link, format!("\"{title}\" was deleted on the mail server, but {why}: the CRM appointment is kept, unlinked"), vec![]);
                 }
             }
             RecordBody::Contact(_) => {
                 if me == Some(&rec.owner) {
                     crm_delete(
                         self,
-                        43,
+                        R43,
                         format!(
                             "contact \"{title}\" was deleted on the mail server by its owner: the CRM contact is deleted"
                         ),
                         vec![],
                     );
                 } else {
-                    self.unlink(43, &rec, &link, format!(
+                    self.unlink(R43, &rec, &link, format!(
                         "contact \"{title}\" was deleted on the mail server, but the mailbox user does not own it: the CRM contact is kept"
                     ), vec![]);
                 }
             }
             RecordBody::Task(t) => {
                 let settings = self.ctx.settings;
-                let used = vec![setting(settings, "task_deletion_mode")];
+                let used = vec![setting(settings, SettingKey::TaskDeletionMode)];
                 let delete = match settings.task_deletion_mode {
                     TaskDeletionMode::Delete => true,
                     TaskDeletionMode::DeleteIfNotCompleted => !t.state.is_closed(),
@@ -1681,14 +1701,14 @@ impl<'a> Decider<'a> {
                 if delete {
                     crm_delete(
                         self,
-                        46,
+                        R46,
                         format!(
                             "task \"{title}\" was deleted on the mail server: the CRM task is deleted"
                         ),
                         used,
                     );
                 } else {
-                    self.unlink(46, &rec, &link, format!(
+                    self.unlink(R46, &rec, &link, format!(
                         "task \"{title}\" was deleted on the mail server; the task deletion mode keeps the CRM task"
                     ), used);
                 }
@@ -1718,16 +1738,19 @@ impl<'a> Decider<'a> {
                     .max(base.0.min(max.0)),
             )
         };
-        let (interval, why, keys): (Duration, String, &[&str]) = match w {
+        let (interval, why, keys): (Duration, String, &[SettingKey]) = match w {
             Workload::Incoming if items >= cfg.busy_items => (
                 cfg.incoming_min,
                 format!("busy cycle ({items} items): incoming email is checked again soon"),
-                &["schedule_incoming_min_seconds", "schedule_busy_items"],
+                &[
+                    SettingKey::ScheduleIncomingMinSeconds,
+                    SettingKey::ScheduleBusyItems,
+                ],
             ),
             Workload::Incoming if items > 0 => (
                 cfg.incoming,
                 format!("{items} item(s) this cycle: the ordinary incoming cadence"),
-                &["schedule_incoming_seconds"],
+                &[SettingKey::ScheduleIncomingSeconds],
             ),
             Workload::Incoming => (
                 stretched(cfg.incoming, cfg.incoming_max),
@@ -1735,15 +1758,15 @@ impl<'a> Decider<'a> {
                     "{quiet} quiet cycle(s) in a row: incoming email waits longer, up to the maximum"
                 ),
                 &[
-                    "schedule_incoming_seconds",
-                    "schedule_quiet_step_seconds",
-                    "schedule_incoming_max_seconds",
+                    SettingKey::ScheduleIncomingSeconds,
+                    SettingKey::ScheduleQuietStepSeconds,
+                    SettingKey::ScheduleIncomingMaxSeconds,
                 ],
             ),
             Workload::Outgoing => (
                 cfg.outgoing,
                 "Pending Send is scanned at a fixed interval".to_string(),
-                &["schedule_outgoing_seconds"],
+                &[SettingKey::ScheduleOutgoingSeconds],
             ),
             Workload::Act => {
                 let max = if s.workload(Workload::Incoming).enabled {
@@ -1752,15 +1775,15 @@ impl<'a> Decider<'a> {
                     cfg.act_max
                 };
                 let key = if s.workload(Workload::Incoming).enabled {
-                    "schedule_act_max_with_incoming_seconds"
+                    SettingKey::ScheduleActMaxWithIncomingSeconds
                 } else {
-                    "schedule_act_max_seconds"
+                    SettingKey::ScheduleActMaxSeconds
                 };
                 if items > 0 {
                     (
                         cfg.act_min,
                         format!("{items} change(s) this cycle: the shortest ACT cadence"),
-                        &["schedule_act_min_seconds"],
+                        &[SettingKey::ScheduleActMinSeconds],
                     )
                 } else {
                     (
@@ -1768,17 +1791,17 @@ impl<'a> Decider<'a> {
                         format!(
                             "{quiet} quiet cycle(s) in a row: ACT waits longer, up to the maximum"
                         ),
-                        if key == "schedule_act_max_seconds" {
+                        if key == SettingKey::ScheduleActMaxSeconds {
                             &[
-                                "schedule_act_min_seconds",
-                                "schedule_quiet_step_seconds",
-                                "schedule_act_max_seconds",
+                                SettingKey::ScheduleActMinSeconds,
+                                SettingKey::ScheduleQuietStepSeconds,
+                                SettingKey::ScheduleActMaxSeconds,
                             ]
                         } else {
                             &[
-                                "schedule_act_min_seconds",
-                                "schedule_quiet_step_seconds",
-                                "schedule_act_max_with_incoming_seconds",
+                                SettingKey::ScheduleActMinSeconds,
+                                SettingKey::ScheduleQuietStepSeconds,
+                                SettingKey::ScheduleActMaxWithIncomingSeconds,
                             ]
                         },
                     )
@@ -1786,7 +1809,10 @@ impl<'a> Decider<'a> {
             }
         };
         let at = self.ctx.now + interval;
-        let used = keys.iter().map(|k| setting(self.ctx.settings, k)).collect();
+        let used = keys
+            .iter()
+            .map(|k| setting(self.ctx.settings, *k))
+            .collect();
         self.push(
             cadence_rule(w),
             Event::CycleScheduled(CycleScheduled {
@@ -1821,7 +1847,7 @@ impl<'a> Decider<'a> {
             .get(&intent.record)
             .map(|r| r.title().to_string())
             .unwrap_or_else(|| intent.record.to_string());
-        let rule = if intent.to_crm { 33 } else { 17 };
+        let rule = if intent.to_crm { R33 } else { R17 };
         let waiting = s
             .links
             .get(&intent.record)
@@ -1873,9 +1899,9 @@ impl<'a> Decider<'a> {
             .map(|r| r.title().to_string())
             .unwrap_or_else(|| record.to_string());
         let rule = match rec.as_ref().map(|r| r.entity()) {
-            Some(Entity::Contact) => 42,
-            Some(Entity::Task) => 45,
-            _ => 27,
+            Some(Entity::Contact) => R42,
+            Some(Entity::Task) => R45,
+            _ => R27,
         };
         let version = rec.as_ref().map_or(0, |r| r.version);
         self.push(
@@ -1945,14 +1971,14 @@ impl<'a> Decider<'a> {
             }
         };
         self.push(
-            12,
+            R12,
             Event::ErrorClassified(ErrorClassified {
                 basis: basis(
                     format!(
                         "the {what} intent for {} failed ({} {}): {next}",
                         intent.record, p.error.code, p.error.message
                     ),
-                    vec![setting(self.ctx.settings, "transient_retry_limit")],
+                    vec![setting(self.ctx.settings, SettingKey::TransientRetryLimit)],
                 ),
                 workload: Workload::Act,
                 class,
@@ -1973,13 +1999,13 @@ impl<'a> Decider<'a> {
         let attempt = ws.consecutive_errors + 1;
         let limit = settings.transient_retry_limit;
         let used = vec![
-            setting(settings, "transient_retry_limit"),
-            setting(settings, "transient_retry_interval_minutes"),
+            setting(settings, SettingKey::TransientRetryLimit),
+            setting(settings, SettingKey::TransientRetryIntervalMinutes),
         ];
         match class {
             ErrorClass::Permanent => {
                 self.push(
-                    10,
+                    R10,
                     Event::ErrorClassified(ErrorClassified {
                         basis: basis(
                             format!("{} {} is a permanent error", error.code, error.message),
@@ -1996,7 +2022,7 @@ impl<'a> Decider<'a> {
                 );
                 if ws.enabled {
                     self.push(
-                        10,
+                        R10,
                         Event::WorkloadDisabled(WorkloadDisabled {
                             basis: basis(format!("a permanent error disables {w} at once"), vec![]),
                             workload: w,
@@ -2008,7 +2034,7 @@ impl<'a> Decider<'a> {
                     } else {
                         "The mailbox owner must correct the credentials and run Test & Enable again."
                     };
-                    self.alert(10, AlertLevel::Error, format!(
+                    self.alert(R10, AlertLevel::Error, format!(
                         "The mailbox {} has been disabled for {w} because the server answered {} {}. {who}",
                         s.address, error.code, error.message
                     ));
@@ -2016,7 +2042,7 @@ impl<'a> Decider<'a> {
             }
             ErrorClass::Transient => {
                 self.push(
-                    11,
+                    R11,
                     Event::ErrorClassified(ErrorClassified {
                         basis: basis(
                             format!(
@@ -2039,14 +2065,14 @@ impl<'a> Decider<'a> {
                 }
                 if attempt >= limit {
                     self.push(
-                        11,
+                        R11,
                         Event::WorkloadDisabled(WorkloadDisabled {
                             basis: basis(format!("{attempt} consecutive transient failures reach the limit of {limit}"), used.clone()),
                             workload: w,
                             reason: DisableReason::TransientLimit,
                         }),
                     );
-                    self.alert_with(11, AlertLevel::Error, format!(
+                    self.alert_with(R11, AlertLevel::Error, format!(
                         "The mailbox {} has been disabled for {w} after {attempt} consecutive transient failures (last: {} {}). \
                          Check the server, then run Test & Enable again.",
                         s.address, error.code, error.message
@@ -2056,7 +2082,7 @@ impl<'a> Decider<'a> {
                     let at = (self.ctx.now + settings.transient_retry_interval)
                         .max(error.retry_after.unwrap_or_default());
                     self.push(
-                        11,
+                        R11,
                         Event::RetryScheduled(RetryScheduled {
                             basis: basis(
                                 format!(

@@ -25,6 +25,6 @@ pub use event::Event;
 pub use ids::*;
 pub use org::OrgState;
 pub use rules::RuleId;
-pub use settings::{OrgSettings, SettingsVersion};
+pub use settings::{OrgSettings, SettingKey, SettingsVersion};
 pub use state::{EventMeta, MailboxState};
 pub use time::{Duration, Timestamp};

@@ -437,3 +437,143 @@ mod tests {
         assert!(e.to_string().contains("0 (delete)"));
     }
 }
+
+/// A setting a rule consults, by name: the typed form of the keys of [`OrgSettings::KEYS`], so a
+/// rule cannot name a setting that does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SettingKey {
+    /// `distinct_physical_logical_deletes`.
+    DistinctPhysicalLogicalDeletes,
+    /// `propagate_appointment_cancellations`.
+    PropagateAppointmentCancellations,
+    /// `update_past_meetings`.
+    UpdatePastMeetings,
+    /// `track_appointments_from_non_organizer`.
+    TrackAppointmentsFromNonOrganizer,
+    /// `task_deletion_mode`.
+    TaskDeletionMode,
+    /// `ignore_copied_items`.
+    IgnoreCopiedItems,
+    /// `contact_delete_only_for_non_owner`.
+    ContactDeleteOnlyForNonOwner,
+    /// `require_approved_address`.
+    RequireApprovedAddress,
+    /// `transient_retry_limit`.
+    TransientRetryLimit,
+    /// `transient_retry_interval_minutes`.
+    TransientRetryIntervalMinutes,
+    /// `reminder_cutoff_days`.
+    ReminderCutoffDays,
+    /// `schedule_incoming_seconds`.
+    ScheduleIncomingSeconds,
+    /// `schedule_incoming_min_seconds`.
+    ScheduleIncomingMinSeconds,
+    /// `schedule_incoming_max_seconds`.
+    ScheduleIncomingMaxSeconds,
+    /// `schedule_outgoing_seconds`.
+    ScheduleOutgoingSeconds,
+    /// `schedule_act_min_seconds`.
+    ScheduleActMinSeconds,
+    /// `schedule_act_max_seconds`.
+    ScheduleActMaxSeconds,
+    /// `schedule_act_max_with_incoming_seconds`.
+    ScheduleActMaxWithIncomingSeconds,
+    /// `schedule_quiet_step_seconds`.
+    ScheduleQuietStepSeconds,
+    /// `schedule_busy_items`.
+    ScheduleBusyItems,
+    /// `alert_retention_days`.
+    AlertRetentionDays,
+}
+
+impl SettingKey {
+    /// Every setting, in the order of [`OrgSettings::KEYS`].
+    pub const ALL: [SettingKey; 21] = [
+        SettingKey::DistinctPhysicalLogicalDeletes,
+        SettingKey::PropagateAppointmentCancellations,
+        SettingKey::UpdatePastMeetings,
+        SettingKey::TrackAppointmentsFromNonOrganizer,
+        SettingKey::TaskDeletionMode,
+        SettingKey::IgnoreCopiedItems,
+        SettingKey::ContactDeleteOnlyForNonOwner,
+        SettingKey::RequireApprovedAddress,
+        SettingKey::TransientRetryLimit,
+        SettingKey::TransientRetryIntervalMinutes,
+        SettingKey::ReminderCutoffDays,
+        SettingKey::ScheduleIncomingSeconds,
+        SettingKey::ScheduleIncomingMinSeconds,
+        SettingKey::ScheduleIncomingMaxSeconds,
+        SettingKey::ScheduleOutgoingSeconds,
+        SettingKey::ScheduleActMinSeconds,
+        SettingKey::ScheduleActMaxSeconds,
+        SettingKey::ScheduleActMaxWithIncomingSeconds,
+        SettingKey::ScheduleQuietStepSeconds,
+        SettingKey::ScheduleBusyItems,
+        SettingKey::AlertRetentionDays,
+    ];
+
+    /// The key as written in `setting_changed`, `what-if --set` and a decision's basis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingKey::DistinctPhysicalLogicalDeletes => "distinct_physical_logical_deletes",
+            SettingKey::PropagateAppointmentCancellations => "propagate_appointment_cancellations",
+            SettingKey::UpdatePastMeetings => "update_past_meetings",
+            SettingKey::TrackAppointmentsFromNonOrganizer => {
+                "track_appointments_from_non_organizer"
+            }
+            SettingKey::TaskDeletionMode => "task_deletion_mode",
+            SettingKey::IgnoreCopiedItems => "ignore_copied_items",
+            SettingKey::ContactDeleteOnlyForNonOwner => "contact_delete_only_for_non_owner",
+            SettingKey::RequireApprovedAddress => "require_approved_address",
+            SettingKey::TransientRetryLimit => "transient_retry_limit",
+            SettingKey::TransientRetryIntervalMinutes => "transient_retry_interval_minutes",
+            SettingKey::ReminderCutoffDays => "reminder_cutoff_days",
+            SettingKey::ScheduleIncomingSeconds => "schedule_incoming_seconds",
+            SettingKey::ScheduleIncomingMinSeconds => "schedule_incoming_min_seconds",
+            SettingKey::ScheduleIncomingMaxSeconds => "schedule_incoming_max_seconds",
+            SettingKey::ScheduleOutgoingSeconds => "schedule_outgoing_seconds",
+            SettingKey::ScheduleActMinSeconds => "schedule_act_min_seconds",
+            SettingKey::ScheduleActMaxSeconds => "schedule_act_max_seconds",
+            SettingKey::ScheduleActMaxWithIncomingSeconds => {
+                "schedule_act_max_with_incoming_seconds"
+            }
+            SettingKey::ScheduleQuietStepSeconds => "schedule_quiet_step_seconds",
+            SettingKey::ScheduleBusyItems => "schedule_busy_items",
+            SettingKey::AlertRetentionDays => "alert_retention_days",
+        }
+    }
+
+    /// The setting named `key`, if there is one.
+    pub fn parse(key: &str) -> Option<SettingKey> {
+        Self::ALL.into_iter().find(|k| k.as_str() == key)
+    }
+}
+
+impl fmt::Display for SettingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl OrgSettings {
+    /// The value of `key` as text, as `get` writes it.
+    pub fn value(&self, key: SettingKey) -> String {
+        self.get(key.as_str())
+            .expect("every SettingKey names a known setting")
+    }
+}
+
+#[cfg(test)]
+mod setting_key_tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_a_setting_key_and_back() {
+        let typed: Vec<&str> = SettingKey::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(typed, OrgSettings::KEYS);
+        for k in SettingKey::ALL {
+            assert_eq!(SettingKey::parse(k.as_str()), Some(k));
+            OrgSettings::default().value(k);
+        }
+    }
+}
