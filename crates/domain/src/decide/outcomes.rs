@@ -1,0 +1,317 @@
+//! Intent outcomes and server errors: links made by a create (R17, R33), withdrawn creates
+//! (R27), and the classification and handling of errors (R10, R11, R12).
+
+use super::*;
+
+impl Decider<'_> {
+    // ───────────── outcomes and errors: R10, R11, R12 ─────────────
+
+    pub(super) fn intent_succeeded(&mut self, p: &IntentSucceeded) {
+        let s = self.state;
+        if let Some(create) = s.withdrawn.get(&p.intent) {
+            self.withdrawn_create_succeeded(p, create);
+            return;
+        }
+        let Some(intent) = s.intents.get(&p.intent) else {
+            return;
+        };
+        if intent.kind != IntentKind::Create {
+            return;
+        }
+        let remote = p.remote.clone().or_else(|| intent.remote.clone());
+        let Some(remote) = remote else { return };
+        let title = s
+            .records
+            .get(&intent.record)
+            .map(|r| r.title().to_string())
+            .unwrap_or_else(|| intent.record.to_string());
+        let rule = if intent.to_crm { R33 } else { R17 };
+        let waiting = s
+            .links
+            .get(&intent.record)
+            .is_some_and(|l| l.create == Some(p.intent));
+        if !waiting {
+            self.push(
+                rule,
+                Event::NoAction(NoAction {
+                    basis: basis(
+                        format!(
+                            "\"{title}\" was created as {remote} after the row stopped being synced to this mailbox \
+                             (or was created again): the item stays where it is, unlinked"
+                        ),
+                        vec![],
+                    ),
+                    record: Some(intent.record.clone()),
+                    remote: Some(remote),
+                }),
+            );
+            return;
+        }
+        self.push(
+            rule,
+            Event::LinkCreated(LinkCreated {
+                basis: basis(
+                    format!(
+                        "\"{title}\" was created on the {}: CRM row and server item are linked",
+                        if intent.to_crm { "CRM" } else { "mail server" }
+                    ),
+                    vec![],
+                ),
+                record: intent.record.clone(),
+                remote,
+            }),
+        );
+    }
+
+    /// R27 (R42, R45): a create withdrawn while it was already being carried out succeeded
+    /// anyway. The row is not synced to this mailbox, so the item it made is deleted, and the
+    /// invitation it sent, if any, is cancelled: what attendees were told is taken back.
+    pub(super) fn withdrawn_create_succeeded(
+        &mut self,
+        p: &IntentSucceeded,
+        create: &PendingIntent,
+    ) {
+        let Some(remote) = p.remote.clone().or_else(|| create.remote.clone()) else {
+            return;
+        };
+        let record = create.record.clone();
+        let rec = self.state.records.get(&record).cloned();
+        let title = rec
+            .as_ref()
+            .map(|r| r.title().to_string())
+            .unwrap_or_else(|| record.to_string());
+        let rule = match rec.as_ref().map(|r| r.entity()) {
+            Some(Entity::Contact) => R42,
+            Some(Entity::Task) => R45,
+            _ => R27,
+        };
+        let version = rec.as_ref().map_or(0, |r| r.version);
+        self.push(
+            rule,
+            Event::DeleteIntent(DeleteIntent {
+                basis: basis(
+                    format!(
+                        "\"{title}\" was created as {remote} by a create withdrawn while it was being carried out; \
+                         the row is not synced to this mailbox, so the item is deleted"
+                    ),
+                    vec![],
+                ),
+                record: record.clone(),
+                remote: Some(remote.clone()),
+                target: Side::MailServer,
+                key: format!("{}/{}/delete-withdrawn/{}", self.mailbox_id(), record, p.intent),
+            }),
+        );
+        let (Some((notified, _)), Some(a)) =
+            (create.notifies, rec.as_ref().and_then(|r| r.appointment()))
+        else {
+            return;
+        };
+        let attendees = attendee_addresses(a);
+        if attendees.is_empty() {
+            return;
+        }
+        self.push(
+            rule,
+            Event::CancelIntent(CancelIntent {
+                basis: basis(
+                    format!(
+                        "the withdrawn create of \"{title}\" sent an invitation before it was withdrawn: \
+                         {} attendee(s) get a cancellation",
+                        attendees.len()
+                    ),
+                    vec![],
+                ),
+                record: record.clone(),
+                remote: Some(remote),
+                attendees,
+                version: notified.max(version),
+                key: self.key("cancel", &record, notified),
+            }),
+        );
+    }
+
+    pub(super) fn intent_failed(&mut self, p: &IntentFailed) {
+        let s = self.state;
+        let Some(intent) = s.intents.get(&p.intent) else {
+            return;
+        };
+        let (class, _) = classify(&p.error);
+        let what = format!("{:?}", intent.kind).to_lowercase();
+        let next = match (class, intent.kind) {
+            (ErrorClass::Transient, _) => {
+                "only this item is retried, with the same idempotency key, in a later cycle; the mailbox is not affected"
+            }
+            (ErrorClass::Permanent, IntentKind::Delete) => {
+                "the item cannot be deleted: it stays where it is, unlinked"
+            }
+            (ErrorClass::Permanent, IntentKind::Create) => {
+                "the item was not created; the row is not linked in this mailbox"
+            }
+            (ErrorClass::Permanent, _) => {
+                "this change is given up; the next change of the row is tried afresh"
+            }
+        };
+        self.push(
+            R12,
+            Event::ErrorClassified(ErrorClassified {
+                basis: basis(
+                    format!(
+                        "the {what} intent for {} failed ({} {}): {next}",
+                        intent.record, p.error.code, p.error.message
+                    ),
+                    vec![setting(self.ctx.settings, SettingKey::TransientRetryLimit)],
+                ),
+                workload: Workload::Act,
+                class,
+                scope: ErrorScope::Item,
+                attempt: 1,
+                limit: self.ctx.settings.transient_retry_limit,
+                intent: Some(p.intent),
+                error: p.error.clone(),
+            }),
+        );
+    }
+
+    pub(super) fn workload_error(&mut self, w: Workload, error: &ServerError) {
+        let s = self.state;
+        let settings = self.ctx.settings;
+        let ws = s.workload(w);
+        let (class, scope) = classify(error);
+        let attempt = ws.consecutive_errors + 1;
+        let limit = settings.transient_retry_limit;
+        let used = vec![
+            setting(settings, SettingKey::TransientRetryLimit),
+            setting(settings, SettingKey::TransientRetryIntervalMinutes),
+        ];
+        match class {
+            ErrorClass::Permanent => {
+                self.push(
+                    R10,
+                    Event::ErrorClassified(ErrorClassified {
+                        basis: basis(
+                            format!("{} {} is a permanent error", error.code, error.message),
+                            used.clone(),
+                        ),
+                        workload: w,
+                        class,
+                        scope,
+                        attempt,
+                        limit,
+                        intent: None,
+                        error: error.clone(),
+                    }),
+                );
+                if ws.enabled {
+                    self.push(
+                        R10,
+                        Event::WorkloadDisabled(WorkloadDisabled {
+                            basis: basis(format!("a permanent error disables {w} at once"), vec![]),
+                            workload: w,
+                            reason: DisableReason::PermanentError,
+                        }),
+                    );
+                    let who = if scope == ErrorScope::Server {
+                        "The owner of the email server profile has been notified."
+                    } else {
+                        "The mailbox owner must correct the credentials and run Test & Enable again."
+                    };
+                    self.alert(R10, AlertLevel::Error, format!(
+                        "The mailbox {} has been disabled for {w} because the server answered {} {}. {who}",
+                        s.address, error.code, error.message
+                    ));
+                }
+            }
+            ErrorClass::Transient => {
+                self.push(
+                    R11,
+                    Event::ErrorClassified(ErrorClassified {
+                        basis: basis(
+                            format!(
+                                "{} {} is transient: failure {attempt} of {limit}",
+                                error.code, error.message
+                            ),
+                            used.clone(),
+                        ),
+                        workload: w,
+                        class,
+                        scope,
+                        attempt,
+                        limit,
+                        intent: None,
+                        error: error.clone(),
+                    }),
+                );
+                if !ws.enabled {
+                    return;
+                }
+                if attempt >= limit {
+                    self.push(
+                        R11,
+                        Event::WorkloadDisabled(WorkloadDisabled {
+                            basis: basis(format!("{attempt} consecutive transient failures reach the limit of {limit}"), used.clone()),
+                            workload: w,
+                            reason: DisableReason::TransientLimit,
+                        }),
+                    );
+                    self.alert_with(R11, AlertLevel::Error, format!(
+                        "The mailbox {} has been disabled for {w} after {attempt} consecutive transient failures (last: {} {}). \
+                         Check the server, then run Test & Enable again.",
+                        s.address, error.code, error.message
+                    ), used.clone());
+                } else {
+                    // Never sooner than the retry interval, never before the server's Retry-After.
+                    let at = (self.ctx.now + settings.transient_retry_interval)
+                        .max(error.retry_after.unwrap_or_default());
+                    self.push(
+                        R11,
+                        Event::RetryScheduled(RetryScheduled {
+                            basis: basis(
+                                format!(
+                                    "transient failure {attempt} of {limit}: retry {w} at {at}"
+                                ),
+                                used,
+                            ),
+                            workload: w,
+                            at,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Classifies a server answer (R10, R11): authentication, authorization, approval, TLS,
+/// discovery and malformed-request failures are permanent; everything else (5xx, timeouts, throttling, network) is
+/// transient. Credentials problems are the mailbox's; TLS, discovery and 5xx are the server's.
+pub fn classify(error: &ServerError) -> (ErrorClass, ErrorScope) {
+    let code = error.code.to_ascii_lowercase();
+    let permanent_mailbox = [
+        "401",
+        "403",
+        "authenticationfailed",
+        "authorizationfailed",
+        "unapproved",
+        "license",
+    ];
+    // `unsupported` and `invalid` are the connectors' answers for a request that can never
+    // succeed (a CRM-side intent sent to a mail server, a malformed item): retrying is useless.
+    let permanent_server = [
+        "tls",
+        "certificate",
+        "autodiscover",
+        "404",
+        "400",
+        "422",
+        "unsupported",
+        "invalid",
+    ];
+    if permanent_mailbox.iter().any(|c| code.contains(c)) {
+        (ErrorClass::Permanent, ErrorScope::Mailbox)
+    } else if permanent_server.iter().any(|c| code.contains(c)) {
+        (ErrorClass::Permanent, ErrorScope::Server)
+    } else {
+        (ErrorClass::Transient, ErrorScope::Server)
+    }
+}

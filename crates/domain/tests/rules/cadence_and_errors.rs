@@ -1,0 +1,461 @@
+//! R7–R12, R14, R79, R80: the cadence of cycles, server errors and retries, the profile alert.
+
+use super::*;
+
+#[test]
+fn r10_permanent_error_401_disables_at_once_with_alert() {
+    let mut mb = Mailbox::ready("jayne");
+
+    let ds = mb.listing_failed(Workload::Act, "401", None);
+
+    assert_eq!(
+        summary(&ds),
+        [
+            (25, "no_action"),
+            (10, "error_classified"),
+            (10, "workload_disabled"),
+            (10, "alert_raised")
+        ]
+    );
+    let (_, c) = one(classifications(&ds), &ds);
+    assert_eq!(
+        (c.class, c.attempt, c.intent),
+        (ErrorClass::Permanent, 1, None)
+    );
+    let (_, d) = one(disables(&ds), &ds);
+    assert_eq!(
+        (d.workload, &d.reason),
+        (Workload::Act, &DisableReason::PermanentError)
+    );
+    let (_, alert) = one(alerts(&ds), &ds);
+    assert_eq!(alert.level, AlertLevel::Error);
+    assert!(alert.text.contains("401"), "{}", alert.text);
+    assert_eq!(
+        alert.notify,
+        ["mailbox owner jayne", "server profile owner"]
+    );
+    assert!(retries(&ds).is_empty(), "a permanent error is not retried");
+    assert!(!mb.state.workload(Workload::Act).enabled);
+    assert!(
+        mb.state.workload(Workload::Incoming).enabled,
+        "other workloads keep running"
+    );
+
+    // Already disabled: classified again, but not disabled or alerted twice.
+    let ds = mb.listing_failed(Workload::Act, "401", None);
+    assert_eq!(summary(&ds), [(25, "no_action"), (10, "error_classified")]);
+}
+
+#[test]
+fn r10_unapproved_address_answer_is_permanent() {
+    let mut mb = Mailbox::ready("jayne");
+
+    let ds = mb.listing_failed(Workload::Outgoing, "unapproved", None);
+
+    let (rule, d) = one(disables(&ds), &ds);
+    assert_eq!(
+        (rule, d.workload, &d.reason),
+        (10, Workload::Outgoing, &DisableReason::PermanentError)
+    );
+    assert_eq!(one(alerts(&ds), &ds).0, 10);
+}
+
+#[test]
+fn r10_r11_error_classification() {
+    let class = |code: &str| classify(&server_error(code, None)).0;
+    for code in [
+        "401",
+        "403",
+        "NO [AUTHENTICATIONFAILED]",
+        "unapproved",
+        "tls",
+        "404",
+        "unsupported",
+        "invalid",
+        "400",
+    ] {
+        assert_eq!(class(code), ErrorClass::Permanent, "{code}");
+    }
+    for code in ["503", "500", "429", "timeout", "connection reset"] {
+        assert_eq!(class(code), ErrorClass::Transient, "{code}");
+    }
+}
+
+#[test]
+fn r11_ten_transient_failures_disable_the_workload_at_the_tenth_and_not_before() {
+    let mut mb = Mailbox::ready("jayne");
+    for attempt in 1..=9 {
+        transient_failure_is_retried(&mut mb, attempt);
+    }
+
+    mb.advance(Duration::minutes(5));
+    let ds = mb.listing_failed(Workload::Act, "503", None);
+
+    assert_eq!(
+        summary(&ds),
+        [
+            (25, "no_action"),
+            (11, "error_classified"),
+            (11, "workload_disabled"),
+            (11, "alert_raised")
+        ]
+    );
+    assert_eq!(one(classifications(&ds), &ds).1.attempt, 10);
+    let (_, d) = one(disables(&ds), &ds);
+    assert_eq!(
+        (d.workload, &d.reason),
+        (Workload::Act, &DisableReason::TransientLimit)
+    );
+    let (_, alert) = one(alerts(&ds), &ds);
+    assert_eq!(alert.level, AlertLevel::Error);
+    assert!(
+        alert.text.contains("10 consecutive transient failures"),
+        "{}",
+        alert.text
+    );
+    assert!(retries(&ds).is_empty());
+    assert!(!mb.state.workload(Workload::Act).enabled);
+    assert_eq!(mb.state.workload(Workload::Act).next_run, None);
+}
+
+#[test]
+fn r11_a_success_resets_the_transient_failure_count() {
+    let mut mb = Mailbox::ready("jayne");
+    for attempt in 1..=9 {
+        transient_failure_is_retried(&mut mb, attempt);
+    }
+
+    // A successful cycle only schedules the next one (R9) and resets the count.
+    assert_eq!(
+        summary(&mb.listing_completed(Workload::Act)),
+        [(9, "cycle_scheduled")]
+    );
+    assert_eq!(mb.state.workload(Workload::Act).consecutive_errors, 0);
+
+    // Ten more are needed: nine are retried, the tenth disables.
+    for attempt in 1..=9 {
+        transient_failure_is_retried(&mut mb, attempt);
+    }
+    let ds = mb.listing_failed(Workload::Act, "503", None);
+    assert_eq!(
+        one(disables(&ds), &ds).1.reason,
+        DisableReason::TransientLimit
+    );
+}
+
+#[test]
+fn r11_retry_after_from_the_server_is_honoured() {
+    let mut mb = Mailbox::ready("jayne");
+
+    let later = mb.now + Duration::minutes(20);
+    let ds = mb.listing_failed(Workload::Incoming, "429", Some(later));
+    let (rule, r) = one(retries(&ds), &ds);
+    assert_eq!((rule, r.workload, r.at), (11, Workload::Incoming, later));
+    assert_eq!(mb.state.workload(Workload::Incoming).next_run, Some(later));
+
+    // A Retry-After already in the past falls back to the 5-minute interval.
+    let past = mb.now - Duration::minutes(1);
+    let ds = mb.listing_failed(Workload::Incoming, "429", Some(past));
+    assert_eq!(one(retries(&ds), &ds).1.at, mb.now + Duration::minutes(5));
+}
+
+#[test]
+fn r14_exactly_half_of_the_profile_failing_raises_no_alert() {
+    let mut org = Org::new(4, true);
+    org.failed(1, t0());
+    org.failed(2, t0() + Duration::minutes(10));
+    // The same mailbox failing again counts once.
+    org.failed(2, t0() + Duration::minutes(20));
+    assert!(org.alerts.is_empty(), "{:#?}", org.alerts);
+}
+
+#[test]
+fn r14_three_of_five_mailboxes_failing_within_an_hour_alert_the_profile_owner() {
+    let mut org = Org::new(5, true);
+    assert!(org.failed(1, t0()).is_empty());
+    assert!(org.failed(2, t0() + Duration::minutes(20)).is_empty());
+    let ds = org.failed(3, t0() + Duration::minutes(59));
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(ds[0].rule.0, 14);
+    let Event::AlertRaised(a) = &ds[0].event else {
+        panic!("{ds:#?}")
+    };
+    assert_eq!(a.level, AlertLevel::Error);
+    assert_eq!(a.notify, ["server profile owner (Serenity groupware)"]);
+    assert!(
+        a.text.starts_with(
+            "3 of the 5 mailboxes of the email server profile Serenity groupware failed within one hour (mbx-1, mbx-2, mbx-3)"
+        ),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.basis.reason.contains("sendemailalert"),
+        "{}",
+        a.basis.reason
+    );
+}
+
+#[test]
+fn r14_failures_spread_over_more_than_an_hour_raise_no_alert() {
+    let mut org = Org::new(5, true);
+    org.failed(1, t0());
+    org.failed(2, t0() + Duration::minutes(40));
+    org.failed(3, t0() + Duration::minutes(61));
+    org.failed(4, t0() + Duration::minutes(110));
+    assert!(org.alerts.is_empty(), "{:#?}", org.alerts);
+}
+
+#[test]
+fn r14_no_alert_when_the_profile_alert_option_is_off() {
+    let mut org = Org::new(5, false);
+    for i in 1..=5 {
+        org.failed(i, t0() + Duration::minutes(i as i64));
+    }
+    assert!(org.alerts.is_empty(), "{:#?}", org.alerts);
+    // The option is off by default.
+    let mut state = ledgersync_domain::OrgState::new(OrgId::new(ORG));
+    state.apply(&Event::ProfileRegistered(ProfileRegistered {
+        profile: ProfileId::new("p"),
+        name: "p".into(),
+        server_type: ServerType::Groupware,
+        max_connections: 10,
+    }));
+    assert!(!state.profiles[&ProfileId::new("p")].send_alert);
+}
+
+#[test]
+fn r14_a_second_burst_within_the_hour_raises_no_second_alert() {
+    let mut org = Org::new(3, true);
+    org.failed(1, t0());
+    assert_eq!(org.failed(2, t0() + Duration::minutes(5)).len(), 1);
+    // The same mailboxes and the third fail again within the hour: no second alert.
+    org.failed(3, t0() + Duration::minutes(10));
+    org.failed(1, t0() + Duration::minutes(30));
+    org.failed(2, t0() + Duration::minutes(50));
+    assert_eq!(org.alerts.len(), 1, "{:#?}", org.alerts);
+    // An hour after the alert, the failures of the last hour (mbx-1, mbx-2, mbx-3) alert again.
+    org.failed(3, t0() + Duration::minutes(65));
+    assert_eq!(org.alerts.len(), 2, "{:#?}", org.alerts);
+}
+
+#[test]
+fn r14_a_workload_level_error_or_disable_is_a_mailbox_failure_an_item_error_is_not() {
+    use ledgersync_domain::alerting::failed_workload;
+    let mut mb = Mailbox::ready("jayne");
+    let ds = mb.listing_failed(Workload::Incoming, "401", None);
+    assert_eq!(
+        failed_workload(ds.iter().map(|d| &d.event)),
+        Some(Workload::Incoming)
+    );
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    let ds = mb.fail(create, "503");
+    assert_eq!(failed_workload(ds.iter().map(|d| &d.event)), None);
+}
+
+#[test]
+fn r12_an_item_a_listing_cannot_read_is_retried_by_the_next_listings_and_never_deleted() {
+    let mut mb = Mailbox::ready("jayne");
+    let a = team_meeting("a1", "jayne", mb.now);
+    let remote = mb.sync_new(&a);
+
+    for listing in 1..=3 {
+        let ds = mb.feed(item_failed(&remote, None));
+        assert!(ds.is_empty(), "an item failure decides nothing: {ds:#?}");
+        listing_completed(&mut mb);
+        assert_eq!(mb.state.failing_items[&remote].listings, listing);
+        assert_eq!(mb.link(&a.id).status, LinkStatus::Linked);
+        assert!(
+            mb.state.remote_items.contains_key(&remote),
+            "never a deletion"
+        );
+        let w = mb.state.workload(Workload::Act);
+        assert!(
+            w.enabled && w.consecutive_errors == 0,
+            "the mailbox goes on"
+        );
+        assert_eq!(w.items_failed_last_cycle, 1);
+    }
+
+    // Readable again: the failure is over.
+    let item = mb.state.remote_items[&remote].clone();
+    mb.feed(seen(RemoteItem {
+        etag: "\"repaired\"".into(),
+        ..item
+    }));
+    assert!(mb.state.failing_items.is_empty());
+}
+
+#[test]
+fn r79_an_item_failure_keeps_its_entity_error_time_and_consecutive_listings() {
+    let mut mb = Mailbox::ready("jayne");
+    let remote = RemoteId::new("contacts/broken.vcf");
+    let first = mb.now;
+    mb.feed(item_failed(&remote, Some(Entity::Contact)));
+    // Reported twice within one listing: one listing.
+    mb.feed(item_failed(&remote, Some(Entity::Contact)));
+    listing_completed(&mut mb);
+    mb.now = mb.now + Duration::minutes(5);
+    mb.feed(item_failed(&remote, None));
+    mb.feed(Event::ListingPartial(ListingPartial {
+        workload: Workload::Act,
+        reason: "one file could not be read".into(),
+    }));
+
+    let f = &mb.state.failing_items[&remote];
+    assert_eq!(
+        (f.entity, f.error.code.as_str(), f.since, f.last, f.listings),
+        (Some(Entity::Contact), "unparsable", first, mb.now, 2)
+    );
+
+    // A partial listing that does not report it keeps it (it may not have been read) ...
+    mb.feed(Event::ListingPartial(ListingPartial {
+        workload: Workload::Act,
+        reason: "one file could not be read".into(),
+    }));
+    assert!(mb.state.failing_items.contains_key(&remote));
+    // ... a complete listing that does not report it ends it.
+    listing_completed(&mut mb);
+    assert!(mb.state.failing_items.is_empty());
+}
+
+#[test]
+fn r7_incoming_runs_5_minutes_after_an_ordinary_cycle_and_2_after_a_busy_one() {
+    let mut mb = Mailbox::ready("jayne");
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 3),
+        (7, mb.now + Duration::minutes(5))
+    );
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 25),
+        (7, mb.now + Duration::minutes(2))
+    );
+}
+
+#[test]
+fn r7_a_quiet_mailbox_waits_longer_up_to_12_minutes() {
+    let mut mb = Mailbox::ready("jayne");
+    let waits: Vec<i64> = (0..10)
+        .map(|_| (cycle(&mut mb, Workload::Incoming, 0).1 - mb.now).as_minutes())
+        .collect();
+    assert_eq!(waits, [6, 7, 8, 9, 10, 11, 12, 12, 12, 12]);
+    // One cycle with mail brings it back to the ordinary cadence.
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 1).1,
+        mb.now + Duration::minutes(5)
+    );
+}
+
+#[test]
+fn r8_outgoing_email_is_scanned_every_5_minutes() {
+    let mut mb = Mailbox::ready("jayne");
+    for items in [0, 0, 40, 0] {
+        assert_eq!(
+            cycle(&mut mb, Workload::Outgoing, items),
+            (8, mb.now + Duration::minutes(5))
+        );
+    }
+}
+
+#[test]
+fn r9_act_runs_5_minutes_after_changes_and_up_to_15_when_incoming_is_enabled() {
+    let mut mb = Mailbox::ready("jayne");
+    assert_eq!(
+        cycle(&mut mb, Workload::Act, 2),
+        (9, mb.now + Duration::minutes(5))
+    );
+    let waits: Vec<i64> = (0..12)
+        .map(|_| (cycle(&mut mb, Workload::Act, 0).1 - mb.now).as_minutes())
+        .collect();
+    assert_eq!(*waits.first().unwrap(), 6);
+    assert_eq!(*waits.last().unwrap(), 15);
+    assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+}
+
+#[test]
+fn r9_act_waits_at_most_12_minutes_without_incoming_email() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.feed(Event::DisableRequested(DisableRequested {
+        mailbox: mb.id.clone(),
+        workload: Workload::Incoming,
+        by: "admin".into(),
+    }));
+    let last = (0..12)
+        .map(|_| cycle(&mut mb, Workload::Act, 0).1)
+        .last()
+        .unwrap();
+    assert_eq!(last - mb.now, Duration::minutes(12));
+}
+
+#[test]
+fn r7_a_push_signal_runs_the_next_cycle_now() {
+    let mut mb = Mailbox::ready("jayne");
+    let ds = mb.feed(Event::PushReceived(PushReceived {
+        workload: Workload::Incoming,
+    }));
+    assert_eq!(summary(&ds), [(7, "cycle_scheduled")]);
+    assert_eq!(mb.state.workload(Workload::Incoming).next_run, Some(mb.now));
+}
+
+#[test]
+fn r7_cadence_is_a_setting_in_seconds_and_a_disabled_workload_is_not_scheduled() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.settings.set("schedule_incoming_seconds", "30").unwrap();
+    assert_eq!(
+        cycle(&mut mb, Workload::Incoming, 1).1,
+        mb.now + Duration(30_000)
+    );
+    let ds = mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 0,
+    }));
+    assert_eq!(summary(&ds), [(9, "cycle_scheduled")]);
+    mb.feed(Event::DisableRequested(DisableRequested {
+        mailbox: mb.id.clone(),
+        workload: Workload::Act,
+        by: "admin".into(),
+    }));
+    let ds = mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 0,
+    }));
+    assert!(ds.is_empty(), "{ds:#?}");
+    let e = mb
+        .settings
+        .set("schedule_act_max_seconds", "0")
+        .unwrap_err();
+    assert!(e.to_string().contains("from 1 to 86400"), "{e}");
+}
+
+#[test]
+fn r80_a_cycle_reports_the_items_it_processed_and_the_items_that_failed() {
+    let mut mb = Mailbox::ready("jayne");
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    mb.fail(create, "503");
+    mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 7,
+    }));
+    let w = mb.state.workload(Workload::Act);
+    assert_eq!(
+        (w.items_processed_last_cycle, w.items_failed_last_cycle),
+        (7, 1)
+    );
+    assert_eq!(
+        w.consecutive_errors, 0,
+        "an item failure is not a workload failure"
+    );
+    mb.feed(Event::ListingCompleted(ListingCompleted {
+        workload: Workload::Act,
+        items: 0,
+    }));
+    let w = mb.state.workload(Workload::Act);
+    assert_eq!(
+        (w.items_processed_last_cycle, w.items_failed_last_cycle),
+        (0, 0)
+    );
+}
