@@ -315,3 +315,46 @@ fn mailbox_disable_then_list_shows_the_workload_disabled_with_the_reason() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("mbx-jayne, mbx-paul"), "{}", stderr(&o));
 }
+
+#[test]
+fn r28_a_propagated_cancellation_reads_right_in_crm_apply_and_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let setting = write(
+        dir.path(),
+        "setting.jsonl",
+        "{\"kind\": \"setting_changed\", \"key\": \"propagate_appointment_cancellations\", \"value\": true}\n",
+    );
+    ok(&["crm", "apply", &setting, "--data", data]);
+    let org_file = write(dir.path(), "org.jsonl", &org());
+    ok(&["crm", "apply", &org_file, "--data", data]);
+    let meeting = org()
+        .lines()
+        .find(|l| l.contains("apt-bike-repair"))
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 2")
+        .replace("\"state\": \"scheduled\"", "\"state\": \"canceled\"");
+    let cancel = write(dir.path(), "cancel.jsonl", &format!("{meeting}\n"));
+    let out = ok(&["crm", "apply", &cancel, "--data", data]);
+    assert!(
+        out.contains(
+            "→ mbx-jayne: deleted from the mailbox, cancellation sent to 2 attendee(s)  [R28]"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("→ mbx-paul: left unchanged  [R28]"), "{out}");
+
+    let explain = ok(&["explain", "--data", data, "Bike repair"]);
+    assert!(!explain.contains("(R28) (R28)"), "{explain}");
+    assert!(
+        explain.contains(
+            "→ left unchanged: \"Bike repair\" was set to Canceled; the cancellation is propagated from the organizer's mailbox, not this one (R28)"
+        ),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("what-if: with propagate_appointment_cancellations=false it would have been: left unchanged (R28)"),
+        "{explain}"
+    );
+}

@@ -156,7 +156,7 @@ pub fn summarize(decisions: &[(RuleId, Event)], entity: Option<Entity>) -> Strin
         Some(Entity::Email) | None => "left in place",
     };
     let mut parts: Vec<String> = Vec::new();
-    for (rule, e) in decisions {
+    for (_, e) in decisions {
         let p = match e {
             Event::CreateIntent(p) if p.target == Side::MailServer => {
                 if p.item.notify_attendees {
@@ -189,7 +189,7 @@ pub fn summarize(decisions: &[(RuleId, Event)], entity: Option<Entity>) -> Strin
                 "create withdrawn before it was carried out, nothing written or sent".into()
             }
             Event::Unlinked(_) => format!("unlinked, {place}"),
-            Event::NoAction(_) => format!("left unchanged ({rule})"),
+            Event::NoAction(_) => "left unchanged".into(),
             Event::LinkCreated(_) => "linked".into(),
             Event::ItemTracked(_) => "tracked".into(),
             Event::ItemUntracked(_) => "untracked".into(),

@@ -378,7 +378,27 @@ fn conclude(
                 "{head} → no longer in {owner}'s filter union → logical delete → {outcome}{because} ({rule})"
             )
         }
-        None => format!("{} → {outcome}{because} ({rule})", describe(&obs.event)),
+        None => {
+            // Nothing was done: the reason of that decision is the why, whatever settings it
+            // also names (an attendee's copy is left alone because it is not the organizer's,
+            // not because of the setting that made the organizer's copy go).
+            let nothing: Vec<&str> = recorded
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::NoAction(p) => Some(p.basis.reason.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !recorded.is_empty() && nothing.len() == recorded.len() {
+                format!(
+                    "{} → left unchanged: {} ({rule})",
+                    describe(&obs.event),
+                    nothing.join("; ")
+                )
+            } else {
+                format!("{} → {outcome}{because} ({rule})", describe(&obs.event))
+            }
+        }
     };
     let hint = flip_settings(journal, mailbox, record, obs, &used, &outcome, entity)?;
     Ok((Some(why), hint))
