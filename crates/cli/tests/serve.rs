@@ -774,6 +774,75 @@ fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organi
         sequence_of(&request) > sequence_of(&cancel),
         "Zoe's client keeps the meeting whichever message it reads last"
     );
+
+    // Read as users' software reads them (Python's email, icalendar and vobject): Zoe's client
+    // keeps Paul's meeting whichever of the two messages it applies last.
+    let cancel = message_paths(&site, "zoe@customer.example", "METHOD:CANCEL").remove(0);
+    let request = message_paths(&site, "zoe@customer.example", "METHOD:REQUEST")
+        .into_iter()
+        .find(|p| {
+            fs::read_to_string(p)
+                .unwrap()
+                .contains("ORGANIZER;CN=Paul Blart")
+        })
+        .unwrap();
+    for order in [[&cancel, &request], [&request, &cancel]] {
+        let seen = clients("attendee", &[order[0].as_path(), order[1].as_path()]);
+        let calendar = seen["calendar"].as_object().unwrap();
+        assert_eq!(calendar.len(), 1, "the meeting is kept: {seen:#}");
+        let kept = calendar.values().next().unwrap();
+        assert_eq!(kept["organizer"], "paul@serenity.example", "{seen:#}");
+        assert_eq!(kept["location"], "Workshop", "{seen:#}");
+    }
+    let mut written = files(&site.calendar("jayne"), "ics");
+    written.extend(files(&site.calendar("paul"), "ics"));
+    written.extend(files(&site.contacts("paul"), "vcf"));
+    let paths: Vec<&Path> = written.iter().map(PathBuf::as_path).collect();
+    let seen = clients("files", &paths);
+    let pauls = files(&site.calendar("paul"), "ics").remove(0);
+    let copy = &seen[pauls.to_str().unwrap()]["events"][0];
+    assert_eq!(copy["organizer"], "paul@serenity.example", "{seen:#}");
+    assert_eq!(copy["sequence"], 7, "{seen:#}");
+    let linda = files(&site.contacts("paul"), "vcf")
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("con-linda-park"))
+        .unwrap();
+    let card = &seen[linda.to_str().unwrap()];
+    assert_eq!(
+        (&card["family"], &card["given"]),
+        (&Value::from("Park"), &Value::from("Linda")),
+        "{card:#}"
+    );
+}
+
+/// The messages in `attendee`'s Maildir `new/` that contain `needle`, by path.
+fn message_paths(site: &Site, attendee: &str, needle: &str) -> Vec<PathBuf> {
+    let new = site.root.join("maildir").join(attendee).join("new");
+    let mut v: Vec<PathBuf> = fs::read_dir(&new)
+        .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| fs::read_to_string(p).is_ok_and(|m| m.contains(needle)));
+    v.sort();
+    v
+}
+
+/// What clients nobody here wrote see in `paths` (crates/cli/tests/clients/read_as_clients.py:
+/// Python's email, icalendar and vobject, installed by ./scripts/test).
+fn clients(mode: &str, paths: &[&Path]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/read_as_clients.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(mode)
+        .args(paths)
+        .output()
+        .expect("python3 runs (./scripts/test installs it with icalendar and vobject)");
+    assert!(
+        out.status.success(),
+        "{} {mode} failed (./scripts/test installs icalendar and vobject with pip): {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn moved_value(line: &str, key: &str) -> Value {
