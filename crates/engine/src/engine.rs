@@ -381,17 +381,80 @@ fn reached(
     Ok(false)
 }
 
+fn invalid_field(field: &str, message: String) -> EngineError {
+    EngineError::InvalidField {
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// Refuses a change about a user the organization does not know.
+fn known_user(org: &OrgState, user: &ledgersync_domain::UserId) -> Result<(), EngineError> {
+    if org.users.contains_key(user) {
+        return Ok(());
+    }
+    Err(invalid_field(
+        "user",
+        format!(
+            "unknown user `{user}`: the organization has no such CRM user; register it first \
+             (a user_registered line) or correct the id"
+        ),
+    ))
+}
+
 /// Checks a CRM-side observation against the organization before it is recorded: unknown
-/// settings or values, invalid filters, unknown mailboxes are refused with a clear reason.
+/// settings or values, invalid filters, unknown mailboxes and users, a deleted row's table or a
+/// reassigned row's previous owner that contradict what the organization recorded are refused
+/// with a clear reason (and the field, where one is at fault).
+///
+/// A row the organization has never seen (or has seen deleted) cannot be checked: a
+/// `record_deleted` or `owner_changed` for it is accepted as the CRM sends it (the CRM may
+/// delete or reassign rows that were created before ledgersync was connected and never sent).
 pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
     use ledgersync_domain::filter::CompiledFilter;
     match event {
+        Event::AccessLost(p) => known_user(org, &p.user)?,
+        Event::AccessRegained(p) => known_user(org, &p.user)?,
+        Event::RecordDeleted(p) => {
+            if let Some(row) = org.rows.get(&p.id)
+                && row.entity != p.entity
+            {
+                return Err(invalid_field(
+                    "entity",
+                    format!(
+                        "row `{}` is {} {} (as the CRM last sent it), not {} {}; send \
+                         \"entity\": \"{}\" or correct the id",
+                        p.id,
+                        article(row.entity),
+                        row.entity,
+                        article(p.entity),
+                        p.entity,
+                        row.entity.name()
+                    ),
+                ));
+            }
+        }
+        Event::OwnerChanged(p) => {
+            if let Some(row) = org.rows.get(&p.record.id)
+                && row.owner != p.previous_owner
+            {
+                return Err(invalid_field(
+                    "previous_owner",
+                    format!(
+                        "row `{}` is owned by `{}` as last recorded, not by `{}`; give \
+                         \"previous_owner\": \"{}\" (or send the missing change first)",
+                        p.record.id, row.owner, p.previous_owner, row.owner
+                    ),
+                ));
+            }
+        }
         Event::SettingChanged(p) => {
             let mut s = org.settings.clone();
             s.set(&p.key, &p.value)
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         Event::FilterChanged(p) => {
+            known_user(org, &p.user)?;
             for f in &p.filters {
                 if f.entity != p.entity {
                     return Err(EngineError::Invalid(format!(
@@ -465,6 +528,14 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+fn article(entity: ledgersync_domain::records::Entity) -> &'static str {
+    match entity {
+        ledgersync_domain::records::Entity::Appointment
+        | ledgersync_domain::records::Entity::Email => "an",
+        _ => "a",
+    }
 }
 
 /// Rebuilds every mailbox state by folding the whole journal (used by tests to compare with the

@@ -157,7 +157,7 @@ impl<'txn, 's> Fold<'txn, 's> {
                 Event::SettingChanged(p) if p.key == ALERT_RETENTION_KEY => {
                     // Recorded values were validated; one that does not parse changes nothing.
                     let mut settings = OrgSettings::default();
-                    if settings.set(&p.key, &p.value).is_ok() {
+                    if settings.set_recorded(&p.key, &p.value).is_ok() {
                         let days = settings.alert_retention_days.to_string();
                         self.org_fold.insert(ALERT_RETENTION_KEY, days.as_str())?;
                     }
