@@ -79,11 +79,13 @@ fn applied(dir: &Path) -> String {
     let out = ok(&["crm", "apply", &file, "--data", &data]);
     assert!(out.contains("applied 14 change(s)"), "{out}");
     assert!(
-        out.contains("→ mbx-jayne: created, invitation sent to 2 attendee(s)  [R17]"),
+        out.contains("→ mbx-jayne: to be created with an invitation to 2 attendee(s), waiting for the mail server  [R17]"),
         "{out}"
     );
     assert!(
-        out.contains("→ mbx-paul: created in the mailbox  [R17]"),
+        out.contains(
+            "→ mbx-paul: to be created in the mailbox, waiting for the mail server  [R17]"
+        ),
         "{out}"
     );
     data
