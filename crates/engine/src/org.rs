@@ -135,7 +135,7 @@ impl OrgCore {
             return Ok((core, None));
         }
         let missing = unrouted_of(journal, targets, &last)?;
-        let unfinished = (!missing.is_empty()).then(|| Unfinished {
+        let unfinished = (!missing.is_empty()).then_some(Unfinished {
             id,
             event: last.event,
             missing,
@@ -267,5 +267,85 @@ impl OrgCore {
         // `last` stays the last CRM change: an observation is never redelivered as a change.
         self.head += 1 + decisions.len() as u64;
         decisions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgersync_domain::event::{MailboxRegistered, ProfileRegistered, ServerType};
+    use ledgersync_journal::{Backend, JournalOptions};
+
+    fn changes() -> Vec<Event> {
+        vec![
+            Event::ProfileRegistered(ProfileRegistered {
+                profile: "gw".into(),
+                name: "GW".into(),
+                server_type: ServerType::Groupware,
+                max_connections: 10,
+            }),
+            Event::MailboxRegistered(MailboxRegistered {
+                mailbox: "mbx-jayne".into(),
+                org: OrgId::new("serenity"),
+                address: "jayne@serenity.example".into(),
+                profile: "gw".into(),
+                server_type: ServerType::Groupware,
+            }),
+        ]
+    }
+
+    #[test]
+    fn prepare_append_commit_then_recover_gives_the_same_core() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal =
+            ledgersync_journal::open(dir.path(), &JournalOptions::with_backend(Backend::Redb))
+                .unwrap();
+        let mut core = OrgCore::new(OrgId::new("serenity"));
+        let mut last = None;
+        for (i, event) in changes().into_iter().enumerate() {
+            let id = IdGen.next();
+            let (batch, prepared) = core.prepare_change(id, event, Timestamp(i as i64)).unwrap();
+            journal
+                .append(&batch.stream, batch.expected, batch.events)
+                .unwrap();
+            let committed = core.commit_change(prepared);
+            // Routed on the state before: the registration reaches the mailbox it registers.
+            assert_eq!(committed.targets.len(), i);
+            last = Some(id);
+        }
+        assert!(core.is_last(last.unwrap()));
+        assert_eq!(core.head(), 2);
+        let (again, unfinished) =
+            OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), true).unwrap();
+        assert_eq!(again.state(), core.state());
+        assert_eq!(again.head(), core.head());
+        assert!(again.is_last(last.unwrap()));
+        // The registration was never routed to its mailbox: it is the unfinished routing.
+        let unfinished = unfinished.expect("the last change reached no mailbox");
+        assert_eq!(unfinished.missing, vec![MailboxId::new("mbx-jayne")]);
+        let (_, view) = OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), false).unwrap();
+        assert!(view.is_none(), "a read-only view does not look");
+    }
+
+    #[test]
+    fn a_refused_change_prepares_nothing() {
+        let core = OrgCore::new(OrgId::new("serenity"));
+        let bad = Event::MailboxRegistered(MailboxRegistered {
+            mailbox: "mbx-jayne".into(),
+            org: OrgId::new("serenity"),
+            address: "jayne@serenity.example".into(),
+            profile: "gw".into(),
+            server_type: ServerType::Groupware,
+        });
+        let mapped = Event::MailboxMapped(ledgersync_domain::event::MailboxMapped {
+            mailbox: "mbx-nobody".into(),
+            user: "jayne".into(),
+        });
+        assert!(core.prepare_change(IdGen.next(), bad, Timestamp(0)).is_ok());
+        assert!(
+            core.prepare_change(IdGen.next(), mapped, Timestamp(0))
+                .is_err()
+        );
+        assert_eq!(core.head(), 0);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! # `OrgActor`
 //!
-//! Owns the organization: its [`OrgState`] and the head of `org/<id>`. On start it rebuilds
+//! Owns the organization: one engine `OrgCore` (its [`OrgState`] and the head of `org/<id>`),
+//! the organization stream's one write path, shared with `Engine::crm`. On start it rebuilds
 //! the state from the stream and finishes the routing of a last change that a crash left
 //! half-routed (the rule of `Engine::finish_routing`: the change is half-routed only if every
 //! event after it carries its correlation; the mailboxes those events are in got it, the
