@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use ledgersync_domain::records::Entity;
 use ledgersync_domain::{Event, OrgId, OrgState, RuleId};
 use ledgersync_engine::Processed;
-use ledgersync_engine::describe::{describe, summarize};
+use ledgersync_engine::describe::{ItemFate, Progress, describe, summarize_as};
 use ledgersync_engine::ingress::{Change, parse_changes};
 use serde_json::{Value, json};
 use std::io::Read as _;
@@ -164,7 +164,8 @@ pub fn per_mailbox(processed: &Processed, entity: Option<Entity>) -> Vec<Value> 
             }
             json!({
                 "mailbox": m.as_str(),
-                "summary": summarize(&decided, entity),
+                // Just decided: every intent waits for the mail server or the CRM.
+                "summary": summarize_as(&decided, entity, |_| Progress::Pending, ItemFate::Left),
                 "rules": rules,
                 "decisions": decided.iter().map(|(r, e)| json!({
                     "rule": r.to_string(),

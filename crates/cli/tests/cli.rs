@@ -298,7 +298,7 @@ fn example_prints_an_organization_whose_meeting_is_tomorrow_and_crm_apply_takes_
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("→ mbx-jayne: created, invitation sent to 2 attendee(s)  [R17]"),
+        stdout(&out).contains("→ mbx-jayne: to be created with an invitation to 2 attendee(s), waiting for the mail server  [R17]"),
         "{}",
         stdout(&out)
     );

@@ -79,11 +79,13 @@ fn applied(dir: &Path) -> String {
     let out = ok(&["crm", "apply", &file, "--data", &data]);
     assert!(out.contains("applied 14 change(s)"), "{out}");
     assert!(
-        out.contains("→ mbx-jayne: created, invitation sent to 2 attendee(s)  [R17]"),
+        out.contains("→ mbx-jayne: to be created with an invitation to 2 attendee(s), waiting for the mail server  [R17]"),
         "{out}"
     );
     assert!(
-        out.contains("→ mbx-paul: created in the mailbox  [R17]"),
+        out.contains(
+            "→ mbx-paul: to be created in the mailbox, waiting for the mail server  [R17]"
+        ),
         "{out}"
     );
     data
@@ -339,7 +341,7 @@ fn r28_a_propagated_cancellation_reads_right_in_crm_apply_and_explain() {
     let out = ok(&["crm", "apply", &cancel, "--data", data]);
     assert!(
         out.contains(
-            "→ mbx-jayne: deleted from the mailbox, cancellation sent to 2 attendee(s)  [R28]"
+            "→ mbx-jayne: to be deleted from the mailbox, waiting for the mail server, cancellation to 2 attendee(s) waiting for the mail server  [R28]"
         ),
         "{out}"
     );
@@ -357,4 +359,47 @@ fn r28_a_propagated_cancellation_reads_right_in_crm_apply_and_explain() {
         explain.contains("what-if: with propagate_appointment_cancellations=false it would have been: left unchanged (R28)"),
         "{explain}"
     );
+}
+
+/// Issue 7: a change that contradicts what the organization recorded (an unknown user, a
+/// deleted row's wrong table, a reassigned row's wrong previous owner, a boolean setting given
+/// as "yes" or 1) is bad input like any other: its line and field, exit 2, nothing applied.
+#[test]
+fn a_change_that_contradicts_the_organization_exits_2_with_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let file = write(
+        dir.path(),
+        "changes.jsonl",
+        concat!(
+            r#"{"kind": "access_lost", "user": "kaylee", "records": ["apt-bike-repair"], "reason": "role"}"#,
+            "\n",
+            r#"{"kind": "record_deleted", "id": "tsk-call-zoe", "entity": "appointment"}"#,
+            "\n",
+            r#"{"kind": "owner_changed", "previous_owner": "kaylee", "record": {"entity": "contact", "id": "con-linda", "owner": "jayne", "version": 2, "full_name": "Linda Park"}}"#,
+            "\n",
+            r#"{"kind": "setting_changed", "key": "distinct_physical_logical_deletes", "value": "yes"}"#,
+            "\n",
+            r#"{"kind": "setting_changed", "key": "require_approved_address", "value": 0}"#,
+            "\n",
+            r#"{"kind": "setting_changed", "key": "update_past_meetings", "value": "true"}"#,
+            "\n",
+        ),
+    );
+    let o = ledgersync(&["crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    for expected in [
+        "changes.jsonl:1: field \"user\": unknown user `kaylee`",
+        "changes.jsonl:2: field \"entity\": row `tsk-call-zoe` is a task",
+        "changes.jsonl:3: field \"previous_owner\": row `con-linda` is owned by `paul`",
+        "changes.jsonl:4: field \"value\": setting `distinct_physical_logical_deletes` cannot be `yes`: expected true or false",
+        "changes.jsonl:5: field \"value\": setting `require_approved_address` cannot be `0`: expected true or false",
+        "5 bad line(s)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("changes.jsonl:6"), "line 6 is good: {err}");
+    assert_eq!(events(&data), before, "the journal is unchanged");
 }

@@ -49,6 +49,15 @@ pub struct MailboxInfo {
     pub owner: Option<UserId>,
 }
 
+/// A CRM row as the organization last recorded it: enough to check the changes that name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowInfo {
+    /// Its table.
+    pub entity: crate::records::Entity,
+    /// Its owner in the last snapshot the CRM sent (`record_upserted` or `owner_changed`).
+    pub owner: UserId,
+}
+
 /// Everything the organization stream says.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgState {
@@ -66,6 +75,9 @@ pub struct OrgState {
     pub user_mailbox: BTreeMap<UserId, MailboxId>,
     /// The mailboxes each row has been routed to.
     pub routed: BTreeMap<RecordId, BTreeSet<MailboxId>>,
+    /// The rows the CRM sent and has not deleted since: table and owner of the last snapshot.
+    #[serde(default)]
+    pub rows: BTreeMap<RecordId, RowInfo>,
     /// Recent mailbox failures and the last alert, per profile (R14).
     pub profile_failures: BTreeMap<ProfileId, ProfileFailures>,
     /// The profile and time of the `mailbox_failure_noted` just applied: the `alert_raised`
@@ -172,7 +184,7 @@ impl OrgState {
             }
             Event::SettingChanged(p) => {
                 // Values are validated before they are recorded; a bad one changes nothing.
-                let _ = self.settings.set(&p.key, &p.value);
+                let _ = self.settings.set_recorded(&p.key, &p.value);
             }
             Event::UserRegistered(p) => {
                 self.users.insert(
@@ -223,8 +235,26 @@ impl OrgState {
             }
             Event::RecordUpserted(_) | Event::OwnerChanged(_) => {
                 let targets = self.route(event);
-                let id = event.record().expect("upserts name a record").clone();
-                self.routed.entry(id).or_default().extend(targets);
+                let rec = match event {
+                    Event::RecordUpserted(p) => &p.record,
+                    Event::OwnerChanged(p) => &p.record,
+                    _ => unreachable!("matched above"),
+                };
+                self.rows.insert(
+                    rec.id.clone(),
+                    RowInfo {
+                        entity: rec.entity(),
+                        owner: rec.owner.clone(),
+                    },
+                );
+                self.routed
+                    .entry(rec.id.clone())
+                    .or_default()
+                    .extend(targets);
+            }
+            Event::RecordDeleted(p) => {
+                // `routed` is kept: a late change for the row still reaches those mailboxes.
+                self.rows.remove(&p.id);
             }
             _ => {}
         }

@@ -165,15 +165,28 @@ pub enum SettingsError {
     NotKeyValue(String),
 }
 
+/// A boolean as a change may give it: `true` or `false` (what a JSON boolean becomes, or the
+/// same text as a string). Nothing else: `yes`, `1` or `on` are refused, so a value never means
+/// something other than what it says.
 fn parse_bool(key: &str, v: &str) -> Result<bool, SettingsError> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "on" | "yes" | "1" => Ok(true),
-        "false" | "off" | "no" | "0" => Ok(false),
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
         _ => Err(SettingsError::InvalidValue {
             key: key.into(),
             value: v.into(),
-            expected: "true or false",
+            expected: "true or false (a JSON boolean, or the string \"true\" or \"false\")",
         }),
+    }
+}
+
+/// A boolean as the journal may hold it: older versions recorded `on`/`off`, `yes`/`no`, `1`/`0`
+/// in any case; a recorded value keeps the meaning it had when it was recorded.
+fn parse_recorded_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Some(true),
+        "false" | "off" | "no" | "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -372,6 +385,31 @@ impl OrgSettings {
         Ok(())
     }
 
+    /// Applies a value recorded in the organization stream (`setting_changed`): as [`Self::set`],
+    /// except that a boolean also reads the spellings older versions accepted (`yes`, `on`, `1`,
+    /// ...), so a journal folds to the settings it was decided under. Input is checked with
+    /// [`Self::set`], never with this.
+    pub fn set_recorded(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
+        let value = value.trim();
+        if Self::BOOL_KEYS.contains(&key)
+            && let Some(b) = parse_recorded_bool(value)
+        {
+            return self.set(key, if b { "true" } else { "false" });
+        }
+        self.set(key, value)
+    }
+
+    /// The keys whose value is a boolean.
+    pub const BOOL_KEYS: &'static [&'static str] = &[
+        "distinct_physical_logical_deletes",
+        "propagate_appointment_cancellations",
+        "update_past_meetings",
+        "track_appointments_from_non_organizer",
+        "ignore_copied_items",
+        "contact_delete_only_for_non_owner",
+        "require_approved_address",
+    ];
+
     /// Applies `key=value` text.
     pub fn apply_assignment(&mut self, text: &str) -> Result<(String, String), SettingsError> {
         let (k, v) = text
@@ -435,6 +473,42 @@ mod tests {
         assert!(e.to_string().contains("distinct_physical_logical_deletes"));
         let e = s.set("task_deletion_mode", "7").unwrap_err();
         assert!(e.to_string().contains("0 (delete)"));
+    }
+
+    #[test]
+    fn a_boolean_is_true_or_false_and_nothing_else() {
+        let mut s = OrgSettings::default();
+        for key in OrgSettings::BOOL_KEYS {
+            assert!(s.get(key).is_ok(), "{key} is a setting");
+            for bad in ["yes", "no", "1", "0", "on", "off", "TRUE", "False", ""] {
+                let e = s.set(key, bad).unwrap_err();
+                assert!(
+                    e.to_string().contains("expected true or false"),
+                    "{key}={bad}: {e}"
+                );
+            }
+            s.set(key, "false").unwrap();
+            assert_eq!(s.get(key).unwrap(), "false");
+            s.set(key, "true").unwrap();
+            assert_eq!(s.get(key).unwrap(), "true");
+        }
+    }
+
+    #[test]
+    fn a_recorded_boolean_keeps_the_meaning_it_was_recorded_with() {
+        let mut s = OrgSettings::default();
+        s.set_recorded("distinct_physical_logical_deletes", "yes")
+            .unwrap();
+        assert!(s.distinct_physical_logical_deletes);
+        s.set_recorded("distinct_physical_logical_deletes", "0")
+            .unwrap();
+        assert!(!s.distinct_physical_logical_deletes);
+        assert!(
+            s.set_recorded("distinct_physical_logical_deletes", "maybe")
+                .is_err()
+        );
+        s.set_recorded("transient_retry_limit", "3").unwrap();
+        assert_eq!(s.transient_retry_limit, 3);
     }
 }
 

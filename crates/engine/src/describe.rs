@@ -146,9 +146,123 @@ pub fn describe(event: &Event) -> String {
     }
 }
 
+/// Where an intent stands, as far as the journal knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Decided, no outcome recorded yet: waiting for the mail server or the CRM.
+    Pending,
+    /// Carried out: its `intent_succeeded` is recorded (or, in a what-if, the decision as such).
+    Done,
+    /// Failed for good (a permanent `error_classified`); the text says why.
+    Failed(String),
+}
+
+/// What happened to the server item of an unlinked row, when the journal knows it is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemFate {
+    /// Nothing says it is gone: it was left where it is.
+    Left,
+    /// The unlink answered its disappearance (`item_gone`: deleted on the mail server or by
+    /// the user).
+    GoneBefore,
+    /// It was left, and deleted on the mail server later.
+    GoneLater,
+}
+
+/// The phrase for one intent decision at `progress` ("to be deleted from the mailbox, waiting
+/// for the mail server", "deleted from the mailbox", "not deleted from the mailbox: 403 ...");
+/// `None` for an event that is not an intent.
+pub fn intent_phrase(event: &Event, progress: &Progress) -> Option<String> {
+    let (done, pending, failed) = match event {
+        Event::CreateIntent(p) if p.target == Side::MailServer => {
+            if p.item.notify_attendees {
+                let n = p.item.attendees;
+                (
+                    format!("created, invitation sent to {n} attendee(s)"),
+                    format!(
+                        "to be created with an invitation to {n} attendee(s), waiting for the mail server"
+                    ),
+                    format!("not created, no invitation sent to {n} attendee(s)"),
+                )
+            } else {
+                (
+                    "created in the mailbox".to_string(),
+                    "to be created in the mailbox, waiting for the mail server".to_string(),
+                    "not created in the mailbox".to_string(),
+                )
+            }
+        }
+        Event::CreateIntent(_) => (
+            "created in the CRM".to_string(),
+            "to be created in the CRM, waiting for the CRM".to_string(),
+            "not created in the CRM".to_string(),
+        ),
+        Event::UpdateIntent(p) if p.target == Side::MailServer => {
+            if p.item.notify_attendees {
+                let n = p.item.attendees;
+                (
+                    format!("updated, update sent to {n} attendee(s)"),
+                    format!(
+                        "to be updated with an update to {n} attendee(s), waiting for the mail server"
+                    ),
+                    format!("not updated, no update sent to {n} attendee(s)"),
+                )
+            } else {
+                (
+                    "updated in the mailbox".to_string(),
+                    "to be updated in the mailbox, waiting for the mail server".to_string(),
+                    "not updated in the mailbox".to_string(),
+                )
+            }
+        }
+        Event::UpdateIntent(_) => (
+            "updated in the CRM".to_string(),
+            "to be updated in the CRM, waiting for the CRM".to_string(),
+            "not updated in the CRM".to_string(),
+        ),
+        Event::DeleteIntent(p) if p.target == Side::MailServer => (
+            "deleted from the mailbox".to_string(),
+            "to be deleted from the mailbox, waiting for the mail server".to_string(),
+            "not deleted from the mailbox".to_string(),
+        ),
+        Event::DeleteIntent(_) => (
+            "deleted in the CRM".to_string(),
+            "to be deleted in the CRM, waiting for the CRM".to_string(),
+            "not deleted in the CRM".to_string(),
+        ),
+        Event::CancelIntent(p) => {
+            let n = p.attendees.len();
+            (
+                format!("cancellation sent to {n} attendee(s)"),
+                format!("cancellation to {n} attendee(s) waiting for the mail server"),
+                format!("cancellation to {n} attendee(s) not sent"),
+            )
+        }
+        _ => return None,
+    };
+    Some(match progress {
+        Progress::Done => done,
+        Progress::Pending => pending,
+        Progress::Failed(why) => format!("{failed}: {why}"),
+    })
+}
+
 /// A short phrase for what a list of decisions did to one item of `entity`, e.g. "deleted from
-/// the mailbox, cancellation sent to 3 attendee(s)" or "unlinked, left in the calendar".
+/// the mailbox, cancellation sent to 3 attendee(s)" or "unlinked, left in the calendar": the
+/// decisions as such, every intent worded as carried out (what-if compares decisions this way).
+/// What a user reads about the journal goes through [`summarize_as`], which words each intent
+/// as far as it got.
 pub fn summarize(decisions: &[(RuleId, Event)], entity: Option<Entity>) -> String {
+    summarize_as(decisions, entity, |_| Progress::Done, ItemFate::Left)
+}
+
+/// [`summarize`] with each intent worded at `progress(index)` and an unlinked item's `fate`.
+pub fn summarize_as(
+    decisions: &[(RuleId, Event)],
+    entity: Option<Entity>,
+    progress: impl Fn(usize) -> Progress,
+    fate: ItemFate,
+) -> String {
     let place = match entity {
         Some(Entity::Appointment) => "left in the calendar",
         Some(Entity::Contact) => "left in the address book",
@@ -156,39 +270,28 @@ pub fn summarize(decisions: &[(RuleId, Event)], entity: Option<Entity>) -> Strin
         Some(Entity::Email) | None => "left in place",
     };
     let mut parts: Vec<String> = Vec::new();
-    for (_, e) in decisions {
+    for (i, (_, e)) in decisions.iter().enumerate() {
+        if let Some(p) = intent_phrase(e, &progress(i)) {
+            if !parts.contains(&p) {
+                parts.push(p);
+            }
+            continue;
+        }
         let p = match e {
-            Event::CreateIntent(p) if p.target == Side::MailServer => {
-                if p.item.notify_attendees {
-                    format!(
-                        "created, invitation sent to {} attendee(s)",
-                        p.item.attendees
-                    )
-                } else {
-                    "created in the mailbox".into()
-                }
-            }
-            Event::CreateIntent(_) => "created in the CRM".into(),
-            Event::UpdateIntent(p) if p.target == Side::MailServer => {
-                if p.item.notify_attendees {
-                    format!("updated, update sent to {} attendee(s)", p.item.attendees)
-                } else {
-                    "updated in the mailbox".into()
-                }
-            }
-            Event::UpdateIntent(_) => "updated in the CRM".into(),
-            Event::DeleteIntent(p) if p.target == Side::MailServer => {
-                "deleted from the mailbox".into()
-            }
-            Event::DeleteIntent(_) => "deleted in the CRM".into(),
-            Event::CancelIntent(p) => {
-                format!("cancellation sent to {} attendee(s)", p.attendees.len())
-            }
             // No server item yet: the row was still waiting for its create, which is withdrawn.
             Event::Unlinked(p) if p.remote.is_none() => {
                 "create withdrawn before it was carried out, nothing written or sent".into()
             }
-            Event::Unlinked(_) => format!("unlinked, {place}"),
+            Event::Unlinked(_) => match fate {
+                ItemFate::Left => format!("unlinked, {place}"),
+                ItemFate::GoneBefore => {
+                    "unlinked: the server item is gone (deleted on the mail server), the CRM row is kept"
+                        .into()
+                }
+                ItemFate::GoneLater => {
+                    format!("unlinked, {place}; the server item was deleted on the mail server later")
+                }
+            },
             Event::NoAction(_) => "left unchanged".into(),
             Event::LinkCreated(_) => "linked".into(),
             Event::ItemTracked(_) => "tracked".into(),

@@ -10,11 +10,11 @@ use crate::clock::{Clock, IdGen};
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
 use crate::mailbox::{Incoming, MailboxCore};
+use crate::org::{Committed, OrgCore, Unfinished};
 use ledgersync_domain::{
-    Decision, Event, EventId, MailboxId, MailboxState, NewEvent, OrgId, OrgState, StreamId,
-    Timestamp,
+    Decision, Event, EventId, MailboxId, MailboxState, OrgId, OrgState, StreamId, Timestamp,
 };
-use ledgersync_journal::{ExpectedSeq, Journal};
+use ledgersync_journal::Journal;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -48,9 +48,7 @@ pub struct Engine {
     journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
     ids: IdGen,
-    org_stream: StreamId,
-    org: OrgState,
-    org_head: u64,
+    org: OrgCore,
     mailboxes: BTreeMap<MailboxId, MailboxCore>,
     snapshot_every: u64,
     /// A view opened beside a live writer: never appends (see [`Engine::open_view`]).
@@ -65,14 +63,11 @@ impl Engine {
         org: OrgId,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EngineError> {
-        let org_stream = StreamId::org(&org);
         let mut engine = Self {
             journal,
             clock,
             ids: IdGen,
-            org_stream,
-            org: OrgState::new(org),
-            org_head: 0,
+            org: OrgCore::new(org),
             mailboxes: BTreeMap::new(),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             read_only: false,
@@ -94,9 +89,7 @@ impl Engine {
             journal,
             clock,
             ids: IdGen,
-            org_stream: StreamId::org(&org),
-            org: OrgState::new(org),
-            org_head: 0,
+            org: OrgCore::new(org),
             mailboxes: BTreeMap::new(),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             read_only: true,
@@ -124,28 +117,15 @@ impl Engine {
 
     fn recover(&mut self) -> Result<(), EngineError> {
         let journal = self.journal.clone();
-        let mut from = 1;
-        // The organization before its last event, and that event: the only one a crash can
-        // have left routed to some of its mailboxes and not others.
-        let mut last: Option<(OrgState, Stored)> = None;
-        loop {
-            let page = journal.read_stream(&self.org_stream, from, crate::log::PAGE)?;
-            if page.is_empty() {
-                break;
-            }
-            for env in page {
-                from = env.seq + 1;
-                self.org_head = env.seq;
-                let stored = Stored::decode(env)?;
-                if let Some((_, prev)) = last.take() {
-                    self.org.apply_recorded(prev.envelope.event_id, &prev.event);
-                }
-                last = Some((self.org.clone(), stored));
-            }
-        }
-        if let Some((_, prev)) = &last {
-            self.org.apply_recorded(prev.envelope.event_id, &prev.event);
-        }
+        let org = self
+            .org
+            .state()
+            .id
+            .clone()
+            .unwrap_or_else(|| OrgId::new(""));
+        // A read-only view leaves a half-routed last change to the live service.
+        let (core, unfinished) = OrgCore::recover(journal.as_ref(), org, !self.read_only)?;
+        self.org = core;
         for (stream, _) in journal.streams()? {
             let Some(id) = stream.as_mailbox() else {
                 continue;
@@ -153,29 +133,27 @@ impl Engine {
             let core = MailboxCore::recover(journal.as_ref(), id.clone())?;
             self.mailboxes.insert(id, core);
         }
-        if let Some((before, change)) = last
-            && !self.read_only
-        {
-            self.finish_routing(&before, change)?;
+        if let Some(unfinished) = unfinished {
+            self.finish_routing(unfinished)?;
         }
         Ok(())
     }
 
-    /// Routes `change` (the last organization event) to the mailboxes that did not receive it:
-    /// a crash between the organization append and a mailbox append leaves it half-routed.
-    fn finish_routing(&mut self, before: &OrgState, change: Stored) -> Result<(), EngineError> {
-        let id = change.envelope.event_id;
-        for mailbox in unrouted(self.journal.as_ref(), before, &change)? {
+    /// Routes the last organization event to the mailboxes that did not receive it: a crash
+    /// between the organization append and a mailbox append leaves it half-routed.
+    fn finish_routing(&mut self, unfinished: Unfinished) -> Result<(), EngineError> {
+        let id = unfinished.id;
+        for mailbox in unfinished.missing {
             tracing::warn!(mailbox = %mailbox, event = %id, "finishing the routing of a CRM change interrupted by a crash");
             let now = self.clock.now();
-            self.process(&mailbox, change.event.clone(), vec![id], id, now)?;
+            self.process(&mailbox, unfinished.event.clone(), vec![id], id, now)?;
         }
         Ok(())
     }
 
     /// The organization state.
     pub fn org(&self) -> &OrgState {
-        &self.org
+        self.org.state()
     }
 
     /// A mailbox's state.
@@ -197,34 +175,16 @@ impl Engine {
     /// it to every mailbox it concerns.
     pub fn crm(&mut self, event: Event) -> Result<Processed, EngineError> {
         self.refuse_if_read_only()?;
-        validate_crm(&event, &self.org)?;
         let now = self.clock.now();
         let id = self.ids.next();
-        let new = NewEvent {
-            event_id: id,
-            recorded_at: now,
-            occurred_at: now,
-            event_type: event.event_type(),
-            schema_version: event.schema_version(),
-            causation: vec![],
-            correlation: Some(id),
-            rule: None,
-            payload: event.encode_payload(),
-            items: event.item_keys(),
-        };
+        let (batch, prepared) = self.org.prepare_change(id, event, now)?;
         self.journal
-            .append(
-                &self.org_stream,
-                ExpectedSeq::Exactly(self.org_head),
-                vec![new],
-            )
+            .append(&batch.stream, batch.expected, batch.events)
             .map_err(|source| EngineError::Append {
-                stream: self.org_stream.clone(),
+                stream: batch.stream.clone(),
                 source,
             })?;
-        self.org_head += 1;
-        let targets = self.org.route(&event);
-        self.org.apply_recorded(id, &event);
+        let Committed { id, event, targets } = self.org.commit_change(prepared);
         let mut out = Processed {
             org_event: Some(id),
             mailboxes: targets.clone(),
@@ -301,7 +261,7 @@ impl Engine {
             causation,
             correlation,
         };
-        let (batch, prepared) = core.prepare(incoming, &self.org.settings, now, &self.ids);
+        let (batch, prepared) = core.prepare(incoming, &self.org.state().settings, now, &self.ids);
         self.journal
             .append(&batch.stream, batch.expected, batch.events)
             .map_err(|source| EngineError::Append {
@@ -336,8 +296,18 @@ pub fn unrouted(
     before: &OrgState,
     change: &Stored,
 ) -> Result<Vec<MailboxId>, EngineError> {
+    unrouted_of(journal, before.route(&change.event), change)
+}
+
+/// [`unrouted`] with the change's targets already computed (`OrgState::route` on the
+/// organization before it): the ones whose stream holds no event of the change.
+pub fn unrouted_of(
+    journal: &dyn Journal,
+    targets: Vec<MailboxId>,
+    change: &Stored,
+) -> Result<Vec<MailboxId>, EngineError> {
     let mut missing = Vec::new();
-    for mailbox in before.route(&change.event) {
+    for mailbox in targets {
         if !reached(journal, &mailbox, change)? {
             missing.push(mailbox);
         }
@@ -381,17 +351,80 @@ fn reached(
     Ok(false)
 }
 
+fn invalid_field(field: &str, message: String) -> EngineError {
+    EngineError::InvalidField {
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// Refuses a change about a user the organization does not know.
+fn known_user(org: &OrgState, user: &ledgersync_domain::UserId) -> Result<(), EngineError> {
+    if org.users.contains_key(user) {
+        return Ok(());
+    }
+    Err(invalid_field(
+        "user",
+        format!(
+            "unknown user `{user}`: the organization has no such CRM user; register it first \
+             (a user_registered line) or correct the id"
+        ),
+    ))
+}
+
 /// Checks a CRM-side observation against the organization before it is recorded: unknown
-/// settings or values, invalid filters, unknown mailboxes are refused with a clear reason.
+/// settings or values, invalid filters, unknown mailboxes and users, a deleted row's table or a
+/// reassigned row's previous owner that contradict what the organization recorded are refused
+/// with a clear reason (and the field, where one is at fault).
+///
+/// A row the organization has never seen (or has seen deleted) cannot be checked: a
+/// `record_deleted` or `owner_changed` for it is accepted as the CRM sends it (the CRM may
+/// delete or reassign rows that were created before ledgersync was connected and never sent).
 pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
     use ledgersync_domain::filter::CompiledFilter;
     match event {
+        Event::AccessLost(p) => known_user(org, &p.user)?,
+        Event::AccessRegained(p) => known_user(org, &p.user)?,
+        Event::RecordDeleted(p) => {
+            if let Some(row) = org.rows.get(&p.id)
+                && row.entity != p.entity
+            {
+                return Err(invalid_field(
+                    "entity",
+                    format!(
+                        "row `{}` is {} {} (as the CRM last sent it), not {} {}; send \
+                         \"entity\": \"{}\" or correct the id",
+                        p.id,
+                        article(row.entity),
+                        row.entity,
+                        article(p.entity),
+                        p.entity,
+                        row.entity.name()
+                    ),
+                ));
+            }
+        }
+        Event::OwnerChanged(p) => {
+            if let Some(row) = org.rows.get(&p.record.id)
+                && row.owner != p.previous_owner
+            {
+                return Err(invalid_field(
+                    "previous_owner",
+                    format!(
+                        "row `{}` is owned by `{}` as last recorded, not by `{}`; give \
+                         \"previous_owner\": \"{}\" (or send the missing change first)",
+                        p.record.id, row.owner, p.previous_owner, row.owner
+                    ),
+                ));
+            }
+        }
         Event::SettingChanged(p) => {
             let mut s = org.settings.clone();
             s.set(&p.key, &p.value)
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         Event::FilterChanged(p) => {
+            known_user(org, &p.user)?;
             for f in &p.filters {
                 if f.entity != p.entity {
                     return Err(EngineError::Invalid(format!(
@@ -465,6 +498,14 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+fn article(entity: ledgersync_domain::records::Entity) -> &'static str {
+    match entity {
+        ledgersync_domain::records::Entity::Appointment
+        | ledgersync_domain::records::Entity::Email => "an",
+        _ => "a",
+    }
 }
 
 /// Rebuilds every mailbox state by folding the whole journal (used by tests to compare with the

@@ -39,4 +39,12 @@ pub enum EngineError {
     /// An input is not valid.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// One field of an input is not valid (`crm apply` prints it as `file:LINE: field "F": ...`).
+    #[error("invalid input: field \"{field}\": {message}")]
+    InvalidField {
+        /// The field, as a path (`user`, `previous_owner`, `entity`).
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }

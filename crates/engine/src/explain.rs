@@ -6,14 +6,14 @@
 //! decisions and the stream prefix needed to re-decide one observation), so it stays fast on a
 //! large journal.
 
-use crate::describe::{describe, summarize};
+use crate::describe::{ItemFate, Progress, describe, intent_phrase, summarize, summarize_as};
 use crate::error::EngineError;
 use crate::log::Stored;
-use ledgersync_domain::event::{EventClass, LeaveReason};
+use ledgersync_domain::event::{ErrorClass, EventClass, LeaveReason};
 use ledgersync_domain::settings::SettingUsed;
 use ledgersync_domain::{
-    Context, Event, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, RuleId, StreamId,
-    Timestamp, decide,
+    Context, Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, RuleId,
+    StreamId, Timestamp, decide,
 };
 use ledgersync_journal::Journal;
 use serde::Serialize;
@@ -330,7 +330,11 @@ fn conclude(
         Event::OwnerChanged(p) if &p.record.id == record => Some(p.record.entity()),
         _ => None,
     });
+    // The decisions as such (what-if compares them), and what became of them (what is told).
     let outcome = summarize(&recorded, entity);
+    let progress = progress_of(journal, mailbox, &batch)?;
+    let fate = fate_of(obs, &batch, list, last.envelope.position);
+    let told = summarize_as(&recorded, entity, |i| progress[i].clone(), fate);
     let mut used: Vec<SettingUsed> = Vec::new();
     for s in &batch {
         for u in s
@@ -375,7 +379,7 @@ fn conclude(
                 other => other.to_string(),
             };
             format!(
-                "{head} → no longer in {owner}'s filter union → logical delete → {outcome}{because} ({rule})"
+                "{head} → no longer in {owner}'s filter union → logical delete → {told}{because} ({rule})"
             )
         }
         None => {
@@ -396,12 +400,95 @@ fn conclude(
                     nothing.join("; ")
                 )
             } else {
-                format!("{} → {outcome}{because} ({rule})", describe(&obs.event))
+                format!("{} → {told}{because} ({rule})", describe(&obs.event))
             }
         }
     };
     let hint = flip_settings(journal, mailbox, record, obs, &used, &outcome, entity)?;
     Ok((Some(why), hint))
+}
+
+/// Where each decision of `batch` stands: an intent is pending while the mailbox still holds
+/// it (or holds it withdrawn), done once its `intent_succeeded` is recorded, failed after a
+/// permanent `error_classified`; other decisions are done when they are recorded.
+///
+/// The current mailbox state (snapshot + tail) says which intents are still pending; only a
+/// settled one is looked for in the stream, forward from its decision to its outcome.
+fn progress_of(
+    journal: &dyn Journal,
+    mailbox: &MailboxId,
+    batch: &[&Stored],
+) -> Result<Vec<Progress>, EngineError> {
+    let mut progress = vec![Progress::Done; batch.len()];
+    let intents: Vec<(usize, EventId)> = batch
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| intent_phrase(&s.event, &Progress::Done).is_some())
+        .map(|(i, s)| (i, s.envelope.event_id))
+        .collect();
+    let Some(from) = batch.iter().map(|s| s.envelope.seq).max() else {
+        return Ok(progress);
+    };
+    if intents.is_empty() {
+        return Ok(progress);
+    }
+    let core = crate::mailbox::MailboxCore::recover(journal, mailbox.clone())?;
+    let state = core.state();
+    let mut unsettled: BTreeMap<EventId, usize> = BTreeMap::new();
+    for (i, id) in intents {
+        if state.intents.contains_key(&id) || state.withdrawn.contains_key(&id) {
+            progress[i] = Progress::Pending;
+        } else {
+            unsettled.insert(id, i);
+        }
+    }
+    let stream = StreamId::mailbox(mailbox);
+    let mut seq = from + 1;
+    while !unsettled.is_empty() && seq <= core.head() {
+        let page = journal.read_stream(&stream, seq, crate::log::PAGE)?;
+        let Some(last) = page.last() else { break };
+        seq = last.seq + 1;
+        for env in page {
+            let s = Stored::decode(env)?;
+            match &s.event {
+                Event::IntentSucceeded(p) => {
+                    unsettled.remove(&p.intent);
+                }
+                Event::ErrorClassified(p) if p.class == ErrorClass::Permanent => {
+                    if let Some(i) = p.intent.and_then(|id| unsettled.remove(&id)) {
+                        progress[i] =
+                            Progress::Failed(format!("{} {}", p.error.code, p.error.message));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(progress)
+}
+
+/// What happened to the server item a decision of `batch` unlinked: gone before (the batch
+/// answers an `item_gone`), gone later (an `item_gone` of that item after `after`), or left.
+fn fate_of(obs: &Stored, batch: &[&Stored], list: &[Stored], after: u64) -> ItemFate {
+    if matches!(obs.event, Event::ItemGone(_)) {
+        return ItemFate::GoneBefore;
+    }
+    let unlinked: Vec<&RemoteId> = batch
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::Unlinked(p) => p.remote.as_ref(),
+            _ => None,
+        })
+        .collect();
+    let gone_later = list.iter().any(|s| {
+        s.envelope.position > after
+            && matches!(&s.event, Event::ItemGone(p) if unlinked.contains(&&p.remote))
+    });
+    if gone_later {
+        ItemFate::GoneLater
+    } else {
+        ItemFate::Left
+    }
 }
 
 fn journal_owner(

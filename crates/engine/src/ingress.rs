@@ -13,6 +13,7 @@
 //! The way back is [`render_change`]: an event to the line that parses to it.
 
 use crate::engine::validate_crm;
+use crate::error::EngineError;
 use ledgersync_domain::event::{
     AccessLost, AccessReason, AccessRegained, AddressApproved, DisableRequested, FilterChanged,
     MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged, ProfileAlertingSet,
@@ -127,7 +128,10 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
             continue;
         }
         let checked = parse_line(raw, &org).and_then(|event| {
-            validate_crm(&event, &org).map_err(|e| Problem::line(e.to_string()))?;
+            validate_crm(&event, &org).map_err(|e| match e {
+                EngineError::InvalidField { field, message } => Problem::at(field, message),
+                e => Problem::line(e.to_string()),
+            })?;
             Ok(event)
         });
         match checked {

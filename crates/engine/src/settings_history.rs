@@ -61,7 +61,7 @@ impl SettingsHistory {
                     if let Event::SettingChanged(p) = &stored.event {
                         // Values were validated before they were recorded; as in
                         // `OrgState::apply`, a bad one changes nothing but the version.
-                        let _ = settings.set(&p.key, &p.value);
+                        let _ = settings.set_recorded(&p.key, &p.value);
                         settings.version = SettingsVersion(stored.envelope.event_id);
                         history.versions.insert(settings.version, settings.clone());
                     }

@@ -350,3 +350,124 @@ fn a_file_with_one_bad_line_maps_to_nothing_and_the_journal_is_untouched() {
     let report = ledgersync_engine::replay(journal.as_ref(), None, |_, _| {}).unwrap();
     assert!(report.ok() && report.decisions > 0, "{report:?}");
 }
+
+/// Issue 7: input that cannot be right is refused with its line and field, as other bad input.
+#[test]
+fn changes_that_contradict_the_organization_are_refused_with_their_field() {
+    let rows = r#"{"kind": "record_upserted", "record": {"entity": "task", "id": "t1", "owner": "jayne", "version": 1, "task_kind": "task", "subject": "Call", "state": "open"}}
+{"kind": "record_upserted", "record": {"entity": "contact", "id": "c1", "owner": "jayne", "version": 1, "full_name": "Linda"}}
+"#;
+    let text = format!(
+        "{ORG}{rows}{}",
+        r#"{"kind": "access_lost", "user": "kaylee", "records": ["t1"], "reason": "role"}
+{"kind": "access_regained", "user": "kaylee", "records": ["t1"], "reason": "role"}
+{"kind": "filter_changed", "user": "kaylee", "entity": "task", "filters": []}
+{"kind": "record_deleted", "id": "t1", "entity": "appointment"}
+{"kind": "owner_changed", "previous_owner": "paul", "record": {"entity": "contact", "id": "c1", "owner": "kaylee", "version": 2, "full_name": "Linda"}}
+{"kind": "setting_changed", "key": "distinct_physical_logical_deletes", "value": "yes"}
+{"kind": "setting_changed", "key": "ignore_copied_items", "value": 1}
+{"kind": "setting_changed", "key": "update_past_meetings", "value": "on"}"#
+    );
+    let errs = errors(&text);
+    let got: Vec<(usize, Option<&str>)> =
+        errs.iter().map(|e| (e.line, e.field.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            (6, Some("user")),
+            (7, Some("user")),
+            (8, Some("user")),
+            (9, Some("entity")),
+            (10, Some("previous_owner")),
+            (11, Some("value")),
+            (12, Some("value")),
+            (13, Some("value")),
+        ],
+        "{errs:#?}"
+    );
+    for e in &errs[..3] {
+        assert!(
+            e.message.contains("unknown user `kaylee`") && e.message.contains("user_registered"),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(
+        errs[3].render("changes.jsonl"),
+        "changes.jsonl:9: field \"entity\": row `t1` is a task (as the CRM last sent it), not an \
+         appointment; send \"entity\": \"task\" or correct the id"
+    );
+    assert!(
+        errs[4].message.contains("owned by `jayne`")
+            && errs[4].message.contains("\"previous_owner\": \"jayne\""),
+        "{}",
+        errs[4].message
+    );
+    for e in &errs[5..] {
+        assert!(
+            e.message.contains("expected true or false"),
+            "{}",
+            e.message
+        );
+    }
+
+    // The same changes, right: accepted. Strings "true"/"false" are booleans too.
+    let good = format!(
+        "{ORG}{rows}{}",
+        r#"{"kind": "record_deleted", "id": "t1", "entity": "task"}
+{"kind": "owner_changed", "previous_owner": "jayne", "record": {"entity": "contact", "id": "c1", "owner": "jayne2", "version": 2, "full_name": "Linda"}}
+{"kind": "owner_changed", "previous_owner": "jayne2", "record": {"entity": "contact", "id": "c1", "owner": "jayne", "version": 3, "full_name": "Linda"}}
+{"kind": "setting_changed", "key": "distinct_physical_logical_deletes", "value": true}
+{"kind": "setting_changed", "key": "ignore_copied_items", "value": "false"}
+{"kind": "access_lost", "user": "jayne", "records": ["t1"], "reason": "role"}"#
+    );
+    assert_eq!(parse(&good).len(), 11);
+}
+
+/// A row the organization never saw (or saw deleted) cannot be checked: its delete and its
+/// reassignment are taken as the CRM sends them (docs/crm-changes.md).
+#[test]
+fn a_row_the_organization_never_saw_is_deleted_or_reassigned_as_sent() {
+    let text = format!(
+        "{ORG}{}",
+        r#"{"kind": "record_deleted", "id": "never-seen", "entity": "appointment"}
+{"kind": "owner_changed", "previous_owner": "paul", "record": {"entity": "contact", "id": "c9", "owner": "jayne", "version": 4, "full_name": "Zoe"}}
+{"kind": "record_deleted", "id": "c9", "entity": "contact"}
+{"kind": "record_deleted", "id": "c9", "entity": "task"}"#
+    );
+    assert_eq!(parse(&text).len(), 7);
+}
+
+/// `Engine::crm` (and the organization actor) refuse the same changes: the check is
+/// `validate_crm`, shared by every way in.
+#[test]
+fn the_engine_refuses_what_the_parser_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal =
+        ledgersync_journal::open(dir.path(), &JournalOptions::with_backend(Backend::Redb)).unwrap();
+    let clock = Arc::new(ManualClock::new(
+        parse_time("2026-11-20T08:00:00Z").unwrap(),
+    ));
+    let mut engine = Engine::open(journal.clone(), OrgId::new("serenity"), clock).unwrap();
+    for c in parse_changes(ORG, engine.org()).unwrap() {
+        engine.crm(c.event).unwrap();
+    }
+    let before = journal.last_position().unwrap();
+    let lost = Event::AccessLost(ledgersync_domain::event::AccessLost {
+        user: "kaylee".into(),
+        records: vec!["t1".into()],
+        reason: AccessReason::Role,
+    });
+    let e = engine.crm(lost).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid input: field \"user\": unknown user `kaylee`"),
+        "{e}"
+    );
+    let yes = Event::SettingChanged(ledgersync_domain::event::SettingChanged {
+        key: "require_approved_address".into(),
+        value: "yes".into(),
+    });
+    assert!(engine.crm(yes).is_err());
+    assert_eq!(journal.last_position().unwrap(), before, "nothing recorded");
+}

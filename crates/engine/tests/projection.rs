@@ -221,7 +221,17 @@ fn incremental_catch_up_equals_rebuild() {
     );
     let paul = &account[0].mailboxes[&mbx("mbx-paul")];
     assert_eq!(paul.status, Some(LinkStatus::Creating));
-    assert_eq!(paul.last_decision.as_ref().unwrap().rules, vec![RuleId(12)]);
+    // The create's failures are told in the decision that made it: still waiting, retried.
+    let last = paul.last_decision.as_ref().unwrap();
+    assert_eq!(last.rules, vec![RuleId(17), RuleId(12)]);
+    assert!(
+        last.summary.starts_with("to be created")
+            && last
+                .summary
+                .contains("waiting for the mail server; the last attempt failed (503")
+            && last.summary.ends_with("it is retried"),
+        "{last:#?}"
+    );
 
     // R79: one failure record per intent, with the retries counted.
     let failures = live.failures_of_mailbox(&mbx("mbx-paul")).unwrap();
@@ -556,4 +566,139 @@ fn alerts_of_mailboxes_and_profiles_are_kept_for_the_alert_retention() {
     live.catch_up(journal.as_ref()).unwrap();
     assert!(live.alerts(None, None).unwrap().is_empty());
     assert_eq!(views(&live), rebuilt(dir.path(), journal.as_ref()));
+}
+
+fn last_summary(p: &mut Projection, journal: &dyn Journal, record: &str, mailbox: &str) -> String {
+    p.catch_up(journal).unwrap();
+    let rows = p.timeline_of_record(&rec(record)).unwrap();
+    rows[0].mailboxes[&mbx(mailbox)]
+        .last_decision
+        .as_ref()
+        .unwrap()
+        .summary
+        .clone()
+}
+
+/// Issue 7: an intent reads as waiting until its outcome is recorded, then as done or failed.
+#[test]
+fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
+    use ledgersync_domain::event::{IntentSucceeded, RecordDeleted};
+    use ledgersync_domain::records::Entity;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine, clock) = story(dir.path());
+    let mut live = Projection::open(&dir.path().join("projections.redb")).unwrap();
+    let j = journal.as_ref();
+
+    let p = engine
+        .crm(Event::RecordUpserted(RecordUpserted {
+            record: gearbox(clock.now() + Duration::days(1)),
+        }))
+        .unwrap();
+    let intent = |p: &ledgersync_engine::Processed, name: &str| {
+        p.decisions
+            .iter()
+            .find(|a| a.mailbox == mbx("mbx-paul") && a.decision.event.name() == name)
+            .unwrap_or_else(|| panic!("a {name} in Paul's mailbox: {p:#?}"))
+            .id
+    };
+    let create = intent(&p, "create_intent");
+    assert_eq!(
+        last_summary(&mut live, j, "apt-gearbox-check", "mbx-paul"),
+        "to be created with an invitation to 1 attendee(s), waiting for the mail server"
+    );
+    engine
+        .observe(
+            &mbx("mbx-paul"),
+            Event::IntentSucceeded(IntentSucceeded {
+                intent: create,
+                remote: Some("calendar/gearbox.ics".into()),
+                etag: None,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        last_summary(&mut live, j, "apt-gearbox-check", "mbx-paul"),
+        "linked"
+    );
+
+    // Deleted in the CRM: a delete and a cancellation, both waiting; then one done, one failed.
+    let p = engine
+        .crm(Event::RecordDeleted(RecordDeleted {
+            id: rec("apt-gearbox-check"),
+            entity: Entity::Appointment,
+        }))
+        .unwrap();
+    let (delete, cancel) = (intent(&p, "delete_intent"), intent(&p, "cancel_intent"));
+    assert_eq!(
+        last_summary(&mut live, j, "apt-gearbox-check", "mbx-paul"),
+        "to be deleted from the mailbox, waiting for the mail server, cancellation to 1 \
+         attendee(s) waiting for the mail server"
+    );
+    engine
+        .observe(
+            &mbx("mbx-paul"),
+            Event::IntentSucceeded(IntentSucceeded {
+                intent: delete,
+                remote: None,
+                etag: None,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        last_summary(&mut live, j, "apt-gearbox-check", "mbx-paul"),
+        "deleted from the mailbox, cancellation to 1 attendee(s) waiting for the mail server"
+    );
+    engine
+        .observe(
+            &mbx("mbx-paul"),
+            Event::IntentFailed(IntentFailed {
+                intent: cancel,
+                error: ServerError {
+                    code: "422".into(),
+                    message: "Unprocessable".into(),
+                    retry_after: None,
+                },
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        last_summary(&mut live, j, "apt-gearbox-check", "mbx-paul"),
+        "deleted from the mailbox, cancellation to 1 attendee(s) not sent: 422 Unprocessable"
+    );
+    assert_eq!(views(&live), rebuilt(dir.path(), j));
+}
+
+/// An intent for the CRM is worded for the CRM: waiting for it, then done.
+#[test]
+fn a_crm_side_intent_waits_for_the_crm() {
+    use ledgersync_engine::describe::{ItemFate, Progress, summarize_as};
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _engine, _clock) = story(dir.path());
+    // Any recorded CRM-side create of the story, or one built from a mail-side create.
+    let mut crm_create = None;
+    ledgersync_engine::log::scan(
+        journal.as_ref(),
+        1,
+        |_, _| {},
+        |s| {
+            if let Event::CreateIntent(p) = &s.event {
+                let mut p = p.clone();
+                p.target = ledgersync_domain::event::Side::Crm;
+                crm_create.get_or_insert((s.envelope.rule.unwrap(), Event::CreateIntent(p)));
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    let decided = [crm_create.expect("a create in the story")];
+    let said = |p: Progress| summarize_as(&decided, None, move |_| p.clone(), ItemFate::Left);
+    assert_eq!(
+        said(Progress::Pending),
+        "to be created in the CRM, waiting for the CRM"
+    );
+    assert_eq!(said(Progress::Done), "created in the CRM");
+    assert_eq!(
+        said(Progress::Failed("403 Forbidden".into())),
+        "not created in the CRM: 403 Forbidden"
+    );
 }

@@ -421,3 +421,42 @@ fn a_setting_change_racing_a_decision_replays_n_of_n_redb() {
 fn a_setting_change_racing_a_decision_replays_n_of_n_sled() {
     a_setting_change_racing_a_decision_replays_n_of_n(Backend::Sled);
 }
+
+/// Issue 7: an item deleted on the mail server (or by the user) is not "left in the calendar":
+/// explain words the unlink after what happened to the item.
+#[test]
+fn explain_of_an_item_gone_says_it_is_gone_not_left_in_the_calendar() {
+    use ledgersync_domain::event::ItemGone;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine) = run_story(Backend::Redb, dir.path(), 1000);
+    let paul = ledgersync_domain::MailboxId::new("mbx-paul");
+    let (record, remote) = engine
+        .mailbox(&paul)
+        .unwrap()
+        .links
+        .iter()
+        .filter(|(_, l)| l.is_active() && l.synced.entity() == Entity::Appointment)
+        .find_map(|(r, l)| l.remote.clone().map(|remote| (r.clone(), remote)))
+        .expect("a linked appointment in Paul's mailbox");
+    let p = engine
+        .observe(&paul, Event::ItemGone(ItemGone { remote }))
+        .unwrap();
+    assert!(
+        p.decisions
+            .iter()
+            .any(|d| d.decision.event.name() == "unlinked"),
+        "{p:#?}"
+    );
+    let e = explain(journal.as_ref(), record.as_str()).unwrap();
+    let story = e.items[0]
+        .mailboxes
+        .iter()
+        .find(|m| m.mailbox == paul)
+        .unwrap();
+    let why = story.why.as_deref().unwrap();
+    assert!(
+        why.contains("the server item is gone (deleted on the mail server), the CRM row is kept"),
+        "{why}"
+    );
+    assert!(!why.contains("left in the calendar"), "{why}");
+}

@@ -2,7 +2,8 @@
 //!
 //! # `OrgActor`
 //!
-//! Owns the organization: its [`OrgState`] and the head of `org/<id>`. On start it rebuilds
+//! Owns the organization: one engine `OrgCore` (its [`OrgState`] and the head of `org/<id>`),
+//! the organization stream's one write path, shared with `Engine::crm`. On start it rebuilds
 //! the state from the stream and finishes the routing of a last change that a crash left
 //! half-routed (the rule of `Engine::finish_routing`: the change is half-routed only if every
 //! event after it carries its correlation; the mailboxes those events are in got it, the
@@ -48,14 +49,12 @@ use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
 use ledgersync_domain::event::EventClass;
 use ledgersync_domain::event::MailboxFailureNoted;
-use ledgersync_domain::{
-    Decision, Event, EventId, MailboxId, NewEvent, OrgId, OrgState, StreamId, decide_org,
-};
-use ledgersync_engine::engine::{Appended, validate_crm};
-use ledgersync_engine::log::{PAGE, Stored};
-use ledgersync_engine::mailbox::{Incoming, new_event};
+use ledgersync_domain::{Decision, Event, EventId, MailboxId, OrgId, OrgState, StreamId};
+use ledgersync_engine::engine::Appended;
+use ledgersync_engine::mailbox::Incoming;
+use ledgersync_engine::org::{Committed, OrgCore, Unfinished};
 use ledgersync_engine::{Clock, EngineError, IdGen};
-use ledgersync_journal::{AppendError, ExpectedSeq, Journal};
+use ledgersync_journal::{AppendError, Journal};
 use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -159,12 +158,6 @@ impl Message for InspectOrg {
     type Result = Result<OrgView, OrgError>;
 }
 
-struct OrgCore {
-    state: OrgState,
-    head: u64,
-    last: Option<EventId>,
-}
-
 struct OrgEnv {
     org: OrgId,
     stream: StreamId,
@@ -218,56 +211,10 @@ impl OrgActor {
 /// The mailbox ids the organization knows, shared by the [`OrgActor`] with the consumer loop.
 pub type KnownMailboxes = Arc<RwLock<BTreeSet<MailboxId>>>;
 
-/// What the blocking part of the recovery found.
-struct Read {
-    core: OrgCore,
-    /// A last change left half-routed: its id, the change, the mailboxes still to reach.
-    unfinished: Option<(EventId, Event, Vec<MailboxId>)>,
-}
-
-fn read_org(env: &OrgEnv) -> Result<Read, EngineError> {
-    let journal = env.journal.as_ref();
-    let mut state = OrgState::new(env.org.clone());
-    let mut head = 0;
-    let mut last: Option<(OrgState, Stored)> = None;
-    let mut from = 1;
-    loop {
-        let page = journal.read_stream(&env.stream, from, PAGE)?;
-        if page.is_empty() {
-            break;
-        }
-        for envelope in page {
-            from = envelope.seq + 1;
-            head = envelope.seq;
-            let stored = Stored::decode(envelope)?;
-            if let Some((_, prev)) = last.take() {
-                state.apply_recorded(prev.envelope.event_id, &prev.event);
-            }
-            last = Some((state.clone(), stored));
-        }
-    }
-    let Some((before, change)) = last else {
-        return Ok(Read {
-            core: OrgCore {
-                state,
-                head,
-                last: None,
-            },
-            unfinished: None,
-        });
-    };
-    let id = change.envelope.event_id;
-    state.apply_recorded(id, &change.event);
-    let core = OrgCore {
-        state,
-        head,
-        last: Some(id),
-    };
-    let missing = ledgersync_engine::engine::unrouted(journal, &before, &change)?;
-    Ok(Read {
-        core,
-        unfinished: (!missing.is_empty()).then_some((id, change.event, missing)),
-    })
+/// What the blocking part of the recovery found: the organization, and a last change left
+/// half-routed (the mailboxes still to reach).
+fn read_org(env: &OrgEnv) -> Result<(OrgCore, Option<Unfinished>), EngineError> {
+    OrgCore::recover(env.journal.as_ref(), env.org.clone(), true)
 }
 
 fn publish_settings(env: &OrgEnv, state: &OrgState) {
@@ -338,14 +285,15 @@ async fn recover(env: Arc<OrgEnv>) -> Result<OrgCore, OrgError> {
             org: env.org.clone(),
             reason,
         })?;
-    publish_settings(&env, &read.core.state);
-    if let Some((id, change, missing)) = read.unfinished {
-        for mailbox in &missing {
-            tracing::warn!(mailbox = %mailbox, event = %id, "finishing the routing of a CRM change interrupted by a crash");
+    let (core, unfinished) = read;
+    publish_settings(&env, core.state());
+    if let Some(unfinished) = unfinished {
+        for mailbox in &unfinished.missing {
+            tracing::warn!(mailbox = %mailbox, event = %unfinished.id, "finishing the routing of a CRM change interrupted by a crash");
         }
-        route(&env, id, &change, &missing).await?;
+        route(&env, unfinished.id, &unfinished.event, &unfinished.missing).await?;
     }
-    Ok(read.core)
+    Ok(core)
 }
 
 /// Handles one change on `core` (recovered first if `None`); answers the core to keep
@@ -362,7 +310,7 @@ async fn handle_change(
             Err(e) => return (None, Err(e)),
         },
     };
-    if core.last == Some(msg.id) {
+    if core.is_last(msg.id) {
         return (
             Some(core),
             Ok(Routed {
@@ -372,26 +320,14 @@ async fn handle_change(
             }),
         );
     }
-    if let Err(e) = validate_crm(&msg.event, &core.state) {
-        return (Some(core), Err(OrgError::Invalid(e)));
-    }
     let now = env.clock.now();
-    let event = msg.event;
-    let new = NewEvent {
-        event_id: msg.id,
-        recorded_at: now,
-        occurred_at: now,
-        event_type: event.event_type(),
-        schema_version: event.schema_version(),
-        causation: vec![],
-        correlation: Some(msg.id),
-        rule: None,
-        payload: event.encode_payload(),
-        items: event.item_keys(),
+    let (batch, prepared) = match core.prepare_change(msg.id, msg.event, now) {
+        Ok(prepared) => prepared,
+        Err(e) => return (Some(core), Err(OrgError::Invalid(e))),
     };
     let ticket = env
         .journal
-        .submit(&env.stream, ExpectedSeq::Exactly(core.head), vec![new]);
+        .submit(&batch.stream, batch.expected, batch.events);
     if let Err(source) = ticket.await {
         tracing::warn!(org = %env.org, error = %source, "CRM change not recorded; the organization is rebuilt from its stream");
         return (
@@ -402,13 +338,10 @@ async fn handle_change(
             }),
         );
     }
-    core.head += 1;
-    core.last = Some(msg.id);
-    let targets = core.state.route(&event);
-    core.state.apply_recorded(msg.id, &event);
+    let Committed { id, event, targets } = core.commit_change(prepared);
     // Durable now: the mailboxes may decide with it.
-    publish_settings(&env, &core.state);
-    match route(&env, msg.id, &event, &targets).await {
+    publish_settings(&env, core.state());
+    match route(&env, id, &event, &targets).await {
         Ok(decisions) => (
             Some(core),
             Ok(Routed {
@@ -439,7 +372,7 @@ async fn note_failure(
         },
     };
     let Some(profile) = core
-        .state
+        .state()
         .mailboxes
         .get(&msg.mailbox)
         .map(|m| m.profile.clone())
@@ -453,37 +386,11 @@ async fn note_failure(
         at: msg.at,
     });
     let now = env.clock.now();
-    let decisions = decide_org(
-        &core.state,
-        &observation,
-        &ledgersync_domain::Context {
-            settings: &core.state.settings,
-            now,
-        },
-    );
-    let id = IdGen.next();
-    let mut events = vec![new_event(
-        id,
-        &observation,
-        None,
-        vec![msg.decision],
-        id,
-        now,
-    )];
-    for d in &decisions {
-        events.push(new_event(
-            IdGen.next(),
-            &d.event,
-            Some(d.rule),
-            vec![id],
-            id,
-            now,
-        ));
-    }
-    let count = events.len() as u64;
+    let (batch, prepared) =
+        core.prepare_observation(IdGen.next(), observation, vec![msg.decision], now, &IdGen);
     let ticket = env
         .journal
-        .submit(&env.stream, ExpectedSeq::Exactly(core.head), events);
+        .submit(&batch.stream, batch.expected, batch.events);
     if let Err(source) = ticket.await {
         tracing::warn!(org = %env.org, mailbox = %msg.mailbox, error = %source, "mailbox failure not noted; the organization is rebuilt from its stream");
         return (
@@ -494,11 +401,7 @@ async fn note_failure(
             }),
         );
     }
-    core.head += count;
-    core.state.apply(&observation);
-    for d in &decisions {
-        core.state.apply(&d.event);
-    }
+    let decisions = core.commit_observation(prepared);
     (Some(core), Ok(decisions))
 }
 
@@ -576,8 +479,8 @@ impl Handler<InspectOrg> for OrgActor {
         .map(|result, act, _ctx| match result {
             Ok(core) => {
                 let view = OrgView {
-                    state: core.state.clone(),
-                    head: core.head,
+                    state: core.state().clone(),
+                    head: core.head(),
                 };
                 act.core = Some(core);
                 Ok(view)

@@ -5,9 +5,9 @@
 
 use super::error::ProjectionError;
 use super::rows::{
-    Activity, Alert, ItemFailure, ItemLink, LastDecision, Regarding, WorkloadHealth,
+    Activity, Alert, IntentPart, ItemFailure, ItemLink, LastDecision, Regarding, WorkloadHealth,
 };
-use crate::describe::{describe, summarize};
+use crate::describe::{Progress, describe, intent_phrase, summarize};
 use crate::log::Stored;
 use ledgersync_domain::event::{AlertRaised, ErrorClass, Event, Workload};
 use ledgersync_domain::records::{Record, RecordBody};
@@ -45,6 +45,16 @@ pub(super) const ORG_FOLD: TableDefinition<&str, &str> = TableDefinition::new("o
 pub(super) const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
 /// Mailbox id → `MailboxState::to_snapshot`: the fold state the next catch-up continues from.
 pub(super) const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
+
+/// How an intent's outcome left it.
+enum Settled {
+    /// Carried out.
+    Done,
+    /// Failed for good, with the error.
+    Failed(String),
+    /// Failed for now, retried, with the error.
+    Retried(String),
+}
 
 /// The key prefix, after the mailbox, of a server item's listing failure (intent ids are UUIDs).
 const ITEM_PREFIX: &str = "item:";
@@ -157,7 +167,7 @@ impl<'txn, 's> Fold<'txn, 's> {
                 Event::SettingChanged(p) if p.key == ALERT_RETENTION_KEY => {
                     // Recorded values were validated; one that does not parse changes nothing.
                     let mut settings = OrgSettings::default();
-                    if settings.set(&p.key, &p.value).is_ok() {
+                    if settings.set_recorded(&p.key, &p.value).is_ok() {
                         let days = settings.alert_retention_days.to_string();
                         self.org_fold.insert(ALERT_RETENTION_KEY, days.as_str())?;
                     }
@@ -243,9 +253,14 @@ impl<'txn, 's> Fold<'txn, 's> {
         let mut records: Vec<RecordId> = s.event.record().cloned().into_iter().collect();
         let mut decided = s.event.record().cloned();
         let mut failure = None;
+        // An intent whose outcome this event records: (row, intent id, how it stands now).
+        let mut settled: Option<(RecordId, String, Settled)> = None;
         match &s.event {
             Event::IntentSucceeded(p) => {
-                records.extend(state.intents.get(&p.intent).map(|i| i.record.clone()))
+                if let Some(i) = state.intents.get(&p.intent) {
+                    records.push(i.record.clone());
+                    settled = Some((i.record.clone(), p.intent.to_string(), Settled::Done));
+                }
             }
             Event::ErrorClassified(p) => {
                 if let Some(id) = p.intent
@@ -253,6 +268,15 @@ impl<'txn, 's> Fold<'txn, 's> {
                 {
                     records.push(intent.record.clone());
                     decided = Some(intent.record.clone());
+                    let why = format!("{} {}", p.error.code, p.error.message);
+                    settled = Some((
+                        intent.record.clone(),
+                        id.to_string(),
+                        match p.class {
+                            ErrorClass::Permanent => Settled::Failed(why),
+                            _ => Settled::Retried(why),
+                        },
+                    ));
                     failure = Some(ItemFailure {
                         mailbox: mailbox.clone(),
                         intent: Some(id.to_string()),
@@ -318,7 +342,14 @@ impl<'txn, 's> Fold<'txn, 's> {
         for record in &records {
             self.sync_link(&mailbox, record)?;
         }
-        if let (Some(record), Some(rule)) = (&decided, s.envelope.rule) {
+        // The failure of an intent of the row's last decision is told in that decision.
+        let mut told = false;
+        if let Some((record, intent, how)) = &settled {
+            told = self.settle_intent(&mailbox, record, intent, how, s)?;
+        }
+        if let (Some(record), Some(rule)) = (&decided, s.envelope.rule)
+            && !told
+        {
             self.note_decision(&mailbox, record, rule, s)?;
         }
         if let Some(f) = failure {
@@ -372,7 +403,18 @@ impl<'txn, 's> Fold<'txn, 's> {
             return Ok(());
         };
         let cause = s.envelope.causation.first().map(|c| c.to_string());
-        let part = summarize(&[(rule, s.event.clone())], Some(row.entity));
+        // An intent is only decided here: it reads as pending until its outcome is folded.
+        let intent = intent_phrase(&s.event, &Progress::Pending).map(|pending| IntentPart {
+            intent: s.envelope.event_id.to_string(),
+            now: pending.clone(),
+            done: intent_phrase(&s.event, &Progress::Done).unwrap_or_default(),
+            failed: intent_phrase(&s.event, &Progress::Failed("{why}".into())).unwrap_or_default(),
+            pending,
+        });
+        let part = match &intent {
+            Some(i) => i.now.clone(),
+            None => summarize(&[(rule, s.event.clone())], Some(row.entity)),
+        };
         let entry = row.mailboxes.entry(mailbox.clone()).or_default();
         let same_batch = entry
             .last_decision
@@ -387,6 +429,7 @@ impl<'txn, 's> Fold<'txn, 's> {
                 cause,
                 at: s.envelope.recorded_at,
                 position: s.envelope.position,
+                intents: Vec::new(),
             });
         }
         let d = entry
@@ -399,6 +442,7 @@ impl<'txn, 's> Fold<'txn, 's> {
         if part != "nothing" && !d.did.contains(&part) {
             d.did.push(part);
         }
+        d.intents.extend(intent);
         d.summary = if d.did.is_empty() {
             "nothing".into()
         } else {
@@ -406,6 +450,60 @@ impl<'txn, 's> Fold<'txn, 's> {
         };
         d.position = s.envelope.position;
         self.put_row(&row)
+    }
+
+    /// Rewords the intent `intent` in the last decision about `record` in `mailbox`, now that
+    /// its outcome is recorded; answers whether that decision holds it (an outcome of an
+    /// older decision leaves the last one as it is).
+    fn settle_intent(
+        &mut self,
+        mailbox: &MailboxId,
+        record: &RecordId,
+        intent: &str,
+        how: &Settled,
+        s: &Stored,
+    ) -> Result<bool, ProjectionError> {
+        let Some(mut row) = self.row(record)? else {
+            return Ok(false);
+        };
+        let Some(d) = row
+            .mailboxes
+            .get_mut(mailbox)
+            .and_then(|m| m.last_decision.as_mut())
+        else {
+            return Ok(false);
+        };
+        let Some(part) = d.intents.iter_mut().find(|p| p.intent == intent) else {
+            return Ok(false);
+        };
+        let now = match how {
+            Settled::Done => part.done.clone(),
+            Settled::Failed(why) => part.failed.replace("{why}", why),
+            Settled::Retried(why) => {
+                format!(
+                    "{}; the last attempt failed ({why}), it is retried",
+                    part.pending
+                )
+            }
+        };
+        let old = std::mem::replace(&mut part.now, now.clone());
+        match d.did.iter().position(|p| *p == old) {
+            Some(_) if old == now => {}
+            Some(i) if !d.did.contains(&now) => d.did[i] = now,
+            Some(i) => {
+                d.did.remove(i);
+            }
+            None => d.did.push(now),
+        }
+        if let Some(rule) = s.envelope.rule
+            && !d.rules.contains(&rule)
+        {
+            d.rules.push(rule);
+        }
+        d.summary = d.did.join(", ");
+        d.position = s.envelope.position;
+        self.put_row(&row)?;
+        Ok(true)
     }
 
     fn note_failure(&mut self, mut f: ItemFailure) -> Result<(), ProjectionError> {

@@ -82,6 +82,25 @@ pub struct LastDecision {
     pub at: Timestamp,
     /// Journal position of the last of them.
     pub position: u64,
+    /// The intents among them, each with the wording of where it stands: its part of `did`
+    /// reads as pending until its outcome is recorded, then as done or failed.
+    #[serde(default)]
+    pub intents: Vec<IntentPart>,
+}
+
+/// One intent of a [`LastDecision`] and the words for each place it can get to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentPart {
+    /// The intent's event id (hyphenated UUID).
+    pub intent: String,
+    /// Its part of `did` now.
+    pub now: String,
+    /// The words once carried out.
+    pub done: String,
+    /// The words once failed for good, `{why}` standing for the error.
+    pub failed: String,
+    /// The words while waiting.
+    pub pending: String,
 }
 
 /// A CRM row linked to a server item in one mailbox.
