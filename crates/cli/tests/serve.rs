@@ -503,14 +503,14 @@ fn collections_that_cannot_be_listed_are_retried_as_transient_and_alert_the_prof
 fn collections_that_cannot_be_listed_disable_the_mailboxes_when_the_retry_limit_is_reached() {
     let site = Site::new();
     // A limit of one: the first transient failure reaches it.
-    let (_serve, alerts) = serve_with_vanished_collections(
+    let (serve, alerts) = serve_with_vanished_collections(
         &site,
         r#"{"kind": "setting_changed", "key": "transient_retry_limit", "value": 1}"#,
     );
     let alerts = if alerts.iter().filter(|a| a["rule"] == "R11").count() >= 2 {
         alerts
     } else {
-        wait_for(&_serve, "the R11 alerts", || {
+        wait_for(&serve, "the R11 alerts", || {
             let v = site.json(&["alerts"]);
             let alerts = v["alerts"].as_array()?.clone();
             (alerts.iter().filter(|a| a["rule"] == "R11").count() >= 2).then_some(alerts)
