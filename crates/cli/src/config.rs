@@ -283,7 +283,7 @@ impl Config {
                 ));
             }
             if let Some(p) = m.mass_delete_percent
-                && !(1..=100).contains(&p)
+                && !ledgersync_domain::policy::mass_delete::valid_percent(p)
             {
                 return Err(anyhow!(
                     "{at}: key `mass_delete_percent` must be between 1 and 100, got {p}"

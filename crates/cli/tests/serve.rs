@@ -412,9 +412,10 @@ fn a_wrong_key_in_the_mailbox_table_names_the_file_the_table_and_the_key() {
     assert!(e.contains("calendar"), "the allowed keys are listed: {e}");
 }
 
-#[test]
-fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile_owner() {
-    let site = Site::new();
+/// Starts `serve` on a site whose collections have all vanished (an unmounted share, a wrong
+/// path), applies the example organization with the profile alert on and `settings` (lines of
+/// `setting_changed`) before the mailboxes start failing, and waits for the R14 profile alert.
+fn serve_with_vanished_collections(site: &Site, settings: &str) -> (Serve, Vec<Value>) {
     let serve = Serve::start_with(
         &site.config,
         site.root.join("serve.log"),
@@ -424,17 +425,17 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
     });
-    // Both mailboxes' collections vanish (an unmounted share, a wrong path).
     fs::remove_dir_all(site.root.join("vdir")).unwrap();
-    let mut changes = fs::read_to_string(example_changes(&site)).unwrap();
-    changes.push_str(
-        r#"{"kind": "profile_alerting_set", "profile": "groupware", "send_alert": true}"#,
-    );
-    changes.push('\n');
-    // The option goes before the mailboxes start failing: right after the profile.
+    let changes = fs::read_to_string(example_changes(site)).unwrap();
+    // The option and the settings go before the mailboxes start failing: right after the
+    // profile.
     let mut lines: Vec<&str> = changes.lines().collect();
-    let option = lines.pop().unwrap();
-    lines.insert(1, option);
+    let mut early: Vec<&str> =
+        vec![r#"{"kind": "profile_alerting_set", "profile": "groupware", "send_alert": true}"#];
+    early.extend(settings.lines());
+    for (i, line) in early.into_iter().enumerate() {
+        lines.insert(1 + i, line);
+    }
     let out = site.apply(&(lines.join("\n") + "\n"));
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -447,20 +448,30 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile
     assert_eq!(r14.len(), 1, "one profile alert: {alerts:#?}");
     assert_eq!(r14[0]["level"], "error");
     assert_eq!(r14[0]["profile"], "groupware");
-    // Each mailbox was disabled with its own alert (R10), and shows it in `mailbox list`.
-    for m in ["mbx-jayne", "mbx-paul"] {
-        assert!(
-            alerts
-                .iter()
-                .any(|a| a["rule"] == "R10" && a["mailbox"] == m),
-            "{m}: {alerts:#?}"
-        );
-    }
+    (serve, alerts)
+}
+
+#[test]
+fn collections_that_cannot_be_listed_are_retried_as_transient_and_alert_the_profile_owner() {
+    let site = Site::new();
+    let (serve, alerts) = serve_with_vanished_collections(&site, "");
+    // A missing collection may come back: no mailbox is disabled (no R10, no R11 disable) by
+    // one listing; each is retried per R11 and shows the error as transient.
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["rule"] != "R10" && a["rule"] != "R11"),
+        "{alerts:#?}"
+    );
     let mailboxes = site.json(&["mailbox", "list"]);
     for m in mailboxes.as_array().unwrap() {
-        assert_eq!(m["workloads"]["act"]["status"], "disabled", "{m}");
+        let act = &m["workloads"]["act"];
+        assert_eq!(act["status"], "enabled", "{m}");
+        assert!(act["consecutive_errors"].as_u64() >= Some(1), "{m}");
+        assert_eq!(act["last_error"]["code"], "not_found", "{m}");
+        assert!(act["next_run"].is_string(), "a retry is scheduled: {m}");
     }
-    // The JSON log: one object per line, with its level and fields.
+    // The decision says why: transient, retried.
     let log = serve.log();
     let lines: Vec<Value> = log
         .lines()
@@ -477,6 +488,55 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_and_alert_the_profile
             .any(|l| l["fields"]["message"] == "service started"),
         "{log}"
     );
+    for m in ["mbx-jayne", "mbx-paul"] {
+        let explain = site.run(&["mailbox", "show", m]);
+        let text = stdout(&explain);
+        assert!(
+            explain.status.success() && text.contains("not_found"),
+            "{m}: {text}{}",
+            stderr(&explain)
+        );
+    }
+}
+
+#[test]
+fn collections_that_cannot_be_listed_disable_the_mailboxes_when_the_retry_limit_is_reached() {
+    let site = Site::new();
+    // A limit of one: the first transient failure reaches it.
+    let (serve, alerts) = serve_with_vanished_collections(
+        &site,
+        r#"{"kind": "setting_changed", "key": "transient_retry_limit", "value": 1}"#,
+    );
+    let alerts = if alerts.iter().filter(|a| a["rule"] == "R11").count() >= 2 {
+        alerts
+    } else {
+        wait_for(&serve, "the R11 alerts", || {
+            let v = site.json(&["alerts"]);
+            let alerts = v["alerts"].as_array()?.clone();
+            (alerts.iter().filter(|a| a["rule"] == "R11").count() >= 2).then_some(alerts)
+        })
+    };
+    // Each mailbox was disabled by the retry limit (R11), not as a permanent error (R10), and
+    // the alert says the failure was transient and why.
+    assert!(alerts.iter().all(|a| a["rule"] != "R10"), "{alerts:#?}");
+    for m in ["mbx-jayne", "mbx-paul"] {
+        let a = alerts
+            .iter()
+            .find(|a| a["rule"] == "R11" && a["mailbox"] == m)
+            .unwrap_or_else(|| panic!("{m}: {alerts:#?}"));
+        let text = a["text"].as_str().unwrap();
+        assert!(
+            text.contains("1 consecutive transient failures")
+                && text.contains("the collection was not found"),
+            "{text}"
+        );
+    }
+    let mailboxes = site.json(&["mailbox", "list"]);
+    for m in mailboxes.as_array().unwrap() {
+        let act = &m["workloads"]["act"];
+        assert_eq!(act["status"], "disabled", "{m}");
+        assert_eq!(act["disabled_reason"], "transient_limit", "{m}");
+    }
 }
 
 #[test]

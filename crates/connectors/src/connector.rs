@@ -39,15 +39,16 @@
 //! # What `execute` returns
 //!
 //! Exactly one outcome for the intent: `intent_succeeded` (with the server id and version tag of
-//! the item written, when there is one) or `intent_failed` (with a [`ServerError`] whose code the
-//! domain's `classify` reads). It never panics on bad input and never returns another event.
+//! the item written, when there is one) or `intent_failed` (with a [`ServerError`] built from an
+//! [`ErrorKind`] by [`ServerError::of_kind`]: the connector reports what happened, the domain's
+//! `classify` decides whether it is permanent or transient). It never panics on bad input and never returns another event.
 //! Every call carries the intent's idempotency key: executing the same intent twice (a retry
 //! after a crash between call and outcome) has the effect of executing it once and answers
 //! `intent_succeeded` again.
 
-use ledgersync_domain::EventId;
 use ledgersync_domain::event::{Event, ServerError};
 use ledgersync_domain::records::{Entity, Record};
+use ledgersync_domain::{ErrorKind, EventId};
 use std::fmt;
 
 /// What a connector remembers between two listings, as opaque text (see the module doc).
@@ -90,8 +91,8 @@ pub struct ItemFailure {
     /// The table the item maps to, when the connector can tell (a vCard is a contact; an
     /// `.ics` that does not parse may be an event or a to-do).
     pub entity: Option<Entity>,
-    /// A short machine-readable code: `unparsable`, `file_name`.
-    pub code: String,
+    /// What kind of failure (an unparsable file, a file name that is not UTF-8: `malformed`).
+    pub kind: ErrorKind,
     /// What went wrong, in words a user can act on.
     pub error: String,
 }
@@ -164,15 +165,11 @@ pub trait Connector: Send {
     }
 }
 
-/// Builds an `intent_failed` outcome.
-pub(crate) fn failed(intent: EventId, code: &str, message: impl Into<String>) -> Event {
+/// Builds an `intent_failed` outcome of `kind` (the domain classifies it).
+pub(crate) fn failed(intent: EventId, kind: ErrorKind, message: impl Into<String>) -> Event {
     Event::IntentFailed(ledgersync_domain::event::IntentFailed {
         intent,
-        error: ServerError {
-            code: code.to_string(),
-            message: message.into(),
-            retry_after: None,
-        },
+        error: ServerError::of_kind(kind, message),
     })
 }
 

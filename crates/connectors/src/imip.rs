@@ -24,7 +24,8 @@ use crate::hash::fnv1a64;
 use crate::lines::{self, escape, fold, name_of, unfold, value_of};
 use crate::maildir::{self, Delivery};
 use crate::vdir::VdirConnector;
-use crate::writes::{UNSUPPORTED, own};
+use crate::writes::own;
+use ledgersync_domain::ErrorKind;
 use ledgersync_domain::EventId;
 use ledgersync_domain::event::{CancelIntent, Event};
 use ledgersync_domain::records::Record;
@@ -108,7 +109,7 @@ impl VdirConnector {
         let Some(root) = self.config.maildirs.clone() else {
             return failed(
                 id,
-                UNSUPPORTED,
+                ErrorKind::Unsupported,
                 format!(
                     "cancel `{}`: no Maildir directory is configured to deliver the \
                      cancellation to",
@@ -123,7 +124,7 @@ impl VdirConnector {
         let Some(meeting) = self.meeting(p) else {
             return failed(
                 id,
-                "404",
+                ErrorKind::NotFound,
                 format!(
                     "cancel `{}`: the meeting of row {} is not in the calendar (nor among the \
                      items the connector deleted), so its UID is unknown",
@@ -171,7 +172,7 @@ impl VdirConnector {
             Ok(()) => succeeded(id, remote, None),
             Err(problems) => failed(
                 id,
-                "io",
+                ErrorKind::Network,
                 format!(
                     "cancel `{}`: not delivered to every attendee ({}); a retry delivers only \
                      the missing ones",

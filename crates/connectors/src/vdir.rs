@@ -9,34 +9,39 @@
 //! An item's server id is `<collection>/<file name>` (`calendar/x.ics`, `contacts/y.vcf`); its
 //! version tag is `<mtime in ns>-<FNV-1a 64 of the bytes>`, and `content_hash` is the hash.
 //!
-//! # The no-mass-delete rule
+//! # Missing items and the mass-delete guard (R25)
 //!
 //! An `item_gone` is reported only in a listing that ends with `listing_completed`, and only for
-//! an item of the cursor whose file is missing while its directory was read in full. The
-//! deletes of a listing are withheld — the listing ends with `listing_partial` and the missing
-//! items stay known in the cursor — when a collection:
-//! - could not be read (missing, not a directory, unreadable), or one of its files could not be
-//!   read;
-//! - became empty while items were known in it;
-//! - lost more than [`VdirConfig::mass_delete_percent`] percent of its known items at once.
-//!
-//! Items the connector deleted itself (carrying out a `delete_intent`; their copy is in
-//! `.ledgersync/deleted/`) are positively known to be gone and never count against these two
-//! limits, so deleting the last item of a calendar through the CRM is confirmed normally.
+//! an item of the cursor whose file is missing while its directory was read in full. Whether
+//! the missing items of a collection are reported gone is not this connector's decision: it
+//! counts what it listed (known, present, missing, missing without a copy in
+//! `.ledgersync/deleted/`, read in full or not) and asks the domain's guard,
+//! [`ledgersync_domain::policy::mass_delete::missing_items`], with
+//! [`VdirConfig::mass_delete_percent`]. When the guard withholds them, the listing ends with
+//! `listing_partial` (naming the guard's reason) and the missing items stay known in the
+//! cursor. A collection that could not be read at all (missing, not a directory, unreadable)
+//! keeps its items known too.
 //!
 //! Withheld deletes are reported again as soon as a listing is complete and under the limit;
 //! accepting a real mass delete (the breaker of the target design) is not built yet.
+//!
+//! # Errors
+//!
+//! Failures are reported as an [`ErrorKind`] (see `docs/connectors.md`, "Error vocabulary"):
+//! a missing directory or file is `not_found`, a permission error `forbidden`, another I/O
+//! error `network`; the domain decides what each means.
 
 use crate::connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 use crate::hash::fnv1a64;
 use crate::parse;
 use crate::writes::own;
-use ledgersync_domain::RemoteId;
 use ledgersync_domain::event::{
     Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial, RemoteItem,
     ServerError, Workload,
 };
+use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
 use ledgersync_domain::records::Entity;
+use ledgersync_domain::{ErrorKind, RemoteId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
@@ -60,8 +65,9 @@ pub struct VdirConfig {
     pub owner: String,
     /// The `CATEGORIES` value that marks an item as tracked (default `Tracked to CRM`).
     pub tracking_category: String,
-    /// A complete listing that would report more than this percentage of a collection's known
-    /// items as gone withholds the deletes (default 50). An emptied collection always does.
+    /// The mass-delete guard's limit (R25, decided by the domain): a complete listing that
+    /// would report more than this percentage of a collection's known items as gone withholds
+    /// the deletes (default [`mass_delete::DEFAULT_PERCENT`]). An emptied collection always does.
     pub mass_delete_percent: u8,
     /// The mailbox owner's time zone: floating times and dates of items are read in it, and an
     /// all-day appointment is written on its date there. `None`: UTC.
@@ -77,7 +83,7 @@ impl VdirConfig {
             maildirs: None,
             owner: owner.into(),
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
-            mass_delete_percent: 50,
+            mass_delete_percent: mass_delete::DEFAULT_PERCENT,
             timezone: None,
         }
     }
@@ -197,7 +203,7 @@ impl VdirConnector {
     fn list(&self, cursor: &Cursor) -> Listing {
         let known = match decode_cursor(cursor) {
             Ok(known) => known,
-            Err(message) => return failed_listing(cursor, "cursor", message),
+            Err(message) => return failed_listing(cursor, ErrorKind::CursorInvalid, message),
         };
         let kinds: Vec<Kind> = Kind::ALL
             .into_iter()
@@ -206,7 +212,7 @@ impl VdirConnector {
         if kinds.is_empty() {
             return failed_listing(
                 cursor,
-                "unsupported",
+                ErrorKind::Unsupported,
                 "no vdir collection is configured: set a calendar or an address-book directory",
             );
         }
@@ -260,7 +266,7 @@ impl VdirConnector {
                     failures.push(ItemFailure {
                         item: format!("{}/{}", kind.name(), entry.file_name().to_string_lossy()),
                         entity: kind.entity(),
-                        code: "file_name".into(),
+                        kind: ErrorKind::Malformed,
                         error: "the file name is not UTF-8; rename the file".into(),
                     });
                     continue;
@@ -288,7 +294,7 @@ impl VdirConnector {
                         failures.push(ItemFailure {
                             item: remote.clone(),
                             entity: kind.entity(),
-                            code: "unparsable".into(),
+                            kind: ErrorKind::Malformed,
                             error: format!("{error}; fix or remove {}", path.display()),
                         });
                         // Known before: stays known with its old version, never gone.
@@ -334,47 +340,37 @@ impl VdirConnector {
                     !own(dir, "deleted").join(file).is_file()
                 })
                 .count();
-            let limit = usize::from(self.config.mass_delete_percent.min(100));
-            let withheld = if !complete {
-                Some("its listing is incomplete".to_string())
-            } else if unexplained == 0 {
-                None
-            } else if present.is_empty() {
-                Some(format!(
-                    "the directory became empty while {} items were known",
-                    known_here.len()
-                ))
-            } else if unexplained * 100 > limit * known_here.len() {
-                Some(format!(
-                    "{unexplained} of {} known items are missing, more than {limit}%",
-                    known_here.len()
-                ))
-            } else {
-                None
+            let listing = CollectionListing {
+                known: known_here.len(),
+                present: present.len(),
+                missing: missing.len(),
+                missing_unexplained: unexplained,
+                complete,
             };
-            match withheld {
-                Some(why) => {
+            match mass_delete::missing_items(&listing, self.config.mass_delete_percent) {
+                Verdict::Withhold(why) => {
                     if complete {
                         partial.push(format!(
-                            "{}: {} deletes withheld: {why} (absence is not deletion, R25)",
+                            "{}: {} deletes withheld: {why} (absence is not deletion, {})",
                             dir.display(),
-                            missing.len()
+                            missing.len(),
+                            mass_delete::RULE
                         ));
                     }
                     for r in missing {
                         next.insert(r.clone(), known_here[r].clone());
                     }
                 }
-                None => gone.extend(missing.into_iter().cloned()),
+                Verdict::Confirm => gone.extend(missing.into_iter().cloned()),
             }
         }
         let configured = Kind::ALL.iter().filter(|k| self.dir(**k).is_some()).count();
         if unreadable.len() == configured {
-            let code = unreadable
+            let kind = unreadable
                 .iter()
-                .map(|(_, e)| io_code(e))
+                .map(|(_, e)| io_kind(e))
                 .next()
-                .unwrap_or("io");
+                .unwrap_or(ErrorKind::Network);
             let message = unreadable
                 .iter()
                 .map(|(what, e)| format!("{what}: {e}"))
@@ -382,7 +378,7 @@ impl VdirConnector {
                 .join("; ");
             return failed_listing(
                 cursor,
-                code,
+                kind,
                 format!("no collection could be listed: {message}; check the configured paths"),
             );
         }
@@ -466,24 +462,23 @@ pub(crate) struct FileState {
     pub(crate) parsed: Result<parse::Parsed, String>,
 }
 
-/// The short error code of an I/O error, as the domain's `classify` reads codes.
-pub(crate) fn io_code(e: &io::Error) -> &'static str {
+/// The kind of an I/O error (what happened; the domain's `classify` decides what it means).
+pub(crate) fn io_kind(e: &io::Error) -> ErrorKind {
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => "404",
-        io::ErrorKind::PermissionDenied => "403",
-        _ => "io",
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotFound,
+        io::ErrorKind::PermissionDenied => ErrorKind::Forbidden,
+        io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::Quota,
+        io::ErrorKind::FileTooLarge => ErrorKind::TooLarge,
+        _ => ErrorKind::Network,
     }
 }
 
-fn failed_listing(cursor: &Cursor, code: &str, message: impl Into<String>) -> Listing {
+fn failed_listing(cursor: &Cursor, kind: ErrorKind, message: impl Into<String>) -> Listing {
     Listing {
         observations: vec![Event::ListingFailed(ListingFailed {
             workload: Workload::Act,
-            error: ServerError {
-                code: code.to_string(),
-                message: message.into(),
-                retry_after: None,
-            },
+            error: ServerError::of_kind(kind, message),
         })],
         failures: Vec::new(),
         cursor: cursor.clone(),

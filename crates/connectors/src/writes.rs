@@ -10,17 +10,17 @@ use crate::compose;
 use crate::connector::{Intent, failed, succeeded};
 use crate::fsutil;
 use crate::hash::fnv1a64;
-use crate::vdir::{FileState, Kind, VdirConnector, io_code, valid_file_name};
+use crate::vdir::{FileState, Kind, VdirConnector, io_kind, valid_file_name};
 use ledgersync_domain::event::{CreateIntent, DeleteIntent, Event, ItemWrite, Side, UpdateIntent};
 use ledgersync_domain::records::{Record, RecordBody};
-use ledgersync_domain::{EventId, RecordId, RemoteId};
+use ledgersync_domain::{ErrorKind, EventId, RecordId, RemoteId};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// The error code of an intent this connector cannot carry out by design (wrong side, missing
-/// configuration or context). The domain's `classify` does not know it yet (see the docs).
-pub const UNSUPPORTED: &str = "unsupported";
+/// configuration or context): the code of [`ErrorKind::Unsupported`], permanent for the domain.
+pub const UNSUPPORTED: &str = ErrorKind::Unsupported.as_code();
 
 /// The folder, inside a collection, where the connector keeps its own files.
 pub const OWN_DIR: &str = ".ledgersync";
@@ -38,7 +38,7 @@ impl VdirConnector {
             Event::CancelIntent(p) => self.cancel(id, p, intent.record),
             other => failed(
                 id,
-                UNSUPPORTED,
+                ErrorKind::Unsupported,
                 format!(
                     "`{}` is not an intent; only create, update, delete and cancel intents are \
                      carried out",
@@ -52,7 +52,7 @@ impl VdirConnector {
         let Some(record) = record else {
             return failed(
                 id,
-                UNSUPPORTED,
+                ErrorKind::Unsupported,
                 format!(
                     "create `{}`: the CRM row {} is needed to write the item (the intent does \
                      not carry its table, times or addresses)",
@@ -66,7 +66,7 @@ impl VdirConnector {
             RecordBody::Email(_) => {
                 return failed(
                     id,
-                    UNSUPPORTED,
+                    ErrorKind::Unsupported,
                     format!("create `{}`: emails are not written to a vdir", p.key),
                 );
             }
@@ -74,7 +74,7 @@ impl VdirConnector {
         let Some(dir) = self.dir(kind) else {
             return failed(
                 id,
-                UNSUPPORTED,
+                ErrorKind::Unsupported,
                 format!(
                     "create `{}`: no {} collection is configured",
                     p.key,
@@ -111,13 +111,13 @@ impl VdirConnector {
             RecordBody::Email(_) => unreachable!("refused above"),
         };
         if let Err(e) = self.check(kind, &text) {
-            return failed(id, "invalid", format!("create `{}`: {e}", p.key));
+            return failed(id, ErrorKind::Malformed, format!("create `{}`: {e}", p.key));
         }
         match fsutil::create_new(&own(dir, "tmp"), &target, text.as_bytes()) {
             Ok(_) => done(self),
             Err(e) => failed(
                 id,
-                io_code(&e),
+                io_kind(&e),
                 format!("create `{}`: cannot write {}: {e}", p.key, target.display()),
             ),
         }
@@ -129,7 +129,7 @@ impl VdirConnector {
             Ok(None) => {
                 return failed(
                     id,
-                    "404",
+                    ErrorKind::NotFound,
                     format!(
                         "update `{}`: the item of row {} is not in the vdir (deleted by the \
                          user?)",
@@ -137,14 +137,20 @@ impl VdirConnector {
                     ),
                 );
             }
-            Err(message) => return failed(id, "404", format!("update `{}`: {message}", p.key)),
+            Err(message) => {
+                return failed(
+                    id,
+                    ErrorKind::NotFound,
+                    format!("update `{}`: {message}", p.key),
+                );
+            }
         };
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) => {
                 return failed(
                     id,
-                    io_code(&e),
+                    io_kind(&e),
                     format!("update `{}`: cannot read {}: {e}", p.key, path.display()),
                 );
             }
@@ -152,7 +158,7 @@ impl VdirConnector {
         let Some(new_text) = edit(kind, &text, &p.item, record, self.mailbox()) else {
             return failed(
                 id,
-                "invalid",
+                ErrorKind::Malformed,
                 format!(
                     "update `{}`: {} holds no VEVENT or VTODO to update",
                     p.key,
@@ -161,7 +167,7 @@ impl VdirConnector {
             );
         };
         if let Err(e) = self.check(kind, &new_text) {
-            return failed(id, "invalid", format!("update `{}`: {e}", p.key));
+            return failed(id, ErrorKind::Malformed, format!("update `{}`: {e}", p.key));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         match fsutil::replace(&own(dir, "tmp"), &path, new_text.as_bytes()) {
@@ -175,7 +181,7 @@ impl VdirConnector {
             ),
             Err(e) => failed(
                 id,
-                io_code(&e),
+                io_kind(&e),
                 format!("update `{}`: cannot write {}: {e}", p.key, path.display()),
             ),
         }
@@ -186,7 +192,13 @@ impl VdirConnector {
             Ok(Some(found)) => found,
             // Already gone (a retry, or the user deleted it): the goal is reached.
             Ok(None) => return succeeded(id, p.remote.as_ref().map(|r| r.0.clone()), None),
-            Err(message) => return failed(id, "404", format!("delete `{}`: {message}", p.key)),
+            Err(message) => {
+                return failed(
+                    id,
+                    ErrorKind::NotFound,
+                    format!("delete `{}`: {message}", p.key),
+                );
+            }
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         let kept = own(dir, "deleted").join(path.file_name().unwrap_or_default());
@@ -195,7 +207,7 @@ impl VdirConnector {
             Err(e) if e.kind() == io::ErrorKind::NotFound => succeeded(id, Some(remote), None),
             Err(e) => failed(
                 id,
-                io_code(&e),
+                io_kind(&e),
                 format!("delete `{}`: cannot remove {}: {e}", p.key, path.display()),
             ),
         }
@@ -314,13 +326,17 @@ impl VdirConnector {
                 Err(e) => {
                     return failed(
                         id,
-                        io_code(&e),
+                        io_kind(&e),
                         format!("{what} `{key}`: cannot read back {}: {e}", path.display()),
                     );
                 }
             };
             if let Err(message) = self.invite(key, record, &written, what == "update") {
-                return failed(id, "io", format!("{what} `{key}`: written, but {message}"));
+                return failed(
+                    id,
+                    ErrorKind::Network,
+                    format!("{what} `{key}`: written, but {message}"),
+                );
             }
         }
         self.outcome(id, kind, remote, path)
@@ -350,7 +366,7 @@ fn edit(
 fn crm_side(id: EventId, what: &str, key: &str) -> Event {
     failed(
         id,
-        UNSUPPORTED,
+        ErrorKind::Unsupported,
         format!(
             "{what} `{key}` targets the CRM; the vdir connector writes only to the mail side, \
              the CRM ingress carries out CRM-side intents"

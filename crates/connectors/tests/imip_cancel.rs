@@ -228,7 +228,7 @@ fn a_cancellation_without_the_meeting_or_without_maildirs_fails_clearly() {
     let mut f = Fixture::new();
     let rec = appointment_record("apt-unknown", "Never written");
     match run(&mut f, 1, &cancel(&rec, None), Some(&rec)) {
-        Event::IntentFailed(x) => assert_eq!(x.error.code, "404"),
+        Event::IntentFailed(x) => assert_eq!(x.error.code, "not_found"),
         other => panic!("expected intent_failed, got {other:?}"),
     }
     assert!(files(&f.maildirs).is_empty());

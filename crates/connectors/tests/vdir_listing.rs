@@ -191,7 +191,7 @@ fn r25_an_unreadable_or_missing_directory_is_a_failed_listing() {
     let second = f.list(&first.cursor);
     assert_eq!(second.observations.len(), 1);
     match second.terminal() {
-        Event::ListingFailed(e) => assert_eq!(e.error.code, "404"),
+        Event::ListingFailed(e) => assert_eq!(e.error.code, "not_found"),
         other => panic!("expected listing_failed, got {other:?}"),
     }
     assert_eq!(

@@ -349,7 +349,7 @@ fn intents_this_connector_does_not_carry_out_fail_clearly() {
         item: write("x"),
         key: "m/apt-3/update/v2".into(),
     });
-    assert_eq!(failed_code(&run(&mut f, 3, &update, None)), "404");
+    assert_eq!(failed_code(&run(&mut f, 3, &update, None)), "not_found");
     // Not an intent at all.
     let not_intent = Event::ItemGone(ledgersync_domain::event::ItemGone {
         remote: RemoteId::new("calendar/x.ics"),

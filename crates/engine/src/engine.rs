@@ -465,10 +465,12 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
             }
         }
         Event::ProfileRegistered(p) => {
-            if !(1..=300).contains(&p.max_connections) {
+            if let Err(e) =
+                ledgersync_domain::policy::connections::check_max_connections(p.max_connections)
+            {
                 return Err(EngineError::Invalid(format!(
-                    "profile `{}`: max_connections must be between 1 and 300, got {}",
-                    p.profile, p.max_connections
+                    "profile `{}`: {e}",
+                    p.profile
                 )));
             }
         }

@@ -239,11 +239,10 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
         }
         "profile_registered" => {
             let w: ProfileWire = wire(rest, "")?;
-            if !(1..=300).contains(&w.max_connections) {
-                return Err(Problem::at(
-                    "max_connections",
-                    format!("must be between 1 and 300, got {}", w.max_connections),
-                ));
+            if let Err(e) =
+                ledgersync_domain::policy::connections::check_max_connections(w.max_connections)
+            {
+                return Err(Problem::at("max_connections", e.detail()));
             }
             Event::ProfileRegistered(ProfileRegistered {
                 profile: ProfileId::new(nonempty(w.profile, "profile")?),

@@ -26,9 +26,16 @@
 //!
 //! # The cursor and its crash window
 //!
-//! A `listing_failed` with code `cursor` (the connector cannot read the stored cursor) is
-//! followed by a recorded `cursor_reset`, and the initial cursor is stored: the next listing
-//! reports every item as seen and no `item_gone`.
+//! What follows a `listing_failed` is the domain's cursor reset policy
+//! ([`ledgersync_domain::policy::cursor_reset`], R25): when the connector could not read the
+//! stored cursor (kind `cursor`), the driver records the `cursor_reset` the policy builds and
+//! stores the initial cursor, so the next listing reports every item as seen and no
+//! `item_gone`; items it does not show stay unknown, never deleted. The driver only carries
+//! this out.
+//!
+//! A server's Retry-After is paced by the domain's policy too
+//! ([`ledgersync_domain::policy::retry_after`], R11, R15): the driver holds the credential's
+//! connections for [`credential_hold`] and nothing more.
 //!
 //! The event catalogue has no event for a cursor yet, so the cursor lives in
 //! `<data dir>/<mailbox>.cursor`, written to a temporary file, fsynced, renamed over the old
@@ -43,7 +50,9 @@ use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
 use ledgersync_connectors::{Connector, Cursor, Intent, ItemFailure, Listing};
-use ledgersync_domain::event::{CursorReset, ItemFailed, ServerError, Workload};
+use ledgersync_domain::event::{ItemFailed, ServerError, Workload};
+use ledgersync_domain::policy::cursor_reset;
+use ledgersync_domain::policy::retry_after::credential_hold;
 use ledgersync_domain::records::Record;
 use ledgersync_domain::{
     Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, StreamId,
@@ -51,9 +60,6 @@ use ledgersync_domain::{
 use ledgersync_engine::EngineError;
 use ledgersync_engine::{Clock as _, IdGen, SystemClock};
 
-/// A Retry-After further away than this (an hour) is capped: a server's clock or a typo must
-/// not stall a credential for days.
-const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 use ledgersync_engine::engine::Appended;
 use ledgersync_engine::log::Stored;
 use ledgersync_engine::mailbox::Incoming;
@@ -67,9 +73,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// How many times an observation refused with an append conflict is sent again (same event
 /// id: the refused append wrote nothing, and the mailbox restarts from its log).
 const CONFLICT_RETRIES: u32 = 3;
-
-/// The `listing_failed` code of a cursor the connector cannot read (the connector contract).
-const CURSOR_UNREADABLE: &str = "cursor";
 
 /// Page size when the intent is looked for in the whole mailbox stream.
 const STREAM_PAGE: usize = 1024;
@@ -307,24 +310,16 @@ impl Driver {
             decisions.extend(self.observe(incoming).await?);
             observed.push((id, event));
         }
-        // A cursor the connector cannot read (another connector's, or damaged): recorded as a
-        // `cursor_reset`, and the next listing starts from the initial cursor (it reports every
-        // item as seen and never an `item_gone`).
+        // The domain's cursor reset policy (R25): a cursor the connector cannot read (another
+        // connector's, or damaged) is recorded as a `cursor_reset`, and the next listing starts
+        // from the initial cursor (it reports every item as seen and never an `item_gone`).
         let mut cursor = cursor;
         let mut cursor_reset = false;
         if let Some((failed, Event::ListingFailed(f))) = observed.last()
-            && f.error.code == CURSOR_UNREADABLE
-            && !self.cursor.is_initial()
+            && let Some(reset) = cursor_reset::on_listing_failed(f, self.cursor.is_initial())
         {
             let id = IdGen.next();
-            let reset = Event::CursorReset(CursorReset {
-                workload: f.workload,
-                reason: format!(
-                    "the stored cursor could not be read ({}); the next listing starts from \
-                     the initial cursor",
-                    f.error.message
-                ),
-            });
+            let reset = Event::CursorReset(reset);
             let incoming = Incoming {
                 event: reset.clone(),
                 id,
@@ -504,19 +499,23 @@ impl Driver {
         Ok(known)
     }
 
-    /// Runs a connector call on the blocking pool, holding a throttle permit when configured.
-    /// A server's Retry-After holds back every mailbox on this credential (R15): no
-    /// connection of it is handed out before that time.
+    /// A server's Retry-After holds back every mailbox on this credential (R15) for as long as
+    /// the domain's policy says ([`credential_hold`], capped at an hour): no connection of it
+    /// is handed out before that time.
     fn honour_retry_after(&self, error: &ServerError) {
-        let (Some((throttle, credential)), Some(at)) = (&self.throttle, error.retry_after) else {
+        let Some((throttle, credential)) = &self.throttle else {
             return;
         };
-        let wait_ms = (at.0 - SystemClock.now().0).clamp(0, MAX_RETRY_AFTER_MS);
+        let Some(hold) = credential_hold(SystemClock.now(), error) else {
+            return;
+        };
+        let wait_ms = hold.0.max(0);
         let until = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms as u64);
         tracing::info!(mailbox = %self.mailbox, account = %credential.account, wait_ms, "the server asked to retry later: the credential's connections wait");
         throttle.retry_after(credential, until);
     }
 
+    /// Runs a connector call on the blocking pool, holding a throttle permit when configured.
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Connector) -> T + Send + 'static,
@@ -611,11 +610,7 @@ fn item_failed(workload: Workload, failure: &ItemFailure) -> Event {
         workload,
         remote: RemoteId::new(failure.item.clone()),
         entity: failure.entity,
-        error: ServerError {
-            code: failure.code.clone(),
-            message: failure.error.clone(),
-            retry_after: None,
-        },
+        error: ServerError::of_kind(failure.kind, failure.error.clone()),
     })
 }
 

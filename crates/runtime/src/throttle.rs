@@ -1,5 +1,6 @@
 //! The connection throttle (R15): never more concurrent connections to a mail server than its
-//! server profile allows (default 10, allowed 1–300), counted per credential; mailboxes waiting
+//! server profile allows (default 10, allowed 1–300: the domain's
+//! [`ledgersync_domain::policy::connections`]), counted per credential; mailboxes waiting
 //! for a connection are served in the order they asked (fair); a server's Retry-After holds back
 //! every mailbox that uses the same credential, not only the one that was told.
 //!
@@ -17,6 +18,9 @@
 //! reused), raising it at once. Time is tokio's clock, so tests can run with paused time.
 
 use ledgersync_domain::ProfileId;
+use ledgersync_domain::policy::connections::{
+    DEFAULT_CONNECTIONS, MAX_CONNECTIONS, MIN_CONNECTIONS, check_max_connections,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -29,15 +33,13 @@ pub struct ConnectionLimit(u16);
 
 impl ConnectionLimit {
     /// The SSS default.
-    pub const DEFAULT: ConnectionLimit = ConnectionLimit(10);
+    pub const DEFAULT: ConnectionLimit = ConnectionLimit(DEFAULT_CONNECTIONS);
 
-    /// A validated limit.
+    /// A limit the domain allows (R15).
     pub fn new(n: u16) -> Result<Self, ThrottleError> {
-        if (1..=300).contains(&n) {
-            Ok(Self(n))
-        } else {
-            Err(ThrottleError::InvalidLimit(n))
-        }
+        check_max_connections(n)
+            .map(Self)
+            .map_err(|e| ThrottleError::InvalidLimit(e.0))
     }
 
     /// The number.
@@ -56,8 +58,12 @@ impl Default for ConnectionLimit {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ThrottleError {
-    /// A connection limit outside 1–300.
-    #[error("max concurrent connections must be between 1 and 300, got {0}")]
+    /// A connection limit outside 1–300 (R15).
+    #[error(
+        "max concurrent connections must be between {min} and {max}, got {0}",
+        min = MIN_CONNECTIONS,
+        max = MAX_CONNECTIONS
+    )]
     InvalidLimit(u16),
 }
 

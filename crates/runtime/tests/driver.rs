@@ -479,7 +479,7 @@ fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
         assert_eq!(remote.as_str(), cycle.failures[0].item);
         assert_eq!(
             (failed.workload, failed.entity, failed.error.code.as_str()),
-            (Workload::Act, None, "unparsable")
+            (Workload::Act, None, "malformed")
         );
         let s = state(&registry).await;
         assert_eq!(s.links[&RecordId::new("apt-1")].status, LinkStatus::Linked);
@@ -509,7 +509,7 @@ fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
                 f.code.as_str(),
                 f.retries
             ),
-            (None, Some("apt-1"), Some(&remote), None, "unparsable", 1)
+            (None, Some("apt-1"), Some(&remote), None, "malformed", 1)
         );
 
         // Repaired: seen again, the failure is over, in the state and in the projection.

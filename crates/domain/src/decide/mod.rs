@@ -21,7 +21,7 @@ mod lifecycle;
 mod outbound;
 mod outcomes;
 
-pub use outcomes::classify;
+pub use outcomes::{ErrorSubject, classify};
 
 /// What `decide` needs besides the state: the organization's settings and the time.
 #[derive(Clone, Copy, Debug)]
@@ -319,6 +319,22 @@ impl<'a> Decider<'a> {
                         format!(
                             "listing for {} was partial ({}); items missing from it are unknown, not deleted",
                             p.workload, p.reason
+                        ),
+                        vec![],
+                    ),
+                    record: None,
+                    remote: None,
+                }),
+            ),
+            // R25 (sync lessons §11.2): a reset cursor is not a delete-and-recreate.
+            Event::CursorReset(p) => self.push(
+                crate::policy::cursor_reset::RULE,
+                Event::NoAction(NoAction {
+                    basis: basis(
+                        format!(
+                            "the cursor of {} was reset: items the next listing shows are matched to their \
+                             links by server id; items it does not show are unknown, not deleted",
+                            p.workload
                         ),
                         vec![],
                     ),

@@ -2,6 +2,8 @@
 //! (R27), and the classification and handling of errors (R10, R11, R12).
 
 use super::*;
+use crate::error_kind::ErrorKind;
+use crate::policy::retry_after;
 
 impl Decider<'_> {
     // ───────────── outcomes and errors: R10, R11, R12 ─────────────
@@ -136,9 +138,12 @@ impl Decider<'_> {
         let Some(intent) = s.intents.get(&p.intent) else {
             return;
         };
-        let (class, _) = classify(&p.error);
+        let (class, _) = classify(&p.error, ErrorSubject::Item);
         let what = format!("{:?}", intent.kind).to_lowercase();
         let next = match (class, intent.kind) {
+            _ if p.error.kind() == ErrorKind::Gone => {
+                "the item is gone from the server for good (410): it is not retried"
+            }
             (ErrorClass::Transient, _) => {
                 "only this item is retried, with the same idempotency key, in a later cycle; the mailbox is not affected"
             }
@@ -177,7 +182,8 @@ impl Decider<'_> {
         let s = self.state;
         let settings = self.ctx.settings;
         let ws = s.workload(w);
-        let (class, scope) = classify(error);
+        let (class, scope) = classify(error, ErrorSubject::Workload);
+        let note = transient_note(error.kind());
         let attempt = ws.consecutive_errors + 1;
         let limit = settings.transient_retry_limit;
         let used = vec![
@@ -228,7 +234,7 @@ impl Decider<'_> {
                     Event::ErrorClassified(ErrorClassified {
                         basis: basis(
                             format!(
-                                "{} {} is transient: failure {attempt} of {limit}",
+                                "{} {} is transient{note}: failure {attempt} of {limit}",
                                 error.code, error.message
                             ),
                             used.clone(),
@@ -255,20 +261,24 @@ impl Decider<'_> {
                         }),
                     );
                     self.alert_with(R11, AlertLevel::Error, format!(
-                        "The mailbox {} has been disabled for {w} after {attempt} consecutive transient failures (last: {} {}). \
+                        "The mailbox {} has been disabled for {w} after {attempt} consecutive transient failures (last: {} {}{note}). \
                          Check the server, then run Test & Enable again.",
                         s.address, error.code, error.message
                     ), used.clone());
                 } else {
-                    // Never sooner than the retry interval, never before the server's Retry-After.
-                    let at = (self.ctx.now + settings.transient_retry_interval)
-                        .max(error.retry_after.unwrap_or_default());
+                    // Never sooner than the retry interval, never before the server's
+                    // Retry-After (capped at an hour): the one policy the throttle also uses.
+                    let at = retry_after::next_retry(
+                        self.ctx.now,
+                        settings.transient_retry_interval,
+                        error,
+                    );
                     self.push(
                         R11,
                         Event::RetryScheduled(RetryScheduled {
                             basis: basis(
                                 format!(
-                                    "transient failure {attempt} of {limit}: retry {w} at {at}"
+                                    "transient failure {attempt} of {limit}{note}: retry {w} at {at}"
                                 ),
                                 used,
                             ),
@@ -282,36 +292,69 @@ impl Decider<'_> {
     }
 }
 
-/// Classifies a server answer (R10, R11): authentication, authorization, approval, TLS,
-/// discovery and malformed-request failures are permanent; everything else (5xx, timeouts, throttling, network) is
-/// transient. Credentials problems are the mailbox's; TLS, discovery and 5xx are the server's.
-pub fn classify(error: &ServerError) -> (ErrorClass, ErrorScope) {
-    let code = error.code.to_ascii_lowercase();
-    let permanent_mailbox = [
-        "401",
-        "403",
-        "authenticationfailed",
-        "authorizationfailed",
-        "unapproved",
-        "license",
-    ];
-    // `unsupported` and `invalid` are the connectors' answers for a request that can never
-    // succeed (a CRM-side intent sent to a mail server, a malformed item): retrying is useless.
-    let permanent_server = [
-        "tls",
-        "certificate",
-        "autodiscover",
-        "404",
-        "400",
-        "422",
-        "unsupported",
-        "invalid",
-    ];
-    if permanent_mailbox.iter().any(|c| code.contains(c)) {
-        (ErrorClass::Permanent, ErrorScope::Mailbox)
-    } else if permanent_server.iter().any(|c| code.contains(c)) {
-        (ErrorClass::Permanent, ErrorScope::Server)
-    } else {
-        (ErrorClass::Transient, ErrorScope::Server)
+/// What a failure was about: a whole workload (a listing of a collection, a connection) or one
+/// item (an intent on one server item). The same kind can mean different things: a collection
+/// not found may come back, an item not found will not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSubject {
+    /// A workload's listing or connection.
+    Workload,
+    /// One item (an intent's target).
+    Item,
+}
+
+/// Classifies a server answer from its [`ErrorKind`] (R10, R11, R12), never from its text.
+///
+/// | kind                                              | class     | scope (workload)     |
+/// |---------------------------------------------------|-----------|----------------------|
+/// | auth, forbidden, not_approved                     | permanent | mailbox              |
+/// | tls, discovery, unsupported, malformed, too_large | permanent | server               |
+/// | gone (410: removed for good)                      | permanent | server               |
+/// | not_found, item                                   | permanent | item                 |
+/// | not_found, workload (a missing collection)        | transient | server               |
+/// | quota (R77)                                       | transient | mailbox              |
+/// | conflict, rate_limited, unavailable, timeout, network, cursor, unknown | transient | server |
+///
+/// An item's error always has the item scope (R12): only that item is affected.
+pub fn classify(error: &ServerError, subject: ErrorSubject) -> (ErrorClass, ErrorScope) {
+    use ErrorClass::{Permanent, Transient};
+    use ErrorScope::{Mailbox, Server};
+    let (class, scope) = match error.kind() {
+        ErrorKind::Auth | ErrorKind::Forbidden | ErrorKind::NotApproved => (Permanent, Mailbox),
+        ErrorKind::Tls
+        | ErrorKind::Discovery
+        | ErrorKind::Unsupported
+        | ErrorKind::Malformed
+        | ErrorKind::TooLarge
+        | ErrorKind::Gone => (Permanent, Server),
+        ErrorKind::NotFound => match subject {
+            ErrorSubject::Item => (Permanent, Server),
+            ErrorSubject::Workload => (Transient, Server),
+        },
+        ErrorKind::Quota => (Transient, Mailbox),
+        ErrorKind::Conflict
+        | ErrorKind::RateLimited
+        | ErrorKind::Unavailable
+        | ErrorKind::Timeout
+        | ErrorKind::Network
+        | ErrorKind::CursorInvalid
+        | ErrorKind::Unknown => (Transient, Server),
+    };
+    match subject {
+        ErrorSubject::Item => (class, ErrorScope::Item),
+        ErrorSubject::Workload => (class, scope),
+    }
+}
+
+/// What a transient workload error is, in words, when the kind says more than "transient".
+fn transient_note(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => {
+            " (the collection was not found: a missing folder may come back, e.g. an unmounted \
+             share or a folder being recreated, so it is retried, not given up)"
+        }
+        ErrorKind::RateLimited => " (the server asked to slow down)",
+        ErrorKind::Quota => " (the mailbox is over its quota)",
+        _ => "",
     }
 }

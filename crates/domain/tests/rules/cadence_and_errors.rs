@@ -61,24 +61,197 @@ fn r10_unapproved_address_answer_is_permanent() {
 }
 
 #[test]
-fn r10_r11_error_classification() {
-    let class = |code: &str| classify(&server_error(code, None)).0;
-    for code in [
-        "401",
-        "403",
-        "NO [AUTHENTICATIONFAILED]",
-        "unapproved",
-        "tls",
-        "404",
-        "unsupported",
-        "invalid",
-        "400",
+fn r10_r11_r12_error_classification_reads_the_kind_not_the_text() {
+    use ErrorClass::{Permanent, Transient};
+    use ErrorScope::{Item, Mailbox, Server};
+    let workload = |code: &str| classify(&server_error(code, None), ErrorSubject::Workload);
+    let item = |code: &str| classify(&server_error(code, None), ErrorSubject::Item);
+    // Canonical codes and the legacy codes of earlier releases, each by exact match.
+    for (code, expected) in [
+        ("auth", (Permanent, Mailbox)),
+        ("401", (Permanent, Mailbox)),
+        ("NO [AUTHENTICATIONFAILED]", (Permanent, Mailbox)),
+        ("forbidden", (Permanent, Mailbox)),
+        ("403", (Permanent, Mailbox)),
+        ("not_approved", (Permanent, Mailbox)),
+        ("unapproved", (Permanent, Mailbox)),
+        ("tls", (Permanent, Server)),
+        ("unsupported", (Permanent, Server)),
+        ("malformed", (Permanent, Server)),
+        ("invalid", (Permanent, Server)),
+        ("400", (Permanent, Server)),
+        ("too_large", (Permanent, Server)),
+        ("gone", (Permanent, Server)),
+        ("410", (Permanent, Server)),
+        // A collection not found may come back (R11).
+        ("not_found", (Transient, Server)),
+        ("404", (Transient, Server)),
+        ("quota", (Transient, Mailbox)),
+        ("conflict", (Transient, Server)),
+        ("412", (Transient, Server)),
+        ("rate_limited", (Transient, Server)),
+        ("429", (Transient, Server)),
+        ("unavailable", (Transient, Server)),
+        ("503", (Transient, Server)),
+        ("500", (Transient, Server)),
+        ("timeout", (Transient, Server)),
+        ("network", (Transient, Server)),
+        ("io", (Transient, Server)),
+        ("cursor", (Transient, Server)),
+        // Outside the vocabulary: transient, bounded by the retry limit.
+        ("connection reset", (Transient, Server)),
     ] {
-        assert_eq!(class(code), ErrorClass::Permanent, "{code}");
+        assert_eq!(workload(code), expected, "{code}");
     }
-    for code in ["503", "500", "429", "timeout", "connection reset"] {
-        assert_eq!(class(code), ErrorClass::Transient, "{code}");
+    // No substring matching any more: a text that merely contains a code is unknown.
+    assert_eq!(workload("HTTP 401 maybe"), (Transient, Server));
+    // An item's error concerns the item (R12); an item not found or gone is permanent.
+    for code in ["not_found", "404", "gone", "410", "malformed", "auth"] {
+        assert_eq!(item(code), (Permanent, Item), "{code}");
     }
+    for code in ["conflict", "412", "unavailable", "timeout", "quota"] {
+        assert_eq!(item(code), (Transient, Item), "{code}");
+    }
+    // A connector reports a kind; the code it writes reads back as that kind.
+    for kind in ErrorKind::ALL {
+        assert_eq!(ServerError::of_kind(kind, "m").kind(), kind);
+    }
+}
+
+#[test]
+fn r11_a_missing_collection_is_transient_retried_and_disables_only_at_the_limit() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.settings.set("transient_retry_limit", "3").unwrap();
+    for attempt in 1..=2 {
+        let ds = mb.listing_failed(Workload::Act, "not_found", None);
+        assert_eq!(
+            summary(&ds),
+            [
+                (25, "no_action"),
+                (11, "error_classified"),
+                (11, "retry_scheduled")
+            ],
+            "attempt {attempt}"
+        );
+        let (_, c) = one(classifications(&ds), &ds);
+        assert_eq!(
+            (c.class, c.attempt, c.limit),
+            (ErrorClass::Transient, attempt, 3)
+        );
+        assert!(
+            c.basis.reason.contains("the collection was not found")
+                && c.basis.reason.contains("retried"),
+            "{}",
+            c.basis.reason
+        );
+        assert!(mb.state.workload(Workload::Act).enabled);
+        mb.advance(Duration::minutes(5));
+    }
+    // The legacy code of the same condition reaches the limit: disabled by R11, not R10.
+    let ds = mb.listing_failed(Workload::Act, "404", None);
+    let (rule, d) = one(disables(&ds), &ds);
+    assert_eq!((rule, &d.reason), (11, &DisableReason::TransientLimit));
+    let (_, alert) = one(alerts(&ds), &ds);
+    assert!(
+        alert.text.contains("3 consecutive transient failures")
+            && alert.text.contains("the collection was not found"),
+        "{}",
+        alert.text
+    );
+}
+
+#[test]
+fn r12_an_item_gone_from_the_server_is_permanent_and_not_retried() {
+    let mut mb = Mailbox::ready("jayne");
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+
+    let ds = mb.fail(create, "gone");
+
+    let (rule, c) = one(classifications(&ds), &ds);
+    assert_eq!(
+        (rule, c.class, c.scope, c.intent),
+        (12, ErrorClass::Permanent, ErrorScope::Item, Some(create))
+    );
+    assert!(c.basis.reason.contains("not retried"), "{}", c.basis.reason);
+    assert!(
+        !mb.state.intents.contains_key(&create),
+        "a permanent item error closes the intent"
+    );
+    assert!(
+        mb.state.workload(Workload::Act).enabled,
+        "only the item is affected"
+    );
+}
+
+#[test]
+fn r11_r15_a_retry_after_is_honoured_up_to_an_hour_by_the_workload_and_the_credential() {
+    use ledgersync_domain::policy::retry_after::{
+        MAX_RETRY_AFTER, credential_hold, honoured_retry_after, next_retry,
+    };
+    let now = t0();
+    let interval = Duration::minutes(5);
+    let at = |ra: Option<Timestamp>| ServerError::rate_limited("slow down", ra);
+    // No Retry-After: the interval, and no hold of the credential.
+    assert_eq!(next_retry(now, interval, &at(None)), now + interval);
+    assert_eq!(credential_hold(now, &at(None)), None);
+    // Within the hour: honoured by both.
+    let later = now + Duration::minutes(20);
+    assert_eq!(next_retry(now, interval, &at(Some(later))), later);
+    assert_eq!(
+        credential_hold(now, &at(Some(later))),
+        Some(Duration::minutes(20))
+    );
+    // Sooner than the interval: the interval wins for the workload, the hold is short.
+    let soon = now + Duration::minutes(1);
+    assert_eq!(next_retry(now, interval, &at(Some(soon))), now + interval);
+    // Past: no hold.
+    let past = now - Duration::minutes(1);
+    assert_eq!(credential_hold(now, &at(Some(past))), Some(Duration(0)));
+    // Days away: capped at an hour for both.
+    let far = now + Duration::days(3);
+    assert_eq!(
+        honoured_retry_after(now, &at(Some(far))),
+        Some(now + MAX_RETRY_AFTER)
+    );
+    assert_eq!(
+        next_retry(now, interval, &at(Some(far))),
+        now + Duration::hours(1)
+    );
+    assert_eq!(
+        credential_hold(now, &at(Some(far))),
+        Some(Duration::hours(1))
+    );
+
+    // The decision uses the same policy.
+    let mut mb = Mailbox::ready("jayne");
+    let far = mb.now + Duration::days(3);
+    let ds = mb.feed(Event::ListingFailed(ListingFailed {
+        workload: Workload::Incoming,
+        error: ServerError::rate_limited("Too Many Requests", Some(far)),
+    }));
+    let (rule, r) = one(retries(&ds), &ds);
+    assert_eq!((rule, r.at), (11, mb.now + Duration::hours(1)));
+}
+
+#[test]
+fn r15_the_connection_limit_is_1_to_300_default_10() {
+    use ledgersync_domain::policy::connections::*;
+    assert_eq!(
+        (MIN_CONNECTIONS, DEFAULT_CONNECTIONS, MAX_CONNECTIONS),
+        (1, 10, 300)
+    );
+    assert_eq!(check_max_connections(1), Ok(1));
+    assert_eq!(check_max_connections(300), Ok(300));
+    for n in [0, 301, u16::MAX] {
+        let e = check_max_connections(n).unwrap_err();
+        assert!(
+            e.to_string().contains("between 1 and 300") && e.to_string().contains(&n.to_string()),
+            "{e}"
+        );
+    }
+    assert_eq!(RULE.to_string(), "R15");
 }
 
 #[test]

@@ -112,6 +112,109 @@ fn r25_partial_listing_is_not_a_delete() {
 }
 
 #[test]
+fn r25_mass_delete_guard_withholds_an_emptied_collection_and_more_than_the_limit() {
+    use ledgersync_domain::policy::mass_delete::*;
+    let listing = |known, present, missing, unexplained, complete| CollectionListing {
+        known,
+        present,
+        missing,
+        missing_unexplained: unexplained,
+        complete,
+    };
+    // Nothing missing, or every missing item deleted by ledgersync itself: confirmed.
+    assert_eq!(
+        missing_items(&listing(4, 4, 0, 0, true), 50),
+        Verdict::Confirm
+    );
+    assert_eq!(
+        missing_items(&listing(4, 0, 4, 0, true), 50),
+        Verdict::Confirm
+    );
+    // Up to the limit: confirmed (2 of 4 is 50 %, not more).
+    assert_eq!(
+        missing_items(&listing(4, 2, 2, 2, true), 50),
+        Verdict::Confirm
+    );
+    // More than the limit: withheld.
+    let v = missing_items(&listing(4, 1, 3, 3, true), 50);
+    assert_eq!(
+        v,
+        Verdict::Withhold(Withheld::TooMany {
+            missing: 3,
+            known: 4,
+            limit: 50
+        })
+    );
+    let Verdict::Withhold(why) = v else {
+        unreachable!()
+    };
+    assert_eq!(
+        why.to_string(),
+        "3 of 4 known items are missing, more than 50%"
+    );
+    // An emptied collection: always withheld, whatever the limit.
+    assert_eq!(
+        missing_items(&listing(4, 0, 4, 1, true), 100),
+        Verdict::Withhold(Withheld::Emptied { known: 4 })
+    );
+    // An incomplete listing withholds even what ledgersync deleted.
+    assert_eq!(
+        missing_items(&listing(4, 3, 1, 0, false), 50),
+        Verdict::Withhold(Withheld::Incomplete)
+    );
+    // A limit over 100 counts as 100; the default and the allowed range.
+    assert_eq!(
+        missing_items(&listing(4, 1, 3, 3, true), 200),
+        Verdict::Confirm
+    );
+    assert_eq!(DEFAULT_PERCENT, 50);
+    assert!(valid_percent(1) && valid_percent(100) && !valid_percent(0) && !valid_percent(101));
+    assert_eq!(RULE.to_string(), "R25");
+}
+
+#[test]
+fn r25_a_cursor_reset_is_recorded_and_the_items_it_does_not_show_stay_unknown() {
+    use ledgersync_domain::policy::cursor_reset::*;
+    let mut mb = Mailbox::ready("jayne");
+    let a = team_meeting("a1", "jayne", mb.now);
+    mb.sync_new(&a);
+
+    let failed = ListingFailed {
+        workload: Workload::Act,
+        error: ServerError::of_kind(ErrorKind::CursorInvalid, "not a vdir cursor"),
+    };
+    // Only an unreadable cursor other than the initial one is reset.
+    assert_eq!(on_listing_failed(&failed, true), None);
+    let other = ListingFailed {
+        workload: Workload::Act,
+        error: ServerError::of_kind(ErrorKind::Timeout, "slow"),
+    };
+    assert_eq!(on_listing_failed(&other, false), None);
+    let reset = on_listing_failed(&failed, false).expect("a reset");
+    assert_eq!(reset.workload, Workload::Act);
+    assert!(
+        reset.reason.contains("not a vdir cursor"),
+        "{}",
+        reset.reason
+    );
+    assert_eq!(NOT_SEEN_AFTER_RESET, NotSeen::Unknown);
+
+    mb.feed(Event::ListingFailed(failed));
+    let ds = mb.feed(Event::CursorReset(reset));
+    assert_eq!(summary(&ds), [(25, "no_action")]);
+    let (_, n) = one(no_actions(&ds), &ds);
+    assert!(
+        n.basis.reason.contains("unknown, not deleted"),
+        "{}",
+        n.basis.reason
+    );
+    // The listing after the reset shows nothing of a1: no delete, the link stays.
+    let ds = mb.listing_completed(Workload::Act);
+    assert!(deletes(&ds).is_empty() && unlinks(&ds).is_empty() && cancels(&ds).is_empty());
+    assert_eq!(mb.link(&a.id).status, LinkStatus::Linked);
+}
+
+#[test]
 fn r36_server_delete_of_open_future_meeting_by_organizer_deletes_crm_row() {
     let mut mb = Mailbox::ready("jayne");
     let a = team_meeting("a1", "jayne", mb.now);

@@ -13,13 +13,13 @@ mod inbound;
 mod lifecycle;
 mod outbound;
 
-use ledgersync_domain::decide::classify;
+use ledgersync_domain::decide::{ErrorSubject, classify};
 use ledgersync_domain::event::*;
 use ledgersync_domain::records::*;
 use ledgersync_domain::settings::TaskDeletionMode;
 use ledgersync_domain::state::LinkStatus;
 use ledgersync_domain::{
-    Duration, Event, MailboxId, OrgId, ProfileId, RemoteId, Timestamp, UserId,
+    Duration, ErrorKind, Event, MailboxId, OrgId, ProfileId, RemoteId, Timestamp, UserId,
 };
 use support::*;
 
