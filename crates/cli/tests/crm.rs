@@ -361,7 +361,7 @@ fn r28_a_propagated_cancellation_reads_right_in_crm_apply_and_explain() {
     );
 }
 
-/// Issue 7: a change that contradicts what the organization recorded (an unknown user, a
+/// A change that contradicts what the organization recorded (an unknown user, a
 /// deleted row's wrong table, a reassigned row's wrong previous owner, a boolean setting given
 /// as "yes" or 1) is bad input like any other: its line and field, exit 2, nothing applied.
 #[test]

@@ -351,7 +351,7 @@ fn a_file_with_one_bad_line_maps_to_nothing_and_the_journal_is_untouched() {
     assert!(report.ok() && report.decisions > 0, "{report:?}");
 }
 
-/// Issue 7: input that cannot be right is refused with its line and field, as other bad input.
+/// Input that cannot be right is refused with its line and field, as other bad input.
 #[test]
 fn changes_that_contradict_the_organization_are_refused_with_their_field() {
     let rows = r#"{"kind": "record_upserted", "record": {"entity": "task", "id": "t1", "owner": "jayne", "version": 1, "task_kind": "task", "subject": "Call", "state": "open"}}

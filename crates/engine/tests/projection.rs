@@ -579,7 +579,7 @@ fn last_summary(p: &mut Projection, journal: &dyn Journal, record: &str, mailbox
         .clone()
 }
 
-/// Issue 7: an intent reads as waiting until its outcome is recorded, then as done or failed.
+/// An intent reads as waiting until its outcome is recorded, then as done or failed.
 #[test]
 fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
     use ledgersync_domain::event::{IntentSucceeded, RecordDeleted};

@@ -422,7 +422,7 @@ fn a_setting_change_racing_a_decision_replays_n_of_n_sled() {
     a_setting_change_racing_a_decision_replays_n_of_n(Backend::Sled);
 }
 
-/// Issue 7: an item deleted on the mail server (or by the user) is not "left in the calendar":
+/// An item deleted on the mail server (or by the user) is not "left in the calendar":
 /// explain words the unlink after what happened to the item.
 #[test]
 fn explain_of_an_item_gone_says_it_is_gone_not_left_in_the_calendar() {
