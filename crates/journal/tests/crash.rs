@@ -39,13 +39,33 @@ fn run_and_kill(backend: Backend, dir: &Path, run: u64, run_for: Duration) -> Ve
         .stderr(Stdio::piped())
         .spawn()
         .expect("start journal-crash-writer");
-    // Read while it runs, so that a full pipe never holds the writer up.
-    let mut stdout = child.stdout.take().unwrap();
+    // Read while it runs, so that a full pipe never holds the writer up; the first line says
+    // the journal is open. The kill is timed from then, so that on a loaded machine (a slow
+    // start) it still lands among the appends; `run_for` near zero still kills during recovery
+    // work and before the first acknowledgement.
+    let stdout = child.stdout.take().unwrap();
+    let (opened_tx, opened) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
-        stdout.read_to_end(&mut text).unwrap();
+        let mut stdout = std::io::BufReader::new(stdout);
+        let mut first = true;
+        loop {
+            let mut line = Vec::new();
+            match std::io::BufRead::read_until(&mut stdout, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if first {
+                        first = false;
+                        let _ = opened_tx.send(());
+                    }
+                    text.extend_from_slice(&line);
+                }
+            }
+        }
         text
     });
+    // A writer that never opens the journal is caught below (it exits, or is killed late).
+    let _ = opened.recv_timeout(Duration::from_secs(60));
     std::thread::sleep(run_for);
     if let Some(status) = child.try_wait().unwrap() {
         let mut err = String::new();
@@ -182,7 +202,7 @@ fn crash_suite(backend: Backend) {
     let mut slowest_reopen = Duration::ZERO;
     for run in 1..=TRIALS {
         rng = mix(rng);
-        let run_for = Duration::from_millis(50 + rng % 351);
+        let run_for = Duration::from_millis(rng % 351);
         let lines = run_and_kill(backend, &dir, run, run_for);
         let new: Vec<Ack> = lines.iter().filter_map(|l| Ack::parse(l)).collect();
         assert!(
