@@ -59,6 +59,12 @@ fn is_atext(c: char) -> bool {
         || (!c.is_ascii() && c.is_alphanumeric())
 }
 
+/// A character of a quoted local part: a space, printable ASCII or a printable non-ASCII
+/// character (quotes, backslashes and slashes are refused afterwards).
+fn is_qtext(c: char) -> bool {
+    c == ' ' || c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control())
+}
+
 fn check_local(local: &str) -> Result<(), AddressError> {
     if local.is_empty() {
         return err("has an empty local part before '@'");
@@ -73,7 +79,7 @@ fn check_local(local: &str) -> Result<(), AddressError> {
     {
         return match inner
             .chars()
-            .find(|&c| !(c == ' ' || c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control())))
+            .find(|&c| !is_qtext(c))
             .or_else(|| inner.chars().find(|&c| matches!(c, '"' | '\\' | '/')))
         {
             Some(c) => err(format!("has {c:?} in its quoted local part")),
