@@ -13,7 +13,10 @@
 //!
 //! A link remembers the create it waits for: a create that completes after its row was
 //! unlinked or re-created is an orphan, left on the server unlinked. A transient
-//! `intent_failed` changes nothing: the intent stays pending and is retried (R12).
+//! failure (`error_classified` of an intent) below `transient_retry_limit` changes no link: the
+//! intent stays pending, counts the failure and is not executed again before its retry time
+//! (R11, R12); the failure that reaches the limit acts as a permanent one, and the intent given
+//! up is kept in `failed_intents` (R79). "Permanent failure" in the table includes it.
 //!
 //! `synced` is what the server item holds: the CRM snapshot last written, or, for a row created
 //! from a server item, a version-0 snapshot built from that item until the CRM's first snapshot
