@@ -258,6 +258,60 @@ fn workload_name(w: Workload) -> &'static str {
     }
 }
 
+/// The items of a mailbox that failed (R12, R79): pending intents retried after a transient
+/// failure, and intents given up (a permanent error, or the retry limit reached).
+fn item_errors(state: &MailboxState) -> Vec<Value> {
+    let retrying = state
+        .intents
+        .iter()
+        .filter(|(_, i)| i.failures > 0)
+        .map(|(id, i)| {
+            json!({
+                "intent": id.to_string(),
+                "status": "retrying",
+                "kind": intent_kind(i.kind),
+                "record": i.record.as_str(),
+                "remote": i.remote.as_ref().map(|r| r.as_str()),
+                "target": if i.to_crm { "crm" } else { "mail_server" },
+                "attempts": i.failures,
+                "error": i.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+                "at": i.last_failed.map(rfc3339),
+                "next_attempt": i.retry_at.map(rfc3339),
+            })
+        });
+    let given_up = state.failed_intents.iter().map(|(id, f)| {
+        json!({
+            "intent": id.to_string(),
+            "status": "given_up",
+            "kind": intent_kind(f.kind),
+            "record": f.record.as_str(),
+            "remote": f.remote.as_ref().map(|r| r.as_str()),
+            "target": if f.to_crm { "crm" } else { "mail_server" },
+            "attempts": f.attempts,
+            "error": json!({"code": f.error.code, "message": f.error.message}),
+            "at": rfc3339(f.at),
+            "next_attempt": Value::Null,
+        })
+    });
+    retrying.chain(given_up).collect()
+}
+
+/// How many items of workload `w` are failing: pending intents that failed (item errors are
+/// the ACT workload's) and intents given up.
+fn item_error_count(state: &MailboxState, w: Workload) -> usize {
+    let retrying = if w == Workload::Act {
+        state.intents.values().filter(|i| i.failures > 0).count()
+    } else {
+        0
+    };
+    retrying
+        + state
+            .failed_intents
+            .values()
+            .filter(|f| f.workload == w)
+            .count()
+}
+
 fn workload_json(w: &WorkloadState) -> Value {
     let status = if w.enabled {
         "enabled"
@@ -288,7 +342,12 @@ fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
         "address": info.map(|i| i.address.as_str()).unwrap_or(state.address.as_str()),
         "profile": info.map(|i| i.profile.as_str()),
         "approved": state.approved,
-        "workloads": Workload::ALL.iter().map(|w| (workload_name(*w).to_string(), workload_json(state.workload(*w)))).collect::<serde_json::Map<_, _>>(),
+        "workloads": Workload::ALL.iter().map(|w| {
+            let mut v = workload_json(state.workload(*w));
+            v["item_errors"] = json!(item_error_count(state, *w));
+            (workload_name(*w).to_string(), v)
+        }).collect::<serde_json::Map<_, _>>(),
+        "item_errors": item_errors(state),
     });
     if details {
         let links: Vec<Value> = state
@@ -313,6 +372,8 @@ fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
                     "record": i.record.as_str(),
                     "remote": i.remote.as_ref().map(|r| r.as_str()),
                     "target": if i.to_crm { "crm" } else { "mail_server" },
+                    "attempts": i.failures,
+                    "next_attempt": i.retry_at.map(rfc3339),
                 })
             })
             .collect();
@@ -374,9 +435,10 @@ fn render_mailbox(m: &Value) -> String {
             let _ = write!(status, " ({})", r.replace('_', " "));
         }
         let mut line = format!(
-            "  {w:<9} {status:<34} test {:<8} errors {}",
+            "  {w:<9} {status:<34} test {:<8} errors {}  item errors {}",
             s(&wl["test"]).replace('_', " "),
-            wl["consecutive_errors"]
+            wl["consecutive_errors"],
+            wl["item_errors"]
         );
         if let Some(e) = wl["last_error"].as_object() {
             let _ = write!(
@@ -390,6 +452,27 @@ fn render_mailbox(m: &Value) -> String {
             let _ = write!(line, "  next run {n}");
         }
         let _ = writeln!(out, "{line}");
+    }
+    let errors = m["item_errors"].as_array().cloned().unwrap_or_default();
+    if !errors.is_empty() {
+        let _ = writeln!(out, "item errors ({}):", errors.len());
+        for e in &errors {
+            let mut line = format!(
+                "  {:<8} {:<7} {} on the {}  {} attempt(s), last {} {} at {}",
+                s(&e["status"]).replace('_', " "),
+                s(&e["kind"]),
+                s(&e["record"]),
+                s(&e["target"]).replace('_', " "),
+                e["attempts"],
+                s(&e["error"]["code"]),
+                s(&e["error"]["message"]),
+                s(&e["at"]),
+            );
+            if let Some(n) = e["next_attempt"].as_str() {
+                let _ = write!(line, "  next attempt {n}");
+            }
+            let _ = writeln!(out, "{line}");
+        }
     }
     out
 }

@@ -1137,3 +1137,96 @@ fn ledgersyncs_own_writes_are_never_edits_and_an_idle_service_appends_nothing() 
     );
     assert_eq!(updates_to_the_crm(&site, "mbx-paul"), Vec::<Value>::new());
 }
+
+#[test]
+fn an_invitation_that_cannot_be_delivered_is_given_up_at_the_retry_limit_and_shown() {
+    let site = Site::new();
+    // Where Zoe's Maildir should be is a plain file: no invitation can reach her.
+    fs::create_dir_all(site.root.join("maildir")).unwrap();
+    fs::write(
+        site.root.join("maildir").join("zoe@customer.example"),
+        "not a Maildir",
+    )
+    .unwrap();
+    let mut serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    // A limit of one: the first transient failure of the item reaches it.
+    let out = site.apply(&format!(
+        "{}{}\n",
+        cadence_in_seconds(),
+        r#"{"kind": "setting_changed", "key": "transient_retry_limit", "value": 1}"#
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Jayne organizes the meeting: her create carries the invitation, and fails.
+    let shown = wait_for(&serve, "the item error of Jayne's mailbox", || {
+        let v = site.json(&["mailbox", "show", "mbx-jayne"]);
+        let given_up = v["item_errors"]
+            .as_array()?
+            .iter()
+            .any(|e| e["status"] == "given_up" && e["record"] == "apt-bike-repair");
+        given_up.then_some(v)
+    });
+    let e = shown["item_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["record"] == "apt-bike-repair")
+        .unwrap();
+    assert_eq!(
+        (e["kind"].as_str(), e["attempts"].as_u64()),
+        (Some("create"), Some(1)),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invitation"),
+        "{e}"
+    );
+    let act = &shown["workloads"]["act"];
+    assert_eq!(act["status"], "enabled", "an item never disables: {shown}");
+    assert!(act["item_errors"].as_u64() >= Some(1), "{shown}");
+    let text = stdout(&site.run(&["mailbox", "show", "mbx-jayne"]));
+    assert!(
+        text.contains("item errors (") && text.contains("given up"),
+        "{text}"
+    );
+
+    // The owner is told (R79), and the create is not executed again.
+    let alerts = site.json(&["alerts"]);
+    let r79: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "R79")
+        .collect();
+    assert_eq!(r79.len(), 1, "{alerts:#}");
+    assert!(
+        r79[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer retried"),
+        "{alerts:#}"
+    );
+    let timeline = stdout(&site.run(&["timeline", "apt-bike-repair"]));
+    assert!(timeline.contains("given up after 1 attempts"), "{timeline}");
+    let attempts = |serve: &Serve| {
+        serve
+            .log()
+            .lines()
+            .filter(|l| l.contains("intent failed"))
+            .count()
+    };
+    let before = attempts(&serve);
+    assert!(before >= 1, "the failure is logged: {}", serve.log());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(attempts(&serve), before, "given up: never attempted again");
+    assert!(serve.terminate().success());
+}

@@ -4,6 +4,7 @@
 //! depends on is in this crate, and every decision names the rule (`R1` … `R82`) that made it.
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod alerting;
 pub mod decide;
 pub mod envelope;

@@ -13,7 +13,10 @@
 //!
 //! A link remembers the create it waits for: a create that completes after its row was
 //! unlinked or re-created is an orphan, left on the server unlinked. A transient
-//! `intent_failed` changes nothing: the intent stays pending and is retried (R12).
+//! failure (`error_classified` of an intent) below `transient_retry_limit` changes no link: the
+//! intent stays pending, counts the failure and is not executed again before its retry time
+//! (R11, R12); the failure that reaches the limit acts as a permanent one, and the intent given
+//! up is kept in `failed_intents` (R79). "Permanent failure" in the table includes it.
 //!
 //! `synced` is what the server item holds: the CRM snapshot last written, or, for a row created
 //! from a server item, a version-0 snapshot built from that item until the CRM's first snapshot
@@ -62,7 +65,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 6;
+pub const SNAPSHOT_VERSION: u8 = 7;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +131,49 @@ pub struct PendingIntent {
     pub to_crm: bool,
     /// The attendee notification it carries, (row version, kind), if any (R82).
     pub notifies: Option<(u64, IntentKind)>,
+    /// Transient failures so far (the retry count of R12, R79): the next failure is attempt
+    /// `failures + 1`, and the one that reaches `transient_retry_limit` gives the intent up.
+    pub failures: u32,
+    /// The last failure's error, if it failed.
+    pub last_error: Option<ServerError>,
+    /// When the last failure was recorded.
+    pub last_failed: Option<Timestamp>,
+    /// Not executed again before this time: the recorded time of its last failure plus the
+    /// retry interval the decision used, or the server's honoured Retry-After when later
+    /// (R11, R12).
+    pub retry_at: Option<Timestamp>,
+}
+
+impl PendingIntent {
+    /// Whether the intent may be executed at `now`: never failed, or its retry time has come.
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.retry_at.is_none_or(|at| at <= now)
+    }
+}
+
+/// An intent given up (R12, R79): a permanent error, or a transient one that reached the
+/// retry limit. What a mailbox owner needs to see about an item that did not sync; forgotten
+/// when a later intent of the same row succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedIntent {
+    /// The kind of change.
+    pub kind: IntentKind,
+    /// The CRM row.
+    pub record: RecordId,
+    /// The server item, when known.
+    pub remote: Option<RemoteId>,
+    /// True when the intent wrote to the CRM.
+    pub to_crm: bool,
+    /// The workload.
+    pub workload: Workload,
+    /// Permanent, or transient given up at the limit.
+    pub class: ErrorClass,
+    /// The last error.
+    pub error: ServerError,
+    /// When it was given up.
+    pub at: Timestamp,
+    /// Attempts made, the failing one included.
+    pub attempts: u32,
 }
 
 /// Kinds of intents.
@@ -232,6 +278,8 @@ pub struct MailboxState {
     /// Creates withdrawn before their outcome (the row left the union while Creating, R27):
     /// one that was already being carried out and still succeeds made an item to delete.
     pub withdrawn: BTreeMap<EventId, PendingIntent>,
+    /// Intents given up, by intent id (R12, R79): see [`FailedIntent`].
+    pub failed_intents: BTreeMap<EventId, FailedIntent>,
 }
 
 mod filter_set_serde {
@@ -454,16 +502,13 @@ impl MailboxState {
             // An item's failure: counted for the cycle (R80). A transient one leaves the intent
             // pending, retried with its idempotency key in a later cycle (R12); a permanent one
             // closes it.
-            Event::ErrorClassified(ErrorClassified {
-                intent: Some(id),
-                class,
-                workload,
-                ..
-            }) => {
-                self.workload_mut(*workload).items_failed_this_cycle += 1;
-                if *class != ErrorClass::Transient {
-                    self.close_failed_intent(*id);
-                }
+            Event::ErrorClassified(
+                p @ ErrorClassified {
+                    intent: Some(id), ..
+                },
+            ) => {
+                self.workload_mut(p.workload).items_failed_this_cycle += 1;
+                self.intent_error(meta.at, *id, p);
             }
             Event::ErrorClassified(p) => {
                 let w = self.workload_mut(p.workload);
@@ -582,6 +627,8 @@ impl MailboxState {
         let Some(intent) = self.intents.remove(&p.intent) else {
             return;
         };
+        // The row syncs again: its earlier given-up intents are history.
+        self.failed_intents.retain(|_, f| f.record != intent.record);
         let Some(link) = self.links.get_mut(&intent.record) else {
             return;
         };
@@ -733,12 +780,47 @@ impl MailboxState {
         self.by_remote.insert(remote, record);
     }
 
-    /// A permanently failed intent is closed: a delete leaves the item unlinked where it is, a
-    /// create leaves the row unlinked, and an undelivered notification may be decided again.
-    fn close_failed_intent(&mut self, id: EventId) {
-        let Some(intent) = self.intents.remove(&id) else {
+    /// `error_classified` of intent `id` (R12): a transient failure below the limit counts one
+    /// more attempt and sets the time before which the intent is not executed again (the
+    /// recorded time plus the retry interval the decision used, or the honoured Retry-After);
+    /// a permanent failure, or the transient one that reaches the limit, gives it up.
+    fn intent_error(&mut self, at: Timestamp, id: EventId, p: &ErrorClassified) {
+        let Some(intent) = self.intents.get_mut(&id) else {
             return;
         };
+        let attempts = p.attempt.max(intent.failures + 1);
+        if p.class == ErrorClass::Transient && attempts < p.limit {
+            let interval = retry_interval(&p.basis);
+            intent.failures = attempts;
+            intent.last_error = Some(p.error.clone());
+            intent.last_failed = Some(at);
+            intent.retry_at = Some(crate::policy::retry_after::next_retry(
+                at, interval, &p.error,
+            ));
+            return;
+        }
+        if let Some(intent) = self.close_failed_intent(id) {
+            self.failed_intents.insert(
+                id,
+                FailedIntent {
+                    kind: intent.kind,
+                    record: intent.record,
+                    remote: intent.remote,
+                    to_crm: intent.to_crm,
+                    workload: p.workload,
+                    class: p.class,
+                    error: p.error.clone(),
+                    at,
+                    attempts,
+                },
+            );
+        }
+    }
+
+    /// A failed intent given up is closed: a delete leaves the item unlinked where it is, a
+    /// create leaves the row unlinked, and an undelivered notification may be decided again.
+    fn close_failed_intent(&mut self, id: EventId) -> Option<PendingIntent> {
+        let intent = self.intents.remove(&id)?;
         // Nothing reached the attendees: the notification may be decided again (R82).
         if let Some((version, kind)) = intent.notifies {
             self.notified
@@ -762,6 +844,7 @@ impl MailboxState {
                 _ => {}
             }
         }
+        Some(intent)
     }
 
     fn pending(
@@ -799,6 +882,10 @@ impl MailboxState {
                 remote,
                 to_crm,
                 notifies,
+                failures: 0,
+                last_error: None,
+                last_failed: None,
+                retry_at: None,
             },
         );
     }
@@ -834,6 +921,21 @@ impl MailboxState {
             None => Err(DecodeError::Empty),
         }
     }
+}
+
+/// The retry interval an item's `error_classified` was decided with (its basis names
+/// `transient_retry_interval_minutes`); the default for a decision that did not name it.
+fn retry_interval(basis: &crate::event::Basis) -> crate::time::Duration {
+    use crate::settings::{OrgSettings, SettingKey};
+    basis
+        .settings
+        .iter()
+        .find(|u| u.key == SettingKey::TransientRetryIntervalMinutes.as_str())
+        .and_then(|u| u.value.parse::<i64>().ok())
+        .map_or_else(
+            || OrgSettings::default().transient_retry_interval,
+            crate::time::Duration::minutes,
+        )
 }
 
 /// The CRM row a server item becomes, as far as the server item tells (version 0): the

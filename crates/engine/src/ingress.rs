@@ -618,12 +618,14 @@ fn user(s: String, field: &str) -> Result<UserId, Problem> {
     nonempty(s, field).map(UserId::new)
 }
 
+/// An email address by the domain's grammar (RFC 5321/5322 `addr-spec`, no path separators):
+/// one a mail server could never carry out is refused at the door.
 fn address(s: String, field: &str) -> Result<String, Problem> {
-    match s.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => Ok(s),
-        _ => Err(Problem::at(
+    match ledgersync_domain::address::check(&s) {
+        Ok(()) => Ok(s),
+        Err(why) => Err(Problem::at(
             field,
-            format!("\"{s}\" is not an email address (expected name@domain)"),
+            format!("\"{s}\" is not an email address: it {why} (expected local-part@domain)"),
         )),
     }
 }

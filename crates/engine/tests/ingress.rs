@@ -471,3 +471,36 @@ fn the_engine_refuses_what_the_parser_refuses() {
     assert!(engine.crm(yes).is_err());
     assert_eq!(journal.last_position().unwrap(), before, "nothing recorded");
 }
+
+#[test]
+fn an_address_that_could_name_a_path_is_refused_at_the_door() {
+    for (bad, field) in [
+        (
+            r#"{"kind": "record_upserted", "record": {"entity": "contact", "id": "c", "owner": "jayne", "version": 1, "full_name": "C", "email": "x@../../tmp/evil"}}"#,
+            "record.email",
+        ),
+        (
+            r#"{"kind": "user_registered", "user": "kaylee", "name": "Kaylee", "email": "kaylee/../x@serenity.example"}"#,
+            "email",
+        ),
+        (
+            r#"{"kind": "record_upserted", "record": {"entity": "appointment", "id": "a", "owner": "jayne", "version": 1, "subject": "S", "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z", "state": "scheduled", "optional": [{"email": "a..b@serenity.example"}]}}"#,
+            "record.optional[0].email",
+        ),
+    ] {
+        let errs = errors(&format!("{ORG}\n{bad}"));
+        assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        assert_eq!(errs[0].field.as_deref(), Some(field), "{errs:#?}");
+        assert!(
+            errs[0].message.contains("is not an email address"),
+            "{}",
+            errs[0].message
+        );
+    }
+    // Ordinary and quoted addresses pass.
+    let ok = format!(
+        "{ORG}\n{}",
+        r#"{"kind": "record_upserted", "record": {"entity": "contact", "id": "c", "owner": "jayne", "version": 1, "full_name": "C", "email": "\"j smith\"@[192.0.2.1]"}}"#
+    );
+    assert_eq!(parse(&ok).len(), 4);
+}

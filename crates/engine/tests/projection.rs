@@ -226,9 +226,9 @@ fn incremental_catch_up_equals_rebuild() {
     assert_eq!(last.rules, vec![RuleId(17), RuleId(12)]);
     assert!(
         last.summary.starts_with("to be created")
-            && last
-                .summary
-                .contains("waiting for the mail server; the last attempt failed (503")
+            && last.summary.contains(
+                "waiting for the mail server; the last attempt failed (attempt 2 of 10: 503"
+            )
             && last.summary.ends_with("it is retried"),
         "{last:#?}"
     );

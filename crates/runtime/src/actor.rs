@@ -139,6 +139,9 @@ pub struct MailboxView {
     pub state: MailboxState,
     /// The last seq of the stream the state includes.
     pub head: u64,
+    /// The engine clock when the view was taken: what "due" means for a pending intent's
+    /// retry time ([`PendingIntent::due`](ledgersync_domain::state::PendingIntent::due)).
+    pub now: ledgersync_domain::Timestamp,
 }
 
 impl Message for Inspect {
@@ -403,6 +406,7 @@ impl Handler<Inspect> for MailboxActor {
             Phase::Active(core) => Ok(MailboxView {
                 state: core.state().clone(),
                 head: core.head(),
+                now: self.env.clock.now(),
             }),
             Phase::Failed(reason) => Err(self.recovery_error(reason)),
             Phase::Recovering | Phase::Busy | Phase::Stopped => Err(self.retired()),

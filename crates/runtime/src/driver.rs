@@ -11,6 +11,11 @@
 //!   server and has no outcome yet, read the intent event (from the decisions this driver saw,
 //!   else from the journal), call [`Connector::execute`] with it and the CRM row the state
 //!   holds, and give the outcome back to the mailbox as an observation caused by the intent.
+//!   An intent that failed is executed again only once its retry time has come (the state's
+//!   [`PendingIntent::due`](ledgersync_domain::state::PendingIntent::due) on the engine clock:
+//!   the recorded failure plus `transient_retry_interval_minutes`, or the server's honoured
+//!   Retry-After), and never after the failure that reached `transient_retry_limit` closed it
+//!   (R11, R12). The driver only reads the time the domain decided.
 //!
 //! Principle 3 of the architecture (intent, then call, then outcome): an intent is durable
 //! before it is executed, and the pending intents are read from the mailbox state, which is
@@ -55,7 +60,7 @@ use ledgersync_domain::policy::cursor_reset;
 use ledgersync_domain::policy::retry_after::credential_hold;
 use ledgersync_domain::records::Record;
 use ledgersync_domain::{
-    Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, StreamId,
+    Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, StreamId, Timestamp,
 };
 use ledgersync_engine::EngineError;
 use ledgersync_engine::{Clock as _, IdGen, SystemClock};
@@ -177,6 +182,9 @@ pub struct ExecuteReport {
     pub outcomes: Vec<(EventId, Event)>,
     /// The decisions the outcomes caused.
     pub decisions: Vec<Appended>,
+    /// Intents that failed before and were not executed: their retry time, decided by their
+    /// last failure (R11, R12), is still to come.
+    pub waiting: Vec<(EventId, Timestamp)>,
 }
 
 impl ExecuteReport {
@@ -350,17 +358,28 @@ impl Driver {
     /// Executes every intent of the mailbox state that targets the mail server and has no
     /// outcome yet, in the order decided, and records each outcome. Intents decided by these
     /// outcomes wait for the next call; an intent that failed transiently stays pending and
-    /// is tried again, with the same key, by the next call.
+    /// is tried again, with the same key, by the first call at or after the retry time its
+    /// failure decided (on the engine clock); the failure that reaches the retry limit closes
+    /// it, and it is never executed again.
     pub async fn execute_pending(&mut self) -> Result<ExecuteReport, DriverError> {
-        let state = self.state().await?;
+        let (state, now) = self.state().await?;
         // Forget intents that have their outcome.
         self.intents.retain(|id, _| state.intents.contains_key(id));
         let mut report = ExecuteReport::default();
-        // Event ids are UUID v7, time-ordered: id order is the order decided.
+        // Event ids are UUID v7, time-ordered: id order is the order decided. An intent that
+        // failed waits for the retry time its failure decided (R11, R12); one given up is no
+        // longer pending at all.
         let pending: Vec<EventId> = state
             .intents
             .iter()
             .filter(|(_, p)| !p.to_crm)
+            .filter(|(id, p)| {
+                let due = p.due(now);
+                if !due {
+                    report.waiting.push((**id, p.retry_at.unwrap_or(now)));
+                }
+                due
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in pending {
@@ -410,8 +429,8 @@ impl Driver {
         Ok(report)
     }
 
-    /// The mailbox state, from its actor.
-    async fn state(&self) -> Result<MailboxState, DriverError> {
+    /// The mailbox state, from its actor, and the engine clock's time when it was read.
+    async fn state(&self) -> Result<(MailboxState, Timestamp), DriverError> {
         let view = self
             .registry
             .send(InspectMailbox::new(self.mailbox.clone()))
@@ -424,7 +443,7 @@ impl Driver {
                 mailbox: self.mailbox.clone(),
                 source,
             })?;
-        Ok(view.state)
+        Ok((view.state, view.now))
     }
 
     /// Gives one observation to the mailbox; remembers the intents it decided.

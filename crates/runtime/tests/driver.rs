@@ -866,3 +866,86 @@ fn a_retry_after_holds_back_every_mailbox_on_the_credential() {
         assert!(free.await.is_ok(), "another credential waits too");
     });
 }
+
+#[test]
+fn a_failing_intent_is_attempted_at_most_limit_times_with_the_interval_between_attempts() {
+    let w = world();
+    // Where Jayne's Maildir should be is a plain file: no invitation to her can be delivered.
+    fs::create_dir_all(&w.maildirs).expect("maildirs");
+    fs::write(w.maildirs.join(ATTENDEES[0]), "not a Maildir").expect("blocker");
+    System::new().block_on(async {
+        let mut org = OrgSettings::default();
+        org.set("transient_retry_limit", "3").expect("limit");
+        let interval = org.transient_retry_interval;
+        let settings: SharedSettings = Arc::new(RwLock::new(org));
+        let registry = Registry::new(
+            w.journal.clone(),
+            w.clock.clone(),
+            settings,
+            RegistryConfig::default(),
+        )
+        .start();
+        let creates: Vec<EventId> = setup(&registry).await.iter().map(|a| a.id).collect();
+        let mut d = driver(&w, &registry);
+        let mut attempts: std::collections::BTreeMap<EventId, Vec<ledgersync_domain::Timestamp>> =
+            Default::default();
+        let mut given_up = Vec::new();
+        let mut alerts = 0;
+        // Twenty minutes in one-minute steps: the limit is reached after two intervals.
+        for _ in 0..=20 {
+            let report = d.execute_pending().await.expect("execute");
+            for (intent, outcome) in &report.outcomes {
+                assert!(
+                    matches!(outcome, Event::IntentFailed(_)),
+                    "the invitation cannot be delivered: {outcome:?}"
+                );
+                attempts
+                    .entry(*intent)
+                    .or_default()
+                    .push(ledgersync_engine::Clock::now(w.clock.as_ref()));
+            }
+            for a in decided(&report.decisions, "error_classified") {
+                let Event::ErrorClassified(c) = &a.decision.event else {
+                    unreachable!()
+                };
+                let intent = c.intent.expect("an item's error");
+                assert_eq!(c.class, ErrorClass::Transient, "{}", c.basis.reason);
+                assert_eq!(
+                    (c.attempt, c.limit),
+                    (attempts[&intent].len() as u32, 3),
+                    "{}",
+                    c.basis.reason
+                );
+                if c.attempt == c.limit {
+                    given_up.push(intent);
+                }
+            }
+            alerts += decided(&report.decisions, "alert_raised").len();
+            assert!(
+                decided(&report.decisions, "workload_disabled").is_empty(),
+                "an item never disables the mailbox"
+            );
+            w.clock.advance(ledgersync_domain::Duration::minutes(1));
+        }
+        assert_eq!(attempts.len(), 3, "every create was attempted");
+        for intent in &creates {
+            let at = &attempts[intent];
+            assert_eq!(at.len(), 3, "attempted exactly the limit: {at:?}");
+            for pair in at.windows(2) {
+                assert_eq!(pair[1] - pair[0], interval, "the interval between attempts");
+            }
+        }
+        given_up.sort();
+        let mut expected = creates.clone();
+        expected.sort();
+        assert_eq!(given_up, expected);
+        assert_eq!(alerts, 3, "one alert per item given up");
+        let s = state(&registry).await;
+        assert!(s.intents.is_empty(), "nothing left to execute");
+        assert_eq!(s.failed_intents.len(), 3);
+        assert!(s.failed_intents.values().all(|f| f.attempts == 3));
+        assert!(s.workload(Workload::Act).enabled);
+        // (No replay check here: the limit was set in the shared settings directly, not by a
+        // `setting_changed` of the organization stream a replay would read.)
+    });
+}

@@ -133,49 +133,88 @@ impl Decider<'_> {
         );
     }
 
+    /// R12, R79: an item's failure. A transient one is attempt `failures + 1` of
+    /// `transient_retry_limit`: below the limit only this item is retried, not before the retry
+    /// interval (or the server's Retry-After) has passed; the attempt that reaches the limit
+    /// gives the item up, like a permanent error, and tells the mailbox owner. The mailbox is
+    /// never disabled for an item (R12).
     pub(super) fn intent_failed(&mut self, p: &IntentFailed) {
         let s = self.state;
+        let settings = self.ctx.settings;
         let Some(intent) = s.intents.get(&p.intent) else {
             return;
         };
         let (class, _) = classify(&p.error, ErrorSubject::Item);
         let what = format!("{:?}", intent.kind).to_lowercase();
+        let attempt = intent.failures + 1;
+        let limit = settings.transient_retry_limit;
+        let given_up = class == ErrorClass::Transient && attempt >= limit;
+        let at = retry_after::next_retry(self.ctx.now, settings.transient_retry_interval, &p.error);
         let next = match (class, intent.kind) {
             _ if p.error.kind() == ErrorKind::Gone => {
-                "the item is gone from the server for good (410): it is not retried"
+                "the item is gone from the server for good (410): it is not retried".to_string()
             }
-            (ErrorClass::Transient, _) => {
-                "only this item is retried, with the same idempotency key, in a later cycle; the mailbox is not affected"
-            }
+            (ErrorClass::Transient, _) if given_up => format!(
+                "attempt {attempt} of {limit}: the limit is reached, the {what} is given up and \
+                 the mailbox owner is told; the mailbox is not affected"
+            ),
+            (ErrorClass::Transient, _) => format!(
+                "attempt {attempt} of {limit}: only this item is retried, with the same \
+                 idempotency key, in a cycle at or after {at}; the mailbox is not affected"
+            ),
             (ErrorClass::Permanent, IntentKind::Delete) => {
-                "the item cannot be deleted: it stays where it is, unlinked"
+                "the item cannot be deleted: it stays where it is, unlinked".to_string()
             }
             (ErrorClass::Permanent, IntentKind::Create) => {
-                "the item was not created; the row is not linked in this mailbox"
+                "the item was not created; the row is not linked in this mailbox".to_string()
             }
             (ErrorClass::Permanent, _) => {
-                "this change is given up; the next change of the row is tried afresh"
+                "this change is given up; the next change of the row is tried afresh".to_string()
             }
         };
+        let used = vec![
+            setting(settings, SettingKey::TransientRetryLimit),
+            setting(settings, SettingKey::TransientRetryIntervalMinutes),
+        ];
+        let record = intent.record.clone();
         self.push(
             R12,
             Event::ErrorClassified(ErrorClassified {
                 basis: basis(
                     format!(
-                        "the {what} intent for {} failed ({} {}): {next}",
-                        intent.record, p.error.code, p.error.message
+                        "the {what} intent for {record} failed ({} {}): {next}",
+                        p.error.code, p.error.message
                     ),
-                    vec![setting(self.ctx.settings, SettingKey::TransientRetryLimit)],
+                    used.clone(),
                 ),
                 workload: Workload::Act,
                 class,
                 scope: ErrorScope::Item,
-                attempt: 1,
-                limit: self.ctx.settings.transient_retry_limit,
+                attempt,
+                limit,
                 intent: Some(p.intent),
                 error: p.error.clone(),
             }),
         );
+        if given_up {
+            let title = s
+                .records
+                .get(&record)
+                .map(|r| r.title().to_string())
+                .unwrap_or_else(|| record.to_string());
+            let side = if intent.to_crm { "CRM" } else { "mail server" };
+            self.alert_with(
+                R79,
+                AlertLevel::Warning,
+                format!(
+                    "The {what} of \"{title}\" ({record}) on the {side} of mailbox {} failed {attempt} \
+                     times (last: {} {}) and is no longer retried. Correct the cause, then change \
+                     the row to sync it again.",
+                    s.address, p.error.code, p.error.message
+                ),
+                used,
+            );
+        }
     }
 
     pub(super) fn workload_error(&mut self, w: Workload, error: &ServerError) {

@@ -632,3 +632,145 @@ fn r80_a_cycle_reports_the_items_it_processed_and_the_items_that_failed() {
         (0, 0)
     );
 }
+
+#[test]
+fn r12_a_transient_item_failure_counts_its_attempts_waits_the_interval_and_is_given_up_at_the_limit()
+ {
+    let mut mb = Mailbox::ready("jayne");
+    mb.settings.set("transient_retry_limit", "3").unwrap();
+    let a = team_meeting("a1", "jayne", mb.now);
+    mb.feed(upsert(&a));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    let interval = mb.settings.transient_retry_interval;
+
+    for attempt in 1..=2 {
+        let ds = mb.fail(create, "unavailable");
+        assert_eq!(
+            summary(&ds),
+            [(12, "error_classified")],
+            "attempt {attempt}"
+        );
+        let (_, c) = one(classifications(&ds), &ds);
+        assert_eq!(
+            (c.class, c.scope, c.attempt, c.limit, c.intent),
+            (
+                ErrorClass::Transient,
+                ErrorScope::Item,
+                attempt,
+                3,
+                Some(create)
+            )
+        );
+        assert!(
+            c.basis.reason.contains(&format!("attempt {attempt} of 3")),
+            "{}",
+            c.basis.reason
+        );
+        let pending = &mb.state.intents[&create];
+        assert_eq!(pending.failures, attempt);
+        assert_eq!(pending.last_failed, Some(mb.now));
+        assert_eq!(pending.retry_at, Some(mb.now + interval));
+        assert!(!pending.due(mb.now), "not again before the interval");
+        assert!(!pending.due(mb.now + interval - Duration(1)));
+        assert!(pending.due(mb.now + interval));
+        assert_eq!(mb.link(&a.id).status, LinkStatus::Creating);
+        mb.advance(interval);
+    }
+
+    // The third failure reaches the limit: the item is given up and the owner told.
+    let ds = mb.fail(create, "unavailable");
+    assert_eq!(
+        summary(&ds),
+        [(12, "error_classified"), (79, "alert_raised")]
+    );
+    let (_, c) = one(classifications(&ds), &ds);
+    assert_eq!((c.class, c.attempt, c.limit), (ErrorClass::Transient, 3, 3));
+    assert!(c.basis.reason.contains("given up"), "{}", c.basis.reason);
+    let (_, alert) = one(alerts(&ds), &ds);
+    assert_eq!(alert.level, AlertLevel::Warning);
+    assert!(
+        alert.text.contains("failed 3 times") && alert.text.contains("no longer retried"),
+        "{}",
+        alert.text
+    );
+    assert!(
+        !mb.state.intents.contains_key(&create),
+        "never executed again"
+    );
+    assert!(!mb.state.links.contains_key(&a.id), "the row is not linked");
+    let w = mb.state.workload(Workload::Act);
+    assert!(
+        w.enabled && w.consecutive_errors == 0,
+        "an item never disables the mailbox (R12)"
+    );
+    // A failure arriving for the closed intent (a late outcome) decides nothing.
+    assert!(mb.fail(create, "unavailable").is_empty());
+}
+
+#[test]
+fn r11_r12_an_item_retry_waits_for_the_servers_retry_after() {
+    let mut mb = Mailbox::ready("jayne");
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    let later = mb.now + Duration::minutes(20);
+    mb.feed(Event::IntentFailed(IntentFailed {
+        intent: create,
+        error: ServerError::rate_limited("slow down", Some(later)),
+    }));
+    assert_eq!(mb.state.intents[&create].retry_at, Some(later));
+    // A success after retries clears the count with the intent.
+    mb.now = later;
+    mb.answer_create(&t.id, &RemoteId::new("tasks/t1"));
+    assert!(mb.state.intents.is_empty());
+    assert_eq!(mb.link(&t.id).status, LinkStatus::Linked);
+}
+
+#[test]
+fn r79_a_given_up_item_keeps_its_row_change_error_time_and_retry_count() {
+    let mut mb = Mailbox::ready("jayne");
+    mb.settings.set("transient_retry_limit", "2").unwrap();
+    let t = task("t1", "jayne", mb.now);
+    mb.feed(upsert(&t));
+    let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    mb.fail(create, "timeout");
+    mb.advance(Duration::minutes(5));
+    mb.fail(create, "timeout");
+    let f = &mb.state.failed_intents[&create];
+    assert_eq!(
+        (
+            &f.record,
+            f.kind,
+            f.to_crm,
+            f.class,
+            f.attempts,
+            f.at,
+            f.error.code.as_str()
+        ),
+        (
+            &t.id,
+            IntentKind::Create,
+            false,
+            ErrorClass::Transient,
+            2,
+            mb.now,
+            "timeout"
+        )
+    );
+    // A permanent failure is recorded too, after one attempt.
+    let c = contact("c1", "jayne");
+    mb.feed(upsert(&c));
+    let create_c = mb.id_of(|e| matches!(e, Event::CreateIntent(p) if p.record == c.id));
+    let ds = mb.fail(create_c, "malformed");
+    assert!(
+        alerts(&ds).is_empty(),
+        "a permanent item error is no retry to end"
+    );
+    let f = &mb.state.failed_intents[&create_c];
+    assert_eq!((f.class, f.attempts), (ErrorClass::Permanent, 1));
+    // The row synced again later: its given-up intent is history.
+    let t2 = next_version(&t, |_| {});
+    mb.feed(upsert(&t2));
+    mb.answer_create(&t.id, &RemoteId::new("tasks/t1"));
+    assert!(!mb.state.failed_intents.contains_key(&create));
+}

@@ -17,7 +17,7 @@ use ledgersync_domain::decide::{ErrorSubject, classify};
 use ledgersync_domain::event::*;
 use ledgersync_domain::records::*;
 use ledgersync_domain::settings::TaskDeletionMode;
-use ledgersync_domain::state::LinkStatus;
+use ledgersync_domain::state::{IntentKind, LinkStatus};
 use ledgersync_domain::{
     Duration, ErrorKind, Event, MailboxId, OrgId, ProfileId, RemoteId, Timestamp, UserId,
 };

@@ -269,12 +269,22 @@ impl<'txn, 's> Fold<'txn, 's> {
                     records.push(intent.record.clone());
                     decided = Some(intent.record.clone());
                     let why = format!("{} {}", p.error.code, p.error.message);
+                    // A transient failure is retried until the attempt that reaches the limit
+                    // gives the item up (R12).
+                    let given_up = p.class == ErrorClass::Transient && p.attempt >= p.limit;
                     settled = Some((
                         intent.record.clone(),
                         id.to_string(),
                         match p.class {
                             ErrorClass::Permanent => Settled::Failed(why),
-                            _ => Settled::Retried(why),
+                            _ if given_up => Settled::Failed(format!(
+                                "{why}; given up after {} attempts, the limit",
+                                p.attempt
+                            )),
+                            _ => Settled::Retried(format!(
+                                "attempt {} of {}: {why}",
+                                p.attempt, p.limit
+                            )),
                         },
                     ));
                     failure = Some(ItemFailure {
@@ -288,7 +298,8 @@ impl<'txn, 's> Fold<'txn, 's> {
                         code: p.error.code.clone(),
                         text: p.error.message.clone(),
                         at: s.envelope.recorded_at,
-                        retries: 0,
+                        // The attempts before this one (R79's retry count).
+                        retries: p.attempt.saturating_sub(1),
                     });
                 }
             }
@@ -521,7 +532,7 @@ impl<'txn, 's> Fold<'txn, 's> {
         if let Some(old) = old {
             // An intent's failures are one record; a listing failure carries its own count.
             if f.intent.is_some() {
-                f.retries = old.retries + 1;
+                f.retries = f.retries.max(old.retries + 1);
             }
             self.failures_by_time.remove((old.at.0, k.as_str()))?;
         }
