@@ -209,6 +209,15 @@ pub enum AppendError {
         /// The data directory.
         dir: PathBuf,
     },
+    /// The journal was opened read-only (`open_read_only`): it takes no appends.
+    #[error(
+        "the journal in {dir} is open read-only (a command that only reads, or a read-only data \
+         directory): it takes no appends"
+    )]
+    ReadOnly {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 /// Why a read failed.
@@ -281,6 +290,20 @@ pub enum ReadError {
         position: u64,
         /// The last position of the journal.
         last_position: u64,
+    },
+    /// The storage engine itself failed on damaged data (it panicked on a corrupt page; the
+    /// panic was caught at the journal boundary).
+    #[error(
+        "the journal storage {path} is damaged: the storage engine failed while reading it \
+         ({detail}). Stop ledgersync, keep a copy of the data directory, run `ledgersync journal \
+         check` to see what is damaged, then recover the good records with `ledgersync journal \
+         recover --to NEW_DIR` or restore your last backup (docs/journal-storage.md, Damage)"
+    )]
+    Damaged {
+        /// The database file (redb) or directory (sled).
+        path: PathBuf,
+        /// What the storage engine said.
+        detail: String,
     },
     /// The storage engine failed to read.
     #[error(

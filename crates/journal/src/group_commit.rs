@@ -536,6 +536,9 @@ mod tests {
         fn get_snapshot(&self, _: &StreamId) -> Result<Option<Vec<u8>>, ReadError> {
             unreachable!("snapshots do not go through the group commit")
         }
+        fn verify_storage(&self) -> Result<String, String> {
+            Ok("in memory".into())
+        }
     }
 
     fn events(n: usize) -> Vec<NewEvent> {
