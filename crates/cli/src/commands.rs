@@ -2,7 +2,8 @@
 
 use crate::ctx::Ctx;
 use crate::render;
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
+use std::io::Write as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use ledgersync_domain::{MailboxId, OrgSettings, StreamId};
 use ledgersync_engine::log::{Stored, scan};
@@ -151,4 +152,82 @@ pub fn events(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `journal check`: exit 0 intact, 1 damaged (every damaged place printed), 2 unopenable.
+pub fn journal_check(data: Option<std::path::PathBuf>, json: bool) -> Result<ExitCode> {
+    let data = data.context(
+        "no data directory: pass --data DIR (or set LEDGERSYNC_DATA, or `data.dir` in the \
+         configuration)",
+    )?;
+    let dir = crate::ctx::journal_dir(&data);
+    let report = ledgersync_journal::check(&dir)
+        .with_context(|| format!("checking the journal in {}", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let damaged: Vec<serde_json::Value> = report
+            .damaged
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "position": d.position,
+                    "stream": d.stream.as_ref().map(|s| s.as_str().to_string()),
+                    "detail": d.detail,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "dir": report.dir.display().to_string(),
+            "backend": report.backend.to_string(),
+            "intact": report.is_clean(),
+            "last_position": report.last_position,
+            "last_good_position": report.last_good_position(),
+            "records_ok": report.records_ok,
+            "streams_ok": report.streams_ok,
+            "storage": match &report.storage { Ok(s) | Err(s) => s.clone() },
+            "storage_ok": report.storage.is_ok(),
+            "damaged": damaged,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "journal {} ({}): positions 1..{}",
+            report.dir.display(),
+            report.backend,
+            report.last_position
+        )?;
+        match &report.storage {
+            Ok(s) => writeln!(out, "storage: ok ({s})")?,
+            Err(s) => writeln!(out, "storage: DAMAGED: {s}")?,
+        }
+        writeln!(
+            out,
+            "records verified: {}; streams verified: {}",
+            report.records_ok, report.streams_ok
+        )?;
+        for d in &report.damaged {
+            match (&d.position, &d.stream) {
+                (Some(p), _) => writeln!(out, "damaged: position {p}: {}", d.detail)?,
+                (None, Some(s)) => writeln!(out, "damaged: stream {s}: {}", d.detail)?,
+                (None, None) => writeln!(out, "damaged: {}", d.detail)?,
+            }
+        }
+        if report.is_clean() {
+            writeln!(out, "intact")?;
+        } else {
+            writeln!(
+                out,
+                "DAMAGED: every record up to position {} is intact. Stop ledgersync, keep a copy \
+                 of the data directory, and restore your last backup, or rebuild from the intact \
+                 records as docs/journal-storage.md (Damage and recovery) describes",
+                report.last_good_position()
+            )?;
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -108,6 +108,28 @@ impl Projection {
         })
     }
 
+    /// A projection held in memory only, for a data directory that cannot be written (a
+    /// backup, a read-only mount): folded from the journal by `catch_up`, gone when dropped.
+    pub fn in_memory() -> Result<Self, ProjectionError> {
+        let path = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| ProjectionError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let txn = db.begin_write()?;
+        fold::create_tables(&txn, false)?;
+        txn.commit()?;
+        Ok(Self {
+            db,
+            path,
+            retention: DEFAULT_RETENTION,
+            page: DEFAULT_PAGE,
+            states: None,
+        })
+    }
+
     /// Opens the projection of a data directory (`<data>/projections.redb`).
     pub fn open_in(data: &Path) -> Result<Self, ProjectionError> {
         Self::open(&data.join(FILE_NAME))
