@@ -231,3 +231,126 @@ pub fn journal_check(data: Option<std::path::PathBuf>, json: bool) -> Result<Exi
         ExitCode::from(1)
     })
 }
+
+/// `journal recover --to NEW_DIR [--upto POS]`: copies the intact prefix of the journal.
+pub fn journal_recover(
+    data: Option<std::path::PathBuf>,
+    to: &std::path::Path,
+    upto: Option<u64>,
+) -> Result<ExitCode> {
+    use ledgersync_domain::{Event, NewEvent};
+    use ledgersync_journal::{ExpectedSeq, JournalOptions, ReadError};
+    let data = data.context("no data directory: pass --data DIR (the damaged one)")?;
+    if to.exists() && to.read_dir().map(|mut r| r.next().is_some()).unwrap_or(true) {
+        bail!(
+            "{} is not empty: pass a new directory to --to (the recovered journal is written \
+             there, the damaged one is only read)",
+            to.display()
+        );
+    }
+    let source = crate::ctx::open_for_reading(&data)?;
+    let last = source.last_position().unwrap_or(0);
+    let upto = upto.map_or(last, |u| u.min(last));
+    let dir = crate::ctx::journal_dir(to);
+    let target = ledgersync_journal::open(&dir, &JournalOptions::with_backend(source.backend()))
+        .with_context(|| format!("creating the journal in {}", dir.display()))?;
+    let mut next = 1u64;
+    let mut stopped: Option<String> = None;
+    while next <= upto && stopped.is_none() {
+        let want = usize::try_from((upto - next + 1).min(1024)).unwrap_or(1024);
+        let envelopes = match source.read_all(next, want) {
+            Ok(envelopes) => envelopes,
+            Err(e) => {
+                // Keep the intact records before the damaged one, then stop.
+                let bad = match &e {
+                    ReadError::Corrupt { position, .. } | ReadError::Decode { position, .. } => {
+                        *position
+                    }
+                    _ => next,
+                };
+                stopped = Some(e.to_string());
+                if bad > next {
+                    source
+                        .read_all(next, usize::try_from(bad - next).unwrap_or(0))
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        if envelopes.is_empty() {
+            break;
+        }
+        let mut tickets = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            if envelope.position != next {
+                stopped = Some(format!("position {next} is missing"));
+                break;
+            }
+            let event = match Event::decode(
+                envelope.event_type,
+                envelope.schema_version,
+                &envelope.payload,
+            ) {
+                Ok(event) => event,
+                Err(e) => {
+                    stopped = Some(format!("position {next} cannot be decoded: {e}"));
+                    break;
+                }
+            };
+            let expected = match envelope.seq {
+                1 => ExpectedSeq::NoStream,
+                seq => ExpectedSeq::Exactly(seq - 1),
+            };
+            let new = NewEvent {
+                event_id: envelope.event_id,
+                recorded_at: envelope.recorded_at,
+                occurred_at: envelope.occurred_at,
+                event_type: envelope.event_type,
+                schema_version: envelope.schema_version,
+                causation: envelope.causation,
+                correlation: envelope.correlation,
+                rule: envelope.rule,
+                payload: envelope.payload,
+                items: event.item_keys(),
+            };
+            tickets.push((
+                envelope.position,
+                target.submit(&envelope.stream, expected, vec![new]),
+            ));
+            next += 1;
+        }
+        for (position, ticket) in tickets {
+            let appended = ticket.wait().with_context(|| {
+                format!("copying position {position} into {}", dir.display())
+            })?;
+            if appended.first_position != position {
+                bail!(
+                    "position {position} was copied to position {} in {}: stopped",
+                    appended.first_position,
+                    dir.display()
+                );
+            }
+        }
+    }
+    let copied = next - 1;
+    println!(
+        "recovered positions 1..{copied} of {last} into {}",
+        to.display()
+    );
+    if let Some(why) = stopped {
+        println!("stopped at position {}: {why}", copied + 1);
+    }
+    if copied < last {
+        println!(
+            "{} positions after {copied} are not in the new journal: their changes are observed \
+             again from the connectors, CRM changes after it must be applied again",
+            last - copied
+        );
+    }
+    println!(
+        "next: ledgersync journal check --data {0}; then use --data {0}",
+        to.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -181,6 +181,20 @@ pub(crate) enum JournalCommand {
     /// stream and the last good position; exits 0 when intact, 1 when damaged, 2 when the
     /// journal cannot be opened at all.
     Check,
+    /// Copy the intact records of this data directory's journal, from position 1 up to the
+    /// first damaged one (or up to `--upto`), into a new data directory `--to`, with the same
+    /// positions, seqs, ids and item index. The original is only read. The new directory holds
+    /// the journal only: the projection is rebuilt on first use, and no connector cursor is
+    /// copied, so the service lists every collection once again. Run `journal check` on it,
+    /// then point `--data` (or `data.dir`) at it.
+    Recover {
+        /// The new data directory (must not exist, or be empty).
+        #[arg(long, value_name = "NEW_DIR")]
+        to: PathBuf,
+        /// Copy no record after this position.
+        #[arg(long, value_name = "POS")]
+        upto: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,6 +306,9 @@ fn main() -> ExitCode {
         Command::Journal {
             command: JournalCommand::Check,
         } => commands::journal_check(data, cli.json),
+        Command::Journal {
+            command: JournalCommand::Recover { to, upto },
+        } => commands::journal_recover(data, &to, upto),
         command => run_here_or_in_service(command, data, &config, cli.json),
     };
     match result {

@@ -297,7 +297,7 @@ pub enum ReadError {
         "the journal storage {path} is damaged: the storage engine failed while reading it \
          ({detail}). Stop ledgersync, keep a copy of the data directory, run `ledgersync journal \
          check` to see what is damaged, then recover the good records with `ledgersync journal \
-         recover --to NEW_DIR` or restore your last backup (docs/journal-storage.md, Damage)"
+         recover --to NEW_DIR` (which copies the records before the damage) or restore your last backup (docs/journal-storage.md, Damage)"
     )]
     Damaged {
         /// The database file (redb) or directory (sled).
