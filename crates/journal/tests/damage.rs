@@ -307,6 +307,7 @@ fn a_full_disk_fails_the_append_then_the_journal_takes_appends_again() {
     }
     assert!(failures > 0, "the disk never filled up");
     assert!(j.commit_stats().failed_commits > 0);
+    assert!(j.commit_stats().failing_commits > 0);
     // Space is back: the next append is written, without reopening the journal.
     std::fs::remove_file(&filler).unwrap();
     let head = j.stream_head(&s).unwrap();
@@ -314,6 +315,7 @@ fn a_full_disk_fails_the_append_then_the_journal_takes_appends_again() {
         .append(&s, ExpectedSeq::Exactly(head), events("after", 3))
         .unwrap();
     assert_eq!(a.last_seq, head + 3);
+    assert_eq!(j.commit_stats().failing_commits, 0);
     // Acknowledged = durable: every acknowledged event is there after a reopen, nothing else.
     drop(j);
     let j = open(&dir, &JournalOptions::default()).unwrap();
