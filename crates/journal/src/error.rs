@@ -255,8 +255,9 @@ pub enum ReadError {
     /// An index entry (stream head, stream index, meta) is malformed.
     #[error(
         "an index entry in {path} is malformed: {detail}. The journal cannot be trusted: stop \
-         ledgersync, keep a copy of the data directory for analysis and restore it from your \
-         last backup"
+         ledgersync, keep a copy of the data directory, run `ledgersync journal check` to see \
+         what is damaged, and restore your last backup or recover the intact records with \
+         `ledgersync journal recover --to NEW_DIR`"
     )]
     CorruptIndex {
         /// The database file (redb) or directory (sled).

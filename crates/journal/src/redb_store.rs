@@ -92,6 +92,13 @@ impl RedbStore {
                 path: path.clone(),
                 detail,
             },
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                OpenError::Corrupt {
+                    backend: Backend::Redb,
+                    path: path.clone(),
+                    detail: format!("a page points past the end of the file ({e})"),
+                }
+            }
             other => OpenError::Storage {
                 backend: Backend::Redb,
                 path: path.clone(),
@@ -158,6 +165,13 @@ impl RedbStore {
                 path: path.clone(),
                 detail,
             },
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                OpenError::Corrupt {
+                    backend: Backend::Redb,
+                    path: path.clone(),
+                    detail: format!("a page points past the end of the file ({e})"),
+                }
+            }
             other => OpenError::Storage {
                 backend: Backend::Redb,
                 path: path.clone(),
@@ -267,6 +281,13 @@ impl RedbStore {
                 path: self.path.clone(),
                 detail: format!("redb reports: {detail}"),
             },
+            // A damaged page pointer makes redb read past the end of the file.
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                ReadError::Damaged {
+                    path: self.path.clone(),
+                    detail: format!("a page points past the end of the file ({e})"),
+                }
+            }
             other => ReadError::Storage {
                 dir: self.dir.clone(),
                 source: Arc::new(other),
