@@ -3,11 +3,11 @@
 use crate::ctx::Ctx;
 use crate::render;
 use anyhow::{Context as _, Result, bail};
-use std::io::Write as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use ledgersync_domain::{MailboxId, OrgSettings, StreamId};
 use ledgersync_engine::log::{Stored, scan};
 use ledgersync_journal::Journal;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn progress(ctx: &Ctx, journal: &dyn Journal, what: &str) -> Result<ProgressBar> {
@@ -241,7 +241,12 @@ pub fn journal_recover(
     use ledgersync_domain::{Event, NewEvent};
     use ledgersync_journal::{ExpectedSeq, JournalOptions, ReadError};
     let data = data.context("no data directory: pass --data DIR (the damaged one)")?;
-    if to.exists() && to.read_dir().map(|mut r| r.next().is_some()).unwrap_or(true) {
+    if to.exists()
+        && to
+            .read_dir()
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(true)
+    {
         bail!(
             "{} is not empty: pass a new directory to --to (the recovered journal is written \
              there, the damaged one is only read)",
@@ -321,9 +326,9 @@ pub fn journal_recover(
             next += 1;
         }
         for (position, ticket) in tickets {
-            let appended = ticket.wait().with_context(|| {
-                format!("copying position {position} into {}", dir.display())
-            })?;
+            let appended = ticket
+                .wait()
+                .with_context(|| format!("copying position {position} into {}", dir.display()))?;
             if appended.first_position != position {
                 bail!(
                     "position {position} was copied to position {} in {}: stopped",

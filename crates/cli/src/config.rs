@@ -504,7 +504,13 @@ mod tests {
 
     #[test]
     fn log_level_takes_levels_and_directives_only() {
-        for ok in ["info", "DEBUG", "warn,ledgersync_runtime=debug", "off", "a::b=trace"] {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,ledgersync_runtime=debug",
+            "off",
+            "a::b=trace",
+        ] {
             let level = format!("[log]\nlevel = \"{ok}\"\n");
             Config::parse(&level, Path::new("c.toml")).unwrap();
         }

@@ -209,8 +209,9 @@ pub fn open_for_reading(data: &Path) -> Result<Arc<dyn Journal>> {
         match opened {
             Ok(journal) => return Ok(journal),
             Err(e) if read_only(&dir) => {
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("opening the journal in {} read-only", dir.display()));
+                return Err(anyhow::Error::new(e)).with_context(|| {
+                    format!("opening the journal in {} read-only", dir.display())
+                });
             }
             Err(_) => {}
         }

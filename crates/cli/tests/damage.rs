@@ -110,12 +110,11 @@ fn journal_check_lists_the_damage_and_recover_copies_the_good_records() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["intact"], false);
     let good = v["last_good_position"].as_u64().unwrap();
-    assert!(good > 0 && good < v["last_position"].as_u64().unwrap(), "{v}");
-    assert_eq!(
-        v["damaged"][0]["position"].as_u64(),
-        Some(good + 1),
+    assert!(
+        good > 0 && good < v["last_position"].as_u64().unwrap(),
         "{v}"
     );
+    assert_eq!(v["damaged"][0]["position"].as_u64(), Some(good + 1), "{v}");
 
     let o = ledgersync(&["replay", "--data", d]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
@@ -202,18 +201,18 @@ fn read_only_commands_work_on_a_read_only_data_directory() {
         vec!["events", "--data", d],
         vec!["replay", "--data", d],
         vec!["explain", "--data", d, "Bike repair"],
-        vec!["what-if", "--data", d, "--set", "distinct_physical_logical_deletes=true"],
+        vec![
+            "what-if",
+            "--data",
+            d,
+            "--set",
+            "distinct_physical_logical_deletes=true",
+        ],
         vec!["timeline", "--data", d, "apt-bike-repair"],
         vec!["alerts", "--data", d],
     ] {
         let o = ledgersync(&args);
-        assert_eq!(
-            code(&o),
-            0,
-            "{args:?}: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
+        assert_eq!(code(&o), 0, "{args:?}: {}{}", stdout(&o), stderr(&o));
         assert!(!stdout(&o).is_empty(), "{args:?}");
     }
     // Nothing was written: no lock taken (its pid unchanged), no projection cached.

@@ -9,9 +9,9 @@ use crate::error::{ReadError, StorageError};
 use crate::store::{Batch, Store, Visit};
 use ledgersync_domain::StreamId;
 use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs `f`, returning the text of its panic if it panics.
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {

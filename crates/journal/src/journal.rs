@@ -403,7 +403,10 @@ impl Journal for StoreJournal {
     }
 
     fn commit_stats(&self) -> CommitStats {
-        self.commit.as_ref().map(GroupCommit::stats).unwrap_or_default()
+        self.commit
+            .as_ref()
+            .map(GroupCommit::stats)
+            .unwrap_or_default()
     }
 }
 

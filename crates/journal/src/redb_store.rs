@@ -32,14 +32,13 @@ use crate::store::{Batch, Store, Visit};
 use ledgersync_domain::StreamId;
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadOnlyDatabase, ReadTransaction,
-    ReadableDatabase,
-    ReadableTable, TableDefinition, WriteTransaction,
+    ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{PoisonError, RwLock};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 /// Name of the database file inside the data directory.
 pub(crate) const REDB_FILE: &str = "journal.redb";
@@ -560,9 +559,11 @@ impl Store for RedbStore {
         match &mut *db {
             Db::Rw(db) => match db.check_integrity() {
                 Ok(true) => Ok("redb verified the checksum of every page".into()),
-                Ok(false) => Err("redb found damaged pages and repaired its file by going back \
+                Ok(false) => Err(
+                    "redb found damaged pages and repaired its file by going back \
                      to its last intact commit"
-                    .into()),
+                        .into(),
+                ),
                 Err(e) => Err(format!("redb's integrity check failed: {e}")),
             },
             Db::Ro(_) => Ok("not checked: the journal is open read-only".into()),

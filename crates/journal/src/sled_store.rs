@@ -382,10 +382,16 @@ impl Store for SledStore {
         let mut trees = 0usize;
         for name in self.db.tree_names() {
             let tree = self.db.open_tree(&name).map_err(|e| {
-                format!("tree {} cannot be opened: {e}", String::from_utf8_lossy(&name))
+                format!(
+                    "tree {} cannot be opened: {e}",
+                    String::from_utf8_lossy(&name)
+                )
             })?;
             tree.checksum().map_err(|e| {
-                format!("tree {} cannot be read: {e}", String::from_utf8_lossy(&name))
+                format!(
+                    "tree {} cannot be read: {e}",
+                    String::from_utf8_lossy(&name)
+                )
             })?;
             trees += 1;
         }

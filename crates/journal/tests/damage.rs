@@ -137,7 +137,11 @@ fn a_flipped_record_is_a_typed_error_and_check_names_its_position() {
                 // sled checks its own log on opening and cuts it at the first damaged
                 // entry: the appends from there on are gone without an error
                 // (docs/journal-storage.md, Damage). redb must report the record.
-                assert_eq!(backend, Backend::Sled, "redb read {n} events without an error");
+                assert_eq!(
+                    backend,
+                    Backend::Sled,
+                    "redb read {n} events without an error"
+                );
                 assert!(n < 7, "sled: {n}");
                 continue;
             }
@@ -151,10 +155,10 @@ fn a_flipped_record_is_a_typed_error_and_check_names_its_position() {
             "{backend}: {report:?}"
         );
         assert!(
-            report
-                .damaged
-                .iter()
-                .any(|d| d.stream.as_ref().is_some_and(|s| s.as_str() == "mailbox/m1")),
+            report.damaged.iter().any(|d| d
+                .stream
+                .as_ref()
+                .is_some_and(|s| s.as_str() == "mailbox/m1")),
             "{backend}: {report:?}"
         );
     }
@@ -278,7 +282,8 @@ fn a_full_disk_fails_the_append_then_the_journal_takes_appends_again() {
     let filler = disk.dir.path().join("filler");
     let j = open(&dir, &JournalOptions::default()).unwrap();
     let s = stream("mailbox/m1");
-    j.append(&s, ExpectedSeq::NoStream, events("a", 10)).unwrap();
+    j.append(&s, ExpectedSeq::NoStream, events("a", 10))
+        .unwrap();
     // Fill the disk.
     {
         use std::io::Write;
@@ -297,7 +302,11 @@ fn a_full_disk_fails_the_append_then_the_journal_takes_appends_again() {
     let mut failures = 0;
     let mut head = j.stream_head(&s).unwrap();
     for _ in 0..5 {
-        match j.append(&s, ExpectedSeq::Exactly(head), big.iter().take(40).cloned().collect()) {
+        match j.append(
+            &s,
+            ExpectedSeq::Exactly(head),
+            big.iter().take(40).cloned().collect(),
+        ) {
             Ok(a) => head = a.last_seq,
             Err(e) => {
                 failures += 1;
