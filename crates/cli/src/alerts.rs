@@ -39,9 +39,13 @@ pub fn run(ctx: &mut Ctx, mailbox: Option<String>, level: Option<Level>) -> Resu
     let level = level.map(AlertLevel::from);
     let (done, alerts, health) = ctx.projection(|projection, journal| {
         let health = crate::mailbox::journal_health(journal.commit_stats());
-        let done = projection
-            .catch_up(journal)
-            .context("catching the projection up with the journal")?;
+        let done = projection.catch_up(journal).with_context(|| {
+            // A full disk fails the projection too: say that the journal is the cause.
+            match crate::mailbox::journal_line(&health) {
+                Some(line) => format!("catching the projection up with the journal ({line})"),
+                None => "catching the projection up with the journal".to_string(),
+            }
+        })?;
         Ok((done, projection.alerts(mailbox.as_ref(), level)?, health))
     })?;
     if ctx.json {

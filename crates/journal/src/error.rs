@@ -111,7 +111,8 @@ pub enum OpenError {
     /// The storage engine reports that its files are damaged.
     #[error(
         "the {backend} storage in {path} is corrupt: {detail}. Keep a copy of the data directory \
-         for analysis and restore it from your last backup{}",
+         for analysis and restore it from your last backup (docs/journal-storage.md, Damage: \
+         `ledgersync journal check` lists the damage when the file still opens){}",
         if *.backend == Backend::Sled {
             " (sled 0.34 has known, unfixed reports of this after abrupt stops; see \
              docs/decisions/0001-redb-default-journal-sled-supported.md)"
