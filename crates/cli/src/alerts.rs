@@ -37,20 +37,30 @@ impl From<Level> for AlertLevel {
 pub fn run(ctx: &mut Ctx, mailbox: Option<String>, level: Option<Level>) -> Result<ExitCode> {
     let mailbox = mailbox.map(MailboxId::new);
     let level = level.map(AlertLevel::from);
-    let (done, alerts) = ctx.projection(|projection, journal| {
-        let done = projection
-            .catch_up(journal)
-            .context("catching the projection up with the journal")?;
-        Ok((done, projection.alerts(mailbox.as_ref(), level)?))
+    let (done, alerts, health) = ctx.projection(|projection, journal| {
+        let health = crate::mailbox::journal_health(journal.commit_stats());
+        let done = projection.catch_up(journal).with_context(|| {
+            // A full disk fails the projection too: say that the journal is the cause.
+            match crate::mailbox::journal_line(&health) {
+                Some(line) => format!("catching the projection up with the journal ({line})"),
+                None => "catching the projection up with the journal".to_string(),
+            }
+        })?;
+        Ok((done, projection.alerts(mailbox.as_ref(), level)?, health))
     })?;
     if ctx.json {
         let out = json!({
+            "journal": health,
             "checkpoint": done.checkpoint,
             "folded": done.events,
             "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
         });
         writeln!(ctx.out, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
+        // A journal that cannot write cannot record an alert about it: it is shown here.
+        if let Some(line) = crate::mailbox::journal_line(&health) {
+            writeln!(ctx.out, "{line}")?;
+        }
         write!(ctx.out, "{}", render(done.checkpoint, &alerts))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -2,11 +2,12 @@
 
 use crate::ctx::Ctx;
 use crate::render;
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledgersync_domain::{MailboxId, OrgSettings, StreamId};
 use ledgersync_engine::log::{Stored, scan};
 use ledgersync_journal::Journal;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn progress(ctx: &Ctx, journal: &dyn Journal, what: &str) -> Result<ProgressBar> {
@@ -150,5 +151,211 @@ pub fn events(
             result?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `journal check`: exit 0 intact, 1 damaged (every damaged place printed), 2 unopenable.
+pub fn journal_check(data: Option<std::path::PathBuf>, json: bool) -> Result<ExitCode> {
+    let data = data.context(
+        "no data directory: pass --data DIR (or set LEDGERSYNC_DATA, or `data.dir` in the \
+         configuration)",
+    )?;
+    let dir = crate::ctx::journal_dir(&data);
+    let report = ledgersync_journal::check(&dir)
+        .with_context(|| format!("checking the journal in {}", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let damaged: Vec<serde_json::Value> = report
+            .damaged
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "position": d.position,
+                    "stream": d.stream.as_ref().map(|s| s.as_str().to_string()),
+                    "detail": d.detail,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "dir": report.dir.display().to_string(),
+            "backend": report.backend.to_string(),
+            "intact": report.is_clean(),
+            "last_position": report.last_position,
+            "last_good_position": report.last_good_position(),
+            "records_ok": report.records_ok,
+            "streams_ok": report.streams_ok,
+            "storage": match &report.storage { Ok(s) | Err(s) => s.clone() },
+            "storage_ok": report.storage.is_ok(),
+            "damaged": damaged,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "journal {} ({}): positions 1..{}",
+            report.dir.display(),
+            report.backend,
+            report.last_position
+        )?;
+        match &report.storage {
+            Ok(s) => writeln!(out, "storage: ok ({s})")?,
+            Err(s) => writeln!(out, "storage: DAMAGED: {s}")?,
+        }
+        writeln!(
+            out,
+            "records verified: {}; streams verified: {}",
+            report.records_ok, report.streams_ok
+        )?;
+        for d in &report.damaged {
+            match (&d.position, &d.stream) {
+                (Some(p), _) => writeln!(out, "damaged: position {p}: {}", d.detail)?,
+                (None, Some(s)) => writeln!(out, "damaged: stream {s}: {}", d.detail)?,
+                (None, None) => writeln!(out, "damaged: {}", d.detail)?,
+            }
+        }
+        if report.is_clean() {
+            writeln!(out, "intact")?;
+        } else {
+            writeln!(
+                out,
+                "DAMAGED: every record up to position {} is intact. Stop ledgersync, keep a copy \
+                 of the data directory, and restore your last backup, or rebuild from the intact \
+                 records as docs/journal-storage.md (Damage and recovery) describes",
+                report.last_good_position()
+            )?;
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `journal recover --to NEW_DIR [--upto POS]`: copies the intact prefix of the journal.
+pub fn journal_recover(
+    data: Option<std::path::PathBuf>,
+    to: &std::path::Path,
+    upto: Option<u64>,
+) -> Result<ExitCode> {
+    use ledgersync_domain::{Event, NewEvent};
+    use ledgersync_journal::{ExpectedSeq, JournalOptions, ReadError};
+    let data = data.context("no data directory: pass --data DIR (the damaged one)")?;
+    if to.exists()
+        && to
+            .read_dir()
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} is not empty: pass a new directory to --to (the recovered journal is written \
+             there, the damaged one is only read)",
+            to.display()
+        );
+    }
+    let source = crate::ctx::open_for_reading(&data)?;
+    let last = source.last_position().unwrap_or(0);
+    let upto = upto.map_or(last, |u| u.min(last));
+    let dir = crate::ctx::journal_dir(to);
+    let target = ledgersync_journal::open(&dir, &JournalOptions::with_backend(source.backend()))
+        .with_context(|| format!("creating the journal in {}", dir.display()))?;
+    let mut next = 1u64;
+    let mut stopped: Option<String> = None;
+    while next <= upto && stopped.is_none() {
+        let want = usize::try_from((upto - next + 1).min(1024)).unwrap_or(1024);
+        let envelopes = match source.read_all(next, want) {
+            Ok(envelopes) => envelopes,
+            Err(e) => {
+                // Keep the intact records before the damaged one, then stop.
+                let bad = match &e {
+                    ReadError::Corrupt { position, .. } | ReadError::Decode { position, .. } => {
+                        *position
+                    }
+                    _ => next,
+                };
+                stopped = Some(e.to_string());
+                if bad > next {
+                    source
+                        .read_all(next, usize::try_from(bad - next).unwrap_or(0))
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        if envelopes.is_empty() {
+            break;
+        }
+        let mut tickets = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            if envelope.position != next {
+                stopped = Some(format!("position {next} is missing"));
+                break;
+            }
+            let event = match Event::decode(
+                envelope.event_type,
+                envelope.schema_version,
+                &envelope.payload,
+            ) {
+                Ok(event) => event,
+                Err(e) => {
+                    stopped = Some(format!("position {next} cannot be decoded: {e}"));
+                    break;
+                }
+            };
+            let expected = match envelope.seq {
+                1 => ExpectedSeq::NoStream,
+                seq => ExpectedSeq::Exactly(seq - 1),
+            };
+            let new = NewEvent {
+                event_id: envelope.event_id,
+                recorded_at: envelope.recorded_at,
+                occurred_at: envelope.occurred_at,
+                event_type: envelope.event_type,
+                schema_version: envelope.schema_version,
+                causation: envelope.causation,
+                correlation: envelope.correlation,
+                rule: envelope.rule,
+                payload: envelope.payload,
+                items: event.item_keys(),
+            };
+            tickets.push((
+                envelope.position,
+                target.submit(&envelope.stream, expected, vec![new]),
+            ));
+            next += 1;
+        }
+        for (position, ticket) in tickets {
+            let appended = ticket
+                .wait()
+                .with_context(|| format!("copying position {position} into {}", dir.display()))?;
+            if appended.first_position != position {
+                bail!(
+                    "position {position} was copied to position {} in {}: stopped",
+                    appended.first_position,
+                    dir.display()
+                );
+            }
+        }
+    }
+    let copied = next - 1;
+    println!(
+        "recovered positions 1..{copied} of {last} into {}",
+        to.display()
+    );
+    if let Some(why) = stopped {
+        println!("stopped at position {}: {why}", copied + 1);
+    }
+    if copied < last {
+        println!(
+            "{} positions after {copied} are not in the new journal: their changes are observed \
+             again from the connectors, CRM changes after it must be applied again",
+            last - copied
+        );
+    }
+    println!(
+        "next: ledgersync journal check --data {0}; then use --data {0}",
+        to.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

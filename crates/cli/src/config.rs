@@ -222,6 +222,7 @@ impl Config {
             };
         }
         if let Some(level) = file.log.level {
+            check_log_level(&level).map_err(|e| anyhow!("{file_name}: {e}"))?;
             tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
                 anyhow!(
                     "{file_name}: key `log.level` cannot be `{level}` ({e}); allowed values: \
@@ -306,7 +307,131 @@ impl Config {
                 timezone: m.timezone,
             });
         }
+        check_collections(&c.mailboxes, &file_name.to_string())?;
         Ok(c)
+    }
+}
+
+/// The levels `log.level` takes, alone or after `target=`.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Refuses a `log.level` that `EnvFilter` would take as something else than meant: a bare word
+/// that is not a level (`verbose`) parses as a target name, which logs nothing of ledgersync.
+fn check_log_level(level: &str) -> Result<()> {
+    let allowed = "allowed values: off, error, warn, info, debug, trace, or comma-separated \
+                   directives `target=level` such as `info,ledgersync_runtime=debug`";
+    if level.trim().is_empty() {
+        return Err(anyhow!("key `log.level` is empty; {allowed}"));
+    }
+    for directive in level.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        let bare = !directive.contains('=') && !directive.contains('[');
+        if bare && !LOG_LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(anyhow!(
+                "key `log.level` cannot be `{level}`: `{directive}` is not a level (to name a \
+                 target, write `{directive}=debug`); {allowed}"
+            ));
+        }
+        if let Some((_, lvl)) = directive.rsplit_once('=')
+            && !LOG_LEVELS.contains(&lvl.trim().to_ascii_lowercase().as_str())
+        {
+            return Err(anyhow!(
+                "key `log.level` cannot be `{level}`: `{}` in `{directive}` is not a level; \
+                 {allowed}",
+                lvl.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The path a collection is compared under: absolute, `.` and `..` resolved, symlinks resolved
+/// when it exists.
+fn normalised(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Refuses collections two mailboxes share, and collections that are not directories (a
+/// file, a socket, a device) or live under `/dev`, `/proc` or `/sys`.
+fn check_collections(mailboxes: &[MailboxConfig], file_name: &str) -> Result<()> {
+    let mut owners: std::collections::BTreeMap<PathBuf, (usize, String, &str)> =
+        std::collections::BTreeMap::new();
+    for (i, m) in mailboxes.iter().enumerate() {
+        let at = format!("{file_name}: [[mailbox]] #{} (`{}`)", i + 1, m.id);
+        for (key, path) in [
+            ("calendar", &m.calendar),
+            ("address_book", &m.address_book),
+            ("maildirs", &m.maildirs),
+        ] {
+            let Some(path) = path else { continue };
+            let real = normalised(path);
+            if ["/dev", "/proc", "/sys"]
+                .iter()
+                .any(|special| real.starts_with(special))
+            {
+                return Err(anyhow!(
+                    "{at}: key `{key}` is `{}`, a system path ({}): give the directory of a \
+                     vdir collection (one file per item)",
+                    path.display(),
+                    real.display()
+                ));
+            }
+            if let Ok(meta) = std::fs::metadata(&real)
+                && !meta.is_dir()
+            {
+                let what = file_kind(&meta);
+                return Err(anyhow!(
+                    "{at}: key `{key}` is `{}`, which is {what}, not a directory: give the \
+                     directory of the collection (one file per item)",
+                    path.display()
+                ));
+            }
+            if key == "maildirs" {
+                continue;
+            }
+            if let Some((j, other_id, other_key)) = owners.get(&real) {
+                return Err(anyhow!(
+                    "{at}: key `{key}` is `{}`, the same collection as `{other_key}` of \
+                     [[mailbox]] #{} (`{other_id}`) ({}); two mailboxes syncing one collection \
+                     would act on each other's items: give each mailbox its own collection",
+                    path.display(),
+                    j + 1,
+                    real.display()
+                ));
+            }
+            owners.insert(real, (i, m.id.clone(), key));
+        }
+    }
+    Ok(())
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_socket() {
+        "a socket"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "a file"
     }
 }
 
@@ -375,5 +500,69 @@ mod tests {
             e.contains("journal.backend") && e.contains("redb, sled"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn log_level_takes_levels_and_directives_only() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,ledgersync_runtime=debug",
+            "off",
+            "a::b=trace",
+        ] {
+            let level = format!("[log]\nlevel = \"{ok}\"\n");
+            Config::parse(&level, Path::new("c.toml")).unwrap();
+        }
+        for bad in ["verbose", "info,chatty", "ledgersync=loud", ""] {
+            let level = format!("[log]\nlevel = \"{bad}\"\n");
+            let e = Config::parse(&level, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("c.toml") && e.contains("log.level") && e.contains("trace"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_mailboxes_on_one_collection_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cal = tmp.path().join("cal");
+        std::fs::create_dir(&cal).unwrap();
+        let text = format!(
+            "[[mailbox]]\nid = \"ana\"\ncalendar = \"{0}\"\n\
+             [[mailbox]]\nid = \"bo\"\ncalendar = \"{0}/./\"\n",
+            cal.display()
+        );
+        let e = Config::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("#2 (`bo`)") && e.contains("#1 (`ana`)") && e.contains("calendar"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_collection_that_is_a_file_or_a_system_path_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("cal.ics");
+        std::fs::write(&file, "BEGIN:VCALENDAR").unwrap();
+        for (path, what) in [
+            (file.display().to_string(), "a file"),
+            ("/dev/null".to_string(), "system path"),
+            ("/proc/self".to_string(), "system path"),
+        ] {
+            let text = format!("[[mailbox]]\nid = \"ana\"\naddress_book = \"{path}\"\n");
+            let e = Config::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("#1 (`ana`)") && e.contains("address_book") && e.contains(what),
+                "{path}: {e}"
+            );
+        }
     }
 }

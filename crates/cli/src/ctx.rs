@@ -76,7 +76,7 @@ impl<'a> Ctx<'a> {
         if let Some(live) = self.live {
             return Ok(live.service.journal().clone());
         }
-        open_existing(&self.data_dir()?)
+        open_for_reading(&self.data_dir()?)
     }
 
     /// Where changes are recorded: the local engine (created with the journal when `create`
@@ -118,13 +118,23 @@ impl<'a> Ctx<'a> {
             return f(&mut projection, journal.as_ref());
         }
         let data = self.data_dir()?;
-        let mut projection = Projection::open_in(&data).with_context(|| {
-            format!(
-                "opening the projection {}",
-                data.join(ledgersync_engine::projection::FILE_NAME)
-                    .display()
-            )
-        })?;
+        let file = data.join(ledgersync_engine::projection::FILE_NAME);
+        let mut projection = match Projection::open_in(&data) {
+            Ok(projection) => projection,
+            // A read-only data directory (a backup, a read-only mount): the projection cannot
+            // be cached there, so it is folded in memory from the journal for this command.
+            Err(_) if read_only(&data) => {
+                tracing::info!(
+                    data = %data.display(),
+                    "read-only data directory: the projection is folded in memory and not cached"
+                );
+                Projection::in_memory().context("folding the projection in memory")?
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("opening the projection {}", file.display()));
+            }
+        };
         f(&mut projection, journal.as_ref())
     }
 }
@@ -172,6 +182,41 @@ impl Recorder<'_> {
             }
         }
     }
+}
+
+/// Whether `data` cannot be written (permissions or a read-only mount).
+fn read_only(data: &Path) -> bool {
+    let probe = data.join(format!(".ledgersync-write-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Opens the journal of an existing data directory for a command that only reads it: read-only
+/// and without the lock (redb; a backup or a read-only copy works), else as
+/// [`open_existing`] does (sled, or a redb file that needs the repair only a writer does).
+pub fn open_for_reading(data: &Path) -> Result<Arc<dyn Journal>> {
+    let dir = journal_dir(data);
+    if let Ok(backend) = ledgersync_journal::detect_backend(&dir)
+        && backend == ledgersync_journal::Backend::Redb
+    {
+        let opened =
+            ledgersync_journal::open_read_only(&dir, &JournalOptions::with_backend(backend));
+        match opened {
+            Ok(journal) => return Ok(journal),
+            Err(e) if read_only(&dir) => {
+                return Err(anyhow::Error::new(e)).with_context(|| {
+                    format!("opening the journal in {} read-only", dir.display())
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    open_existing(data)
 }
 
 /// Opens the journal of an existing data directory, with the backend it was created with.

@@ -47,12 +47,20 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
     match action {
         Action::List => {
             let engine = recorder.engine()?;
+            let journal = journal_health(engine.journal().commit_stats());
             let all: Vec<Value> = engine
                 .org()
                 .mailboxes
                 .keys()
-                .map(|m| mailbox_json(engine, m, false))
+                .map(|m| {
+                    let mut v = mailbox_json(engine, m, false);
+                    v["journal"] = journal.clone();
+                    v
+                })
                 .collect();
+            if !json && let Some(line) = journal_line(&journal) {
+                writeln!(out, "{line}")?;
+            }
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
             } else if all.is_empty() {
@@ -405,6 +413,35 @@ fn intent_kind(k: IntentKind) -> &'static str {
         IntentKind::Update => "update",
         IntentKind::Delete => "delete",
         IntentKind::Cancel => "cancel",
+    }
+}
+
+/// The write health of the journal every mailbox records into (the service's own when live):
+/// a full disk or an I/O error fails every mailbox's writes until space is back.
+pub fn journal_health(stats: ledgersync_journal::CommitStats) -> Value {
+    json!({
+        "writing": stats.failing_commits == 0,
+        "failing_commits": stats.failing_commits,
+        "failed_commits": stats.failed_commits,
+    })
+}
+
+/// The line `mailbox list` and `alerts` print when the journal's writes fail or failed.
+pub fn journal_line(health: &Value) -> Option<String> {
+    let failing = health["failing_commits"].as_u64().unwrap_or(0);
+    let failed = health["failed_commits"].as_u64().unwrap_or(0);
+    if failing > 0 {
+        Some(format!(
+            "ERROR journal: the last {failing} writes failed (a full disk or an I/O error; see \
+             the service log): nothing is recorded until they succeed again, which the journal \
+             retries with every write once space is back (docs/journal-storage.md, Full disk)"
+        ))
+    } else if failed > 0 {
+        Some(format!(
+            "journal: {failed} writes failed since the service started; it writes again"
+        ))
+    } else {
+        None
     }
 }
 

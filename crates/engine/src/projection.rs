@@ -77,6 +77,9 @@ pub struct Projection {
     page: usize,
     /// The per-mailbox fold state at the checkpoint; loaded from the file on first use.
     states: Option<BTreeMap<MailboxId, MailboxState>>,
+    /// Set by a write that failed with an I/O error (a full disk): redb refuses every later
+    /// transaction of that `Database` (`PreviousIo`), so the next catch-up reopens the file.
+    reopen: bool,
 }
 
 impl std::fmt::Debug for Projection {
@@ -105,6 +108,30 @@ impl Projection {
             retention: DEFAULT_RETENTION,
             page: DEFAULT_PAGE,
             states: None,
+            reopen: false,
+        })
+    }
+
+    /// A projection held in memory only, for a data directory that cannot be written (a
+    /// backup, a read-only mount): folded from the journal by `catch_up`, gone when dropped.
+    pub fn in_memory() -> Result<Self, ProjectionError> {
+        let path = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| ProjectionError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let txn = db.begin_write()?;
+        fold::create_tables(&txn, false)?;
+        txn.commit()?;
+        Ok(Self {
+            db,
+            path,
+            retention: DEFAULT_RETENTION,
+            page: DEFAULT_PAGE,
+            states: None,
+            reopen: false,
         })
     }
 
@@ -143,12 +170,44 @@ impl Projection {
         self.catch_up_to(journal, last)
     }
 
-    /// Folds the events after the checkpoint up to position `until` (inclusive).
+    /// Folds the events after the checkpoint up to position `until` (inclusive). After an I/O
+    /// error (a full disk) the file is reopened by the next call, which then folds from the
+    /// last committed checkpoint: the projection recovers once space is back, without a restart.
     pub fn catch_up_to(
         &mut self,
         journal: &dyn Journal,
         until: u64,
     ) -> Result<CatchUp, ProjectionError> {
+        if self.reopen {
+            self.reopen_file()?;
+        }
+        let result = self.fold_to(journal, until);
+        if let Err(ProjectionError::Store(redb::Error::Io(_) | redb::Error::PreviousIo)) = &result {
+            self.reopen = true;
+            self.states = None;
+        }
+        result
+    }
+
+    /// Drops the database handle and opens the file again (redb allows one handle per file).
+    fn reopen_file(&mut self) -> Result<(), ProjectionError> {
+        let placeholder = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| ProjectionError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        drop(std::mem::replace(&mut self.db, placeholder));
+        self.db = Database::create(&self.path).map_err(|source| ProjectionError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.reopen = false;
+        tracing::info!(path = %self.path.display(), "projection reopened after a failed write");
+        Ok(())
+    }
+
+    fn fold_to(&mut self, journal: &dyn Journal, until: u64) -> Result<CatchUp, ProjectionError> {
         let mut done = CatchUp {
             events: 0,
             pages: 0,

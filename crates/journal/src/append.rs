@@ -72,6 +72,9 @@ pub struct CommitStats {
     pub conflicts: u64,
     /// Commits that failed (every append of such a batch got the error).
     pub failed_commits: u64,
+    /// Commits that failed since the last one that succeeded: above 0, the journal cannot
+    /// write right now (a full disk, an I/O error); every next batch tries again.
+    pub failing_commits: u64,
 }
 
 impl CommitStats {

@@ -111,7 +111,8 @@ pub enum OpenError {
     /// The storage engine reports that its files are damaged.
     #[error(
         "the {backend} storage in {path} is corrupt: {detail}. Keep a copy of the data directory \
-         for analysis and restore it from your last backup{}",
+         for analysis and restore it from your last backup (docs/journal-storage.md, Damage: \
+         `ledgersync journal check` lists the damage when the file still opens){}",
         if *.backend == Backend::Sled {
             " (sled 0.34 has known, unfixed reports of this after abrupt stops; see \
              docs/decisions/0001-redb-default-journal-sled-supported.md)"
@@ -209,6 +210,15 @@ pub enum AppendError {
         /// The data directory.
         dir: PathBuf,
     },
+    /// The journal was opened read-only (`open_read_only`): it takes no appends.
+    #[error(
+        "the journal in {dir} is open read-only (a command that only reads, or a read-only data \
+         directory): it takes no appends"
+    )]
+    ReadOnly {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 /// Why a read failed.
@@ -246,8 +256,9 @@ pub enum ReadError {
     /// An index entry (stream head, stream index, meta) is malformed.
     #[error(
         "an index entry in {path} is malformed: {detail}. The journal cannot be trusted: stop \
-         ledgersync, keep a copy of the data directory for analysis and restore it from your \
-         last backup"
+         ledgersync, keep a copy of the data directory, run `ledgersync journal check` to see \
+         what is damaged, and restore your last backup or recover the intact records with \
+         `ledgersync journal recover --to NEW_DIR`"
     )]
     CorruptIndex {
         /// The database file (redb) or directory (sled).
@@ -281,6 +292,20 @@ pub enum ReadError {
         position: u64,
         /// The last position of the journal.
         last_position: u64,
+    },
+    /// The storage engine itself failed on damaged data (it panicked on a corrupt page; the
+    /// panic was caught at the journal boundary).
+    #[error(
+        "the journal storage {path} is damaged: the storage engine failed while reading it \
+         ({detail}). Stop ledgersync, keep a copy of the data directory, run `ledgersync journal \
+         check` to see what is damaged, then recover the good records with `ledgersync journal \
+         recover --to NEW_DIR` (which copies the records before the damage) or restore your last backup (docs/journal-storage.md, Damage)"
+    )]
+    Damaged {
+        /// The database file (redb) or directory (sled).
+        path: PathBuf,
+        /// What the storage engine said.
+        detail: String,
     },
     /// The storage engine failed to read.
     #[error(

@@ -60,6 +60,7 @@ struct Counters {
     events: AtomicU64,
     conflicts: AtomicU64,
     failed_commits: AtomicU64,
+    failing_commits: AtomicU64,
 }
 
 struct Shared {
@@ -161,6 +162,7 @@ impl GroupCommit {
             events: c.events.load(Ordering::Relaxed),
             conflicts: c.conflicts.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            failing_commits: c.failing_commits.load(Ordering::Relaxed),
         }
     }
 
@@ -358,6 +360,7 @@ impl Writer {
                 self.heads.extend(batch_heads);
                 self.last_position = next_position - 1;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters.failing_commits.store(0, Ordering::Relaxed);
                 counters.appends.fetch_add(accepted, Ordering::Relaxed);
                 counters.events.fetch_add(event_count, Ordering::Relaxed);
                 tracing::debug!(
@@ -373,6 +376,7 @@ impl Writer {
             }
             Err(source) => {
                 counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                counters.failing_commits.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     dir = %self.shared.dir.display(),
                     events = event_count,
@@ -535,6 +539,9 @@ mod tests {
         }
         fn get_snapshot(&self, _: &StreamId) -> Result<Option<Vec<u8>>, ReadError> {
             unreachable!("snapshots do not go through the group commit")
+        }
+        fn verify_storage(&self) -> Result<String, String> {
+            Ok("in memory".into())
         }
     }
 

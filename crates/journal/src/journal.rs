@@ -4,6 +4,7 @@ use crate::append::{Appended, CommitStats, ExpectedSeq, Snapshot};
 use crate::data_dir::{self, DirLock};
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::group_commit::GroupCommit;
+use crate::guard::{self, Guarded};
 use crate::options::{Backend, JournalOptions};
 use crate::record::{decode_event, decode_snapshot, frame_snapshot};
 use crate::redb_store::RedbStore;
@@ -87,6 +88,12 @@ pub trait Journal: Send + Sync {
 
     /// Group-commit counters since the journal was opened.
     fn commit_stats(&self) -> CommitStats;
+
+    /// The storage engine's own integrity check (redb `check_integrity`, sled a checksum walk
+    /// of every tree): what was checked, or the damage. Used by [`check`].
+    fn verify_storage(&self) -> Result<String, String> {
+        Ok("not checked".into())
+    }
 }
 
 /// Opens the journal in `dir`, creating the directory and the journal if needed.
@@ -98,10 +105,7 @@ pub fn open(dir: &Path, opts: &JournalOptions) -> Result<Arc<dyn Journal>, OpenE
     let started = Instant::now();
     let shown = data_dir::display_dir(dir);
     let lock = data_dir::prepare(dir, opts.backend).map_err(|e| with_dir(e, &shown))?;
-    let store: Arc<dyn Store> = match opts.backend {
-        Backend::Redb => Arc::new(RedbStore::open(dir, opts)?),
-        Backend::Sled => Arc::new(SledStore::open(dir, opts)?),
-    };
+    let store = open_store(dir, opts, false)?;
     let last_position = store.last_position().map_err(|e| OpenError::Storage {
         backend: opts.backend,
         path: store.path().to_owned(),
@@ -126,12 +130,73 @@ pub fn open(dir: &Path, opts: &JournalOptions) -> Result<Arc<dyn Journal>, OpenE
         "journal opened"
     );
     Ok(Arc::new(StoreJournal {
-        commit,
+        commit: Some(commit),
         store,
         backend: opts.backend,
         dir: dir.to_owned(),
         shown,
-        _lock: lock,
+        _lock: Some(lock),
+    }))
+}
+
+/// Opens the storage engine under [`guard::catch`]: a panic on a damaged file becomes
+/// [`OpenError::Corrupt`] naming it. The store returned is [`Guarded`] likewise.
+fn open_store(
+    dir: &Path,
+    opts: &JournalOptions,
+    read_only: bool,
+) -> Result<Arc<dyn Store>, OpenError> {
+    let opened = guard::catch(|| -> Result<Arc<dyn Store>, OpenError> {
+        let store: Arc<dyn Store> = match (opts.backend, read_only) {
+            (Backend::Redb, false) => Arc::new(RedbStore::open(dir, opts)?),
+            (Backend::Redb, true) => Arc::new(RedbStore::open_read_only(dir, opts)?),
+            (Backend::Sled, false) => Arc::new(SledStore::open(dir, opts)?),
+            (Backend::Sled, true) => {
+                return Err(OpenError::Io {
+                    action: "open read-only (sled cannot open its files without writing; \
+                             copy the data directory somewhere writable)",
+                    path: dir.join("sled"),
+                    source: std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem),
+                });
+            }
+        };
+        Ok(Arc::new(Guarded(store)))
+    });
+    opened.unwrap_or_else(|detail| {
+        Err(OpenError::Corrupt {
+            backend: opts.backend,
+            path: dir.join(match opts.backend {
+                Backend::Redb => "journal.redb",
+                Backend::Sled => "sled",
+            }),
+            detail,
+        })
+    })
+}
+
+/// Opens the journal in `dir` for reading only: no lock is taken, nothing is written (not
+/// even the format marker), so that a backup, a `chmod -R a-w` copy or a read-only mount can
+/// be read while nothing else writes it. Appends and snapshot saves are refused
+/// ([`AppendError::ReadOnly`]). redb only: sled cannot open its files without writing. A
+/// redb file that was not closed cleanly needs repair, which only [`open`] does.
+pub fn open_read_only(dir: &Path, opts: &JournalOptions) -> Result<Arc<dyn Journal>, OpenError> {
+    let shown = data_dir::display_dir(dir);
+    let backend = detect_backend(dir)?;
+    if backend != opts.backend {
+        return Err(OpenError::BackendMismatch {
+            dir: shown,
+            found: backend,
+            requested: opts.backend,
+        });
+    }
+    let store = open_store(dir, opts, true)?;
+    Ok(Arc::new(StoreJournal {
+        commit: None,
+        store,
+        backend: opts.backend,
+        dir: dir.to_owned(),
+        shown,
+        _lock: None,
     }))
 }
 
@@ -177,12 +242,13 @@ fn with_dir(e: OpenError, shown: &Path) -> OpenError {
 /// A journal over one store. Fields drop in order: the group commit first (its `Drop` finishes
 /// the queue and joins the writer), then the store, then the lock.
 struct StoreJournal {
-    commit: GroupCommit,
+    /// `None` when opened read-only.
+    commit: Option<GroupCommit>,
     store: Arc<dyn Store>,
     backend: Backend,
     dir: PathBuf,
     shown: PathBuf,
-    _lock: DirLock,
+    _lock: Option<DirLock>,
 }
 
 impl Journal for StoreJournal {
@@ -192,7 +258,12 @@ impl Journal for StoreJournal {
         expected: ExpectedSeq,
         events: Vec<NewEvent>,
     ) -> AppendTicket {
-        self.commit.submit(stream, expected, events)
+        match &self.commit {
+            Some(commit) => commit.submit(stream, expected, events),
+            None => AppendTicket::ready(Err(AppendError::ReadOnly {
+                dir: self.shown.clone(),
+            })),
+        }
     }
 
     fn stream_head(&self, stream: &StreamId) -> Result<u64, ReadError> {
@@ -283,6 +354,11 @@ impl Journal for StoreJournal {
     }
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), AppendError> {
+        if self.commit.is_none() {
+            return Err(AppendError::ReadOnly {
+                dir: self.shown.clone(),
+            });
+        }
         let head = self.store.head(stream).map_err(|e| AppendError::Read {
             stream: stream.clone(),
             source: Arc::new(e),
@@ -322,7 +398,184 @@ impl Journal for StoreJournal {
         &self.dir
     }
 
+    fn verify_storage(&self) -> Result<String, String> {
+        self.store.verify_storage()
+    }
+
     fn commit_stats(&self) -> CommitStats {
-        self.commit.stats()
+        self.commit
+            .as_ref()
+            .map(GroupCommit::stats)
+            .unwrap_or_default()
+    }
+}
+
+/// One damaged place found by [`check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The position of the damaged record, when the damage is a record.
+    pub position: Option<u64>,
+    /// The stream whose events cannot be read, when the damage is found through a stream.
+    pub stream: Option<StreamId>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What [`check`] found.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The storage engine.
+    pub backend: Backend,
+    /// The last position the storage engine reports.
+    pub last_position: u64,
+    /// Records read and verified (checksum, layout, position).
+    pub records_ok: u64,
+    /// Streams read from seq 1 to their head.
+    pub streams_ok: usize,
+    /// The storage engine's own check: what was checked, or the damage.
+    pub storage: Result<String, String>,
+    /// Every damaged place, records in position order, then streams.
+    pub damaged: Vec<Damage>,
+}
+
+impl CheckReport {
+    /// Whether nothing is damaged.
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty() && self.storage.is_ok()
+    }
+
+    /// The last position before the first damaged record: every record up to it was verified.
+    pub fn last_good_position(&self) -> u64 {
+        self.damaged
+            .iter()
+            .filter_map(|d| d.position)
+            .min()
+            .map_or(self.last_position, |p| p.saturating_sub(1))
+    }
+}
+
+/// Checks the journal in `dir` (which must not be open elsewhere: the lock is taken): the
+/// storage engine's integrity check, then every record's CRC32, layout and position, then
+/// every stream from seq 1 to its head through the stream index. Damage is reported, not
+/// returned as an error; an error is a journal that cannot be opened at all.
+pub fn check(dir: &Path) -> Result<CheckReport, OpenError> {
+    let backend = detect_backend(dir)?;
+    let journal = open(dir, &JournalOptions::with_backend(backend))?;
+    Ok(check_open(journal.as_ref()))
+}
+
+fn check_open(journal: &dyn Journal) -> CheckReport {
+    let mut damaged = Vec::new();
+    let last_position = match journal.last_position() {
+        Ok(p) => p,
+        Err(e) => {
+            damaged.push(Damage {
+                position: None,
+                stream: None,
+                detail: e.to_string(),
+            });
+            0
+        }
+    };
+    let mut records_ok = 0u64;
+    let mut next = 1u64;
+    while next <= last_position {
+        let mut seen = 0usize;
+        let chunk = 1024usize;
+        // One record at a time after a failure, so that one bad record does not hide the next.
+        match journal.read_all(next, chunk) {
+            Ok(events) => {
+                for e in &events {
+                    if e.position != next {
+                        for missing in next..e.position {
+                            damaged.push(Damage {
+                                position: Some(missing),
+                                stream: None,
+                                detail: "the record is missing".into(),
+                            });
+                        }
+                    }
+                    records_ok += 1;
+                    next = e.position + 1;
+                    seen += 1;
+                }
+                if seen == 0 {
+                    break;
+                }
+            }
+            Err(e) => {
+                let position = match &e {
+                    ReadError::Corrupt { position, .. } | ReadError::Decode { position, .. } => {
+                        *position
+                    }
+                    _ => next,
+                };
+                // Read the good records before the damaged one, then skip it.
+                if position > next
+                    && let Ok(events) = journal.read_all(next, (position - next) as usize)
+                {
+                    records_ok += events.len() as u64;
+                }
+                damaged.push(Damage {
+                    position: Some(position),
+                    stream: None,
+                    detail: e.to_string(),
+                });
+                if !matches!(e, ReadError::Corrupt { .. } | ReadError::Decode { .. }) {
+                    break;
+                }
+                next = position + 1;
+            }
+        }
+    }
+    let mut streams_ok = 0usize;
+    match journal.streams() {
+        Ok(streams) => {
+            for (stream, head) in streams {
+                let mut from = 1u64;
+                let mut failed = None;
+                while from <= head {
+                    match journal.read_stream(&stream, from, 4096) {
+                        Ok(events) if events.is_empty() => {
+                            failed = Some(format!(
+                                "the stream index ends at seq {} but the head is {head}",
+                                from - 1
+                            ));
+                            break;
+                        }
+                        Ok(events) => from += events.len() as u64,
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    None => streams_ok += 1,
+                    Some(detail) => damaged.push(Damage {
+                        position: None,
+                        stream: Some(stream),
+                        detail,
+                    }),
+                }
+            }
+        }
+        Err(e) => damaged.push(Damage {
+            position: None,
+            stream: None,
+            detail: format!("the list of streams cannot be read: {e}"),
+        }),
+    }
+    let storage = journal.verify_storage();
+    CheckReport {
+        dir: journal.data_dir().to_owned(),
+        backend: journal.backend(),
+        last_position,
+        records_ok,
+        streams_ok,
+        storage,
+        damaged,
     }
 }

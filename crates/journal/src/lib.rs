@@ -28,6 +28,7 @@ mod append;
 mod data_dir;
 mod error;
 mod group_commit;
+mod guard;
 mod journal;
 mod options;
 mod record;
@@ -38,7 +39,7 @@ mod ticket;
 
 pub use append::{Appended, CommitStats, ExpectedSeq, Snapshot};
 pub use error::{AppendError, OpenError, ReadError, StorageError};
-pub use journal::{Journal, detect_backend, open};
+pub use journal::{CheckReport, Damage, Journal, check, detect_backend, open, open_read_only};
 pub use options::{Backend, JournalOptions, UnknownBackend};
 pub use ticket::AppendTicket;
 

@@ -31,12 +31,14 @@ use crate::options::{Backend, JournalOptions};
 use crate::store::{Batch, Store, Visit};
 use ledgersync_domain::StreamId;
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
-    ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, MultimapTableDefinition, ReadOnlyDatabase, ReadTransaction,
+    ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 /// Name of the database file inside the data directory.
 pub(crate) const REDB_FILE: &str = "journal.redb";
@@ -57,10 +59,22 @@ const FOLD_SPAN: u64 = 4096;
 
 /// A journal stored in redb.
 pub(crate) struct RedbStore {
-    db: Database,
+    /// Replaced after a failed write (see [`RedbStore::begin_write`]).
+    db: RwLock<Db>,
     dir: PathBuf,
     path: PathBuf,
     quick_repair: bool,
+    cache_bytes: usize,
+    /// Set by a failed write: redb refuses every later transaction of that `Database`
+    /// (`PreviousIo`), so the next write reopens the file first.
+    reopen: AtomicBool,
+}
+
+/// The open database: writable, read-only, or closed between a failed write and its reopening.
+enum Db {
+    Rw(Database),
+    Ro(ReadOnlyDatabase),
+    Closed,
 }
 
 fn boxed(e: impl Into<redb::Error>) -> StorageError {
@@ -77,6 +91,13 @@ impl RedbStore {
                 path: path.clone(),
                 detail,
             },
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                OpenError::Corrupt {
+                    backend: Backend::Redb,
+                    path: path.clone(),
+                    detail: format!("a page points past the end of the file ({e})"),
+                }
+            }
             other => OpenError::Storage {
                 backend: Backend::Redb,
                 path: path.clone(),
@@ -88,10 +109,12 @@ impl RedbStore {
             .create(&path)
             .map_err(|e| storage(e.into()))?;
         let store = Self {
-            db,
+            db: RwLock::new(Db::Rw(db)),
             dir: dir.to_owned(),
             path: path.clone(),
             quick_repair: opts.quick_repair,
+            cache_bytes: opts.cache_bytes,
+            reopen: AtomicBool::new(false),
         };
         // Create every table so that reads never meet a missing one, and check the format.
         let tx = store.begin_write().map_err(storage)?;
@@ -131,11 +154,124 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// Opens `journal.redb` in `dir` read-only: no lock, no write, no table created. The
+    /// file must have been closed cleanly (redb refuses a file that needs repair read-only).
+    pub(crate) fn open_read_only(dir: &Path, opts: &JournalOptions) -> Result<Self, OpenError> {
+        let path = dir.join(REDB_FILE);
+        let storage = |e: redb::Error| match e {
+            redb::Error::Corrupted(detail) => OpenError::Corrupt {
+                backend: Backend::Redb,
+                path: path.clone(),
+                detail,
+            },
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                OpenError::Corrupt {
+                    backend: Backend::Redb,
+                    path: path.clone(),
+                    detail: format!("a page points past the end of the file ({e})"),
+                }
+            }
+            other => OpenError::Storage {
+                backend: Backend::Redb,
+                path: path.clone(),
+                source: Arc::new(other),
+            },
+        };
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .open_read_only(&path)
+            .map_err(|e| storage(e.into()))?;
+        let store = Self {
+            db: RwLock::new(Db::Ro(db)),
+            dir: dir.to_owned(),
+            path: path.clone(),
+            quick_repair: opts.quick_repair,
+            cache_bytes: opts.cache_bytes,
+            reopen: AtomicBool::new(false),
+        };
+        let found = (|| -> Result<Option<u64>, redb::Error> {
+            let tx = store.begin_read()?;
+            let meta = match tx.open_table(META) {
+                Ok(meta) => meta,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(meta.get("format")?.map(|v| v.value()))
+        })()
+        .map_err(storage)?;
+        match found {
+            Some(v) if v == u64::from(FORMAT_VERSION) => Ok(store),
+            found => Err(OpenError::VersionMismatch {
+                dir: dir.to_owned(),
+                found: found.map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX)),
+                expected: FORMAT_VERSION,
+            }),
+        }
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Db> {
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, redb::Error> {
+        match &*self.db() {
+            Db::Rw(db) => Ok(db.begin_read()?),
+            Db::Ro(db) => Ok(db.begin_read()?),
+            Db::Closed => Err(redb::Error::Io(std::io::Error::other(
+                "the database is closed after a failed write and could not be reopened yet; \
+                 the next append retries",
+            ))),
+        }
+    }
+
+    /// Reopens the file after a failed write. redb poisons a `Database` after an I/O error
+    /// (every later transaction is `PreviousIo`), so a full disk would otherwise refuse every
+    /// write until a restart. The old handle is dropped first (redb allows one per file).
+    fn reopen(&self) -> Result<(), redb::Error> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*db, Db::Ro(_)) {
+            return Ok(());
+        }
+        *db = Db::Closed;
+        let fresh = Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)?;
+        *db = Db::Rw(fresh);
+        self.reopen.store(false, Ordering::SeqCst);
+        tracing::info!(path = %self.path.display(), "journal storage reopened after a failed write");
+        Ok(())
+    }
+
     fn begin_write(&self) -> Result<WriteTransaction, redb::Error> {
-        let mut tx = self.db.begin_write()?;
+        if self.reopen.load(Ordering::SeqCst) {
+            self.reopen()?;
+        }
+        let mut tx = match &*self.db() {
+            Db::Rw(db) => db.begin_write()?,
+            Db::Ro(_) => {
+                return Err(redb::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::ReadOnlyFilesystem,
+                    "the journal is open read-only",
+                )));
+            }
+            Db::Closed => {
+                return Err(redb::Error::Io(std::io::Error::other(
+                    "the database is closed after a failed write",
+                )));
+            }
+        };
         tx.set_durability(Durability::Immediate)?;
         tx.set_quick_repair(self.quick_repair);
         Ok(tx)
+    }
+
+    /// Notes a failed write: the next one reopens the database first.
+    fn failed<E: Into<redb::Error>>(&self, e: E) -> StorageError {
+        let e = e.into();
+        if !matches!(e, redb::Error::Corrupted(_)) {
+            self.reopen.store(true, Ordering::SeqCst);
+        }
+        boxed(e)
     }
 
     fn read_err(&self, e: impl Into<redb::Error>) -> ReadError {
@@ -144,6 +280,13 @@ impl RedbStore {
                 path: self.path.clone(),
                 detail: format!("redb reports: {detail}"),
             },
+            // A damaged page pointer makes redb read past the end of the file.
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                ReadError::Damaged {
+                    path: self.path.clone(),
+                    detail: format!("a page points past the end of the file ({e})"),
+                }
+            }
             other => ReadError::Storage {
                 dir: self.dir.clone(),
                 source: Arc::new(other),
@@ -152,7 +295,7 @@ impl RedbStore {
     }
 
     fn read(&self) -> Result<ReadTransaction, ReadError> {
-        self.db.begin_read().map_err(|e| self.read_err(e))
+        self.begin_read().map_err(|e| self.read_err(e))
     }
 }
 
@@ -163,7 +306,7 @@ impl Store for RedbStore {
 
     fn head(&self, stream: &StreamId) -> Result<u64, ReadError> {
         let run = || -> Result<u64, redb::Error> {
-            let tx = self.db.begin_read()?;
+            let tx = self.begin_read()?;
             let index = tx.open_table(STREAM_INDEX)?;
             last_seq(&index, stream.as_str())
         };
@@ -172,7 +315,7 @@ impl Store for RedbStore {
 
     fn last_position(&self) -> Result<u64, ReadError> {
         let run = || -> Result<u64, redb::Error> {
-            let tx = self.db.begin_read()?;
+            let tx = self.begin_read()?;
             let events = tx.open_table(EVENTS)?;
             Ok(events.last()?.map_or(0, |(k, _)| k.value()))
         };
@@ -180,7 +323,7 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
-        let tx = self.begin_write().map_err(boxed)?;
+        let tx = self.begin_write().map_err(|e| self.failed(e))?;
         let write = || -> Result<(), redb::Error> {
             let mut events = tx.open_table(EVENTS)?;
             let mut index = tx.open_table(STREAM_INDEX)?;
@@ -230,8 +373,8 @@ impl Store for RedbStore {
             Ok(())
         };
         // On error the transaction is dropped, which aborts it: nothing of the batch is written.
-        write().map_err(boxed)?;
-        tx.commit().map_err(boxed)
+        write().map_err(|e| self.failed(e))?;
+        tx.commit().map_err(|e| self.failed(e))
     }
 
     fn records_from(&self, from: u64, max: usize, visit: Visit<'_>) -> Result<(), ReadError> {
@@ -391,15 +534,15 @@ impl Store for RedbStore {
     }
 
     fn put_snapshot(&self, stream: &StreamId, record: &[u8]) -> Result<(), StorageError> {
-        let tx = self.begin_write().map_err(boxed)?;
+        let tx = self.begin_write().map_err(|e| self.failed(e))?;
         tx.open_table(SNAPSHOTS)
             .and_then(|mut t| {
                 t.insert(stream.as_str(), record)
                     .map(drop)
                     .map_err(Into::into)
             })
-            .map_err(boxed)?;
-        tx.commit().map_err(boxed)
+            .map_err(|e| self.failed(e))?;
+        tx.commit().map_err(|e| self.failed(e))
     }
 
     fn get_snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, ReadError> {
@@ -409,6 +552,23 @@ impl Store for RedbStore {
             Ok(snapshots.get(stream.as_str())?.map(|v| v.value().to_vec()))
         };
         run().map_err(|e| self.read_err(e))
+    }
+
+    fn verify_storage(&self) -> Result<String, String> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        match &mut *db {
+            Db::Rw(db) => match db.check_integrity() {
+                Ok(true) => Ok("redb verified the checksum of every page".into()),
+                Ok(false) => Err(
+                    "redb found damaged pages and repaired its file by going back \
+                     to its last intact commit"
+                        .into(),
+                ),
+                Err(e) => Err(format!("redb's integrity check failed: {e}")),
+            },
+            Db::Ro(_) => Ok("not checked: the journal is open read-only".into()),
+            Db::Closed => Err("the database is closed after a failed write".into()),
+        }
     }
 }
 

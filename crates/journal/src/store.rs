@@ -84,6 +84,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn put_snapshot(&self, stream: &StreamId, record: &[u8]) -> Result<(), StorageError>;
     /// The snapshot record of a stream.
     fn get_snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, ReadError>;
+    /// The storage engine's own integrity check of its files (redb: `check_integrity`, sled:
+    /// a checksum walk of every tree): `Ok` with what was checked, or `Err` with the damage.
+    fn verify_storage(&self) -> Result<String, String>;
 }
 
 /// The separator between a stream name or item key and the big-endian number after it in
