@@ -229,7 +229,10 @@ mod tests {
         assert!(alone.admit(&peer(1000, 1000)).is_ok());
         assert!(alone.admit(&peer(0, 0)).is_ok());
         let refused = alone.admit(&peer(65534, 65534)).unwrap_err();
-        assert!(refused.contains("uid 65534") && refused.contains("uid 1000"), "{refused}");
+        assert!(
+            refused.contains("uid 65534") && refused.contains("uid 1000"),
+            "{refused}"
+        );
         let shared = Policy {
             owner: 1000,
             group: Some(Group {

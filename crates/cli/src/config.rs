@@ -182,7 +182,10 @@ impl Config {
         };
         if let Some(group) = file.data.group {
             crate::access::Group::resolve(&group).map_err(|e| {
-                anyhow!("{}: key `data.group` cannot be `{group}`: {e:#}", path.display())
+                anyhow!(
+                    "{}: key `data.group` cannot be `{group}`: {e:#}",
+                    path.display()
+                )
             })?;
             c.data_group = Some(group);
         }

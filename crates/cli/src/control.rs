@@ -144,13 +144,20 @@ fn talk(
         args: args.to_vec(),
         input: input.clone().map(|(name, text)| Input { name, text }),
     };
-    serde_json::to_writer(&mut stream, &request)?;
-    stream.write_all(b"\n")?;
+    let mut line = serde_json::to_vec(&request)?;
+    line.push(b'\n');
+    // A service that refuses the connection (busy, or not for this user) answers and closes
+    // without reading the request: its answer is read all the same.
+    let sent = stream.write_all(&line);
     let reader = BufReader::new(stream);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     for line in reader.lines() {
-        let line = line?;
+        let line = match (line, &sent) {
+            (Ok(line), _) => line,
+            (Err(_), Err(e)) => bail!("sending the request: {e}"),
+            (Err(e), Ok(())) => return Err(e.into()),
+        };
         match serde_json::from_str::<Frame>(&line)
             .with_context(|| format!("an answer that is not a frame: {line}"))?
         {
@@ -159,6 +166,9 @@ fn talk(
             Frame::Exit(code) => return Ok(Answer::Exit(ExitCode::from(code))),
             Frame::Busy(message) => return Ok(Answer::Busy(message)),
         }
+    }
+    if let Err(e) = sent {
+        bail!("sending the request: {e}");
     }
     bail!("the service closed the connection before the command finished (was it stopped?)")
 }
@@ -321,6 +331,17 @@ fn refuse(stream: UnixStream, frame: Frame) {
     if !matches!(frame, Frame::Busy(_)) {
         let _ = send(&stream, &Frame::Exit(2));
     }
+    // Closing a Unix socket with unread data resets it for the client, which might lose the
+    // answer: read what already arrived (without waiting), then close.
+    let mut stream = stream.into_inner().unwrap_or_else(|p| p.into_inner());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 16 << 10];
+    for _ in 0..16 {
+        match std::io::Read::read(&mut stream, &mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, data: PathBuf) {
@@ -338,7 +359,11 @@ fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, 
     // One request line, bounded (a CRM file of up to 256 MiB).
     let mut reader = std::io::Read::take(BufReader::new(reader), 256 << 20);
     if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-        tracing::debug!(uid = peer.uid, pid = peer.pid, "control connection closed without a request");
+        tracing::debug!(
+            uid = peer.uid,
+            pid = peer.pid,
+            "control connection closed without a request"
+        );
         return;
     }
     let stream = Arc::new(Mutex::new(stream));
@@ -363,7 +388,11 @@ fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, 
             run(request, live, config, data, &mut out, &mut err)
         }
         Err(e) => {
-            tracing::warn!(uid = peer.uid, pid = peer.pid, "control request refused: not a request");
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "control request refused: not a request"
+            );
             let _ = writeln!(err, "error: not a ledgersync control request ({e})");
             2
         }
