@@ -95,6 +95,15 @@ pub fn read_regular_text(path: &Path) -> io::Result<String> {
 
 /// Writes `bytes` to a fresh file in `tmp_dir` (created if missing) and fsyncs it.
 pub fn write_tmp(tmp_dir: &Path, stem: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    // `<collection>/.ledgersync/tmp`: neither it nor `.ledgersync` may lead elsewhere.
+    for dir in [Some(tmp_dir), tmp_dir.parent()].into_iter().flatten() {
+        if is_link(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} {LINK_REFUSED}", dir.display()),
+            ));
+        }
+    }
     create_dir_all(tmp_dir)?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = tmp_dir.join(format!("{stem}.{}.{n}.tmp", std::process::id()));

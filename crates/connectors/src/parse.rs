@@ -252,8 +252,8 @@ fn describe(entry: Entry, text: &str) -> String {
         }
         Entry::UnexpectedComponentEnd { expected, found } => format!(
             "component {} ends where {} should",
-            token(&found.as_str()),
-            token(&expected.as_str())
+            token(found.as_str()),
+            token(expected.as_str())
         ),
         Entry::UnterminatedComponent(name) => {
             format!("component {} is never ended", token(&name))
