@@ -220,6 +220,21 @@ mod tests {
     }
 
     #[test]
+    fn the_configured_group_is_checked_when_the_file_is_read() {
+        let path = Path::new("ledgersync.toml");
+        let c = Config::parse("[data]\ngroup = \"root\"\n", path).unwrap();
+        assert_eq!(c.data_group.as_deref(), Some("root"));
+        assert_eq!(Policy::of(&c).unwrap().group.unwrap().gid, 0);
+        let e = Config::parse("[data]\ngroup = \"no-such-group-here\"\n", path).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("ledgersync.toml") && e.contains("data.group"),
+            "{e}"
+        );
+        assert!(Config::parse("", path).unwrap().data_group.is_none());
+    }
+
+    #[test]
     fn only_the_owner_root_and_the_group_are_admitted() {
         let alone = Policy {
             owner: 1000,

@@ -340,6 +340,47 @@ fn an_unprivileged_user_can_neither_read_the_journal_nor_use_the_socket() {
     assert_eq!(stdout(&after), stdout(&before));
 }
 
+#[test]
+fn with_data_group_the_group_may_read_the_journal_and_use_the_socket() {
+    if process_uid() != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv to act as a member of the group");
+        return;
+    }
+    let site = Site::new();
+    let text = fs::read_to_string(&site.config).unwrap();
+    // gid 65534 (nogroup on Debian, nobody elsewhere): the group named by number.
+    let text = text.replacen("[data]\n", "[data]\ngroup = \"65534\"\n", 1);
+    fs::write(&site.config, text).unwrap();
+    let serve = Serve::start(&site);
+    fs::set_permissions(&site.root, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(mode(&site.data), 0o2750, "the data directory");
+    assert_eq!(mode(&site.socket()) & 0o777, 0o660, "the control socket");
+    let journal_file = tree(&site.data.join("journal"))
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("a journal file");
+    assert_eq!(mode(&journal_file), 0o640, "{}", journal_file.display());
+    let bin = env!("CARGO_BIN_EXE_ledgersync");
+    let data = site.data.to_str().unwrap();
+    // A member of the group (here by its primary gid) reads and uses the service...
+    let cat = as_nobody("cat", &[journal_file.to_str().unwrap()]);
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    let list = as_nobody(bin, &["--data", data, "mailbox", "list"]);
+    assert!(list.status.success(), "{}\n{}", stderr(&list), serve.log());
+    // ... another user outside it does not.
+    let other = Command::new("setpriv")
+        .args(["--reuid=65533", "--regid=65533", "--clear-groups", bin])
+        .args(["--data", data, "mailbox", "list"])
+        .output()
+        .expect("setpriv");
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).to_lowercase().contains("permission denied"),
+        "{}",
+        stderr(&other)
+    );
+}
+
 /// The uid of this test process (from /proc, no unsafe code).
 fn process_uid() -> u32 {
     fs::read_to_string("/proc/self/status")
