@@ -46,7 +46,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// How long a connection may take to send its request.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long a client waiting for its answer to be read may block the service's writes.
+/// How long a client that does not read its answer may block one of the service's writes.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a client tries again while the service is busy.
@@ -97,16 +97,18 @@ pub fn forward(
             Ok(stream) => stream,
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 return Some(Err(anyhow::anyhow!(
-                    "permission denied on {} ({e}): only the owner of the data directory, root \
-                     and its configured group (`data.group`) may use a ledgersync service",
-                    path.display()
+                    "permission denied on {} ({e}): only the owner of the data directory {}, \
+                     root and its configured group (`data.group`) may use it and the ledgersync \
+                     service running on it",
+                    path.display(),
+                    data.display()
                 )));
             }
             Err(_) => return None,
         };
         match talk(stream, &args, &input) {
-            Ok(Answer::Busy(message)) if started.elapsed() < BUSY_PATIENCE => {
-                let _ = message;
+            // Busy: nothing was run; the same request is sent again.
+            Ok(Answer::Busy(_)) if started.elapsed() < BUSY_PATIENCE => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_secs(1));
             }
