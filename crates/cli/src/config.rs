@@ -94,6 +94,8 @@ pub struct MailboxConfig {
 #[serde(deny_unknown_fields)]
 struct DataSection {
     dir: Option<PathBuf>,
+    /// A group given read access to the data directory and use of the control socket.
+    group: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -137,6 +139,9 @@ pub struct Config {
     pub max_parallel_cycles: usize,
     /// The mailboxes `serve` connects.
     pub mailboxes: Vec<MailboxConfig>,
+    /// `data.group`: the group (name or number) that may read the data directory and use the
+    /// control socket besides its owner and root (`access.rs`); `None`: the owner alone.
+    pub data_group: Option<String>,
 }
 
 impl Default for Config {
@@ -154,6 +159,7 @@ impl Default for Config {
             projection_every: std::time::Duration::from_secs(1),
             max_parallel_cycles: 16,
             mailboxes: Vec::new(),
+            data_group: None,
         }
     }
 }
@@ -174,6 +180,15 @@ impl Config {
             data: file.data.dir,
             ..Config::default()
         };
+        if let Some(group) = file.data.group {
+            crate::access::Group::resolve(&group).map_err(|e| {
+                anyhow!(
+                    "{}: key `data.group` cannot be `{group}`: {e:#}",
+                    path.display()
+                )
+            })?;
+            c.data_group = Some(group);
+        }
         if let Some(b) = file.journal.backend {
             c.backend = b.parse().map_err(|_| {
                 anyhow!(

@@ -8,14 +8,23 @@
 //!
 //! - the client sends one request: `{"args": [the arguments after the program name],
 //!   "input": {"name": …, "text": …} | null}` (`crm apply` reads its file or standard input
-//!   itself and sends the text: the service may not see the same files);
+//!   itself and sends the text: the service never opens a file for a client, and refuses a
+//!   `crm apply` whose request carries no input);
 //! - the service answers with frames `{"out": text}` (standard output), `{"err": text}`
-//!   (standard error), and last `{"exit": code}`.
+//!   (standard error), and last `{"exit": code}` — or `{"busy": text}` alone when it already
+//!   holds [`MAX_CONNECTIONS`] connections (the client tries again for a while).
 //!
-//! The socket file is created with the data directory's permissions: whoever may read the
-//! journal may use it. It is removed when `serve` stops; a leftover one (after a kill -9) is
+//! Who may connect (`access.rs`): the socket is 0600 (0660 with `data.group`), inside a data
+//! directory that is 0700 (02750); every connection's peer is checked with `SO_PEERCRED` — the
+//! service's own uid, root, or the configured group — and refused otherwise. Every command is
+//! logged with the peer's uid and pid. A connection must send its request within
+//! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at once: idle connections
+//! cannot exhaust the service's descriptors.
+//!
+//! The socket is removed when `serve` stops; a leftover one (after a kill -9) is
 //! detected — nobody accepts on it — and replaced by the next `serve`, and ignored by commands.
 
+use crate::access::{self, Policy};
 use crate::config::Config;
 use crate::ctx::{Ctx, Live};
 use anyhow::{Context as _, Result, bail};
@@ -24,12 +33,24 @@ use std::io::{BufRead as _, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// The socket's file name inside the data directory.
 pub const SOCKET: &str = "control.sock";
+
+/// Connections served at once; more are answered `busy` and closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send its request.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a client that does not read its answer may block one of the service's writes.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a client tries again while the service is busy.
+const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a client sends.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +72,7 @@ enum Frame {
     Out(String),
     Err(String),
     Exit(u8),
+    Busy(String),
 }
 
 /// The socket path of a data directory.
@@ -68,39 +90,87 @@ pub fn forward(
     input: Option<(String, String)>,
 ) -> Option<Result<ExitCode>> {
     let path = socket_path(data);
-    let stream = UnixStream::connect(&path).ok()?;
-    Some(talk(stream, args, input).with_context(|| {
-        format!(
-            "talking to the ledgersync serve running on {} (socket {})",
-            data.display(),
-            path.display()
-        )
-    }))
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        let stream = match UnixStream::connect(&path) {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Some(Err(anyhow::anyhow!(
+                    "permission denied on {} ({e}): only the owner of the data directory {}, \
+                     root and its configured group (`data.group`) may use it and the ledgersync \
+                     service running on it",
+                    path.display(),
+                    data.display()
+                )));
+            }
+            Err(_) => return None,
+        };
+        match talk(stream, &args, &input) {
+            // Busy: nothing was run; the same request is sent again.
+            Ok(Answer::Busy(_)) if started.elapsed() < BUSY_PATIENCE => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            Ok(Answer::Busy(message)) => {
+                return Some(Err(anyhow::anyhow!(
+                    "the ledgersync serve running on {} stayed busy for {} s: {message}",
+                    data.display(),
+                    BUSY_PATIENCE.as_secs()
+                )));
+            }
+            Ok(Answer::Exit(code)) => return Some(Ok(code)),
+            Err(e) => {
+                return Some(Err(e.context(format!(
+                    "talking to the ledgersync serve running on {} (socket {})",
+                    data.display(),
+                    path.display()
+                ))));
+            }
+        }
+    }
+}
+
+/// How a conversation ended.
+enum Answer {
+    Exit(ExitCode),
+    Busy(String),
 }
 
 fn talk(
     mut stream: UnixStream,
-    args: Vec<String>,
-    input: Option<(String, String)>,
-) -> Result<ExitCode> {
+    args: &[String],
+    input: &Option<(String, String)>,
+) -> Result<Answer> {
     let request = Request {
-        args,
-        input: input.map(|(name, text)| Input { name, text }),
+        args: args.to_vec(),
+        input: input.clone().map(|(name, text)| Input { name, text }),
     };
-    serde_json::to_writer(&mut stream, &request)?;
-    stream.write_all(b"\n")?;
+    let mut line = serde_json::to_vec(&request)?;
+    line.push(b'\n');
+    // A service that refuses the connection (busy, or not for this user) answers and closes
+    // without reading the request: its answer is read all the same.
+    let sent = stream.write_all(&line);
     let reader = BufReader::new(stream);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     for line in reader.lines() {
-        let line = line?;
+        let line = match (line, &sent) {
+            (Ok(line), _) => line,
+            (Err(_), Err(e)) => bail!("sending the request: {e}"),
+            (Err(e), Ok(())) => return Err(e.into()),
+        };
         match serde_json::from_str::<Frame>(&line)
             .with_context(|| format!("an answer that is not a frame: {line}"))?
         {
             Frame::Out(text) => stdout.lock().write_all(text.as_bytes())?,
             Frame::Err(text) => stderr.lock().write_all(text.as_bytes())?,
-            Frame::Exit(code) => return Ok(ExitCode::from(code)),
+            Frame::Exit(code) => return Ok(Answer::Exit(ExitCode::from(code))),
+            Frame::Busy(message) => return Ok(Answer::Busy(message)),
         }
+    }
+    if let Err(e) = sent {
+        bail!("sending the request: {e}");
     }
     bail!("the service closed the connection before the command finished (was it stopped?)")
 }
@@ -119,6 +189,7 @@ impl ControlSocket {
     /// Binds `<data>/control.sock` (replacing a leftover nobody accepts on) and answers each
     /// connection on its own thread, running the command against `live`.
     pub fn bind(data: &Path, live: Arc<Live>, config: Config) -> Result<Self> {
+        let policy = Policy::of(&config)?;
         let path = socket_path(data);
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
@@ -132,7 +203,9 @@ impl ControlSocket {
         }
         let listener = UnixListener::bind(&path)
             .with_context(|| format!("creating the control socket {}", path.display()))?;
+        access::secure_socket(&path, &policy)?;
         let closing = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(AtomicUsize::new(0));
         let acceptor = {
             let closing = closing.clone();
             let data = data.to_path_buf();
@@ -144,12 +217,41 @@ impl ControlSocket {
                             break;
                         }
                         let Ok(stream) = stream else { continue };
+                        let peer = match access::peer(&stream) {
+                            Ok(peer) => peer,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "control connection without peer credentials refused");
+                                continue;
+                            }
+                        };
+                        if let Err(why) = policy.admit(&peer) {
+                            tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, "control connection refused");
+                            refuse(stream, Frame::Err(format!("error: {why}\n")));
+                            continue;
+                        }
+                        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                            open.fetch_sub(1, Ordering::SeqCst);
+                            refuse(
+                                stream,
+                                Frame::Busy(format!(
+                                    "{MAX_CONNECTIONS} control connections are open; try again"
+                                )),
+                            );
+                            continue;
+                        }
                         let live = live.clone();
                         let config = config.clone();
                         let data = data.clone();
-                        let _ = std::thread::Builder::new()
+                        let slot = Slot(open.clone());
+                        let spawned = std::thread::Builder::new()
                             .name("control-command".into())
-                            .spawn(move || answer(stream, &live, &config, data));
+                            .spawn(move || {
+                                let _slot = slot;
+                                answer(stream, peer, &live, &config, data)
+                            });
+                        if let Err(e) = spawned {
+                            tracing::warn!(error = %e, "no thread for a control connection");
+                        }
                     }
                 })
                 .context("starting the control thread")?
@@ -214,12 +316,56 @@ fn send(stream: &Mutex<UnixStream>, frame: &Frame) -> std::io::Result<()> {
     stream.write_all(&line)
 }
 
-fn answer(stream: UnixStream, live: &Live, config: &Config, data: PathBuf) {
+/// One served connection: frees its place when its thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Answers a connection that is not served with one frame, without waiting for it.
+fn refuse(stream: UnixStream, frame: Frame) {
+    let _ = stream.set_nonblocking(true);
+    let stream = Mutex::new(stream);
+    let _ = send(&stream, &frame);
+    if !matches!(frame, Frame::Busy(_)) {
+        let _ = send(&stream, &Frame::Exit(2));
+    }
+    // Closing a Unix socket with unread data resets it for the client, which might lose the
+    // answer: read what already arrived (without waiting), then close.
+    let mut stream = stream.into_inner().unwrap_or_else(|p| p.into_inner());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 16 << 10];
+    for _ in 0..16 {
+        match std::io::Read::read(&mut stream, &mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, data: PathBuf) {
+    // An idle connection is dropped after REQUEST_TIMEOUT; a client that stops reading its
+    // answer, after WRITE_TIMEOUT.
+    if stream.set_read_timeout(Some(REQUEST_TIMEOUT)).is_err()
+        || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
+    {
+        return;
+    }
     let Ok(reader) = stream.try_clone() else {
         return;
     };
     let mut line = String::new();
-    if BufReader::new(reader).read_line(&mut line).is_err() || line.trim().is_empty() {
+    // One request line, bounded (a CRM file of up to 256 MiB).
+    let mut reader = std::io::Read::take(BufReader::new(reader), 256 << 20);
+    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+        tracing::debug!(
+            uid = peer.uid,
+            pid = peer.pid,
+            "control connection closed without a request"
+        );
         return;
     }
     let stream = Arc::new(Mutex::new(stream));
@@ -233,10 +379,22 @@ fn answer(stream: UnixStream, live: &Live, config: &Config, data: PathBuf) {
     };
     let code = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
-            tracing::info!(command = %request.args.join(" "), "control command");
+            tracing::info!(
+                uid = peer.uid,
+                gid = peer.gid,
+                pid = peer.pid,
+                command = %request.args.join(" "),
+                input = request.input.as_ref().map(|i| i.name.as_str()),
+                "control command"
+            );
             run(request, live, config, data, &mut out, &mut err)
         }
         Err(e) => {
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "control request refused: not a request"
+            );
             let _ = writeln!(err, "error: not a ledgersync control request ({e})");
             2
         }
@@ -260,6 +418,20 @@ fn run(
             return 2;
         }
     };
+    // The service never opens a file for a client: `crm apply` carries its text.
+    if let crate::Command::Crm {
+        command: crate::CrmCommand::Apply { file },
+    } = &cli.command
+        && request.input.is_none()
+    {
+        let _ = writeln!(
+            err,
+            "error: refused: the request carries no input; the client reads {} itself and \
+             sends its text (`input`), the service never opens a file for a client",
+            file.display()
+        );
+        return 2;
+    }
     let mut ctx = Ctx {
         data: Some(data),
         config,

@@ -16,6 +16,11 @@ use std::process::ExitCode;
 pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
     let (name, text) = match ctx.input.take() {
         Some(input) => input,
+        // Inside the service the client sends the text: the service never opens a file for it.
+        None if ctx.live.is_some() => anyhow::bail!(
+            "refused: no input was sent for {}; the client reads the file and sends its text",
+            file.display()
+        ),
         None => read_input(file)?,
     };
     // Validate against the organization as it stands (a fresh one for a new directory) before

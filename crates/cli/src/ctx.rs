@@ -255,7 +255,7 @@ pub fn open_or_create(data: &Path, config: &Config) -> Result<Arc<dyn Journal>> 
             data.display()
         );
     }
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    crate::access::secure_data_dir(data, &crate::access::Policy::of(config)?)?;
     let mut options = JournalOptions::with_backend(config.backend);
     options.max_batch_events = config.max_batch_events;
     ledgersync_journal::open(&journal_dir(data), &options)

@@ -212,7 +212,8 @@ fn apply(live: &Live, config: &Config, data: &Path, file: &Path) -> Result<Strin
             out: &mut out,
             err: &mut err,
             live: Some(live),
-            input: None,
+            // Read here, like a client: the service side never opens a file itself.
+            input: Some(crate::crm::read_input(file)?),
         };
         crate::crm::apply(&mut ctx, file)?
     };

@@ -5,6 +5,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod access;
 mod alerts;
 mod commands;
 mod config;
@@ -291,6 +292,8 @@ fn main() -> ExitCode {
         },
         None => config::Config::default(),
     };
+    // Before anything is created: what ledgersync writes is its owner's (and its group's).
+    access::restrict_umask(&config);
     let data = cli.data.clone().or(config.data.clone());
     let result = match cli.command {
         Command::Demo { backend } => demo::run(data, backend.as_deref(), &config, cli.json),

@@ -85,6 +85,8 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
         "no data directory: pass --data DIR, set LEDGERSYNC_DATA, or set `data.dir` in the \
          configuration (config/ledgersync.toml)",
     )?;
+    // 0700 (02750 with `data.group`), tightened if it was more open (access.rs).
+    crate::access::secure_data_dir(&data, &crate::access::Policy::of(config)?)?;
     let journal = open_waiting_for_the_lock(&data, config)?;
     check_org(journal.as_ref(), config)?;
     create_collections(config)?;

@@ -32,7 +32,7 @@ use ledgersync_domain::records::Record;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
-use std::fs;
+
 use std::path::PathBuf;
 
 /// What a cancellation needs from the organizer's item.
@@ -260,7 +260,7 @@ impl VdirConnector {
         }
         candidates
             .iter()
-            .filter_map(|path| fs::read_to_string(path).ok())
+            .filter_map(|path| crate::fsutil::read_regular_text(path).ok())
             .find_map(|text| Meeting::from_ics(&text))
     }
 }

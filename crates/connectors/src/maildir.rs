@@ -34,8 +34,22 @@ pub fn maildir_of(root: &Path, address: &str) -> Option<PathBuf> {
 /// Delivers `message` into the Maildir at `dir` (creating `tmp/ new/ cur/` if missing) under
 /// the unique part `unique`, once.
 pub fn deliver(dir: &Path, unique: &str, message: &[u8], unix_secs: u64) -> io::Result<Delivery> {
+    // A Maildir (or one of its parts) that is a symbolic link could lead anywhere: refused.
+    for part in [
+        dir.to_path_buf(),
+        dir.join("tmp"),
+        dir.join("new"),
+        dir.join("cur"),
+    ] {
+        if fsutil::is_link(&part) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} {}", part.display(), fsutil::LINK_REFUSED),
+            ));
+        }
+    }
     for sub in ["tmp", "new", "cur"] {
-        fs::create_dir_all(dir.join(sub))?;
+        fsutil::create_dir_all(&dir.join(sub))?;
     }
     let marker = format!(".{unique}.");
     for sub in ["new", "cur"] {
@@ -49,7 +63,10 @@ pub fn deliver(dir: &Path, unique: &str, message: &[u8], unix_secs: u64) -> io::
     let tmp = dir.join("tmp").join(&name);
     {
         use std::io::Write;
-        let mut file = fs::File::create(&tmp)?;
+        // A leftover of an interrupted delivery (or anything planted there) is replaced, never
+        // written through.
+        let _ = fs::remove_file(&tmp);
+        let mut file = fsutil::create_file(&tmp)?;
         file.write_all(message)?;
         file.sync_all()?;
     }

@@ -32,7 +32,7 @@ pub fn calendar(
     tracking_category: &str,
     owner_zone: Option<Tz>,
 ) -> Result<Parsed, String> {
-    let cal = ICalendar::parse(text).map_err(describe)?;
+    let cal = ICalendar::parse(text).map_err(|e| describe(e, text))?;
     let zones = Zones {
         known: cal.build_tz_resolver(),
         lines: unfold(text),
@@ -108,7 +108,7 @@ pub fn calendar(
 
 /// Parses a vCard file.
 pub fn card(text: &str, tracking_category: &str) -> Result<Parsed, String> {
-    let card = VCard::parse(text).map_err(describe)?;
+    let card = VCard::parse(text).map_err(|e| describe(e, text))?;
     let full_name = card
         .property(&VCardProperty::Fn)
         .and_then(|e| e.values.first())
@@ -237,19 +237,66 @@ fn strip_mailto(value: &str) -> String {
     }
 }
 
-/// Says why calcard refused a file.
-fn describe(entry: Entry) -> String {
+/// Says why calcard refused a file, by line number and property name: never the content of a
+/// line (an item's text must not reach the journal, the projection or the log).
+fn describe(entry: Entry, text: &str) -> String {
     match entry {
-        Entry::InvalidLine(line) => format!("invalid line `{line}`"),
-        Entry::UnexpectedComponentEnd { expected, found } => {
-            format!("component {found:?} ends where {expected:?} should")
+        Entry::InvalidLine(line) => {
+            let at = line_number(text, &line)
+                .map(|n| format!("line {n}"))
+                .unwrap_or_else(|| "a line".to_string());
+            match property_name(&line) {
+                Some(name) => format!("{at} (property {name}) is not a valid content line"),
+                None => format!("{at} is not a content line (NAME:value)"),
+            }
         }
-        Entry::UnterminatedComponent(name) => format!("component {name} is never ended"),
+        Entry::UnexpectedComponentEnd { expected, found } => format!(
+            "component {} ends where {} should",
+            token(found.as_str()),
+            token(expected.as_str())
+        ),
+        Entry::UnterminatedComponent(name) => {
+            format!("component {} is never ended", token(&name))
+        }
         Entry::TooManyComponents => "too many components".to_string(),
         Entry::Eof => "no calendar or card in the file".to_string(),
         Entry::VCard(_) => "a vCard where an iCalendar object was expected".to_string(),
         Entry::ICalendar(_) => "an iCalendar object where a vCard was expected".to_string(),
-        other => format!("unreadable: {other:?}"),
+        _ => "not a calendar object or card ledgersync can read".to_string(),
+    }
+}
+
+/// The 1-based number of the first line of `text` the refused `line` starts on.
+fn line_number(text: &str, line: &str) -> Option<usize> {
+    let wanted = line.trim();
+    let head: String = wanted.chars().take(40).collect();
+    if head.is_empty() {
+        return None;
+    }
+    text.split('\n')
+        .map(|l| l.trim_end_matches('\r').trim())
+        .position(|l| !l.is_empty() && (l.starts_with(&head) || wanted.starts_with(l)))
+        .map(|n| n + 1)
+}
+
+/// The property name of a content line (`NAME;params:value`), when it has one that looks like
+/// a name (letters, digits and `-`, at most 64).
+fn property_name(line: &str) -> Option<&str> {
+    let end = line.find([':', ';'])?;
+    let name = line[..end].trim();
+    is_token(name).then_some(name)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// A component name as written, when it looks like one; else a placeholder.
+fn token(s: &str) -> String {
+    if is_token(s) {
+        s.to_string()
+    } else {
+        "(unnamed)".to_string()
     }
 }
 

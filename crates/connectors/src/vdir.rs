@@ -32,6 +32,7 @@
 //! error `network`; the domain decides what each means.
 
 use crate::connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+use crate::fsutil;
 use crate::hash::fnv1a64;
 use crate::parse;
 use crate::writes::own;
@@ -176,16 +177,17 @@ impl VdirConnector {
 
     /// Reads one item file: its version tag, hash and parsed fields.
     pub(crate) fn read_item(&self, kind: Kind, path: &Path) -> io::Result<FileState> {
-        let bytes = fs::read(path)?;
-        let mtime = fs::metadata(path)
-            .and_then(|m| m.modified())?
+        // Never through a symbolic link: nothing outside the collection is read.
+        let (bytes, meta) = fsutil::read_regular(path)?;
+        let mtime = meta
+            .modified()?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let hash = fnv1a64(&bytes);
         let etag = format!("{mtime}-{hash:016x}");
         let parsed = std::str::from_utf8(&bytes)
-            .map_err(|e| format!("not UTF-8 text ({e})"))
+            .map_err(|e| format!("not UTF-8 text (byte {})", e.valid_up_to() + 1))
             .and_then(|text| {
                 // A file is the user's input: a panic of the parser on it is an item failure,
                 // never a crash of the mailbox.
@@ -271,8 +273,27 @@ impl VdirConnector {
                     });
                     continue;
                 };
-                if valid_file_name(&file, kind) && entry.path().is_file() {
-                    files.push((file, entry.path()));
+                if !valid_file_name(&file, kind) {
+                    continue;
+                }
+                // `DirEntry::file_type` does not follow links.
+                match entry.file_type() {
+                    Ok(t) if t.is_symlink() => {
+                        let remote = format!("{}/{file}", kind.name());
+                        // There, though refused: an item known before stays known, never gone.
+                        present.insert(remote.clone());
+                        if let Some(etag) = known_here.get(&remote) {
+                            next.insert(remote.clone(), (*etag).clone());
+                        }
+                        failures.push(ItemFailure {
+                            item: remote,
+                            entity: kind.entity(),
+                            kind: ErrorKind::Forbidden,
+                            error: format!("{} {}", entry.path().display(), fsutil::LINK_REFUSED),
+                        });
+                    }
+                    Ok(t) if t.is_file() => files.push((file, entry.path())),
+                    _ => {}
                 }
             }
             // Name order: the same directory always lists the same way.
@@ -281,6 +302,21 @@ impl VdirConnector {
                 let remote = format!("{}/{file}", kind.name());
                 present.insert(remote.clone());
                 match self.read_item(kind, &path) {
+                    // Replaced by a link since the directory was read: refused all the same.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::PermissionDenied
+                            && fsutil::is_link(&path) =>
+                    {
+                        failures.push(ItemFailure {
+                            item: remote.clone(),
+                            entity: kind.entity(),
+                            kind: ErrorKind::Forbidden,
+                            error: format!("{} {}", path.display(), fsutil::LINK_REFUSED),
+                        });
+                        if let Some(etag) = known_here.get(&remote) {
+                            next.insert(remote.clone(), (*etag).clone());
+                        }
+                    }
                     Err(e) => {
                         complete = false;
                         partial.push(format!("{remote} could not be read ({e})"));
@@ -337,7 +373,7 @@ impl VdirConnector {
                 .iter()
                 .filter(|r| {
                     let file = r.split_once('/').map(|(_, f)| f).unwrap_or(r.as_str());
-                    !own(dir, "deleted").join(file).is_file()
+                    !fsutil::is_regular_file(&own(dir, "deleted").join(file))
                 })
                 .count();
             let listing = CollectionListing {

@@ -145,7 +145,7 @@ impl VdirConnector {
                 );
             }
         };
-        let text = match fs::read_to_string(&path) {
+        let text = match fsutil::read_regular_text(&path) {
             Ok(text) => text,
             Err(e) => {
                 return failed(
@@ -226,7 +226,8 @@ impl VdirConnector {
                     "`{remote}` is not an item of a configured vdir collection"
                 ));
             };
-            return Ok(path.is_file().then(|| (kind, remote.0.clone(), path)));
+            // A link is never followed: for an intent, it is not the item.
+            return Ok(fsutil::is_regular_file(&path).then(|| (kind, remote.0.clone(), path)));
         }
         let found = self.created_for(record, false);
         match found.as_slice() {
@@ -273,6 +274,7 @@ impl VdirConnector {
                 // whose slug starts the same.
                 let hash_part = rest.rsplit_once('.').map(|(h, _)| h).unwrap_or("");
                 if hash_part.len() == 16
+                    && entry.file_type().is_ok_and(|t| t.is_file())
                     && hash_part.chars().all(|c| c.is_ascii_hexdigit())
                     && valid_file_name(&file, kind)
                 {
@@ -321,7 +323,7 @@ impl VdirConnector {
             && let Some(record) = record
             && record.appointment().is_some()
         {
-            let written = match fs::read_to_string(path) {
+            let written = match fsutil::read_regular_text(path) {
                 Ok(text) => text,
                 Err(e) => {
                     return failed(
