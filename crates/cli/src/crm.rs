@@ -99,9 +99,18 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
             }))?
         )?;
     } else {
+        let recorded = reports
+            .iter()
+            .filter(|r| !r["already_recorded"].is_null())
+            .count();
+        let recorded = if recorded == 0 {
+            String::new()
+        } else {
+            format!(" ({recorded} already recorded, nothing done for them)")
+        };
         writeln!(
             ctx.out,
-            "applied {} change(s) from {name} to {into} (organization {}); the journal holds {events} events",
+            "applied {} change(s) from {name} to {into} (organization {}){recorded}; the journal holds {events} events",
             reports.len(),
             ctx.config.org
         )?;
@@ -140,6 +149,7 @@ pub fn line_report(change: &Change, processed: &Processed) -> Value {
         "kind": change.event.name(),
         "event_id": processed.org_event.map(|id| id.to_string()),
         "description": describe(&change.event),
+        "already_recorded": processed.already_recorded.as_ref().map(|r| r.to_string()),
         "mailboxes": per_mailbox(processed, entity_of(&change.event)),
     })
 }
@@ -183,6 +193,10 @@ fn render_line(name: &str, r: &Value) -> String {
         r["line"],
         r["description"].as_str().unwrap_or_default()
     );
+    if let Some(recorded) = r["already_recorded"].as_str() {
+        out.push_str(&format!("    → {recorded}\n"));
+        return out;
+    }
     let mailboxes = r["mailboxes"].as_array().cloned().unwrap_or_default();
     if mailboxes.is_empty() {
         out.push_str("    → no mailbox (recorded in the organization stream)\n");

@@ -6,6 +6,7 @@
 
 pub mod alerting;
 pub mod decide;
+pub mod dedupe;
 pub mod envelope;
 pub mod error_kind;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod time;
 
 pub use alerting::decide_org;
 pub use decide::{Context, Decision, decide};
+pub use dedupe::{Contradiction, Recorded, RecentIds};
 pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
 pub use error_kind::ErrorKind;
 pub use event::Event;

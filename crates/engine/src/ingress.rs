@@ -128,15 +128,24 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
             continue;
         }
         let checked = parse_line(raw, &org).and_then(|event| {
+            // A change the organization already holds is acknowledged, not checked again (a
+            // re-sent `owner_changed` names the owner before it).
+            match org.already_recorded(&event) {
+                Ok(Some(_)) => return Ok((event, true)),
+                Ok(None) => {}
+                Err(c) => return Err(Problem::at(c.field, c.message)),
+            }
             validate_crm(&event, &org).map_err(|e| match e {
                 EngineError::InvalidField { field, message } => Problem::at(field, message),
                 e => Problem::line(e.to_string()),
             })?;
-            Ok(event)
+            Ok((event, false))
         });
         match checked {
-            Ok(event) => {
-                org.apply(&event);
+            Ok((event, recorded)) => {
+                if !recorded {
+                    org.apply(&event);
+                }
                 changes.push(Change { line, event });
             }
             Err(p) => errors.push(LineError {

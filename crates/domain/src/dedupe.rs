@@ -1,0 +1,283 @@
+//! The same change twice is recorded once: whether a CRM-side or administrative change is
+//! already recorded in the organization ([`OrgState::already_recorded`]), and the ids of the
+//! changes recorded last ([`RecentIds`]). Pure rules; the shell (`engine::org::OrgCore`) carries
+//! them out: a change already recorded is acknowledged and neither appended nor routed.
+//!
+//! What counts as the same change (`docs/crm-changes.md`, "Exactly once"):
+//!
+//! - a row change (`record_upserted`, `owner_changed`) with the version the organization holds
+//!   for the row and the same content (a 64-bit hash of the snapshot); an **older** version is
+//!   stale and not recorded either; the same version with **other** content is a
+//!   [`Contradiction`] (field `record.version`): the CRM must increase the version when the
+//!   content changes;
+//! - a `record_deleted` of a row the organization recorded deleted (or a delete already
+//!   recorded for a row it never saw);
+//! - a `setting_changed` to the value in force; a `filter_changed` with the user's recorded
+//!   list for that table; an `access_lost` / `access_regained` identical to the user's last
+//!   access change; a `user_registered`, `profile_registered`, `mailbox_registered` identical to
+//!   what is recorded; a `profile_alerting_set`, `address_approved` or `mailbox_mapped` that
+//!   says what the organization already holds;
+//! - any change whose message id is one of the last [`RecentIds::CAPACITY`] recorded (checked
+//!   by the shell).
+//!
+//! `mailbox_tested` and `disable_requested` are events, not values: a Test & Enable run again
+//! after a failure re-enables a workload, so they are recognised by message id only.
+
+use crate::event::Event;
+use crate::ids::{EventId, RecordId};
+use crate::org::OrgState;
+use crate::records::Record;
+use std::cmp::Ordering;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// The content hash of a row snapshot (stable within one build; recomputed on replay, never
+/// stored).
+pub fn content_hash(record: &Record) -> u64 {
+    let mut h = DefaultHasher::new();
+    record.hash(&mut h);
+    h.finish()
+}
+
+/// A hash of a value's `Debug` form, for the rare non-row changes compared by content.
+pub fn debug_hash<T: fmt::Debug + ?Sized>(value: &T) -> u64 {
+    struct W(DefaultHasher);
+    impl fmt::Write for W {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut w = W(DefaultHasher::new());
+    let _ = fmt::write(&mut w, format_args!("{value:?}"));
+    w.0.finish()
+}
+
+/// Why a change needs no record: it, or a newer one, is already recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// The row's version is recorded with the same content.
+    SameRow {
+        /// The row.
+        row: RecordId,
+        /// Its version.
+        version: u64,
+    },
+    /// A newer version of the row is recorded: this one is stale.
+    Stale {
+        /// The row.
+        row: RecordId,
+        /// The version sent.
+        version: u64,
+        /// The version recorded.
+        recorded: u64,
+    },
+    /// The row is already recorded deleted.
+    AlreadyDeleted {
+        /// The row.
+        row: RecordId,
+    },
+    /// The organization already holds what the change says.
+    SameValue {
+        /// What it holds, in words.
+        what: String,
+    },
+    /// A change with this message id is recorded.
+    SameId,
+}
+
+impl fmt::Display for Recorded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recorded::SameRow { .. } => {
+                f.write_str("already recorded: same row version and content, nothing done")
+            }
+            Recorded::Stale {
+                row,
+                version,
+                recorded,
+            } => write!(
+                f,
+                "already recorded: version {version} of row `{row}` is older than the recorded \
+                 version {recorded} (stale), nothing done"
+            ),
+            Recorded::AlreadyDeleted { row } => {
+                write!(f, "already recorded: row `{row}` is deleted, nothing done")
+            }
+            Recorded::SameValue { what } => write!(f, "already recorded: {what}, nothing done"),
+            Recorded::SameId => {
+                f.write_str("already recorded: a change with this message id, nothing done")
+            }
+        }
+    }
+}
+
+/// A change that contradicts what the organization recorded: refused, with the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contradiction {
+    /// The field, as a path (`record.version`).
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl OrgState {
+    /// Whether `event` is already recorded (`Ok(Some)`: acknowledge it, record nothing), new
+    /// (`Ok(None)`), or contradicts a recorded row version (`Err`).
+    pub fn already_recorded(&self, event: &Event) -> Result<Option<Recorded>, Contradiction> {
+        let same = |what: String| Ok(Some(Recorded::SameValue { what }));
+        match event {
+            Event::RecordUpserted(p) => self.row_recorded(&p.record),
+            Event::OwnerChanged(p) => self.row_recorded(&p.record),
+            Event::RecordDeleted(p) => {
+                if !self.rows.contains_key(&p.id) && self.routed.contains_key(&p.id) {
+                    Ok(Some(Recorded::AlreadyDeleted { row: p.id.clone() }))
+                } else {
+                    Ok(None)
+                }
+            }
+            Event::SettingChanged(p) => {
+                let mut s = self.settings.clone();
+                match s.set(&p.key, &p.value) {
+                    Ok(()) if s == self.settings => {
+                        same(format!("setting `{}` is already `{}`", p.key, p.value))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            Event::FilterChanged(p) => {
+                let recorded = self.filters.get(&p.user).and_then(|m| m.get(&p.entity));
+                if recorded == Some(&debug_hash(&p.filters)) {
+                    same(format!(
+                        "the {} filters of `{}` are already these",
+                        p.entity, p.user
+                    ))
+                } else {
+                    Ok(None)
+                }
+            }
+            Event::AccessLost(p) if self.access.get(&p.user) == Some(&debug_hash(event)) => {
+                same(format!("`{}` lost access to these rows last", p.user))
+            }
+            Event::AccessRegained(p) if self.access.get(&p.user) == Some(&debug_hash(event)) => {
+                same(format!("`{}` regained access to these rows last", p.user))
+            }
+            Event::UserRegistered(p) => match self.users.get(&p.user) {
+                Some(u) if u.name == p.name && u.email == p.email => {
+                    same(format!("user `{}` is registered so", p.user))
+                }
+                _ => Ok(None),
+            },
+            Event::ProfileRegistered(p) => match self.profiles.get(&p.profile) {
+                Some(i)
+                    if i.name == p.name
+                        && i.server_type == p.server_type
+                        && i.max_connections == p.max_connections =>
+                {
+                    same(format!("profile `{}` is registered so", p.profile))
+                }
+                _ => Ok(None),
+            },
+            Event::ProfileAlertingSet(p) => match self.profiles.get(&p.profile) {
+                Some(i) if i.send_alert == p.send_alert => same(format!(
+                    "the alert option of profile `{}` is already {}",
+                    p.profile, p.send_alert
+                )),
+                _ => Ok(None),
+            },
+            Event::MailboxRegistered(p) => match self.mailboxes.get(&p.mailbox) {
+                Some(m) if m.address == p.address && m.profile == p.profile => {
+                    same(format!("mailbox `{}` is registered so", p.mailbox))
+                }
+                _ => Ok(None),
+            },
+            Event::MailboxMapped(p) => {
+                let mapped = self.user_mailbox.get(&p.user) == Some(&p.mailbox)
+                    && self
+                        .mailboxes
+                        .get(&p.mailbox)
+                        .is_some_and(|m| m.owner.as_ref() == Some(&p.user));
+                if mapped {
+                    same(format!(
+                        "mailbox `{}` is mapped to `{}`",
+                        p.mailbox, p.user
+                    ))
+                } else {
+                    Ok(None)
+                }
+            }
+            Event::AddressApproved(p) => match self.mailboxes.get(&p.mailbox) {
+                Some(m) if m.approved == Some(p.approved) => same(format!(
+                    "the address of `{}` is already {}",
+                    p.mailbox,
+                    if p.approved { "approved" } else { "not approved" }
+                )),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    fn row_recorded(&self, rec: &Record) -> Result<Option<Recorded>, Contradiction> {
+        let Some(row) = self.rows.get(&rec.id) else {
+            return Ok(None);
+        };
+        match rec.version.cmp(&row.version) {
+            Ordering::Greater => Ok(None),
+            Ordering::Less => Ok(Some(Recorded::Stale {
+                row: rec.id.clone(),
+                version: rec.version,
+                recorded: row.version,
+            })),
+            Ordering::Equal if content_hash(rec) == row.hash => Ok(Some(Recorded::SameRow {
+                row: rec.id.clone(),
+                version: rec.version,
+            })),
+            Ordering::Equal => Err(Contradiction {
+                field: "record.version",
+                message: format!(
+                    "row `{}` version {} is already recorded with other content; the CRM must \
+                     increase the version when the content changes: send version {} or more \
+                     (or the content recorded for version {})",
+                    rec.id,
+                    rec.version,
+                    rec.version + 1,
+                    rec.version
+                ),
+            }),
+        }
+    }
+}
+
+/// The ids of the changes recorded last, oldest first out: a change delivered again with the
+/// same id (an at-least-once bus) is recognised among the last [`RecentIds::CAPACITY`].
+/// About 40 bytes an id.
+#[derive(Clone, Debug, Default)]
+pub struct RecentIds {
+    order: VecDeque<EventId>,
+    set: HashSet<EventId>,
+}
+
+impl RecentIds {
+    /// How many ids are kept.
+    pub const CAPACITY: usize = 10_000;
+
+    /// Remembers `id`, forgetting the oldest beyond the capacity.
+    pub fn insert(&mut self, id: EventId) {
+        if !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
+
+    /// Whether `id` is one of the ids kept.
+    pub fn contains(&self, id: &EventId) -> bool {
+        self.set.contains(id)
+    }
+}
