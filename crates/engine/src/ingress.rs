@@ -279,7 +279,12 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
         "mailbox_registered" => {
             let w: MailboxRegisteredWire = wire(rest, "")?;
             let mailbox = MailboxId::new(nonempty(w.mailbox, "mailbox")?);
-            if org.mailboxes.contains_key(&mailbox) {
+            let address = address(w.address, "address")?;
+            // The same registration again is acknowledged as already recorded; another one is
+            // refused.
+            if let Some(known) = org.mailboxes.get(&mailbox)
+                && (known.address != address || known.profile.as_str() != w.profile)
+            {
                 return Err(Problem::at(
                     "mailbox",
                     format!(
@@ -302,7 +307,7 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
             Event::MailboxRegistered(MailboxRegistered {
                 mailbox,
                 org: org_id,
-                address: address(w.address, "address")?,
+                address,
                 profile,
                 server_type: info.server_type,
             })
