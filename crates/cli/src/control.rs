@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::ctx::{Ctx, Live};
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead as _, BufReader, Write};
+use std::io::{BufRead as _, BufReader, Read as _, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -218,10 +218,18 @@ fn answer(stream: UnixStream, live: &Live, config: &Config, data: PathBuf) {
     let Ok(reader) = stream.try_clone() else {
         return;
     };
+    // The request carries a `crm apply` input: at most [limits] max_file_bytes of it (JSON
+    // escaping may double it), never read unbounded.
+    let cap = config.limits.max_file_bytes.saturating_mul(2) + 1024 * 1024;
     let mut line = String::new();
-    if BufReader::new(reader).read_line(&mut line).is_err() || line.trim().is_empty() {
+    if BufReader::new(reader.take(cap))
+        .read_line(&mut line)
+        .is_err()
+        || line.trim().is_empty()
+    {
         return;
     }
+    let too_large = !line.ends_with('\n') && line.len() as u64 >= cap;
     let stream = Arc::new(Mutex::new(stream));
     let mut out = Frames {
         stream: stream.clone(),
@@ -232,6 +240,15 @@ fn answer(stream: UnixStream, live: &Live, config: &Config, data: PathBuf) {
         err: true,
     };
     let code = match serde_json::from_str::<Request>(&line) {
+        _ if too_large => {
+            let _ = writeln!(
+                err,
+                "error: the request is larger than {cap} bytes: its input exceeds max_file_bytes \
+                 ({}) in the [limits] table of the service's configuration; nothing was applied",
+                config.limits.max_file_bytes
+            );
+            2
+        }
         Ok(request) => {
             tracing::info!(command = %request.args.join(" "), "control command");
             run(request, live, config, data, &mut out, &mut err)

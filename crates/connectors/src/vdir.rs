@@ -72,6 +72,9 @@ pub struct VdirConfig {
     /// The mailbox owner's time zone: floating times and dates of items are read in it, and an
     /// all-day appointment is written on its date there. `None`: UTC.
     pub timezone: Option<chrono_tz::Tz>,
+    /// The largest item file read, in bytes (`[limits] max_item_bytes`): a larger one is an
+    /// item failure of kind `too_large`, judged by its size and never read.
+    pub max_item_bytes: u64,
 }
 
 impl VdirConfig {
@@ -85,6 +88,7 @@ impl VdirConfig {
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
             mass_delete_percent: mass_delete::DEFAULT_PERCENT,
             timezone: None,
+            max_item_bytes: ledgersync_domain::Limits::default().max_item_bytes,
         }
     }
 }
@@ -175,10 +179,23 @@ impl VdirConnector {
     }
 
     /// Reads one item file: its version tag, hash and parsed fields.
+    /// A file larger than [`VdirConfig::max_item_bytes`] is not read: the error is of kind
+    /// [`io::ErrorKind::FileTooLarge`].
     pub(crate) fn read_item(&self, kind: Kind, path: &Path) -> io::Result<FileState> {
-        let bytes = fs::read(path)?;
-        let mtime = fs::metadata(path)
-            .and_then(|m| m.modified())?
+        let file = fs::File::open(path)?;
+        let meta = file.metadata()?;
+        let max = self.config.max_item_bytes;
+        if meta.len() > max {
+            return Err(too_large(meta.len(), max));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // Grown since: still never more than the limit in memory.
+        io::Read::read_to_end(&mut io::Read::take(file, max + 1), &mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(too_large(bytes.len() as u64, max));
+        }
+        let mtime = meta
+            .modified()?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
@@ -281,6 +298,21 @@ impl VdirConnector {
                 let remote = format!("{}/{file}", kind.name());
                 present.insert(remote.clone());
                 match self.read_item(kind, &path) {
+                    Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                        failures.push(ItemFailure {
+                            item: remote.clone(),
+                            entity: kind.entity(),
+                            kind: ErrorKind::TooLarge,
+                            error: format!(
+                                "{e}; {} was not read: shrink or remove it, or raise the limit",
+                                path.display()
+                            ),
+                        });
+                        // Known before: stays known with its old version, never gone.
+                        if let Some(etag) = known_here.get(&remote) {
+                            next.insert(remote.clone(), (*etag).clone());
+                        }
+                    }
                     Err(e) => {
                         complete = false;
                         partial.push(format!("{remote} could not be read ({e})"));
@@ -463,6 +495,16 @@ pub(crate) struct FileState {
 }
 
 /// The kind of an I/O error (what happened; the domain's `classify` decides what it means).
+fn too_large(len: u64, max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!(
+            "the item is {len} bytes, more than the limit of {max} (max_item_bytes in the \
+             [limits] table of the configuration)"
+        ),
+    )
+}
+
 pub(crate) fn io_kind(e: &io::Error) -> ErrorKind {
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotFound,
