@@ -477,3 +477,82 @@ fn the_same_row_version_with_other_content_is_refused_with_its_line_and_field() 
     assert!(!err.contains("changes.jsonl:2"), "line 2 is good: {err}");
     assert_eq!(events(&data), before, "the journal is unchanged");
 }
+
+#[test]
+fn an_oversized_line_or_field_is_refused_with_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let body = "b".repeat(300 * 1024);
+    let subject = "s".repeat(9000);
+    let huge = "h".repeat(2 * 1024 * 1024);
+    let text = format!(
+        concat!(
+            r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "tsk-a", "owner": "jayne", "version": 1, "subject": "A", "state": "open", "body": "{body}"}}}}"#,
+            "\n",
+            r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "tsk-b", "owner": "jayne", "version": 1, "subject": "{subject}", "state": "open"}}}}"#,
+            "\n",
+            r#"{{"kind": "user_registered", "user": "kaylee", "name": "Kaylee", "email": "kaylee@serenity.example"}}"#,
+            "\n",
+            r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "tsk-c", "owner": "jayne", "version": 1, "subject": "C", "state": "open", "body": "{huge}"}}}}"#,
+            "\n",
+        ),
+        body = body,
+        subject = subject,
+        huge = huge
+    );
+    let file = write(dir.path(), "big.jsonl", &text);
+    let o = ledgersync(&["crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for expected in [
+        "big.jsonl:1: field \"record.body\": is 307200 bytes, more than the limit of 262144 (max_body_bytes in the [limits] table",
+        "big.jsonl:2: field \"record.subject\": is 9000 bytes, more than the limit of 8192 (max_field_bytes",
+        "big.jsonl:4: the line is 2097",
+        "more than the limit of 1048576 (max_line_bytes",
+        "3 bad line(s)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("big.jsonl:3"), "line 3 is good: {err}");
+    assert_eq!(events(&data), before, "the journal is unchanged");
+
+    // Limits are configured in [limits]; a file beyond max_file_bytes is refused by its size.
+    let config = write(
+        dir.path(),
+        "ledgersync.toml",
+        "[limits]\nmax_file_bytes = 4096\nmax_line_bytes = 2048\nmax_field_bytes = 1024\nmax_body_bytes = 1024\n",
+    );
+    let o = ledgersync(&["--config", &config, "crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("big.jsonl: ") && err.contains("bytes, more than the limit of 4096 (max_file_bytes"),
+        "{err}"
+    );
+    assert_eq!(events(&data), before, "the journal is unchanged");
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let path = dir.path().join("latin1.jsonl");
+    let mut bytes = br#"{"kind": "user_registered", "user": "kaylee", "name": "Kaylee", "email": "kaylee@serenity.example"}"#.to_vec();
+    bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(br#"{"kind": "user_registered", "user": "zoe", "name": "Zo"#);
+    bytes.push(0xeb); // ë in Latin-1
+    bytes.extend_from_slice(br#"", "email": "zoe@serenity.example"}"#);
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&path, bytes).unwrap();
+    let file = path.to_str().unwrap();
+    let o = ledgersync(&["crm", "apply", file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("latin1.jsonl:2: not UTF-8 text (byte 55 of the line)"),
+        "{err}"
+    );
+    assert_eq!(events(&data), before, "the journal is unchanged");
+}
