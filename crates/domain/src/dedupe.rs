@@ -11,7 +11,8 @@
 //!   [`Contradiction`] (field `record.version`): the CRM must increase the version when the
 //!   content changes;
 //! - a `record_deleted` of a row the organization recorded deleted (or a delete already
-//!   recorded for a row it never saw);
+//!   recorded for a row it never saw), and a row change not newer than the version the row had
+//!   when it was deleted (a change sent before the delete arriving late or again);
 //! - a `setting_changed` to the value in force; a `filter_changed` with the user's recorded
 //!   list for that table; an `access_lost` / `access_regained` identical to the user's last
 //!   access change; a `user_registered`, `profile_registered`, `mailbox_registered` identical to
@@ -73,6 +74,16 @@ pub enum Recorded {
         /// The version recorded.
         recorded: u64,
     },
+    /// The row is recorded deleted at a version not older than this change's: a change sent
+    /// before the delete, arriving late (or again).
+    DeletedRow {
+        /// The row.
+        row: RecordId,
+        /// The version sent.
+        version: u64,
+        /// The version the row had when it was deleted.
+        deleted: u64,
+    },
     /// The row is already recorded deleted.
     AlreadyDeleted {
         /// The row.
@@ -101,6 +112,15 @@ impl fmt::Display for Recorded {
                 f,
                 "already recorded: version {version} of row `{row}` is older than the recorded \
                  version {recorded} (stale), nothing done"
+            ),
+            Recorded::DeletedRow {
+                row,
+                version,
+                deleted,
+            } => write!(
+                f,
+                "already recorded: row `{row}` is deleted (at version {deleted}); version \
+                 {version} is not newer, nothing done"
             ),
             Recorded::AlreadyDeleted { row } => {
                 write!(f, "already recorded: row `{row}` is deleted, nothing done")
@@ -131,7 +151,7 @@ impl OrgState {
             Event::RecordUpserted(p) => self.row_recorded(&p.record),
             Event::OwnerChanged(p) => self.row_recorded(&p.record),
             Event::RecordDeleted(p) => {
-                if !self.rows.contains_key(&p.id) && self.routed.contains_key(&p.id) {
+                if self.deleted.contains_key(&p.id) {
                     Ok(Some(Recorded::AlreadyDeleted { row: p.id.clone() }))
                 } else {
                     Ok(None)
@@ -221,7 +241,14 @@ impl OrgState {
 
     fn row_recorded(&self, rec: &Record) -> Result<Option<Recorded>, Contradiction> {
         let Some(row) = self.rows.get(&rec.id) else {
-            return Ok(None);
+            return Ok(match self.deleted.get(&rec.id) {
+                Some(&deleted) if rec.version <= deleted => Some(Recorded::DeletedRow {
+                    row: rec.id.clone(),
+                    version: rec.version,
+                    deleted,
+                }),
+                _ => None,
+            });
         };
         match rec.version.cmp(&row.version) {
             Ordering::Greater => Ok(None),

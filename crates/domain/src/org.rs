@@ -96,6 +96,9 @@ pub struct OrgState {
     /// recorded).
     #[serde(default)]
     pub access: BTreeMap<UserId, u64>,
+    /// The rows deleted (and not sent again since), with the version they had when deleted.
+    #[serde(default)]
+    pub deleted: BTreeMap<RecordId, u64>,
     /// Recent mailbox failures and the last alert, per profile (R14).
     pub profile_failures: BTreeMap<ProfileId, ProfileFailures>,
     /// The profile and time of the `mailbox_failure_noted` just applied: the `alert_raised`
@@ -259,6 +262,7 @@ impl OrgState {
                     Event::OwnerChanged(p) => &p.record,
                     _ => unreachable!("matched above"),
                 };
+                self.deleted.remove(&rec.id);
                 self.rows.insert(
                     rec.id.clone(),
                     RowInfo {
@@ -275,9 +279,10 @@ impl OrgState {
             }
             Event::RecordDeleted(p) => {
                 // `routed` is kept: a late change for the row still reaches those mailboxes.
-                // A row never seen gets an empty entry: a repeat of the delete is recognised.
-                self.rows.remove(&p.id);
-                self.routed.entry(p.id.clone()).or_default();
+                // The version deleted is kept (0 for a row never seen): a repeat of the delete,
+                // or a change of the row not newer than it, is recognised.
+                let version = self.rows.remove(&p.id).map_or(0, |row| row.version);
+                self.deleted.insert(p.id.clone(), version);
             }
             Event::AddressApproved(p) => {
                 if let Some(m) = self.mailboxes.get_mut(&p.mailbox) {
