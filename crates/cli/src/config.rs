@@ -410,8 +410,12 @@ mod tests {
     fn limits_have_defaults_and_are_checked() {
         let c = Config::parse("", Path::new("c.toml")).unwrap();
         assert_eq!(c.limits, Limits::default());
-        let c = Config::parse("[limits]\nmax_line_bytes = 4096\n", Path::new("c.toml")).unwrap();
-        assert_eq!(c.limits.max_line_bytes, 4096);
+        let c = Config::parse("[limits]\nmax_line_bytes = 2097152\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.limits.max_line_bytes, 2097152);
+        let e = Config::parse("[limits]\nmax_line_bytes = 4096\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot exceed `limits.max_line_bytes`"), "{e}");
         let e = Config::parse("[limits]\nmax_field_bytes = 0\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
