@@ -423,7 +423,10 @@ mod tests {
         let e = Config::parse("[limits]\nmax_lines = 3\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("max_lines") && e.contains("max_line_bytes"), "{e}");
+        assert!(
+            e.contains("max_lines") && e.contains("max_line_bytes"),
+            "{e}"
+        );
     }
 
     #[test]

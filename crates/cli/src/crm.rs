@@ -169,7 +169,12 @@ fn utf8_text(name: &str, bytes: Vec<u8>) -> Result<String> {
         let at = e.utf8_error().valid_up_to();
         let before = &e.as_bytes()[..at];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let column = at - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        let column = at
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
         anyhow!(
             "{name}:{line}: not UTF-8 text (byte {column} of the line); nothing was applied: \
              save the file as UTF-8"

@@ -527,7 +527,8 @@ fn an_oversized_line_or_field_is_refused_with_its_line_and_field() {
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
-        err.contains("big.jsonl: ") && err.contains("bytes, more than the limit of 4096 (max_file_bytes"),
+        err.contains("big.jsonl: ")
+            && err.contains("bytes, more than the limit of 4096 (max_file_bytes"),
         "{err}"
     );
     assert_eq!(events(&data), before, "the journal is unchanged");

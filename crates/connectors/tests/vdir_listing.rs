@@ -286,6 +286,9 @@ fn an_oversized_item_is_a_too_large_failure_never_read_never_gone() {
         .collect();
     assert_eq!(
         failed,
-        vec![("calendar/b.ics", "too_large"), ("calendar/huge.ics", "too_large")]
+        vec![
+            ("calendar/b.ics", "too_large"),
+            ("calendar/huge.ics", "too_large")
+        ]
     );
 }

@@ -219,10 +219,7 @@ impl OrgState {
                         .get(&p.mailbox)
                         .is_some_and(|m| m.owner.as_ref() == Some(&p.user));
                 if mapped {
-                    same(format!(
-                        "mailbox `{}` is mapped to `{}`",
-                        p.mailbox, p.user
-                    ))
+                    same(format!("mailbox `{}` is mapped to `{}`", p.mailbox, p.user))
                 } else {
                     Ok(None)
                 }
@@ -231,7 +228,11 @@ impl OrgState {
                 Some(m) if m.approved == Some(p.approved) => same(format!(
                     "the address of `{}` is already {}",
                     p.mailbox,
-                    if p.approved { "approved" } else { "not approved" }
+                    if p.approved {
+                        "approved"
+                    } else {
+                        "not approved"
+                    }
                 )),
                 _ => Ok(None),
             },

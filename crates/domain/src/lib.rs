@@ -24,7 +24,7 @@ pub mod time;
 
 pub use alerting::decide_org;
 pub use decide::{Context, Decision, decide};
-pub use dedupe::{Contradiction, Recorded, RecentIds};
+pub use dedupe::{Contradiction, RecentIds, Recorded};
 pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
 pub use error_kind::ErrorKind;
 pub use event::Event;

@@ -53,6 +53,8 @@ pub struct OrgCore {
 }
 
 /// What [`OrgCore::prepare_change`] found to do.
+// One short-lived value per change, moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Prepared {
     /// Append the batch, then commit.

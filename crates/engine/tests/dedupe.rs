@@ -80,7 +80,9 @@ fn every_change_of_a_file_applied_twice_is_recorded_once_also_after_a_restart() 
     );
     assert_eq!(
         again[12],
-        Some(Recorded::AlreadyDeleted { row: "con-1".into() })
+        Some(Recorded::AlreadyDeleted {
+            row: "con-1".into()
+        })
     );
     assert_eq!(
         again[9].as_ref().unwrap().to_string(),
@@ -148,7 +150,10 @@ fn a_stale_version_is_not_recorded_and_other_content_under_a_version_is_refused(
     assert_eq!(journal.last_position().unwrap(), events);
 
     // A higher version with the new content is recorded.
-    assert_eq!(apply(&mut engine, &line(3, "Bike repair moved")), vec![None]);
+    assert_eq!(
+        apply(&mut engine, &line(3, "Bike repair moved")),
+        vec![None]
+    );
 }
 
 #[test]
@@ -158,20 +163,56 @@ fn a_changed_value_is_recorded_the_same_value_is_not() {
     apply(&mut engine, &org_text());
     let lines = [
         // Changed: recorded.
-        (r#"{"kind": "setting_changed", "key": "require_approved_address", "value": true}"#, false),
+        (
+            r#"{"kind": "setting_changed", "key": "require_approved_address", "value": true}"#,
+            false,
+        ),
         // The value in force: not.
-        (r#"{"kind": "setting_changed", "key": "require_approved_address", "value": "true"}"#, true),
-        (r#"{"kind": "filter_changed", "user": "jayne", "entity": "appointment", "filters": []}"#, false),
-        (r#"{"kind": "filter_changed", "user": "jayne", "entity": "appointment", "filters": []}"#, true),
-        (r#"{"kind": "access_regained", "user": "paul", "records": ["apt-1"], "reason": "role"}"#, false),
-        (r#"{"kind": "access_regained", "user": "paul", "records": ["apt-1"], "reason": "role"}"#, true),
-        (r#"{"kind": "access_lost", "user": "paul", "records": ["apt-1"], "reason": "role"}"#, false),
-        (r#"{"kind": "address_approved", "mailbox": "mbx-jayne", "approved": false}"#, false),
-        (r#"{"kind": "address_approved", "mailbox": "mbx-jayne", "approved": false}"#, true),
-        (r#"{"kind": "user_registered", "user": "paul", "name": "Paul Blart", "email": "paul@serenity.example"}"#, false),
+        (
+            r#"{"kind": "setting_changed", "key": "require_approved_address", "value": "true"}"#,
+            true,
+        ),
+        (
+            r#"{"kind": "filter_changed", "user": "jayne", "entity": "appointment", "filters": []}"#,
+            false,
+        ),
+        (
+            r#"{"kind": "filter_changed", "user": "jayne", "entity": "appointment", "filters": []}"#,
+            true,
+        ),
+        (
+            r#"{"kind": "access_regained", "user": "paul", "records": ["apt-1"], "reason": "role"}"#,
+            false,
+        ),
+        (
+            r#"{"kind": "access_regained", "user": "paul", "records": ["apt-1"], "reason": "role"}"#,
+            true,
+        ),
+        (
+            r#"{"kind": "access_lost", "user": "paul", "records": ["apt-1"], "reason": "role"}"#,
+            false,
+        ),
+        (
+            r#"{"kind": "address_approved", "mailbox": "mbx-jayne", "approved": false}"#,
+            false,
+        ),
+        (
+            r#"{"kind": "address_approved", "mailbox": "mbx-jayne", "approved": false}"#,
+            true,
+        ),
+        (
+            r#"{"kind": "user_registered", "user": "paul", "name": "Paul Blart", "email": "paul@serenity.example"}"#,
+            false,
+        ),
         // A Test & Enable result is an event: recorded each time.
-        (r#"{"kind": "mailbox_tested", "mailbox": "mbx-jayne", "incoming": "success"}"#, false),
-        (r#"{"kind": "mailbox_tested", "mailbox": "mbx-jayne", "incoming": "success"}"#, false),
+        (
+            r#"{"kind": "mailbox_tested", "mailbox": "mbx-jayne", "incoming": "success"}"#,
+            false,
+        ),
+        (
+            r#"{"kind": "mailbox_tested", "mailbox": "mbx-jayne", "incoming": "success"}"#,
+            false,
+        ),
     ];
     for (line, recorded) in lines {
         let got = apply(&mut engine, line);

@@ -51,9 +51,7 @@ use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
 use ledgersync_domain::event::EventClass;
 use ledgersync_domain::event::MailboxFailureNoted;
-use ledgersync_domain::{
-    Decision, Event, EventId, MailboxId, OrgId, OrgState, Recorded, StreamId,
-};
+use ledgersync_domain::{Decision, Event, EventId, MailboxId, OrgId, OrgState, Recorded, StreamId};
 use ledgersync_engine::engine::Appended;
 use ledgersync_engine::mailbox::Incoming;
 use ledgersync_engine::org::{Committed, OrgCore, Prepared, Unfinished};
