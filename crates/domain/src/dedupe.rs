@@ -309,3 +309,49 @@ impl RecentIds {
         self.set.contains(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_keep_the_last_capacity_ids() {
+        let mut ids = RecentIds::default();
+        let id = |n: usize| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            EventId(b)
+        };
+        for n in 0..RecentIds::CAPACITY + 5 {
+            ids.insert(id(n));
+        }
+        ids.insert(id(RecentIds::CAPACITY + 4)); // again: no second place
+        assert!(!ids.contains(&id(4)), "the oldest are forgotten");
+        assert!(ids.contains(&id(5)));
+        assert!(ids.contains(&id(RecentIds::CAPACITY + 4)));
+        assert_eq!(ids.order.len(), RecentIds::CAPACITY);
+        assert_eq!(ids.set.len(), RecentIds::CAPACITY);
+    }
+
+    #[test]
+    fn the_content_hash_sees_every_field_but_not_the_instance() {
+        use crate::records::{Contact, ContactState, RecordBody};
+        let rec = |name: &str| Record {
+            id: "con-1".into(),
+            owner: "jayne".into(),
+            version: 1,
+            body: RecordBody::Contact(Contact {
+                full_name: name.into(),
+                email: String::new(),
+                phone: String::new(),
+                company: String::new(),
+                state: ContactState::Active,
+            }),
+        };
+        assert_eq!(content_hash(&rec("Linda")), content_hash(&rec("Linda")));
+        assert_ne!(
+            content_hash(&rec("Linda")),
+            content_hash(&rec("Linda Park"))
+        );
+    }
+}
