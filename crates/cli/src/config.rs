@@ -4,6 +4,7 @@
 //! values.
 
 use anyhow::{Context as _, Result, anyhow};
+use ledgersync_domain::Limits;
 use ledgersync_journal::Backend;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ struct File {
     runtime: RuntimeSection,
     #[serde(default)]
     mailbox: Vec<MailboxSection>,
+    #[serde(default)]
+    limits: Limits,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -142,6 +145,8 @@ pub struct Config {
     /// `data.group`: the group (name or number) that may read the data directory and use the
     /// control socket besides its owner and root (`access.rs`); `None`: the owner alone.
     pub data_group: Option<String>,
+    /// Size limits (`[limits]`): a CRM change file, line and field, a connector item.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -160,6 +165,7 @@ impl Default for Config {
             max_parallel_cycles: 16,
             mailboxes: Vec::new(),
             data_group: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -178,6 +184,7 @@ impl Config {
             .map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let mut c = Config {
             data: file.data.dir,
+            limits: checked_limits(file.limits, path)?,
             ..Config::default()
         };
         if let Some(group) = file.data.group {
@@ -450,6 +457,39 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// The `[limits]` table: every limit at least 1 KiB, a line within a file, a field within a line.
+fn checked_limits(l: Limits, path: &Path) -> Result<Limits> {
+    let file = path.display();
+    for (key, v) in [
+        ("max_file_bytes", l.max_file_bytes),
+        ("max_line_bytes", l.max_line_bytes),
+        ("max_body_bytes", l.max_body_bytes),
+        ("max_field_bytes", l.max_field_bytes),
+        ("max_item_bytes", l.max_item_bytes),
+    ] {
+        if v < 1024 {
+            return Err(anyhow!(
+                "{file}: key `limits.{key}` must be at least 1024 (bytes), got {v}"
+            ));
+        }
+    }
+    if l.max_line_bytes > l.max_file_bytes {
+        return Err(anyhow!(
+            "{file}: key `limits.max_line_bytes` ({}) cannot exceed `limits.max_file_bytes` ({})",
+            l.max_line_bytes,
+            l.max_file_bytes
+        ));
+    }
+    if l.max_body_bytes.max(l.max_field_bytes) > l.max_line_bytes {
+        return Err(anyhow!(
+            "{file}: keys `limits.max_body_bytes` and `limits.max_field_bytes` cannot exceed \
+             `limits.max_line_bytes` ({}): a field is part of a line",
+            l.max_line_bytes
+        ));
+    }
+    Ok(l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +544,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("log.format") && e.contains("text, json"), "{e}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_checked() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        let c = Config::parse("[limits]\nmax_line_bytes = 2097152\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.limits.max_line_bytes, 2097152);
+        let e = Config::parse("[limits]\nmax_line_bytes = 4096\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot exceed `limits.max_line_bytes`"), "{e}");
+        let e = Config::parse("[limits]\nmax_field_bytes = 0\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_field_bytes"), "{e}");
+        let e = Config::parse("[limits]\nmax_lines = 3\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_lines") && e.contains("max_line_bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -357,9 +357,12 @@ fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, 
     let Ok(reader) = stream.try_clone() else {
         return;
     };
+    // The request carries a `crm apply` input: at most [limits] max_file_bytes of it (JSON
+    // escaping may double it), never read unbounded.
+    let cap = config.limits.max_file_bytes.saturating_mul(2) + 1024 * 1024;
     let mut line = String::new();
-    // One request line, bounded (a CRM file of up to 256 MiB).
-    let mut reader = std::io::Read::take(BufReader::new(reader), 256 << 20);
+    // One request line, bounded by the limit above.
+    let mut reader = std::io::Read::take(BufReader::new(reader), cap);
     if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
         tracing::debug!(
             uid = peer.uid,
@@ -368,6 +371,7 @@ fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, 
         );
         return;
     }
+    let too_large = !line.ends_with('\n') && line.len() as u64 >= cap;
     let stream = Arc::new(Mutex::new(stream));
     let mut out = Frames {
         stream: stream.clone(),
@@ -378,6 +382,15 @@ fn answer(stream: UnixStream, peer: access::Peer, live: &Live, config: &Config, 
         err: true,
     };
     let code = match serde_json::from_str::<Request>(&line) {
+        _ if too_large => {
+            let _ = writeln!(
+                err,
+                "error: the request is larger than {cap} bytes: its input exceeds max_file_bytes \
+                 ({}) in the [limits] table of the service's configuration; nothing was applied",
+                config.limits.max_file_bytes
+            );
+            2
+        }
         Ok(request) => {
             tracing::info!(
                 uid = peer.uid,

@@ -2,18 +2,19 @@
 //! (`docs/crm-changes.md`). The whole file is checked first; one bad line and nothing is applied.
 
 use crate::ctx::{Ctx, journal_dir};
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow, bail};
 use ledgersync_domain::records::Entity;
-use ledgersync_domain::{Event, OrgId, OrgState, RuleId};
+use ledgersync_domain::{Event, Limits, OrgId, OrgState, RuleId};
 use ledgersync_engine::Processed;
 use ledgersync_engine::describe::{ItemFate, Progress, describe, summarize_as};
-use ledgersync_engine::ingress::{Change, parse_changes};
+use ledgersync_engine::ingress::{Change, parse_changes_within};
 use serde_json::{Value, json};
-use std::io::Read as _;
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
+    let limits = ctx.config.limits;
     let (name, text) = match ctx.input.take() {
         Some(input) => input,
         // Inside the service the client sends the text: the service never opens a file for it.
@@ -21,8 +22,15 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
             "refused: no input was sent for {}; the client reads the file and sends its text",
             file.display()
         ),
-        None => read_input(file)?,
+        None => read_input(file, &limits)?,
     };
+    // Sent by a client over the control socket: the same limit.
+    if text.len() as u64 > limits.max_file_bytes {
+        bail!(
+            "{}",
+            too_large(&name, text.len() as u64, limits.max_file_bytes)
+        );
+    }
     // Validate against the organization as it stands (a fresh one for a new directory) before
     // anything is created or appended.
     let mut recorder = match ctx.live {
@@ -41,7 +49,7 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
         Some(r) => r.engine()?.org().clone(),
         None => fresh,
     };
-    let changes = match parse_changes(&text, &org) {
+    let changes = match parse_changes_within(&text, &org, &limits) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -104,9 +112,18 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
             }))?
         )?;
     } else {
+        let recorded = reports
+            .iter()
+            .filter(|r| !r["already_recorded"].is_null())
+            .count();
+        let recorded = if recorded == 0 {
+            String::new()
+        } else {
+            format!(" ({recorded} already recorded, nothing done for them)")
+        };
         writeln!(
             ctx.out,
-            "applied {} change(s) from {name} to {into} (organization {}); the journal holds {events} events",
+            "applied {} change(s) from {name} to {into} (organization {}){recorded}; the journal holds {events} events",
             reports.len(),
             ctx.config.org
         )?;
@@ -114,19 +131,60 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads `file` (`-`: standard input) as a name for messages and its text.
-pub fn read_input(file: &Path) -> Result<(String, String)> {
-    if file == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading CRM changes from standard input")?;
-        Ok(("stdin".into(), text))
+/// Reads `file` (`-`: standard input) as a name for messages and its text: at most
+/// `limits.max_file_bytes` (a larger file is refused before it is read, by its size), UTF-8 (a
+/// line that is not is named).
+pub fn read_input(file: &Path, limits: &Limits) -> Result<(String, String)> {
+    let max = limits.max_file_bytes;
+    let (name, mut reader): (String, Box<dyn Read>) = if file == Path::new("-") {
+        ("stdin".into(), Box::new(std::io::stdin()))
     } else {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading CRM changes from {}", file.display()))?;
-        Ok((file.display().to_string(), text))
+        let name = file.display().to_string();
+        let f = std::fs::File::open(file)
+            .with_context(|| format!("reading CRM changes from {name}"))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > max {
+            bail!("{}", too_large(&name, len, max));
+        }
+        (name, Box::new(f))
+    };
+    let mut bytes = Vec::new();
+    (&mut reader)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading CRM changes from {name}"))?;
+    if bytes.len() as u64 > max {
+        bail!("{}", too_large(&name, bytes.len() as u64, max));
     }
+    let text = utf8_text(&name, bytes)?;
+    Ok((name, text))
+}
+
+fn too_large(name: &str, len: u64, max: u64) -> String {
+    format!(
+        "{name}: {}{len} bytes, more than the limit of {max} (max_file_bytes in the [limits] \
+         table of the configuration); nothing was applied: split the file or raise the limit",
+        if len > max + 1 { "" } else { "more than " }
+    )
+}
+
+/// The text of `bytes`, or an error naming the first line that is not UTF-8.
+fn utf8_text(name: &str, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = at
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        anyhow!(
+            "{name}:{line}: not UTF-8 text (byte {column} of the line); nothing was applied: \
+             save the file as UTF-8"
+        )
+    })
 }
 
 fn entity_of(event: &Event) -> Option<Entity> {
@@ -145,6 +203,7 @@ pub fn line_report(change: &Change, processed: &Processed) -> Value {
         "kind": change.event.name(),
         "event_id": processed.org_event.map(|id| id.to_string()),
         "description": describe(&change.event),
+        "already_recorded": processed.already_recorded.as_ref().map(|r| r.to_string()),
         "mailboxes": per_mailbox(processed, entity_of(&change.event)),
     })
 }
@@ -188,6 +247,10 @@ fn render_line(name: &str, r: &Value) -> String {
         r["line"],
         r["description"].as_str().unwrap_or_default()
     );
+    if let Some(recorded) = r["already_recorded"].as_str() {
+        out.push_str(&format!("    → {recorded}\n"));
+        return out;
+    }
     let mailboxes = r["mailboxes"].as_array().cloned().unwrap_or_default();
     if mailboxes.is_empty() {
         out.push_str("    → no mailbox (recorded in the organization stream)\n");

@@ -39,6 +39,7 @@ impl Live {
             org_event: routed.org_event,
             mailboxes: routed.mailboxes,
             decisions: routed.decisions,
+            already_recorded: routed.already_recorded,
         })
     }
 }

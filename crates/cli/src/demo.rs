@@ -213,7 +213,7 @@ fn apply(live: &Live, config: &Config, data: &Path, file: &Path) -> Result<Strin
             err: &mut err,
             live: Some(live),
             // Read here, like a client: the service side never opens a file itself.
-            input: Some(crate::crm::read_input(file)?),
+            input: Some(crate::crm::read_input(file, &config.limits)?),
         };
         crate::crm::apply(&mut ctx, file)?
     };

@@ -337,7 +337,7 @@ fn run_here_or_in_service(
             command: CrmCommand::Apply { file },
         } = &command
         {
-            input = Some(crm::read_input(file)?);
+            input = Some(crm::read_input(file, &config.limits)?);
         }
         let args: Vec<String> = std::env::args().skip(1).collect();
         if let Some(answer) = control::forward(dir, args, input.clone()) {

@@ -48,14 +48,19 @@ pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
             max_parallel: config.max_parallel_cycles,
             ..SchedulerConfig::default()
         },
-        mailboxes: config.mailboxes.iter().map(endpoint).collect(),
+        mailboxes: config
+            .mailboxes
+            .iter()
+            .map(|m| endpoint(m, config.limits.max_item_bytes))
+            .collect(),
         projection_every: config.projection_every,
         push_quiet: std::time::Duration::from_millis(500),
     }
 }
 
-fn endpoint(m: &MailboxConfig) -> MailboxEndpoint {
+fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
     let mut vdir = VdirConfig::new(m.owner.clone().unwrap_or_default());
+    vdir.max_item_bytes = max_item_bytes;
     vdir.calendar = m.calendar.clone();
     vdir.address_book = m.address_book.clone();
     vdir.maildirs = m.maildirs.clone();

@@ -139,8 +139,8 @@ fn apply_into_a_fresh_directory_then_mailboxes_explain_and_replay() {
         .unwrap();
     assert!(n == total && total != "0", "{line}");
 
-    // The same changes again, from standard input and as JSON: the row versions repeat, so the
-    // mailboxes already hold them.
+    // The same changes again, from standard input and as JSON: the row versions and contents
+    // repeat, so they are already recorded and reach no mailbox.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
         .args(["crm", "apply", "-", "--data", &data, "--json"])
         .env_remove("LEDGERSYNC_DATA")
@@ -164,7 +164,11 @@ fn apply_into_a_fresh_directory_then_mailboxes_explain_and_replay() {
     assert_eq!(v["applied"], 3);
     assert_eq!(v["changes"][0]["line"], 2, "the blank line counts");
     assert_eq!(v["changes"][0]["kind"], "record_upserted");
-    assert_eq!(v["changes"][0]["mailboxes"].as_array().unwrap().len(), 2);
+    assert_eq!(v["changes"][0]["mailboxes"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        v["changes"][0]["already_recorded"],
+        "already recorded: same row version and content, nothing done"
+    );
 }
 
 #[test]
@@ -401,5 +405,155 @@ fn a_change_that_contradicts_the_organization_exits_2_with_its_line_and_field() 
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
     assert!(!err.contains("changes.jsonl:6"), "line 6 is good: {err}");
+    assert_eq!(events(&data), before, "the journal is unchanged");
+}
+
+#[test]
+fn the_same_file_applied_twice_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let file = write(dir.path(), "org.jsonl", &org());
+    let out = ok(&["crm", "apply", &file, "--data", &data]);
+    // Every line but the two Test & Enable results (events, recognised by message id only)
+    // is what the organization already holds.
+    let recorded = out
+        .lines()
+        .filter(|l| l.contains("→ already recorded"))
+        .count();
+    assert_eq!(recorded, 12, "{out}");
+    assert!(
+        out.contains("→ already recorded: same row version and content, nothing done"),
+        "{out}"
+    );
+    assert!(out.contains("(12 already recorded"), "{out}");
+    let tested = events(&data) - before;
+    // The two tests: each one organization event and one mailbox observation, deciding nothing.
+    assert_eq!(tested, 4, "{out}");
+
+    // The rows only, again: nothing at all.
+    let rows: String = org()
+        .lines()
+        .filter(|l| l.contains("record_upserted"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = write(dir.path(), "rows.jsonl", &rows);
+    let before = events(&data);
+    let json = json(&["crm", "apply", &file, "--data", &data, "--json"]);
+    assert_eq!(events(&data), before, "nothing new recorded");
+    for change in json["changes"].as_array().unwrap() {
+        assert_eq!(
+            change["already_recorded"],
+            "already recorded: same row version and content, nothing done"
+        );
+        assert_eq!(change["mailboxes"], serde_json::json!([]));
+    }
+}
+
+#[test]
+fn the_same_row_version_with_other_content_is_refused_with_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let file = write(
+        dir.path(),
+        "changes.jsonl",
+        concat!(
+            r#"{"kind": "record_upserted", "record": {"entity": "contact", "id": "con-linda", "owner": "paul", "version": 1, "full_name": "Linda Parker", "email": "linda@customer.example"}}"#,
+            "\n",
+            r#"{"kind": "record_upserted", "record": {"entity": "contact", "id": "con-linda", "owner": "paul", "version": 2, "full_name": "Linda Parker", "email": "linda@customer.example"}}"#,
+            "\n",
+        ),
+    );
+    let o = ledgersync(&["crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "changes.jsonl:1: field \"record.version\": row `con-linda` version 1 is already recorded with other content"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("changes.jsonl:2"), "line 2 is good: {err}");
+    assert_eq!(events(&data), before, "the journal is unchanged");
+}
+
+#[test]
+fn an_oversized_line_or_field_is_refused_with_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let body = "b".repeat(300 * 1024);
+    let subject = "s".repeat(9000);
+    let huge = "h".repeat(2 * 1024 * 1024);
+    let text = format!(
+        concat!(
+            r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "tsk-a", "owner": "jayne", "version": 1, "subject": "A", "state": "open", "body": "{body}"}}}}"#,
+            "\n",
+            r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "tsk-b", "owner": "jayne", "version": 1, "subject": "{subject}", "state": "open"}}}}"#,
+            "\n",
+            r#"{{"kind": "user_registered", "user": "kaylee", "name": "Kaylee", "email": "kaylee@serenity.example"}}"#,
+            "\n",
+            r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "tsk-c", "owner": "jayne", "version": 1, "subject": "C", "state": "open", "body": "{huge}"}}}}"#,
+            "\n",
+        ),
+        body = body,
+        subject = subject,
+        huge = huge
+    );
+    let file = write(dir.path(), "big.jsonl", &text);
+    let o = ledgersync(&["crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for expected in [
+        "big.jsonl:1: field \"record.body\": is 307200 bytes, more than the limit of 262144 (max_body_bytes in the [limits] table",
+        "big.jsonl:2: field \"record.subject\": is 9000 bytes, more than the limit of 8192 (max_field_bytes",
+        "big.jsonl:4: the line is 2097",
+        "more than the limit of 1048576 (max_line_bytes",
+        "3 bad line(s)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("big.jsonl:3"), "line 3 is good: {err}");
+    assert_eq!(events(&data), before, "the journal is unchanged");
+
+    // Limits are configured in [limits]; a file beyond max_file_bytes is refused by its size.
+    let config = write(
+        dir.path(),
+        "ledgersync.toml",
+        "[limits]\nmax_file_bytes = 4096\nmax_line_bytes = 2048\nmax_field_bytes = 1024\nmax_body_bytes = 1024\n",
+    );
+    let o = ledgersync(&["--config", &config, "crm", "apply", &file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("big.jsonl: ")
+            && err.contains("bytes, more than the limit of 4096 (max_file_bytes"),
+        "{err}"
+    );
+    assert_eq!(events(&data), before, "the journal is unchanged");
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+    let path = dir.path().join("latin1.jsonl");
+    let mut bytes = br#"{"kind": "user_registered", "user": "kaylee", "name": "Kaylee", "email": "kaylee@serenity.example"}"#.to_vec();
+    bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(br#"{"kind": "user_registered", "user": "zoe", "name": "Zo"#);
+    bytes.push(0xeb); // ë in Latin-1
+    bytes.extend_from_slice(br#"", "email": "zoe@serenity.example"}"#);
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&path, bytes).unwrap();
+    let file = path.to_str().unwrap();
+    let o = ledgersync(&["crm", "apply", file, "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("latin1.jsonl:2: not UTF-8 text (byte 55 of the line)"),
+        "{err}"
+    );
     assert_eq!(events(&data), before, "the journal is unchanged");
 }

@@ -62,7 +62,17 @@ pub fn is_regular_file(path: &Path) -> bool {
 /// [`io::ErrorKind::PermissionDenied`] and the message [`LINK_REFUSED`], anything but a
 /// regular file with [`io::ErrorKind::InvalidInput`].
 pub fn read_regular(path: &Path) -> io::Result<(Vec<u8>, fs::Metadata)> {
-    let mut file = OpenOptions::new()
+    read_regular_within(path, u64::MAX, |_| unreachable!("no limit"))
+}
+
+/// [`read_regular`] of a file of at most `max` bytes: a larger one (or one grown past it while
+/// read) is not read into memory; the error is `too_large(length, max)`.
+pub fn read_regular_within(
+    path: &Path,
+    max: u64,
+    too_large: impl Fn(u64) -> io::Error,
+) -> io::Result<(Vec<u8>, fs::Metadata)> {
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
@@ -81,8 +91,14 @@ pub fn read_regular(path: &Path) -> io::Result<(Vec<u8>, fs::Metadata)> {
             "is not a regular file",
         ));
     }
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes)?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
     Ok((bytes, meta))
 }
 

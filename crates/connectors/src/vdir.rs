@@ -73,6 +73,9 @@ pub struct VdirConfig {
     /// The mailbox owner's time zone: floating times and dates of items are read in it, and an
     /// all-day appointment is written on its date there. `None`: UTC.
     pub timezone: Option<chrono_tz::Tz>,
+    /// The largest item file read, in bytes (`[limits] max_item_bytes`): a larger one is an
+    /// item failure of kind `too_large`, judged by its size and never read.
+    pub max_item_bytes: u64,
 }
 
 impl VdirConfig {
@@ -86,6 +89,7 @@ impl VdirConfig {
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
             mass_delete_percent: mass_delete::DEFAULT_PERCENT,
             timezone: None,
+            max_item_bytes: ledgersync_domain::Limits::default().max_item_bytes,
         }
     }
 }
@@ -176,9 +180,13 @@ impl VdirConnector {
     }
 
     /// Reads one item file: its version tag, hash and parsed fields.
+    /// A file larger than [`VdirConfig::max_item_bytes`] is not read: the error is of kind
+    /// [`io::ErrorKind::FileTooLarge`].
     pub(crate) fn read_item(&self, kind: Kind, path: &Path) -> io::Result<FileState> {
-        // Never through a symbolic link: nothing outside the collection is read.
-        let (bytes, meta) = fsutil::read_regular(path)?;
+        // Never through a symbolic link: nothing outside the collection is read; never more
+        // than the item limit in memory.
+        let max = self.config.max_item_bytes;
+        let (bytes, meta) = fsutil::read_regular_within(path, max, |len| too_large(len, max))?;
         let mtime = meta
             .modified()?
             .duration_since(UNIX_EPOCH)
@@ -313,6 +321,21 @@ impl VdirConnector {
                             kind: ErrorKind::Forbidden,
                             error: format!("{} {}", path.display(), fsutil::LINK_REFUSED),
                         });
+                        if let Some(etag) = known_here.get(&remote) {
+                            next.insert(remote.clone(), (*etag).clone());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                        failures.push(ItemFailure {
+                            item: remote.clone(),
+                            entity: kind.entity(),
+                            kind: ErrorKind::TooLarge,
+                            error: format!(
+                                "{e}; {} was not read: shrink or remove it, or raise the limit",
+                                path.display()
+                            ),
+                        });
+                        // Known before: stays known with its old version, never gone.
                         if let Some(etag) = known_here.get(&remote) {
                             next.insert(remote.clone(), (*etag).clone());
                         }
@@ -499,6 +522,16 @@ pub(crate) struct FileState {
 }
 
 /// The kind of an I/O error (what happened; the domain's `classify` decides what it means).
+fn too_large(len: u64, max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!(
+            "the item is {len} bytes, more than the limit of {max} (max_item_bytes in the \
+             [limits] table of the configuration)"
+        ),
+    )
+}
+
 pub(crate) fn io_kind(e: &io::Error) -> ErrorKind {
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotFound,

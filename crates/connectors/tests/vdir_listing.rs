@@ -246,3 +246,49 @@ fn empty_collections_with_nothing_known_list_as_complete() {
     assert!(matches!(l.terminal(), Event::ListingCompleted(c) if c.items == 0));
     assert!(l.cursor.is_initial());
 }
+
+#[test]
+fn an_oversized_item_is_a_too_large_failure_never_read_never_gone() {
+    let mut f = Fixture::new();
+    write_aged(&f.calendar.join("a.ics"), &event_ics("a", "small"), 60);
+    write_aged(&f.calendar.join("b.ics"), &event_ics("b", "grows"), 60);
+    // 200 MiB, sparse: judged by its size (the default limit is 4 MiB), never loaded.
+    let huge = fs::File::create(f.calendar.join("huge.ics")).unwrap();
+    huge.set_len(200 * 1024 * 1024).unwrap();
+    drop(huge);
+    let first = f.list(&Cursor::initial());
+    assert_eq!(seen(&first).len(), 2, "the other items are still listed");
+    assert_eq!(first.failures.len(), 1, "{:?}", first.failures);
+    let failure = &first.failures[0];
+    assert_eq!(failure.item, "calendar/huge.ics");
+    assert_eq!(failure.kind, ledgersync_domain::ErrorKind::TooLarge);
+    assert!(
+        failure.error.contains("209715200 bytes")
+            && failure.error.contains("max_item_bytes")
+            && failure.error.contains("huge.ics"),
+        "{failure}"
+    );
+
+    // A configured limit; a known item that outgrows it is a failure, never gone.
+    let mut config = f.connector.config().clone();
+    config.max_item_bytes = 2048;
+    f.connector = ledgersync_connectors::VdirConnector::new(config);
+    let mut big = event_ics("b", "grows");
+    big = big.replace("SUMMARY:grows", &format!("SUMMARY:{}", "x".repeat(4000)));
+    fs::write(f.calendar.join("b.ics"), big).unwrap();
+    let second = f.list(&first.cursor);
+    assert!(gone(&second).is_empty());
+    assert!(seen(&second).is_empty());
+    let failed: Vec<(&str, &str)> = second
+        .failures
+        .iter()
+        .map(|x| (x.item.as_str(), x.kind.as_code()))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            ("calendar/b.ics", "too_large"),
+            ("calendar/huge.ics", "too_large")
+        ]
+    );
+}

@@ -7,11 +7,13 @@
 pub mod address;
 pub mod alerting;
 pub mod decide;
+pub mod dedupe;
 pub mod envelope;
 pub mod error_kind;
 pub mod event;
 pub mod filter;
 pub mod ids;
+pub mod limits;
 pub mod org;
 pub mod policy;
 pub mod records;
@@ -23,10 +25,12 @@ pub mod time;
 
 pub use alerting::decide_org;
 pub use decide::{Context, Decision, decide};
+pub use dedupe::{Contradiction, RecentIds, Recorded};
 pub use envelope::{DecodeError, Envelope, EventType, NewEvent};
 pub use error_kind::ErrorKind;
 pub use event::Event;
 pub use ids::*;
+pub use limits::Limits;
 pub use org::OrgState;
 pub use rules::RuleId;
 pub use settings::{OrgSettings, SettingKey, SettingsVersion};

@@ -47,6 +47,9 @@ pub struct MailboxInfo {
     pub profile: ProfileId,
     /// Mapped user.
     pub owner: Option<UserId>,
+    /// The last `address_approved` value recorded for it (a repeat of it is not recorded).
+    #[serde(default)]
+    pub approved: Option<bool>,
 }
 
 /// A CRM row as the organization last recorded it: enough to check the changes that name it.
@@ -56,6 +59,13 @@ pub struct RowInfo {
     pub entity: crate::records::Entity,
     /// Its owner in the last snapshot the CRM sent (`record_upserted` or `owner_changed`).
     pub owner: UserId,
+    /// The version of that snapshot.
+    #[serde(default)]
+    pub version: u64,
+    /// Its content hash ([`crate::dedupe::content_hash`]): the same version with another
+    /// content is a contradiction, with the same content a duplicate.
+    #[serde(default)]
+    pub hash: u64,
 }
 
 /// Everything the organization stream says.
@@ -78,6 +88,17 @@ pub struct OrgState {
     /// The rows the CRM sent and has not deleted since: table and owner of the last snapshot.
     #[serde(default)]
     pub rows: BTreeMap<RecordId, RowInfo>,
+    /// Per user and table, the hash of the last `filter_changed` list (a repeat is not
+    /// recorded).
+    #[serde(default)]
+    pub filters: BTreeMap<UserId, BTreeMap<crate::records::Entity, u64>>,
+    /// Per user, the hash of the last `access_lost` / `access_regained` (a repeat is not
+    /// recorded).
+    #[serde(default)]
+    pub access: BTreeMap<UserId, u64>,
+    /// The rows deleted (and not sent again since), with the version they had when deleted.
+    #[serde(default)]
+    pub deleted: BTreeMap<RecordId, u64>,
     /// Recent mailbox failures and the last alert, per profile (R14).
     pub profile_failures: BTreeMap<ProfileId, ProfileFailures>,
     /// The profile and time of the `mailbox_failure_noted` just applied: the `alert_raised`
@@ -216,6 +237,7 @@ impl OrgState {
                         address: p.address.clone(),
                         profile: p.profile.clone(),
                         owner: None,
+                        approved: None,
                     },
                 );
             }
@@ -240,11 +262,14 @@ impl OrgState {
                     Event::OwnerChanged(p) => &p.record,
                     _ => unreachable!("matched above"),
                 };
+                self.deleted.remove(&rec.id);
                 self.rows.insert(
                     rec.id.clone(),
                     RowInfo {
                         entity: rec.entity(),
                         owner: rec.owner.clone(),
+                        version: rec.version,
+                        hash: crate::dedupe::content_hash(rec),
                     },
                 );
                 self.routed
@@ -254,7 +279,29 @@ impl OrgState {
             }
             Event::RecordDeleted(p) => {
                 // `routed` is kept: a late change for the row still reaches those mailboxes.
-                self.rows.remove(&p.id);
+                // The version deleted is kept (0 for a row never seen): a repeat of the delete,
+                // or a change of the row not newer than it, is recognised.
+                let version = self.rows.remove(&p.id).map_or(0, |row| row.version);
+                self.deleted.insert(p.id.clone(), version);
+            }
+            Event::AddressApproved(p) => {
+                if let Some(m) = self.mailboxes.get_mut(&p.mailbox) {
+                    m.approved = Some(p.approved);
+                }
+            }
+            Event::FilterChanged(p) => {
+                self.filters
+                    .entry(p.user.clone())
+                    .or_default()
+                    .insert(p.entity, crate::dedupe::stable_hash(&p.filters));
+            }
+            Event::AccessLost(p) => {
+                self.access
+                    .insert(p.user.clone(), crate::dedupe::stable_hash(event));
+            }
+            Event::AccessRegained(p) => {
+                self.access
+                    .insert(p.user.clone(), crate::dedupe::stable_hash(event));
             }
             _ => {}
         }

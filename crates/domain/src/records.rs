@@ -112,7 +112,7 @@ pub struct RecordRef {
 }
 
 /// An appointment (meeting) or service appointment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Appointment {
     /// Subject.
     pub subject: String,
@@ -174,7 +174,7 @@ pub enum ContactState {
 }
 
 /// A contact.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Contact {
     /// Full name.
     pub full_name: String,
@@ -202,7 +202,7 @@ pub enum TaskKind {
 }
 
 /// A task, fax, letter or phone call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Task {
     /// Which activity type.
     pub kind: TaskKind,
@@ -229,7 +229,7 @@ pub struct Task {
 }
 
 /// An email activity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Email {
     /// Subject.
     pub subject: String,
@@ -244,7 +244,7 @@ pub struct Email {
 }
 
 /// The table-specific part of a record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RecordBody {
     /// An appointment.
     Appointment(Appointment),
@@ -257,7 +257,7 @@ pub enum RecordBody {
 }
 
 /// A full snapshot of one CRM row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Record {
     /// Row id.
     pub id: RecordId,

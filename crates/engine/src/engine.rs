@@ -10,9 +10,10 @@ use crate::clock::{Clock, IdGen};
 use crate::error::EngineError;
 use crate::log::{Stored, scan};
 use crate::mailbox::{Incoming, MailboxCore};
-use crate::org::{Committed, OrgCore, Unfinished};
+use crate::org::{Committed, OrgCore, Prepared, Unfinished};
 use ledgersync_domain::{
-    Decision, Event, EventId, MailboxId, MailboxState, OrgId, OrgState, StreamId, Timestamp,
+    Decision, Event, EventId, MailboxId, MailboxState, OrgId, OrgState, Recorded, StreamId,
+    Timestamp,
 };
 use ledgersync_journal::Journal;
 use std::collections::BTreeMap;
@@ -41,6 +42,9 @@ pub struct Processed {
     pub mailboxes: Vec<MailboxId>,
     /// The decisions appended, in order.
     pub decisions: Vec<Appended>,
+    /// The change was already recorded (by content or message id): nothing was appended or
+    /// routed for it now, and why.
+    pub already_recorded: Option<Recorded>,
 }
 
 /// The engine over one organization and one journal.
@@ -172,12 +176,21 @@ impl Engine {
     }
 
     /// Records a CRM-side or administrative observation in the organization stream, then routes
-    /// it to every mailbox it concerns.
+    /// it to every mailbox it concerns. A change already recorded is answered with
+    /// [`Processed::already_recorded`] and nothing else.
     pub fn crm(&mut self, event: Event) -> Result<Processed, EngineError> {
         self.refuse_if_read_only()?;
         let now = self.clock.now();
         let id = self.ids.next();
-        let (batch, prepared) = self.org.prepare_change(id, event, now)?;
+        let (batch, prepared) = match self.org.prepare_change(id, event, now)? {
+            Prepared::Record(batch, prepared) => (batch, prepared),
+            Prepared::AlreadyRecorded(recorded) => {
+                return Ok(Processed {
+                    already_recorded: Some(recorded),
+                    ..Processed::default()
+                });
+            }
+        };
         self.journal
             .append(&batch.stream, batch.expected, batch.events)
             .map_err(|source| EngineError::Append {
@@ -189,6 +202,7 @@ impl Engine {
             org_event: Some(id),
             mailboxes: targets.clone(),
             decisions: Vec::new(),
+            already_recorded: None,
         };
         for mailbox in targets {
             let decided = self.process(&mailbox, event.clone(), vec![id], id, now)?;
@@ -227,6 +241,7 @@ impl Engine {
             org_event: None,
             mailboxes: vec![mailbox.clone()],
             decisions,
+            already_recorded: None,
         })
     }
 

@@ -24,7 +24,7 @@ use ledgersync_domain::records::{
     Appointment, Contact, Email, Entity, Party, Record, RecordBody, RecordRef, Task,
 };
 use ledgersync_domain::{
-    Event, FilterId, MailboxId, OrgId, OrgState, ProfileId, RecordId, Timestamp, UserId,
+    Event, FilterId, Limits, MailboxId, OrgId, OrgState, ProfileId, RecordId, Timestamp, UserId,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -119,6 +119,16 @@ impl Problem {
 /// (a mailbox registered on line 3 can be mapped on line 4). Blank lines are skipped. Returns
 /// every bad line, or the events when all lines are good.
 pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<LineError>> {
+    parse_changes_within(text, org, &Limits::default())
+}
+
+/// [`parse_changes`] with the size `limits` of a line and of a text field (a line or field
+/// beyond them is a bad line, named with its field).
+pub fn parse_changes_within(
+    text: &str,
+    org: &OrgState,
+    limits: &Limits,
+) -> Result<Vec<Change>, Vec<LineError>> {
     let mut org = org.clone();
     let mut changes = Vec::new();
     let mut errors = Vec::new();
@@ -127,16 +137,25 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
         if raw.trim().is_empty() {
             continue;
         }
-        let checked = parse_line(raw, &org).and_then(|event| {
+        let checked = parse_line_within(raw, &org, limits).and_then(|event| {
+            // A change the organization already holds is acknowledged, not checked again (a
+            // re-sent `owner_changed` names the owner before it).
+            match org.already_recorded(&event) {
+                Ok(Some(_)) => return Ok((event, true)),
+                Ok(None) => {}
+                Err(c) => return Err(Problem::at(c.field, c.message)),
+            }
             validate_crm(&event, &org).map_err(|e| match e {
                 EngineError::InvalidField { field, message } => Problem::at(field, message),
                 e => Problem::line(e.to_string()),
             })?;
-            Ok(event)
+            Ok((event, false))
         });
         match checked {
-            Ok(event) => {
-                org.apply(&event);
+            Ok((event, recorded)) => {
+                if !recorded {
+                    org.apply(&event);
+                }
                 changes.push(Change { line, event });
             }
             Err(p) => errors.push(LineError {
@@ -155,6 +174,19 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
 
 /// Maps one line to its event, checking it against the organization `org`.
 pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
+    parse_line_within(text, org, &Limits::default())
+}
+
+/// [`parse_line`] with the size `limits` of the line and of each text field.
+pub fn parse_line_within(text: &str, org: &OrgState, limits: &Limits) -> Result<Event, Problem> {
+    if text.len() as u64 > limits.max_line_bytes {
+        return Err(Problem::line(format!(
+            "the line is {} bytes, more than the limit of {} (max_line_bytes in the [limits] \
+             table of the configuration); shorten its text fields or raise the limit",
+            text.len(),
+            limits.max_line_bytes
+        )));
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Problem::line(format!(
             "not a JSON object: {} at column {}; each line must be one JSON object like \
@@ -168,6 +200,9 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
             "not a JSON object; each line must be one object with a \"kind\"",
         ));
     };
+    for (key, v) in &map {
+        oversized(v, key, key, limits)?;
+    }
     let kind = take_tag(&mut map, "kind", &KINDS, "")?;
     let rest = Value::Object(map);
     Ok(match kind.as_str() {
@@ -270,7 +305,12 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
         "mailbox_registered" => {
             let w: MailboxRegisteredWire = wire(rest, "")?;
             let mailbox = MailboxId::new(nonempty(w.mailbox, "mailbox")?);
-            if org.mailboxes.contains_key(&mailbox) {
+            let address = address(w.address, "address")?;
+            // The same registration again is acknowledged as already recorded; another one is
+            // refused.
+            if let Some(known) = org.mailboxes.get(&mailbox)
+                && (known.address != address || known.profile.as_str() != w.profile)
+            {
                 return Err(Problem::at(
                     "mailbox",
                     format!(
@@ -293,7 +333,7 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
             Event::MailboxRegistered(MailboxRegistered {
                 mailbox,
                 org: org_id,
-                address: address(w.address, "address")?,
+                address,
                 profile,
                 server_type: info.server_type,
             })
@@ -370,6 +410,37 @@ pub fn parse_line(text: &str, org: &OrgState) -> Result<Event, Problem> {
 // ───────────────────────────── records ─────────────────────────────
 
 const ENTITIES: [&str; 4] = ["appointment", "contact", "task", "email"];
+
+/// A text field at `path` (named `key`) longer than its limit.
+fn oversized(value: &Value, key: &str, path: &str, limits: &Limits) -> Result<(), Problem> {
+    match value {
+        Value::String(text) => {
+            let (limit, setting) = limits.of_field(key);
+            if text.len() as u64 > limit {
+                return Err(Problem::at(
+                    path,
+                    format!(
+                        "is {} bytes, more than the limit of {limit} ({setting} in the [limits] \
+                         table of the configuration); shorten it or raise the limit",
+                        text.len()
+                    ),
+                ));
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                oversized(v, key, &format!("{path}[{i}]"), limits)?;
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                oversized(v, k, &format!("{path}.{k}"), limits)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
 
 fn record(value: Value, prefix: &str) -> Result<Record, Problem> {
     let Value::Object(mut map) = value else {

@@ -20,8 +20,13 @@
 //! A failed append leaves the core untouched, but the journal may hold the batch anyway (an
 //! append whose answer was lost): a caller drops the core and recovers it
 //! ([`OrgCore::recover`]), which also finishes the routing of a last change a crash left
-//! half-routed ([`Unfinished`], computed by [`crate::engine::unrouted`]). A change whose id is
-//! the last recorded one ([`OrgCore::is_last`]) is a redelivery: it is not recorded twice.
+//! half-routed ([`Unfinished`], computed by [`crate::engine::unrouted`]).
+//!
+//! The same change twice is recorded once: [`OrgCore::prepare_change`] answers
+//! [`Prepared::AlreadyRecorded`] — nothing to append, nothing to route — for a change whose id
+//! is among the last ids of the stream (a redelivery) or that the organization already holds
+//! (`OrgState::already_recorded`: same row version and content, a stale version, a setting's
+//! value in force…), and refuses a row version recorded with other content.
 //!
 //! [`MailboxCore`]: crate::mailbox::MailboxCore
 
@@ -31,7 +36,8 @@ use crate::error::EngineError;
 use crate::log::{PAGE, Stored};
 use crate::mailbox::{Batch, new_event};
 use ledgersync_domain::{
-    Context, Decision, Event, EventId, MailboxId, OrgId, OrgState, StreamId, Timestamp, decide_org,
+    Context, Decision, Event, EventId, MailboxId, OrgId, OrgState, RecentIds, Recorded, StreamId,
+    Timestamp, decide_org,
 };
 use ledgersync_journal::{ExpectedSeq, Journal};
 
@@ -42,6 +48,19 @@ pub struct OrgCore {
     state: OrgState,
     head: u64,
     last: Option<EventId>,
+    /// The ids of the last events of the stream: a redelivered change is recognised by its id.
+    recent: RecentIds,
+}
+
+/// What [`OrgCore::prepare_change`] found to do.
+// One short-lived value per change, moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Prepared {
+    /// Append the batch, then commit.
+    Record(Batch, PreparedChange),
+    /// Nothing: the change is already recorded (acknowledge it with the reason).
+    AlreadyRecorded(Recorded),
 }
 
 /// A last change that a crash left routed to some of its mailboxes and not others.
@@ -92,6 +111,7 @@ impl OrgCore {
             state: OrgState::new(org),
             head: 0,
             last: None,
+            recent: RecentIds::default(),
         }
     }
 
@@ -117,6 +137,7 @@ impl OrgCore {
             for envelope in page {
                 from = envelope.seq + 1;
                 core.head = envelope.seq;
+                core.recent.insert(envelope.event_id);
                 let stored = Stored::decode(envelope)?;
                 if let Some(prev) = previous.replace(stored) {
                     core.state
@@ -163,21 +184,35 @@ impl OrgCore {
         self.last == Some(id)
     }
 
-    /// Step 1 of a CRM-side or administrative change recorded under `id` at `now`: validated
-    /// against the organization (nothing to append when it is refused), then its batch.
+    /// Step 1 of a CRM-side or administrative change recorded under `id` at `now`: nothing to
+    /// do when it is already recorded (by id or by content); refused when it contradicts the
+    /// organization (nothing to append); else its batch.
     pub fn prepare_change(
         &self,
         id: EventId,
         event: Event,
         now: Timestamp,
-    ) -> Result<(Batch, PreparedChange), EngineError> {
+    ) -> Result<Prepared, EngineError> {
+        if self.recent.contains(&id) {
+            return Ok(Prepared::AlreadyRecorded(Recorded::SameId));
+        }
+        match self.state.already_recorded(&event) {
+            Ok(Some(recorded)) => return Ok(Prepared::AlreadyRecorded(recorded)),
+            Ok(None) => {}
+            Err(c) => {
+                return Err(EngineError::InvalidField {
+                    field: c.field.into(),
+                    message: c.message,
+                });
+            }
+        }
         validate_crm(&event, &self.state)?;
         let batch = Batch {
             stream: self.stream.clone(),
             expected: ExpectedSeq::Exactly(self.head),
             events: vec![new_event(id, &event, None, vec![], id, now)],
         };
-        Ok((
+        Ok(Prepared::Record(
             batch,
             PreparedChange {
                 id,
@@ -199,6 +234,7 @@ impl OrgCore {
         self.state.apply_recorded(id, &event);
         self.head += 1;
         self.last = Some(id);
+        self.recent.insert(id);
         Committed { id, event, targets }
     }
 
@@ -266,6 +302,7 @@ impl OrgCore {
         }
         // `last` stays the last CRM change: an observation is never redelivered as a change.
         self.head += 1 + decisions.len() as u64;
+        self.recent.insert(id);
         decisions
     }
 }
@@ -304,7 +341,11 @@ mod tests {
         let mut last = None;
         for (i, event) in changes().into_iter().enumerate() {
             let id = IdGen.next();
-            let (batch, prepared) = core.prepare_change(id, event, Timestamp(i as i64)).unwrap();
+            let Prepared::Record(batch, prepared) =
+                core.prepare_change(id, event, Timestamp(i as i64)).unwrap()
+            else {
+                panic!("a new change")
+            };
             journal
                 .append(&batch.stream, batch.expected, batch.events)
                 .unwrap();
@@ -320,6 +361,14 @@ mod tests {
         assert_eq!(again.state(), core.state());
         assert_eq!(again.head(), core.head());
         assert!(again.is_last(last.unwrap()));
+        // The same id again, or the same content under another id: already recorded.
+        for (i, event) in changes().into_iter().enumerate() {
+            let again_id = if i == 0 { IdGen.next() } else { last.unwrap() };
+            assert!(matches!(
+                again.prepare_change(again_id, event, Timestamp(9)).unwrap(),
+                Prepared::AlreadyRecorded(_)
+            ));
+        }
         // The registration was never routed to its mailbox: it is the unfinished routing.
         let unfinished = unfinished.expect("the last change reached no mailbox");
         assert_eq!(unfinished.missing, vec![MailboxId::new("mbx-jayne")]);

@@ -21,8 +21,10 @@
 //!
 //! After a failed append or a failed routing the actor drops its state; the next message
 //! rebuilds it from the journal first, which also finishes a routing the failure interrupted.
-//! A change whose id is already the last event of the organization stream (a redelivery after
-//! such a failure) is not recorded again.
+//! A change already recorded — its id among the last ids of the organization stream (a
+//! redelivery after such a failure), or its content what the organization holds (same row
+//! version and content, a stale version, a setting's value in force; `engine::org`) — is
+//! answered with [`Routed::already_recorded`] and recorded nowhere again.
 //!
 //! # Mailbox failures and the profile alert (R14)
 //!
@@ -49,10 +51,10 @@ use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
 use ledgersync_domain::event::EventClass;
 use ledgersync_domain::event::MailboxFailureNoted;
-use ledgersync_domain::{Decision, Event, EventId, MailboxId, OrgId, OrgState, StreamId};
+use ledgersync_domain::{Decision, Event, EventId, MailboxId, OrgId, OrgState, Recorded, StreamId};
 use ledgersync_engine::engine::Appended;
 use ledgersync_engine::mailbox::Incoming;
-use ledgersync_engine::org::{Committed, OrgCore, Unfinished};
+use ledgersync_engine::org::{Committed, OrgCore, Prepared, Unfinished};
 use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, Journal};
 use std::collections::BTreeSet;
@@ -132,9 +134,9 @@ pub struct Routed {
     pub mailboxes: Vec<MailboxId>,
     /// The decisions the mailboxes appended, mailbox by mailbox.
     pub decisions: Vec<Appended>,
-    /// The change was already the last recorded organization event (a redelivery): nothing
-    /// was appended for it now.
-    pub already_recorded: bool,
+    /// The change was already recorded (a redelivery with the same id, or the same content):
+    /// nothing was appended or routed for it now, and why.
+    pub already_recorded: Option<Recorded>,
 }
 
 impl Message for CrmChange {
@@ -310,19 +312,19 @@ async fn handle_change(
             Err(e) => return (None, Err(e)),
         },
     };
-    if core.is_last(msg.id) {
-        return (
-            Some(core),
-            Ok(Routed {
-                org_event: Some(msg.id),
-                already_recorded: true,
-                ..Routed::default()
-            }),
-        );
-    }
     let now = env.clock.now();
     let (batch, prepared) = match core.prepare_change(msg.id, msg.event, now) {
-        Ok(prepared) => prepared,
+        Ok(Prepared::Record(batch, prepared)) => (batch, prepared),
+        Ok(Prepared::AlreadyRecorded(recorded)) => {
+            return (
+                Some(core),
+                Ok(Routed {
+                    org_event: (recorded == Recorded::SameId).then_some(msg.id),
+                    already_recorded: Some(recorded),
+                    ..Routed::default()
+                }),
+            );
+        }
         Err(e) => return (Some(core), Err(OrgError::Invalid(e))),
     };
     let ticket = env
@@ -348,7 +350,7 @@ async fn handle_change(
                 org_event: Some(msg.id),
                 mailboxes: targets,
                 decisions,
-                already_recorded: false,
+                already_recorded: None,
             }),
         ),
         Err(e) => {
