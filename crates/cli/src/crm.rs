@@ -31,12 +31,15 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
             }
         }
     };
-    let fresh = OrgState::new(OrgId::new(ctx.config.org.clone()));
-    let org = match recorder.as_mut() {
-        Some(r) => r.engine()?.org().clone(),
-        None => fresh,
+    // Checked against the organization where it is held, never copied: it grows with the rows.
+    let checked = match (ctx.live, recorder.as_mut()) {
+        (Some(live), _) => live
+            .runtime
+            .block_on(live.service.check_changes(text.clone()))?,
+        (None, Some(r)) => parse_changes(&text, r.engine()?.org()),
+        (None, None) => parse_changes(&text, &OrgState::new(OrgId::new(ctx.config.org.clone()))),
     };
-    let changes = match parse_changes(&text, &org) {
+    let changes = match checked {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -78,7 +81,10 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
         }
         reports.push(report);
     }
-    let events = recorder.engine()?.journal().last_position()?;
+    let events = match ctx.live {
+        Some(live) => live.service.journal().last_position()?,
+        None => recorder.engine()?.journal().last_position()?,
+    };
     let data = ctx.data.clone().unwrap_or_default();
     let into = match ctx.live {
         Some(_) => format!("the running service on {}", data.display()),

@@ -118,8 +118,25 @@ impl Problem {
 /// Maps every line of `text` against the organization as it stands after the lines before it
 /// (a mailbox registered on line 3 can be mapped on line 4). Blank lines are skipped. Returns
 /// every bad line, or the events when all lines are good.
-pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<LineError>> {
-    let mut org = org.clone();
+///
+/// The organization is not copied: the lines are checked against a scratch organization that
+/// holds its small parts (settings, users, profiles, mailboxes) and, of its rows, only those the
+/// file names, taken from `org` when a line first names them — the cost grows with the file,
+/// not with the organization.
+pub fn parse_changes(text: &str, base: &OrgState) -> Result<Vec<Change>, Vec<LineError>> {
+    let mut org = OrgState {
+        id: base.id.clone(),
+        settings: base.settings.clone(),
+        users: base.users.clone(),
+        profiles: base.profiles.clone(),
+        mailboxes: base.mailboxes.clone(),
+        user_mailbox: base.user_mailbox.clone(),
+        routed: Default::default(),
+        rows: Default::default(),
+        profile_failures: base.profile_failures.clone(),
+        last_noted: base.last_noted.clone(),
+    };
+    let mut named = std::collections::BTreeSet::new();
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -128,6 +145,16 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
             continue;
         }
         let checked = parse_line(raw, &org).and_then(|event| {
+            if let Some(row) = row_of(&event)
+                && named.insert(row.clone())
+            {
+                if let Some(info) = base.rows.get(row) {
+                    org.rows.insert(row.clone(), info.clone());
+                }
+                if let Some(routed) = base.routed.get(row) {
+                    org.routed.insert(row.clone(), routed.clone());
+                }
+            }
             validate_crm(&event, &org).map_err(|e| match e {
                 EngineError::InvalidField { field, message } => Problem::at(field, message),
                 e => Problem::line(e.to_string()),
@@ -150,6 +177,17 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
         Ok(changes)
     } else {
         Err(errors)
+    }
+}
+
+/// The row a change names, whose recorded table, owner and routing its check and its
+/// application read.
+fn row_of(event: &Event) -> Option<&RecordId> {
+    match event {
+        Event::RecordUpserted(p) => Some(&p.record.id),
+        Event::OwnerChanged(p) => Some(&p.record.id),
+        Event::RecordDeleted(p) => Some(&p.id),
+        _ => None,
     }
 }
 

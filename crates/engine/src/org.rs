@@ -23,6 +23,17 @@
 //! half-routed ([`Unfinished`], computed by [`crate::engine::unrouted`]). A change whose id is
 //! the last recorded one ([`OrgCore::is_last`]) is a redelivery: it is not recorded twice.
 //!
+//! # Snapshots
+//!
+//! The organization state holds every row the CRM sent (`rows`, `routed`), so folding its
+//! whole stream grows with the organization. Every `snapshot_every` events (default
+//! [`DEFAULT_ORG_SNAPSHOT_EVERY`]) [`OrgCore::commit_change`] hands back a snapshot to save
+//! (`Journal::save_snapshot`, after the append): the state, the id of the change at its head
+//! and the mailboxes that change had to reach ([`OrgSnapshot`], one version byte then bincode).
+//! [`OrgCore::recover`] starts from the latest snapshot and folds only the tail; a snapshot is
+//! a cache: one that is missing, of another version, damaged, of another organization or past
+//! the head is ignored and the whole stream is folded.
+//!
 //! [`MailboxCore`]: crate::mailbox::MailboxCore
 
 use crate::clock::IdGen;
@@ -30,10 +41,16 @@ use crate::engine::{unrouted_of, validate_crm};
 use crate::error::EngineError;
 use crate::log::{PAGE, Stored};
 use crate::mailbox::{Batch, new_event};
+use ledgersync_domain::org::OrgSnapshot;
 use ledgersync_domain::{
     Context, Decision, Event, EventId, MailboxId, OrgId, OrgState, StreamId, Timestamp, decide_org,
 };
-use ledgersync_journal::{ExpectedSeq, Journal};
+use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
+
+/// How often (in organization events) an organization snapshot is written by default. A
+/// snapshot of a large organization costs its size in bytes (about 100 bytes a row), so it
+/// is written less often than a mailbox's; recovery folds at most this many events after it.
+pub const DEFAULT_ORG_SNAPSHOT_EVERY: u64 = 10_000;
 
 /// The organization's state and the head of its stream.
 #[derive(Debug, Clone)]
@@ -42,6 +59,11 @@ pub struct OrgCore {
     state: OrgState,
     head: u64,
     last: Option<EventId>,
+    /// The mailboxes the last recorded change had to reach (for a snapshot at the head).
+    last_targets: Vec<MailboxId>,
+    /// Events recorded since the last snapshot (or since the start of the stream).
+    since_snapshot: u64,
+    snapshot_every: u64,
 }
 
 /// A last change that a crash left routed to some of its mailboxes and not others.
@@ -72,6 +94,8 @@ pub struct Committed {
     pub event: Event,
     /// The mailboxes it must reach, computed on the organization before it, in id order.
     pub targets: Vec<MailboxId>,
+    /// A snapshot of the organization, when one is due: save it after the routing.
+    pub snapshot: Option<Snapshot>,
 }
 
 /// An organization observation and its decisions, prepared by
@@ -92,6 +116,46 @@ impl OrgCore {
             state: OrgState::new(org),
             head: 0,
             last: None,
+            last_targets: Vec::new(),
+            since_snapshot: 0,
+            snapshot_every: DEFAULT_ORG_SNAPSHOT_EVERY,
+        }
+    }
+
+    /// Sets the snapshot interval (organization events).
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n.max(1);
+        self
+    }
+
+    /// A snapshot of the core as it stands: to save with `Journal::save_snapshot`.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            seq: self.head,
+            bytes: OrgSnapshot::encode(&self.state, self.last, &self.last_targets),
+        }
+    }
+
+    /// The latest usable snapshot of the organization's stream whose head is `head`: `None`
+    /// when there is none or it is refused (the caller folds the whole stream).
+    fn usable_snapshot(
+        journal: &dyn Journal,
+        stream: &StreamId,
+        org: &OrgId,
+    ) -> Result<Option<(u64, OrgSnapshot)>, EngineError> {
+        let Some(snap) = journal.load_snapshot(stream)? else {
+            return Ok(None);
+        };
+        match OrgSnapshot::decode(&snap.bytes) {
+            Ok(decoded) if decoded.state.id.as_ref() == Some(org) => Ok(Some((snap.seq, decoded))),
+            Ok(_) => {
+                tracing::warn!(stream = %stream, "organization snapshot of another organization ignored; the whole stream is folded");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "organization snapshot refused; the whole stream is folded");
+                Ok(None)
+            }
         }
     }
 
@@ -106,9 +170,24 @@ impl OrgCore {
         org: OrgId,
         finish: bool,
     ) -> Result<(Self, Option<Unfinished>), EngineError> {
-        let mut core = Self::new(org);
+        let mut core = Self::new(org.clone());
         let mut previous: Option<Stored> = None;
         let mut from = 1;
+        // The snapshot first, then the head: a snapshot is never past the head it is read with,
+        // unless the stream lost events (then it is ignored).
+        let snapshot = Self::usable_snapshot(journal, &core.stream, &org)?;
+        let head = journal.stream_head(&core.stream)?;
+        let mut at_snapshot: Option<(u64, Option<EventId>, Vec<MailboxId>)> = None;
+        if let Some((seq, snap)) = snapshot {
+            if seq <= head && seq > 0 {
+                core.state = snap.state;
+                core.head = seq;
+                from = seq + 1;
+                at_snapshot = Some((seq, snap.last, snap.last_targets));
+            } else {
+                tracing::warn!(stream = %core.stream, seq, head, "organization snapshot past the stream head ignored; the whole stream is folded");
+            }
+        }
         loop {
             let page = journal.read_stream(&core.stream, from, PAGE)?;
             if page.is_empty() {
@@ -124,13 +203,32 @@ impl OrgCore {
                 }
             }
         }
-        let Some(last) = previous else {
-            return Ok((core, None));
+        core.since_snapshot = core.head - at_snapshot.as_ref().map_or(0, |(seq, ..)| *seq);
+        let (last, targets) = match (previous, at_snapshot) {
+            (Some(last), _) => {
+                let targets = core.state.route(&last.event);
+                core.state
+                    .apply_recorded(last.envelope.event_id, &last.event);
+                (last, targets)
+            }
+            // Nothing after the snapshot: its head is the last event, already applied.
+            (None, Some((seq, last_id, targets))) => {
+                core.last = last_id;
+                core.last_targets = targets.clone();
+                if !finish || targets.is_empty() {
+                    return Ok((core, None));
+                }
+                let Some(envelope) = journal.read_stream(&core.stream, seq, 1)?.into_iter().next()
+                else {
+                    return Ok((core, None));
+                };
+                (Stored::decode(envelope)?, targets)
+            }
+            (None, None) => return Ok((core, None)),
         };
         let id = last.envelope.event_id;
-        let targets = core.state.route(&last.event);
-        core.state.apply_recorded(id, &last.event);
         core.last = Some(id);
+        core.last_targets = targets.clone();
         if !finish || targets.is_empty() {
             return Ok((core, None));
         }
@@ -189,6 +287,8 @@ impl OrgCore {
 
     /// Step 3 of a change whose batch is durable: its targets on the state before it, then
     /// the state after it.
+    /// When a snapshot is due (every `snapshot_every` events), it is in `snapshot`: save it
+    /// with `Journal::save_snapshot` (a failed save only costs a longer recovery).
     pub fn commit_change(&mut self, prepared: PreparedChange) -> Committed {
         debug_assert_eq!(
             prepared.expected_head, self.head,
@@ -199,7 +299,18 @@ impl OrgCore {
         self.state.apply_recorded(id, &event);
         self.head += 1;
         self.last = Some(id);
-        Committed { id, event, targets }
+        self.last_targets.clone_from(&targets);
+        self.since_snapshot += 1;
+        let snapshot = (self.since_snapshot >= self.snapshot_every).then(|| {
+            self.since_snapshot = 0;
+            self.snapshot()
+        });
+        Committed {
+            id,
+            event,
+            targets,
+            snapshot,
+        }
     }
 
     /// Step 1 of an organization observation recorded under `id` at `now`, caused by
@@ -265,7 +376,10 @@ impl OrgCore {
             self.state.apply(&d.event);
         }
         // `last` stays the last CRM change: an observation is never redelivered as a change.
+        // The event at the head is no change any more: nothing to finish routing after it.
+        self.last_targets.clear();
         self.head += 1 + decisions.len() as u64;
+        self.since_snapshot += 1 + decisions.len() as u64;
         decisions
     }
 }

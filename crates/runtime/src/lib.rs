@@ -22,7 +22,8 @@ pub use bus::{
 };
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use org::{
-    ConsumerConfig, CrmChange, InspectOrg, KnownMailboxes, OrgActor, OrgError, OrgView, Routed,
+    CheckChanges, ConsumerConfig, CrmChange, InspectDirectory, InspectOrg, KnownMailboxes, OrgActor,
+    OrgDirectory, OrgError, OrgView, Routed,
     Settled, Targets, consume, settle_one, spawn_consumers,
 };
 pub use registry::{
