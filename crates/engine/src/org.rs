@@ -388,7 +388,7 @@ impl OrgCore {
 mod tests {
     use super::*;
     use ledgersync_domain::event::{MailboxRegistered, ProfileRegistered, ServerType};
-    use ledgersync_journal::{Backend, JournalOptions};
+    use ledgersync_journal::{Backend, JournalOptions, Snapshot};
 
     fn changes() -> Vec<Event> {
         vec![
@@ -461,5 +461,169 @@ mod tests {
                 .is_err()
         );
         assert_eq!(core.head(), 0);
+    }
+
+    fn contact(n: u64, owner: &str) -> ledgersync_domain::records::Record {
+        use ledgersync_domain::records::{Contact, ContactState, Record, RecordBody};
+        Record {
+            id: ledgersync_domain::RecordId(format!("r{n}")),
+            owner: ledgersync_domain::UserId(owner.into()),
+            version: n,
+            body: RecordBody::Contact(Contact {
+                full_name: format!("Contact {n}"),
+                email: format!("c{n}@customer.example"),
+                phone: String::new(),
+                company: "Blue Sun".into(),
+                state: ContactState::Active,
+            }),
+        }
+    }
+
+    /// An organization with two mapped users, then `rows` row changes: upserts, owner
+    /// changes between the two users, deletes.
+    fn history(rows: u64) -> Vec<Event> {
+        use ledgersync_domain::event::{
+            MailboxMapped, OwnerChanged, RecordDeleted, RecordUpserted, UserRegistered,
+        };
+        let mut out = changes();
+        out.push(Event::UserRegistered(UserRegistered {
+            user: "jayne".into(),
+            name: "Jayne".into(),
+            email: "jayne@serenity.example".into(),
+        }));
+        out.push(Event::MailboxMapped(MailboxMapped {
+            mailbox: "mbx-jayne".into(),
+            user: "jayne".into(),
+        }));
+        for n in 0..rows {
+            out.push(match n % 5 {
+                0..=2 => Event::RecordUpserted(RecordUpserted {
+                    record: contact(n / 2, if n % 2 == 0 { "jayne" } else { "kaylee" }),
+                }),
+                3 => {
+                    let record = contact(n / 2, "kaylee");
+                    // The owner the organization recorded for that row, if any.
+                    Event::OwnerChanged(OwnerChanged {
+                        previous_owner: "jayne".into(),
+                        record,
+                    })
+                }
+                _ => Event::RecordDeleted(RecordDeleted {
+                    id: ledgersync_domain::RecordId(format!("r{}", n / 3)),
+                    entity: ledgersync_domain::records::Entity::Contact,
+                }),
+            });
+        }
+        out
+    }
+
+    fn redb() -> (tempfile::TempDir, std::sync::Arc<dyn Journal>) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal =
+            ledgersync_journal::open(dir.path(), &JournalOptions::with_backend(Backend::Redb))
+                .unwrap();
+        (dir, journal)
+    }
+
+    /// Records `events` through a core with snapshots every `every` events, saving them;
+    /// changes refused by the organization are skipped.
+    fn record_all(journal: &dyn Journal, events: Vec<Event>, every: u64) -> OrgCore {
+        let mut core = OrgCore::new(OrgId::new("serenity")).with_snapshot_every(every);
+        for (i, event) in events.into_iter().enumerate() {
+            let Ok((batch, prepared)) = core.prepare_change(IdGen.next(), event, Timestamp(i as i64))
+            else {
+                continue;
+            };
+            journal
+                .append(&batch.stream, batch.expected, batch.events)
+                .unwrap();
+            let committed = core.commit_change(prepared);
+            if let Some(snapshot) = committed.snapshot {
+                journal.save_snapshot(core.stream(), snapshot).unwrap();
+            }
+        }
+        core
+    }
+
+    fn same(a: &OrgCore, b: &OrgCore) {
+        assert_eq!(a.state(), b.state());
+        assert_eq!(a.head(), b.head());
+        assert_eq!(a.last, b.last);
+        assert_eq!(a.last_targets, b.last_targets);
+    }
+
+    #[test]
+    fn recovery_from_a_snapshot_gives_the_state_of_the_full_fold() {
+        // Every interval, and histories ending on, just after and well after a snapshot.
+        for every in [1, 2, 3, 7, 1000] {
+            for rows in [0, 1, 5, 12, 40] {
+                let (_d1, with) = redb();
+                let (_d2, without) = redb();
+                let live = record_all(with.as_ref(), history(rows), every);
+                let _ = record_all(without.as_ref(), history(rows), u64::MAX);
+                assert!(without.load_snapshot(live.stream()).unwrap().is_none());
+                let (full, _) =
+                    OrgCore::recover(without.as_ref(), OrgId::new("serenity"), false).unwrap();
+                let (snap, _) =
+                    OrgCore::recover(with.as_ref(), OrgId::new("serenity"), true).unwrap();
+                // Event ids differ between the two journals: compare with the live core.
+                same(&snap, &live);
+                assert_eq!(snap.state().rows, full.state().rows, "every {every}, rows {rows}");
+                assert_eq!(snap.state().routed, full.state().routed);
+                assert_eq!(snap.head(), full.head());
+                // The count towards the next snapshot survives the restart.
+                assert_eq!(snap.since_snapshot, live.since_snapshot, "every {every}, rows {rows}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_old_snapshot_falls_back_to_the_full_fold() {
+        let (_dir, journal) = redb();
+        let live = record_all(journal.as_ref(), history(20), 4);
+        let stream = live.stream().clone();
+        let good = journal.load_snapshot(&stream).unwrap().expect("a snapshot was saved");
+        let mut old = good.bytes.clone();
+        old[0] = ledgersync_domain::org::ORG_SNAPSHOT_VERSION + 1;
+        let mut truncated = good.bytes.clone();
+        truncated.truncate(good.bytes.len() / 2);
+        let mut trailing = good.bytes.clone();
+        trailing.push(0);
+        let other_org = ledgersync_domain::org::OrgSnapshot::encode(
+            &OrgState::new(OrgId::new("alliance")),
+            None,
+            &[],
+        );
+        for bytes in [old, truncated, trailing, vec![], other_org] {
+            journal
+                .save_snapshot(
+                    &stream,
+                    Snapshot {
+                        seq: good.seq,
+                        bytes,
+                    },
+                )
+                .unwrap();
+            let (again, _) =
+                OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), false).unwrap();
+            same(&again, &live);
+            assert_eq!(again.since_snapshot, again.head(), "the whole stream was folded");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_at_the_head_still_finishes_a_half_routed_change() {
+        let (_dir, journal) = redb();
+        // The registration of mbx-jayne is routed to it and never reaches it (no mailbox
+        // append here); the snapshot is taken right after it.
+        let live = record_all(journal.as_ref(), changes(), 1);
+        let snap = journal.load_snapshot(live.stream()).unwrap().unwrap();
+        assert_eq!(snap.seq, live.head());
+        let (again, unfinished) =
+            OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), true).unwrap();
+        same(&again, &live);
+        let unfinished = unfinished.expect("the last change reached no mailbox");
+        assert_eq!(unfinished.missing, vec![MailboxId::new("mbx-jayne")]);
+        assert!(again.is_last(unfinished.id));
     }
 }
