@@ -15,8 +15,7 @@
 use crate::runtime_bench::{in_system, rss_bytes};
 use crate::workload::{T0, record};
 use ledgersync_domain::event::{
-    MailboxMapped, MailboxRegistered, ProfileRegistered, RecordUpserted, ServerType,
-    UserRegistered,
+    MailboxMapped, MailboxRegistered, ProfileRegistered, RecordUpserted, ServerType, UserRegistered,
 };
 use ledgersync_domain::{Duration, Event, MailboxId, NewEvent, OrgId, StreamId, UserId};
 use ledgersync_engine::ingress::render_change;
@@ -225,7 +224,11 @@ pub fn restart(dir: &Path, rows: u64, events: u64, tail: u64) -> anyhow::Result<
     let t = Instant::now();
     let (again, _) = OrgCore::recover(journal.as_ref(), org, true)?;
     let from_snapshot = t.elapsed();
-    anyhow::ensure!(again.head() == head, "recovered head {} ≠ {head}", again.head());
+    anyhow::ensure!(
+        again.head() == head,
+        "recovered head {} ≠ {head}",
+        again.head()
+    );
     Ok(Restart {
         built,
         full_fold,

@@ -76,7 +76,11 @@ struct Args {
     #[arg(long, default_value_t = 50_000)]
     actor_wave: usize,
     /// Ingest: organization sizes (rows) at which `crm apply` batches run through the service.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000,1000000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,10000,100000,1000000"
+    )]
     ingest_rows: Vec<u64>,
     /// Ingest: `crm apply` files per size.
     #[arg(long, default_value_t = 7)]
@@ -85,7 +89,11 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     ingest_batch: usize,
     /// Ingest: restart runs, ROWS:EVENTS each (organization stream events).
-    #[arg(long, value_delimiter = ',', default_value = "1000:10000,100000:1000000,1000000:10000000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000:10000,100000:1000000,1000000:10000000"
+    )]
     ingest_restart: Vec<String>,
     /// Ingest: events appended after the snapshot before the timed recovery.
     #[arg(long, default_value_t = 9_999)]

@@ -218,7 +218,10 @@ impl OrgCore {
                 if !finish || targets.is_empty() {
                     return Ok((core, None));
                 }
-                let Some(envelope) = journal.read_stream(&core.stream, seq, 1)?.into_iter().next()
+                let Some(envelope) = journal
+                    .read_stream(&core.stream, seq, 1)?
+                    .into_iter()
+                    .next()
                 else {
                     return Ok((core, None));
                 };
@@ -530,7 +533,8 @@ mod tests {
     fn record_all(journal: &dyn Journal, events: Vec<Event>, every: u64) -> OrgCore {
         let mut core = OrgCore::new(OrgId::new("serenity")).with_snapshot_every(every);
         for (i, event) in events.into_iter().enumerate() {
-            let Ok((batch, prepared)) = core.prepare_change(IdGen.next(), event, Timestamp(i as i64))
+            let Ok((batch, prepared)) =
+                core.prepare_change(IdGen.next(), event, Timestamp(i as i64))
             else {
                 continue;
             };
@@ -568,11 +572,18 @@ mod tests {
                     OrgCore::recover(with.as_ref(), OrgId::new("serenity"), true).unwrap();
                 // Event ids differ between the two journals: compare with the live core.
                 same(&snap, &live);
-                assert_eq!(snap.state().rows, full.state().rows, "every {every}, rows {rows}");
+                assert_eq!(
+                    snap.state().rows,
+                    full.state().rows,
+                    "every {every}, rows {rows}"
+                );
                 assert_eq!(snap.state().routed, full.state().routed);
                 assert_eq!(snap.head(), full.head());
                 // The count towards the next snapshot survives the restart.
-                assert_eq!(snap.since_snapshot, live.since_snapshot, "every {every}, rows {rows}");
+                assert_eq!(
+                    snap.since_snapshot, live.since_snapshot,
+                    "every {every}, rows {rows}"
+                );
             }
         }
     }
@@ -582,7 +593,10 @@ mod tests {
         let (_dir, journal) = redb();
         let live = record_all(journal.as_ref(), history(20), 4);
         let stream = live.stream().clone();
-        let good = journal.load_snapshot(&stream).unwrap().expect("a snapshot was saved");
+        let good = journal
+            .load_snapshot(&stream)
+            .unwrap()
+            .expect("a snapshot was saved");
         let mut old = good.bytes.clone();
         old[0] = ledgersync_domain::org::ORG_SNAPSHOT_VERSION + 1;
         let mut truncated = good.bytes.clone();
@@ -607,7 +621,11 @@ mod tests {
             let (again, _) =
                 OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), false).unwrap();
             same(&again, &live);
-            assert_eq!(again.since_snapshot, again.head(), "the whole stream was folded");
+            assert_eq!(
+                again.since_snapshot,
+                again.head(),
+                "the whole stream was folded"
+            );
         }
     }
 

@@ -54,8 +54,8 @@ use ledgersync_domain::{
     Decision, Event, EventId, MailboxId, OrgId, OrgState, ProfileId, StreamId,
 };
 use ledgersync_engine::engine::Appended;
-use ledgersync_engine::mailbox::Incoming;
 use ledgersync_engine::ingress::{Change, LineError, parse_changes};
+use ledgersync_engine::mailbox::Incoming;
 use ledgersync_engine::org::{Committed, OrgCore, Unfinished};
 use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, Journal};
@@ -412,8 +412,7 @@ async fn handle_change(
 async fn save_snapshot(env: &Arc<OrgEnv>, snapshot: ledgersync_journal::Snapshot) {
     let journal = env.journal.clone();
     let stream = env.stream.clone();
-    let saved =
-        tokio::task::spawn_blocking(move || journal.save_snapshot(&stream, snapshot)).await;
+    let saved = tokio::task::spawn_blocking(move || journal.save_snapshot(&stream, snapshot)).await;
     match saved {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

@@ -28,13 +28,13 @@ use crate::org::{
     CheckChanges, CrmChange, InspectDirectory, InspectOrg, OrgActor, OrgDirectory, OrgError,
     OrgView, Routed,
 };
-use ledgersync_engine::ingress::{Change, LineError};
 use crate::registry::{ForwardFailures, Registry, RegistryConfig, SharedSettings, Shutdown};
 use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
 use crate::throttle::{ConnectionLimit, Credential, Throttle};
 use actix::{Actor, Addr, MailboxError};
 use ledgersync_connectors::{VdirConfig, VdirConnector};
 use ledgersync_domain::{Event, MailboxId, OrgId, OrgSettings};
+use ledgersync_engine::ingress::{Change, LineError};
 use ledgersync_engine::projection::{Projection, ProjectionError};
 use ledgersync_engine::{Clock, IdGen};
 use ledgersync_journal::Journal;
