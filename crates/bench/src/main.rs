@@ -10,6 +10,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod engine_bench;
+mod ingest_bench;
 mod journal_bench;
 mod runtime_bench;
 mod workload;
@@ -74,6 +75,29 @@ struct Args {
     /// Actors: mailboxes per activation wave.
     #[arg(long, default_value_t = 50_000)]
     actor_wave: usize,
+    /// Ingest: organization sizes (rows) at which `crm apply` batches run through the service.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,10000,100000,1000000"
+    )]
+    ingest_rows: Vec<u64>,
+    /// Ingest: `crm apply` files per size.
+    #[arg(long, default_value_t = 7)]
+    ingest_batches: u64,
+    /// Ingest: changes per `crm apply` file.
+    #[arg(long, default_value_t = 100)]
+    ingest_batch: usize,
+    /// Ingest: restart runs, ROWS:EVENTS each (organization stream events).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000:10000,100000:1000000,1000000:10000000"
+    )]
+    ingest_restart: Vec<String>,
+    /// Ingest: events appended after the snapshot before the timed recovery.
+    #[arg(long, default_value_t = 9_999)]
+    ingest_tail: u64,
 }
 
 fn us(d: Duration) -> String {
@@ -273,6 +297,9 @@ fn main() -> anyhow::Result<()> {
     if a.only.iter().any(|o| o == "actors") {
         actors(&a, &root)?;
     }
+    if a.only.iter().any(|o| o == "ingest") {
+        ingest(&a, &root)?;
+    }
     if let Some(d) = decide_done {
         rows.push((
             "decide, one observation (target p99 ≤ 20 µs; backend-independent)".into(),
@@ -443,6 +470,79 @@ fn actors(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
 
     println!();
     println!("| mailbox actors (redb) | figure |");
+    println!("|---|---|");
+    for (name, v) in rows {
+        println!("| {name} | {v} |");
+    }
+    Ok(())
+}
+
+/// Ingestion as the organization grows (redb only), as its own tables.
+fn ingest(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for spec in &a.ingest_restart {
+        let (r, e) = spec
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--ingest-restart takes ROWS:EVENTS, not `{spec}`"))?;
+        let (r, e): (u64, u64) = (r.parse()?, e.parse()?);
+        eprintln!("[ingest] restart, {r} rows, {e} events…");
+        let dir = root.join(format!("ingest-restart-{r}"));
+        let f = ingest_bench::restart(&dir, r, e, a.ingest_tail)?;
+        eprintln!("  {f:?}");
+        rows.push((
+            format!(
+                "organization of {} rows, {} events (written in {})",
+                f.built.rows,
+                f.built.events,
+                ms(f.built.took)
+            ),
+            format!(
+                "restart: full fold {} / snapshot + {}-event tail **{}**; snapshot {:.1} MB ({:.0} B/row) saved in {}; state clone {}; RSS {:.0} B/row ({} rows)",
+                ms(f.full_fold),
+                f.tail,
+                ms(f.from_snapshot),
+                f.snapshot_bytes as f64 / 1e6,
+                f.snapshot_bytes as f64 / f.built.rows.max(1) as f64,
+                ms(f.snapshot_save),
+                ms(f.clone),
+                f.rss_per_row,
+                f.state_rows
+            ),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut base = None;
+    for &r in &a.ingest_rows {
+        eprintln!("[ingest] crm apply through the service, {r} rows…");
+        let dir = root.join(format!("ingest-apply-{r}"));
+        let f = ingest_bench::apply(&dir, r, a.ingest_batches, a.ingest_batch)?;
+        eprintln!("  {f:?}");
+        let rate = f.median_rate();
+        let base = *base.get_or_insert(rate);
+        rows.push((
+            format!(
+                "crm apply through the service, {} rows, {} files × {} changes",
+                f.rows,
+                f.batches.len(),
+                f.batch
+            ),
+            format!(
+                "median {:.0} changes/s ({:+.0}% vs the first size), check {} per file; per file {}; service start {}",
+                rate,
+                (rate / base - 1.0) * 100.0,
+                ms(f.median_check()),
+                f.batches
+                    .iter()
+                    .map(|d| format!("{:.2}", d.as_secs_f64()))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                ms(f.start)
+            ),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!();
+    println!("| ingestion (redb) | figure |");
     println!("|---|---|");
     for (name, v) in rows {
         println!("| {name} | {v} |");

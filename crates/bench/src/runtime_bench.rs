@@ -69,7 +69,7 @@ fn start(
 }
 
 /// Runs `f` inside a new actix `System` on its own thread.
-fn in_system<T, F, Fut>(f: F) -> anyhow::Result<T>
+pub(crate) fn in_system<T, F, Fut>(f: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,

@@ -44,12 +44,19 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
             }
         }
     };
-    let fresh = OrgState::new(OrgId::new(ctx.config.org.clone()));
-    let org = match recorder.as_mut() {
-        Some(r) => r.engine()?.org().clone(),
-        None => fresh,
+    // Checked against the organization where it is held, never copied: it grows with the rows.
+    let checked = match (ctx.live, recorder.as_mut()) {
+        (Some(live), _) => live
+            .runtime
+            .block_on(live.service.check_changes(text.clone(), limits))?,
+        (None, Some(r)) => parse_changes_within(&text, r.engine()?.org(), &limits),
+        (None, None) => parse_changes_within(
+            &text,
+            &OrgState::new(OrgId::new(ctx.config.org.clone())),
+            &limits,
+        ),
     };
-    let changes = match parse_changes_within(&text, &org, &limits) {
+    let changes = match checked {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -91,7 +98,10 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
         }
         reports.push(report);
     }
-    let events = recorder.engine()?.journal().last_position()?;
+    let events = match ctx.live {
+        Some(live) => live.service.journal().last_position()?,
+        None => recorder.engine()?.journal().last_position()?,
+    };
     let data = ctx.data.clone().unwrap_or_default();
     let into = match ctx.live {
         Some(_) => format!("the running service on {}", data.display()),

@@ -320,3 +320,72 @@ impl OrgState {
         self.user_mailbox.get(user)
     }
 }
+
+/// The version byte of an organization snapshot ([`OrgSnapshot`]); a snapshot of another
+/// version is refused and the organization is rebuilt from its whole stream.
+pub const ORG_SNAPSHOT_VERSION: u8 = 1;
+
+/// An organization snapshot: the state after the last event it includes, and what a recovery
+/// needs to know about that event (the organization's last recorded id and the mailboxes it
+/// had to reach, computed on the state before it) to finish a routing a crash interrupted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSnapshot {
+    /// The state.
+    pub state: OrgState,
+    /// The id of the last event included.
+    pub last: Option<crate::ids::EventId>,
+    /// The mailboxes that event had to reach, in id order.
+    pub last_targets: Vec<MailboxId>,
+}
+
+#[derive(Serialize)]
+struct OrgSnapshotRef<'a> {
+    state: &'a OrgState,
+    last: Option<crate::ids::EventId>,
+    last_targets: &'a [MailboxId],
+}
+
+impl OrgSnapshot {
+    /// Encodes a snapshot of `state` without copying it: one version byte
+    /// ([`ORG_SNAPSHOT_VERSION`]), then bincode 2 (field order of [`OrgSnapshot`]).
+    pub fn encode(
+        state: &OrgState,
+        last: Option<crate::ids::EventId>,
+        last_targets: &[MailboxId],
+    ) -> Vec<u8> {
+        let mut out = vec![ORG_SNAPSHOT_VERSION];
+        let snapshot = OrgSnapshotRef {
+            state,
+            last,
+            last_targets,
+        };
+        bincode::serde::encode_into_std_write(&snapshot, &mut out, crate::envelope::config())
+            .expect("encoding a state to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes a snapshot written by [`OrgSnapshot::encode`]. Another version, damaged bytes or
+    /// trailing bytes are an error: the caller rebuilds the organization from its stream.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::envelope::DecodeError> {
+        use crate::envelope::DecodeError;
+        match bytes.split_first() {
+            Some((&ORG_SNAPSHOT_VERSION, body)) => {
+                let (snapshot, used) =
+                    bincode::serde::decode_from_slice(body, crate::envelope::config())
+                        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+                if used != body.len() {
+                    return Err(DecodeError::Malformed(format!(
+                        "{} trailing bytes after the organization snapshot",
+                        body.len() - used
+                    )));
+                }
+                Ok(snapshot)
+            }
+            Some((&v, _)) => Err(DecodeError::Malformed(format!(
+                "organization snapshot version {v}, this build reads version \
+                 {ORG_SNAPSHOT_VERSION}"
+            ))),
+            None => Err(DecodeError::Empty),
+        }
+    }
+}

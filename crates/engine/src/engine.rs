@@ -197,7 +197,12 @@ impl Engine {
                 stream: batch.stream.clone(),
                 source,
             })?;
-        let Committed { id, event, targets } = self.org.commit_change(prepared);
+        let Committed {
+            id,
+            event,
+            targets,
+            snapshot,
+        } = self.org.commit_change(prepared);
         let mut out = Processed {
             org_event: Some(id),
             mailboxes: targets.clone(),
@@ -207,6 +212,13 @@ impl Engine {
         for mailbox in targets {
             let decided = self.process(&mailbox, event.clone(), vec![id], id, now)?;
             out.decisions.extend(decided);
+        }
+        if let Some(snapshot) = snapshot {
+            // A cache: a failed save only costs a longer recovery.
+            let stream = self.org.stream().clone();
+            if let Err(e) = self.journal.save_snapshot(&stream, snapshot) {
+                tracing::warn!(stream = %stream, error = %e, "organization snapshot not saved; the next open folds more of the stream");
+            }
         }
         Ok(out)
     }

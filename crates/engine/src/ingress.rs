@@ -118,6 +118,11 @@ impl Problem {
 /// Maps every line of `text` against the organization as it stands after the lines before it
 /// (a mailbox registered on line 3 can be mapped on line 4). Blank lines are skipped. Returns
 /// every bad line, or the events when all lines are good.
+///
+/// The organization is not copied: the lines are checked against a scratch organization that
+/// holds its small parts (settings, users, profiles, mailboxes, filters, access) and, of its
+/// rows, only those the file names, taken from `org` when a line first names them — the cost
+/// grows with the file, not with the organization.
 pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<LineError>> {
     parse_changes_within(text, org, &Limits::default())
 }
@@ -126,10 +131,25 @@ pub fn parse_changes(text: &str, org: &OrgState) -> Result<Vec<Change>, Vec<Line
 /// beyond them is a bad line, named with its field).
 pub fn parse_changes_within(
     text: &str,
-    org: &OrgState,
+    base: &OrgState,
     limits: &Limits,
 ) -> Result<Vec<Change>, Vec<LineError>> {
-    let mut org = org.clone();
+    let mut org = OrgState {
+        id: base.id.clone(),
+        settings: base.settings.clone(),
+        users: base.users.clone(),
+        profiles: base.profiles.clone(),
+        mailboxes: base.mailboxes.clone(),
+        user_mailbox: base.user_mailbox.clone(),
+        routed: Default::default(),
+        rows: Default::default(),
+        filters: base.filters.clone(),
+        access: base.access.clone(),
+        deleted: Default::default(),
+        profile_failures: base.profile_failures.clone(),
+        last_noted: base.last_noted.clone(),
+    };
+    let mut named = std::collections::BTreeSet::new();
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -138,6 +158,19 @@ pub fn parse_changes_within(
             continue;
         }
         let checked = parse_line_within(raw, &org, limits).and_then(|event| {
+            if let Some(row) = row_of(&event)
+                && named.insert(row.clone())
+            {
+                if let Some(info) = base.rows.get(row) {
+                    org.rows.insert(row.clone(), info.clone());
+                }
+                if let Some(routed) = base.routed.get(row) {
+                    org.routed.insert(row.clone(), routed.clone());
+                }
+                if let Some(version) = base.deleted.get(row) {
+                    org.deleted.insert(row.clone(), *version);
+                }
+            }
             // A change the organization already holds is acknowledged, not checked again (a
             // re-sent `owner_changed` names the owner before it).
             match org.already_recorded(&event) {
@@ -169,6 +202,17 @@ pub fn parse_changes_within(
         Ok(changes)
     } else {
         Err(errors)
+    }
+}
+
+/// The row a change names, whose recorded table, owner and routing its check and its
+/// application read.
+fn row_of(event: &Event) -> Option<&RecordId> {
+    match event {
+        Event::RecordUpserted(p) => Some(&p.record.id),
+        Event::OwnerChanged(p) => Some(&p.record.id),
+        Event::RecordDeleted(p) => Some(&p.id),
+        _ => None,
     }
 }
 

@@ -28,6 +28,17 @@
 //! (`OrgState::already_recorded`: same row version and content, a stale version, a setting's
 //! value in force…), and refuses a row version recorded with other content.
 //!
+//! # Snapshots
+//!
+//! The organization state holds every row the CRM sent (`rows`, `routed`), so folding its
+//! whole stream grows with the organization. Every `snapshot_every` events (default
+//! [`DEFAULT_ORG_SNAPSHOT_EVERY`]) [`OrgCore::commit_change`] hands back a snapshot to save
+//! (`Journal::save_snapshot`, after the append): the state, the id of the change at its head
+//! and the mailboxes that change had to reach ([`OrgSnapshot`], one version byte then bincode).
+//! [`OrgCore::recover`] starts from the latest snapshot and folds only the tail; a snapshot is
+//! a cache: one that is missing, of another version, damaged, of another organization or past
+//! the head is ignored and the whole stream is folded.
+//!
 //! [`MailboxCore`]: crate::mailbox::MailboxCore
 
 use crate::clock::IdGen;
@@ -35,11 +46,17 @@ use crate::engine::{unrouted_of, validate_crm};
 use crate::error::EngineError;
 use crate::log::{PAGE, Stored};
 use crate::mailbox::{Batch, new_event};
+use ledgersync_domain::org::OrgSnapshot;
 use ledgersync_domain::{
     Context, Decision, Event, EventId, MailboxId, OrgId, OrgState, RecentIds, Recorded, StreamId,
     Timestamp, decide_org,
 };
-use ledgersync_journal::{ExpectedSeq, Journal};
+use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
+
+/// How often (in organization events) an organization snapshot is written by default. A
+/// snapshot of a large organization costs its size in bytes (about 100 bytes a row), so it
+/// is written less often than a mailbox's; recovery folds at most this many events after it.
+pub const DEFAULT_ORG_SNAPSHOT_EVERY: u64 = 10_000;
 
 /// The organization's state and the head of its stream.
 #[derive(Debug, Clone)]
@@ -50,6 +67,11 @@ pub struct OrgCore {
     last: Option<EventId>,
     /// The ids of the last events of the stream: a redelivered change is recognised by its id.
     recent: RecentIds,
+    /// The mailboxes the last recorded change had to reach (for a snapshot at the head).
+    last_targets: Vec<MailboxId>,
+    /// Events recorded since the last snapshot (or since the start of the stream).
+    since_snapshot: u64,
+    snapshot_every: u64,
 }
 
 /// What [`OrgCore::prepare_change`] found to do.
@@ -91,6 +113,8 @@ pub struct Committed {
     pub event: Event,
     /// The mailboxes it must reach, computed on the organization before it, in id order.
     pub targets: Vec<MailboxId>,
+    /// A snapshot of the organization, when one is due: save it after the routing.
+    pub snapshot: Option<Snapshot>,
 }
 
 /// An organization observation and its decisions, prepared by
@@ -112,6 +136,46 @@ impl OrgCore {
             head: 0,
             last: None,
             recent: RecentIds::default(),
+            last_targets: Vec::new(),
+            since_snapshot: 0,
+            snapshot_every: DEFAULT_ORG_SNAPSHOT_EVERY,
+        }
+    }
+
+    /// Sets the snapshot interval (organization events).
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n.max(1);
+        self
+    }
+
+    /// A snapshot of the core as it stands: to save with `Journal::save_snapshot`.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            seq: self.head,
+            bytes: OrgSnapshot::encode(&self.state, self.last, &self.last_targets),
+        }
+    }
+
+    /// The latest usable snapshot of the organization's stream whose head is `head`: `None`
+    /// when there is none or it is refused (the caller folds the whole stream).
+    fn usable_snapshot(
+        journal: &dyn Journal,
+        stream: &StreamId,
+        org: &OrgId,
+    ) -> Result<Option<(u64, OrgSnapshot)>, EngineError> {
+        let Some(snap) = journal.load_snapshot(stream)? else {
+            return Ok(None);
+        };
+        match OrgSnapshot::decode(&snap.bytes) {
+            Ok(decoded) if decoded.state.id.as_ref() == Some(org) => Ok(Some((snap.seq, decoded))),
+            Ok(_) => {
+                tracing::warn!(stream = %stream, "organization snapshot of another organization ignored; the whole stream is folded");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "organization snapshot refused; the whole stream is folded");
+                Ok(None)
+            }
         }
     }
 
@@ -126,9 +190,39 @@ impl OrgCore {
         org: OrgId,
         finish: bool,
     ) -> Result<(Self, Option<Unfinished>), EngineError> {
-        let mut core = Self::new(org);
+        let mut core = Self::new(org.clone());
         let mut previous: Option<Stored> = None;
         let mut from = 1;
+        // The snapshot first, then the head: a snapshot is never past the head it is read with,
+        // unless the stream lost events (then it is ignored).
+        let snapshot = Self::usable_snapshot(journal, &core.stream, &org)?;
+        let head = journal.stream_head(&core.stream)?;
+        let mut at_snapshot: Option<(u64, Option<EventId>, Vec<MailboxId>)> = None;
+        if let Some((seq, snap)) = snapshot {
+            if seq <= head && seq > 0 {
+                core.state = snap.state;
+                core.head = seq;
+                from = seq + 1;
+                // The ids of the events before the snapshot still recognise a redelivery:
+                // their envelopes only, no payload decoded.
+                let window = RecentIds::CAPACITY as u64;
+                let mut at = seq.saturating_sub(window) + 1;
+                while at <= seq {
+                    let page =
+                        journal.read_stream(&core.stream, at, PAGE.min((seq - at + 1) as usize))?;
+                    let Some(last) = page.last().map(|e| e.seq) else {
+                        break;
+                    };
+                    for envelope in page {
+                        core.recent.insert(envelope.event_id);
+                    }
+                    at = last + 1;
+                }
+                at_snapshot = Some((seq, snap.last, snap.last_targets));
+            } else {
+                tracing::warn!(stream = %core.stream, seq, head, "organization snapshot past the stream head ignored; the whole stream is folded");
+            }
+        }
         loop {
             let page = journal.read_stream(&core.stream, from, PAGE)?;
             if page.is_empty() {
@@ -145,13 +239,35 @@ impl OrgCore {
                 }
             }
         }
-        let Some(last) = previous else {
-            return Ok((core, None));
+        core.since_snapshot = core.head - at_snapshot.as_ref().map_or(0, |(seq, ..)| *seq);
+        let (last, targets) = match (previous, at_snapshot) {
+            (Some(last), _) => {
+                let targets = core.state.route(&last.event);
+                core.state
+                    .apply_recorded(last.envelope.event_id, &last.event);
+                (last, targets)
+            }
+            // Nothing after the snapshot: its head is the last event, already applied.
+            (None, Some((seq, last_id, targets))) => {
+                core.last = last_id;
+                core.last_targets = targets.clone();
+                if !finish || targets.is_empty() {
+                    return Ok((core, None));
+                }
+                let Some(envelope) = journal
+                    .read_stream(&core.stream, seq, 1)?
+                    .into_iter()
+                    .next()
+                else {
+                    return Ok((core, None));
+                };
+                (Stored::decode(envelope)?, targets)
+            }
+            (None, None) => return Ok((core, None)),
         };
         let id = last.envelope.event_id;
-        let targets = core.state.route(&last.event);
-        core.state.apply_recorded(id, &last.event);
         core.last = Some(id);
+        core.last_targets = targets.clone();
         if !finish || targets.is_empty() {
             return Ok((core, None));
         }
@@ -224,6 +340,8 @@ impl OrgCore {
 
     /// Step 3 of a change whose batch is durable: its targets on the state before it, then
     /// the state after it.
+    /// When a snapshot is due (every `snapshot_every` events), it is in `snapshot`: save it
+    /// with `Journal::save_snapshot` (a failed save only costs a longer recovery).
     pub fn commit_change(&mut self, prepared: PreparedChange) -> Committed {
         debug_assert_eq!(
             prepared.expected_head, self.head,
@@ -235,7 +353,18 @@ impl OrgCore {
         self.head += 1;
         self.last = Some(id);
         self.recent.insert(id);
-        Committed { id, event, targets }
+        self.last_targets.clone_from(&targets);
+        self.since_snapshot += 1;
+        let snapshot = (self.since_snapshot >= self.snapshot_every).then(|| {
+            self.since_snapshot = 0;
+            self.snapshot()
+        });
+        Committed {
+            id,
+            event,
+            targets,
+            snapshot,
+        }
     }
 
     /// Step 1 of an organization observation recorded under `id` at `now`, caused by
@@ -301,8 +430,11 @@ impl OrgCore {
             self.state.apply(&d.event);
         }
         // `last` stays the last CRM change: an observation is never redelivered as a change.
+        // The event at the head is no change any more: nothing to finish routing after it.
+        self.last_targets.clear();
         self.head += 1 + decisions.len() as u64;
         self.recent.insert(id);
+        self.since_snapshot += 1 + decisions.len() as u64;
         decisions
     }
 }
@@ -311,7 +443,7 @@ impl OrgCore {
 mod tests {
     use super::*;
     use ledgersync_domain::event::{MailboxRegistered, ProfileRegistered, ServerType};
-    use ledgersync_journal::{Backend, JournalOptions};
+    use ledgersync_journal::{Backend, JournalOptions, Snapshot};
 
     fn changes() -> Vec<Event> {
         vec![
@@ -396,5 +528,184 @@ mod tests {
                 .is_err()
         );
         assert_eq!(core.head(), 0);
+    }
+
+    fn contact(n: u64, owner: &str) -> ledgersync_domain::records::Record {
+        use ledgersync_domain::records::{Contact, ContactState, Record, RecordBody};
+        Record {
+            id: ledgersync_domain::RecordId(format!("r{n}")),
+            owner: ledgersync_domain::UserId(owner.into()),
+            version: n,
+            body: RecordBody::Contact(Contact {
+                full_name: format!("Contact {n}"),
+                email: format!("c{n}@customer.example"),
+                phone: String::new(),
+                company: "Blue Sun".into(),
+                state: ContactState::Active,
+            }),
+        }
+    }
+
+    /// An organization with two mapped users, then `rows` row changes: upserts, owner
+    /// changes between the two users, deletes.
+    fn history(rows: u64) -> Vec<Event> {
+        use ledgersync_domain::event::{
+            MailboxMapped, OwnerChanged, RecordDeleted, RecordUpserted, UserRegistered,
+        };
+        let mut out = changes();
+        out.push(Event::UserRegistered(UserRegistered {
+            user: "jayne".into(),
+            name: "Jayne".into(),
+            email: "jayne@serenity.example".into(),
+        }));
+        out.push(Event::MailboxMapped(MailboxMapped {
+            mailbox: "mbx-jayne".into(),
+            user: "jayne".into(),
+        }));
+        for n in 0..rows {
+            out.push(match n % 5 {
+                0..=2 => Event::RecordUpserted(RecordUpserted {
+                    record: contact(n / 2, if n % 2 == 0 { "jayne" } else { "kaylee" }),
+                }),
+                3 => {
+                    let record = contact(n / 2, "kaylee");
+                    // The owner the organization recorded for that row, if any.
+                    Event::OwnerChanged(OwnerChanged {
+                        previous_owner: "jayne".into(),
+                        record,
+                    })
+                }
+                _ => Event::RecordDeleted(RecordDeleted {
+                    id: ledgersync_domain::RecordId(format!("r{}", n / 3)),
+                    entity: ledgersync_domain::records::Entity::Contact,
+                }),
+            });
+        }
+        out
+    }
+
+    fn redb() -> (tempfile::TempDir, std::sync::Arc<dyn Journal>) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal =
+            ledgersync_journal::open(dir.path(), &JournalOptions::with_backend(Backend::Redb))
+                .unwrap();
+        (dir, journal)
+    }
+
+    /// Records `events` through a core with snapshots every `every` events, saving them;
+    /// changes refused by the organization are skipped.
+    fn record_all(journal: &dyn Journal, events: Vec<Event>, every: u64) -> OrgCore {
+        let mut core = OrgCore::new(OrgId::new("serenity")).with_snapshot_every(every);
+        for (i, event) in events.into_iter().enumerate() {
+            let Ok(Prepared::Record(batch, prepared)) =
+                core.prepare_change(IdGen.next(), event, Timestamp(i as i64))
+            else {
+                continue;
+            };
+            journal
+                .append(&batch.stream, batch.expected, batch.events)
+                .unwrap();
+            let committed = core.commit_change(prepared);
+            if let Some(snapshot) = committed.snapshot {
+                journal.save_snapshot(core.stream(), snapshot).unwrap();
+            }
+        }
+        core
+    }
+
+    fn same(a: &OrgCore, b: &OrgCore) {
+        assert_eq!(a.state(), b.state());
+        assert_eq!(a.head(), b.head());
+        assert_eq!(a.last, b.last);
+        assert_eq!(a.last_targets, b.last_targets);
+    }
+
+    #[test]
+    fn recovery_from_a_snapshot_gives_the_state_of_the_full_fold() {
+        // Every interval, and histories ending on, just after and well after a snapshot.
+        for every in [1, 2, 3, 7, 1000] {
+            for rows in [0, 1, 5, 12, 40] {
+                let (_d1, with) = redb();
+                let (_d2, without) = redb();
+                let live = record_all(with.as_ref(), history(rows), every);
+                let _ = record_all(without.as_ref(), history(rows), u64::MAX);
+                assert!(without.load_snapshot(live.stream()).unwrap().is_none());
+                let (full, _) =
+                    OrgCore::recover(without.as_ref(), OrgId::new("serenity"), false).unwrap();
+                let (snap, _) =
+                    OrgCore::recover(with.as_ref(), OrgId::new("serenity"), true).unwrap();
+                // Event ids differ between the two journals: compare with the live core.
+                same(&snap, &live);
+                assert_eq!(
+                    snap.state().rows,
+                    full.state().rows,
+                    "every {every}, rows {rows}"
+                );
+                assert_eq!(snap.state().routed, full.state().routed);
+                assert_eq!(snap.head(), full.head());
+                // The count towards the next snapshot survives the restart.
+                assert_eq!(
+                    snap.since_snapshot, live.since_snapshot,
+                    "every {every}, rows {rows}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_old_snapshot_falls_back_to_the_full_fold() {
+        let (_dir, journal) = redb();
+        let live = record_all(journal.as_ref(), history(20), 4);
+        let stream = live.stream().clone();
+        let good = journal
+            .load_snapshot(&stream)
+            .unwrap()
+            .expect("a snapshot was saved");
+        let mut old = good.bytes.clone();
+        old[0] = ledgersync_domain::org::ORG_SNAPSHOT_VERSION + 1;
+        let mut truncated = good.bytes.clone();
+        truncated.truncate(good.bytes.len() / 2);
+        let mut trailing = good.bytes.clone();
+        trailing.push(0);
+        let other_org = ledgersync_domain::org::OrgSnapshot::encode(
+            &OrgState::new(OrgId::new("alliance")),
+            None,
+            &[],
+        );
+        for bytes in [old, truncated, trailing, vec![], other_org] {
+            journal
+                .save_snapshot(
+                    &stream,
+                    Snapshot {
+                        seq: good.seq,
+                        bytes,
+                    },
+                )
+                .unwrap();
+            let (again, _) =
+                OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), false).unwrap();
+            same(&again, &live);
+            assert_eq!(
+                again.since_snapshot,
+                again.head(),
+                "the whole stream was folded"
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_at_the_head_still_finishes_a_half_routed_change() {
+        let (_dir, journal) = redb();
+        // The registration of mbx-jayne is routed to it and never reaches it (no mailbox
+        // append here); the snapshot is taken right after it.
+        let live = record_all(journal.as_ref(), changes(), 1);
+        let snap = journal.load_snapshot(live.stream()).unwrap().unwrap();
+        assert_eq!(snap.seq, live.head());
+        let (again, unfinished) =
+            OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), true).unwrap();
+        same(&again, &live);
+        let unfinished = unfinished.expect("the last change reached no mailbox");
+        assert_eq!(unfinished.missing, vec![MailboxId::new("mbx-jayne")]);
+        assert!(again.is_last(unfinished.id));
     }
 }

@@ -22,8 +22,9 @@ pub use bus::{
 };
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use org::{
-    ConsumerConfig, CrmChange, InspectOrg, KnownMailboxes, OrgActor, OrgError, OrgView, Routed,
-    Settled, Targets, consume, settle_one, spawn_consumers,
+    CheckChanges, ConsumerConfig, CrmChange, InspectDirectory, InspectOrg, KnownMailboxes,
+    OrgActor, OrgDirectory, OrgError, OrgView, Routed, Settled, Targets, consume, settle_one,
+    spawn_consumers,
 };
 pub use registry::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,

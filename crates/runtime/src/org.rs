@@ -51,13 +51,17 @@ use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
 use ledgersync_domain::event::EventClass;
 use ledgersync_domain::event::MailboxFailureNoted;
-use ledgersync_domain::{Decision, Event, EventId, MailboxId, OrgId, OrgState, Recorded, StreamId};
+use ledgersync_domain::org::{MailboxInfo, ProfileInfo};
+use ledgersync_domain::{
+    Decision, Event, EventId, MailboxId, OrgId, OrgState, ProfileId, Recorded, StreamId,
+};
 use ledgersync_engine::engine::Appended;
+use ledgersync_engine::ingress::{Change, LineError, parse_changes_within};
 use ledgersync_engine::mailbox::Incoming;
 use ledgersync_engine::org::{Committed, OrgCore, Prepared, Unfinished};
 use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, Journal};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -158,6 +162,38 @@ pub struct OrgView {
 
 impl Message for InspectOrg {
     type Result = Result<OrgView, OrgError>;
+}
+
+/// Checks a file of CRM changes (`ingress::parse_changes`) against the organization as the
+/// actor holds it, without copying it; nothing is recorded.
+#[derive(Debug, Clone)]
+pub struct CheckChanges {
+    /// The JSON-lines text.
+    pub text: String,
+    /// The size limits of a line and of a text field.
+    pub limits: ledgersync_domain::Limits,
+}
+
+impl Message for CheckChanges {
+    type Result = Result<Result<Vec<Change>, Vec<LineError>>, OrgError>;
+}
+
+/// The parts of the organization that say which mailboxes exist and on which profiles, for
+/// the service's drivers: a copy that does not grow with the rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InspectDirectory;
+
+/// The answer to [`InspectDirectory`].
+#[derive(Debug, Clone, Default)]
+pub struct OrgDirectory {
+    /// Server profiles.
+    pub profiles: BTreeMap<ProfileId, ProfileInfo>,
+    /// Mailboxes.
+    pub mailboxes: BTreeMap<MailboxId, MailboxInfo>,
+}
+
+impl Message for InspectDirectory {
+    type Result = Result<OrgDirectory, OrgError>;
 }
 
 struct OrgEnv {
@@ -340,10 +376,25 @@ async fn handle_change(
             }),
         );
     }
-    let Committed { id, event, targets } = core.commit_change(prepared);
-    // Durable now: the mailboxes may decide with it.
-    publish_settings(&env, core.state());
-    match route(&env, id, &event, &targets).await {
+    let Committed {
+        id,
+        event,
+        targets,
+        snapshot,
+    } = core.commit_change(prepared);
+    // Durable now: the mailboxes may decide with it. Only an administrative change can change
+    // the settings or the mailboxes; a row change leaves them as published.
+    if !matches!(
+        event,
+        Event::RecordUpserted(_) | Event::OwnerChanged(_) | Event::RecordDeleted(_)
+    ) {
+        publish_settings(&env, core.state());
+    }
+    let routed = route(&env, id, &event, &targets).await;
+    if let Some(snapshot) = snapshot {
+        save_snapshot(&env, snapshot).await;
+    }
+    match routed {
         Ok(decisions) => (
             Some(core),
             Ok(Routed {
@@ -356,6 +407,23 @@ async fn handle_change(
         Err(e) => {
             tracing::warn!(org = %env.org, error = %e, "CRM change recorded but not routed everywhere; the routing is finished before the next change");
             (None, Err(e))
+        }
+    }
+}
+
+/// Saves an organization snapshot off the actor's thread. A cache: a failed save is logged
+/// and only costs a longer recovery.
+async fn save_snapshot(env: &Arc<OrgEnv>, snapshot: ledgersync_journal::Snapshot) {
+    let journal = env.journal.clone();
+    let stream = env.stream.clone();
+    let saved = tokio::task::spawn_blocking(move || journal.save_snapshot(&stream, snapshot)).await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(org = %env.org, error = %e, "organization snapshot not saved; the next recovery folds more of the stream")
+        }
+        Err(e) => {
+            tracing::warn!(org = %env.org, error = %e, "organization snapshot task failed")
         }
     }
 }
@@ -490,6 +558,52 @@ impl Handler<InspectOrg> for OrgActor {
             Err(e) => Err(e),
         });
         AtomicResponse::new(Box::pin(fut))
+    }
+}
+
+/// Runs `f` on the organization as the actor holds it (recovered first when it has none).
+fn with_core<R: 'static>(
+    actor: &mut OrgActor,
+    f: impl FnOnce(&OrgCore) -> R + 'static,
+) -> AtomicResponse<OrgActor, Result<R, OrgError>> {
+    let core = actor.core.take();
+    let env = actor.env.clone();
+    let fut = async move {
+        match core {
+            Some(core) => Ok(core),
+            None => recover(env).await,
+        }
+    }
+    .into_actor(actor)
+    .map(move |result, act, _ctx| match result {
+        Ok(core) => {
+            let answer = f(&core);
+            act.core = Some(core);
+            Ok(answer)
+        }
+        Err(e) => Err(e),
+    });
+    AtomicResponse::new(Box::pin(fut))
+}
+
+impl Handler<CheckChanges> for OrgActor {
+    type Result = AtomicResponse<Self, Result<Result<Vec<Change>, Vec<LineError>>, OrgError>>;
+
+    fn handle(&mut self, msg: CheckChanges, _ctx: &mut Context<Self>) -> Self::Result {
+        with_core(self, move |core| {
+            parse_changes_within(&msg.text, core.state(), &msg.limits)
+        })
+    }
+}
+
+impl Handler<InspectDirectory> for OrgActor {
+    type Result = AtomicResponse<Self, Result<OrgDirectory, OrgError>>;
+
+    fn handle(&mut self, _msg: InspectDirectory, _ctx: &mut Context<Self>) -> Self::Result {
+        with_core(self, |core| OrgDirectory {
+            profiles: core.state().profiles.clone(),
+            mailboxes: core.state().mailboxes.clone(),
+        })
     }
 }
 

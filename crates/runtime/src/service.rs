@@ -24,13 +24,17 @@
 //! bookkeeping here.
 
 use crate::driver::{Driver, DriverError};
-use crate::org::{CrmChange, InspectOrg, OrgActor, OrgError, OrgView, Routed};
+use crate::org::{
+    CheckChanges, CrmChange, InspectDirectory, InspectOrg, OrgActor, OrgDirectory, OrgError,
+    OrgView, Routed,
+};
 use crate::registry::{ForwardFailures, Registry, RegistryConfig, SharedSettings, Shutdown};
 use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
 use crate::throttle::{ConnectionLimit, Credential, Throttle};
 use actix::{Actor, Addr, MailboxError};
 use ledgersync_connectors::{VdirConfig, VdirConnector};
 use ledgersync_domain::{Event, MailboxId, OrgId, OrgSettings};
+use ledgersync_engine::ingress::{Change, LineError};
 use ledgersync_engine::projection::{Projection, ProjectionError};
 use ledgersync_engine::{Clock, IdGen};
 use ledgersync_journal::Journal;
@@ -162,7 +166,7 @@ impl Service {
                 what: "registry",
                 source,
             })?;
-        let view = inspect(&org).await?;
+        let view = directory(&org).await?;
 
         let mut projection = Projection::open_in(&config.data_dir)?;
         let journal_for_catch_up = journal.clone();
@@ -192,7 +196,7 @@ impl Service {
             scheduler.add(driver);
         }
         for endpoint in &config.mailboxes {
-            if !view.state.mailboxes.contains_key(&endpoint.mailbox) {
+            if !view.mailboxes.contains_key(&endpoint.mailbox) {
                 tracing::warn!(mailbox = %endpoint.mailbox, "configured mailbox is not registered in the organization yet; it gets its driver once `mailbox_registered` is recorded");
             }
         }
@@ -228,7 +232,7 @@ impl Service {
         ));
         tracing::info!(
             organization = %config.org,
-            mailboxes = view.state.mailboxes.len(),
+            mailboxes = view.mailboxes.len(),
             drivers = drivers.started.len(),
             "service started"
         );
@@ -259,16 +263,23 @@ impl Service {
         let id = IdGen.next();
         let routed = self
             .org
-            .send(CrmChange { id, event })
+            .send(CrmChange {
+                id,
+                event: event.clone(),
+            })
             .await
             .map_err(|source| ServiceError::Unavailable {
                 what: "organization actor",
                 source,
             })??;
-        let view = inspect(&self.org).await?;
-        let new = {
+        // Only an administrative change can register a mailbox or change a profile; a row
+        // change does not look at the organization again (it grows with the rows).
+        let new = if routed.already_recorded.is_some() || !is_row_change(&event) {
+            let view = directory(&self.org).await?;
             let mut drivers = self.drivers.lock().expect("driver factory lock");
             drivers.new_drivers(&view, &self.registry, &self.journal)?
+        } else {
+            Vec::new()
         };
         for driver in new {
             tracing::info!(mailbox = %driver.mailbox(), "driver started for a newly registered mailbox");
@@ -292,7 +303,25 @@ impl Service {
         }
     }
 
-    /// The organization as recorded now.
+    /// Checks a file of CRM changes (`ingress::parse_changes`) against the organization as
+    /// recorded now, without copying it; nothing is recorded. The inner `Err` is the bad lines.
+    pub async fn check_changes(
+        &self,
+        text: String,
+        limits: ledgersync_domain::Limits,
+    ) -> Result<Result<Vec<Change>, Vec<LineError>>, ServiceError> {
+        Ok(self
+            .org
+            .send(CheckChanges { text, limits })
+            .await
+            .map_err(|source| ServiceError::Unavailable {
+                what: "organization actor",
+                source,
+            })??)
+    }
+
+    /// The organization as recorded now (a copy of its whole state: for inspection, not for
+    /// every change).
     pub async fn org(&self) -> Result<OrgView, ServiceError> {
         inspect(&self.org).await
     }
@@ -352,11 +381,11 @@ impl DriverFactory {
     /// none yet; sets the throttle limit of every profile first.
     fn new_drivers(
         &mut self,
-        view: &OrgView,
+        view: &OrgDirectory,
         registry: &Addr<Registry>,
         journal: &Arc<dyn Journal>,
     ) -> Result<Vec<Driver>, ServiceError> {
-        for (profile, info) in &view.state.profiles {
+        for (profile, info) in &view.profiles {
             match ConnectionLimit::new(info.max_connections) {
                 Ok(limit) => self.throttle.set_limit(profile, limit),
                 Err(e) => {
@@ -369,7 +398,7 @@ impl DriverFactory {
             if self.started.contains(&endpoint.mailbox) {
                 continue;
             }
-            let Some(info) = view.state.mailboxes.get(&endpoint.mailbox) else {
+            let Some(info) = view.mailboxes.get(&endpoint.mailbox) else {
                 continue;
             };
             let credential = Credential {
@@ -393,6 +422,23 @@ impl DriverFactory {
         }
         Ok(drivers)
     }
+}
+
+fn is_row_change(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::RecordUpserted(_) | Event::OwnerChanged(_) | Event::RecordDeleted(_)
+    )
+}
+
+async fn directory(org: &Addr<OrgActor>) -> Result<OrgDirectory, ServiceError> {
+    Ok(org
+        .send(InspectDirectory)
+        .await
+        .map_err(|source| ServiceError::Unavailable {
+            what: "organization actor",
+            source,
+        })??)
 }
 
 async fn inspect(org: &Addr<OrgActor>) -> Result<OrgView, ServiceError> {
