@@ -1230,3 +1230,138 @@ fn an_invitation_that_cannot_be_delivered_is_given_up_at_the_retry_limit_and_sho
     assert_eq!(attempts(&serve), before, "given up: never attempted again");
     assert!(serve.terminate().success());
 }
+
+/// A seeded run of a few thousand CRM changes during which the service is killed (SIGKILL)
+/// several times, each killed batch sent again after the restart, as an at-least-once sender
+/// does: every acknowledged change is recorded, none twice; every contact is written exactly
+/// once; replay reproduces every decision. `LEDGERSYNC_KILL_SEED=n` repeats a run.
+#[test]
+fn seeded_kills_during_thousands_of_changes_lose_nothing_acknowledged_and_double_nothing() {
+    const BATCHES: usize = 8;
+    const PER_BATCH: usize = 250;
+    let seed = std::env::var("LEDGERSYNC_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("LEDGERSYNC_KILL_SEED={seed}");
+    let mut rng = seed | 1;
+    let mut next = move || {
+        // xorshift64*
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let site = Site::new();
+    let mut run = 1;
+    let start = |run: usize| {
+        let serve = Serve::start(&site.config, site.root.join(format!("serve-{run}.log")));
+        wait_for(&serve, "the service ready", || {
+            serve.log().contains("ready:").then_some(())
+        });
+        serve
+    };
+    let mut serve = start(run);
+    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let apply = |file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+            .args(["--data", site.data.to_str().unwrap(), "crm", "apply"])
+            .arg(file)
+            .env_remove("LEDGERSYNC_DATA")
+            .env_remove("LEDGERSYNC_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut acknowledged: std::collections::BTreeSet<String> = Default::default();
+    let mut kills = 0;
+    for b in 0..BATCHES {
+        let ids: Vec<String> = (0..PER_BATCH)
+            .map(|i| format!("con-{b:02}-{i:03}"))
+            .collect();
+        let text: String = ids
+            .iter()
+            .map(|id| {
+                format!(
+                    "{{\"kind\": \"record_upserted\", \"record\": {{\"entity\": \"contact\", \"id\": \"{id}\", \"owner\": \"paul\", \"version\": 1, \"full_name\": \"Contact {id}\", \"email\": \"{id}@customer.example\", \"state\": \"active\"}}}}\n"
+                )
+            })
+            .collect();
+        let file = site.root.join(format!("batch-{b}.jsonl"));
+        fs::write(&file, text).unwrap();
+        let client = apply(&file);
+        // Three batches in eight, chosen by the seed, are cut by a kill at a seeded moment.
+        let kill = next() % 8 < 3;
+        if kill {
+            std::thread::sleep(Duration::from_millis(next() % 700));
+            serve.kill();
+            kills += 1;
+        }
+        let done = client.wait_with_output().unwrap();
+        if done.status.success() {
+            acknowledged.extend(ids.iter().cloned());
+        } else {
+            assert!(
+                kill,
+                "batch {b} refused: {}",
+                String::from_utf8_lossy(&done.stderr)
+            );
+        }
+        if kill {
+            run += 1;
+            serve = start(run);
+            // Sent again: what was recorded before the kill is acknowledged, not recorded twice.
+            let again = apply(&file).wait_with_output().unwrap();
+            assert!(
+                again.status.success(),
+                "batch {b} sent again: {}",
+                String::from_utf8_lossy(&again.stderr)
+            );
+            acknowledged.extend(ids.iter().cloned());
+        }
+    }
+    eprintln!("{kills} kill(s) during {} changes", BATCHES * PER_BATCH);
+
+    // Acknowledged = recorded, and each once.
+    let out = site.run(&["events", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut recorded: Vec<String> = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["stream"] == "org/serenity" && e["event_type"] == "record_upserted")
+        .filter_map(|e| {
+            e["payload"]["data"]["record"]["id"]
+                .as_str()
+                .map(String::from)
+        })
+        .filter(|id| id.len() == "con-00-000".len() && id.starts_with("con-"))
+        .collect();
+    recorded.sort();
+    let unique: std::collections::BTreeSet<String> = recorded.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        recorded.len(),
+        "a change recorded twice (seed {seed})"
+    );
+    assert_eq!(
+        unique, acknowledged,
+        "acknowledged ≠ recorded (seed {seed})"
+    );
+
+    // Effects exactly once: one card per contact (and the example's two).
+    let cards = wait_for(&serve, "every contact in Paul's address book", || {
+        let v = files(&site.contacts("paul"), "vcf");
+        (v.len() >= acknowledged.len() + 2).then_some(v)
+    });
+    assert_eq!(cards.len(), acknowledged.len() + 2, "seed {seed}");
+    let replay = site.run(&["replay"]);
+    assert!(replay.status.success(), "seed {seed}: {}", stdout(&replay));
+}
