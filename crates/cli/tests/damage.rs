@@ -105,7 +105,12 @@ fn journal_check_lists_the_damage_and_recover_copies_the_good_records() {
     assert_eq!(code(&o), 1, "{out}{}", stderr(&o));
     assert!(out.contains("damaged: position "), "{out}");
     assert!(out.contains("CRC32 mismatch"), "{out}");
-    assert!(out.contains("damaged: stream mailbox/"), "{out}");
+    // The first record holding the subject may be the organization's copy of the change or a
+    // mailbox's, depending on where redb placed the pages: either stream is named.
+    assert!(
+        out.contains("damaged: stream mailbox/") || out.contains("damaged: stream org/"),
+        "{out}"
+    );
     let o = ledgersync(&["journal", "check", "--data", d, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["intact"], false);
