@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ledgersync, stderr, stdout};
+use common::{Site, ledgersync, stderr, stdout};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -131,57 +131,13 @@ fn messages(site: &Site, attendee: &str, needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// The README's example organization as `ledgersync example` prints it today (its meeting is
-/// tomorrow), written to a file in the site.
-fn example_changes(site: &Site) -> PathBuf {
-    let out = ledgersync(&["example"]);
-    assert!(out.status.success(), "ledgersync example: {}", stderr(&out));
-    let file = site.root.join("example.jsonl");
-    fs::write(&file, &out.stdout).unwrap();
-    file
-}
-
-struct Site {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-}
-
 impl Site {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let data = root.join("data");
-        let config = root.join("ledgersync.toml");
-        let mut text = format!("[data]\ndir = \"{}\"\n", data.display());
-        for user in ["jayne", "paul"] {
-            text.push_str(&format!(
-                "\n[[mailbox]]\nid = \"mbx-{user}\"\ncalendar = \"{r}/vdir/{user}/calendar\"\naddress_book = \"{r}/vdir/{user}/contacts\"\nmaildirs = \"{r}/maildir\"\n",
-                r = root.display()
-            ));
-        }
-        fs::write(&config, text).unwrap();
-        Self {
-            _tmp: tmp,
-            root,
-            data,
-            config,
-        }
-    }
-
     fn calendar(&self, user: &str) -> PathBuf {
         self.root.join("vdir").join(user).join("calendar")
     }
 
     fn contacts(&self, user: &str) -> PathBuf {
         self.root.join("vdir").join(user).join("contacts")
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["--data", self.data.to_str().unwrap()];
-        all.extend_from_slice(args);
-        ledgersync(&all)
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -241,7 +197,7 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
     // CRM changes while it runs: answered by the service, not refused for a locked journal.
     let out = site.apply(cadence_in_seconds());
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("applied 14 change(s)") && stdout(&out).contains("running service"),
@@ -426,7 +382,7 @@ fn serve_with_vanished_collections(site: &Site, settings: &str) -> (Serve, Vec<V
         socket.exists().then_some(())
     });
     fs::remove_dir_all(site.root.join("vdir")).unwrap();
-    let changes = fs::read_to_string(example_changes(site)).unwrap();
+    let changes = fs::read_to_string(site.example_changes()).unwrap();
     // The option and the settings go before the mailboxes start failing: right after the
     // profile.
     let mut lines: Vec<&str> = changes.lines().collect();
@@ -547,7 +503,7 @@ fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled()
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
     });
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     // A long batch of contacts for Paul, killed while it is being applied.
     let batch: String = (0..400)
@@ -646,7 +602,7 @@ fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_schedule
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
     });
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ics = wait_for(&serve, "Bike repair in Jayne's calendar", || {
         files(&site.calendar("jayne"), "ics").pop()
@@ -681,7 +637,7 @@ fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_schedule
 
 /// The example's "Bike repair" row with `changes` applied to its JSON record, at `version`.
 fn bike_repair(site: &Site, version: u64, changes: impl FnOnce(&mut Value)) -> String {
-    let example = fs::read_to_string(example_changes(site)).unwrap();
+    let example = fs::read_to_string(site.example_changes()).unwrap();
     let mut line: Value = example
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -733,7 +689,7 @@ fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organi
     });
     let out = site.apply(cadence_in_seconds());
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let copy = |user: &str| {
         files(&site.calendar(user), "ics")
@@ -925,7 +881,7 @@ fn meeting_line(example: &str, version: u64, state: &str) -> String {
 fn r27_a_meeting_deleted_before_serve_ever_ran_sends_neither_invitation_nor_cancellation() {
     let site = Site::new();
     // CRM changes recorded without a running service: the creates wait for the connector.
-    let example = example_changes(&site);
+    let example = site.example_changes();
     let out = site.run(&["crm", "apply", example.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = site.apply(
@@ -970,7 +926,7 @@ fn r82_a_cancelled_meeting_delivered_again_or_late_is_not_created_or_invited_aga
         "{\"kind\": \"setting_changed\", \"key\": \"propagate_appointment_cancellations\", \"value\": true}\n",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let example = example_changes(&site);
+    let example = site.example_changes();
     let out = site.run(&["crm", "apply", example.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for(&serve, "Zoe's invitation", || {
@@ -1055,7 +1011,7 @@ fn ledgersyncs_own_writes_are_never_edits_and_an_idle_service_appends_nothing() 
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
     });
-    let example = example_changes(&site);
+    let example = site.example_changes();
     let out = site.run(&["crm", "apply", example.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ics = |user: &str| {
@@ -1160,7 +1116,7 @@ fn an_invitation_that_cannot_be_delivered_is_given_up_at_the_retry_limit_and_sho
         r#"{"kind": "setting_changed", "key": "transient_retry_limit", "value": 1}"#
     ));
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Jayne organizes the meeting: her create carries the invitation, and fails.
@@ -1267,7 +1223,7 @@ fn seeded_kills_during_thousands_of_changes_lose_nothing_acknowledged_and_double
         serve
     };
     let mut serve = start(run);
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let apply = |file: &Path| {

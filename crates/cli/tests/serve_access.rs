@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ledgersync, stderr, stdout};
+use common::{Site, stderr, stdout};
 use std::fs;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -17,41 +17,7 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Site {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-}
-
 impl Site {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let data = root.join("data");
-        let config = root.join("ledgersync.toml");
-        let mut text = format!("[data]\ndir = \"{}\"\n", data.display());
-        for user in ["jayne", "paul"] {
-            text.push_str(&format!(
-                "\n[[mailbox]]\nid = \"mbx-{user}\"\ncalendar = \"{r}/vdir/{user}/calendar\"\naddress_book = \"{r}/vdir/{user}/contacts\"\nmaildirs = \"{r}/maildir\"\n",
-                r = root.display()
-            ));
-        }
-        fs::write(&config, text).unwrap();
-        Self {
-            _tmp: tmp,
-            root,
-            data,
-            config,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["--data", self.data.to_str().unwrap()];
-        all.extend_from_slice(args);
-        ledgersync(&all)
-    }
-
     fn socket(&self) -> PathBuf {
         self.data.join("control.sock")
     }
@@ -151,14 +117,6 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn example_changes(site: &Site) -> PathBuf {
-    let out = ledgersync(&["example"]);
-    assert!(out.status.success(), "ledgersync example: {}", stderr(&out));
-    let file = site.root.join("example.jsonl");
-    fs::write(&file, &out.stdout).unwrap();
-    file
-}
-
 /// Sends one raw request line and reads every frame back.
 fn raw_request(socket: &Path, request: &str) -> Vec<serde_json::Value> {
     let mut stream = UnixStream::connect(socket).expect("connect");
@@ -177,7 +135,7 @@ fn under_umask_022_the_data_directory_the_journal_and_the_written_collections_ar
     let serve = Serve::start(&site);
     assert_eq!(mode(&site.data), 0o700, "the data directory");
     assert_eq!(mode(&site.socket()) & 0o777, 0o600, "the control socket");
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let calendar = site.root.join("vdir/jayne/calendar");
     serve.wait_for("the appointment in Jayne's calendar", || {
@@ -293,7 +251,7 @@ fn an_unprivileged_user_can_neither_read_the_journal_nor_use_the_socket() {
     );
     let site = Site::new();
     let serve = Serve::start(&site);
-    let out = site.run(&["crm", "apply", example_changes(&site).to_str().unwrap()]);
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The way to the data directory is open to everybody (like /srv or /var/lib): its own mode
     // is what keeps others out.

@@ -9,6 +9,7 @@
 use crate::describe::{ItemFate, Progress, describe, intent_phrase, summarize, summarize_as};
 use crate::error::EngineError;
 use crate::log::Stored;
+use crate::settings_history::SettingsHistory;
 use ledgersync_domain::event::{ErrorClass, EventClass, LeaveReason};
 use ledgersync_domain::settings::SettingUsed;
 use ledgersync_domain::{
@@ -156,6 +157,8 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
              (`ledgersync events` lists what the journal holds)"
         )));
     }
+    // The settings every observation was decided under, read once for all the items.
+    let history = SettingsHistory::load(journal)?;
     let mut items = Vec::new();
     for record in records {
         let mut positions: BTreeSet<u64> = journal
@@ -176,6 +179,7 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
         let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
         items.push(story(
             journal,
+            &history,
             Some(record),
             remotes.into_iter().collect(),
             events,
@@ -184,7 +188,7 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
     for remote in loose_remotes {
         let positions = journal.positions_for_item(&ItemKey::Remote(remote.clone()))?;
         let events = read(journal, &positions)?;
-        items.push(story(journal, None, vec![remote], events)?);
+        items.push(story(journal, &history, None, vec![remote], events)?);
     }
     Ok(Explanation {
         query: query.to_string(),
@@ -215,6 +219,7 @@ fn step(s: &Stored) -> Step {
 
 fn story(
     journal: &dyn Journal,
+    history: &SettingsHistory,
     record: Option<RecordId>,
     remotes: Vec<RemoteId>,
     events: Vec<Stored>,
@@ -237,7 +242,7 @@ fn story(
         add_missing_causes(journal, &mailbox, &mut list)?;
         list.sort_by_key(|s| s.envelope.position);
         let (why, what_if) = match record.as_ref() {
-            Some(r) => conclude(journal, &mailbox, r, &list)?,
+            Some(r) => conclude(journal, history, &mailbox, r, &list)?,
             None => (None, None),
         };
         mailboxes.push(MailboxStory {
@@ -298,6 +303,7 @@ fn is_consequential(e: &Event) -> bool {
 /// The "why" line and the what-if hint for the last consequential observation of the story.
 fn conclude(
     journal: &dyn Journal,
+    history: &SettingsHistory,
     mailbox: &MailboxId,
     record: &RecordId,
     list: &[Stored],
@@ -404,7 +410,9 @@ fn conclude(
             }
         }
     };
-    let hint = flip_settings(journal, mailbox, record, obs, &used, &outcome, entity)?;
+    let hint = flip_settings(
+        journal, history, mailbox, record, obs, &used, &outcome, entity,
+    )?;
     Ok((Some(why), hint))
 }
 
@@ -540,8 +548,10 @@ fn alternatives(u: &SettingUsed) -> Vec<String> {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the observation's context, each named
 fn flip_settings(
     journal: &dyn Journal,
+    history: &SettingsHistory,
     mailbox: &MailboxId,
     record: &RecordId,
     obs: &Stored,
@@ -555,7 +565,6 @@ fn flip_settings(
     let state = state_before(journal, mailbox, obs.envelope.seq)?;
     // The settings the observation was decided under; for one recorded without a settings
     // version, the defaults with the values its decisions recorded.
-    let history = crate::settings_history::SettingsHistory::load(journal)?;
     let mut base = history
         .of(&obs.envelope.causation)
         .cloned()

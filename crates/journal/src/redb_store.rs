@@ -81,29 +81,33 @@ fn boxed(e: impl Into<redb::Error>) -> StorageError {
     Arc::new(e.into())
 }
 
+/// What a redb error met while opening `path` means: damage (a corrupt page, a page past the
+/// end of the file) or another storage failure.
+fn open_error(path: &Path, e: redb::Error) -> OpenError {
+    match e {
+        redb::Error::Corrupted(detail) => OpenError::Corrupt {
+            backend: Backend::Redb,
+            path: path.to_owned(),
+            detail,
+        },
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => OpenError::Corrupt {
+            backend: Backend::Redb,
+            path: path.to_owned(),
+            detail: format!("a page points past the end of the file ({e})"),
+        },
+        other => OpenError::Storage {
+            backend: Backend::Redb,
+            path: path.to_owned(),
+            source: Arc::new(other),
+        },
+    }
+}
+
 impl RedbStore {
     /// Opens (or creates) `journal.redb` in `dir`.
     pub(crate) fn open(dir: &Path, opts: &JournalOptions) -> Result<Self, OpenError> {
         let path = dir.join(REDB_FILE);
-        let storage = |e: redb::Error| match e {
-            redb::Error::Corrupted(detail) => OpenError::Corrupt {
-                backend: Backend::Redb,
-                path: path.clone(),
-                detail,
-            },
-            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                OpenError::Corrupt {
-                    backend: Backend::Redb,
-                    path: path.clone(),
-                    detail: format!("a page points past the end of the file ({e})"),
-                }
-            }
-            other => OpenError::Storage {
-                backend: Backend::Redb,
-                path: path.clone(),
-                source: Arc::new(other),
-            },
-        };
+        let storage = |e: redb::Error| open_error(&path, e);
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .create(&path)
@@ -158,25 +162,7 @@ impl RedbStore {
     /// file must have been closed cleanly (redb refuses a file that needs repair read-only).
     pub(crate) fn open_read_only(dir: &Path, opts: &JournalOptions) -> Result<Self, OpenError> {
         let path = dir.join(REDB_FILE);
-        let storage = |e: redb::Error| match e {
-            redb::Error::Corrupted(detail) => OpenError::Corrupt {
-                backend: Backend::Redb,
-                path: path.clone(),
-                detail,
-            },
-            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                OpenError::Corrupt {
-                    backend: Backend::Redb,
-                    path: path.clone(),
-                    detail: format!("a page points past the end of the file ({e})"),
-                }
-            }
-            other => OpenError::Storage {
-                backend: Backend::Redb,
-                path: path.clone(),
-                source: Arc::new(other),
-            },
-        };
+        let storage = |e: redb::Error| open_error(&path, e);
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .open_read_only(&path)
