@@ -299,8 +299,11 @@ pub fn apply(dir: &Path, rows: u64, batches: u64, batch: usize) -> anyhow::Resul
                 .await?
                 .map_err(|e| anyhow::anyhow!("bad lines: {e:?}"))?;
             out.checks.push(t.elapsed());
-            for change in changes {
-                service.crm(change.event).await?;
+            let batch = service
+                .crm_batch(changes.into_iter().map(|c| c.event).collect())
+                .await?;
+            if let Some((i, e)) = batch.failed {
+                anyhow::bail!("change {i} of batch {b} failed: {e}");
             }
             out.batches.push(t.elapsed());
         }

@@ -95,9 +95,10 @@ struct Args {
         default_value = "1000:10000,100000:1000000,1000000:10000000"
     )]
     ingest_restart: Vec<String>,
-    /// Ingest: events appended after the snapshot before the timed recovery.
-    #[arg(long, default_value_t = 9_999)]
-    ingest_tail: u64,
+    /// Ingest: events appended after the snapshot before the timed recovery [default: the
+    /// longest tail the snapshot interval leaves at that size, one event short of it].
+    #[arg(long)]
+    ingest_tail: Option<u64>,
 }
 
 fn us(d: Duration) -> String {
@@ -487,7 +488,13 @@ fn ingest(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
         let (r, e): (u64, u64) = (r.parse()?, e.parse()?);
         eprintln!("[ingest] restart, {r} rows, {e} events…");
         let dir = root.join(format!("ingest-restart-{r}"));
-        let f = ingest_bench::restart(&dir, r, e, a.ingest_tail)?;
+        let tail = a.ingest_tail.unwrap_or_else(|| {
+            ledgersync_engine::org::snapshot_interval(
+                r as usize,
+                ledgersync_engine::org::DEFAULT_ORG_SNAPSHOT_EVERY,
+            ) - 1
+        });
+        let f = ingest_bench::restart(&dir, r, e, tail)?;
         eprintln!("  {f:?}");
         rows.push((
             format!(

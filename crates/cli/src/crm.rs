@@ -8,6 +8,7 @@ use ledgersync_domain::{Event, Limits, OrgId, OrgState, RuleId};
 use ledgersync_engine::Processed;
 use ledgersync_engine::describe::{ItemFate, Progress, describe, summarize_as};
 use ledgersync_engine::ingress::{Change, parse_changes_within};
+use ledgersync_engine::org::ROUTING_WINDOW;
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::Path;
@@ -84,19 +85,34 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
         None => ctx.recorder(true)?,
     };
     let mut reports = Vec::with_capacity(changes.len());
-    for (done, change) in changes.iter().enumerate() {
-        let processed = recorder.crm(change.event.clone()).with_context(|| {
-            format!(
-                "{name}:{}: could not be applied; lines before it ({done} of {}) were applied",
-                change.line,
-                changes.len()
-            )
-        })?;
-        let report = line_report(change, &processed);
-        if !ctx.json {
-            write!(ctx.out, "{}", render_line(&name, &report))?;
+    // In batches recorded together by a running service (one append each); reported as
+    // each batch is done.
+    for chunk in changes.chunks(ROUTING_WINDOW) {
+        let done = reports.len();
+        let batch = recorder
+            .crm_batch(chunk.iter().map(|c| c.event.clone()).collect())
+            .with_context(|| {
+                format!(
+                    "{name}:{}: could not be applied; lines before it ({done} of {}) were applied",
+                    chunk[0].line,
+                    changes.len()
+                )
+            })?;
+        for (change, processed) in chunk.iter().zip(&batch.processed) {
+            let report = line_report(change, processed);
+            if !ctx.json {
+                write!(ctx.out, "{}", render_line(&name, &report))?;
+            }
+            reports.push(report);
         }
-        reports.push(report);
+        if let Some((i, e)) = batch.failed {
+            let done = reports.len();
+            return Err(e.context(format!(
+                "{name}:{}: could not be applied; lines before it ({done} of {}) were applied",
+                chunk[i].line,
+                changes.len()
+            )));
+        }
     }
     let events = match ctx.live {
         Some(live) => live.service.journal().last_position()?,

@@ -32,16 +32,34 @@ pub struct Live {
 }
 
 impl Live {
-    /// Records a CRM change through the service's organization actor.
-    pub fn crm(&self, event: Event) -> Result<Processed> {
-        let routed = self.runtime.block_on(self.service.crm(event))?;
-        Ok(Processed {
-            org_event: routed.org_event,
-            mailboxes: routed.mailboxes,
-            decisions: routed.decisions,
-            already_recorded: routed.already_recorded,
+    /// Records CRM changes through the service's organization actor, recorded together in
+    /// batches (`Service::crm_batch`): what each change handled did, up to the first that
+    /// failed (its index and why).
+    pub fn crm_batch(&self, events: Vec<Event>) -> Result<Batch> {
+        let batch = self.runtime.block_on(self.service.crm_batch(events))?;
+        Ok(Batch {
+            processed: batch
+                .routed
+                .into_iter()
+                .map(|routed| Processed {
+                    org_event: routed.org_event,
+                    mailboxes: routed.mailboxes,
+                    decisions: routed.decisions,
+                    already_recorded: routed.already_recorded,
+                })
+                .collect(),
+            failed: batch.failed.map(|(i, e)| (i, anyhow::Error::new(e))),
         })
     }
+}
+
+/// What recording several changes did: one answer per change handled, in order, up to the
+/// first that failed (its index among the changes, and why).
+pub struct Batch {
+    /// The changes handled.
+    pub processed: Vec<Processed>,
+    /// The first change that failed.
+    pub failed: Option<(usize, anyhow::Error)>,
 }
 
 /// A command's surroundings.
@@ -175,11 +193,36 @@ impl Recorder<'_> {
 
     /// Records a change in the organization stream and routes it to its mailboxes.
     pub fn crm(&mut self, event: Event) -> Result<Processed> {
+        let mut batch = self.crm_batch(vec![event])?;
+        match batch.failed {
+            Some((_, e)) => Err(e),
+            None => Ok(batch.processed.pop().unwrap_or_default()),
+        }
+    }
+
+    /// Records changes in order, up to the first that fails: through a running service in
+    /// batches recorded together, else one by one.
+    pub fn crm_batch(&mut self, events: Vec<Event>) -> Result<Batch> {
         match self {
-            Recorder::Local(engine) => Ok(engine.crm(event)?),
+            Recorder::Local(engine) => {
+                let mut out = Batch {
+                    processed: Vec::with_capacity(events.len()),
+                    failed: None,
+                };
+                for (i, event) in events.into_iter().enumerate() {
+                    match engine.crm(event) {
+                        Ok(p) => out.processed.push(p),
+                        Err(e) => {
+                            out.failed = Some((i, e.into()));
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            }
             Recorder::Live { view, live, .. } => {
                 *view = None;
-                live.crm(event)
+                live.crm_batch(events)
             }
         }
     }

@@ -109,8 +109,22 @@ pub fn read_regular_text(path: &Path) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text"))
 }
 
-/// Writes `bytes` to a fresh file in `tmp_dir` (created if missing) and fsyncs it.
+/// Writes `bytes` to a fresh file in `tmp_dir` (`<collection>/.ledgersync/tmp`, created if
+/// missing) and fsyncs it. The collection itself must exist: a collection someone removed is
+/// never recreated by a write (it is reported not found, as its listing is).
 pub fn write_tmp(tmp_dir: &Path, stem: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    if let Some(collection) = tmp_dir.parent().and_then(Path::parent)
+        && !collection.is_dir()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "collection {} does not exist: ledgersync does not recreate a collection that \
+                 was removed; restore it, or point the mailbox at another collection",
+                collection.display()
+            ),
+        ));
+    }
     // `<collection>/.ledgersync/tmp`: neither it nor `.ledgersync` may lead elsewhere.
     for dir in [Some(tmp_dir), tmp_dir.parent()].into_iter().flatten() {
         if is_link(dir) {

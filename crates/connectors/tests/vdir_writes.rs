@@ -119,6 +119,29 @@ fn create_names_the_file_after_the_key_and_a_retry_writes_nothing() {
 }
 
 #[test]
+fn a_create_into_a_removed_collection_fails_not_found_and_does_not_recreate_it() {
+    let mut f = Fixture::new();
+    fs::remove_dir_all(&f.calendar).unwrap();
+    let rec = appointment_record("apt-quarterly-review", "Quarterly review");
+    let intent = create(
+        &rec,
+        "mbx-paul/apt-quarterly-review/create/v1",
+        write("Quarterly review"),
+    );
+    let outcome = run(&mut f, 1, &intent, Some(&rec));
+    assert_eq!(failed_code(&outcome), "not_found", "{outcome:?}");
+    let Event::IntentFailed(failed) = &outcome else {
+        unreachable!()
+    };
+    assert!(
+        failed.error.message.contains("does not exist"),
+        "{}",
+        failed.error.message
+    );
+    assert!(!f.calendar.exists(), "the removed collection stays removed");
+}
+
+#[test]
 fn tasks_go_to_the_calendar_as_vtodo_and_contacts_to_the_address_book() {
     let mut f = Fixture::new();
     let task = task_record("task-call-back", "Call back Badger");

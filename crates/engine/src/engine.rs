@@ -137,14 +137,14 @@ impl Engine {
             let core = MailboxCore::recover(journal.as_ref(), id.clone())?;
             self.mailboxes.insert(id, core);
         }
-        if let Some(unfinished) = unfinished {
+        for unfinished in unfinished {
             self.finish_routing(unfinished)?;
         }
         Ok(())
     }
 
-    /// Routes the last organization event to the mailboxes that did not receive it: a crash
-    /// between the organization append and a mailbox append leaves it half-routed.
+    /// Routes an organization event to the mailboxes that did not receive it: a crash between
+    /// the organization append and a mailbox append leaves it half-routed.
     fn finish_routing(&mut self, unfinished: Unfinished) -> Result<(), EngineError> {
         let id = unfinished.id;
         for mailbox in unfinished.missing {

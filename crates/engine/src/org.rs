@@ -19,8 +19,14 @@
 //!
 //! A failed append leaves the core untouched, but the journal may hold the batch anyway (an
 //! append whose answer was lost): a caller drops the core and recovers it
-//! ([`OrgCore::recover`]), which also finishes the routing of a last change a crash left
+//! ([`OrgCore::recover`]), which also finishes the routing of the last changes a crash left
 //! half-routed ([`Unfinished`], computed by [`crate::engine::unrouted`]).
+//!
+//! A caller may stage several changes before one append ([`OrgCore::prepare_change`] then
+//! [`OrgCore::commit_change`] for each, on the state the previous one left, their batches
+//! joined), at most [`ROUTING_WINDOW`] of them, and route them together once the append is
+//! durable; a failed append or routing drops the core as above. A snapshot handed back while
+//! staging is saved only after every change up to it is routed.
 //!
 //! The same change twice is recorded once: [`OrgCore::prepare_change`] answers
 //! [`Prepared::AlreadyRecorded`] — nothing to append, nothing to route — for a change whose id
@@ -31,8 +37,11 @@
 //! # Snapshots
 //!
 //! The organization state holds every row the CRM sent (`rows`, `routed`), so folding its
-//! whole stream grows with the organization. Every `snapshot_every` events (default
-//! [`DEFAULT_ORG_SNAPSHOT_EVERY`]) [`OrgCore::commit_change`] hands back a snapshot to save
+//! whole stream grows with the organization. Every [`snapshot_interval`] events — `snapshot_every`
+//! (default [`DEFAULT_ORG_SNAPSHOT_EVERY`]), or a quarter of the rows when that is more, so
+//! that writing snapshots costs about the same per event at every size (a snapshot costs its
+//! rows) while a recovery folds at most that many events after one — [`OrgCore::commit_change`]
+//! hands back a snapshot to save
 //! (`Journal::save_snapshot`, after the append): the state, the id of the change at its head
 //! and the mailboxes that change had to reach ([`OrgSnapshot`], one version byte then bincode).
 //! [`OrgCore::recover`] starts from the latest snapshot and folds only the tail; a snapshot is
@@ -57,6 +66,20 @@ use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
 /// snapshot of a large organization costs its size in bytes (about 100 bytes a row), so it
 /// is written less often than a mailbox's; recovery folds at most this many events after it.
 pub const DEFAULT_ORG_SNAPSHOT_EVERY: u64 = 10_000;
+
+/// A snapshot is due after at least one event per this many rows (see [`snapshot_interval`]).
+pub const ORG_SNAPSHOT_ROWS_PER_EVENT: u64 = 4;
+
+/// Organization events between two snapshots of an organization of `rows` rows, with the
+/// configured minimum `every`: a snapshot costs about its rows to write, so a large
+/// organization writes them less often — at 1M rows every 250,000 events.
+pub fn snapshot_interval(rows: usize, every: u64) -> u64 {
+    every.max(rows as u64 / ORG_SNAPSHOT_ROWS_PER_EVENT)
+}
+
+/// The most changes recorded in one append of the organization stream (and routed together):
+/// recovery checks this many of the last changes for a routing a crash interrupted.
+pub const ROUTING_WINDOW: usize = 128;
 
 /// The organization's state and the head of its stream.
 #[derive(Debug, Clone)]
@@ -85,7 +108,7 @@ pub enum Prepared {
     AlreadyRecorded(Recorded),
 }
 
-/// A last change that a crash left routed to some of its mailboxes and not others.
+/// A change that a crash left routed to some of its mailboxes and not others.
 #[derive(Debug, Clone)]
 pub struct Unfinished {
     /// Its id in the organization stream.
@@ -180,18 +203,20 @@ impl OrgCore {
     }
 
     /// Rebuilds the organization from its stream. With `finish`, also says which mailboxes the
-    /// last event should have reached and did not (a crash between the organization append and
-    /// a mailbox append); a read-only view passes `false` and reads no mailbox stream.
+    /// last changes should have reached and did not (a crash between the organization append
+    /// and a mailbox append), oldest first; a read-only view passes `false` and reads no
+    /// mailbox stream.
     ///
-    /// The stream is folded once; the targets of the last event are computed on the state
-    /// just before it, without keeping a copy of any earlier state.
+    /// The changes of one append are routed together, so any of the last
+    /// [`ROUTING_WINDOW`] changes may be half-routed: the targets of each are computed on the
+    /// state just before it while the stream is folded once, without keeping a copy of any
+    /// earlier state. A snapshot is saved only once the changes up to it are routed.
     pub fn recover(
         journal: &dyn Journal,
         org: OrgId,
         finish: bool,
-    ) -> Result<(Self, Option<Unfinished>), EngineError> {
+    ) -> Result<(Self, Vec<Unfinished>), EngineError> {
         let mut core = Self::new(org.clone());
-        let mut previous: Option<Stored> = None;
         let mut from = 1;
         // The snapshot first, then the head: a snapshot is never past the head it is read with,
         // unless the stream lost events (then it is ignored).
@@ -218,11 +243,16 @@ impl OrgCore {
                     }
                     at = last + 1;
                 }
+                core.last = snap.last;
+                core.last_targets = snap.last_targets.clone();
                 at_snapshot = Some((seq, snap.last, snap.last_targets));
             } else {
                 tracing::warn!(stream = %core.stream, seq, head, "organization snapshot past the stream head ignored; the whole stream is folded");
             }
         }
+        // The changes that may be half-routed, with their targets, oldest first.
+        let mut candidates: Vec<(Stored, Vec<MailboxId>)> = Vec::new();
+        let window_from = head.saturating_sub(ROUTING_WINDOW as u64) + 1;
         loop {
             let page = journal.read_stream(&core.stream, from, PAGE)?;
             if page.is_empty() {
@@ -233,50 +263,47 @@ impl OrgCore {
                 core.head = envelope.seq;
                 core.recent.insert(envelope.event_id);
                 let stored = Stored::decode(envelope)?;
-                if let Some(prev) = previous.replace(stored) {
-                    core.state
-                        .apply_recorded(prev.envelope.event_id, &prev.event);
+                let id = stored.envelope.event_id;
+                if stored.envelope.seq >= window_from {
+                    let targets = core.state.route(&stored.event);
+                    core.state.apply_recorded(id, &stored.event);
+                    core.last_targets.clone_from(&targets);
+                    if finish && !targets.is_empty() {
+                        candidates.push((stored, targets));
+                    }
+                } else {
+                    core.state.apply_recorded(id, &stored.event);
                 }
+                core.last = Some(id);
             }
         }
         core.since_snapshot = core.head - at_snapshot.as_ref().map_or(0, |(seq, ..)| *seq);
-        let (last, targets) = match (previous, at_snapshot) {
-            (Some(last), _) => {
-                let targets = core.state.route(&last.event);
-                core.state
-                    .apply_recorded(last.envelope.event_id, &last.event);
-                (last, targets)
-            }
-            // Nothing after the snapshot: its head is the last event, already applied.
-            (None, Some((seq, last_id, targets))) => {
-                core.last = last_id;
-                core.last_targets = targets.clone();
-                if !finish || targets.is_empty() {
-                    return Ok((core, None));
-                }
-                let Some(envelope) = journal
-                    .read_stream(&core.stream, seq, 1)?
-                    .into_iter()
-                    .next()
-                else {
-                    return Ok((core, None));
-                };
-                (Stored::decode(envelope)?, targets)
-            }
-            (None, None) => return Ok((core, None)),
-        };
-        let id = last.envelope.event_id;
-        core.last = Some(id);
-        core.last_targets = targets.clone();
-        if !finish || targets.is_empty() {
-            return Ok((core, None));
+        if !finish {
+            return Ok((core, Vec::new()));
         }
-        let missing = unrouted_of(journal, targets, &last)?;
-        let unfinished = (!missing.is_empty()).then_some(Unfinished {
-            id,
-            event: last.event,
-            missing,
-        });
+        // Nothing after the snapshot: its head is the last change, already applied.
+        if candidates.is_empty()
+            && core.since_snapshot == 0
+            && let Some((seq, Some(_), targets)) = at_snapshot
+            && !targets.is_empty()
+            && let Some(envelope) = journal
+                .read_stream(&core.stream, seq, 1)?
+                .into_iter()
+                .next()
+        {
+            candidates.push((Stored::decode(envelope)?, targets));
+        }
+        let mut unfinished = Vec::new();
+        for (stored, targets) in candidates {
+            let missing = unrouted_of(journal, targets, &stored)?;
+            if !missing.is_empty() {
+                unfinished.push(Unfinished {
+                    id: stored.envelope.event_id,
+                    event: stored.event,
+                    missing,
+                });
+            }
+        }
         Ok((core, unfinished))
     }
 
@@ -340,7 +367,7 @@ impl OrgCore {
 
     /// Step 3 of a change whose batch is durable: its targets on the state before it, then
     /// the state after it.
-    /// When a snapshot is due (every `snapshot_every` events), it is in `snapshot`: save it
+    /// When a snapshot is due (every [`snapshot_interval`] events), it is in `snapshot`: save it
     /// with `Journal::save_snapshot` (a failed save only costs a longer recovery).
     pub fn commit_change(&mut self, prepared: PreparedChange) -> Committed {
         debug_assert_eq!(
@@ -355,7 +382,8 @@ impl OrgCore {
         self.recent.insert(id);
         self.last_targets.clone_from(&targets);
         self.since_snapshot += 1;
-        let snapshot = (self.since_snapshot >= self.snapshot_every).then(|| {
+        let due = snapshot_interval(self.state.rows.len(), self.snapshot_every);
+        let snapshot = (self.since_snapshot >= due).then(|| {
             self.since_snapshot = 0;
             self.snapshot()
         });
@@ -502,10 +530,14 @@ mod tests {
             ));
         }
         // The registration was never routed to its mailbox: it is the unfinished routing.
-        let unfinished = unfinished.expect("the last change reached no mailbox");
-        assert_eq!(unfinished.missing, vec![MailboxId::new("mbx-jayne")]);
+        assert_eq!(
+            unfinished.len(),
+            1,
+            "only the last change reached no mailbox"
+        );
+        assert_eq!(unfinished[0].missing, vec![MailboxId::new("mbx-jayne")]);
         let (_, view) = OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), false).unwrap();
-        assert!(view.is_none(), "a read-only view does not look");
+        assert!(view.is_empty(), "a read-only view does not look");
     }
 
     #[test]
@@ -694,6 +726,73 @@ mod tests {
     }
 
     #[test]
+    fn every_change_of_one_append_left_half_routed_is_finished() {
+        use ledgersync_domain::event::RecordUpserted;
+        let (_dir, journal) = redb();
+        let mut core = record_all(journal.as_ref(), history(0), u64::MAX);
+        // Three rows owned by Jayne, staged on the core and appended at once, as the
+        // organization actor records a batch.
+        let mut events = Vec::new();
+        let mut expected = None;
+        let mut ids = Vec::new();
+        for n in [100, 101, 102] {
+            let id = IdGen.next();
+            let event = Event::RecordUpserted(RecordUpserted {
+                record: contact(n, "jayne"),
+            });
+            let Prepared::Record(batch, prepared) =
+                core.prepare_change(id, event, Timestamp(n as i64)).unwrap()
+            else {
+                panic!("a new row")
+            };
+            expected.get_or_insert(batch.expected);
+            events.extend(batch.events);
+            let committed = core.commit_change(prepared);
+            assert_eq!(committed.targets, vec![MailboxId::new("mbx-jayne")]);
+            ids.push(id);
+        }
+        journal
+            .append(core.stream(), expected.unwrap(), events)
+            .unwrap();
+        // Only the middle one reached the mailbox before the crash.
+        let mailbox = StreamId::mailbox(&MailboxId::new("mbx-jayne"));
+        let seen = Event::MailboxMapped(ledgersync_domain::event::MailboxMapped {
+            mailbox: "mbx-jayne".into(),
+            user: "jayne".into(),
+        });
+        journal
+            .append(
+                &mailbox,
+                ExpectedSeq::Any,
+                vec![new_event(
+                    IdGen.next(),
+                    &seen,
+                    None,
+                    vec![ids[1]],
+                    ids[1],
+                    Timestamp(200),
+                )],
+            )
+            .unwrap();
+        let (again, unfinished) =
+            OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), true).unwrap();
+        assert_eq!(again.state(), core.state());
+        let missing: Vec<EventId> = unfinished
+            .iter()
+            .filter(|u| ids.contains(&u.id))
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(
+            missing,
+            vec![ids[0], ids[2]],
+            "oldest first, the routed one left out"
+        );
+        for u in unfinished.iter().filter(|u| ids.contains(&u.id)) {
+            assert_eq!(u.missing, vec![MailboxId::new("mbx-jayne")]);
+        }
+    }
+
+    #[test]
     fn a_snapshot_at_the_head_still_finishes_a_half_routed_change() {
         let (_dir, journal) = redb();
         // The registration of mbx-jayne is routed to it and never reaches it (no mailbox
@@ -704,8 +803,12 @@ mod tests {
         let (again, unfinished) =
             OrgCore::recover(journal.as_ref(), OrgId::new("serenity"), true).unwrap();
         same(&again, &live);
-        let unfinished = unfinished.expect("the last change reached no mailbox");
-        assert_eq!(unfinished.missing, vec![MailboxId::new("mbx-jayne")]);
-        assert!(again.is_last(unfinished.id));
+        assert_eq!(
+            unfinished.len(),
+            1,
+            "only the last change reached no mailbox"
+        );
+        assert_eq!(unfinished[0].missing, vec![MailboxId::new("mbx-jayne")]);
+        assert!(again.is_last(unfinished[0].id));
     }
 }

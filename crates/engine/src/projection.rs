@@ -27,6 +27,17 @@
 //! event as the new checkpoint in **one** redb write transaction. A crash therefore leaves the
 //! views exactly at their checkpoint: never ahead of it (an event applied twice) nor behind it
 //! (an event skipped).
+//!
+//! # Durability: at most [`DEFAULT_DURABLE_EVERY`] behind
+//!
+//! The projection is derived from the journal, so its commits need not each reach the disk: a
+//! page is committed with `Durability::None` (visible to every later read at once, no fsync)
+//! unless the last durable commit is older than the durable interval, and [`Projection::sync`]
+//! makes whatever is not durable yet durable (the service calls it when it is idle and when it
+//! stops). A crash loses at most the pages since the last durable commit, rows and checkpoint
+//! together, and the next catch-up folds those events again from the journal. This keeps the
+//! cost of following a busy journal independent of the file's size (a durable redb commit
+//! writes and syncs state that grows with the file).
 
 mod error;
 mod fold;
@@ -40,13 +51,13 @@ pub use rows::{
 use crate::log::Stored;
 use fold::{
     ALERTS, BY_REGARDING, BY_USER, CHECKPOINT, FAILURES, Fold, HEALTH, LINKS, META, ROWS, STATES,
-    decode, prefix,
+    STATES_AT, decode, prefix,
 };
 use ledgersync_domain::event::AlertLevel;
 use ledgersync_domain::{Duration, MailboxId, MailboxState, RecordId, UserId};
 use ledgersync_journal::Journal;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The file name of the projection inside a data directory.
@@ -57,6 +68,9 @@ pub const DEFAULT_RETENTION: Duration = Duration::days(3);
 
 /// Events per page, and per write transaction, by default.
 pub const DEFAULT_PAGE: usize = 1024;
+
+/// How long a page committed without an fsync may wait for a durable commit, by default.
+pub const DEFAULT_DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one catch-up did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +94,15 @@ pub struct Projection {
     /// Set by a write that failed with an I/O error (a full disk): redb refuses every later
     /// transaction of that `Database` (`PreviousIo`), so the next catch-up reopens the file.
     reopen: bool,
+    /// A page may be committed without an fsync while the last durable commit is younger
+    /// than this (see the module documentation).
+    durable_every: std::time::Duration,
+    /// When the last durable commit was made (or the file opened).
+    last_durable: std::time::Instant,
+    /// Pages were committed since the last durable commit.
+    behind: bool,
+    /// Mailboxes whose fold state changed since it was last written to `STATES`.
+    unsaved: BTreeSet<MailboxId>,
 }
 
 impl std::fmt::Debug for Projection {
@@ -109,6 +132,10 @@ impl Projection {
             page: DEFAULT_PAGE,
             states: None,
             reopen: false,
+            durable_every: DEFAULT_DURABLE_EVERY,
+            last_durable: std::time::Instant::now(),
+            behind: false,
+            unsaved: BTreeSet::new(),
         })
     }
 
@@ -132,6 +159,10 @@ impl Projection {
             page: DEFAULT_PAGE,
             states: None,
             reopen: false,
+            durable_every: DEFAULT_DURABLE_EVERY,
+            last_durable: std::time::Instant::now(),
+            behind: false,
+            unsaved: BTreeSet::new(),
         })
     }
 
@@ -150,6 +181,54 @@ impl Projection {
     pub fn with_page(mut self, page: usize) -> Self {
         self.page = page.max(1);
         self
+    }
+
+    /// Sets how long a page may be committed without an fsync before a durable commit (zero:
+    /// every page durable).
+    pub fn with_durable_every(mut self, every: std::time::Duration) -> Self {
+        self.durable_every = every;
+        self
+    }
+
+    /// Makes every page committed so far durable, with the fold states (one fsync if some
+    /// are not yet).
+    pub fn sync(&mut self) -> Result<(), ProjectionError> {
+        if (!self.behind && self.unsaved.is_empty()) || self.reopen {
+            return Ok(());
+        }
+        let result = self.commit_states();
+        self.note_write(&result);
+        result?;
+        self.behind = false;
+        self.last_durable = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// One durable transaction writing the unsaved fold states at the checkpoint.
+    fn commit_states(&mut self) -> Result<(), ProjectionError> {
+        let txn = self.db.begin_write()?;
+        let checkpoint = txn
+            .open_table(META)?
+            .get(CHECKPOINT)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        // Without states in memory (a failed page dropped them) the saved ones stay as they
+        // are, with their position: the next load refolds from there.
+        if let Some(states) = &self.states {
+            save_states(&txn, states, &self.unsaved, checkpoint)?;
+        }
+        txn.commit()?;
+        self.unsaved.clear();
+        Ok(())
+    }
+
+    /// After an I/O error (a full disk) redb refuses every later transaction of the handle:
+    /// the next call reopens the file and folds again from its last durable checkpoint.
+    fn note_write<T>(&mut self, result: &Result<T, ProjectionError>) {
+        if let Err(ProjectionError::Store(redb::Error::Io(_) | redb::Error::PreviousIo)) = result {
+            self.reopen = true;
+            self.states = None;
+        }
     }
 
     /// The file.
@@ -182,10 +261,7 @@ impl Projection {
             self.reopen_file()?;
         }
         let result = self.fold_to(journal, until);
-        if let Err(ProjectionError::Store(redb::Error::Io(_) | redb::Error::PreviousIo)) = &result {
-            self.reopen = true;
-            self.states = None;
-        }
+        self.note_write(&result);
         result
     }
 
@@ -203,6 +279,8 @@ impl Projection {
             source,
         })?;
         self.reopen = false;
+        self.behind = false;
+        self.last_durable = std::time::Instant::now();
         tracing::info!(path = %self.path.display(), "projection reopened after a failed write");
         Ok(())
     }
@@ -215,7 +293,7 @@ impl Projection {
         };
         let mut states = match self.states.take() {
             Some(s) => s,
-            None => self.load_states()?,
+            None => self.load_states(journal, done.checkpoint)?,
         };
         while done.checkpoint < until {
             let want = usize::try_from(until - done.checkpoint)
@@ -227,7 +305,11 @@ impl Projection {
             }
             // A failed page leaves `self.states` unset: the next call reloads the fold state
             // of the last committed checkpoint from the file.
-            let txn = self.db.begin_write()?;
+            let mut txn = self.db.begin_write()?;
+            let durable = self.last_durable.elapsed() >= self.durable_every;
+            if !durable {
+                txn.set_durability(redb::Durability::None)?;
+            }
             let mut fold = Fold::new(&txn, &mut states, self.retention)?;
             let mut position = done.checkpoint;
             for envelope in page {
@@ -235,9 +317,23 @@ impl Projection {
                 fold.apply(&Stored::decode(envelope)?)?;
                 done.events += 1;
             }
-            fold.finish(&txn)?;
+            self.unsaved.extend(fold.finish()?);
+            // The fold states (a mailbox's grows with its items) are written with the durable
+            // pages only; a page without them is refolded from the states on the next load.
+            if durable {
+                save_states(&txn, &states, &self.unsaved, position)?;
+            }
             txn.open_table(META)?.insert(CHECKPOINT, position)?;
             txn.commit()?;
+            if durable {
+                self.unsaved.clear();
+            }
+            if durable {
+                self.last_durable = std::time::Instant::now();
+                self.behind = false;
+            } else {
+                self.behind = true;
+            }
             tracing::debug!(
                 from = done.checkpoint + 1,
                 to = position,
@@ -257,10 +353,17 @@ impl Projection {
         fold::create_tables(&txn, true)?;
         txn.commit()?;
         self.states = Some(BTreeMap::new());
+        self.unsaved.clear();
         self.catch_up(journal)
     }
 
-    fn load_states(&self) -> Result<BTreeMap<MailboxId, MailboxState>, ProjectionError> {
+    /// The fold states at `checkpoint`: the saved ones, then the mailbox events after them up
+    /// to the checkpoint folded again from `journal` (those mailboxes are unsaved again).
+    fn load_states(
+        &mut self,
+        journal: &dyn Journal,
+        checkpoint: u64,
+    ) -> Result<BTreeMap<MailboxId, MailboxState>, ProjectionError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(STATES)?;
         let mut out = BTreeMap::new();
@@ -273,6 +376,37 @@ impl Projection {
                 }
             })?;
             out.insert(MailboxId::new(k.value()), state);
+        }
+        let states_at = txn
+            .open_table(META)?
+            .get(STATES_AT)?
+            .map_or(checkpoint, |v| v.value());
+        drop(table);
+        drop(txn);
+        self.unsaved.clear();
+        let mut at = states_at;
+        while at < checkpoint {
+            let want = usize::try_from(checkpoint - at)
+                .unwrap_or(usize::MAX)
+                .min(self.page);
+            let page = journal.read_all(at + 1, want)?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            for envelope in page {
+                if envelope.position > checkpoint {
+                    break;
+                }
+                let Some(mailbox) = envelope.stream.as_mailbox() else {
+                    continue;
+                };
+                let stored = Stored::decode(envelope)?;
+                out.entry(mailbox.clone())
+                    .or_default()
+                    .apply(stored.meta(), &stored.event);
+                self.unsaved.insert(mailbox);
+            }
+            at = last;
         }
         Ok(out)
     }
@@ -399,4 +533,21 @@ impl Projection {
         out.sort_by(|a, b| (a.at, &a.record).cmp(&(b.at, &b.record)));
         Ok(out)
     }
+}
+
+/// Writes the fold states of `mailboxes` and the position they stand at.
+fn save_states(
+    txn: &redb::WriteTransaction,
+    states: &BTreeMap<MailboxId, MailboxState>,
+    mailboxes: &BTreeSet<MailboxId>,
+    position: u64,
+) -> Result<(), ProjectionError> {
+    let mut table = txn.open_table(STATES)?;
+    for mailbox in mailboxes {
+        if let Some(state) = states.get(mailbox) {
+            table.insert(mailbox.as_str(), state.to_snapshot().as_slice())?;
+        }
+    }
+    txn.open_table(META)?.insert(STATES_AT, position)?;
+    Ok(())
 }

@@ -6,7 +6,7 @@
 //! | `stream_index` | (stream, first seq of append)  | (first position, count)        |
 //! | `items`        | item key `&str`                | positions (multimap, ascending)|
 //! | `item_tail`    | position `u64`                 | item keys not yet in `items`   |
-//! | `subjects`     | subject `&str`                 | `()`                           |
+//! | `subjects`     | subject `&str`                 | `()` (no longer written)       |
 //! | `snapshots`    | stream `&str`                  | snapshot record                |
 //! | `meta`         | name `&str`                    | `u64` (`format` = 2)           |
 //!
@@ -21,6 +21,11 @@
 //! share their leaf) and empties the tail, in the same transaction. A lookup reads `items`,
 //! then scans the tail; every folded position is below every tail position, so the result stays
 //! ascending.
+//!
+//! **Subjects from the item index.** Every subject is also an item key (`subject:<text>`), so a
+//! subject search reads the `subject:` range of `items` and the tail. The `subjects` table,
+//! which gave every commit one random insert per subject (a leaf of its own in a large
+//! journal), is kept for older files and no longer written: everything it holds is in `items`.
 //!
 //! Every commit uses `Durability::Immediate` and, by default, quick repair, so that reopening
 //! after a crash does not walk the whole file.
@@ -52,6 +57,10 @@ const ITEM_TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("item_tail")
 const SUBJECTS: TableDefinition<&str, ()> = TableDefinition::new("subjects");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The item keys of subjects (`ItemKey::Subject`), and the first key after them.
+const SUBJECT_KEY: &str = "subject:";
+const SUBJECT_KEY_END: &str = "subject;";
 
 /// The tail of the item index is folded into `items` by the commit that makes it span this many
 /// positions. A lookup scans at most this many tail rows; a fold sorts and inserts as many keys.
@@ -314,7 +323,6 @@ impl Store for RedbStore {
             let mut events = tx.open_table(EVENTS)?;
             let mut index = tx.open_table(STREAM_INDEX)?;
             let mut tail = tx.open_table(ITEM_TAIL)?;
-            let mut subjects = tx.open_table(SUBJECTS)?;
             let mut keys = Vec::new();
             for a in &batch.appends {
                 index.insert(
@@ -327,9 +335,6 @@ impl Store for RedbStore {
                 if !e.items.is_empty() {
                     encode_keys(&e.items, &mut keys);
                     tail.insert(e.position, keys.as_slice())?;
-                }
-                for subject in &e.subjects {
-                    subjects.insert(subject.as_str(), ())?;
                 }
             }
             let last = batch.events.last().map_or(0, |e| e.position);
@@ -475,18 +480,32 @@ impl Store for RedbStore {
     fn subjects_containing(&self, needle: &str, max: usize) -> Result<Vec<String>, ReadError> {
         let tx = self.read()?;
         let run = || -> Result<Vec<String>, redb::Error> {
-            let subjects = tx.open_table(SUBJECTS)?;
-            let mut out = Vec::new();
-            for entry in subjects.iter()? {
-                if out.len() >= max {
-                    break;
-                }
-                let (subject, _) = entry?;
-                if subject.value().contains(needle) {
-                    out.push(subject.value().to_owned());
+            let mut found = std::collections::BTreeSet::new();
+            let items = tx.open_multimap_table(ITEMS)?;
+            let (from, to) = (SUBJECT_KEY, SUBJECT_KEY_END);
+            for entry in items.range(from..to)? {
+                let (key, _) = entry?;
+                if let Some(subject) = key.value().strip_prefix(SUBJECT_KEY)
+                    && subject.contains(needle)
+                {
+                    found.insert(subject.to_owned());
                 }
             }
-            Ok(out)
+            let tail = tx.open_table(ITEM_TAIL)?;
+            for entry in tail.iter()? {
+                let (position, keys) = entry?;
+                let position = position.value();
+                for k in decode_keys(keys.value()).map_err(|detail| {
+                    redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
+                })? {
+                    if let Some(subject) = k.strip_prefix(SUBJECT_KEY)
+                        && subject.contains(needle)
+                    {
+                        found.insert(subject.to_owned());
+                    }
+                }
+            }
+            Ok(found.into_iter().take(max).collect())
         };
         run().map_err(|e| self.read_err(e))
     }

@@ -463,6 +463,28 @@ fn item_index_across_folds(backend: Backend) {
         );
         assert!(j.positions_for_item(&remote("r/3")).unwrap().is_empty());
     }
+    // A subject folded into the index and one still in the tail are both found by the subject
+    // search, once each.
+    let j = open_ok(tmp.path(), backend);
+    let one = |text: &str, items| vec![event(text.as_bytes(), items)];
+    let s = stream("mailbox/subjects");
+    j.append(&s, ExpectedSeq::Any, one("a", vec![subject("Review A")]))
+        .unwrap();
+    for k in 0..45u64 {
+        let batch = (0..100u64)
+            .map(|i| event(b"x", vec![remote(&format!("x/{k}/{i}"))]))
+            .collect();
+        j.append(&s, ExpectedSeq::Any, batch).unwrap();
+    }
+    j.append(&s, ExpectedSeq::Any, one("b", vec![subject("Review B")]))
+        .unwrap();
+    j.append(&s, ExpectedSeq::Any, one("c", vec![subject("Review A")]))
+        .unwrap();
+    assert_eq!(
+        j.search_subjects("review", 10).unwrap(),
+        vec!["review a", "review b"]
+    );
+    assert_eq!(j.search_subjects("review", 1).unwrap(), vec!["review a"]);
 }
 
 fn snapshots(backend: Backend) {

@@ -22,9 +22,9 @@ pub use bus::{
 };
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use org::{
-    CheckChanges, ConsumerConfig, CrmChange, InspectDirectory, InspectOrg, KnownMailboxes,
-    OrgActor, OrgDirectory, OrgError, OrgView, Routed, Settled, Targets, consume, settle_one,
-    spawn_consumers,
+    BatchRouted, CheckChanges, ConsumerConfig, CrmChange, CrmChanges, InspectDirectory, InspectOrg,
+    KnownMailboxes, OrgActor, OrgDirectory, OrgError, OrgView, Routed, Settled, Targets, consume,
+    settle_one, spawn_consumers,
 };
 pub use registry::{
     InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,

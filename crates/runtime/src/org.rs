@@ -4,20 +4,25 @@
 //!
 //! Owns the organization: one engine `OrgCore` (its [`OrgState`] and the head of `org/<id>`),
 //! the organization stream's one write path, shared with `Engine::crm`. On start it rebuilds
-//! the state from the stream and finishes the routing of a last change that a crash left
-//! half-routed (the rule of `Engine::finish_routing`: the change is half-routed only if every
-//! event after it carries its correlation; the mailboxes those events are in got it, the
-//! others get it now). For a CRM change ([`CrmChange`]), one at a time:
+//! the state from the stream and finishes the routing of the last changes that a crash left
+//! half-routed (`OrgCore::recover`: a target mailbox was reached when its stream holds an event
+//! correlated with the change). For a batch of CRM changes ([`CrmChanges`], at most
+//! `ROUTING_WINDOW`; a single [`CrmChange`] is a batch of one), one batch at a time:
 //!
-//! 1. validate it against the organization (`validate_crm`): bad input is refused with
-//!    [`OrgError::Invalid`], nothing is recorded;
-//! 2. append it to `org/<id>` with the expected head, and await its durability;
-//! 3. compute the target mailboxes on the state before the change (`OrgState::route`), then
-//!    apply it;
-//! 4. write the settings in force to [`SharedSettings`] (only now: the change is durable);
-//! 5. send an [`ObserveMailbox`] for each target mailbox (caused and correlated by the
-//!    organization event), and answer only once every mailbox answered: when the answer is
-//!    `Ok`, every event the change caused is durable.
+//! 1. validate each against the organization as the changes before it leave it
+//!    (`validate_crm`): a bad change is refused with [`OrgError::Invalid`], it and the changes
+//!    after it are not recorded;
+//! 2. stage each on the state: its target mailboxes computed on the state before it
+//!    (`OrgState::route`), then applied;
+//! 3. append them all to `org/<id>` in **one** append with the expected head, and await its
+//!    durability;
+//! 4. write the settings in force to [`SharedSettings`] (only now: the changes are durable);
+//! 5. send an [`ObserveMailbox`] for each change and target mailbox (caused and correlated by
+//!    the organization event) at once — each mailbox takes its own in order, and the journal
+//!    commits the appends of different mailboxes together — and answer only once every mailbox
+//!    answered: every event a change answered as handled caused is durable;
+//! 6. save an organization snapshot, when one is due, only now that every change up to it is
+//!    routed.
 //!
 //! After a failed append or a failed routing the actor drops its state; the next message
 //! rebuilds it from the journal first, which also finishes a routing the failure interrupted.
@@ -58,7 +63,7 @@ use ledgersync_domain::{
 use ledgersync_engine::engine::Appended;
 use ledgersync_engine::ingress::{Change, LineError, parse_changes_within};
 use ledgersync_engine::mailbox::Incoming;
-use ledgersync_engine::org::{Committed, OrgCore, Prepared, Unfinished};
+use ledgersync_engine::org::{Committed, OrgCore, Prepared, ROUTING_WINDOW, Unfinished};
 use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, Journal};
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,6 +150,31 @@ pub struct Routed {
 
 impl Message for CrmChange {
     type Result = Result<Routed, OrgError>;
+}
+
+/// CRM changes recorded in **one** append of the organization stream and routed together, in
+/// order; at most [`ROUTING_WINDOW`] (more are refused as bad input). One durable append and
+/// one round of mailbox appends (which the journal commits together) serve them all.
+#[derive(Debug, Clone)]
+pub struct CrmChanges {
+    /// The changes, in the order they are recorded.
+    pub changes: Vec<CrmChange>,
+}
+
+/// What [`CrmChanges`] led to: the changes handled, in order, up to the first that failed.
+#[derive(Debug, Default)]
+pub struct BatchRouted {
+    /// One answer per change handled, in order: every event it caused is durable.
+    pub routed: Vec<Routed>,
+    /// The first change that failed (its index in the batch) and why; the changes after it
+    /// were not handled (a bad change records nothing, and nothing after it either; a failed
+    /// append or routing may leave the changes after it recorded — a retry of them is
+    /// recognised as already recorded).
+    pub failed: Option<(usize, OrgError)>,
+}
+
+impl Message for CrmChanges {
+    type Result = BatchRouted;
 }
 
 /// The organization as the actor holds it: its state and the head of its stream.
@@ -251,7 +281,7 @@ pub type KnownMailboxes = Arc<RwLock<BTreeSet<MailboxId>>>;
 
 /// What the blocking part of the recovery found: the organization, and a last change left
 /// half-routed (the mailboxes still to reach).
-fn read_org(env: &OrgEnv) -> Result<(OrgCore, Option<Unfinished>), EngineError> {
+fn read_org(env: &OrgEnv) -> Result<(OrgCore, Vec<Unfinished>), EngineError> {
     OrgCore::recover(env.journal.as_ref(), env.org.clone(), true)
 }
 
@@ -267,21 +297,20 @@ fn publish_settings(env: &OrgEnv, state: &OrgState) {
     }
 }
 
-/// Sends `event` (the organization event `org_event`) to every mailbox of `targets` at once
-/// and waits for every answer; the first error is returned after all answered.
-async fn route(
+/// The requests routing `event` (the organization event `org_event`) to every mailbox of
+/// `targets`, sent at once (the registry takes them in this order).
+fn send_route(
     env: &OrgEnv,
     org_event: EventId,
     event: &Event,
     targets: &[MailboxId],
-) -> Result<Vec<Appended>, OrgError> {
-    let requests: Vec<_> = targets
+) -> Vec<(MailboxId, actix::prelude::Request<Registry, ObserveMailbox>)> {
+    targets
         .iter()
         .map(|mailbox| {
-            let id = IdGen.next();
             let incoming = Incoming {
                 event: event.clone(),
-                id,
+                id: IdGen.next(),
                 causation: vec![org_event],
                 correlation: org_event,
             };
@@ -291,7 +320,13 @@ async fn route(
                     .send(ObserveMailbox::new(mailbox.clone(), incoming)),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Waits for every answer of [`send_route`]; the first error is returned after all answered.
+async fn collect_route(
+    requests: Vec<(MailboxId, actix::prelude::Request<Registry, ObserveMailbox>)>,
+) -> Result<Vec<Appended>, OrgError> {
     let mut decisions = Vec::new();
     let mut first_error = None;
     for (mailbox, request) in requests {
@@ -325,90 +360,133 @@ async fn recover(env: Arc<OrgEnv>) -> Result<OrgCore, OrgError> {
         })?;
     let (core, unfinished) = read;
     publish_settings(&env, core.state());
-    if let Some(unfinished) = unfinished {
-        for mailbox in &unfinished.missing {
-            tracing::warn!(mailbox = %mailbox, event = %unfinished.id, "finishing the routing of a CRM change interrupted by a crash");
+    let mut requests = Vec::new();
+    for change in &unfinished {
+        for mailbox in &change.missing {
+            tracing::warn!(mailbox = %mailbox, event = %change.id, "finishing the routing of a CRM change interrupted by a crash");
         }
-        route(&env, unfinished.id, &unfinished.event, &unfinished.missing).await?;
+        requests.push(send_route(&env, change.id, &change.event, &change.missing));
+    }
+    for sent in requests {
+        collect_route(sent).await?;
     }
     Ok(core)
 }
 
-/// Handles one change on `core` (recovered first if `None`); answers the core to keep
-/// (`None` after a failure that may leave it behind the journal) and the result.
-async fn handle_change(
+/// Handles a batch of changes on `core` (recovered first if `None`): each is prepared and
+/// staged on the state the previous one left, all are appended at once, then routed at once.
+/// Answers the core to keep (`None` after a failure that may leave it behind the journal) and
+/// the result.
+async fn handle_changes(
     env: Arc<OrgEnv>,
     core: Option<OrgCore>,
-    msg: CrmChange,
-) -> (Option<OrgCore>, Result<Routed, OrgError>) {
+    changes: Vec<CrmChange>,
+) -> (Option<OrgCore>, BatchRouted) {
+    let mut out = BatchRouted::default();
+    if changes.len() > ROUTING_WINDOW {
+        let e = EngineError::Invalid(format!(
+            "{} CRM changes in one batch; at most {ROUTING_WINDOW} are recorded together",
+            changes.len()
+        ));
+        out.failed = Some((0, OrgError::Invalid(e)));
+        return (core, out);
+    }
     let mut core = match core {
         Some(core) => core,
         None => match recover(env.clone()).await {
             Ok(core) => core,
-            Err(e) => return (None, Err(e)),
+            Err(e) => {
+                out.failed = Some((0, e));
+                return (None, out);
+            }
         },
     };
     let now = env.clock.now();
-    let (batch, prepared) = match core.prepare_change(msg.id, msg.event, now) {
-        Ok(Prepared::Record(batch, prepared)) => (batch, prepared),
-        Ok(Prepared::AlreadyRecorded(recorded)) => {
-            return (
-                Some(core),
-                Ok(Routed {
-                    org_event: (recorded == Recorded::SameId).then_some(msg.id),
-                    already_recorded: Some(recorded),
+    let mut expected = None;
+    let mut events = Vec::new();
+    // (index in the batch, what to route) of every change staged for the append.
+    let mut staged: Vec<(usize, Committed)> = Vec::new();
+    let mut snapshot = None;
+    let mut administrative = false;
+    for (i, msg) in changes.into_iter().enumerate() {
+        match core.prepare_change(msg.id, msg.event, now) {
+            Ok(Prepared::Record(batch, prepared)) => {
+                expected.get_or_insert(batch.expected);
+                events.extend(batch.events);
+                // Staged on the core before the append: a failed append drops the core.
+                let mut committed = core.commit_change(prepared);
+                if let Some(s) = committed.snapshot.take() {
+                    snapshot = Some(s);
+                }
+                administrative |= !matches!(
+                    committed.event,
+                    Event::RecordUpserted(_) | Event::OwnerChanged(_) | Event::RecordDeleted(_)
+                );
+                out.routed.push(Routed {
+                    org_event: Some(committed.id),
+                    mailboxes: committed.targets.clone(),
                     ..Routed::default()
-                }),
-            );
+                });
+                staged.push((i, committed));
+            }
+            Ok(Prepared::AlreadyRecorded(recorded)) => out.routed.push(Routed {
+                org_event: (recorded == Recorded::SameId).then_some(msg.id),
+                already_recorded: Some(recorded),
+                ..Routed::default()
+            }),
+            Err(e) => {
+                out.failed = Some((i, OrgError::Invalid(e)));
+                break;
+            }
         }
-        Err(e) => return (Some(core), Err(OrgError::Invalid(e))),
+    }
+    let Some(expected) = expected else {
+        return (Some(core), out);
     };
-    let ticket = env
-        .journal
-        .submit(&batch.stream, batch.expected, batch.events);
-    if let Err(source) = ticket.await {
-        tracing::warn!(org = %env.org, error = %source, "CRM change not recorded; the organization is rebuilt from its stream");
-        return (
-            None,
-            Err(OrgError::Append {
+    if let Err(source) = env.journal.submit(&env.stream, expected, events).await {
+        tracing::warn!(org = %env.org, error = %source, "CRM changes not recorded; the organization is rebuilt from its stream");
+        let first = staged.first().map_or(0, |(i, _)| *i);
+        out.routed.truncate(first);
+        out.failed = Some((
+            first,
+            OrgError::Append {
                 stream: env.stream.clone(),
                 source,
-            }),
-        );
+            },
+        ));
+        return (None, out);
     }
-    let Committed {
-        id,
-        event,
-        targets,
-        snapshot,
-    } = core.commit_change(prepared);
-    // Durable now: the mailboxes may decide with it. Only an administrative change can change
-    // the settings or the mailboxes; a row change leaves them as published.
-    if !matches!(
-        event,
-        Event::RecordUpserted(_) | Event::OwnerChanged(_) | Event::RecordDeleted(_)
-    ) {
+    // Durable now: the mailboxes may decide with them. Only an administrative change can
+    // change the settings or the mailboxes; row changes leave them as published.
+    if administrative {
         publish_settings(&env, core.state());
     }
-    let routed = route(&env, id, &event, &targets).await;
+    let requests: Vec<_> = staged
+        .iter()
+        .map(|(i, c)| (*i, send_route(&env, c.id, &c.event, &c.targets)))
+        .collect();
+    let mut routing_failed = None;
+    for (i, sent) in requests {
+        match collect_route(sent).await {
+            Ok(decisions) => out.routed[i].decisions = decisions,
+            Err(e) => {
+                routing_failed.get_or_insert((i, e));
+            }
+        }
+    }
+    if let Some((i, e)) = routing_failed {
+        tracing::warn!(org = %env.org, error = %e, "CRM change recorded but not routed everywhere; the routing is finished before the next change");
+        out.routed.truncate(i);
+        if out.failed.as_ref().is_none_or(|(at, _)| i < *at) {
+            out.failed = Some((i, e));
+        }
+        return (None, out);
+    }
+    // Every change up to the snapshot is routed: only now may a recovery start from it.
     if let Some(snapshot) = snapshot {
         save_snapshot(&env, snapshot).await;
     }
-    match routed {
-        Ok(decisions) => (
-            Some(core),
-            Ok(Routed {
-                org_event: Some(msg.id),
-                mailboxes: targets,
-                decisions,
-                already_recorded: None,
-            }),
-        ),
-        Err(e) => {
-            tracing::warn!(org = %env.org, error = %e, "CRM change recorded but not routed everywhere; the routing is finished before the next change");
-            (None, Err(e))
-        }
-    }
+    (Some(core), out)
 }
 
 /// Saves an organization snapshot off the actor's thread. A cache: a failed save is logged
@@ -494,16 +572,34 @@ impl Actor for OrgActor {
     }
 }
 
+impl Handler<CrmChanges> for OrgActor {
+    type Result = AtomicResponse<Self, BatchRouted>;
+
+    fn handle(&mut self, msg: CrmChanges, _ctx: &mut Context<Self>) -> Self::Result {
+        let core = self.core.take();
+        let fut = handle_changes(self.env.clone(), core, msg.changes)
+            .into_actor(self)
+            .map(|(core, result), act, _ctx| {
+                act.core = core;
+                result
+            });
+        AtomicResponse::new(Box::pin(fut))
+    }
+}
+
 impl Handler<CrmChange> for OrgActor {
     type Result = AtomicResponse<Self, Result<Routed, OrgError>>;
 
     fn handle(&mut self, msg: CrmChange, _ctx: &mut Context<Self>) -> Self::Result {
         let core = self.core.take();
-        let fut = handle_change(self.env.clone(), core, msg)
+        let fut = handle_changes(self.env.clone(), core, vec![msg])
             .into_actor(self)
-            .map(|(core, result), act, _ctx| {
+            .map(|(core, mut result), act, _ctx| {
                 act.core = core;
-                result
+                match result.failed {
+                    Some((_, e)) => Err(e),
+                    None => Ok(result.routed.pop().unwrap_or_default()),
+                }
             });
         AtomicResponse::new(Box::pin(fut))
     }

@@ -25,8 +25,8 @@
 
 use crate::driver::{Driver, DriverError};
 use crate::org::{
-    CheckChanges, CrmChange, InspectDirectory, InspectOrg, OrgActor, OrgDirectory, OrgError,
-    OrgView, Routed,
+    BatchRouted, CheckChanges, CrmChange, CrmChanges, InspectDirectory, InspectOrg, OrgActor,
+    OrgDirectory, OrgError, OrgView, Routed,
 };
 use crate::registry::{ForwardFailures, Registry, RegistryConfig, SharedSettings, Shutdown};
 use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
@@ -35,6 +35,7 @@ use actix::{Actor, Addr, MailboxError};
 use ledgersync_connectors::{VdirConfig, VdirConnector};
 use ledgersync_domain::{Event, MailboxId, OrgId, OrgSettings};
 use ledgersync_engine::ingress::{Change, LineError};
+use ledgersync_engine::org::ROUTING_WINDOW;
 use ledgersync_engine::projection::{Projection, ProjectionError};
 use ledgersync_engine::{Clock, IdGen};
 use ledgersync_journal::Journal;
@@ -256,41 +257,75 @@ impl Service {
     /// reached execute their pending intents at once. A change that registers a configured
     /// mailbox starts its driver. An `Ok` means every event it caused is durable.
     pub async fn crm(&self, event: Event) -> Result<Routed, ServiceError> {
+        let mut batch = self.crm_batch(vec![event]).await?;
+        match batch.failed {
+            Some((_, e)) => Err(e.into()),
+            None => Ok(batch.routed.pop().unwrap_or_default()),
+        }
+    }
+
+    /// Records CRM changes in order, at most `ROUTING_WINDOW` of them in one append of the
+    /// organization stream, routed together (see [`crate::org`]): the answer holds one
+    /// [`Routed`] per change handled, up to the first that failed. More changes are sent in
+    /// several batches, stopping at the first failure.
+    pub async fn crm_batch(&self, events: Vec<Event>) -> Result<BatchRouted, ServiceError> {
         let open = self.gate.read().await;
         if !*open {
             return Err(ServiceError::Stopping);
         }
-        let id = IdGen.next();
-        let routed = self
-            .org
-            .send(CrmChange {
-                id,
-                event: event.clone(),
-            })
-            .await
-            .map_err(|source| ServiceError::Unavailable {
-                what: "organization actor",
-                source,
-            })??;
-        // Only an administrative change can register a mailbox or change a profile; a row
-        // change does not look at the organization again (it grows with the rows).
-        let new = if routed.already_recorded.is_some() || !is_row_change(&event) {
-            let view = directory(&self.org).await?;
-            let mut drivers = self.drivers.lock().expect("driver factory lock");
-            drivers.new_drivers(&view, &self.registry, &self.journal)?
-        } else {
-            Vec::new()
-        };
-        for driver in new {
-            tracing::info!(mailbox = %driver.mailbox(), "driver started for a newly registered mailbox");
-            let _ = self.signals.send(Signal::Add(Box::new(driver)));
+        let mut out = BatchRouted::default();
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            let changes: Vec<CrmChange> = events
+                .by_ref()
+                .take(ROUTING_WINDOW)
+                .map(|event| CrmChange {
+                    id: IdGen.next(),
+                    event,
+                })
+                .collect();
+            // Only an administrative change can register a mailbox or change a profile; row
+            // changes do not look at the organization again (it grows with the rows).
+            let administrative = changes.iter().any(|c| !is_row_change(&c.event));
+            let done = out.routed.len();
+            let batch = self
+                .org
+                .send(CrmChanges { changes })
+                .await
+                .map_err(|source| ServiceError::Unavailable {
+                    what: "organization actor",
+                    source,
+                })?;
+            let mut reached = BTreeSet::new();
+            for routed in &batch.routed {
+                reached.extend(routed.mailboxes.iter().cloned());
+            }
+            let redelivered = batch.routed.iter().any(|r| r.already_recorded.is_some());
+            out.routed.extend(batch.routed);
+            if administrative || redelivered {
+                let view = directory(&self.org).await?;
+                let new = {
+                    let mut drivers = self.drivers.lock().expect("driver factory lock");
+                    drivers.new_drivers(&view, &self.registry, &self.journal)?
+                };
+                for driver in new {
+                    tracing::info!(mailbox = %driver.mailbox(), "driver started for a newly registered mailbox");
+                    let _ = self.signals.send(Signal::Add(Box::new(driver)));
+                }
+            }
+            if !reached.is_empty() {
+                let _ = self
+                    .signals
+                    .send(Signal::Execute(reached.into_iter().collect()));
+            }
+            self.follow.notify_one();
+            if let Some((i, e)) = batch.failed {
+                out.failed = Some((done + i, e));
+                break;
+            }
         }
-        if !routed.mailboxes.is_empty() {
-            let _ = self.signals.send(Signal::Execute(routed.mailboxes.clone()));
-        }
-        self.follow.notify_one();
         drop(open);
-        Ok(routed)
+        Ok(out)
     }
 
     /// Waits until the scheduler has handled everything sent to it so far — the pending
@@ -369,7 +404,7 @@ impl Service {
             let _ = self.stop.send(true);
             let _ = follower.await;
         }
-        let checkpoint = catch_up(self.journal.clone(), self.projection.clone()).await?;
+        let checkpoint = catch_up_then(self.journal.clone(), self.projection.clone(), true).await?;
         let _ = self.registry.send(Shutdown).await;
         tracing::info!(checkpoint, "service stopped");
         Ok(checkpoint)
@@ -473,8 +508,12 @@ fn log_tick(report: &TickReport) {
     }
 }
 
-/// The projection follower: catches the projection up after every notification and at least
-/// every `every`, until `stopped`.
+/// How long the projection follower lets changes gather after a notification before it folds
+/// them: one page for a burst instead of one per change.
+const FOLLOW_GATHER: Duration = Duration::from_millis(50);
+
+/// The projection follower: catches the projection up [`FOLLOW_GATHER`] after a notification
+/// and at least every `every`, until `stopped`.
 async fn follow_journal(
     journal: Arc<dyn Journal>,
     projection: Arc<Mutex<Projection>>,
@@ -483,12 +522,19 @@ async fn follow_journal(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
-            () = follow.notified() => {}
-            () = tokio::time::sleep(every) => {}
+        // A quiet interval makes the pages committed without an fsync durable.
+        let sync = tokio::select! {
+            () = follow.notified() => false,
+            () = tokio::time::sleep(every) => true,
             _ = stopped.changed() => return,
+        };
+        if !sync {
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOW_GATHER) => {}
+                _ = stopped.changed() => return,
+            }
         }
-        if let Err(e) = catch_up(journal.clone(), projection.clone()).await {
+        if let Err(e) = catch_up_then(journal.clone(), projection.clone(), sync).await {
             tracing::warn!(error = %e, "the projection could not catch up; trying again");
         }
     }
@@ -498,9 +544,22 @@ async fn catch_up(
     journal: Arc<dyn Journal>,
     projection: Arc<Mutex<Projection>>,
 ) -> Result<u64, ServiceError> {
+    catch_up_then(journal, projection, false).await
+}
+
+/// Catches the projection up; with `sync`, then makes every page durable.
+async fn catch_up_then(
+    journal: Arc<dyn Journal>,
+    projection: Arc<Mutex<Projection>>,
+    sync: bool,
+) -> Result<u64, ServiceError> {
     let done = tokio::task::spawn_blocking(move || {
         let mut projection = projection.lock().expect("projection lock");
-        projection.catch_up(journal.as_ref())
+        let done = projection.catch_up(journal.as_ref())?;
+        if sync {
+            projection.sync()?;
+        }
+        Ok::<_, ProjectionError>(done)
     })
     .await
     .expect("the projection catch-up does not panic")?;

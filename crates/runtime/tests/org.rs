@@ -18,8 +18,8 @@ use ledgersync_engine::scenario;
 use ledgersync_engine::{Engine, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
 use ledgersync_runtime::{
-    Bus, BusMessage, ConsumerConfig, InProcessBus, InspectOrg, OrgActor, Registry, RegistryConfig,
-    Settled, SharedSettings, Targets, settle_one, spawn_consumers,
+    Bus, BusMessage, ConsumerConfig, CrmChange, CrmChanges, InProcessBus, InspectOrg, OrgActor,
+    Registry, RegistryConfig, Settled, SharedSettings, Targets, settle_one, spawn_consumers,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -275,6 +275,100 @@ fn the_bus_and_actors_record_the_same_decisions_as_the_synchronous_engine() {
         org_head(live.journal.as_ref()),
         org_head(sync.journal.as_ref())
     );
+}
+
+#[test]
+fn changes_recorded_in_batches_decide_as_one_by_one_each_batch_in_one_append() {
+    let sync = world();
+    {
+        let mut engine =
+            Engine::open(sync.journal.clone(), OrgId::new(ORG), sync.clock.clone()).unwrap();
+        for e in demo() {
+            engine.crm(e).unwrap();
+        }
+    }
+    let live = world();
+    let batches: Vec<Vec<Event>> = demo().chunks(7).map(<[Event]>::to_vec).collect();
+    System::new().block_on(async {
+        let l = start_without_consumers(&live);
+        for batch in &batches {
+            let changes: Vec<CrmChange> = batch
+                .iter()
+                .map(|event| CrmChange {
+                    id: ledgersync_engine::IdGen.next(),
+                    event: event.clone(),
+                })
+                .collect();
+            let ids: Vec<EventId> = changes.iter().map(|c| c.id).collect();
+            let done = l.org.send(CrmChanges { changes }).await.unwrap();
+            assert!(done.failed.is_none(), "{:?}", done.failed);
+            assert_eq!(done.routed.len(), batch.len());
+            // Recorded in one append: consecutive positions of the organization stream.
+            let org = StreamId::org(&OrgId::new(ORG));
+            let recorded: Vec<u64> = live
+                .journal
+                .read_stream(&org, 1, 100_000)
+                .unwrap()
+                .into_iter()
+                .filter(|e| ids.contains(&e.event_id))
+                .map(|e| e.position)
+                .collect();
+            assert_eq!(recorded.len(), batch.len());
+            assert!(
+                recorded.windows(2).all(|w| w[1] == w[0] + 1),
+                "{recorded:?}"
+            );
+        }
+    });
+    let expected = decisions_by_mailbox(sync.journal.as_ref());
+    assert!(decision_count(&expected) > 10);
+    assert_eq!(decisions_by_mailbox(live.journal.as_ref()), expected);
+    assert_eq!(
+        org_head(live.journal.as_ref()),
+        org_head(sync.journal.as_ref())
+    );
+}
+
+#[test]
+fn a_bad_change_in_a_batch_records_the_changes_before_it_and_nothing_after() {
+    let w = world();
+    System::new().block_on(async {
+        let l = start(&w);
+        publish_all(&l, organization()).await;
+        let head = org_head(w.journal.as_ref());
+        let upsert = |n: u32| {
+            Event::RecordUpserted(RecordUpserted {
+                record: appointment(
+                    &format!("apt-batch-{n}"),
+                    "paul",
+                    &format!("Batch {n}"),
+                    person("paul"),
+                    vec![person("jayne")],
+                    1,
+                ),
+            })
+        };
+        let bad = Event::AccessLost(AccessLost {
+            user: user("nobody"),
+            records: vec![],
+            reason: AccessReason::Role,
+        });
+        let changes: Vec<CrmChange> = [upsert(1), upsert(2), bad, upsert(3)]
+            .into_iter()
+            .map(|event| CrmChange {
+                id: ledgersync_engine::IdGen.next(),
+                event,
+            })
+            .collect();
+        let done = l.org.send(CrmChanges { changes }).await.unwrap();
+        assert_eq!(done.routed.len(), 2);
+        let (at, e) = done.failed.expect("the third change is refused");
+        assert_eq!(at, 2);
+        assert!(e.is_bad_input(), "{e}");
+        assert!(e.to_string().contains("nobody"), "{e}");
+        assert_eq!(org_head(w.journal.as_ref()), head + 2);
+        l.bus.close();
+    });
 }
 
 #[test]

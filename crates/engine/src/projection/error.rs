@@ -59,7 +59,8 @@ via_redb_error!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 impl From<ledgersync_journal::ReadError> for ProjectionError {

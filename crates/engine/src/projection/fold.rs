@@ -43,7 +43,9 @@ pub(super) const ALERTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::n
 pub(super) const ORG_FOLD: TableDefinition<&str, &str> = TableDefinition::new("org_fold");
 /// `mailbox\0workload index` → [`WorkloadHealth`].
 pub(super) const HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("health");
-/// Mailbox id → `MailboxState::to_snapshot`: the fold state the next catch-up continues from.
+/// Mailbox id → `MailboxState::to_snapshot`: the fold state at position `STATES_AT` of
+/// `META`, from which the next catch-up continues (after refolding the mailbox events up to
+/// the checkpoint).
 pub(super) const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
 
 /// How an intent's outcome left it.
@@ -71,6 +73,9 @@ fn default_alert_retention_days() -> i64 {
 
 /// The checkpoint key of `META`.
 pub(super) const CHECKPOINT: &str = "checkpoint";
+/// The key of `META` holding the position the `STATES` table stands at (absent: the
+/// checkpoint, as every page wrote them before).
+pub(super) const STATES_AT: &str = "states_at";
 
 /// Creates every table (so readers never meet a missing one) and drops their contents when
 /// `drop` is set.
@@ -88,7 +93,14 @@ pub(super) fn create_tables(txn: &WriteTransaction, drop: bool) -> Result<(), Pr
         txn.delete_table(ALERTS)?;
         txn.delete_table(ORG_FOLD)?;
     }
-    txn.open_table(META)?;
+    {
+        // A new projection: its fold states (none) stand at position 0. A file without the key
+        // but with a checkpoint wrote its states with every page: they stand at the checkpoint.
+        let mut meta = txn.open_table(META)?;
+        if meta.get(CHECKPOINT)?.is_none() && meta.get(STATES_AT)?.is_none() {
+            meta.insert(STATES_AT, 0)?;
+        }
+    }
     txn.open_table(ROWS)?;
     txn.open_table(BY_REGARDING)?;
     txn.open_table(BY_USER)?;
@@ -570,11 +582,12 @@ impl<'txn, 's> Fold<'txn, 's> {
         Ok(())
     }
 
-    /// Writes the health rows and fold states of the mailboxes this transaction touched.
-    pub(super) fn finish(mut self, txn: &WriteTransaction) -> Result<(), ProjectionError> {
-        let mut states = txn.open_table(STATES)?;
-        for mailbox in std::mem::take(&mut self.dirty) {
-            let state = &self.states[&mailbox];
+    /// Writes the health rows of the mailboxes this transaction touched, and answers them
+    /// (their fold states are saved by the caller, not necessarily with every page).
+    pub(super) fn finish(mut self) -> Result<BTreeSet<MailboxId>, ProjectionError> {
+        let dirty = std::mem::take(&mut self.dirty);
+        for mailbox in &dirty {
+            let state = &self.states[mailbox];
             for w in Workload::ALL {
                 let ws = state.workload(w);
                 let row = WorkloadHealth {
@@ -594,9 +607,8 @@ impl<'txn, 's> Fold<'txn, 's> {
                 let k = key(mailbox.as_str(), &w.index().to_string());
                 self.health.insert(k.as_str(), encode(&row)?.as_slice())?;
             }
-            states.insert(mailbox.as_str(), state.to_snapshot().as_slice())?;
         }
-        Ok(())
+        Ok(dirty)
     }
 
     fn row(&self, record: &RecordId) -> Result<Option<Activity>, ProjectionError> {
