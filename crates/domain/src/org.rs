@@ -13,6 +13,7 @@ use crate::ids::{MailboxId, OrgId, ProfileId, RecordId, UserId};
 use crate::records::Record;
 use crate::settings::OrgSettings;
 use crate::time::Timestamp;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,11 +84,13 @@ pub struct OrgState {
     pub mailboxes: BTreeMap<MailboxId, MailboxInfo>,
     /// The mailbox of each mapped user (one user, one mailbox: R1).
     pub user_mailbox: BTreeMap<UserId, MailboxId>,
-    /// The mailboxes each row has been routed to.
-    pub routed: BTreeMap<RecordId, BTreeSet<MailboxId>>,
+    /// The mailboxes each row has been routed to. The three maps keyed by row grow with the
+    /// organization and are only looked up, never walked in order: hash maps, with a fixed
+    /// hasher (no per-process seed: the domain takes no randomness).
+    pub routed: FxHashMap<RecordId, BTreeSet<MailboxId>>,
     /// The rows the CRM sent and has not deleted since: table and owner of the last snapshot.
     #[serde(default)]
-    pub rows: BTreeMap<RecordId, RowInfo>,
+    pub rows: FxHashMap<RecordId, RowInfo>,
     /// Per user and table, the hash of the last `filter_changed` list (a repeat is not
     /// recorded).
     #[serde(default)]
@@ -98,7 +101,7 @@ pub struct OrgState {
     pub access: BTreeMap<UserId, u64>,
     /// The rows deleted (and not sent again since), with the version they had when deleted.
     #[serde(default)]
-    pub deleted: BTreeMap<RecordId, u64>,
+    pub deleted: FxHashMap<RecordId, u64>,
     /// Recent mailbox failures and the last alert, per profile (R14).
     pub profile_failures: BTreeMap<ProfileId, ProfileFailures>,
     /// The profile and time of the `mailbox_failure_noted` just applied: the `alert_raised`

@@ -116,16 +116,18 @@ impl ActorError {
     }
 }
 
-/// An observation for the mailbox (already routed to it): decide, append, evolve. Answers the
-/// decisions appended, in order.
+/// Observations for the mailbox (already routed to it), in order: each is decided on the state
+/// the ones before it left, all are appended in **one** append, then the state keeps them.
+/// Answers the decisions appended, per observation. A failed append fails them all (the actor
+/// then restarts from its log).
 #[derive(Debug)]
 pub struct Observe {
-    /// The observation and its identity.
-    pub incoming: Incoming,
+    /// The observations and their identities.
+    pub incomings: Vec<Incoming>,
 }
 
 impl Message for Observe {
-    type Result = Result<Vec<Appended>, ActorError>;
+    type Result = Result<Vec<Vec<Appended>>, ActorError>;
 }
 
 /// Asks for the mailbox's state and stream head as the actor holds them.
@@ -294,34 +296,29 @@ impl MailboxActor {
         true
     }
 
-    /// After the append: commit and take the core back, or give up the activation. Returns
-    /// the reply and a snapshot to save.
+    /// After the append of observations staged on `core`: keep the core, or give up the
+    /// activation (the core may disagree with the journal).
     fn after_append(
         &mut self,
-        mut core: Box<MailboxCore>,
+        core: Box<MailboxCore>,
         appended: Result<ledgersync_journal::Appended, AppendError>,
-        prepared: ledgersync_engine::mailbox::Prepared,
-    ) -> (Result<Vec<Appended>, ActorError>, Option<Snapshot>) {
+        decisions: Vec<Vec<Appended>>,
+    ) -> Result<Vec<Vec<Appended>>, ActorError> {
         match appended {
             Ok(_) => {
-                let (decisions, snapshot) = core.commit(prepared, self.env.snapshot_every);
                 self.last_active = self.env.clock.now();
                 self.phase = Phase::Active(core);
-                (Ok(decisions), snapshot)
+                Ok(decisions)
             }
             Err(source) => {
-                // The core is dropped: it may disagree with the journal.
                 tracing::warn!(mailbox = %self.id, error = %source, "append failed; the mailbox restarts from its log");
                 self.env.stats.failed();
                 self.phase = Phase::Stopped;
                 self.leave();
-                (
-                    Err(ActorError::Append {
-                        mailbox: self.id.clone(),
-                        source,
-                    }),
-                    None,
-                )
+                Err(ActorError::Append {
+                    mailbox: self.id.clone(),
+                    source,
+                })
             }
         }
     }
@@ -345,12 +342,12 @@ async fn save_snapshot(journal: Arc<dyn Journal>, stream: StreamId, snapshot: Sn
 }
 
 impl Handler<Observe> for MailboxActor {
-    type Result = AtomicResponse<Self, Result<Vec<Appended>, ActorError>>;
+    type Result = AtomicResponse<Self, Result<Vec<Vec<Appended>>, ActorError>>;
 
     fn handle(&mut self, msg: Observe, _ctx: &mut Context<Self>) -> Self::Result {
-        // The core travels with the message until it is committed: nothing else can use it
-        // meanwhile (and nothing else runs: this is an atomic response).
-        let core = match std::mem::replace(&mut self.phase, Phase::Busy) {
+        // The core travels with the message until the append is answered: nothing else can
+        // use it meanwhile (and nothing else runs: this is an atomic response).
+        let mut core = match std::mem::replace(&mut self.phase, Phase::Busy) {
             Phase::Active(core) => core,
             other => {
                 let err = match &other {
@@ -362,24 +359,41 @@ impl Handler<Observe> for MailboxActor {
             }
         };
         let now = self.env.clock.now();
-        let (batch, prepared) = {
+        // Each observation is prepared on the state the ones before it left, then staged on
+        // the core: a failed append drops the core.
+        let mut expected = None;
+        let mut events = Vec::new();
+        let mut decisions = Vec::with_capacity(msg.incomings.len());
+        let mut snapshot = None;
+        {
             let settings = self
                 .env
                 .settings
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            core.prepare(msg.incoming, &settings, now, &IdGen)
+            for incoming in msg.incomings {
+                let (batch, prepared) = core.prepare(incoming, &settings, now, &IdGen);
+                expected.get_or_insert(batch.expected);
+                events.extend(batch.events);
+                let (appended, due) = core.commit(prepared, self.env.snapshot_every);
+                decisions.push(appended);
+                if due.is_some() {
+                    snapshot = due;
+                }
+            }
+        }
+        let Some(expected) = expected else {
+            self.phase = Phase::Active(core);
+            return AtomicResponse::new(Box::pin(ready(Ok(decisions))));
         };
-        let ticket = self
-            .env
-            .journal
-            .submit(&batch.stream, batch.expected, batch.events);
+        let ticket = self.env.journal.submit(&self.stream, expected, events);
         let fut = ticket.into_actor(self).then(move |appended, act, _ctx| {
-            let (reply, snapshot) = act.after_append(core, appended, prepared);
+            let saved = appended.is_ok();
+            let reply = act.after_append(core, appended, decisions);
             let journal = act.env.journal.clone();
             let stream = act.stream.clone();
             async move {
-                if let Some(snapshot) = snapshot {
+                if let (true, Some(snapshot)) = (saved, snapshot) {
                     save_snapshot(journal, stream, snapshot).await;
                 }
                 reply

@@ -27,8 +27,8 @@ pub use org::{
     settle_one, spawn_consumers,
 };
 pub use registry::{
-    InspectMailbox, ObserveMailbox, PassivateIdle, Registry, RegistryConfig, RuntimeStats,
-    SharedSettings, Shutdown, StatsSnapshot,
+    InspectMailbox, ObserveMailbox, ObserveMailboxAll, PassivateIdle, Registry, RegistryConfig,
+    RuntimeStats, SharedSettings, Shutdown, StatsSnapshot,
 };
 pub use scheduler::{Ran, Scheduler, SchedulerConfig, SchedulerError, Signal, TickReport};
 pub use service::{MailboxEndpoint, Service, ServiceConfig, ServiceError};

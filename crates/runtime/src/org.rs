@@ -17,10 +17,11 @@
 //! 3. append them all to `org/<id>` in **one** append with the expected head, and await its
 //!    durability;
 //! 4. write the settings in force to [`SharedSettings`] (only now: the changes are durable);
-//! 5. send an [`ObserveMailbox`] for each change and target mailbox (caused and correlated by
-//!    the organization event) at once — each mailbox takes its own in order, and the journal
-//!    commits the appends of different mailboxes together — and answer only once every mailbox
-//!    answered: every event a change answered as handled caused is durable;
+//! 5. send one [`ObserveMailboxAll`] per target mailbox with the changes it must get, in order
+//!    (each caused and correlated by its organization event), all at once — each mailbox
+//!    records its share in one append, and the journal commits the appends of different
+//!    mailboxes together — and answer only once every mailbox answered: every event a change
+//!    answered as handled caused is durable;
 //! 6. save an organization snapshot, when one is due, only now that every change up to it is
 //!    routed.
 //!
@@ -51,7 +52,7 @@
 
 use crate::ActorError;
 use crate::bus::{Bus, BusMessage, Delivery};
-use crate::registry::{MailboxFailed, ObserveMailbox, Registry, SharedSettings};
+use crate::registry::{MailboxFailed, ObserveMailbox, ObserveMailboxAll, Registry, SharedSettings};
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
 use ledgersync_domain::event::EventClass;
@@ -297,46 +298,62 @@ fn publish_settings(env: &OrgEnv, state: &OrgState) {
     }
 }
 
-/// The requests routing `event` (the organization event `org_event`) to every mailbox of
-/// `targets`, sent at once (the registry takes them in this order).
-fn send_route(
-    env: &OrgEnv,
-    org_event: EventId,
-    event: &Event,
-    targets: &[MailboxId],
-) -> Vec<(MailboxId, actix::prelude::Request<Registry, ObserveMailbox>)> {
-    targets
-        .iter()
-        .map(|mailbox| {
-            let incoming = Incoming {
-                event: event.clone(),
-                id: IdGen.next(),
-                causation: vec![org_event],
-                correlation: org_event,
-            };
-            (
-                mailbox.clone(),
-                env.registry
-                    .send(ObserveMailbox::new(mailbox.clone(), incoming)),
-            )
-        })
-        .collect()
-}
+/// A change to route: its organization event id, the change, and the mailboxes it must reach.
+type ToRoute<'a> = (EventId, &'a Event, &'a [MailboxId]);
 
-/// Waits for every answer of [`send_route`]; the first error is returned after all answered.
-async fn collect_route(
-    requests: Vec<(MailboxId, actix::prelude::Request<Registry, ObserveMailbox>)>,
-) -> Result<Vec<Appended>, OrgError> {
-    let mut decisions = Vec::new();
-    let mut first_error = None;
-    for (mailbox, request) in requests {
-        match request.await {
-            Ok(Ok(appended)) => decisions.extend(appended),
-            Ok(Err(source)) => {
-                first_error.get_or_insert(OrgError::Routing { mailbox, source });
+/// Routes `changes` (in order) to their mailboxes: one [`ObserveMailboxAll`] per mailbox with
+/// the changes it must get, in order, all sent at once — each mailbox records its share in one
+/// append, and the journal commits the appends of different mailboxes together. Answers the
+/// decisions per change, or the first change (its index in `changes`) a mailbox did not record
+/// and why; every answer is awaited first.
+async fn route(
+    env: &OrgEnv,
+    changes: &[ToRoute<'_>],
+) -> Result<Vec<Vec<Appended>>, (usize, OrgError)> {
+    let mut per_mailbox: BTreeMap<&MailboxId, Vec<usize>> = BTreeMap::new();
+    for (i, (_, _, targets)) in changes.iter().enumerate() {
+        for mailbox in *targets {
+            per_mailbox.entry(mailbox).or_default().push(i);
+        }
+    }
+    let requests: Vec<_> = per_mailbox
+        .into_iter()
+        .map(|(mailbox, indices)| {
+            let incomings = indices
+                .iter()
+                .map(|&i| {
+                    let (org_event, event, _) = changes[i];
+                    Incoming {
+                        event: event.clone(),
+                        id: IdGen.next(),
+                        causation: vec![org_event],
+                        correlation: org_event,
+                    }
+                })
+                .collect();
+            let request = env
+                .registry
+                .send(ObserveMailboxAll::new(mailbox.clone(), incomings));
+            (mailbox.clone(), indices, request)
+        })
+        .collect();
+    let mut decisions: Vec<Vec<Appended>> = vec![Vec::new(); changes.len()];
+    let mut first_error: Option<(usize, OrgError)> = None;
+    for (mailbox, indices, request) in requests {
+        let failed = match request.await {
+            Ok(Ok(decided)) => {
+                for (i, d) in indices.iter().zip(decided) {
+                    decisions[*i].extend(d);
+                }
+                None
             }
-            Err(e) => {
-                first_error.get_or_insert(OrgError::Registry(e));
+            Ok(Err(source)) => Some(OrgError::Routing { mailbox, source }),
+            Err(e) => Some(OrgError::Registry(e)),
+        };
+        if let Some(e) = failed {
+            let at = indices[0];
+            if first_error.as_ref().is_none_or(|(i, _)| at < *i) {
+                first_error = Some((at, e));
             }
         }
     }
@@ -360,16 +377,16 @@ async fn recover(env: Arc<OrgEnv>) -> Result<OrgCore, OrgError> {
         })?;
     let (core, unfinished) = read;
     publish_settings(&env, core.state());
-    let mut requests = Vec::new();
     for change in &unfinished {
         for mailbox in &change.missing {
             tracing::warn!(mailbox = %mailbox, event = %change.id, "finishing the routing of a CRM change interrupted by a crash");
         }
-        requests.push(send_route(&env, change.id, &change.event, &change.missing));
     }
-    for sent in requests {
-        collect_route(sent).await?;
-    }
+    let changes: Vec<ToRoute<'_>> = unfinished
+        .iter()
+        .map(|c| (c.id, &c.event, c.missing.as_slice()))
+        .collect();
+    route(&env, &changes).await.map_err(|(_, e)| e)?;
     Ok(core)
 }
 
@@ -461,19 +478,19 @@ async fn handle_changes(
     if administrative {
         publish_settings(&env, core.state());
     }
-    let requests: Vec<_> = staged
+    let changes: Vec<ToRoute<'_>> = staged
         .iter()
-        .map(|(i, c)| (*i, send_route(&env, c.id, &c.event, &c.targets)))
+        .map(|(_, c)| (c.id, &c.event, c.targets.as_slice()))
         .collect();
-    let mut routing_failed = None;
-    for (i, sent) in requests {
-        match collect_route(sent).await {
-            Ok(decisions) => out.routed[i].decisions = decisions,
-            Err(e) => {
-                routing_failed.get_or_insert((i, e));
+    let routing_failed = match route(&env, &changes).await {
+        Ok(decided) => {
+            for ((i, _), decisions) in staged.iter().zip(decided) {
+                out.routed[*i].decisions = decisions;
             }
+            None
         }
-    }
+        Err((at, e)) => Some((staged[at].0, e)),
+    };
     if let Some((i, e)) = routing_failed {
         tracing::warn!(org = %env.org, error = %e, "CRM change recorded but not routed everywhere; the routing is finished before the next change");
         out.routed.truncate(i);

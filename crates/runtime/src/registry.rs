@@ -313,6 +313,33 @@ impl Message for ObserveMailbox {
     type Result = Result<Vec<Appended>, ActorError>;
 }
 
+/// Gives several observations to one mailbox, in order, recorded in one append (see
+/// [`Observe`]), activating the mailbox's actor if needed; answers the decisions appended per
+/// observation.
+#[derive(Debug)]
+pub struct ObserveMailboxAll {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// The observations, in order.
+    pub incomings: Vec<Incoming>,
+    attempt: u32,
+}
+
+impl ObserveMailboxAll {
+    /// The observations `incomings` for `mailbox`.
+    pub fn new(mailbox: MailboxId, incomings: Vec<Incoming>) -> Self {
+        Self {
+            mailbox,
+            incomings,
+            attempt: 1,
+        }
+    }
+}
+
+impl Message for ObserveMailboxAll {
+    type Result = Result<Vec<Vec<Appended>>, ActorError>;
+}
+
 /// A mailbox's state and stream head, activating its actor if needed.
 #[derive(Debug, Clone)]
 pub struct InspectMailbox {
@@ -402,13 +429,13 @@ fn unavailable(mailbox: MailboxId, attempts: u32) -> ActorError {
     ActorError::Unavailable { mailbox, attempts }
 }
 
-impl Handler<ObserveMailbox> for Registry {
-    type Result = ResponseFuture<Result<Vec<Appended>, ActorError>>;
+impl Handler<ObserveMailboxAll> for Registry {
+    type Result = ResponseFuture<Result<Vec<Vec<Appended>>, ActorError>>;
 
-    fn handle(&mut self, msg: ObserveMailbox, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ObserveMailboxAll, ctx: &mut Context<Self>) -> Self::Result {
         let actor = self.activate(&msg.mailbox, ctx);
         let request = actor.send(Observe {
-            incoming: msg.incoming.clone(),
+            incomings: msg.incomings.clone(),
         });
         let registry = ctx.address();
         let failures = self.failures.clone();
@@ -416,8 +443,10 @@ impl Handler<ObserveMailbox> for Registry {
         Box::pin(async move {
             let reply = request.await;
             if !not_handled(&reply) {
-                if let (Some(to), Ok(Ok(decisions))) = (&failures, &reply) {
-                    report_failure(to, &msg.mailbox, decisions, clock.now());
+                if let (Some(to), Ok(Ok(decided))) = (&failures, &reply) {
+                    for decisions in decided {
+                        report_failure(to, &msg.mailbox, decisions, clock.now());
+                    }
                 }
                 return reply.unwrap_or_else(|_| Err(unavailable(msg.mailbox, msg.attempt)));
             }
@@ -425,7 +454,7 @@ impl Handler<ObserveMailbox> for Registry {
                 return Err(unavailable(msg.mailbox, msg.attempt));
             }
             let (mailbox, attempts) = (msg.mailbox.clone(), msg.attempt + 1);
-            let again = ObserveMailbox {
+            let again = ObserveMailboxAll {
                 attempt: attempts,
                 ..msg
             };
@@ -434,6 +463,20 @@ impl Handler<ObserveMailbox> for Registry {
                 .await
                 .unwrap_or_else(|_| Err(unavailable(mailbox, attempts)))
         })
+    }
+}
+
+impl Handler<ObserveMailbox> for Registry {
+    type Result = ResponseFuture<Result<Vec<Appended>, ActorError>>;
+
+    fn handle(&mut self, msg: ObserveMailbox, ctx: &mut Context<Self>) -> Self::Result {
+        let all = ObserveMailboxAll {
+            mailbox: msg.mailbox,
+            incomings: vec![msg.incoming],
+            attempt: msg.attempt,
+        };
+        let reply = Handler::<ObserveMailboxAll>::handle(self, all, ctx);
+        Box::pin(async move { reply.await.map(|mut d| d.pop().unwrap_or_default()) })
     }
 }
 

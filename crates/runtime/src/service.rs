@@ -510,7 +510,7 @@ fn log_tick(report: &TickReport) {
 
 /// How long the projection follower lets changes gather after a notification before it folds
 /// them: one page for a burst instead of one per change.
-const FOLLOW_GATHER: Duration = Duration::from_millis(50);
+const FOLLOW_GATHER: Duration = Duration::from_millis(250);
 
 /// The projection follower: catches the projection up [`FOLLOW_GATHER`] after a notification
 /// and at least every `every`, until `stopped`.
