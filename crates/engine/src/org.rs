@@ -38,7 +38,7 @@
 //!
 //! The organization state holds every row the CRM sent (`rows`, `routed`), so folding its
 //! whole stream grows with the organization. Every [`snapshot_interval`] events — `snapshot_every`
-//! (default [`DEFAULT_ORG_SNAPSHOT_EVERY`]), or a quarter of the rows when that is more, so
+//! (default [`DEFAULT_ORG_SNAPSHOT_EVERY`]), or an eighth of the rows when that is more, so
 //! that writing snapshots costs about the same per event at every size (a snapshot costs its
 //! rows) while a recovery folds at most that many events after one — [`OrgCore::commit_change`]
 //! hands back a snapshot to save
@@ -68,11 +68,11 @@ use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
 pub const DEFAULT_ORG_SNAPSHOT_EVERY: u64 = 10_000;
 
 /// A snapshot is due after at least one event per this many rows (see [`snapshot_interval`]).
-pub const ORG_SNAPSHOT_ROWS_PER_EVENT: u64 = 4;
+pub const ORG_SNAPSHOT_ROWS_PER_EVENT: u64 = 8;
 
 /// Organization events between two snapshots of an organization of `rows` rows, with the
 /// configured minimum `every`: a snapshot costs about its rows to write, so a large
-/// organization writes them less often — at 1M rows every 250,000 events.
+/// organization writes them less often — at 1M rows every 125,000 events.
 pub fn snapshot_interval(rows: usize, every: u64) -> u64 {
     every.max(rows as u64 / ORG_SNAPSHOT_ROWS_PER_EVENT)
 }
