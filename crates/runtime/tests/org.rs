@@ -250,27 +250,23 @@ fn crm_changes_on_the_bus_reach_their_mailboxes_and_replay_reproduces_every_deci
     assert_eq!(report.decisions, report.reproduced);
 }
 
-#[test]
-fn the_bus_and_actors_record_the_same_decisions_as_the_synchronous_engine() {
+/// The demo's changes recorded through the synchronous engine, one by one.
+fn demo_through_the_synchronous_engine() -> World {
     let sync = world();
-    {
-        let mut engine =
-            Engine::open(sync.journal.clone(), OrgId::new(ORG), sync.clock.clone()).unwrap();
-        for e in demo() {
-            engine.crm(e).unwrap();
-        }
+    let mut engine =
+        Engine::open(sync.journal.clone(), OrgId::new(ORG), sync.clock.clone()).unwrap();
+    for e in demo() {
+        engine.crm(e).unwrap();
     }
-    let live = world();
-    System::new().block_on(async {
-        let l = start(&live);
-        publish_all(&l, demo()).await;
-        assert!(l.bus.dead_letters().is_empty());
-        l.bus.close();
-    });
+    drop(engine);
+    sync
+}
+
+/// Both journals hold the same decisions in every mailbox, and organization streams as long.
+fn same_decisions(live: &World, sync: &World) {
     let expected = decisions_by_mailbox(sync.journal.as_ref());
-    let got = decisions_by_mailbox(live.journal.as_ref());
     assert!(decision_count(&expected) > 10);
-    assert_eq!(got, expected);
+    assert_eq!(decisions_by_mailbox(live.journal.as_ref()), expected);
     assert_eq!(
         org_head(live.journal.as_ref()),
         org_head(sync.journal.as_ref())
@@ -278,15 +274,21 @@ fn the_bus_and_actors_record_the_same_decisions_as_the_synchronous_engine() {
 }
 
 #[test]
+fn the_bus_and_actors_record_the_same_decisions_as_the_synchronous_engine() {
+    let sync = demo_through_the_synchronous_engine();
+    let live = world();
+    System::new().block_on(async {
+        let l = start(&live);
+        publish_all(&l, demo()).await;
+        assert!(l.bus.dead_letters().is_empty());
+        l.bus.close();
+    });
+    same_decisions(&live, &sync);
+}
+
+#[test]
 fn changes_recorded_in_batches_decide_as_one_by_one_each_batch_in_one_append() {
-    let sync = world();
-    {
-        let mut engine =
-            Engine::open(sync.journal.clone(), OrgId::new(ORG), sync.clock.clone()).unwrap();
-        for e in demo() {
-            engine.crm(e).unwrap();
-        }
-    }
+    let sync = demo_through_the_synchronous_engine();
     let live = world();
     let batches: Vec<Vec<Event>> = demo().chunks(7).map(<[Event]>::to_vec).collect();
     System::new().block_on(async {
@@ -320,13 +322,7 @@ fn changes_recorded_in_batches_decide_as_one_by_one_each_batch_in_one_append() {
             );
         }
     });
-    let expected = decisions_by_mailbox(sync.journal.as_ref());
-    assert!(decision_count(&expected) > 10);
-    assert_eq!(decisions_by_mailbox(live.journal.as_ref()), expected);
-    assert_eq!(
-        org_head(live.journal.as_ref()),
-        org_head(sync.journal.as_ref())
-    );
+    same_decisions(&live, &sync);
 }
 
 #[test]
