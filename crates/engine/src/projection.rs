@@ -122,21 +122,7 @@ impl Projection {
             path: path.to_path_buf(),
             source,
         })?;
-        let txn = db.begin_write()?;
-        fold::create_tables(&txn, false)?;
-        txn.commit()?;
-        Ok(Self {
-            db,
-            path: path.to_path_buf(),
-            retention: DEFAULT_RETENTION,
-            page: DEFAULT_PAGE,
-            states: None,
-            reopen: false,
-            durable_every: DEFAULT_DURABLE_EVERY,
-            last_durable: std::time::Instant::now(),
-            behind: false,
-            unsaved: BTreeSet::new(),
-        })
+        Self::with_tables(db, path.to_path_buf())
     }
 
     /// A projection held in memory only, for a data directory that cannot be written (a
@@ -149,6 +135,11 @@ impl Projection {
                 path: path.clone(),
                 source,
             })?;
+        Self::with_tables(db, path)
+    }
+
+    /// The projection over `db` (at `path`), its tables created if missing.
+    fn with_tables(db: Database, path: PathBuf) -> Result<Self, ProjectionError> {
         let txn = db.begin_write()?;
         fold::create_tables(&txn, false)?;
         txn.commit()?;

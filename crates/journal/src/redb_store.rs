@@ -341,15 +341,9 @@ impl Store for RedbStore {
             let first_unfolded = tail.first()?.map(|(k, _)| k.value());
             if first_unfolded.is_some_and(|first| last.saturating_sub(first) + 1 >= FOLD_SPAN) {
                 let mut pairs = Vec::new();
-                for entry in tail.iter()? {
-                    let (position, keys) = entry?;
-                    let position = position.value();
-                    for key in decode_keys(keys.value()).map_err(|detail| {
-                        redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
-                    })? {
-                        pairs.push((key.to_owned(), position));
-                    }
-                }
+                each_tail_row(&tail, |position, keys| {
+                    pairs.extend(keys.into_iter().map(|key| (key.to_owned(), position)));
+                })?;
                 drop(tail);
                 pairs.sort_unstable();
                 let mut items = tx.open_multimap_table(ITEMS)?;
@@ -459,19 +453,11 @@ impl Store for RedbStore {
                 .map(|v| Ok(v?.value()))
                 .collect::<Result<Vec<u64>, redb::Error>>()?;
             let tail = tx.open_table(ITEM_TAIL)?;
-            for entry in tail.iter()? {
-                let (position, keys) = entry?;
-                let position = position.value();
-                let mut found = false;
-                for k in decode_keys(keys.value()).map_err(|detail| {
-                    redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
-                })? {
-                    found |= k == key;
-                }
-                if found {
+            each_tail_row(&tail, |position, keys| {
+                if keys.contains(&key) {
                     positions.push(position);
                 }
-            }
+            })?;
             Ok(positions)
         };
         run().map_err(|e| self.read_err(e))
@@ -492,19 +478,15 @@ impl Store for RedbStore {
                 }
             }
             let tail = tx.open_table(ITEM_TAIL)?;
-            for entry in tail.iter()? {
-                let (position, keys) = entry?;
-                let position = position.value();
-                for k in decode_keys(keys.value()).map_err(|detail| {
-                    redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
-                })? {
+            each_tail_row(&tail, |_, keys| {
+                for k in keys {
                     if let Some(subject) = k.strip_prefix(SUBJECT_KEY)
                         && subject.contains(needle)
                     {
                         found.insert(subject.to_owned());
                     }
                 }
-            }
+            })?;
             Ok(found.into_iter().take(max).collect())
         };
         run().map_err(|e| self.read_err(e))
@@ -585,6 +567,22 @@ fn encode_keys(keys: &[String], out: &mut Vec<u8>) {
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(key.as_bytes());
     }
+}
+
+/// Visits every row of the item tail in position order: its position and its keys.
+fn each_tail_row(
+    tail: &impl ReadableTable<u64, &'static [u8]>,
+    mut visit: impl FnMut(u64, Vec<&str>),
+) -> Result<(), redb::Error> {
+    for entry in tail.iter()? {
+        let (position, keys) = entry?;
+        let position = position.value();
+        let keys = decode_keys(keys.value()).map_err(|detail| {
+            redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
+        })?;
+        visit(position, keys);
+    }
+    Ok(())
 }
 
 /// Reads what [`encode_keys`] wrote; an error describes the malformed part.
