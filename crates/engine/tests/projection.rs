@@ -702,3 +702,42 @@ fn a_crm_side_intent_waits_for_the_crm() {
         "not created in the CRM: 403 Forbidden"
     );
 }
+
+#[test]
+fn a_new_version_moves_the_row_between_timelines_only_where_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine, clock) = story(dir.path());
+    let mut live = Projection::open(&dir.path().join("projections.redb")).unwrap();
+    let v1 = gearbox(clock.now() + Duration::days(1));
+    engine
+        .crm(Event::RecordUpserted(RecordUpserted { record: v1.clone() }))
+        .unwrap();
+    live.catch_up(journal.as_ref()).unwrap();
+    let has = |live: &Projection, user: &str| {
+        live.timeline_of_user(&UserId::new(user))
+            .unwrap()
+            .iter()
+            .any(|a| a.record == rec("apt-gearbox-check"))
+    };
+    assert!(has(&live, "paul") && has(&live, "laura") && !has(&live, "jayne"));
+    // Version 2: Laura leaves, Jayne joins, the account is no longer the regarding row.
+    let mut v2 = v1;
+    v2.version = 2;
+    if let RecordBody::Appointment(a) = &mut v2.body {
+        a.required = vec![party("jayne")];
+        a.regarding = None;
+    }
+    engine
+        .crm(Event::RecordUpserted(RecordUpserted { record: v2 }))
+        .unwrap();
+    live.catch_up(journal.as_ref()).unwrap();
+    assert!(has(&live, "paul"), "Paul stays: he organizes both versions");
+    assert!(has(&live, "jayne") && !has(&live, "laura"));
+    assert!(
+        live.timeline_of_record(&rec("acc-serenity-garage"))
+            .unwrap()
+            .is_empty(),
+        "the account's timeline no longer holds it"
+    );
+    assert_eq!(views(&live), rebuilt(dir.path(), journal.as_ref()));
+}

@@ -674,20 +674,28 @@ impl<'txn, 's> Fold<'txn, 's> {
                 .map(|o| o.mailboxes.clone())
                 .unwrap_or_default(),
         };
+        // Only the index entries that change are written: in a large projection each one is a
+        // leaf of its own, and a new version of a row usually keeps its regarding row and its
+        // participants.
         let id = record.id.as_str();
-        if let Some(old) = &old {
-            if let Some(r) = &old.regarding {
-                self.by_regarding.remove(key(r.id.as_str(), id).as_str())?;
+        let old_regarding = old
+            .as_ref()
+            .and_then(|o| o.regarding.as_ref())
+            .map(|r| &r.id);
+        let new_regarding = row.regarding.as_ref().map(|r| &r.id);
+        if old_regarding != new_regarding {
+            if let Some(r) = old_regarding {
+                self.by_regarding.remove(key(r.as_str(), id).as_str())?;
             }
-            for u in &old.participants {
-                self.by_user.remove(key(u.as_str(), id).as_str())?;
+            if let Some(r) = new_regarding {
+                self.by_regarding.insert(key(r.as_str(), id).as_str(), ())?;
             }
         }
-        if let Some(r) = &row.regarding {
-            self.by_regarding
-                .insert(key(r.id.as_str(), id).as_str(), ())?;
+        let old_users = old.as_ref().map_or(&[][..], |o| o.participants.as_slice());
+        for u in old_users.iter().filter(|u| !row.participants.contains(u)) {
+            self.by_user.remove(key(u.as_str(), id).as_str())?;
         }
-        for u in &row.participants {
+        for u in row.participants.iter().filter(|u| !old_users.contains(u)) {
             self.by_user.insert(key(u.as_str(), id).as_str(), ())?;
         }
         self.put_row(&row)
