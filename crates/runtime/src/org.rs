@@ -304,12 +304,12 @@ type ToRoute<'a> = (EventId, &'a Event, &'a [MailboxId]);
 /// Routes `changes` (in order) to their mailboxes: one [`ObserveMailboxAll`] per mailbox with
 /// the changes it must get, in order, all sent at once — each mailbox records its share in one
 /// append, and the journal commits the appends of different mailboxes together. Answers the
-/// decisions per change, or the first change (its index in `changes`) a mailbox did not record
-/// and why; every answer is awaited first.
+/// decisions per change (those the mailboxes recorded), and the first change (its index in
+/// `changes`) a mailbox did not record and why; every answer is awaited first.
 async fn route(
     env: &OrgEnv,
     changes: &[ToRoute<'_>],
-) -> Result<Vec<Vec<Appended>>, (usize, OrgError)> {
+) -> (Vec<Vec<Appended>>, Option<(usize, OrgError)>) {
     let mut per_mailbox: BTreeMap<&MailboxId, Vec<usize>> = BTreeMap::new();
     for (i, (_, _, targets)) in changes.iter().enumerate() {
         for mailbox in *targets {
@@ -357,10 +357,7 @@ async fn route(
             }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(decisions),
-    }
+    (decisions, first_error)
 }
 
 /// Rebuilds the organization from its stream, publishes its settings, and finishes the
@@ -386,7 +383,9 @@ async fn recover(env: Arc<OrgEnv>) -> Result<OrgCore, OrgError> {
         .iter()
         .map(|c| (c.id, &c.event, c.missing.as_slice()))
         .collect();
-    route(&env, &changes).await.map_err(|(_, e)| e)?;
+    if let (_, Some((_, e))) = route(&env, &changes).await {
+        return Err(e);
+    }
     Ok(core)
 }
 
@@ -482,15 +481,12 @@ async fn handle_changes(
         .iter()
         .map(|(_, c)| (c.id, &c.event, c.targets.as_slice()))
         .collect();
-    let routing_failed = match route(&env, &changes).await {
-        Ok(decided) => {
-            for ((i, _), decisions) in staged.iter().zip(decided) {
-                out.routed[*i].decisions = decisions;
-            }
-            None
-        }
-        Err((at, e)) => Some((staged[at].0, e)),
-    };
+    // The changes before a failed one keep the decisions their mailboxes recorded.
+    let (decided, failed) = route(&env, &changes).await;
+    for ((i, _), decisions) in staged.iter().zip(decided) {
+        out.routed[*i].decisions = decisions;
+    }
+    let routing_failed = failed.map(|(at, e)| (staged[at].0, e));
     if let Some((i, e)) = routing_failed {
         tracing::warn!(org = %env.org, error = %e, "CRM change recorded but not routed everywhere; the routing is finished before the next change");
         out.routed.truncate(i);
