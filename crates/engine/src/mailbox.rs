@@ -32,7 +32,7 @@ pub struct MailboxCore {
 }
 
 /// An observation on its way into a mailbox, with its identity in the journal.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
     /// The observation.
     pub event: Event,

@@ -1,0 +1,231 @@
+//! The AMQP backend: RabbitMQ through lapin 4 (`docs/bus.md` has the topology, the mapping of
+//! each operation and what is and is not guaranteed).
+//!
+//! | contract | AMQP |
+//! |---|---|
+//! | publish, confirmed | `basic.publish` (persistent, mandatory) on the default exchange to the queue's name, on a channel in confirm mode; a batch is sent whole, then its confirms are awaited together |
+//! | queues | durable `<prefix>crm` and `<prefix>partition.<n>`, `x-single-active-consumer`, `x-dead-letter-exchange`, `x-queue-type` classic or quorum (+ `x-delivery-limit` on quorum) |
+//! | consume | a channel per consumer, `basic.qos(prefetch)`, `basic.consume` |
+//! | ack / release / dead-letter | `basic.ack` / close the consumer's channel / publish a copy with reason headers to the dead-letter exchange, confirmed, then `basic.ack` ([`consumer`]) |
+//! | dead letters listed | `basic.get` every message of `<prefix>dead-letters` without acking, then close the channel (they go back, in order) |
+//! | reconnect | on a closed connection or channel: again, with backoff, topology declared again |
+
+mod config;
+mod consumer;
+mod headers;
+mod link;
+mod publish;
+
+pub use config::{AmqpConfig, DEFAULT_DELIVERY_LIMIT, QueueType, redact_url};
+pub use consumer::AmqpConsumer;
+pub use headers::{
+    DEAD_LETTER_COLUMN, DEAD_LETTER_FIELD, DEAD_LETTER_LINE, DEAD_LETTER_QUEUE, DEAD_LETTER_REASON,
+    DEAD_LETTERED_AT,
+};
+pub use link::ConnectError;
+
+use crate::contract::{Bus, Confirmation, ConsumeError, ListError, PublishError};
+use crate::delivery::DeadLetter;
+use crate::message::{BusMessage, Queue};
+use crate::wire::{WireLimits, WireMessage, encode};
+use headers::{dead_letter_of, properties};
+use lapin::options::BasicGetOptions;
+use lapin::types::FieldTable;
+use ledgersync_engine::Clock;
+use link::Shared;
+use publish::{Outgoing, publish};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The bus on RabbitMQ. Cheap to clone: clones share one connection (and its publishing
+/// channel); each consumer has a channel of its own.
+#[derive(Clone)]
+pub struct AmqpBus {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AmqpBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpBus")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpBus {
+    /// Connects to the broker of `config` and declares the topology (idempotently: a second
+    /// node, or a restart, declares the same). Tries once and says why it failed; after this,
+    /// lost connections are opened again with backoff. Dead letters are timed with `clock`.
+    pub async fn connect(config: AmqpConfig, clock: Arc<dyn Clock>) -> Result<Self, ConnectError> {
+        let shared = Shared::new(config, clock)?;
+        shared.first_link().await?;
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.shared.config
+    }
+
+    /// The broker's URL with its password redacted.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// Closes the bus: the connection is closed (the broker returns every unacked delivery),
+    /// publishing fails with [`PublishError::Closed`] and consumers get `None`.
+    pub async fn close(&self) {
+        self.shared.close().await;
+    }
+
+    fn check_queue(&self, queue: Queue) -> Result<(), PublishError> {
+        match queue {
+            Queue::Partition(p) if p >= self.partitions() => Err(PublishError::UnknownQueue {
+                queue,
+                partitions: self.partitions(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn publish_wires(&self, wires: Vec<(Queue, WireMessage)>) -> Result<(), PublishError> {
+        if self.shared.is_closed() {
+            return Err(PublishError::Closed);
+        }
+        let limit = self.shared.config.limits.max_body;
+        let mut batch = Vec::with_capacity(wires.len());
+        for (queue, wire) in wires {
+            self.check_queue(queue)?;
+            let message_id = wire.message_id.clone().unwrap_or_default();
+            if wire.body.len() > limit {
+                return Err(PublishError::TooLarge {
+                    message_id,
+                    size: wire.body.len(),
+                    limit,
+                });
+            }
+            batch.push(Outgoing {
+                exchange: String::new(),
+                routing_key: self.shared.config.queue_name(queue),
+                queue,
+                message_id,
+                properties: properties(&wire, FieldTable::default()),
+                body: wire.body,
+            });
+        }
+        publish(&self.shared, &batch).await
+    }
+
+    async fn list(&self) -> Result<Vec<DeadLetter>, ListError> {
+        let shared = &self.shared;
+        let unavailable = |reason: String| ListError::Unavailable {
+            url: shared.url.clone(),
+            reason,
+        };
+        let deadline = Instant::now() + shared.config.publish_timeout;
+        let link = tokio::time::timeout_at(deadline, shared.link(Some(deadline)))
+            .await
+            .map_err(|_| unavailable("no connection within the publish timeout".into()))?
+            .map_err(unavailable)?;
+        let channel = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable(shared.scrub(e)))?;
+        let queue = shared.config.dead_letter_queue();
+        let mut out = Vec::new();
+        let read = async {
+            while out.len() < shared.config.dead_letter_listing_limit {
+                let got = channel
+                    .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await
+                    .map_err(|e| unavailable(shared.scrub(e)))?;
+                let Some(message) = got else { break };
+                let d = message.delivery;
+                out.push(dead_letter_of(
+                    d.data,
+                    &d.properties,
+                    &shared.config,
+                    &shared.config.limits,
+                ));
+            }
+            Ok(())
+        };
+        let result = read.await;
+        // Unacked, every message read goes back to the queue, in order, when the channel
+        // closes.
+        let _ = channel
+            .close(200, "ledgersync: dead letters listed".into())
+            .await;
+        result.map(|()| out)
+    }
+}
+
+impl Bus for AmqpBus {
+    type Consumer = AmqpConsumer;
+
+    fn partitions(&self) -> usize {
+        self.shared.config.partitions
+    }
+
+    fn limits(&self) -> WireLimits {
+        self.shared.config.limits
+    }
+
+    fn publish_all(
+        &self,
+        messages: &[BusMessage],
+    ) -> impl Future<Output = Result<Vec<Confirmation>, PublishError>> + Send {
+        let partitions = self.partitions();
+        let wires: Vec<(Queue, WireMessage)> = messages
+            .iter()
+            .map(|m| (m.queue(partitions), encode(m)))
+            .collect();
+        let queues: Vec<Confirmation> = wires
+            .iter()
+            .map(|(queue, _)| Confirmation { queue: *queue })
+            .collect();
+        async move {
+            self.publish_wires(wires).await?;
+            Ok(queues)
+        }
+    }
+
+    fn publish_wire(
+        &self,
+        queue: Queue,
+        messages: Vec<WireMessage>,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
+        self.publish_wires(messages.into_iter().map(|m| (queue, m)).collect())
+    }
+
+    fn consume(
+        &self,
+        queue: Queue,
+    ) -> impl Future<Output = Result<AmqpConsumer, ConsumeError>> + Send {
+        let result = if self.shared.is_closed() {
+            Err(ConsumeError::Closed)
+        } else if let Queue::Partition(p) = queue
+            && p >= self.partitions()
+        {
+            Err(ConsumeError::UnknownQueue {
+                queue,
+                partitions: self.partitions(),
+            })
+        } else {
+            Ok(AmqpConsumer::new(self.shared.clone(), queue))
+        };
+        std::future::ready(result)
+    }
+
+    fn dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>, ListError>> + Send {
+        self.list()
+    }
+
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        self.shared.close()
+    }
+}

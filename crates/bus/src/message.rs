@@ -1,0 +1,166 @@
+//! What travels on the bus, and where it goes: [`BusMessage`], [`Queue`], [`partition_of`].
+
+use ledgersync_domain::{Event, EventId, MailboxId};
+use ledgersync_engine::IdGen;
+use ledgersync_engine::mailbox::Incoming;
+use std::fmt;
+
+/// The default number of partitions (mailbox queues). Every node of a deployment must use the
+/// same number: it decides which queue a mailbox's messages go to.
+pub const DEFAULT_PARTITIONS: usize = 64;
+
+/// A message on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusMessage {
+    /// A CRM-side or administrative change for the organization, on the CRM queue. `id` is the
+    /// id it is recorded under in `org/<id>`.
+    CrmChange {
+        /// The event id of the change in the organization stream.
+        id: EventId,
+        /// The change.
+        event: Event,
+    },
+    /// A mail-side observation (or an intent outcome) for one mailbox, on its partition.
+    MailObservation {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The observation with its event id, causation and correlation.
+        incoming: Incoming,
+    },
+}
+
+impl BusMessage {
+    /// A CRM change under a new event id.
+    pub fn crm(event: Event) -> Self {
+        BusMessage::CrmChange {
+            id: IdGen.next(),
+            event,
+        }
+    }
+
+    /// A mail-side observation for `mailbox` under a new event id (its own correlation; an
+    /// intent outcome is caused by its intent).
+    pub fn observation(mailbox: MailboxId, event: Event) -> Self {
+        let id = IdGen.next();
+        let causation = match &event {
+            Event::IntentSucceeded(p) => vec![p.intent],
+            Event::IntentFailed(p) => vec![p.intent],
+            _ => vec![],
+        };
+        BusMessage::MailObservation {
+            mailbox,
+            incoming: Incoming {
+                event,
+                id,
+                causation,
+                correlation: id,
+            },
+        }
+    }
+
+    /// The event id the message will be recorded under: the wire's message id.
+    pub fn id(&self) -> EventId {
+        match self {
+            BusMessage::CrmChange { id, .. } => *id,
+            BusMessage::MailObservation { incoming, .. } => incoming.id,
+        }
+    }
+
+    /// The mailbox a message is for; `None` for organization-wide messages.
+    pub fn mailbox(&self) -> Option<&MailboxId> {
+        match self {
+            BusMessage::CrmChange { .. } => None,
+            BusMessage::MailObservation { mailbox, .. } => Some(mailbox),
+        }
+    }
+
+    /// The event the message carries.
+    pub fn event(&self) -> &Event {
+        match self {
+            BusMessage::CrmChange { event, .. } => event,
+            BusMessage::MailObservation { incoming, .. } => &incoming.event,
+        }
+    }
+
+    /// The queue the message goes to on a bus of `partitions` partitions: CRM changes to
+    /// [`Queue::Crm`], a mailbox's messages to its partition ([`partition_of`]).
+    pub fn queue(&self, partitions: usize) -> Queue {
+        match self.mailbox() {
+            None => Queue::Crm,
+            Some(mailbox) => Queue::Partition(partition_of(mailbox, partitions)),
+        }
+    }
+}
+
+/// A queue of the bus. Each is consumed by one active consumer at a time, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Queue {
+    /// The CRM ingress: every CRM change of the organization, in the order published.
+    Crm,
+    /// A partition of the mailboxes: the mail-side messages of the mailboxes that hash to it.
+    Partition(usize),
+}
+
+impl Queue {
+    /// Every queue of a bus of `partitions` partitions: the CRM queue, then the partitions in
+    /// order.
+    pub fn all(partitions: usize) -> impl Iterator<Item = Queue> {
+        std::iter::once(Queue::Crm).chain((0..partitions.max(1)).map(Queue::Partition))
+    }
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Queue::Crm => f.write_str("crm"),
+            Queue::Partition(p) => write!(f, "partition.{p}"),
+        }
+    }
+}
+
+/// The partition of `mailbox` among `partitions`: FNV-1a (64 bit) of the mailbox id's UTF-8
+/// bytes, modulo the number of partitions. Stable across processes, machines and versions, so
+/// every node of a cluster agrees; changing it moves mailboxes between queues and breaks their
+/// order while old messages drain.
+pub fn partition_of(mailbox: &MailboxId, partitions: usize) -> usize {
+    let partitions = partitions.max(1);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in mailbox.as_str().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % partitions as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_fnv1a_of_the_id_and_never_changes() {
+        // FNV-1a 64 of "" is the offset basis; of "a" the published test vector.
+        assert_eq!(
+            partition_of(&MailboxId::new(""), 64),
+            (0xcbf2_9ce4_8422_2325u64 % 64) as usize
+        );
+        let a = 0xaf63_dc4c_8601_ec8cu64;
+        assert_eq!(partition_of(&MailboxId::new("a"), 64), (a % 64) as usize);
+        assert_eq!(partition_of(&MailboxId::new("a"), 1), 0);
+        assert_eq!(partition_of(&MailboxId::new("a"), 0), 0);
+    }
+
+    #[test]
+    fn queues_are_the_crm_queue_then_the_partitions() {
+        let all: Vec<_> = Queue::all(3).collect();
+        assert_eq!(
+            all,
+            vec![
+                Queue::Crm,
+                Queue::Partition(0),
+                Queue::Partition(1),
+                Queue::Partition(2)
+            ]
+        );
+        assert_eq!(Queue::Partition(7).to_string(), "partition.7");
+    }
+}
