@@ -106,11 +106,10 @@ pub trait Settle: Send + Sync + 'static {
     /// Done: the message's effects are durable; the bus forgets it.
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), SettleError>>;
 
-    /// A transient failure: the message goes back to its queue, ahead of the messages
-    /// published after it, marked redelivered. Every other unsettled delivery of the same
-    /// consumer goes back with it, in order (their settlements then fail with
-    /// [`SettleError::Stale`]).
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), SettleError>>;
+    /// A transient failure: the message (`wire`, as received) goes back to its queue and is
+    /// delivered again, marked redelivered, before every message its consumer has not handed
+    /// out yet. Only this message: the consumer's other unsettled deliveries stay as they are.
+    fn release(self: Box<Self>, wire: WireMessage) -> BoxFuture<'static, Result<(), SettleError>>;
 
     /// Bad input: the message (`wire`, as received) goes to the dead-letter store with
     /// `reason`, and leaves its queue.
@@ -197,7 +196,7 @@ impl Delivery {
     /// Gives the message back for a transient failure: it is delivered again before the
     /// later messages of its queue (see [`Settle::release`]).
     pub async fn release(self) -> Result<(), SettleError> {
-        self.settle.release().await
+        self.settle.release(self.wire).await
     }
 
     /// Moves the message to the dead-letter store with `reason`.

@@ -19,10 +19,10 @@
 //!   event id it is to be recorded under as its message id, and the consumer recognises a
 //!   message it already recorded.
 //! - **The delivery owns its settlement.** [`Delivery::ack`] once the message's events are
-//!   durable; [`Delivery::release`] for a transient failure (the message, and every other
-//!   unsettled delivery of that consumer, go back to the queue in order, ahead of later
-//!   messages, marked redelivered); [`Delivery::dead_letter`] with a [`DeadLetterReason`] for
-//!   bad input (kept in the dead-letter store, [`Bus::dead_letters`]).
+//!   durable; [`Delivery::release`] for a transient failure (the message goes back and is
+//!   delivered again, marked redelivered, before every message its consumer has not handed
+//!   out yet); [`Delivery::dead_letter`] with a [`DeadLetterReason`] for bad input (kept in
+//!   the dead-letter store, [`Bus::dead_letters`]).
 //! - **Redelivery when a consumer goes away.** Deliveries a consumer did not settle are
 //!   delivered again, in order, once it goes away (dropped; AMQP: its channel or connection
 //!   closed).

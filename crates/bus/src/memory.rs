@@ -1,7 +1,8 @@
 //! The in-process backend: the embedded default (`serve` without a broker, `demo`, tests). It
 //! keeps the contract the way RabbitMQ does — messages travel in wire form, one active consumer
-//! per queue with the others waiting in line, a prefetch window, a release that returns the
-//! consumer's unsettled deliveries in order, redelivery when a consumer goes away — but holds
+//! per queue with the others waiting in line, a prefetch window, a release that puts the message
+//! back ahead of what was not handed out yet, redelivery in order when a consumer goes away —
+//! but holds
 //! everything in memory: nothing survives the process.
 
 use crate::contract::{Bus, Confirmation, ConsumeError, Consumer, ListError, PublishError};
@@ -56,8 +57,8 @@ struct QueueState {
     unsettled: BTreeMap<u64, Stored>,
     /// Consumers in line; the first is the active one.
     consumers: VecDeque<u64>,
-    /// Changes whenever unsettled deliveries are returned: deliveries of an older epoch are
-    /// stale.
+    /// Changes whenever the unsettled deliveries are returned because their consumer went
+    /// away: deliveries of an older epoch are stale.
     epoch: u64,
 }
 
@@ -209,7 +210,7 @@ impl Inner {
     }
 
     /// Puts every unsettled delivery of `queue` back in front of it, in order, marked
-    /// redelivered; their handles become stale.
+    /// redelivered (its consumer went away); their handles become stale.
     fn return_unsettled(&self, slot: &QueueSlot, state: &mut QueueState) {
         let returned = std::mem::take(&mut state.unsettled);
         for (_, mut stored) in returned.into_iter().rev() {
@@ -447,7 +448,7 @@ impl InProcessSettle {
             reason: reason.into(),
         };
         if state.epoch != self.epoch {
-            return Err(stale("its consumer went away or released its deliveries"));
+            return Err(stale("its consumer went away"));
         }
         let stored = state
             .unsettled
@@ -467,10 +468,13 @@ impl Settle for InProcessSettle {
         Box::pin(std::future::ready(result))
     }
 
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), SettleError>> {
-        let result = self.settle_with(|inner, slot, state, stored| {
-            state.unsettled.insert(stored.seq, stored);
-            inner.return_unsettled(slot, state);
+    fn release(self: Box<Self>, _: WireMessage) -> BoxFuture<'static, Result<(), SettleError>> {
+        let result = self.settle_with(|_, _, state, mut stored| {
+            // Ahead of every message not handed out yet: those still waiting all came after
+            // it (a returned message was delivered before every message still waiting).
+            stored.redelivered = true;
+            let at = state.ready.partition_point(|s| s.seq < stored.seq);
+            state.ready.insert(at, stored);
         });
         Box::pin(std::future::ready(result))
     }

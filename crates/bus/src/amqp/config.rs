@@ -80,6 +80,10 @@ pub struct AmqpConfig {
     /// How long a publish (or a dead-lettering, or a listing) waits for the broker —
     /// reconnection and confirms included — before it fails. Default 30 s.
     pub publish_timeout: Duration,
+    /// After a release, the deliveries the consumer already holds behind the released message
+    /// wait until it comes back; if it has not after this long (a policy outside ledgersync,
+    /// such as a message TTL, removed it), they are handed out. Default 30 s.
+    pub release_wait: Duration,
     /// The most dead letters [`crate::Bus::dead_letters`] lists. Default 10,000.
     pub dead_letter_listing_limit: usize,
     /// The connection name the broker shows (`rabbitmqctl list_connections client_properties`).
@@ -100,6 +104,7 @@ impl Default for AmqpConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(30),
+            release_wait: Duration::from_secs(30),
             dead_letter_listing_limit: 10_000,
             connection_name: "ledgersync".into(),
         }
@@ -119,6 +124,7 @@ impl fmt::Debug for AmqpConfig {
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("publish_timeout", &self.publish_timeout)
+            .field("release_wait", &self.release_wait)
             .field("dead_letter_listing_limit", &self.dead_letter_listing_limit)
             .field("connection_name", &self.connection_name)
             .finish()

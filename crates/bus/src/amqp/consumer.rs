@@ -5,20 +5,26 @@
 //!
 //! - **ack** → `basic.ack` of the delivery tag. On a channel that closed meanwhile the ack
 //!   cannot be sent: [`SettleError::Stale`], and the broker delivers the message again.
-//! - **release** → the consumer's channel is closed, which returns every unacked delivery of
-//!   the channel to the queue, ahead of the messages never delivered (classic queues put them
-//!   back at their original positions; quorum queues deliver returned messages first), and
-//!   the consumer subscribes again on a new channel, dropping what its old one had buffered.
-//!   A `basic.nack` with requeue of the one delivery would let the deliveries prefetched
-//!   after it overtake it.
+//! - **release** → `basic.nack` with requeue of that one delivery. The broker puts it back at
+//!   the head (a classic queue at its original position, a quorum queue among the returned
+//!   messages it delivers first) and sends it again; the deliveries prefetched after it, which
+//!   the client already holds, are held back until it has come back, so it is handed out
+//!   before them. Only the released message is returned: a quorum queue counts returns
+//!   against its delivery limit, and closing the channel instead would count one against
+//!   every prefetched message. When the return is the one that reaches the delivery limit
+//!   (its `x-delivery-count` says so) the broker dead-letters it and nothing waits for it; if
+//!   it has not come back after [`AmqpConfig::release_wait`](super::AmqpConfig::release_wait)
+//!   (a policy outside ledgersync removed it), the held-back deliveries are handed out.
 //! - **dead-letter** → `basic.reject` cannot carry a reason, so a copy with the reason headers
 //!   is published to the dead-letter exchange and confirmed, then the original is acked. If
-//!   the copy is not confirmed, the delivery is released instead (it comes back in order).
+//!   the copy is not confirmed, the delivery is released instead.
 //!
 //! When the connection or the channel is lost (broker restart, a forced close, the queue
 //! deleted), [`Consumer::next`] opens them again with backoff, declares the queue again and
-//! subscribes again; the broker has returned the unacked deliveries meanwhile.
+//! subscribes again; the broker has returned the unacked deliveries meanwhile, and what the
+//! old channel held back or buffered is dropped.
 
+use super::config::QueueType;
 use super::headers::{dead_letter_headers, properties, wire_of};
 use super::link::{Link, Shared, declare_queue};
 use super::publish::{Outgoing, publish};
@@ -28,17 +34,32 @@ use crate::message::Queue;
 use crate::wire::WireMessage;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Acker, Channel};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::time::Instant;
+
+/// A released message the consumer waits for before it hands out what it held back.
+struct Awaited {
+    wire: WireMessage,
+    since: Instant,
+}
+
+type AwaitedList = Arc<Mutex<Vec<Awaited>>>;
+
+fn lock(awaited: &AwaitedList) -> std::sync::MutexGuard<'_, Vec<Awaited>> {
+    awaited.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 struct Subscription {
     channel: Channel,
     stream: lapin::Consumer,
-    /// Set by a release: the channel is (being) closed; what it buffered is stale.
-    released: Arc<AtomicBool>,
+    /// Released messages not back yet (shared with the settlements of the deliveries).
+    awaited: AwaitedList,
+    /// Deliveries received while a released message was awaited, in order.
+    held: VecDeque<lapin::message::Delivery>,
 }
 
 /// A consumer of one queue of an [`crate::AmqpBus`]. Dropping it closes its channel: the
@@ -56,6 +77,57 @@ impl std::fmt::Debug for AmqpConsumer {
             .field("subscribed", &self.subscription.is_some())
             .finish()
     }
+}
+
+/// How many times the broker says a message was returned before (quorum queues set
+/// `x-delivery-count` on redeliveries; 0 when absent).
+fn delivery_count(props: &lapin::BasicProperties) -> u64 {
+    let value = props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    match value {
+        Some(AMQPValue::LongLongInt(v)) => u64::try_from(v).unwrap_or(0),
+        Some(AMQPValue::LongInt(v)) => u64::try_from(v).unwrap_or(0),
+        Some(AMQPValue::LongUInt(v)) => u64::from(v),
+        Some(AMQPValue::ShortInt(v)) => u64::try_from(v).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(v)) => u64::from(v),
+        Some(AMQPValue::ShortShortInt(v)) => u64::try_from(v).unwrap_or(0),
+        Some(AMQPValue::ShortShortUInt(v)) => u64::from(v),
+        _ => 0,
+    }
+}
+
+fn delivery(
+    shared: &Arc<Shared>,
+    queue: Queue,
+    d: lapin::message::Delivery,
+    awaited: &AwaitedList,
+) -> Delivery {
+    let returns = delivery_count(&d.properties);
+    let lapin::message::Delivery {
+        data,
+        properties,
+        acker,
+        redelivered,
+        ..
+    } = d;
+    let wire = wire_of(data, &properties);
+    let settle = AmqpSettle {
+        shared: shared.clone(),
+        queue,
+        message_id: wire.message_id.clone().unwrap_or_default(),
+        acker,
+        awaited: awaited.clone(),
+        returns,
+    };
+    Delivery::new(
+        queue,
+        redelivered,
+        wire,
+        &shared.config.limits,
+        Box::new(settle),
+    )
 }
 
 impl AmqpConsumer {
@@ -90,7 +162,8 @@ impl AmqpConsumer {
         Ok(Subscription {
             channel,
             stream,
-            released: Arc::new(AtomicBool::new(false)),
+            awaited: Arc::default(),
+            held: VecDeque::new(),
         })
     }
 
@@ -114,32 +187,23 @@ impl AmqpConsumer {
             }
         }
     }
+}
 
-    fn delivery(&self, d: lapin::message::Delivery, subscription: &Subscription) -> Delivery {
-        let lapin::message::Delivery {
-            data,
-            properties,
-            acker,
-            redelivered,
-            ..
-        } = d;
-        let wire = wire_of(data, &properties);
-        let settle = AmqpSettle {
-            shared: self.shared.clone(),
-            queue: self.queue,
-            message_id: wire.message_id.clone().unwrap_or_default(),
-            acker,
-            channel: subscription.channel.clone(),
-            released: subscription.released.clone(),
-        };
-        Delivery::new(
-            self.queue,
-            redelivered,
-            wire,
-            &self.shared.config.limits,
-            Box::new(settle),
-        )
+/// Forgets awaited messages released longer ago than `wait`; the earliest time one of the
+/// others is given up, if any is awaited.
+fn awaited_until(
+    queue: Queue,
+    awaited: &AwaitedList,
+    wait: std::time::Duration,
+) -> Option<Instant> {
+    let mut awaited = lock(awaited);
+    let now = Instant::now();
+    let before = awaited.len();
+    awaited.retain(|a| now < a.since + wait);
+    if awaited.len() < before {
+        tracing::warn!(%queue, ?wait, "a released message did not come back in time; the deliveries held back behind it are handed out");
     }
+    awaited.iter().map(|a| a.since + wait).min()
 }
 
 impl Consumer for AmqpConsumer {
@@ -153,17 +217,15 @@ impl Consumer for AmqpConsumer {
                 self.subscription = None;
                 return None;
             }
-            if self
-                .subscription
-                .as_ref()
-                .is_some_and(|s| s.released.load(Ordering::Acquire))
-            {
-                // Released: the broker has the deliveries back; what the old channel
-                // buffered is stale.
-                self.subscription = None;
-            }
             if self.subscription.is_none() {
                 self.subscription = Some(self.subscribe().await?);
+            }
+            let sub = self.subscription.as_mut().expect("subscribed above");
+            let until = awaited_until(self.queue, &sub.awaited, self.shared.config.release_wait);
+            if until.is_none()
+                && let Some(d) = sub.held.pop_front()
+            {
+                return Some(delivery(&self.shared, self.queue, d, &sub.awaited));
             }
             let closing = self.shared.closing.notified();
             tokio::pin!(closing);
@@ -171,15 +233,27 @@ impl Consumer for AmqpConsumer {
             if self.shared.is_closed() {
                 continue;
             }
-            let subscription = self.subscription.as_mut().expect("subscribed above");
+            let give_up = tokio::time::sleep_until(until.unwrap_or_else(Instant::now));
             let next = tokio::select! {
-                next = subscription.stream.next() => next,
+                next = sub.stream.next() => next,
                 () = closing => continue,
+                () = give_up, if until.is_some() => continue,
             };
-            let subscription = self.subscription.as_ref().expect("subscribed above");
             match next {
-                Some(Ok(_)) if subscription.released.load(Ordering::Acquire) => {}
-                Some(Ok(d)) => return Some(self.delivery(d, subscription)),
+                Some(Ok(d)) => {
+                    let mut awaited = lock(&sub.awaited);
+                    let wanted = awaited.is_empty()
+                        || awaited
+                            .iter()
+                            .position(|a| a.wire == wire_of(d.data.clone(), &d.properties))
+                            .map(|i| awaited.remove(i))
+                            .is_some();
+                    drop(awaited);
+                    if wanted {
+                        return Some(delivery(&self.shared, self.queue, d, &sub.awaited));
+                    }
+                    sub.held.push_back(d);
+                }
                 Some(Err(e)) => {
                     tracing::warn!(queue = %self.queue, url = %self.shared.url, error = %self.shared.scrub(e), "the consumer's channel failed; subscribing again");
                     self.subscription = None;
@@ -212,8 +286,10 @@ struct AmqpSettle {
     queue: Queue,
     message_id: String,
     acker: Acker,
-    channel: Channel,
-    released: Arc<AtomicBool>,
+    /// The consumer's list of released messages to wait for.
+    awaited: AwaitedList,
+    /// How many times the broker returned the message before this delivery.
+    returns: u64,
 }
 
 impl AmqpSettle {
@@ -225,24 +301,52 @@ impl AmqpSettle {
         }
     }
 
-    /// Closes the consumer's channel: every unacked delivery of it goes back to the queue.
-    async fn return_all(&self) {
-        self.released.store(true, Ordering::Release);
-        let _ = self
-            .channel
-            .close(200, "ledgersync: deliveries released".into())
-            .await;
-    }
-
-    async fn ack(&self) -> Result<(), SettleError> {
-        if self.released.load(Ordering::Acquire) {
-            return Err(self.stale("its consumer released its deliveries"));
-        }
-        match self.acker.ack(BasicAckOptions::default()).await {
+    fn answer(&self, sent: lapin::Result<bool>) -> Result<(), SettleError> {
+        match sent {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.stale("its channel closed")),
             Err(e) => Err(self.stale(self.shared.scrub(e))),
         }
+    }
+
+    async fn ack(&self) -> Result<(), SettleError> {
+        let sent = self.acker.ack(BasicAckOptions::default()).await;
+        self.answer(sent)
+    }
+
+    /// `basic.nack` with requeue; the consumer waits for the message to come back unless this
+    /// return is the one a quorum queue's delivery limit dead-letters.
+    async fn release(&self, wire: WireMessage) -> Result<(), SettleError> {
+        let config = &self.shared.config;
+        let limit = match config.queue_type {
+            QueueType::Quorum => config.delivery_limit,
+            QueueType::Classic => None,
+        };
+        let past_limit = limit.is_some_and(|l| self.returns + 1 > u64::from(l));
+        if past_limit {
+            tracing::warn!(queue = %self.queue, message_id = %self.message_id, returns = self.returns + 1, "released past the delivery limit: the broker dead-letters the message");
+        } else {
+            // Before the nack: the message may be back before the nack's answer.
+            lock(&self.awaited).push(Awaited {
+                wire: wire.clone(),
+                since: Instant::now(),
+            });
+        }
+        let sent = self
+            .acker
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            })
+            .await;
+        let answer = self.answer(sent);
+        if answer.is_err() && !past_limit {
+            let mut awaited = lock(&self.awaited);
+            if let Some(i) = awaited.iter().rposition(|a| a.wire == wire) {
+                awaited.remove(i);
+            }
+        }
+        answer
     }
 }
 
@@ -251,14 +355,8 @@ impl Settle for AmqpSettle {
         Box::pin(async move { AmqpSettle::ack(&self).await })
     }
 
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), SettleError>> {
-        Box::pin(async move {
-            if self.released.load(Ordering::Acquire) || !self.acker.usable() {
-                return Err(self.stale("its channel closed or released its deliveries"));
-            }
-            self.return_all().await;
-            Ok(())
-        })
+    fn release(self: Box<Self>, wire: WireMessage) -> BoxFuture<'static, Result<(), SettleError>> {
+        Box::pin(async move { AmqpSettle::release(&self, wire).await })
     }
 
     fn dead_letter(
@@ -267,8 +365,8 @@ impl Settle for AmqpSettle {
         reason: DeadLetterReason,
     ) -> BoxFuture<'static, Result<(), SettleError>> {
         Box::pin(async move {
-            if self.released.load(Ordering::Acquire) || !self.acker.usable() {
-                return Err(self.stale("its channel closed or released its deliveries"));
+            if !self.acker.usable() {
+                return Err(self.stale("its channel closed"));
             }
             let config = &self.shared.config;
             let queue_name = config.queue_name(self.queue);
@@ -279,14 +377,17 @@ impl Settle for AmqpSettle {
                 queue: self.queue,
                 message_id: self.message_id.clone(),
                 properties: properties(&wire, headers),
-                body: wire.body,
+                body: wire.body.clone(),
             };
             if let Err(e) = publish(&self.shared, std::slice::from_ref(&copy)).await {
-                self.return_all().await;
+                let released = AmqpSettle::release(&self, wire).await;
                 return Err(SettleError::DeadLetterNotConfirmed {
                     queue: self.queue,
                     message_id: self.message_id.clone(),
-                    reason: e.to_string(),
+                    reason: match released {
+                        Ok(()) => format!("{e}; it was released"),
+                        Err(r) => format!("{e}; {r}"),
+                    },
                 });
             }
             tracing::warn!(queue = %queue_name, message_id = %self.message_id, reason = %reason, "message dead-lettered");
