@@ -46,6 +46,8 @@ mod contract;
 mod delivery;
 mod memory;
 mod message;
+#[cfg(feature = "test-broker")]
+pub mod test_broker;
 pub mod wire;
 
 pub use amqp::{

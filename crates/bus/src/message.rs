@@ -150,6 +150,34 @@ mod tests {
     }
 
     #[test]
+    fn a_mailbox_always_lands_on_one_partition_and_mailboxes_spread() {
+        let mut used = std::collections::BTreeSet::new();
+        for n in 0..256 {
+            let mailbox = MailboxId::new(format!("mbx-{n}"));
+            let p = partition_of(&mailbox, DEFAULT_PARTITIONS);
+            assert!(p < DEFAULT_PARTITIONS);
+            let message = BusMessage::observation(mailbox.clone(), crm_event());
+            assert_eq!(message.queue(DEFAULT_PARTITIONS), Queue::Partition(p));
+            used.insert(p);
+        }
+        assert!(
+            used.len() > 48,
+            "256 mailboxes spread over the 64 partitions: {used:?}"
+        );
+        assert_eq!(
+            BusMessage::crm(crm_event()).queue(DEFAULT_PARTITIONS),
+            Queue::Crm
+        );
+    }
+
+    fn crm_event() -> Event {
+        Event::SettingChanged(ledgersync_domain::event::SettingChanged {
+            key: "k".into(),
+            value: "v".into(),
+        })
+    }
+
+    #[test]
     fn queues_are_the_crm_queue_then_the_partitions() {
         let all: Vec<_> = Queue::all(3).collect();
         assert_eq!(

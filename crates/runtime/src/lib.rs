@@ -2,12 +2,13 @@
 //! from its snapshot and log, one message at a time, passivated when idle, restarted from the
 //! log after an error), the registry that routes to them with a bound on concurrent
 //! recoveries, the scheduler that runs each mailbox's connector when its cycle is due, and
-//! the per-credential connection throttle every connector call goes through.
+//! the per-credential connection throttle every connector call goes through, and the consumer
+//! loop that feeds the organization and mailbox actors from the bus (`ledgersync-bus`).
 //! `docs/runtime.md` has the actor lifecycle.
 #![warn(missing_docs)]
 
 pub mod actor;
-pub mod bus;
+pub mod consumer;
 pub mod driver;
 pub mod org;
 pub mod registry;
@@ -17,14 +18,11 @@ pub mod throttle;
 pub mod watch;
 
 pub use actor::{ActorError, CheckIdle, Inspect, MailboxActor, MailboxView, Observe};
-pub use bus::{
-    Bus, BusError, BusMessage, Confirmation, DeadLetter, Delivery, InProcessBus, partition_of,
-};
+pub use consumer::{ConsumerConfig, Settled, Targets, consume, settle_one, spawn_consumers};
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use org::{
-    BatchRouted, CheckChanges, ConsumerConfig, CrmChange, CrmChanges, InspectDirectory, InspectOrg,
-    KnownMailboxes, OrgActor, OrgDirectory, OrgError, OrgView, Routed, Settled, Targets, consume,
-    settle_one, spawn_consumers,
+    BatchRouted, CheckChanges, CrmChange, CrmChanges, InspectDirectory, InspectOrg, KnownMailboxes,
+    OrgActor, OrgDirectory, OrgError, OrgView, Routed,
 };
 pub use registry::{
     InspectMailbox, ObserveMailbox, ObserveMailboxAll, PassivateIdle, Registry, RegistryConfig,

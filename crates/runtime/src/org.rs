@@ -42,20 +42,12 @@
 //! with the expected head, then applies them. A failed append drops the state (rebuilt by the
 //! next message); the failure is then not noted (it is logged).
 //!
-//! # The consumer loop
-//!
-//! [`consume`] takes the messages of one partition of a [`Bus`] one at a time: CRM changes go to
-//! the `OrgActor`, mail-side observations to the [`Registry`]. It acks after success (the events
-//! are durable), dead-letters bad input with the error text (retrying cannot help), and
-//! releases the message for redelivery after a transient failure (the journal), waiting
-//! [`ConsumerConfig::retry_after`] before taking the partition's next delivery.
+//! The consumer loop that feeds it from the bus is in [`crate::consumer`].
 
 use crate::ActorError;
-use crate::bus::{Bus, BusMessage, Delivery};
-use crate::registry::{MailboxFailed, ObserveMailbox, ObserveMailboxAll, Registry, SharedSettings};
+use crate::registry::{MailboxFailed, ObserveMailboxAll, Registry, SharedSettings};
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
-use ledgersync_domain::event::EventClass;
 use ledgersync_domain::event::MailboxFailureNoted;
 use ledgersync_domain::org::{MailboxInfo, ProfileInfo};
 use ledgersync_domain::{
@@ -69,7 +61,6 @@ use ledgersync_engine::{Clock, EngineError, IdGen};
 use ledgersync_journal::{AppendError, Journal};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 /// Why a CRM change was not (completely) handled.
 #[derive(Debug, thiserror::Error)]
@@ -713,140 +704,5 @@ impl Handler<InspectDirectory> for OrgActor {
             profiles: core.state().profiles.clone(),
             mailboxes: core.state().mailboxes.clone(),
         })
-    }
-}
-
-/// Settings of a consumer loop.
-#[derive(Debug, Clone)]
-pub struct ConsumerConfig {
-    /// After a transient failure, the partition's next delivery (the same message) is taken
-    /// only after this long. Default 1 s.
-    pub retry_after: Duration,
-}
-
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        Self {
-            retry_after: Duration::from_secs(1),
-        }
-    }
-}
-
-/// What the consumer did with one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    /// Handled; its events are durable; acked.
-    Acked,
-    /// Bad input; dead-lettered with this reason.
-    DeadLettered(String),
-    /// A transient failure; released for redelivery.
-    Released(String),
-}
-
-enum Outcome {
-    Done,
-    Bad(String),
-    Transient(String),
-}
-
-/// Where the consumer loop sends messages.
-#[derive(Clone)]
-pub struct Targets {
-    /// CRM changes go here.
-    pub org: Addr<OrgActor>,
-    /// Mail-side observations go here.
-    pub registry: Addr<Registry>,
-    /// Mail observations for other mailboxes are dead-lettered ([`OrgActor::known_mailboxes`]).
-    pub known: KnownMailboxes,
-}
-
-async fn handle_delivery(message: &BusMessage, targets: &Targets) -> Outcome {
-    let (org, registry) = (&targets.org, &targets.registry);
-    match message {
-        BusMessage::CrmChange { id, event } => {
-            let change = CrmChange {
-                id: *id,
-                event: event.clone(),
-            };
-            match org.send(change).await {
-                Ok(Ok(_)) => Outcome::Done,
-                Ok(Err(e)) if e.is_bad_input() => Outcome::Bad(e.to_string()),
-                Ok(Err(e)) => Outcome::Transient(e.to_string()),
-                Err(e) => Outcome::Transient(format!("the organization actor did not answer: {e}")),
-            }
-        }
-        BusMessage::MailObservation { mailbox, incoming } => {
-            if !matches!(
-                incoming.event.class(),
-                EventClass::MailObservation | EventClass::Outcome
-            ) {
-                return Outcome::Bad(format!(
-                    "invalid input: `{}` is not a mail-server observation or an intent outcome; \
-                     CRM changes and administrative events go to the organization",
-                    incoming.event.name()
-                ));
-            }
-            let known = targets
-                .known
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(mailbox);
-            if !known {
-                return Outcome::Bad(EngineError::UnknownMailbox(mailbox.clone()).to_string());
-            }
-            let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
-            match registry.send(observe).await {
-                Ok(Ok(_)) => Outcome::Done,
-                Ok(Err(e)) => Outcome::Transient(e.to_string()),
-                Err(e) => Outcome::Transient(format!("the registry did not answer: {e}")),
-            }
-        }
-    }
-}
-
-/// Handles one delivery and settles it on `bus`: ack, dead-letter or release.
-pub async fn settle_one<B: Bus>(bus: &B, delivery: Delivery, targets: &Targets) -> Settled {
-    let outcome = handle_delivery(&delivery.message, targets).await;
-    let (settled, result) = match outcome {
-        Outcome::Done => (Settled::Acked, bus.ack(delivery)),
-        Outcome::Bad(reason) => (
-            Settled::DeadLettered(reason.clone()),
-            bus.dead_letter(delivery, reason),
-        ),
-        Outcome::Transient(reason) => {
-            tracing::warn!(partition = delivery.partition, tag = delivery.tag, %reason, "message left for redelivery");
-            (Settled::Released(reason), bus.release(delivery))
-        }
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the bus refused to settle a delivery");
-    }
-    settled
-}
-
-/// The consumer loop of one partition: takes its messages one at a time until the bus
-/// closes. Run one per partition (e.g. `actix::spawn`) inside the actix `System`.
-pub async fn consume<B: Bus>(
-    bus: Arc<B>,
-    partition: usize,
-    targets: Targets,
-    config: ConsumerConfig,
-) {
-    while let Some(delivery) = bus.receive(partition).await {
-        if let Settled::Released(_) = settle_one(bus.as_ref(), delivery, &targets).await {
-            tokio::time::sleep(config.retry_after).await;
-        }
-    }
-}
-
-/// Starts [`consume`] on every partition of `bus`, on the current actix arbiter.
-pub fn spawn_consumers<B: Bus>(bus: Arc<B>, targets: &Targets, config: &ConsumerConfig) {
-    for partition in 0..bus.partitions() {
-        actix::spawn(consume(
-            bus.clone(),
-            partition,
-            targets.clone(),
-            config.clone(),
-        ));
     }
 }

@@ -6,6 +6,7 @@
 //! message acked or dead-lettered).
 
 use actix::{Actor, Addr, System};
+use ledgersync_bus::{Bus, BusMessage, Consumer, InProcessBus, Queue};
 use ledgersync_domain::event::*;
 use ledgersync_domain::filter::SyncFilter;
 use ledgersync_domain::records::*;
@@ -18,8 +19,8 @@ use ledgersync_engine::scenario;
 use ledgersync_engine::{Engine, ManualClock, replay};
 use ledgersync_journal::{ExpectedSeq, Journal, JournalOptions};
 use ledgersync_runtime::{
-    Bus, BusMessage, ConsumerConfig, CrmChange, CrmChanges, InProcessBus, InspectOrg, OrgActor,
-    Registry, RegistryConfig, Settled, SharedSettings, Targets, settle_one, spawn_consumers,
+    ConsumerConfig, CrmChange, CrmChanges, InspectOrg, OrgActor, Registry, RegistryConfig, Settled,
+    SharedSettings, Targets, settle_one, spawn_consumers,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -54,7 +55,7 @@ struct Live {
     settings: SharedSettings,
 }
 
-/// The registry, the organization actor and a consumer per partition. Call inside a System.
+/// The registry, the organization actor and a consumer per queue. Call inside a System.
 fn start(w: &World) -> Live {
     let live = start_without_consumers(w);
     spawn_consumers(live.bus.clone(), &live.targets, &ConsumerConfig::default());
@@ -207,7 +208,7 @@ fn crm_changes_on_the_bus_reach_their_mailboxes_and_replay_reproduces_every_deci
     System::new().block_on(async {
         let live = start(&w);
         publish_all(&live, events).await;
-        assert!(live.bus.dead_letters().is_empty());
+        assert!(live.bus.dead_letters().await.unwrap().is_empty());
         // A mail-side outcome on the bus goes to its mailbox's partition and actor.
         let stream = StreamId::mailbox(&MailboxId::new("mbx-jayne"));
         let intent = w
@@ -280,7 +281,7 @@ fn the_bus_and_actors_record_the_same_decisions_as_the_synchronous_engine() {
     System::new().block_on(async {
         let l = start(&live);
         publish_all(&l, demo()).await;
-        assert!(l.bus.dead_letters().is_empty());
+        assert!(l.bus.dead_letters().await.unwrap().is_empty());
         l.bus.close();
     });
     same_decisions(&live, &sync);
@@ -408,7 +409,7 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
         live.bus.publish(BusMessage::crm(bad_filter)).await.unwrap();
         live.bus.publish(misrouted).await.unwrap();
         live.bus.settled().await;
-        let dead = live.bus.dead_letters();
+        let dead = live.bus.dead_letters().await.unwrap();
         assert_eq!(dead.len(), 3, "{dead:?}");
         // An observation for a mailbox the organization does not know.
         live.bus
@@ -423,33 +424,53 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
             .await
             .unwrap();
         live.bus.settled().await;
-        let unknown = live.bus.dead_letters().pop().expect("dead-lettered");
-        assert!(unknown.reason.contains("mbx-nobody"), "{}", unknown.reason);
+        let unknown = live
+            .bus
+            .dead_letters()
+            .await
+            .unwrap()
+            .pop()
+            .expect("dead-lettered");
+        assert!(
+            unknown.reason.reason.contains("mbx-nobody"),
+            "{}",
+            unknown.reason
+        );
         assert!(w.journal.streams().unwrap().iter().all(|(s, _)| {
             s.as_mailbox()
                 .is_none_or(|m| m != MailboxId::new("mbx-nobody"))
         }));
-        // CRM changes keep their order (partition 0); the misrouted observation is on its
+        // CRM changes keep their order (the CRM queue); the misrouted observation is on its
         // mailbox's partition, so it may be dead-lettered before or between them.
-        let crm: Vec<_> = dead.iter().filter(|d| d.partition == 0).collect();
+        let crm: Vec<_> = dead
+            .iter()
+            .filter(|d| d.queue == Some(Queue::Crm))
+            .collect();
         assert!(
-            crm[0].reason.contains("no_such_setting"),
+            crm[0].reason.reason.contains("no_such_setting"),
             "{}",
             crm[0].reason
         );
-        assert!(crm[0].reason.contains("nothing was recorded"));
-        assert!(matches!(crm[1].message.event(), Event::FilterChanged(_)));
-        assert!(crm[1].reason.contains("invalid"), "{}", crm[1].reason);
+        assert!(crm[0].reason.reason.contains("nothing was recorded"));
+        assert!(matches!(
+            crm[1].message.as_ref().unwrap().event(),
+            Event::FilterChanged(_)
+        ));
+        assert!(
+            crm[1].reason.reason.contains("invalid"),
+            "{}",
+            crm[1].reason
+        );
         let misrouted = dead
             .iter()
-            .find(|d| d.message.mailbox().is_some())
+            .find(|d| d.message.as_ref().is_some_and(|m| m.mailbox().is_some()))
             .expect("the misrouted observation");
         assert!(
-            misrouted.reason.contains("user_registered"),
+            misrouted.reason.reason.contains("user_registered"),
             "{}",
             misrouted.reason
         );
-        assert_eq!(dead[0].at, t0());
+        assert_eq!(dead[0].at, Some(t0()));
         assert_eq!(org_head(w.journal.as_ref()), head, "nothing appended");
         assert_eq!(w.journal.last_position().unwrap(), position);
         assert_eq!(*live.settings.read().unwrap(), OrgSettings::default());
@@ -467,7 +488,7 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
             vec![Event::RecordUpserted(RecordUpserted { record: supplier })],
         )
         .await;
-        assert_eq!(live.bus.dead_letters().len(), 4);
+        assert_eq!(live.bus.dead_letters().await.unwrap().len(), 4);
         assert_eq!(org_head(w.journal.as_ref()), head + 1);
         assert!(w.journal.last_position().unwrap() > position + 1);
         live.bus.close();
@@ -535,7 +556,7 @@ fn a_redelivered_change_is_not_recorded_twice() {
         live.bus.publish(change.clone()).await.unwrap();
         live.bus.publish(change).await.unwrap();
         live.bus.settled().await;
-        assert!(live.bus.dead_letters().is_empty());
+        assert!(live.bus.dead_letters().await.unwrap().is_empty());
         assert_eq!(org_head(w.journal.as_ref()), 1);
         live.bus.close();
     });
@@ -575,7 +596,7 @@ fn a_setting_change_reaches_the_mailboxes_only_once_durable_and_decides_the_next
             })],
         )
         .await;
-        assert_eq!(live.bus.dead_letters().len(), 1);
+        assert_eq!(live.bus.dead_letters().await.unwrap().len(), 1);
         assert!(live.settings.read().unwrap().require_approved_address);
         // A durable change is in force for the next observation.
         let head = org_head(w.journal.as_ref());
@@ -601,12 +622,13 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
     let w = world();
     System::new().block_on(async {
         let live = start_without_consumers(&w);
+        let mut crm = live.bus.consume(Queue::Crm).await.unwrap();
         let mut setup = organization();
         setup.extend(mailbox_setup("mbx-jayne", "jayne", true));
         for e in setup {
             live.bus.publish(BusMessage::crm(e)).await.unwrap();
-            let delivery = live.bus.receive(0).await.unwrap();
-            let settled = settle_one(live.bus.as_ref(), delivery, &live.targets).await;
+            let delivery = crm.next().await.unwrap();
+            let settled = settle_one(delivery, &live.targets).await;
             assert_eq!(settled, Settled::Acked);
         }
         // Another writer moves the organization stream behind the actor's back.
@@ -642,20 +664,20 @@ fn a_change_the_journal_refuses_is_released_and_recorded_once_when_redelivered()
             .await
             .unwrap();
         // The append conflicts: not acked, not dead-lettered, nothing recorded.
-        let delivery = live.bus.receive(0).await.unwrap();
-        let settled = settle_one(live.bus.as_ref(), delivery, &live.targets).await;
+        let delivery = crm.next().await.unwrap();
+        let settled = settle_one(delivery, &live.targets).await;
         match &settled {
             Settled::Released(reason) => assert!(reason.contains("another writer"), "{reason}"),
             other => panic!("expected a release, got {other:?}"),
         }
         assert_eq!(live.bus.pending(), 1);
-        assert!(live.bus.dead_letters().is_empty());
+        assert!(live.bus.dead_letters().await.unwrap().is_empty());
         assert_eq!(w.journal.stream_head(&org).unwrap(), head + 1);
         assert_eq!(w.journal.stream_head(&mailbox).unwrap(), before);
         // Redelivered: the actor rebuilt from the stream records it once and routes it.
-        let delivery = live.bus.receive(0).await.unwrap();
-        assert_eq!(delivery.redelivered, 1);
-        let settled = settle_one(live.bus.as_ref(), delivery, &live.targets).await;
+        let delivery = crm.next().await.unwrap();
+        assert!(delivery.redelivered());
+        let settled = settle_one(delivery, &live.targets).await;
         assert_eq!(settled, Settled::Acked);
         assert_eq!(live.bus.pending(), 0);
         assert_eq!(w.journal.stream_head(&org).unwrap(), head + 2);
@@ -786,7 +808,7 @@ fn r14_two_of_three_mailboxes_failing_alert_the_profile_owner_once_through_the_o
     });
 }
 
-/// Setting changes (on the CRM partition) race mail-side observations (on the mailboxes'
+/// Setting changes (on the CRM queue) race mail-side observations (on the mailboxes'
 /// partitions) through the live actors: whichever commits first, every decision names the
 /// settings it was made under, and replay reproduces all of them.
 #[test]
@@ -795,7 +817,7 @@ fn setting_changes_racing_decisions_on_the_live_service_replay_n_of_n() {
     System::new().block_on(async {
         let live = start(&w);
         publish_all(&live, demo()).await;
-        assert!(live.bus.dead_letters().is_empty());
+        assert!(live.bus.dead_letters().await.unwrap().is_empty());
         let mailboxes = ["mbx-jayne", "mbx-paul"];
         for round in 0..150u32 {
             let step = if round % 2 == 0 { "60" } else { "240" };
@@ -820,7 +842,7 @@ fn setting_changes_racing_decisions_on_the_live_service_replay_n_of_n() {
             }
         }
         live.bus.settled().await;
-        assert!(live.bus.dead_letters().is_empty());
+        assert!(live.bus.dead_letters().await.unwrap().is_empty());
     });
     let report = replay(w.journal.as_ref(), None, |_, _| {}).unwrap();
     assert!(report.ok(), "{:#?}", report.mismatches);

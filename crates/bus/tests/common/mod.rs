@@ -10,11 +10,13 @@ use ledgersync_bus::{
 use ledgersync_domain::event::{IntentSucceeded, SettingChanged};
 use ledgersync_domain::{Event, EventId, MailboxId, Timestamp};
 use ledgersync_engine::ManualClock;
-use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+#[path = "../../src/test_broker.rs"]
+mod test_broker;
+#[allow(unused_imports)]
+pub use test_broker::{Vhost, rabbitmqctl, require_broker};
 
 /// The clock's time: dead letters are stamped with it.
 pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
@@ -178,92 +180,6 @@ impl<K: Kind> Backend for Amqp<K> {
             ..self.config.clone()
         })
         .await
-    }
-}
-
-/// Fails the test, saying how to start RabbitMQ, unless something listens on 5672.
-pub fn require_broker() {
-    if TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(2))
-        .is_err()
-    {
-        panic!(
-            "RabbitMQ is not running on 127.0.0.1:5672, and the AMQP tests need it (they never \
-             skip): run `scripts/services.sh start` (as root; it installs rabbitmq-server with \
-             apt when missing), or `./scripts/test`, which runs it first"
-        );
-    }
-}
-
-/// Runs `rabbitmqctl -q ARGS`, failing the test with its output when it fails.
-pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "rabbitmqctl could not run ({e}): the AMQP tests manage their vhosts with it; \
-                 run `scripts/services.sh start` (as root), which installs and starts RabbitMQ"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-static VHOSTS: AtomicUsize = AtomicUsize::new(0);
-
-/// A vhost of one test, deleted (with everything in it) when dropped.
-pub struct Vhost {
-    pub name: String,
-}
-
-impl Vhost {
-    pub fn new() -> Self {
-        require_broker();
-        if VHOSTS.load(Ordering::Relaxed) == 0 {
-            remove_vhosts_of_dead_runs();
-        }
-        let name = format!(
-            "ledgersync-test-{}-{}",
-            std::process::id(),
-            VHOSTS.fetch_add(1, Ordering::Relaxed)
-        );
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        Self { name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.name])
-            .output();
-    }
-}
-
-/// Deletes the vhosts of test processes that died before cleaning up.
-fn remove_vhosts_of_dead_runs() {
-    for line in rabbitmqctl(&["list_vhosts", "name"]).lines() {
-        let name = line.trim();
-        let Some(rest) = name.strip_prefix("ledgersync-test-") else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("rabbitmqctl")
-                .args(["-q", "delete_vhost", name])
-                .output();
-        }
     }
 }
 

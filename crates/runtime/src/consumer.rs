@@ -1,0 +1,166 @@
+//! The consumer loop: how the live side takes its messages from the bus (`ledgersync-bus`).
+//!
+//! [`consume`] takes the deliveries of one queue one at a time: CRM changes go to the
+//! [`OrgActor`], mail-side observations to the [`Registry`]. Each delivery is settled once its
+//! outcome is known:
+//!
+//! - handled, every event it caused durable → **ack**;
+//! - bad input — a message that does not decode (its [`WireError`](ledgersync_bus::WireError),
+//!   with the field, line and column), a change the organization refuses, a CRM change sent as
+//!   a mail observation, an observation for a mailbox the organization does not know →
+//!   **dead-letter** with the reason (retrying cannot help);
+//! - anything else (the journal, a conflict, an actor that did not answer) → **release**, then
+//!   the loop waits [`ConsumerConfig::retry_after`] before it takes the next delivery, which
+//!   is the released message again.
+//!
+//! A message delivered twice (after a release, a lost ack, a consumer that went away) carries
+//! the same event id: the organization answers it as already recorded, and it is acked again.
+
+use crate::org::{CrmChange, KnownMailboxes, OrgActor};
+use crate::registry::{ObserveMailbox, Registry};
+use actix::Addr;
+use ledgersync_bus::{Bus, BusMessage, Consumer, DeadLetterReason, Delivery, Queue};
+use ledgersync_domain::event::EventClass;
+use ledgersync_engine::EngineError;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+/// Settings of a consumer loop.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// After a transient failure, the queue's next delivery (the same message) is taken only
+    /// after this long. Default 1 s.
+    pub retry_after: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the consumer did with one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Handled; its events are durable; acked.
+    Acked,
+    /// Bad input; dead-lettered with this reason.
+    DeadLettered(String),
+    /// A transient failure; released for redelivery.
+    Released(String),
+}
+
+enum Outcome {
+    Done,
+    Bad(DeadLetterReason),
+    Transient(String),
+}
+
+/// Where the consumer loop sends messages.
+#[derive(Clone)]
+pub struct Targets {
+    /// CRM changes go here.
+    pub org: Addr<OrgActor>,
+    /// Mail-side observations go here.
+    pub registry: Addr<Registry>,
+    /// Mail observations for other mailboxes are dead-lettered ([`OrgActor::known_mailboxes`]).
+    pub known: KnownMailboxes,
+}
+
+async fn handle_message(message: &BusMessage, targets: &Targets) -> Outcome {
+    let (org, registry) = (&targets.org, &targets.registry);
+    let bad = |text: String| Outcome::Bad(DeadLetterReason::new(text));
+    match message {
+        BusMessage::CrmChange { id, event } => {
+            let change = CrmChange {
+                id: *id,
+                event: event.clone(),
+            };
+            match org.send(change).await {
+                Ok(Ok(_)) => Outcome::Done,
+                Ok(Err(e)) if e.is_bad_input() => bad(e.to_string()),
+                Ok(Err(e)) => Outcome::Transient(e.to_string()),
+                Err(e) => Outcome::Transient(format!("the organization actor did not answer: {e}")),
+            }
+        }
+        BusMessage::MailObservation { mailbox, incoming } => {
+            if !matches!(
+                incoming.event.class(),
+                EventClass::MailObservation | EventClass::Outcome
+            ) {
+                return bad(format!(
+                    "invalid input: `{}` is not a mail-server observation or an intent outcome; \
+                     CRM changes and administrative events go to the organization",
+                    incoming.event.name()
+                ));
+            }
+            let known = targets
+                .known
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(mailbox);
+            if !known {
+                return bad(EngineError::UnknownMailbox(mailbox.clone()).to_string());
+            }
+            let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
+            match registry.send(observe).await {
+                Ok(Ok(_)) => Outcome::Done,
+                Ok(Err(e)) => Outcome::Transient(e.to_string()),
+                Err(e) => Outcome::Transient(format!("the registry did not answer: {e}")),
+            }
+        }
+    }
+}
+
+/// Handles one delivery and settles it: ack, dead-letter or release.
+pub async fn settle_one(delivery: Delivery, targets: &Targets) -> Settled {
+    let queue = delivery.queue();
+    let message_id = delivery.message_id().unwrap_or_default().to_string();
+    let outcome = match delivery.message() {
+        Ok(message) => handle_message(message, targets).await,
+        Err(e) => Outcome::Bad(DeadLetterReason::from(e)),
+    };
+    let (settled, result) = match outcome {
+        Outcome::Done => (Settled::Acked, delivery.ack().await),
+        Outcome::Bad(reason) => (
+            Settled::DeadLettered(reason.reason.clone()),
+            delivery.dead_letter(reason).await,
+        ),
+        Outcome::Transient(reason) => {
+            tracing::warn!(%queue, %message_id, %reason, "message left for redelivery");
+            (Settled::Released(reason), delivery.release().await)
+        }
+    };
+    if let Err(e) = result {
+        // The bus delivers the message again; its event id makes the second time harmless.
+        tracing::warn!(%queue, %message_id, error = %e, "the delivery could not be settled");
+    }
+    settled
+}
+
+/// The consumer loop of one queue: takes its deliveries one at a time until the bus closes.
+/// Run one per queue (e.g. `actix::spawn`) inside the actix `System`.
+pub async fn consume<B: Bus>(bus: Arc<B>, queue: Queue, targets: Targets, config: ConsumerConfig) {
+    let mut consumer = match bus.consume(queue).await {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            tracing::error!(%queue, error = %e, "the consumer did not start");
+            return;
+        }
+    };
+    while let Some(delivery) = consumer.next().await {
+        if let Settled::Released(_) = settle_one(delivery, &targets).await {
+            tokio::time::sleep(config.retry_after).await;
+        }
+    }
+}
+
+/// Starts [`consume`] on every queue of `bus` (the CRM queue and each partition), on the
+/// current actix arbiter.
+pub fn spawn_consumers<B: Bus>(bus: Arc<B>, targets: &Targets, config: &ConsumerConfig) {
+    for queue in Queue::all(bus.partitions()) {
+        actix::spawn(consume(bus.clone(), queue, targets.clone(), config.clone()));
+    }
+}
