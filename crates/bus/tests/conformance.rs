@@ -426,6 +426,33 @@ async fn a_closed_bus_takes_nothing_and_ends_its_consumers<B: Backend>() {
     ));
 }
 
+async fn next_can_be_cancelled_without_losing_a_message<B: Backend>() {
+    let b = B::start(Options::default()).await;
+    let bus = b.bus();
+    let mut consumer = bus.consume(Queue::Crm).await.unwrap();
+    // Waits cut short, again and again (as a `select!` or a timeout does), from before the
+    // consumer is even subscribed.
+    for _ in 0..5 {
+        let cut = tokio::time::timeout(Duration::from_micros(1), consumer.next()).await;
+        assert!(cut.is_err(), "nothing published yet");
+    }
+    let messages: Vec<_> = (1..=30).map(change).collect();
+    bus.publish_all(&messages).await.unwrap();
+    let mut got = Vec::new();
+    within(30, "every message through cut-short waits", async {
+        while got.len() < messages.len() {
+            if let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_micros(200), consumer.next()).await
+            {
+                got.push(n_of(message(&d)));
+                d.ack().await.unwrap();
+            }
+        }
+    })
+    .await;
+    assert_eq!(got, (1..=30).collect::<Vec<u128>>());
+}
+
 macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         mod in_process {
@@ -454,4 +481,5 @@ conformance_suite!(
     malformed_messages_are_typed_decode_errors,
     an_oversized_message_is_not_published,
     a_closed_bus_takes_nothing_and_ends_its_consumers,
+    next_can_be_cancelled_without_losing_a_message,
 );

@@ -62,12 +62,30 @@ struct Subscription {
     held: VecDeque<lapin::message::Delivery>,
 }
 
+impl Drop for Subscription {
+    /// Closes the channel (the broker returns its unacked deliveries and forgets the consumer),
+    /// whoever still holds a handle on it.
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let channel = self.channel.clone();
+            runtime.spawn(async move {
+                let _ = channel.close(200, "ledgersync: consumer gone".into()).await;
+            });
+        }
+    }
+}
+
+/// A subscription on its way (kept across a cancelled [`Consumer::next`]).
+type Subscribing = BoxFuture<'static, Option<Subscription>>;
+
 /// A consumer of one queue of an [`crate::AmqpBus`]. Dropping it closes its channel: the
-/// broker delivers its unsettled deliveries again.
+/// broker delivers its unsettled deliveries again. [`Consumer::next`] is cancel-safe: a
+/// subscription under way when it is dropped is taken up by the next call.
 pub struct AmqpConsumer {
     shared: Arc<Shared>,
     queue: Queue,
     subscription: Option<Subscription>,
+    subscribing: Option<Subscribing>,
 }
 
 impl std::fmt::Debug for AmqpConsumer {
@@ -136,54 +154,55 @@ impl AmqpConsumer {
             shared,
             queue,
             subscription: None,
+            subscribing: None,
         }
     }
+}
 
-    async fn open(&self, link: &Link) -> Result<Subscription, String> {
-        let config = &self.shared.config;
-        let scrub = |e: lapin::Error| self.shared.scrub(e);
-        let channel = link.connection.create_channel().await.map_err(scrub)?;
-        declare_queue(&channel, config, self.queue)
-            .await
-            .map_err(|(name, e)| format!("declaring {name}: {}", self.shared.scrub(e)))?;
-        channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(scrub)?;
-        let stream = channel
-            .basic_consume(
-                config.queue_name(self.queue).into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(scrub)?;
-        Ok(Subscription {
-            channel,
-            stream,
-            awaited: Arc::default(),
-            held: VecDeque::new(),
-        })
-    }
+async fn open(shared: &Shared, queue: Queue, link: &Link) -> Result<Subscription, String> {
+    let config = &shared.config;
+    let scrub = |e: lapin::Error| shared.scrub(e);
+    let channel = link.connection.create_channel().await.map_err(scrub)?;
+    declare_queue(&channel, config, queue)
+        .await
+        .map_err(|(name, e)| format!("declaring {name}: {}", shared.scrub(e)))?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(scrub)?;
+    let stream = channel
+        .basic_consume(
+            config.queue_name(queue).into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(scrub)?;
+    Ok(Subscription {
+        channel,
+        stream,
+        awaited: Arc::default(),
+        held: VecDeque::new(),
+    })
+}
 
-    /// Subscribes, retrying with backoff; `None` once the bus closes.
-    async fn subscribe(&self) -> Option<Subscription> {
-        let mut delay = self.shared.config.reconnect_min;
-        loop {
-            let link = self.shared.link(None).await.ok()?;
-            match self.open(&link).await {
-                Ok(subscription) => return Some(subscription),
-                Err(reason) => {
-                    tracing::warn!(queue = %self.queue, url = %self.shared.url, error = %reason, retry_in = ?delay, "could not subscribe; retrying");
-                    if !link.connection.status().connected() {
-                        self.shared.forget(&link).await;
-                    }
-                    if !self.shared.sleep(delay).await {
-                        return None;
-                    }
-                    delay = (delay * 2).min(self.shared.config.reconnect_max);
+/// Subscribes, retrying with backoff; `None` once the bus closes.
+async fn subscribe(shared: Arc<Shared>, queue: Queue) -> Option<Subscription> {
+    let mut delay = shared.config.reconnect_min;
+    loop {
+        let link = shared.link(None).await.ok()?;
+        match open(&shared, queue, &link).await {
+            Ok(subscription) => return Some(subscription),
+            Err(reason) => {
+                tracing::warn!(%queue, url = %shared.url, error = %reason, retry_in = ?delay, "could not subscribe; retrying");
+                if !link.connection.status().connected() {
+                    shared.forget(&link).await;
                 }
+                if !shared.sleep(delay).await {
+                    return None;
+                }
+                delay = (delay * 2).min(shared.config.reconnect_max);
             }
         }
     }
@@ -218,7 +237,13 @@ impl Consumer for AmqpConsumer {
                 return None;
             }
             if self.subscription.is_none() {
-                self.subscription = Some(self.subscribe().await?);
+                let (shared, queue) = (self.shared.clone(), self.queue);
+                let subscribing = self
+                    .subscribing
+                    .get_or_insert_with(|| Box::pin(subscribe(shared, queue)));
+                let subscribed = subscribing.await;
+                self.subscribing = None;
+                self.subscription = Some(subscribed?);
             }
             let sub = self.subscription.as_mut().expect("subscribed above");
             let until = awaited_until(self.queue, &sub.awaited, self.shared.config.release_wait);
@@ -263,20 +288,6 @@ impl Consumer for AmqpConsumer {
                     self.subscription = None;
                 }
             }
-        }
-    }
-}
-
-impl Drop for AmqpConsumer {
-    fn drop(&mut self) {
-        if let Some(subscription) = self.subscription.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let channel = subscription.channel.clone();
-                drop(subscription);
-                let _ = channel.close(200, "ledgersync: consumer gone".into()).await;
-            });
         }
     }
 }
