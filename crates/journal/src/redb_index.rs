@@ -185,16 +185,13 @@ fn merge(tx: &WriteTransaction, sources: &[Run]) -> Result<(), redb::Error> {
         for cursor in &mut cursors {
             heads.push(next_group(cursor)?);
         }
-        loop {
-            let Some(key) = heads
-                .iter()
-                .flatten()
-                .map(|(key, _)| key.as_str())
-                .min()
-                .map(str::to_owned)
-            else {
-                break;
-            };
+        while let Some(key) = heads
+            .iter()
+            .flatten()
+            .map(|(key, _)| key.as_str())
+            .min()
+            .map(str::to_owned)
+        {
             for (head, cursor) in heads.iter_mut().zip(cursors.iter_mut()) {
                 if head.as_ref().is_some_and(|(k, _)| *k == key) {
                     if let Some((_, positions)) = head.take() {
