@@ -821,6 +821,7 @@ mod found {
                 intent,
                 remote: remote.map(RemoteId::new),
                 etag: Some("\"1\"".into()),
+                crm: None,
             }))
         }
 
@@ -832,6 +833,7 @@ mod found {
                     message: "Service Unavailable".into(),
                     retry_after: None,
                 },
+                crm: None,
             }))
         }
 

@@ -187,6 +187,7 @@ fn incremental_catch_up_equals_rebuild() {
                 Event::IntentFailed(IntentFailed {
                     intent: create,
                     error: unavailable(),
+                    crm: None,
                 }),
             )
             .unwrap();
@@ -613,6 +614,7 @@ fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
                 intent: create,
                 remote: Some("calendar/gearbox.ics".into()),
                 etag: None,
+                crm: None,
             }),
         )
         .unwrap();
@@ -641,6 +643,7 @@ fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
                 intent: delete,
                 remote: None,
                 etag: None,
+                crm: None,
             }),
         )
         .unwrap();
@@ -658,6 +661,7 @@ fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
                     message: "Unprocessable".into(),
                     retry_after: None,
                 },
+                crm: None,
             }),
         )
         .unwrap();

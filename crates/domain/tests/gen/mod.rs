@@ -965,11 +965,13 @@ impl World {
                         intent,
                         remote,
                         etag: Some(format!("\"o{}\"", self.next_remote)),
+                        crm: None,
                     })
                 } else {
                     Event::IntentFailed(IntentFailed {
                         intent,
                         error: error.clone(),
+                        crm: None,
                     })
                 };
                 self.delivered.push(event.clone());
@@ -985,6 +987,7 @@ impl World {
                             message: "late duplicate".into(),
                             retry_after: None,
                         },
+                        crm: None,
                     }),
                     (e, _) => e,
                 }

@@ -207,6 +207,7 @@ fn written_with(mb: &mut Mailbox, remote: &RemoteId, etag: &str, pick: impl Fn(&
         intent,
         remote: Some(remote.clone()),
         etag: Some(etag.into()),
+        crm: None,
     }));
     assert!(
         ds.is_empty(),
