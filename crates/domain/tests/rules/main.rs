@@ -8,6 +8,7 @@
 mod support;
 
 mod cadence_and_errors;
+mod crm_commands;
 mod deletes;
 mod inbound;
 mod lifecycle;
