@@ -20,6 +20,9 @@ use ledgersync_journal::Journal;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod steps;
+use steps::steps;
+
 /// One step of an item's story.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
@@ -196,27 +199,6 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
     })
 }
 
-fn step(s: &Stored) -> Step {
-    let kind = match s.event.class() {
-        EventClass::Decision => "decided",
-        EventClass::Outcome => "outcome",
-        _ => "observed",
-    };
-    Step {
-        position: s.envelope.position,
-        at: s.envelope.recorded_at,
-        kind,
-        event_type: s.event.name(),
-        rule: s.envelope.rule.map(|r| r.to_string()),
-        text: describe(&s.event),
-        settings: s
-            .event
-            .basis()
-            .map(|b| b.settings.clone())
-            .unwrap_or_default(),
-    }
-}
-
 fn story(
     journal: &dyn Journal,
     history: &SettingsHistory,
@@ -247,7 +229,7 @@ fn story(
         };
         mailboxes.push(MailboxStory {
             mailbox,
-            steps: list.iter().map(step).collect(),
+            steps: steps(&list),
             why,
             what_if,
         });

@@ -698,7 +698,7 @@ fn a_crm_side_intent_waits_for_the_crm() {
     let said = |p: Progress| summarize_as(&decided, None, move |_| p.clone(), ItemFate::Left);
     assert_eq!(
         said(Progress::Pending),
-        "to be created in the CRM, waiting for the CRM"
+        "to be created in the CRM: sent as a CRM command, waiting for its result"
     );
     assert_eq!(said(Progress::Done), "created in the CRM");
     assert_eq!(
