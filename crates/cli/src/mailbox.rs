@@ -231,7 +231,7 @@ fn record(
 
 // ───────────────────────────── JSON view of a mailbox ─────────────────────────────
 
-fn rfc3339(t: Timestamp) -> String {
+pub(crate) fn rfc3339(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp_millis(t.0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| t.to_string())
@@ -364,7 +364,13 @@ fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
             .map(|(record, link)| {
                 json!({
                     "record": record.as_str(),
-                    "title": state.records.get(record).map(|r| r.title().to_string()),
+                    // A row created from a server item the CRM has not sent yet: the item's.
+                    "title": state
+                        .records
+                        .get(record)
+                        .unwrap_or(&link.synced)
+                        .title()
+                        .to_string(),
                     "remote": link.remote.as_ref().map(|r| r.as_str()),
                     "status": link_status(link.status),
                 })

@@ -189,8 +189,20 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
         )?);
     }
     for remote in loose_remotes {
-        let positions = journal.positions_for_item(&ItemKey::Remote(remote.clone()))?;
-        let events = read(journal, &positions)?;
+        let mut positions: BTreeSet<u64> = journal
+            .positions_for_item(&ItemKey::Remote(remote.clone()))?
+            .into_iter()
+            .collect();
+        // An item tracked into the CRM: the row it was proposed as, where the CRM's answers
+        // to its command are indexed too.
+        for s in read(journal, &positions.iter().copied().collect::<Vec<_>>())? {
+            if let Event::ItemTracked(p) = &s.event
+                && let Some(row) = &p.record
+            {
+                positions.extend(journal.positions_for_item(&ItemKey::Crm(row.clone()))?);
+            }
+        }
+        let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
         items.push(story(journal, &history, None, vec![remote], events)?);
     }
     Ok(Explanation {
@@ -207,12 +219,14 @@ fn story(
     events: Vec<Stored>,
 ) -> Result<ItemStory, EngineError> {
     let mut title = record.as_ref().map(|r| r.to_string()).unwrap_or_default();
+    // A row the CRM has not sent yet (created from a server item) is known by the item's title.
+    let mut from_crm = false;
     let mut by_mailbox: BTreeMap<MailboxId, Vec<Stored>> = BTreeMap::new();
     for s in events {
         match &s.event {
-            Event::RecordUpserted(p) => title = p.record.title().to_string(),
-            Event::OwnerChanged(p) => title = p.record.title().to_string(),
-            Event::ItemSeen(p) if record.is_none() => title = p.item.fields.title().to_string(),
+            Event::RecordUpserted(p) => (title, from_crm) = (p.record.title().to_string(), true),
+            Event::OwnerChanged(p) => (title, from_crm) = (p.record.title().to_string(), true),
+            Event::ItemSeen(p) if !from_crm => title = p.item.fields.title().to_string(),
             _ => {}
         }
         if let Some(m) = s.envelope.stream.as_mailbox() {

@@ -85,10 +85,16 @@ impl MailboxState {
         }
     }
 
-    /// Moves what names the row id `from` to `to`: its link, the server item's row, the
-    /// intents of the row.
+    /// Moves what names the row id `from` to `to`: its link (and the snapshot it holds), the
+    /// server item's row, the intents of the row.
     fn rekey(&mut self, from: &RecordId, to: &RecordId) {
-        if let Some(link) = self.links.remove(from) {
+        if let Some(mut link) = self.links.remove(from) {
+            // What the server item holds is the same row, known by the CRM's id now.
+            if &link.synced.id == from {
+                let mut synced = (*link.synced).clone();
+                synced.id = to.clone();
+                link.synced = std::sync::Arc::new(synced);
+            }
             self.links.insert(to.clone(), link);
         }
         for row in self.by_remote.values_mut() {

@@ -147,6 +147,7 @@ fn r33_a_done_result_links_the_item_to_the_row_the_crm_created_exactly_once() {
     assert!(link.basis.reason.contains("track_appointment"), "{}", link.basis.reason);
     // The link is the CRM's row now; the proposed id is forgotten; nothing is open any more.
     assert_eq!(mb.link(&RecordId::new("apt-42")).status, LinkStatus::Linked);
+    assert_eq!(mb.link(&RecordId::new("apt-42")).synced.id, RecordId::new("apt-42"));
     assert_eq!(mb.state.by_remote.get(&remote), Some(&RecordId::new("apt-42")));
     assert!(!mb.state.links.contains_key(&RecordId::new("from-calendar/lunch.ics")));
     assert!(commands(&mb.state, mb.now).is_empty());
