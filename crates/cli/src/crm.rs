@@ -128,14 +128,14 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
     while let Some(first) = rest.first() {
         let done = reports.len();
         let failed = |line: usize| {
-            format!("{name}:{line}: could not be applied; lines before it ({done} of {total}) were applied")
+            format!(
+                "{name}:{line}: could not be applied; lines before it ({done} of {total}) were applied"
+            )
         };
         // A result is recorded in its mailbox; a run of changes, in batches recorded together
         // by a running service (one append each), reported as each batch is done.
         if let Line::Result(r) = first {
-            let settled = recorder
-                .settle(&r.result)
-                .with_context(|| failed(r.line))?;
+            let settled = recorder.settle(&r.result).with_context(|| failed(r.line))?;
             let report = results::report(r, &settled);
             if !ctx.json {
                 write!(ctx.out, "{}", render_line(&name, &report))?;

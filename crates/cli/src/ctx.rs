@@ -208,9 +208,7 @@ impl Recorder<'_> {
             Recorder::Local(engine) => Ok(engine.settle(result)?),
             Recorder::Live { view, live, .. } => {
                 *view = None;
-                Ok(live
-                    .runtime
-                    .block_on(live.service.settle(result.clone()))?)
+                Ok(live.runtime.block_on(live.service.settle(result.clone()))?)
             }
         }
     }

@@ -61,9 +61,21 @@ impl Serve {
     fn stop(mut self, site: &Site) {
         let mut child = self.child.take().unwrap();
         let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        assert!(child.wait().unwrap().success(), "serve stops cleanly on SIGTERM");
-        assert!(!site.data.join("control.sock").exists(), "the socket is gone");
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            child.wait().unwrap().success(),
+            "serve stops cleanly on SIGTERM"
+        );
+        assert!(
+            !site.data.join("control.sock").exists(),
+            "the socket is gone"
+        );
     }
 }
 
@@ -72,7 +84,10 @@ impl Drop for Serve {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            eprintln!("serve log:\n{}", fs::read_to_string(&self.log).unwrap_or_default());
+            eprintln!(
+                "serve log:\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
     }
 }
@@ -168,7 +183,10 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
     assert_eq!(command["version"], Value::Null);
     assert_eq!(command["due"], true);
     let key = command["key"].as_str().unwrap().to_string();
-    assert_eq!(key, format!("mbx-jayne/{}", command["intent"].as_str().unwrap()));
+    assert_eq!(
+        key,
+        format!("mbx-jayne/{}", command["intent"].as_str().unwrap())
+    );
 
     // The CRM is in maintenance: a retryable failure, recorded through the running service;
     // the same command (same key) waits for its retry.
@@ -180,11 +198,17 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("running service"), "{text}");
-    assert!(text.contains("could not carry out command track_appointment"), "{text}");
+    assert!(
+        text.contains("could not carry out command track_appointment"),
+        "{text}"
+    );
     assert!(text.contains("[R12]"), "{text}");
     let waiting = pending(&site);
     assert_eq!(waiting.len(), 1, "{waiting:?}");
-    assert_eq!((&waiting[0]["key"], &waiting[0]["attempts"]), (&Value::from(key.clone()), &Value::from(1)));
+    assert_eq!(
+        (&waiting[0]["key"], &waiting[0]["attempts"]),
+        (&Value::from(key.clone()), &Value::from(1))
+    );
     assert_eq!(waiting[0]["last_error"]["code"], "503");
     serve.stop(&site);
 
@@ -193,28 +217,44 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
     let before = event_count(&site);
     let bad = format!(
         "{}{}",
-        result_line(&key, r#""status": "done", "record": "apt-lunch-kaylee", "version": 1"#),
+        result_line(
+            &key,
+            r#""status": "done", "record": "apt-lunch-kaylee", "version": 1"#
+        ),
         result_line(&key, r#""status": "done", "record": "apt-lunch-kaylee""#)
     );
     let out = apply(&site, "bad.jsonl", &bad);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("bad.jsonl:2: field \"version\": missing"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2: field \"version\": missing"),
+        "{err}"
+    );
     assert!(err.contains("nothing was applied"), "{err}");
     assert_eq!(event_count(&site), before);
 
     // The CRM created the appointment: the result links the item to the CRM's row.
-    let done = result_line(&key, r#""status": "done", "record": "apt-lunch-kaylee", "version": 1"#);
+    let done = result_line(
+        &key,
+        r#""status": "done", "record": "apt-lunch-kaylee", "version": 1"#,
+    );
     let out = apply(&site, "done.jsonl", &done);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("carried out command track_appointment"), "{text}");
+    assert!(
+        text.contains("carried out command track_appointment"),
+        "{text}"
+    );
     assert!(text.contains("mbx-jayne: linked  [R33]"), "{text}");
     let recorded = event_count(&site);
     // Applied again: acknowledged, recorded nowhere.
     let out = apply(&site, "done-again.jsonl", &done);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("no open command has this key"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("no open command has this key"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(event_count(&site), recorded);
 
     assert!(pending(&site).is_empty());
@@ -227,12 +267,21 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
         .iter()
         .find(|l| l["record"] == "apt-lunch-kaylee")
         .unwrap_or_else(|| panic!("the link is recorded: {show:#}"));
-    assert_eq!((&link["status"], &link["remote"]), (&Value::from("linked"), &Value::from("calendar/lunch.ics")));
+    assert_eq!(
+        (&link["status"], &link["remote"]),
+        (&Value::from("linked"), &Value::from("calendar/lunch.ics"))
+    );
     assert_eq!(link["title"], "Lunch with Kaylee");
     let story = stdout(&site.run(&["explain", "apt-lunch-kaylee"]));
-    assert!(story.contains(&format!("sent to the CRM as a command, key {key}")), "{story}");
+    assert!(
+        story.contains(&format!("sent to the CRM as a command, key {key}")),
+        "{story}"
+    );
     assert!(story.contains("R33      intent succeeded: the CRM carried out command track_appointment: row apt-lunch-kaylee is at version 1"), "{story}");
-    assert!(story.contains("the CRM could not carry out command track_appointment"), "{story}");
+    assert!(
+        story.contains("the CRM could not carry out command track_appointment"),
+        "{story}"
+    );
 
     // Live again: a contact tracked in the address book, its result applied to the service.
     let serve = Serve::start(&site);
@@ -245,7 +294,9 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
     )
     .unwrap();
     let card = serve.wait_for("the track_contact command", || {
-        pending(&site).into_iter().find(|c| c["command"] == "track_contact")
+        pending(&site)
+            .into_iter()
+            .find(|c| c["command"] == "track_contact")
     });
     fields_match_the_schema(&card);
     assert_eq!(card["fields"]["email"], "kaylee@serenity.example");
@@ -253,15 +304,27 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
     let out = apply(
         &site,
         "contact.jsonl",
-        &result_line(key, r#""status": "done", "record": "con-kaylee", "version": 1"#),
+        &result_line(
+            key,
+            r#""status": "done", "record": "con-kaylee", "version": 1"#,
+        ),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("running service"), "{}", stdout(&out));
     assert!(pending(&site).is_empty());
-    let show: Value =
-        serde_json::from_str(&stdout(&site.run(&["--json", "mailbox", "show", "mbx-jayne"]))).unwrap();
+    let show: Value = serde_json::from_str(&stdout(&site.run(&[
+        "--json",
+        "mailbox",
+        "show",
+        "mbx-jayne",
+    ])))
+    .unwrap();
     assert!(
-        show["links"].as_array().unwrap().iter().any(|l| l["record"] == "con-kaylee" && l["status"] == "linked"),
+        show["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["record"] == "con-kaylee" && l["status"] == "linked"),
         "{show:#}"
     );
     serve.stop(&site);

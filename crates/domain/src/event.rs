@@ -7,15 +7,15 @@
 //! - every released `(type, version)` has a golden fixture in `tests/fixtures/`.
 
 use crate::envelope::{DecodeError, EventType, config};
-pub use command::{CommandType, CrmDone, CrmFailed};
-pub use versions::schema_version_of;
 use crate::filter::SyncFilter;
 use crate::ids::{EventId, ItemKey, MailboxId, OrgId, ProfileId, RecordId, RemoteId, UserId};
 use crate::records::{Entity, Record, ShowAs};
 use crate::settings::SettingUsed;
 use crate::time::Timestamp;
+pub use command::{CommandType, CrmDone, CrmFailed};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+pub use versions::schema_version_of;
 
 mod command;
 pub mod versions;

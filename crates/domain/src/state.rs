@@ -50,12 +50,12 @@
 //! report it (a complete listing read every item); a partial or failed listing keeps it. An
 //! item failure is never a deletion: it moves no link and forgets no server item.
 
+use crate::crm::PendingCommand;
 use crate::event::{
     AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
     TestResult, Workload,
 };
 use crate::event::{ErrorClass, ErrorClassified, IntentSucceeded, ItemFailed};
-use crate::crm::PendingCommand;
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
 use crate::records::{Entity, Record};
@@ -714,9 +714,8 @@ impl MailboxState {
                 self.by_remote.insert(r.clone(), record.clone());
             }
         }
-        let command = to_crm.then(|| {
-            self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item))
-        });
+        let command = to_crm
+            .then(|| self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item)));
         self.pending(id, IntentKind::Create, record, remote, notifies, command);
     }
 
@@ -740,9 +739,8 @@ impl MailboxState {
         {
             link.synced = Arc::clone(rec);
         }
-        let command = to_crm.then(|| {
-            self.command_facts(IntentKind::Update, &record, remote.as_ref(), Some(item))
-        });
+        let command = to_crm
+            .then(|| self.command_facts(IntentKind::Update, &record, remote.as_ref(), Some(item)));
         self.pending(id, IntentKind::Update, record, remote, notifies, command);
     }
 

@@ -992,7 +992,10 @@ fn older_schema_versions_still_decode_through_their_upcasters() {
         );
         let decoded = Event::decode(upcast.event_type(), 1, &released)
             .unwrap_or_else(|e| panic!("{name} version 1 no longer decodes: {e}"));
-        assert_eq!(decoded, upcast, "{name} version 1 upcasts with the new parts absent");
+        assert_eq!(
+            decoded, upcast,
+            "{name} version 1 upcasts with the new parts absent"
+        );
         assert_eq!(upcast.schema_version(), 2, "{name} is written at version 2");
         let json_path = dir.join(format!("{name}.json"));
         let released_json: serde_json::Value =
@@ -1125,7 +1128,10 @@ fn unknown_schema_version_is_a_clear_error() {
     for (code, name, _) in Event::CATALOGUE {
         let next = schema_version_of(EventType(*code)) + 1;
         match Event::decode(EventType(*code), next, &[]) {
-            Err(DecodeError::UnknownSchemaVersion { event_type, version }) if version == next => {
+            Err(DecodeError::UnknownSchemaVersion {
+                event_type,
+                version,
+            }) if version == next => {
                 assert_eq!(event_type, *name)
             }
             other => panic!("{name}: schema version {next} gave {other:?}"),

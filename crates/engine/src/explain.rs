@@ -20,7 +20,9 @@ use ledgersync_journal::Journal;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod proposed;
 mod steps;
+use proposed::add_proposed_rows;
 use steps::steps;
 
 /// One step of an item's story.
@@ -179,6 +181,7 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
         for r in &remotes {
             positions.extend(journal.positions_for_item(&ItemKey::Remote(r.clone()))?);
         }
+        add_proposed_rows(journal, &mut positions)?;
         let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
         items.push(story(
             journal,
@@ -193,15 +196,7 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
             .positions_for_item(&ItemKey::Remote(remote.clone()))?
             .into_iter()
             .collect();
-        // An item tracked into the CRM: the row it was proposed as, where the CRM's answers
-        // to its command are indexed too.
-        for s in read(journal, &positions.iter().copied().collect::<Vec<_>>())? {
-            if let Event::ItemTracked(p) = &s.event
-                && let Some(row) = &p.record
-            {
-                positions.extend(journal.positions_for_item(&ItemKey::Crm(row.clone()))?);
-            }
-        }
+        add_proposed_rows(journal, &mut positions)?;
         let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
         items.push(story(journal, &history, None, vec![remote], events)?);
     }

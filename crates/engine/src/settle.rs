@@ -15,7 +15,7 @@ pub enum Settled {
         /// The mailbox of the key.
         mailbox: MailboxId,
         /// The outcome recorded.
-        event: Event,
+        event: Box<Event>,
         /// Its decisions.
         processed: Processed,
     },
@@ -52,7 +52,7 @@ impl Engine {
         match settlement(self.mailbox(&mailbox), result)? {
             Settlement::Acknowledged(why) => Ok(Settled::Acknowledged(why)),
             Settlement::Record(event) => {
-                let processed = self.observe(&mailbox, event.clone())?;
+                let processed = self.observe(&mailbox, (*event).clone())?;
                 Ok(Settled::Recorded {
                     mailbox,
                     event,

@@ -4,9 +4,7 @@
 //! the JSON Schemas agree with the code.
 
 use ledgersync_domain::crm::{Acknowledged, CommandResult, ResultStatus, commands};
-use ledgersync_domain::event::{
-    CommandType, ItemSeen, RemoteFields, RemoteItem, Side, TrackedBy,
-};
+use ledgersync_domain::event::{CommandType, ItemSeen, RemoteFields, RemoteItem, Side, TrackedBy};
 use ledgersync_domain::records::ShowAs;
 use ledgersync_domain::time::timestamp_from_civil;
 use ledgersync_domain::{Event, MailboxId, OrgId, OrgState, RecordId, RemoteId, Timestamp};
@@ -54,7 +52,9 @@ fn tracked_lunch() -> Event {
                 subject: "Lunch with Kaylee".into(),
                 organizer: Some("jayne@serenity.example".into()),
                 start: t0() + ledgersync_domain::Duration::days(1),
-                end: t0() + ledgersync_domain::Duration::days(1) + ledgersync_domain::Duration::hours(1),
+                end: t0()
+                    + ledgersync_domain::Duration::days(1)
+                    + ledgersync_domain::Duration::hours(1),
                 show_as: ShowAs::Busy,
             },
         },
@@ -73,7 +73,7 @@ fn lunch_row(version: u64, location: &str) -> Event {
 
 #[test]
 fn a_tracked_meeting_leaves_as_a_command_its_result_is_recorded_once_and_the_echo_decides_nothing()
- {
+{
     let dir = tempfile::tempdir().unwrap();
     let (journal, mut engine) = open(dir.path());
     for c in parse_changes(ORG, engine.org()).unwrap() {
@@ -147,7 +147,9 @@ fn a_tracked_meeting_leaves_as_a_command_its_result_is_recorded_once_and_the_ech
         .collect();
     let key = command.key.to_string();
     assert!(
-        steps.iter().any(|s| s.starts_with("R33 ") && s.contains(&key)),
+        steps
+            .iter()
+            .any(|s| s.starts_with("R33 ") && s.contains(&key)),
         "{steps:#?}"
     );
     assert!(
@@ -194,7 +196,11 @@ fn result_lines_are_read_beside_the_changes_with_their_numbers_and_bad_ones_name
             (7, Some("retryable"))
         ]
     );
-    assert!(split.errors[1].message.contains("crm pending"), "{}", split.errors[1].message);
+    assert!(
+        split.errors[1].message.contains("crm pending"),
+        "{}",
+        split.errors[1].message
+    );
     // The change lines keep their numbers.
     let changes = parse_changes(&split.changes, &org).unwrap();
     let lines: Vec<usize> = changes.iter().map(|c| c.line).collect();
@@ -202,7 +208,9 @@ fn result_lines_are_read_beside_the_changes_with_their_numbers_and_bad_ones_name
 }
 
 fn doc_path(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Every line of the ```json blocks of docs/crm-commands.md.
@@ -259,10 +267,19 @@ fn the_documented_commands_and_results_agree_with_the_code_and_the_schemas() {
         let file = format!("docs/schemas/crm-command.{name}.schema.json");
         let schema: Value =
             serde_json::from_str(&std::fs::read_to_string(doc_path(&file)).unwrap()).unwrap();
-        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
         conforms(&line, &schema, name);
         types.push(name.to_string());
     }
-    let every: Vec<String> = CommandType::ALL.iter().map(|c| c.name().to_string()).collect();
-    assert_eq!(types, every, "one documented example per command type, in order");
+    let every: Vec<String> = CommandType::ALL
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    assert_eq!(
+        types, every,
+        "one documented example per command type, in order"
+    );
 }

@@ -133,7 +133,10 @@ fn render(c: &CrmCommand) -> String {
         ));
     }
     if let Some(at) = c.retry_at.filter(|_| !c.due) {
-        text.push_str(&format!("\n    waiting: not to be tried again before {}", rfc3339(at)));
+        text.push_str(&format!(
+            "\n    waiting: not to be tried again before {}",
+            rfc3339(at)
+        ));
     }
     text
 }

@@ -2,9 +2,7 @@
 //! recorded exactly once.
 
 use super::command::{CommandKey, crm_error};
-use crate::event::{
-    CommandType, CrmDone, CrmFailed, Event, IntentFailed, IntentSucceeded,
-};
+use crate::event::{CommandType, CrmDone, CrmFailed, Event, IntentFailed, IntentSucceeded};
 use crate::ids::{RecordId, RemoteId};
 use crate::state::MailboxState;
 use crate::time::Timestamp;
@@ -46,7 +44,7 @@ pub enum ResultStatus {
 pub enum Settlement {
     /// The outcome to record in the key's mailbox (caused by the intent):
     /// `intent_succeeded` or `intent_failed` with its `crm` part.
-    Record(Event),
+    Record(Box<Event>),
     /// Nothing to record: acknowledged, and why.
     Acknowledged(Acknowledged),
 }
@@ -197,8 +195,10 @@ pub fn settle(state: &MailboxState, result: &CommandResult) -> Result<Settlement
                     got: record.clone(),
                 });
             }
-            if matches!(command, CommandType::UpdateRecord | CommandType::CompleteTask)
-                && *version <= facts.version
+            if matches!(
+                command,
+                CommandType::UpdateRecord | CommandType::CompleteTask
+            ) && *version <= facts.version
             {
                 return Err(ResultError::StaleVersion {
                     key: key.to_string(),
@@ -234,7 +234,7 @@ pub fn settle(state: &MailboxState, result: &CommandResult) -> Result<Settlement
             }),
         }),
     };
-    Ok(Settlement::Record(event))
+    Ok(Settlement::Record(Box::new(event)))
 }
 
 /// Whether the mailbox whose state is `state` records `event` now: always, except a CRM

@@ -16,7 +16,11 @@ fn tracked_meeting(mb: &Mailbox, remote: &RemoteId) -> RemoteItem {
         ..remote_item(
             remote,
             7,
-            remote_appointment_fields("Lunch with Kaylee", &mb.address(), mb.now + Duration::days(1)),
+            remote_appointment_fields(
+                "Lunch with Kaylee",
+                &mb.address(),
+                mb.now + Duration::days(1),
+            ),
         )
     }
 }
@@ -55,7 +59,7 @@ fn answer(mb: &mut Mailbox, result: &CommandResult) -> Vec<Decision> {
     match settle(&mb.state, result) {
         Ok(Settlement::Record(event)) => {
             assert!(admits(&mb.state, &event));
-            mb.feed(event)
+            mb.feed(*event)
         }
         other => panic!("the result should be recorded, got {other:?}"),
     }
@@ -124,10 +128,18 @@ fn r33_contact_tracked_in_the_address_book_becomes_a_track_contact_command() {
 #[test]
 fn r44_r48_task_tracked_on_the_mail_server_becomes_a_track_task_command_started_now() {
     let mut mb = Mailbox::ready("jayne");
-    mb.feed(seen(tracked_server_task(&RemoteId::new("tasks/42.ics"), 0, 1)));
+    mb.feed(seen(tracked_server_task(
+        &RemoteId::new("tasks/42.ics"),
+        0,
+        1,
+    )));
     let c = only_command(&mb);
     assert_eq!((c.command.name(), c.rule.0), ("track_task", 44));
-    assert_eq!(c.actual_start, Some(mb.now), "R48: actual start is when it was tracked");
+    assert_eq!(
+        c.actual_start,
+        Some(mb.now),
+        "R48: actual start is when it was tracked"
+    );
 }
 
 #[test]
@@ -141,15 +153,32 @@ fn r33_a_done_result_links_the_item_to_the_row_the_crm_created_exactly_once() {
         panic!("an open command's result is recorded")
     };
 
-    let ds = mb.feed(outcome.clone());
+    let ds = mb.feed(*outcome.clone());
     let (rule, link) = one(links_created(&ds), &ds);
-    assert_eq!((rule, &link.record, &link.remote), (33, &RecordId::new("apt-42"), &remote));
-    assert!(link.basis.reason.contains("track_appointment"), "{}", link.basis.reason);
+    assert_eq!(
+        (rule, &link.record, &link.remote),
+        (33, &RecordId::new("apt-42"), &remote)
+    );
+    assert!(
+        link.basis.reason.contains("track_appointment"),
+        "{}",
+        link.basis.reason
+    );
     // The link is the CRM's row now; the proposed id is forgotten; nothing is open any more.
     assert_eq!(mb.link(&RecordId::new("apt-42")).status, LinkStatus::Linked);
-    assert_eq!(mb.link(&RecordId::new("apt-42")).synced.id, RecordId::new("apt-42"));
-    assert_eq!(mb.state.by_remote.get(&remote), Some(&RecordId::new("apt-42")));
-    assert!(!mb.state.links.contains_key(&RecordId::new("from-calendar/lunch.ics")));
+    assert_eq!(
+        mb.link(&RecordId::new("apt-42")).synced.id,
+        RecordId::new("apt-42")
+    );
+    assert_eq!(
+        mb.state.by_remote.get(&remote),
+        Some(&RecordId::new("apt-42"))
+    );
+    assert!(
+        !mb.state
+            .links
+            .contains_key(&RecordId::new("from-calendar/lunch.ics"))
+    );
     assert!(commands(&mb.state, mb.now).is_empty());
 
     // The same result again (a redelivery): acknowledged, nothing to record; and the outcome
@@ -178,7 +207,10 @@ fn r18_echo_guard_the_crms_snapshot_of_the_version_a_result_named_decides_nothin
     let ds = mb.feed(seen(edited));
     assert_eq!(summary(&ds), [(18, "update_intent")]);
     let c = only_command(&mb);
-    assert_eq!((c.command.name(), c.rule.0, c.version), ("update_record", 18, Some(1)));
+    assert_eq!(
+        (c.command.name(), c.rule.0, c.version),
+        ("update_record", 18, Some(1))
+    );
 
     // The CRM took the edit as version 2.
     assert_eq!(answer(&mut mb, &done(&c.key, "c1", 2)), []);
@@ -201,14 +233,27 @@ fn r18_echo_guard_a_tracked_rows_snapshot_is_adopted_and_a_later_one_is_written(
     let mut mb = Mailbox::ready("jayne");
     let (remote, row) = tracked_and_created(&mut mb);
     let v1 = with_appointment(
-        appointment(row.as_str(), crm_user("jayne"), vec![], vec![], mb.now + Duration::days(1)),
+        appointment(
+            row.as_str(),
+            crm_user("jayne"),
+            vec![],
+            vec![],
+            mb.now + Duration::days(1),
+        ),
         |a| a.subject = "Lunch with Kaylee".into(),
     );
-    assert_eq!(mb.feed(upsert(&v1)), [], "the CRM's row as created: no write back");
+    assert_eq!(
+        mb.feed(upsert(&v1)),
+        [],
+        "the CRM's row as created: no write back"
+    );
     let v2 = changed_appointment(&v1, |a| a.location = "Galley".into());
     let ds = mb.feed(upsert(&v2));
     let (rule, u) = one(updates(&ds), &ds);
-    assert_eq!((rule, u.target, &u.remote), (18, Side::MailServer, &Some(remote)));
+    assert_eq!(
+        (rule, u.target, &u.remote),
+        (18, Side::MailServer, &Some(remote))
+    );
 }
 
 #[test]
@@ -216,9 +261,16 @@ fn r48_task_completed_on_the_mail_server_becomes_a_complete_task_command() {
     let mut mb = Mailbox::ready("jayne");
     let t = task("t1", "jayne", mb.now);
     let remote = mb.sync_new(&t);
-    mb.feed(seen(remote_item(&remote, 5, remote_task_fields("Task t1", 100))));
+    mb.feed(seen(remote_item(
+        &remote,
+        5,
+        remote_task_fields("Task t1", 100),
+    )));
     let c = only_command(&mb);
-    assert_eq!((c.command.name(), c.rule.0, &c.record), ("complete_task", 48, &t.id));
+    assert_eq!(
+        (c.command.name(), c.rule.0, &c.record),
+        ("complete_task", 48, &t.id)
+    );
     // The CRM marked it Completed as version 2; its snapshot comes back without echo.
     assert_eq!(answer(&mut mb, &done(&c.key, "t1", 2)), []);
     let v2 = changed_task(&t, |t| {
@@ -260,17 +312,37 @@ fn r12_a_retryable_failure_is_offered_again_with_the_same_key_after_the_retry_in
 
     let ds = answer(&mut mb, &failed(&key, true));
     let (rule, e) = one(classifications(&ds), &ds);
-    assert_eq!((rule, e.class, e.attempt, e.limit), (12, ErrorClass::Transient, 1, 10));
-    assert!(e.basis.reason.contains("same idempotency key"), "{}", e.basis.reason);
+    assert_eq!(
+        (rule, e.class, e.attempt, e.limit),
+        (12, ErrorClass::Transient, 1, 10)
+    );
+    assert!(
+        e.basis.reason.contains("same idempotency key"),
+        "{}",
+        e.basis.reason
+    );
     let waiting = only_command(&mb);
-    assert_eq!((&waiting.key, waiting.attempts, waiting.due), (&key, 1, false));
+    assert_eq!(
+        (&waiting.key, waiting.attempts, waiting.due),
+        (&key, 1, false)
+    );
     assert_eq!(waiting.retry_at, Some(mb.now + Duration::minutes(5)));
-    assert_eq!(waiting.last_error.as_ref().map(|e| e.code.as_str()), Some("503"));
+    assert_eq!(
+        waiting.last_error.as_ref().map(|e| e.code.as_str()),
+        Some("503")
+    );
 
     mb.advance(Duration::minutes(5));
     let again = only_command(&mb);
-    assert_eq!((&again.key, again.due), (&key, true), "the same command, due again");
-    assert_eq!(summary(&answer(&mut mb, &done(&key, "apt-42", 1))), [(33, "link_created")]);
+    assert_eq!(
+        (&again.key, again.due),
+        (&key, true),
+        "the same command, due again"
+    );
+    assert_eq!(
+        summary(&answer(&mut mb, &done(&key, "apt-42", 1))),
+        [(33, "link_created")]
+    );
 }
 
 #[test]
@@ -286,7 +358,11 @@ fn r12_a_failure_the_crm_calls_not_retryable_gives_the_command_up() {
     assert!(e.basis.reason.contains("given up"), "{}", e.basis.reason);
     assert!(commands(&mb.state, mb.now).is_empty(), "not offered again");
     assert!(mb.state.failed_intents.contains_key(&key.intent));
-    assert!(!mb.state.links.contains_key(&RecordId::new("from-calendar/lunch.ics")));
+    assert!(
+        !mb.state
+            .links
+            .contains_key(&RecordId::new("from-calendar/lunch.ics"))
+    );
     // A late result for it is acknowledged, not recorded.
     assert_eq!(
         settle(&mb.state, &done(&key, "apt-42", 1)),
@@ -303,11 +379,18 @@ fn r12_r79_retryable_failures_give_the_command_up_at_the_retry_limit() {
     let key = only_command(&mb).key;
     for attempt in 1..=2 {
         let ds = answer(&mut mb, &failed(&key, true));
-        assert_eq!(summary(&ds), [(12, "error_classified")], "attempt {attempt}");
+        assert_eq!(
+            summary(&ds),
+            [(12, "error_classified")],
+            "attempt {attempt}"
+        );
         mb.advance(Duration::minutes(5));
     }
     let ds = answer(&mut mb, &failed(&key, true));
-    assert_eq!(summary(&ds), [(12, "error_classified"), (79, "alert_raised")]);
+    assert_eq!(
+        summary(&ds),
+        [(12, "error_classified"), (79, "alert_raised")]
+    );
     assert!(commands(&mb.state, mb.now).is_empty());
 }
 
@@ -328,21 +411,31 @@ fn a_result_that_contradicts_its_command_is_refused_with_its_field() {
     assert_eq!(other_row.field(), "record");
     let stale = settle(&mb.state, &done(&key, "c1", 1)).unwrap_err();
     assert_eq!(stale.field(), "version");
-    assert!(stale.to_string().contains("higher version than 1"), "{stale}");
+    assert!(
+        stale.to_string().contains("higher version than 1"),
+        "{stale}"
+    );
 
     // An intent for the mail server is its connector's, not the CRM's.
     let c2 = next_version(&c1, |r| r.owner = UserId::new("jayne"));
     let c2 = changed_contact(&c2, |c| c.company = "Serenity".into());
     mb.feed(upsert(&c2));
-    let mail_side = mb.id_of(|e| matches!(e, Event::UpdateIntent(p) if p.target == Side::MailServer));
-    let not_a_command = settle(&mb.state, &done(&CommandKey::new(mb.id.clone(), mail_side), "c1", 4))
-        .unwrap_err();
+    let mail_side =
+        mb.id_of(|e| matches!(e, Event::UpdateIntent(p) if p.target == Side::MailServer));
+    let not_a_command = settle(
+        &mb.state,
+        &done(&CommandKey::new(mb.id.clone(), mail_side), "c1", 4),
+    )
+    .unwrap_err();
     assert_eq!(not_a_command.field(), "key");
 }
 
 #[test]
 fn command_keys_round_trip_and_other_text_is_refused_with_what_to_do() {
-    let key = CommandKey::new(MailboxId::new("mbx/with/slash"), ledgersync_domain::EventId::from_u128(7));
+    let key = CommandKey::new(
+        MailboxId::new("mbx/with/slash"),
+        ledgersync_domain::EventId::from_u128(7),
+    );
     assert_eq!(CommandKey::parse(&key.to_string()), Ok(key));
     for bad in ["no-slash", "/0000", "mbx-jayne/not-a-uuid"] {
         let e = CommandKey::parse(bad).unwrap_err();

@@ -176,8 +176,10 @@ pub fn parse_result_within(
             ResultStatus::Done { record, version }
         }
         StatusWire::Failed => {
-            for (field, given) in [("record", w.record.is_some()), ("version", w.version.is_some())]
-            {
+            for (field, given) in [
+                ("record", w.record.is_some()),
+                ("version", w.version.is_some()),
+            ] {
                 if given {
                     return Err(Problem::at(
                         field,

@@ -30,7 +30,7 @@ impl Service {
             .map_err(unavailable)??;
         let event = match settlement(Some(&view.state), &result)? {
             Settlement::Acknowledged(why) => return Ok(Settled::Acknowledged(why)),
-            Settlement::Record(event) => event,
+            Settlement::Record(event) => *event,
         };
         let id = ledgersync_engine::IdGen.next();
         let incoming = Incoming {
@@ -48,7 +48,7 @@ impl Service {
         drop(open);
         Ok(Settled::Recorded {
             mailbox: mailbox.clone(),
-            event,
+            event: Box::new(event),
             processed: Processed {
                 org_event: None,
                 mailboxes: vec![mailbox],

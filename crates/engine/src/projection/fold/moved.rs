@@ -9,7 +9,11 @@ impl Fold<'_, '_> {
     /// Moves the row `from` — one built from what a mailbox knew (version 0), the CRM never
     /// having sent it — to `to`, with its per-mailbox sync state and its index entries. A row
     /// the CRM sent stays where it is; a row already at `to` is kept.
-    pub(super) fn move_row(&mut self, from: &RecordId, to: &RecordId) -> Result<(), ProjectionError> {
+    pub(super) fn move_row(
+        &mut self,
+        from: &RecordId,
+        to: &RecordId,
+    ) -> Result<(), ProjectionError> {
         let Some(old) = self.row(from)? else {
             return Ok(());
         };
@@ -21,7 +25,8 @@ impl Fold<'_, '_> {
                 .remove(key(r.id.as_str(), from.as_str()).as_str())?;
         }
         for u in &old.participants {
-            self.by_user.remove(key(u.as_str(), from.as_str()).as_str())?;
+            self.by_user
+                .remove(key(u.as_str(), from.as_str()).as_str())?;
         }
         self.rows.remove(from.as_str())?;
         if self.row(to)?.is_some() {
@@ -34,7 +39,8 @@ impl Fold<'_, '_> {
                 .insert(key(r.id.as_str(), to.as_str()).as_str(), ())?;
         }
         for u in &row.participants {
-            self.by_user.insert(key(u.as_str(), to.as_str()).as_str(), ())?;
+            self.by_user
+                .insert(key(u.as_str(), to.as_str()).as_str(), ())?;
         }
         self.put_row(&row)
     }
