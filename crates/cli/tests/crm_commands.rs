@@ -212,8 +212,21 @@ fn a_tracked_meeting_goes_to_the_crm_as_a_command_and_its_result_links_it_live_a
     assert_eq!(waiting[0]["last_error"]["code"], "503");
     serve.stop(&site);
 
-    // Offline, the same command is listed; a bad result line is refused, nothing applied.
+    // Offline, the same command is listed (and shown as the mailbox's pending intent); a bad
+    // result line is refused, nothing applied.
     assert_eq!(pending(&site)[0]["key"], key.as_str());
+    let show = site.run(&["--json", "mailbox", "show", "mbx-jayne"]);
+    let show: Value = serde_json::from_str(&stdout(&show)).unwrap();
+    let intent = &show["pending_intents"][0];
+    assert_eq!(
+        (&intent["command"], &intent["key"], &intent["target"]),
+        (
+            &Value::from("track_appointment"),
+            &Value::from(key.clone()),
+            &Value::from("crm")
+        ),
+        "{show:#}"
+    );
     let before = event_count(&site);
     let bad = format!(
         "{}{}",

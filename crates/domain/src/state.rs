@@ -27,6 +27,13 @@
 //! the connector reported for it, and an `item_seen` of the item with another tag forgets it.
 //! `decide` uses it as the echo guard of R18: its own write seen again is no edit.
 //!
+//! An intent that writes to the CRM leaves as a CRM command ([`crate::crm`]); the pending
+//! intent keeps what it asks (`PendingIntent::command`). The CRM's done result of a `track_*`
+//! command whose row the CRM created under another id moves the link to that id, and every
+//! done result remembers the row version the CRM wrote (`Link::crm_version`): the CRM's
+//! snapshot of exactly that version is adopted as what the server item holds, never written
+//! back (the echo guard of R18, CRM side).
+//!
 //! Decisions and outcomes move links; observations change facts (records, filters, access,
 //! server items), except that adoption of a server-born row's first CRM snapshot.
 //!
