@@ -165,6 +165,7 @@ impl Gen {
                 intent,
                 remote,
                 etag: Some(format!("\"{}\"", self.step)),
+                crm: None,
             });
         }
         let linked: Vec<RecordId> = self.state.links.keys().cloned().collect();

@@ -1,6 +1,6 @@
 //! The bus on RabbitMQ, classic against quorum queues: publish N persistent messages with
 //! batched confirms, then consume and ack them on every partition at once. Figures in
-//! `docs/benchmarks.md` ("The bus on RabbitMQ"), the choice in `docs/decisions/0012`.
+//! `docs/benchmarks.md` ("The bus on RabbitMQ"), the choice in `docs/decisions/0013`.
 //!
 //! ```sh
 //! cargo bench -p ledgersync-bus --features test-broker --bench amqp -- \
@@ -71,6 +71,7 @@ fn messages(n: usize) -> Vec<BusMessage> {
                         i % 1000
                     ))),
                     etag: Some(format!("\"{i:016x}\"")),
+                    crm: None,
                 }),
             )
         })

@@ -1,6 +1,6 @@
-//! The wire format: every released event payload (the domain's golden fixtures) goes through
-//! the wire and comes back exactly, its body is the JSON the `--json` outputs write, and each
-//! way a message can be wrong is its own typed error.
+//! The wire format: every released event payload, every version of it (the domain's golden
+//! fixtures), goes through the wire and comes back exactly, its body is the JSON the `--json`
+//! outputs write, and each way a message can be wrong is its own typed error.
 
 use ledgersync_bus::wire::{self, SCHEMA_VERSION, Schema};
 use ledgersync_bus::{BusMessage, DeadLetterReason, WireError, WireLimits, WireMessage};
@@ -9,44 +9,57 @@ use ledgersync_engine::mailbox::Incoming;
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../domain/tests/fixtures/v1")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../domain/tests/fixtures")
 }
 
-/// Every released event, decoded from its golden fixture.
-fn released_events() -> Vec<Event> {
-    let catalogue = std::fs::read_to_string(fixtures().join("catalogue.txt")).unwrap();
+/// Every released payload version, decoded from its golden fixture (`v<N>/<name>.hex`,
+/// upcast to the current version), and whether that version is the current one.
+fn released_events() -> Vec<(Event, bool)> {
+    let catalogue = std::fs::read_to_string(fixtures().join("v1/catalogue.txt")).unwrap();
     let mut events = Vec::new();
     for line in catalogue.lines().filter(|l| !l.starts_with('#')) {
         let mut fields = line.split_whitespace();
         let code: u16 = fields.next().unwrap().parse().unwrap();
         let name = fields.next().unwrap();
-        let hex_text = std::fs::read_to_string(fixtures().join(format!("{name}.hex"))).unwrap();
-        let clean: String = hex_text.split_whitespace().collect();
-        let bytes = hex::decode(clean).unwrap();
-        let event = Event::decode(EventType(code), 1, &bytes)
-            .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
-        assert_eq!(event.name(), name);
-        events.push(event);
+        for version in 1u16.. {
+            let path = fixtures().join(format!("v{version}/{name}.hex"));
+            let Ok(hex_text) = std::fs::read_to_string(&path) else {
+                break;
+            };
+            let clean: String = hex_text.split_whitespace().collect();
+            let bytes = hex::decode(clean).unwrap();
+            let event = Event::decode(EventType(code), version, &bytes)
+                .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+            assert_eq!(event.name(), name);
+            let current = event.schema_version() == version;
+            events.push((event, current));
+        }
     }
-    assert_eq!(events.len(), Event::CATALOGUE.len(), "every released type");
+    let types: std::collections::BTreeSet<&str> = events.iter().map(|(e, _)| e.name()).collect();
+    assert_eq!(types.len(), Event::CATALOGUE.len(), "every released type");
     events
 }
 
 #[test]
 fn every_released_event_crosses_the_wire_exactly() {
     let limits = WireLimits::default();
-    for event in released_events() {
-        let fixture_json: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(fixtures().join(format!("{}.json", event.name()))).unwrap(),
-        )
-        .unwrap();
+    for (event, current) in released_events() {
         let crm = BusMessage::crm(event.clone());
         let w = wire::encode(&crm);
         assert_eq!(wire::decode(&w, &limits).unwrap(), crm, "{}", event.name());
-        // The body is the event as every `--json` output writes it.
+        // The body is the event as every `--json` output writes it: for the current version
+        // of a payload, its golden JSON.
         let body: serde_json::Value = serde_json::from_slice(&w.body).unwrap();
-        assert_eq!(body, fixture_json, "{}", event.name());
         assert_eq!(body, serde_json::to_value(&event).unwrap());
+        let fixture_json = current.then(|| {
+            let path =
+                fixtures().join(format!("v{}/{}.json", event.schema_version(), event.name()));
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap())
+                .unwrap()
+        });
+        if let Some(fixture_json) = &fixture_json {
+            assert_eq!(&body, fixture_json, "{}", event.name());
+        }
 
         let mail = BusMessage::MailObservation {
             mailbox: MailboxId::new("mbx-ünïcode/1"),
@@ -60,7 +73,7 @@ fn every_released_event_crosses_the_wire_exactly() {
         let w = wire::encode(&mail);
         assert_eq!(wire::decode(&w, &limits).unwrap(), mail, "{}", event.name());
         let body: serde_json::Value = serde_json::from_slice(&w.body).unwrap();
-        assert_eq!(body["event"], fixture_json);
+        assert_eq!(body["event"], serde_json::to_value(&event).unwrap());
         assert_eq!(body["mailbox"], "mbx-ünïcode/1");
         assert_eq!(body["correlation"], "00000000-0000-0000-0000-000000000003");
     }
@@ -68,7 +81,7 @@ fn every_released_event_crosses_the_wire_exactly() {
 
 #[test]
 fn the_properties_name_the_schema_its_version_and_the_event_id() {
-    let m = BusMessage::crm(released_events().remove(0));
+    let m = BusMessage::crm(released_events().remove(0).0);
     let w = wire::encode(&m);
     assert_eq!(w.content_type.as_deref(), Some("application/json"));
     assert_eq!(w.message_id, Some(m.id().to_string()));

@@ -1,5 +1,7 @@
 //! `ledgersync crm apply FILE.jsonl`: CRM changes in, one JSON object a line
-//! (`docs/crm-changes.md`). The whole file is checked first; one bad line and nothing is applied.
+//! (`docs/crm-changes.md`), and the CRM's results of CRM commands among them
+//! (`command_result` lines, `docs/crm-commands.md`). The whole file is checked first; one bad
+//! line and nothing is applied. `ledgersync crm pending` lists the open CRM commands.
 
 use crate::ctx::{Ctx, journal_dir};
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -7,12 +9,32 @@ use ledgersync_domain::records::Entity;
 use ledgersync_domain::{Event, Limits, OrgId, OrgState, RuleId};
 use ledgersync_engine::Processed;
 use ledgersync_engine::describe::{ItemFate, Progress, describe, summarize_as};
-use ledgersync_engine::ingress::{Change, parse_changes_within};
+use ledgersync_engine::ingress::{Change, RESULT_KIND, ResultLine, parse_changes_within};
 use ledgersync_engine::org::ROUTING_WINDOW;
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
+
+mod pending;
+mod results;
+
+pub use pending::pending;
+
+/// A line of the file, change or result, to apply in the file's order.
+enum Line<'a> {
+    Change(&'a Change),
+    Result(&'a ResultLine),
+}
+
+impl Line<'_> {
+    fn number(&self) -> usize {
+        match self {
+            Line::Change(c) => c.line,
+            Line::Result(r) => r.line,
+        }
+    }
+}
 
 pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
     let limits = ctx.config.limits;
@@ -45,59 +67,99 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
             }
         }
     };
+    // Result lines (the CRM's answers to CRM commands) are read beside the changes, against
+    // the mailboxes their keys name; the change lines keep their numbers.
+    let fresh = OrgState::new(OrgId::new(ctx.config.org.clone()));
+    let split = match recorder.as_mut() {
+        Some(r) if text.contains(RESULT_KIND) => {
+            let engine = r.engine()?;
+            results::split(&text, engine.org(), Some(engine), &limits)
+        }
+        _ => results::split(&text, &fresh, None, &limits),
+    };
     // Checked against the organization where it is held, never copied: it grows with the rows.
     let checked = match (ctx.live, recorder.as_mut()) {
         (Some(live), _) => live
             .runtime
-            .block_on(live.service.check_changes(text.clone(), limits))?,
-        (None, Some(r)) => parse_changes_within(&text, r.engine()?.org(), &limits),
-        (None, None) => parse_changes_within(
-            &text,
-            &OrgState::new(OrgId::new(ctx.config.org.clone())),
-            &limits,
-        ),
+            .block_on(live.service.check_changes(split.changes.clone(), limits))?,
+        (None, Some(r)) => parse_changes_within(&split.changes, r.engine()?.org(), &limits),
+        (None, None) => parse_changes_within(&split.changes, &fresh, &limits),
     };
-    let changes = match checked {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors {
-                writeln!(ctx.err, "{}", e.render(&name))?;
-            }
-            writeln!(
-                ctx.err,
-                "{} bad line(s) in {name}; nothing was applied. The format is in docs/crm-changes.md.",
-                errors.len()
-            )?;
-            if ctx.json {
-                writeln!(
-                    ctx.out,
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &json!({"file": name, "applied": 0, "errors": errors})
-                    )?
-                )?;
-            }
-            return Ok(ExitCode::from(2));
+    let (changes, mut errors) = match checked {
+        Ok(c) => (c, Vec::new()),
+        Err(errors) => (Vec::new(), errors),
+    };
+    errors.extend(split.errors);
+    errors.sort_by_key(|e| e.line);
+    if !errors.is_empty() {
+        for e in &errors {
+            writeln!(ctx.err, "{}", e.render(&name))?;
         }
-    };
+        writeln!(
+            ctx.err,
+            "{} bad line(s) in {name}; nothing was applied. The format is in docs/crm-changes.md \
+             (result lines: docs/crm-commands.md).",
+            errors.len()
+        )?;
+        if ctx.json {
+            writeln!(
+                ctx.out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"file": name, "applied": 0, "errors": errors})
+                )?
+            )?;
+        }
+        return Ok(ExitCode::from(2));
+    }
     let mut recorder = match recorder.take() {
         Some(r) => r,
         None => ctx.recorder(true)?,
     };
-    let mut reports = Vec::with_capacity(changes.len());
-    // In batches recorded together by a running service (one append each); reported as
-    // each batch is done.
-    for chunk in changes.chunks(ROUTING_WINDOW) {
+    let total = changes.len() + split.results.len();
+    let mut lines: Vec<Line> = changes
+        .iter()
+        .map(Line::Change)
+        .chain(split.results.iter().map(Line::Result))
+        .collect();
+    lines.sort_by_key(Line::number);
+    let mut reports = Vec::with_capacity(total);
+    let mut rest = lines.as_slice();
+    while let Some(first) = rest.first() {
         let done = reports.len();
+        let failed = |line: usize| {
+            format!(
+                "{name}:{line}: could not be applied; lines before it ({done} of {total}) were applied"
+            )
+        };
+        // A result is recorded in its mailbox; a run of changes, in batches recorded together
+        // by a running service (one append each), reported as each batch is done.
+        if let Line::Result(r) = first {
+            let settled = recorder.settle(&r.result).with_context(|| failed(r.line))?;
+            let report = results::report(r, &settled);
+            if !ctx.json {
+                write!(ctx.out, "{}", render_line(&name, &report))?;
+            }
+            reports.push(report);
+            rest = &rest[1..];
+            continue;
+        }
+        let run = rest
+            .iter()
+            .take(ROUTING_WINDOW)
+            .take_while(|l| matches!(l, Line::Change(_)))
+            .count();
+        let chunk: Vec<&Change> = rest[..run]
+            .iter()
+            .filter_map(|l| match l {
+                Line::Change(c) => Some(*c),
+                Line::Result(_) => None,
+            })
+            .collect();
+        rest = &rest[run..];
         let batch = recorder
             .crm_batch(chunk.iter().map(|c| c.event.clone()).collect())
-            .with_context(|| {
-                format!(
-                    "{name}:{}: could not be applied; lines before it ({done} of {}) were applied",
-                    chunk[0].line,
-                    changes.len()
-                )
-            })?;
+            .with_context(|| failed(chunk[0].line))?;
         for (change, processed) in chunk.iter().zip(&batch.processed) {
             let report = line_report(change, processed);
             if !ctx.json {
@@ -108,9 +170,8 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
         if let Some((i, e)) = batch.failed {
             let done = reports.len();
             return Err(e.context(format!(
-                "{name}:{}: could not be applied; lines before it ({done} of {}) were applied",
+                "{name}:{}: could not be applied; lines before it ({done} of {total}) were applied",
                 chunk[i].line,
-                changes.len()
             )));
         }
     }
@@ -147,10 +208,15 @@ pub fn apply(ctx: &mut Ctx, file: &Path) -> Result<ExitCode> {
         } else {
             format!(" ({recorded} already recorded, nothing done for them)")
         };
+        let results = reports.iter().filter(|r| r["kind"] == RESULT_KIND).count();
+        let what = match results {
+            0 => format!("{} change(s)", reports.len()),
+            n if n == reports.len() => format!("{n} command result(s)"),
+            n => format!("{} change(s) and {n} command result(s)", reports.len() - n),
+        };
         writeln!(
             ctx.out,
-            "applied {} change(s) from {name} to {into} (organization {}){recorded}; the journal holds {events} events",
-            reports.len(),
+            "applied {what} from {name} to {into} (organization {}){recorded}; the journal holds {events} events",
             ctx.config.org
         )?;
     }

@@ -9,9 +9,10 @@
 
 use crate::config::Config;
 use anyhow::{Context as _, Result, anyhow, bail};
+use ledgersync_domain::crm::CommandResult;
 use ledgersync_domain::{Event, OrgId};
 use ledgersync_engine::projection::Projection;
-use ledgersync_engine::{Engine, Processed, SystemClock};
+use ledgersync_engine::{Engine, Processed, Settled, SystemClock};
 use ledgersync_journal::{Journal, JournalOptions};
 use ledgersync_runtime::Service;
 use std::io::Write;
@@ -197,6 +198,18 @@ impl Recorder<'_> {
         match batch.failed {
             Some((_, e)) => Err(e),
             None => Ok(batch.processed.pop().unwrap_or_default()),
+        }
+    }
+
+    /// Records the CRM's result of a CRM command in the mailbox its key names (once: a result
+    /// for a command no longer open is acknowledged and recorded nowhere).
+    pub fn settle(&mut self, result: &CommandResult) -> Result<Settled> {
+        match self {
+            Recorder::Local(engine) => Ok(engine.settle(result)?),
+            Recorder::Live { view, live, .. } => {
+                *view = None;
+                Ok(live.runtime.block_on(live.service.settle(result.clone()))?)
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 use crate::crm::per_mailbox;
 use crate::ctx::{Ctx, Recorder};
 use anyhow::{Result, bail};
+use ledgersync_domain::crm::CommandKey;
 use ledgersync_domain::event::{
     AddressApproved, DisableReason, DisableRequested, MailboxTested, TestResult, Workload,
 };
@@ -231,7 +232,7 @@ fn record(
 
 // ───────────────────────────── JSON view of a mailbox ─────────────────────────────
 
-fn rfc3339(t: Timestamp) -> String {
+pub(crate) fn rfc3339(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp_millis(t.0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| t.to_string())
@@ -364,7 +365,13 @@ fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
             .map(|(record, link)| {
                 json!({
                     "record": record.as_str(),
-                    "title": state.records.get(record).map(|r| r.title().to_string()),
+                    // A row created from a server item the CRM has not sent yet: the item's.
+                    "title": state
+                        .records
+                        .get(record)
+                        .unwrap_or(&link.synced)
+                        .title()
+                        .to_string(),
                     "remote": link.remote.as_ref().map(|r| r.as_str()),
                     "status": link_status(link.status),
                 })
@@ -373,13 +380,19 @@ fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
         let intents: Vec<Value> = state
             .intents
             .iter()
-            .map(|(id, i)| {
+            .map(|(intent, i)| {
                 json!({
-                    "intent": id.to_string(),
+                    "intent": intent.to_string(),
                     "kind": intent_kind(i.kind),
                     "record": i.record.as_str(),
                     "remote": i.remote.as_ref().map(|r| r.as_str()),
                     "target": if i.to_crm { "crm" } else { "mail_server" },
+                    // An intent for the CRM is a CRM command (`crm pending`), known by its key.
+                    "command": i.command.as_ref().map(|c| c.command.name()),
+                    "key": i
+                        .command
+                        .as_ref()
+                        .map(|_| CommandKey::new(id.clone(), *intent).to_string()),
                     "attempts": i.failures,
                     "next_attempt": i.retry_at.map(rfc3339),
                 })
@@ -531,14 +544,18 @@ fn render_details(m: &Value) -> String {
     let intents = m["pending_intents"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "pending intents ({}):", intents.len());
     for i in &intents {
+        // An intent for the CRM waits for the CRM's result of its command, by key.
+        let which = match i["key"].as_str() {
+            Some(key) => format!("CRM command {} {key}", s(&i["command"])),
+            None => format!("intent {}", s(&i["intent"])),
+        };
         let _ = writeln!(
             out,
-            "  {:<7} {} on the {} (remote {})  intent {}",
+            "  {:<7} {} on the {} (remote {})  {which}",
             s(&i["kind"]),
             s(&i["record"]),
             s(&i["target"]).replace('_', " "),
             s(&i["remote"]),
-            s(&i["intent"])
         );
     }
     let filters = m["filters"].as_array().cloned().unwrap_or_default();

@@ -126,7 +126,8 @@ Example:
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
-    /// CRM changes in: `crm apply FILE.jsonl` (docs/crm-changes.md).
+    /// The CRM side: `crm apply FILE.jsonl` (CRM changes and command results in,
+    /// docs/crm-changes.md) and `crm pending` (the CRM commands out, docs/crm-commands.md).
     Crm {
         #[command(subcommand)]
         command: CrmCommand,
@@ -207,7 +208,8 @@ pub(crate) enum ProjectionsCommand {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum CrmCommand {
-    /// Apply CRM changes, one JSON object a line (`-` reads standard input). Every line is
+    /// Apply CRM changes, one JSON object a line (`-` reads standard input), and the CRM's
+    /// results of CRM commands (`command_result` lines, docs/crm-commands.md). Every line is
     /// checked first; if any is bad, nothing is applied, every bad line is listed and the exit
     /// code is 2. An empty or missing --data directory gets a new journal.
     Apply {
@@ -215,6 +217,11 @@ pub(crate) enum CrmCommand {
         #[arg(value_name = "FILE.jsonl")]
         file: PathBuf,
     },
+    /// List the open CRM commands: what the CRM is asked to do (a meeting, contact or task
+    /// tracked on the mail server, an edit, a completion or a delete made there), each with its
+    /// idempotency key; one JSON object a line with --json (docs/crm-commands.md). Answer each
+    /// with a `command_result` line through `crm apply`.
+    Pending,
 }
 
 #[derive(Subcommand, Debug)]
@@ -378,6 +385,9 @@ pub(crate) fn dispatch(command: Command, ctx: &mut ctx::Ctx) -> anyhow::Result<E
         Command::Crm {
             command: CrmCommand::Apply { file },
         } => crm::apply(ctx, &file),
+        Command::Crm {
+            command: CrmCommand::Pending,
+        } => crm::pending(ctx),
         Command::Mailbox { command } => {
             mailbox_action(command).and_then(|action| mailbox::run(ctx, action))
         }

@@ -170,6 +170,7 @@ pub(crate) fn failed(intent: EventId, kind: ErrorKind, message: impl Into<String
     Event::IntentFailed(ledgersync_domain::event::IntentFailed {
         intent,
         error: ServerError::of_kind(kind, message),
+        crm: None,
     })
 }
 
@@ -179,6 +180,7 @@ pub(crate) fn succeeded(intent: EventId, remote: Option<String>, etag: Option<St
         intent,
         remote: remote.map(ledgersync_domain::RemoteId::new),
         etag,
+        crm: None,
     })
 }
 

@@ -12,8 +12,13 @@ use crate::ids::{EventId, ItemKey, MailboxId, OrgId, ProfileId, RecordId, Remote
 use crate::records::{Entity, Record, ShowAs};
 use crate::settings::SettingUsed;
 use crate::time::Timestamp;
+pub use command::{CommandType, CrmDone, CrmFailed};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+pub use versions::schema_version_of;
+
+mod command;
+pub mod versions;
 
 // ───────────────────────────── shared value types ─────────────────────────────
 
@@ -471,15 +476,19 @@ ItemFailed { /// Workload whose listing found it.
     remote: RemoteId, /// The table the item maps to, when the connector can tell.
     entity: Option<Entity>, /// What went wrong: a code and a text the user can act on.
     error: ServerError });
-payload!(/// An intent was carried out.
+payload!(/// An intent was carried out (schema version 2; version 1 had no `crm`, see
+/// [`versions::IntentSucceededV1`]).
 IntentSucceeded { /// The intent event.
-    intent: EventId, /// Server id of the created item.
+    intent: EventId, /// Server id of the created item (for a CRM command: the item it came from).
     remote: Option<RemoteId>, /// New server version tag.
-    etag: Option<String> });
-payload!(/// An intent failed.
+    etag: Option<String>, /// Set when the CRM answered a CRM command: the row it holds now.
+    crm: Option<CrmDone> });
+payload!(/// An intent failed (schema version 2; version 1 had no `crm`, see
+/// [`versions::IntentFailedV1`]).
 IntentFailed { /// The intent event.
-    intent: EventId, /// What the server said.
-    error: ServerError });
+    intent: EventId, /// What the server (or the CRM) said.
+    error: ServerError, /// Set when the CRM answered a CRM command: whether it may be retried.
+    crm: Option<CrmFailed> });
 payload!(/// The runtime noted that a mailbox failed (its decisions held a workload-level
 /// `error_classified` or a `workload_disabled` for an error): recorded in the organization
 /// stream, where R14 counts the failures of each profile.
@@ -672,9 +681,9 @@ macro_rules! catalogue {
                 match self { $(Event::$variant(_) => EventClass::$class,)* }
             }
 
-            /// The current schema version of this payload type.
+            /// The current schema version of this payload type (the one it is written with).
             pub fn schema_version(&self) -> u16 {
-                CURRENT_SCHEMA_VERSION
+                schema_version_of(self.event_type())
             }
 
             /// Encodes the payload (bincode 2, standard configuration).
@@ -693,13 +702,16 @@ macro_rules! catalogue {
             ) -> Result<Event, DecodeError> {
                 match event_type.0 {
                     $($code => {
-                        if schema_version != 1 {
-                            return Err(DecodeError::UnknownSchemaVersion {
+                        if schema_version == schema_version_of(event_type) {
+                            return decode_exact::<$variant>(bytes).map(Event::$variant);
+                        }
+                        match versions::upcast(event_type, schema_version, bytes) {
+                            Some(upcast) => upcast,
+                            None => Err(DecodeError::UnknownSchemaVersion {
                                 event_type: $name,
                                 version: schema_version,
-                            });
+                            }),
                         }
-                        decode_exact::<$variant>(bytes).map(Event::$variant)
                     })*
                     other => Err(DecodeError::UnknownEventType(other)),
                 }
@@ -713,10 +725,11 @@ macro_rules! catalogue {
     };
 }
 
-/// The schema version every payload type is at in this build.
-pub const CURRENT_SCHEMA_VERSION: u16 = 1;
+/// The first schema version of every payload type; most types are still at it (the current
+/// version of each type is [`schema_version_of`]).
+pub const FIRST_SCHEMA_VERSION: u16 = 1;
 
-fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (v, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if used != bytes.len() {
@@ -831,6 +844,8 @@ impl Event {
             Event::RecordUpserted(p) => Some(&p.record.id),
             Event::OwnerChanged(p) => Some(&p.record.id),
             Event::RecordDeleted(p) => Some(&p.id),
+            Event::IntentSucceeded(p) => p.crm.as_ref().map(|c| &c.record),
+            Event::IntentFailed(p) => p.crm.as_ref().map(|c| &c.record),
             Event::ItemTracked(p) => p.record.as_ref(),
             Event::ItemUntracked(p) => p.record.as_ref(),
             Event::LinkCreated(p) => Some(&p.record),

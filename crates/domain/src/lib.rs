@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod alerting;
+pub mod crm;
 pub mod decide;
 pub mod dedupe;
 pub mod envelope;

@@ -27,6 +27,13 @@
 //! the connector reported for it, and an `item_seen` of the item with another tag forgets it.
 //! `decide` uses it as the echo guard of R18: its own write seen again is no edit.
 //!
+//! An intent that writes to the CRM leaves as a CRM command ([`crate::crm`]); the pending
+//! intent keeps what it asks (`PendingIntent::command`). The CRM's done result of a `track_*`
+//! command whose row the CRM created under another id moves the link to that id, and every
+//! done result remembers the row version the CRM wrote (`Link::crm_version`): the CRM's
+//! snapshot of exactly that version is adopted as what the server item holds, never written
+//! back (the echo guard of R18, CRM side).
+//!
 //! Decisions and outcomes move links; observations change facts (records, filters, access,
 //! server items), except that adoption of a server-born row's first CRM snapshot.
 //!
@@ -50,6 +57,7 @@
 //! report it (a complete listing read every item); a partial or failed listing keeps it. An
 //! item failure is never a deletion: it moves no link and forgets no server item.
 
+use crate::crm::PendingCommand;
 use crate::event::{
     AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
     TestResult, Workload,
@@ -65,7 +73,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 7;
+pub const SNAPSHOT_VERSION: u8 = 8;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +117,11 @@ pub struct Link {
     /// version. A sighting with this tag is ledgersync's own write seen again, never an edit
     /// (the echo guard of R18).
     pub written: Option<String>,
+    /// The CRM row version a CRM command of ledgersync's wrote (`intent_succeeded` with a
+    /// `crm` part): the CRM's `record_upserted` of exactly this version is that write coming
+    /// back, adopted as what the server item holds and never written back (the echo guard of
+    /// R18 on the CRM side). Forgotten once adopted.
+    pub crm_version: Option<u64>,
 }
 
 impl Link {
@@ -142,6 +155,9 @@ pub struct PendingIntent {
     /// retry interval the decision used, or the server's honoured Retry-After when later
     /// (R11, R12).
     pub retry_at: Option<Timestamp>,
+    /// For an intent that writes to the CRM: the CRM command it leaves as (type, table, the
+    /// mail-side fields as decided), see [`crate::crm`].
+    pub command: Option<PendingCommand>,
 }
 
 impl PendingIntent {
@@ -433,6 +449,9 @@ impl MailboxState {
             Event::CursorReset(_) | Event::EmailReceived(_) => {}
             Event::IntentSucceeded(p) => {
                 self.withdrawn.remove(&p.intent);
+                if let Some(done) = &p.crm {
+                    self.crm_done(p.intent, done);
+                }
                 self.intent_succeeded(p);
             }
             // What a failure does is decided (`error_classified`, R12) and applied there.
@@ -596,6 +615,18 @@ impl MailboxState {
         {
             link.synced = Arc::clone(&rec);
         }
+        // The version a CRM command of ledgersync's wrote comes back: it holds what the server
+        // item holds (the echo guard of R18, CRM side; `decide` writes nothing back for it).
+        // A later version makes the remembered one history.
+        if let Some(link) = self.links.get_mut(&rec.id)
+            && let Some(written) = link.crm_version
+            && rec.version >= written
+        {
+            if written == rec.version && link.is_active() {
+                link.synced = Arc::clone(&rec);
+            }
+            link.crm_version = None;
+        }
         self.records.insert(rec.id.clone(), rec);
     }
 
@@ -683,13 +714,16 @@ impl MailboxState {
                     synced,
                     create: Some(id),
                     written: None,
+                    crm_version: None,
                 },
             );
             if let Some(r) = &remote {
                 self.by_remote.insert(r.clone(), record.clone());
             }
         }
-        self.pending(id, IntentKind::Create, record, remote, to_crm, notifies);
+        let command = to_crm
+            .then(|| self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item)));
+        self.pending(id, IntentKind::Create, record, remote, notifies, command);
     }
 
     /// `update_intent` `id`: pending; a write to the server makes the latest snapshot the
@@ -712,7 +746,9 @@ impl MailboxState {
         {
             link.synced = Arc::clone(rec);
         }
-        self.pending(id, IntentKind::Update, record, remote, to_crm, notifies);
+        let command = to_crm
+            .then(|| self.command_facts(IntentKind::Update, &record, remote.as_ref(), Some(item)));
+        self.pending(id, IntentKind::Update, record, remote, notifies, command);
     }
 
     /// `delete_intent` `id`: pending, and the row's link is Deleting.
@@ -726,8 +762,9 @@ impl MailboxState {
         if let Some(link) = self.links.get_mut(&record) {
             link.status = LinkStatus::Deleting;
         }
-        let to_crm = target == Side::Crm;
-        self.pending(id, IntentKind::Delete, record, remote, to_crm, None);
+        let command = (target == Side::Crm)
+            .then(|| self.command_facts(IntentKind::Delete, &record, remote.as_ref(), None));
+        self.pending(id, IntentKind::Delete, record, remote, None, command);
     }
 
     /// `cancel_intent` `id` for row version `version`: pending, and the row's earlier
@@ -753,7 +790,7 @@ impl MailboxState {
             self.notified.remove(&key);
         }
         let notifies = Some((version, IntentKind::Cancel));
-        self.pending(id, IntentKind::Cancel, record, remote, false, notifies);
+        self.pending(id, IntentKind::Cancel, record, remote, notifies, None);
     }
 
     /// `link_created`: the row's link knows its server item.
@@ -853,8 +890,8 @@ impl MailboxState {
         kind: IntentKind,
         record: RecordId,
         remote: Option<RemoteId>,
-        to_crm: bool,
         notifies: Option<(u64, IntentKind)>,
+        command: Option<PendingCommand>,
     ) {
         if let Some((version, kind)) = notifies {
             if kind != IntentKind::Cancel {
@@ -880,12 +917,13 @@ impl MailboxState {
                 kind,
                 record,
                 remote,
-                to_crm,
+                to_crm: command.is_some(),
                 notifies,
                 failures: 0,
                 last_error: None,
                 last_failed: None,
                 retry_at: None,
+                command,
             },
         );
     }

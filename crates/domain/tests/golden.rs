@@ -347,15 +347,25 @@ fn samples() -> Vec<Event> {
         Event::IntentSucceeded(IntentSucceeded {
             intent: eid(41),
             remote: Some(remote("/dav/u1/calendar/4f2a.ics")),
-            etag: Some("\"63a1-5f0f\"".into()),
+            etag: None,
+            crm: Some(CrmDone {
+                command: CommandType::TrackAppointment,
+                record: RecordId::new("appt-20261124-lunch"),
+                version: 1,
+            }),
         }),
         Event::IntentFailed(IntentFailed {
             intent: eid(42),
             error: ServerError {
-                code: "412".into(),
-                message: "Precondition Failed: etag mismatch".into(),
+                code: "0x80040237".into(),
+                message: "Cannot insert duplicate key".into(),
                 retry_after: Some(at(20, 15, 0)),
             },
+            crm: Some(CrmFailed {
+                command: CommandType::UpdateRecord,
+                record: RecordId::new("contact-dana-ito"),
+                retryable: false,
+            }),
         }),
         Event::ItemTracked(ItemTracked {
             basis: basis("\"Lunch with Dana\" carries the tracking signal Token"),
@@ -679,17 +689,18 @@ fn check_payload(report: &mut Report, dir: &Path, file: &str, sample: &Event, co
         &hex_path,
         &std::fs::read_to_string(&hex_path).expect("fixture is readable"),
     );
-    match Event::decode(code, 1, &released) {
+    let version = sample.schema_version();
+    match Event::decode(code, version, &released) {
         Ok(decoded) if &decoded == sample => {}
         Ok(decoded) => report.failures.push(format!(
-            "{}: the released bytes of `{file}` (type code {}, schema version 1) now decode to\n{decoded:#?}\n\
+            "{}: the released bytes of `{file}` (type code {}, schema version {version}) now decode to\n{decoded:#?}\n\
              instead of the sample\n{sample:#?}\nA released payload must keep its meaning: add a schema version \
-             with an upcaster instead of changing version 1.",
+             with an upcaster instead of changing version {version}.",
             hex_path.display(),
             code.0
         )),
         Err(e) => report.failures.push(format!(
-            "{}: the released bytes of `{file}` (type code {}, schema version 1) no longer decode: {e}. \
+            "{}: the released bytes of `{file}` (type code {}, schema version {version}) no longer decode: {e}. \
              A released payload layout never changes: add a schema version with an upcaster.",
             hex_path.display(),
             code.0
@@ -698,8 +709,8 @@ fn check_payload(report: &mut Report, dir: &Path, file: &str, sample: &Event, co
     if encoded != released {
         report.failures.push(format!(
             "{}: the sample of `{file}` now encodes to\n{}instead of the released bytes\n{}\
-             The payload layout of schema version 1 changed. Restore it, or add a new schema version \
-             (new fixture) with an upcaster from version 1.",
+             The payload layout of schema version {version} changed. Restore it, or add a new schema version \
+             (new fixture) with an upcaster from version {version}.",
             hex_path.display(),
             to_hex(&encoded),
             to_hex(&released)
@@ -764,8 +775,8 @@ fn samples_cover_exactly_the_catalogue() {
         assert_eq!(s.class(), *class, "{}: class", s.name());
         assert_eq!(
             s.schema_version(),
-            1,
-            "{}: a new schema version needs its own fixtures",
+            schema_version_of(s.event_type()),
+            "{}: a sample is written at its type's current schema version",
             s.name()
         );
     }
@@ -868,6 +879,15 @@ fn enum_variant_codes_are_never_reordered() {
     variants!(now, Priority: Low, Normal, High);
     variants!(now, ContactState: Active, Inactive);
     variants!(now, TaskKind: Task, Fax, Letter, PhoneCall);
+    variants!(
+        now,
+        CommandType: TrackAppointment,
+        TrackContact,
+        TrackTask,
+        UpdateRecord,
+        CompleteTask,
+        DeleteRecord
+    );
 
     let path = fixtures_dir().join("v1/enum_variants.txt");
     let mut report = Report::default();
@@ -910,9 +930,10 @@ fn enum_variant_codes_are_never_reordered() {
 
 #[test]
 fn released_payloads_decode_and_samples_encode_to_them() {
-    let dir = fixtures_dir().join("v1");
     let mut report = Report::default();
     for sample in samples() {
+        // Each sample at its current schema version, under fixtures/v<version>/.
+        let dir = fixtures_dir().join(format!("v{}", sample.schema_version()));
         check_payload(
             &mut report,
             &dir,
@@ -922,6 +943,65 @@ fn released_payloads_decode_and_samples_encode_to_them() {
         );
     }
     report.finish();
+}
+
+/// The payloads of an older schema version keep their fixtures, and their released bytes
+/// still decode: through the upcaster, to the current event with the new parts absent.
+#[test]
+fn older_schema_versions_still_decode_through_their_upcasters() {
+    use ledgersync_domain::event::versions::{IntentFailedV1, IntentSucceededV1};
+    let dir = fixtures_dir().join("v1");
+    let succeeded = IntentSucceededV1 {
+        intent: eid(41),
+        remote: Some(remote("/dav/u1/calendar/4f2a.ics")),
+        etag: Some("\"63a1-5f0f\"".into()),
+    };
+    let failed = IntentFailedV1 {
+        intent: eid(42),
+        error: ServerError {
+            code: "412".into(),
+            message: "Precondition Failed: etag mismatch".into(),
+            retry_after: Some(at(20, 15, 0)),
+        },
+    };
+    let cases = [
+        (
+            "intent_succeeded",
+            bincode::serde::encode_to_vec(&succeeded, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "intent_succeeded", "data": succeeded}),
+            Event::IntentSucceeded(succeeded.clone().into()),
+        ),
+        (
+            "intent_failed",
+            bincode::serde::encode_to_vec(&failed, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "intent_failed", "data": failed}),
+            Event::IntentFailed(failed.clone().into()),
+        ),
+    ];
+    for (name, v1_bytes, v1_json, upcast) in cases {
+        let hex_path = dir.join(format!("{name}.hex"));
+        let released = from_hex(
+            &hex_path,
+            &std::fs::read_to_string(&hex_path).expect("the version 1 fixture is kept"),
+        );
+        assert_eq!(
+            to_hex(&v1_bytes),
+            to_hex(&released),
+            "{}: the version 1 struct no longer encodes to its released bytes",
+            hex_path.display()
+        );
+        let decoded = Event::decode(upcast.event_type(), 1, &released)
+            .unwrap_or_else(|e| panic!("{name} version 1 no longer decodes: {e}"));
+        assert_eq!(
+            decoded, upcast,
+            "{name} version 1 upcasts with the new parts absent"
+        );
+        assert_eq!(upcast.schema_version(), 2, "{name} is written at version 2");
+        let json_path = dir.join(format!("{name}.json"));
+        let released_json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert_eq!(released_json, v1_json, "{}", json_path.display());
+    }
 }
 
 fn sample_envelope() -> Envelope {
@@ -1043,14 +1123,18 @@ fn unknown_schema_version_is_a_clear_error() {
             "the message must name the type and the version: {text}"
         );
     }
-    // Every type rejects a version it does not have, naming itself.
+    // Every type rejects a version it does not have (the one after its current), naming
+    // itself.
     for (code, name, _) in Event::CATALOGUE {
-        match Event::decode(EventType(*code), 2, &[]) {
+        let next = schema_version_of(EventType(*code)) + 1;
+        match Event::decode(EventType(*code), next, &[]) {
             Err(DecodeError::UnknownSchemaVersion {
                 event_type,
-                version: 2,
-            }) => assert_eq!(event_type, *name),
-            other => panic!("{name}: schema version 2 gave {other:?}"),
+                version,
+            }) if version == next => {
+                assert_eq!(event_type, *name)
+            }
+            other => panic!("{name}: schema version {next} gave {other:?}"),
         }
     }
 }
@@ -1062,14 +1146,18 @@ fn truncated_or_padded_payloads_are_malformed() {
         let mut padded = bytes.clone();
         padded.push(0);
         assert!(
-            matches!(Event::decode(sample.event_type(), 1, &padded), Err(DecodeError::Malformed(m)) if m.contains("trailing")),
+            matches!(Event::decode(sample.event_type(), sample.schema_version(), &padded), Err(DecodeError::Malformed(m)) if m.contains("trailing")),
             "{}: a trailing byte must be reported",
             sample.name()
         );
         if bytes.len() > 1 {
             assert!(
                 matches!(
-                    Event::decode(sample.event_type(), 1, &bytes[..bytes.len() - 1]),
+                    Event::decode(
+                        sample.event_type(),
+                        sample.schema_version(),
+                        &bytes[..bytes.len() - 1]
+                    ),
                     Err(DecodeError::Malformed(_))
                 ),
                 "{}: a truncated payload must be malformed",

@@ -663,6 +663,16 @@ fn generator_reaches_deletes_cancellations_and_links() {
         *seen.entry("(steps with ACT enabled)".into()).or_default() += enabled;
         *seen.entry("(steps)".into()).or_default() += run.journal.len() as u32;
         for e in &run.journal {
+            // The CRM's results of CRM commands (their `crm` part), and what they linked.
+            match &e.obs {
+                Event::IntentSucceeded(p) if p.crm.is_some() => {
+                    *seen.entry("crm result done".into()).or_default() += 1;
+                }
+                Event::IntentFailed(p) if p.crm.is_some() => {
+                    *seen.entry("crm result failed".into()).or_default() += 1;
+                }
+                _ => {}
+            }
             for (_, d) in &e.decisions {
                 let name = match &d.event {
                     Event::DeleteIntent(p) => format!("delete_intent/{:?}", p.target),
@@ -691,6 +701,8 @@ fn generator_reaches_deletes_cancellations_and_links() {
         "retry_scheduled",
         "workload_disabled",
         "mapping_ended",
+        "crm result done",
+        "crm result failed",
     ] {
         assert!(
             seen.contains_key(expected),
@@ -821,6 +833,7 @@ mod found {
                 intent,
                 remote: remote.map(RemoteId::new),
                 etag: Some("\"1\"".into()),
+                crm: None,
             }))
         }
 
@@ -832,6 +845,7 @@ mod found {
                     message: "Service Unavailable".into(),
                     retry_after: None,
                 },
+                crm: None,
             }))
         }
 

@@ -134,11 +134,29 @@ pub fn describe(event: &Event) -> String {
         Event::ListingPartial(p) => format!("{} listing partial: {}", p.workload, p.reason),
         Event::CursorReset(p) => format!("{} sync cursor reset: {}", p.workload, p.reason),
         Event::EmailReceived(p) => format!("email \"{}\" from {} received", p.subject, p.from),
-        Event::IntentSucceeded(p) => match &p.remote {
-            Some(r) => format!("carried out (server item {r})"),
-            None => "carried out".to_string(),
+        Event::IntentSucceeded(p) => match (&p.crm, &p.remote) {
+            (Some(done), _) => format!(
+                "the CRM carried out command {}: row {} is at version {}",
+                done.command, done.record, done.version
+            ),
+            (None, Some(r)) => format!("carried out (server item {r})"),
+            (None, None) => "carried out".to_string(),
         },
-        Event::IntentFailed(p) => format!("failed: {} {}", p.error.code, p.error.message),
+        Event::IntentFailed(p) => match &p.crm {
+            Some(f) => format!(
+                "the CRM could not carry out command {} for row {}: {} {} ({})",
+                f.command,
+                f.record,
+                p.error.code,
+                p.error.message,
+                if f.retryable {
+                    "it may be retried"
+                } else {
+                    "refused for good"
+                }
+            ),
+            None => format!("failed: {} {}", p.error.code, p.error.message),
+        },
         other => match other.basis() {
             Some(b) => b.reason.clone(),
             None => other.name().to_string(),
@@ -194,7 +212,7 @@ pub fn intent_phrase(event: &Event, progress: &Progress) -> Option<String> {
         }
         Event::CreateIntent(_) => (
             "created in the CRM".to_string(),
-            "to be created in the CRM, waiting for the CRM".to_string(),
+            "to be created in the CRM: sent as a CRM command, waiting for its result".to_string(),
             "not created in the CRM".to_string(),
         ),
         Event::UpdateIntent(p) if p.target == Side::MailServer => {
@@ -217,7 +235,7 @@ pub fn intent_phrase(event: &Event, progress: &Progress) -> Option<String> {
         }
         Event::UpdateIntent(_) => (
             "updated in the CRM".to_string(),
-            "to be updated in the CRM, waiting for the CRM".to_string(),
+            "to be updated in the CRM: sent as a CRM command, waiting for its result".to_string(),
             "not updated in the CRM".to_string(),
         ),
         Event::DeleteIntent(p) if p.target == Side::MailServer => (
@@ -227,7 +245,7 @@ pub fn intent_phrase(event: &Event, progress: &Progress) -> Option<String> {
         ),
         Event::DeleteIntent(_) => (
             "deleted in the CRM".to_string(),
-            "to be deleted in the CRM, waiting for the CRM".to_string(),
+            "to be deleted in the CRM: sent as a CRM command, waiting for its result".to_string(),
             "not deleted in the CRM".to_string(),
         ),
         Event::CancelIntent(p) => {

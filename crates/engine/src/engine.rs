@@ -240,6 +240,11 @@ impl Engine {
                 event.name()
             )));
         }
+        // A CRM command's result for a command no longer open is acknowledged and recorded
+        // nowhere (the domain's once-only rule).
+        if !self.mailboxes[mailbox].admits(&event) {
+            return Ok(Processed::default());
+        }
         // An outcome is caused by its intent.
         let causation = match &event {
             Event::IntentSucceeded(p) => vec![p.intent],

@@ -20,6 +20,11 @@ use ledgersync_journal::Journal;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod proposed;
+mod steps;
+use proposed::add_proposed_rows;
+use steps::steps;
+
 /// One step of an item's story.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
@@ -176,6 +181,7 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
         for r in &remotes {
             positions.extend(journal.positions_for_item(&ItemKey::Remote(r.clone()))?);
         }
+        add_proposed_rows(journal, &mut positions)?;
         let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
         items.push(story(
             journal,
@@ -186,35 +192,18 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
         )?);
     }
     for remote in loose_remotes {
-        let positions = journal.positions_for_item(&ItemKey::Remote(remote.clone()))?;
-        let events = read(journal, &positions)?;
+        let mut positions: BTreeSet<u64> = journal
+            .positions_for_item(&ItemKey::Remote(remote.clone()))?
+            .into_iter()
+            .collect();
+        add_proposed_rows(journal, &mut positions)?;
+        let events = read(journal, &positions.into_iter().collect::<Vec<_>>())?;
         items.push(story(journal, &history, None, vec![remote], events)?);
     }
     Ok(Explanation {
         query: query.to_string(),
         items,
     })
-}
-
-fn step(s: &Stored) -> Step {
-    let kind = match s.event.class() {
-        EventClass::Decision => "decided",
-        EventClass::Outcome => "outcome",
-        _ => "observed",
-    };
-    Step {
-        position: s.envelope.position,
-        at: s.envelope.recorded_at,
-        kind,
-        event_type: s.event.name(),
-        rule: s.envelope.rule.map(|r| r.to_string()),
-        text: describe(&s.event),
-        settings: s
-            .event
-            .basis()
-            .map(|b| b.settings.clone())
-            .unwrap_or_default(),
-    }
 }
 
 fn story(
@@ -225,12 +214,14 @@ fn story(
     events: Vec<Stored>,
 ) -> Result<ItemStory, EngineError> {
     let mut title = record.as_ref().map(|r| r.to_string()).unwrap_or_default();
+    // A row the CRM has not sent yet (created from a server item) is known by the item's title.
+    let mut from_crm = false;
     let mut by_mailbox: BTreeMap<MailboxId, Vec<Stored>> = BTreeMap::new();
     for s in events {
         match &s.event {
-            Event::RecordUpserted(p) => title = p.record.title().to_string(),
-            Event::OwnerChanged(p) => title = p.record.title().to_string(),
-            Event::ItemSeen(p) if record.is_none() => title = p.item.fields.title().to_string(),
+            Event::RecordUpserted(p) => (title, from_crm) = (p.record.title().to_string(), true),
+            Event::OwnerChanged(p) => (title, from_crm) = (p.record.title().to_string(), true),
+            Event::ItemSeen(p) if !from_crm => title = p.item.fields.title().to_string(),
             _ => {}
         }
         if let Some(m) = s.envelope.stream.as_mailbox() {
@@ -247,7 +238,7 @@ fn story(
         };
         mailboxes.push(MailboxStory {
             mailbox,
-            steps: list.iter().map(step).collect(),
+            steps: steps(&list),
             why,
             what_if,
         });

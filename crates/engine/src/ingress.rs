@@ -32,9 +32,11 @@ use std::fmt;
 use wire::*;
 
 mod render;
+mod result;
 mod wire;
 
 pub use render::render_change;
+pub use result::{RESULT_KIND, ResultLine, Split, parse_result_within, split_results};
 
 /// Every `"kind"` a line can have (the event type names of the catalogue).
 pub const KINDS: [&str; 15] = [
@@ -247,7 +249,14 @@ pub fn parse_line_within(text: &str, org: &OrgState, limits: &Limits) -> Result<
     for (key, v) in &map {
         oversized(v, key, key, limits)?;
     }
-    let kind = take_tag(&mut map, "kind", &KINDS, "")?;
+    let kind = take_tag(&mut map, "kind", &KINDS, "").map_err(|mut p| {
+        // A result line is a kind too, read beside the changes (`split_results`).
+        p.message = p.message.replace(
+            "expected one of: ",
+            &format!("expected one of: {RESULT_KIND}, "),
+        );
+        p
+    })?;
     let rest = Value::Object(map);
     Ok(match kind.as_str() {
         "record_upserted" => {

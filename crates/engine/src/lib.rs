@@ -16,6 +16,7 @@ pub mod projection;
 pub mod replay;
 pub mod scenario;
 pub mod settings_history;
+pub mod settle;
 pub mod whatif;
 
 pub use clock::{Clock, IdGen, ManualClock, SystemClock};
@@ -26,4 +27,5 @@ pub use mailbox::{Incoming, MailboxCore};
 pub use org::OrgCore;
 pub use replay::{ReplayReport, replay};
 pub use settings_history::SettingsHistory;
+pub use settle::Settled;
 pub use whatif::{WhatIfReport, what_if};

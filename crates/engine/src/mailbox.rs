@@ -141,6 +141,13 @@ impl MailboxCore {
         &self.state
     }
 
+    /// Whether this mailbox records `event` now: every observation except a CRM command's
+    /// result whose command is no longer open (`ledgersync_domain::crm::admits`): another
+    /// result for the same key got there first, and this one is recorded nowhere.
+    pub fn admits(&self, event: &Event) -> bool {
+        ledgersync_domain::crm::admits(&self.state, event)
+    }
+
     /// The stream head this core has applied.
     pub fn head(&self) -> u64 {
         self.head

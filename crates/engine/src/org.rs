@@ -79,7 +79,7 @@ pub fn snapshot_interval(rows: usize, every: u64) -> u64 {
 
 /// The most changes recorded in one append of the organization stream (and routed together):
 /// recovery checks this many of the last changes for a routing a crash interrupted.
-pub const ROUTING_WINDOW: usize = 128;
+pub const ROUTING_WINDOW: usize = 1024;
 
 /// The organization's state and the head of its stream.
 #[derive(Debug, Clone)]

@@ -49,6 +49,7 @@ impl Loopback {
                     intent: a.id,
                     remote,
                     etag: Some(format!("\"{}\"", self.outcomes)),
+                    crm: None,
                 }),
             )?;
             queue.extend(out.decisions);

@@ -187,6 +187,7 @@ fn incremental_catch_up_equals_rebuild() {
                 Event::IntentFailed(IntentFailed {
                     intent: create,
                     error: unavailable(),
+                    crm: None,
                 }),
             )
             .unwrap();
@@ -613,6 +614,7 @@ fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
                 intent: create,
                 remote: Some("calendar/gearbox.ics".into()),
                 etag: None,
+                crm: None,
             }),
         )
         .unwrap();
@@ -641,6 +643,7 @@ fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
                 intent: delete,
                 remote: None,
                 etag: None,
+                crm: None,
             }),
         )
         .unwrap();
@@ -658,6 +661,7 @@ fn an_intent_reads_as_pending_until_its_outcome_then_done_or_failed() {
                     message: "Unprocessable".into(),
                     retry_after: None,
                 },
+                crm: None,
             }),
         )
         .unwrap();
@@ -694,7 +698,7 @@ fn a_crm_side_intent_waits_for_the_crm() {
     let said = |p: Progress| summarize_as(&decided, None, move |_| p.clone(), ItemFate::Left);
     assert_eq!(
         said(Progress::Pending),
-        "to be created in the CRM, waiting for the CRM"
+        "to be created in the CRM: sent as a CRM command, waiting for its result"
     );
     assert_eq!(said(Progress::Done), "created in the CRM");
     assert_eq!(

@@ -307,6 +307,7 @@ fn mail_observations_decisions_and_outcomes_render_nothing() {
         intent: EventId([0; 16]),
         remote: None,
         etag: None,
+        crm: None,
     });
     for event in [seen, decision, outcome] {
         assert_eq!(render_change(&event), None, "{}", event.name());

@@ -288,6 +288,7 @@ fn a_crm_change_left_half_routed_by_a_crash_is_routed_on_open_exactly_once_even_
         intent: EventId::from_u128(9_999),
         remote: None,
         etag: None,
+        crm: None,
     });
     let other = EventId::from_u128(8_888);
     journal

@@ -1,7 +1,7 @@
 //! The data directory: its format marker and its lock.
 //!
 //! ```text
-//! <dir>/LEDGERSYNC-JOURNAL   format marker: "format=2" and "backend=redb|sled" lines
+//! <dir>/LEDGERSYNC-JOURNAL   format marker: "format=3" and "backend=redb|sled" lines
 //! <dir>/LOCK                 exclusive advisory lock (File::try_lock), holds the holder's pid
 //! <dir>/journal.redb         redb backend            <dir>/sled/   sled backend
 //! ```
@@ -22,8 +22,10 @@ pub(crate) const MARKER_FILE: &str = "LEDGERSYNC-JOURNAL";
 /// Name of the lock file.
 pub(crate) const LOCK_FILE: &str = "LOCK";
 /// The journal format version this build writes. Version 2 added redb's deferred item index
-/// (`item_tail`, see `redb_store.rs`); the layout is otherwise that of version 1.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// (`item_tail`), version 3 its runs (`item_runs`, `items.<tier>.<first>`, see
+/// `redb_index.rs`); the layout is otherwise that of version 1. sled's layout is the same in
+/// all three.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format this build opens. Opening a journal of that format marks it
 /// [`FORMAT_VERSION`] (the marker, and the engine's `meta` table), so that an older release,
@@ -121,7 +123,7 @@ fn read_marker(dir: &Path) -> Result<Option<Marker>, OpenError> {
 }
 
 /// Whether this build opens a journal of this format.
-fn readable(format: u32) -> bool {
+pub(crate) fn readable(format: u32) -> bool {
     (OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&format)
 }
 
@@ -272,7 +274,7 @@ mod tests {
         assert_eq!(
             parse_marker(&marker_text(Backend::Sled), p).unwrap(),
             Marker {
-                format: 2,
+                format: FORMAT_VERSION,
                 backend: Backend::Sled
             }
         );
@@ -305,10 +307,10 @@ mod tests {
         ));
         drop(prepare(tmp.path(), Backend::Sled).unwrap());
         assert_eq!(detect_backend(tmp.path()).unwrap(), Backend::Sled);
-        fs::write(tmp.path().join(MARKER_FILE), "format=3\nbackend=redb\n").unwrap();
+        fs::write(tmp.path().join(MARKER_FILE), "format=4\nbackend=redb\n").unwrap();
         assert!(matches!(
             detect_backend(tmp.path()),
-            Err(OpenError::VersionMismatch { found: 3, .. })
+            Err(OpenError::VersionMismatch { found: 4, .. })
         ));
     }
 

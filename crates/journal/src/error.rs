@@ -59,7 +59,7 @@ pub enum OpenError {
     /// The format marker exists but cannot be understood.
     #[error(
         "the journal format marker {path} is unreadable: {detail}; it must hold the lines \
-         'format=2' and 'backend=redb' (or 'backend=sled'): restore it from a backup of this \
+         'format=3' and 'backend=redb' (or 'backend=sled'): restore it from a backup of this \
          directory, or rewrite it naming the backend the directory was created with"
     )]
     BadMarker {

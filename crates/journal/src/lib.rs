@@ -32,6 +32,7 @@ mod guard;
 mod journal;
 mod options;
 mod record;
+mod redb_index;
 mod redb_store;
 mod sled_store;
 mod store;

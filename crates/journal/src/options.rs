@@ -70,6 +70,10 @@ pub struct JournalOptions {
     /// takes milliseconds instead of a full-file repair (default `true`; see the decision record
     /// for the measured cost). sled ignores it.
     pub quick_repair: bool,
+    /// redb only: the tail of the item index is written as a sorted run once it spans this many
+    /// positions (default 4096; see `docs/journal-storage.md`). A lookup scans at most this many
+    /// tail rows. sled ignores it.
+    pub item_fold_span: u64,
 }
 
 impl Default for JournalOptions {
@@ -79,6 +83,7 @@ impl Default for JournalOptions {
             max_batch_events: 4096,
             cache_bytes: 256 * 1024 * 1024,
             quick_repair: true,
+            item_fold_span: 4096,
         }
     }
 }

@@ -4,40 +4,33 @@
 //! |----------------|--------------------------------|--------------------------------|
 //! | `events`       | position `u64`                 | event record (CRC ‖ envelope)  |
 //! | `stream_index` | (stream, first seq of append)  | (first position, count)        |
-//! | `items`        | item key `&str`                | positions (multimap, ascending)|
-//! | `item_tail`    | position `u64`                 | item keys not yet in `items`   |
+//! | `item_tail`, `item_runs`, `items.<tier>.<first>`, `items` | see `redb_index.rs` | the item index |
 //! | `subjects`     | subject `&str`                 | `()` (no longer written)       |
 //! | `snapshots`    | stream `&str`                  | snapshot record                |
-//! | `meta`         | name `&str`                    | `u64` (`format` = 2)           |
+//! | `meta`         | name `&str`                    | `u64` (`format` = 3)           |
 //!
 //! **No heads table.** A stream's head is the last seq of its last `stream_index` entry (one
 //! reverse range read); the group-commit writer caches heads, so a commit writes no head.
 //! Format 1 kept them in a `stream_heads` table, which opening such a journal drops.
 //!
-//! **Deferred item index.** A commit does not insert its item keys into `items`, where each
-//! key would dirty a leaf of its own: it appends one `item_tail` row per event with item keys,
-//! at the end of that table like the events. Once the tail spans [`FOLD_SPAN`] positions, the
-//! commit that reaches it also folds the whole tail into `items` (sorted, so neighbouring keys
-//! share their leaf) and empties the tail, in the same transaction. A lookup reads `items`,
-//! then scans the tail; every folded position is below every tail position, so the result stays
-//! ascending.
-//!
-//! **Subjects from the item index.** Every subject is also an item key (`subject:<text>`), so a
-//! subject search reads the `subject:` range of `items` and the tail. The `subjects` table,
-//! which gave every commit one random insert per subject (a leaf of its own in a large
-//! journal), is kept for older files and no longer written: everything it holds is in `items`.
+//! **Item index.** A commit appends the item keys of its events to a tail; the tail is written
+//! as sorted runs that are merged by tiers (`redb_index.rs` has the layout and its invariants),
+//! so that the index costs the same per event in a journal of any size. Every subject is also
+//! an item key (`subject:<text>`), so a subject search reads the `subject:` range of the index.
+//! The `subjects` table of format 1 is kept for older files and no longer written.
 //!
 //! Every commit uses `Durability::Immediate` and, by default, quick repair, so that reopening
 //! after a crash does not walk the whole file.
 
-use crate::data_dir::{FORMAT_VERSION, OLDEST_READABLE_FORMAT};
+use crate::data_dir::{FORMAT_VERSION, readable};
 use crate::error::{OpenError, ReadError, StorageError};
 use crate::options::{Backend, JournalOptions};
+use crate::redb_index::{self, ITEM_RUNS, ITEM_TAIL, ITEMS};
 use crate::store::{Batch, Store, Visit};
 use ledgersync_domain::StreamId;
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadOnlyDatabase, ReadTransaction,
-    ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, WriteTransaction,
 };
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -52,19 +45,13 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Format 1 only: dropped when such a journal is opened.
 const STREAM_HEADS: TableDefinition<&str, u64> = TableDefinition::new("stream_heads");
 const STREAM_INDEX: TableDefinition<(&str, u64), (u64, u64)> = TableDefinition::new("stream_index");
-const ITEMS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("items");
-const ITEM_TAIL: TableDefinition<u64, &[u8]> = TableDefinition::new("item_tail");
 const SUBJECTS: TableDefinition<&str, ()> = TableDefinition::new("subjects");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// The item keys of subjects (`ItemKey::Subject`), and the first key after them.
-const SUBJECT_KEY: &str = "subject:";
-const SUBJECT_KEY_END: &str = "subject;";
-
-/// The tail of the item index is folded into `items` by the commit that makes it span this many
-/// positions. A lookup scans at most this many tail rows; a fold sorts and inserts as many keys.
-const FOLD_SPAN: u64 = 4096;
+fn readable_u64(format: u64) -> bool {
+    u32::try_from(format).is_ok_and(readable)
+}
 
 /// A journal stored in redb.
 pub(crate) struct RedbStore {
@@ -73,6 +60,8 @@ pub(crate) struct RedbStore {
     dir: PathBuf,
     path: PathBuf,
     quick_repair: bool,
+    /// The item tail is written as a run once it spans this many positions.
+    item_fold_span: u64,
     cache_bytes: usize,
     /// Set by a failed write: redb refuses every later transaction of that `Database`
     /// (`PreviousIo`), so the next write reopens the file first.
@@ -126,6 +115,7 @@ impl RedbStore {
             dir: dir.to_owned(),
             path: path.clone(),
             quick_repair: opts.quick_repair,
+            item_fold_span: opts.item_fold_span.max(1),
             cache_bytes: opts.cache_bytes,
             reopen: AtomicBool::new(false),
         };
@@ -137,14 +127,16 @@ impl RedbStore {
             tx.open_table(STREAM_INDEX)?;
             tx.open_multimap_table(ITEMS)?;
             tx.open_table(ITEM_TAIL)?;
+            tx.open_table(ITEM_RUNS)?;
             tx.open_table(SUBJECTS)?;
             tx.open_table(SNAPSHOTS)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("format")?.map(|v| v.value());
             match found {
-                // Format 1 is format 2 with an empty item tail: mark it 2, so that a release
-                // that does not know the tail refuses it instead of missing index entries.
-                Some(v) if v == u64::from(OLDEST_READABLE_FORMAT) => {
+                // Format 1 is format 2 with an empty item tail, format 2 format 3 without
+                // runs: mark it 3, so that a release that does not know the runs refuses it
+                // instead of missing index entries.
+                Some(v) if v < u64::from(FORMAT_VERSION) && readable_u64(v) => {
                     meta.insert("format", u64::from(FORMAT_VERSION))?;
                     Ok(u64::from(FORMAT_VERSION))
                 }
@@ -181,6 +173,7 @@ impl RedbStore {
             dir: dir.to_owned(),
             path: path.clone(),
             quick_repair: opts.quick_repair,
+            item_fold_span: opts.item_fold_span.max(1),
             cache_bytes: opts.cache_bytes,
             reopen: AtomicBool::new(false),
         };
@@ -195,7 +188,8 @@ impl RedbStore {
         })()
         .map_err(storage)?;
         match found {
-            Some(v) if v == u64::from(FORMAT_VERSION) => Ok(store),
+            // Format 2 reads as format 3 without runs; format 1 has no item tail table.
+            Some(v) if v >= 2 && readable_u64(v) => Ok(store),
             found => Err(OpenError::VersionMismatch {
                 dir: dir.to_owned(),
                 found: found.map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX)),
@@ -323,7 +317,7 @@ impl Store for RedbStore {
             let mut events = tx.open_table(EVENTS)?;
             let mut index = tx.open_table(STREAM_INDEX)?;
             let mut tail = tx.open_table(ITEM_TAIL)?;
-            let mut keys = Vec::new();
+            let mut scratch = Vec::new();
             for a in &batch.appends {
                 index.insert(
                     (a.stream.as_str(), a.first_seq),
@@ -333,28 +327,12 @@ impl Store for RedbStore {
             for e in &batch.events {
                 events.insert(e.position, e.record.as_slice())?;
                 if !e.items.is_empty() {
-                    encode_keys(&e.items, &mut keys);
-                    tail.insert(e.position, keys.as_slice())?;
+                    redb_index::add_to_tail(&mut tail, e.position, &e.items, &mut scratch)?;
                 }
             }
+            drop((events, index, tail));
             let last = batch.events.last().map_or(0, |e| e.position);
-            let first_unfolded = tail.first()?.map(|(k, _)| k.value());
-            if first_unfolded.is_some_and(|first| last.saturating_sub(first) + 1 >= FOLD_SPAN) {
-                let mut pairs = Vec::new();
-                each_tail_row(&tail, |position, keys| {
-                    pairs.extend(keys.into_iter().map(|key| (key.to_owned(), position)));
-                })?;
-                drop(tail);
-                pairs.sort_unstable();
-                let mut items = tx.open_multimap_table(ITEMS)?;
-                for (key, position) in &pairs {
-                    items.insert(key.as_str(), *position)?;
-                }
-                // Deleting the table frees its pages at once; it is recreated empty right away,
-                // so that readers always find it.
-                tx.delete_table(ITEM_TAIL)?;
-                tx.open_table(ITEM_TAIL)?;
-            }
+            redb_index::fold_if_due(&tx, last, self.item_fold_span)?;
             Ok(())
         };
         // On error the transaction is dropped, which aborts it: nothing of the batch is written.
@@ -446,50 +424,12 @@ impl Store for RedbStore {
 
     fn item_positions(&self, key: &str) -> Result<Vec<u64>, ReadError> {
         let tx = self.read()?;
-        let run = || -> Result<Vec<u64>, redb::Error> {
-            let items = tx.open_multimap_table(ITEMS)?;
-            let mut positions = items
-                .get(key)?
-                .map(|v| Ok(v?.value()))
-                .collect::<Result<Vec<u64>, redb::Error>>()?;
-            let tail = tx.open_table(ITEM_TAIL)?;
-            each_tail_row(&tail, |position, keys| {
-                if keys.contains(&key) {
-                    positions.push(position);
-                }
-            })?;
-            Ok(positions)
-        };
-        run().map_err(|e| self.read_err(e))
+        redb_index::positions(&tx, key).map_err(|e| self.read_err(e))
     }
 
     fn subjects_containing(&self, needle: &str, max: usize) -> Result<Vec<String>, ReadError> {
         let tx = self.read()?;
-        let run = || -> Result<Vec<String>, redb::Error> {
-            let mut found = std::collections::BTreeSet::new();
-            let items = tx.open_multimap_table(ITEMS)?;
-            let (from, to) = (SUBJECT_KEY, SUBJECT_KEY_END);
-            for entry in items.range(from..to)? {
-                let (key, _) = entry?;
-                if let Some(subject) = key.value().strip_prefix(SUBJECT_KEY)
-                    && subject.contains(needle)
-                {
-                    found.insert(subject.to_owned());
-                }
-            }
-            let tail = tx.open_table(ITEM_TAIL)?;
-            each_tail_row(&tail, |_, keys| {
-                for k in keys {
-                    if let Some(subject) = k.strip_prefix(SUBJECT_KEY)
-                        && subject.contains(needle)
-                    {
-                        found.insert(subject.to_owned());
-                    }
-                }
-            })?;
-            Ok(found.into_iter().take(max).collect())
-        };
-        run().map_err(|e| self.read_err(e))
+        redb_index::subjects_containing(&tx, needle, max).map_err(|e| self.read_err(e))
     }
 
     fn heads(&self) -> Result<Vec<(StreamId, u64)>, ReadError> {
@@ -559,50 +499,6 @@ impl Store for RedbStore {
     }
 }
 
-/// Writes the item keys of one event as `len : u32 LE ‖ UTF-8 bytes`, one after the other.
-fn encode_keys(keys: &[String], out: &mut Vec<u8>) {
-    out.clear();
-    for key in keys {
-        let len = u32::try_from(key.len()).expect("an item key is shorter than 4 GiB");
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(key.as_bytes());
-    }
-}
-
-/// Visits every row of the item tail in position order: its position and its keys.
-fn each_tail_row(
-    tail: &impl ReadableTable<u64, &'static [u8]>,
-    mut visit: impl FnMut(u64, Vec<&str>),
-) -> Result<(), redb::Error> {
-    for entry in tail.iter()? {
-        let (position, keys) = entry?;
-        let position = position.value();
-        let keys = decode_keys(keys.value()).map_err(|detail| {
-            redb::Error::Corrupted(format!("item_tail row {position}: {detail}"))
-        })?;
-        visit(position, keys);
-    }
-    Ok(())
-}
-
-/// Reads what [`encode_keys`] wrote; an error describes the malformed part.
-fn decode_keys(mut bytes: &[u8]) -> Result<Vec<&str>, String> {
-    let mut keys = Vec::new();
-    while !bytes.is_empty() {
-        let (len, rest) = bytes
-            .split_first_chunk::<4>()
-            .ok_or_else(|| format!("{} bytes left, too few for a key length", bytes.len()))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(format!("a key of {len} bytes, {} left", rest.len()));
-        }
-        let (key, rest) = rest.split_at(len);
-        keys.push(std::str::from_utf8(key).map_err(|e| format!("a key is not UTF-8: {e}"))?);
-        bytes = rest;
-    }
-    Ok(keys)
-}
-
 /// The head of a stream: the last seq of its last `stream_index` entry, 0 if it has none.
 fn last_seq(
     index: &impl ReadableTable<(&'static str, u64), (u64, u64)>,
@@ -618,26 +514,4 @@ fn last_seq(
             None => 0,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn item_tail_rows_round_trip_and_damage_is_reported() {
-        let keys = vec![
-            "crm:1".to_owned(),
-            String::new(),
-            "subject:réunion".to_owned(),
-        ];
-        let mut row = Vec::new();
-        encode_keys(&keys, &mut row);
-        assert_eq!(decode_keys(&row).unwrap(), keys);
-        assert!(decode_keys(&[]).unwrap().is_empty());
-        // A truncated row, a length past the end, invalid UTF-8.
-        assert!(decode_keys(&row[..row.len() - 1]).is_err());
-        assert!(decode_keys(&row[..2]).is_err());
-        assert!(decode_keys(&[1, 0, 0, 0, 0xFF]).is_err());
-    }
 }

@@ -27,7 +27,7 @@ fn format1_redb_journal_opens_reads_and_continues() {
     {
         let j = open_ok(tmp.path(), Backend::Redb);
         let marker = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
-        assert!(marker.contains("format=2"), "{marker}");
+        assert!(marker.contains("format=3"), "{marker}");
 
         // Heads come from the stream index now; format 1's heads table is gone.
         assert_eq!(j.streams().unwrap(), vec![(a.clone(), 6), (b.clone(), 6)]);
@@ -46,7 +46,7 @@ fn format1_redb_journal_opens_reads_and_continues() {
             .collect();
         assert_eq!(a_positions, vec![1, 2, 6, 7, 11, 12]);
 
-        // The format 1 item index is read as the folded part of format 2's.
+        // The format 1 item index is read as the frozen oldest part of format 3's.
         assert_eq!(
             j.positions_for_item(&crm("row-0")).unwrap(),
             vec![3, 6, 9, 12]
@@ -78,9 +78,31 @@ fn format1_redb_journal_opens_reads_and_continues() {
         assert_eq!((appended.first_seq, appended.first_position), (7, 13));
     }
     let j = open_ok(tmp.path(), Backend::Redb);
-    assert_eq!(j.streams().unwrap(), vec![(a, 7), (b, 6)]);
+    assert_eq!(j.streams().unwrap(), vec![(a, 7), (b.clone(), 6)]);
     assert_eq!(
         j.positions_for_item(&crm("row-0")).unwrap(),
         vec![3, 6, 9, 12, 13]
     );
+    // Enough new events to write the tail as runs: a lookup reads the frozen index, the runs
+    // and the tail, in that order.
+    let mut want = vec![3, 6, 9, 12, 13];
+    for round in 0..10u64 {
+        let batch = (0..1000u64)
+            .map(|i| {
+                let row = if i % 100 == 0 { "row-0" } else { "row-x" };
+                event(
+                    b"more",
+                    vec![crm(row), subject(&format!("Meeting {round}"))],
+                )
+            })
+            .collect();
+        let done = j.append(&b, ExpectedSeq::Any, batch).unwrap();
+        want.extend((0..10).map(|k| done.first_position + k * 100));
+    }
+    assert_eq!(j.positions_for_item(&crm("row-0")).unwrap(), want);
+    assert_eq!(
+        j.positions_for_item(&subject("Meeting 0")).unwrap()[..4],
+        [4, 8, 12, 14]
+    );
+    assert_eq!(j.search_subjects("meeting", 20).unwrap().len(), 10);
 }

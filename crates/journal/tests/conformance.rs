@@ -624,28 +624,31 @@ fn format_marker_mismatch(backend: Backend) {
         Err(OpenError::NoJournal { .. })
     ));
     let marker = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
-    assert!(marker.contains("format=2"), "{marker}");
+    assert!(marker.contains("format=3"), "{marker}");
     assert!(marker.contains(&format!("backend={backend}")), "{marker}");
 
-    // Format 1 differs only by redb's deferred item index: it opens, and is marked 2.
-    rewrite_marker(tmp.path(), &marker.replace("format=2", "format=1"));
-    drop(open_ok(tmp.path(), backend));
-    let upgraded = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
-    assert!(upgraded.contains("format=2"), "{upgraded}");
+    // Formats 1 and 2 differ only by redb's item index (no tail, no runs): they open, and are
+    // marked 3.
+    for older in ["format=1", "format=2"] {
+        rewrite_marker(tmp.path(), &marker.replace("format=3", older));
+        drop(open_ok(tmp.path(), backend));
+        let upgraded = std::fs::read_to_string(tmp.path().join("LEDGERSYNC-JOURNAL")).unwrap();
+        assert!(upgraded.contains("format=3"), "{older}: {upgraded}");
+    }
 
-    rewrite_marker(tmp.path(), &marker.replace("format=2", "format=3"));
+    rewrite_marker(tmp.path(), &marker.replace("format=3", "format=4"));
     match open_dir(tmp.path(), backend) {
         Err(
             e @ OpenError::VersionMismatch {
-                found: 3,
-                expected: 2,
+                found: 4,
+                expected: 3,
                 ..
             },
         ) => {
             let text = e.to_string();
             assert!(text.contains(&tmp.path().display().to_string()), "{text}");
             assert!(
-                text.contains("version 3") && text.contains("versions 1 to 2"),
+                text.contains("version 4") && text.contains("versions 1 to 3"),
                 "{text}"
             );
         }

@@ -372,6 +372,12 @@ impl Handler<Observe> for MailboxActor {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             for incoming in msg.incomings {
+                // A CRM command's result whose command another result settled first is
+                // acknowledged and recorded nowhere (the domain's once-only rule).
+                if !core.admits(&incoming.event) {
+                    decisions.push(Vec::new());
+                    continue;
+                }
                 let (batch, prepared) = core.prepare(incoming, &settings, now, &IdGen);
                 expected.get_or_insert(batch.expected);
                 events.extend(batch.events);

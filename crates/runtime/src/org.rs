@@ -226,6 +226,9 @@ struct OrgEnv {
     settings: SharedSettings,
     known: KnownMailboxes,
     registry: Addr<Registry>,
+    /// The seq of the newest organization snapshot saved; held while one is being saved, so
+    /// that saves run one at a time and an older snapshot never replaces a newer one.
+    snapshot_saved: std::sync::Mutex<u64>,
 }
 
 /// The organization actor. Create it with [`OrgActor::new`] and `start()` it inside an actix
@@ -248,6 +251,7 @@ impl OrgActor {
     ) -> Self {
         Self {
             env: Arc::new(OrgEnv {
+                snapshot_saved: std::sync::Mutex::default(),
                 stream: StreamId::org(&org),
                 org,
                 journal,
@@ -488,26 +492,34 @@ async fn handle_changes(
     }
     // Every change up to the snapshot is routed: only now may a recovery start from it.
     if let Some(snapshot) = snapshot {
-        save_snapshot(&env, snapshot).await;
+        save_snapshot(&env, snapshot);
     }
     (Some(core), out)
 }
 
-/// Saves an organization snapshot off the actor's thread. A cache: a failed save is logged
-/// and only costs a longer recovery.
-async fn save_snapshot(env: &Arc<OrgEnv>, snapshot: ledgersync_journal::Snapshot) {
-    let journal = env.journal.clone();
-    let stream = env.stream.clone();
-    let saved = tokio::task::spawn_blocking(move || journal.save_snapshot(&stream, snapshot)).await;
-    match saved {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(org = %env.org, error = %e, "organization snapshot not saved; the next recovery folds more of the stream")
+/// Saves an organization snapshot on a blocking thread while the actor goes on with the next
+/// changes (a snapshot of a million rows is tens of MB to write). A cache: a failed save is
+/// logged and only costs a longer recovery. Saves run one at a time, and one older than the
+/// newest saved is dropped.
+fn save_snapshot(env: &Arc<OrgEnv>, snapshot: ledgersync_journal::Snapshot) {
+    let env = env.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut saved = env
+            .snapshot_saved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if snapshot.seq <= *saved {
+            return;
         }
-        Err(e) => {
-            tracing::warn!(org = %env.org, error = %e, "organization snapshot task failed")
+        let seq = snapshot.seq;
+        match env.journal.save_snapshot(&env.stream, snapshot) {
+            Ok(()) => *saved = seq,
+            Err(e) => {
+                tracing::warn!(org = %env.org, error = %e, "organization snapshot not saved; the next recovery folds more of the stream")
+            }
         }
-    }
+    });
+    drop(task);
 }
 
 /// Notes one mailbox failure (R14): observation and decisions in one append, then applied.

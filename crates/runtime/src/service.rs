@@ -46,6 +46,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod commands;
+
 /// One mailbox's connector, as configured.
 #[derive(Debug, Clone)]
 pub struct MailboxEndpoint {
@@ -105,6 +107,13 @@ pub enum ServiceError {
     /// The service is stopping and takes no new change.
     #[error("the service is stopping; the change was not recorded")]
     Stopping,
+    /// A mailbox actor could not recover or record (nothing was recorded; send it again).
+    #[error(transparent)]
+    Mailbox(#[from] crate::actor::ActorError),
+    /// A CRM command's result contradicts its command (the field at fault is named); nothing
+    /// was recorded.
+    #[error(transparent)]
+    Refused(#[from] ledgersync_engine::EngineError),
 }
 
 /// The live service (see the module doc).

@@ -231,6 +231,7 @@ fn crm_changes_on_the_bus_reach_their_mailboxes_and_replay_reproduces_every_deci
                     intent: intent.event_id,
                     remote: Some(ledgersync_domain::RemoteId("mbx-jayne/x.ics".into())),
                     etag: Some("\"1\"".into()),
+                    crm: None,
                 }),
             ))
             .await
@@ -419,6 +420,7 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
                     intent: EventId::from_u128(1),
                     remote: None,
                     etag: None,
+                    crm: None,
                 }),
             ))
             .await

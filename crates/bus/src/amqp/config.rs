@@ -14,7 +14,7 @@ use std::time::Duration;
 /// stops after 100.
 pub const DEFAULT_DELIVERY_LIMIT: u32 = 100;
 
-/// The RabbitMQ queue type of the CRM queue and the partitions. `docs/decisions/0012` says why
+/// The RabbitMQ queue type of the CRM queue and the partitions. `docs/decisions/0013` says why
 /// the default is what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueueType {
@@ -60,7 +60,7 @@ pub struct AmqpConfig {
     /// node must use the same number.
     pub partitions: usize,
     /// The type of the CRM queue and of the partitions. Default [`QueueType::Quorum`]
-    /// (decision 0012). Changing it on an existing broker makes the declaration fail: the
+    /// (decision 0013). Changing it on an existing broker makes the declaration fail: the
     /// queues must be drained and deleted first (`docs/bus.md`, Topology).
     pub queue_type: QueueType,
     /// Quorum queues only: the broker dead-letters a message returned this many times.

@@ -32,6 +32,7 @@ pub fn outcome(mailbox: &str, n: u128) -> BusMessage {
             intent: EventId::from_u128(n),
             remote: None,
             etag: Some(format!("\"{n}\"")),
+            crm: None,
         }),
     )
 }

@@ -331,6 +331,11 @@ impl Decider<'_> {
             // the server already holds and is adopted, not written back.
             return;
         }
+        if link.crm_version == Some(rec.version) {
+            // The echo guard of R18, CRM side: the version a CRM command of ledgersync's wrote
+            // (its result named it) is that write coming back, adopted, not written back.
+            return;
+        }
         let s = self.ctx.settings;
         if let (Some(old), Some(new)) = (link.synced.appointment(), rec.appointment()) {
             if new.state == ActivityState::Canceled && old.state != ActivityState::Canceled {

@@ -26,8 +26,15 @@ impl Decider<'_> {
             .records
             .get(&intent.record)
             .map(|r| r.title().to_string())
+            .or_else(|| intent.command.as_ref().map(|c| c.title.clone()))
             .unwrap_or_else(|| intent.record.to_string());
-        let rule = if intent.to_crm { R33 } else { R17 };
+        // A CRM command's result names the row the CRM created (its own id, perhaps not the
+        // one proposed) and its version; its rule is the command's (R33, R44).
+        let (rule, record) = match (&p.crm, &intent.command) {
+            (Some(done), Some(c)) => (c.command.rule(c.entity), done.record.clone()),
+            _ if intent.to_crm => (R33, intent.record.clone()),
+            _ => (R17, intent.record.clone()),
+        };
         let waiting = s
             .links
             .get(&intent.record)
@@ -43,23 +50,28 @@ impl Decider<'_> {
                         ),
                         vec![],
                     ),
-                    record: Some(intent.record.clone()),
+                    record: Some(record),
                     remote: Some(remote),
                 }),
             );
             return;
         }
+        let reason = match &p.crm {
+            Some(done) => format!(
+                "the CRM carried out {} for \"{title}\": it created row {} version {}; CRM row \
+                 and server item are linked",
+                done.command, done.record, done.version
+            ),
+            None => format!(
+                "\"{title}\" was created on the {}: CRM row and server item are linked",
+                if intent.to_crm { "CRM" } else { "mail server" }
+            ),
+        };
         self.push(
             rule,
             Event::LinkCreated(LinkCreated {
-                basis: basis(
-                    format!(
-                        "\"{title}\" was created on the {}: CRM row and server item are linked",
-                        if intent.to_crm { "CRM" } else { "mail server" }
-                    ),
-                    vec![],
-                ),
-                record: intent.record.clone(),
+                basis: basis(reason, vec![]),
+                record,
                 remote,
             }),
         );
@@ -144,13 +156,30 @@ impl Decider<'_> {
         let Some(intent) = s.intents.get(&p.intent) else {
             return;
         };
-        let (class, _) = classify(&p.error, ErrorSubject::Item);
-        let what = format!("{:?}", intent.kind).to_lowercase();
+        // A CRM command's failure is classed by the CRM's own word (R12), never by its code.
+        let class = match &p.crm {
+            Some(f) if f.retryable => ErrorClass::Transient,
+            Some(_) => ErrorClass::Permanent,
+            None => classify(&p.error, ErrorSubject::Item).0,
+        };
+        let command = intent.command.as_ref().filter(|_| p.crm.is_some());
+        let what = match command {
+            Some(c) => format!("{} command", c.command),
+            None => format!("{:?}", intent.kind).to_lowercase(),
+        };
         let attempt = intent.failures + 1;
         let limit = settings.transient_retry_limit;
         let given_up = class == ErrorClass::Transient && attempt >= limit;
         let at = retry_after::next_retry(self.ctx.now, settings.transient_retry_interval, &p.error);
         let next = match (class, intent.kind) {
+            (ErrorClass::Transient, _) if command.is_some() && !given_up => format!(
+                "attempt {attempt} of {limit}: the CRM may retry it; the command is offered \
+                 again with the same idempotency key at or after {at}; the mailbox is not affected"
+            ),
+            (ErrorClass::Permanent, _) if command.is_some() => {
+                "the CRM refused it for good: the command is given up and not offered again"
+                    .to_string()
+            }
             _ if p.error.kind() == ErrorKind::Gone => {
                 "the item is gone from the server for good (410): it is not retried".to_string()
             }
@@ -181,10 +210,16 @@ impl Decider<'_> {
             R12,
             Event::ErrorClassified(ErrorClassified {
                 basis: basis(
-                    format!(
-                        "the {what} intent for {record} failed ({} {}): {next}",
-                        p.error.code, p.error.message
-                    ),
+                    match command {
+                        Some(_) => format!(
+                            "the CRM answered the {what} for {record}: failed ({} {}): {next}",
+                            p.error.code, p.error.message
+                        ),
+                        None => format!(
+                            "the {what} intent for {record} failed ({} {}): {next}",
+                            p.error.code, p.error.message
+                        ),
+                    },
                     used.clone(),
                 ),
                 workload: Workload::Act,

@@ -954,6 +954,37 @@ impl World {
                 let pending: Vec<EventId> = state.intents.keys().copied().collect();
                 let intent = pick(&pending, i)?;
                 let p = &state.intents[&intent];
+                // A CRM command is answered by the CRM: its result, as the shell records it
+                // (a track command's row under a new CRM id; a retryable failure or not).
+                if let Some(c) = &p.command {
+                    let status = if *success {
+                        ledgersync_domain::crm::ResultStatus::Done {
+                            record: if c.command.creates() {
+                                RecordId::new(format!("crm-{}", self.fresh_remote()))
+                            } else {
+                                p.record.clone()
+                            },
+                            version: c.version + 1,
+                        }
+                    } else {
+                        ledgersync_domain::crm::ResultStatus::Failed {
+                            reason: error.message.clone(),
+                            code: Some(error.code.clone()),
+                            retryable: error.code.len() % 2 == 0,
+                            retry_after: error.retry_after,
+                        }
+                    };
+                    let result = ledgersync_domain::crm::CommandResult {
+                        key: ledgersync_domain::crm::CommandKey::new(state.id.clone()?, intent),
+                        status,
+                    };
+                    if let Ok(ledgersync_domain::crm::Settlement::Record(event)) =
+                        ledgersync_domain::crm::settle(state, &result)
+                    {
+                        self.delivered.push((*event).clone());
+                        return Some(*event);
+                    }
+                }
                 let event = if *success {
                     let remote = match (p.kind, p.to_crm) {
                         (ledgersync_domain::state::IntentKind::Create, false) => {
@@ -965,11 +996,13 @@ impl World {
                         intent,
                         remote,
                         etag: Some(format!("\"o{}\"", self.next_remote)),
+                        crm: None,
                     })
                 } else {
                     Event::IntentFailed(IntentFailed {
                         intent,
                         error: error.clone(),
+                        crm: None,
                     })
                 };
                 self.delivered.push(event.clone());
@@ -985,6 +1018,7 @@ impl World {
                             message: "late duplicate".into(),
                             retry_after: None,
                         },
+                        crm: None,
                     }),
                     (e, _) => e,
                 }

@@ -717,6 +717,7 @@ fn r11_r12_an_item_retry_waits_for_the_servers_retry_after() {
     mb.feed(Event::IntentFailed(IntentFailed {
         intent: create,
         error: ServerError::rate_limited("slow down", Some(later)),
+        crm: None,
     }));
     assert_eq!(mb.state.intents[&create].retry_at, Some(later));
     // A success after retries clears the count with the intent.

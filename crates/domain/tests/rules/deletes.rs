@@ -263,6 +263,7 @@ fn r27_a_row_that_leaves_the_union_before_its_create_is_carried_out_sends_nothin
         intent: create,
         remote: Some(RemoteId::new("jayne/a1.ics")),
         etag: None,
+        crm: None,
     }));
     assert_eq!(summary(&ds), [(27, "delete_intent"), (27, "cancel_intent")]);
     assert_eq!(one(cancels(&ds), &ds).1.attendees, team_addresses());

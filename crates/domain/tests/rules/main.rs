@@ -8,6 +8,7 @@
 mod support;
 
 mod cadence_and_errors;
+mod crm_commands;
 mod deletes;
 mod inbound;
 mod lifecycle;
@@ -207,6 +208,7 @@ fn written_with(mb: &mut Mailbox, remote: &RemoteId, etag: &str, pick: impl Fn(&
         intent,
         remote: Some(remote.clone()),
         etag: Some(etag.into()),
+        crm: None,
     }));
     assert!(
         ds.is_empty(),

@@ -196,6 +196,7 @@ impl Mailbox {
             intent,
             remote: Some(remote.clone()),
             etag: Some("\"1\"".into()),
+            crm: None,
         }))
     }
 
@@ -233,6 +234,7 @@ impl Mailbox {
             intent,
             remote: None,
             etag: None,
+            crm: None,
         }))
     }
 
@@ -241,6 +243,7 @@ impl Mailbox {
         self.feed(Event::IntentFailed(IntentFailed {
             intent,
             error: server_error(code, None),
+            crm: None,
         }))
     }
 

@@ -19,6 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod moved;
+
 /// `"checkpoint"` → the position of the last event folded.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Record id → [`Activity`].
@@ -267,11 +269,17 @@ impl<'txn, 's> Fold<'txn, 's> {
         let mut failure = None;
         // An intent whose outcome this event records: (row, intent id, how it stands now).
         let mut settled: Option<(RecordId, String, Settled)> = None;
+        let mut moved: Option<(RecordId, RecordId)> = None;
         match &s.event {
             Event::IntentSucceeded(p) => {
                 if let Some(i) = state.intents.get(&p.intent) {
                     records.push(i.record.clone());
-                    settled = Some((i.record.clone(), p.intent.to_string(), Settled::Done));
+                    // The CRM's result of a track command names the row it created.
+                    let row = p.crm.as_ref().map_or(&i.record, |done| &done.record);
+                    if row != &i.record {
+                        moved = Some((i.record.clone(), row.clone()));
+                    }
+                    settled = Some((row.clone(), p.intent.to_string(), Settled::Done));
                 }
             }
             Event::ErrorClassified(p) => {
@@ -361,6 +369,9 @@ impl<'txn, 's> Fold<'txn, 's> {
         self.dirty.insert(mailbox.clone());
         records.sort();
         records.dedup();
+        if let Some((from, to)) = &moved {
+            self.move_row(from, to)?;
+        }
 
         for record in &records {
             self.sync_link(&mailbox, record)?;
