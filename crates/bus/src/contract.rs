@@ -175,6 +175,7 @@ pub trait Consumer: Send + 'static {
 
     /// The next delivery, in queue order (waiting for one, and through broker restarts);
     /// `None` once the bus is closed. Deliveries come without waiting for the earlier ones to
-    /// be settled, up to the backend's prefetch.
+    /// be settled, up to the backend's prefetch. Cancel-safe: a call dropped before it returns
+    /// (a timeout, a `select!`) loses no message.
     fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
 }
