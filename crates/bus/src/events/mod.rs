@@ -260,7 +260,10 @@ impl EventPublisher {
             match outcome {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, confirmed = confirmed.load(Ordering::Acquire), "the event stream stopped");
+                    return Err(e);
+                }
             }
         }
         Ok(())
