@@ -293,22 +293,27 @@ async fn a_publisher_dropped_mid_run_resumes_from_its_checkpoint_with_no_gap() {
     .await
     .expect("a first batch confirmed");
     drop(publisher); // aborted between batches or in the middle of one
-    let checkpoint = Checkpoint::at(dir.path().join(CHECKPOINT_FILE))
-        .load()
-        .unwrap();
-    assert!(checkpoint >= 4);
 
     // Events appended while no publisher runs, then a new queue that sees only the next run.
     record(&journal, second);
     let expected = journal_json(journal.as_ref());
     let last = expected.len() as u64;
-    assert!(last > checkpoint);
     let (_resumed, mut resumed_rx) = bind(&vhost, "test.resumed").await;
 
-    let publisher = EventPublisher::new(journal.clone(), config(&vhost, dir.path(), 2))
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let publisher = EventPublisher::new(journal.clone(), config(&vhost, dir.path(), 2)).unwrap();
+    let checkpoint = publisher.resumes_after();
+    assert!(
+        checkpoint >= 4,
+        "the first run's checkpoint is kept: {checkpoint}"
+    );
+    assert_eq!(
+        checkpoint,
+        Checkpoint::at(dir.path().join(CHECKPOINT_FILE))
+            .load()
+            .unwrap()
+    );
+    assert!(last > checkpoint);
+    let publisher = publisher.spawn().unwrap();
     let resumed = receive_through_from(&mut resumed_rx, checkpoint + 1, last).await;
     let positions: Vec<u64> = resumed
         .iter()
