@@ -1,6 +1,7 @@
 //! The public event stream on RabbitMQ: every event of a journal published on
 //! `ledgersync.events` and read back by a separate consumer, complete and in order per stream;
-//! a publisher dropped mid-run and started again resumes from its checkpoint with no gap; a
+//! a publisher dropped mid-run and started again resumes from its checkpoint with no gap, and
+//! one whose connection the broker closes connects again and keeps its place; a
 //! consumer written in Python with pika from `docs/event-stream.md` alone reads the events.
 //! Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), each test in a vhost of its own, and
 //! `python3` with `pika` for the last test; anything missing fails the test.
@@ -406,5 +407,59 @@ async fn a_python_pika_consumer_written_from_the_docs_reads_the_stream() {
         rest.last().map(String::as_str),
         Some(format!("OK {}", mine.len()).as_str())
     );
+    publisher.stop().await.expect("stops cleanly");
+}
+
+/// Declares `name` (durable enough to outlive the connection) and binds it with `#`, then
+/// closes the connection: messages wait in the queue.
+async fn bind_only(vhost: &Vhost, name: &str) {
+    let (connection, _rx) = bind(vhost, name).await;
+    connection.close(200, "bound".into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_reconnects_when_the_broker_closes_its_connection_and_keeps_its_place() {
+    let vhost = Vhost::new();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open_journal(dir.path());
+    let changes = demo();
+    let (first, second) = changes.split_at(changes.len() / 2);
+    record(&journal, first);
+    bind_only(&vhost, "test.kept").await;
+
+    let mut settings = config(&vhost, dir.path(), 2);
+    settings.reconnect_max = Duration::from_millis(500);
+    let publisher = EventPublisher::new(journal.clone(), settings)
+        .unwrap()
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while publisher.confirmed() < 4 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("a first batch confirmed");
+    // What a broker restart does to a client: its connection closed under it.
+    common::rabbitmqctl(&[
+        "close_all_connections",
+        "-p",
+        &vhost.name,
+        "test: broker restart",
+    ]);
+    record(&journal, second);
+    let expected = journal_json(journal.as_ref());
+    let last = expected.len() as u64;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while publisher.confirmed() < last {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the publisher connects again and publishes through the end");
+
+    let (_consumer, mut rx) = bind(&vhost, "test.kept").await;
+    let all = receive_through(&mut rx, last).await;
+    assert_complete_in_order_per_stream(&all, &expected);
     publisher.stop().await.expect("stops cleanly");
 }
