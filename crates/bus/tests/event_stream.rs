@@ -387,7 +387,15 @@ async fn a_python_pika_consumer_written_from_the_docs_reads_the_stream() {
         .spawn()
         .expect("python3 must be installed: the event stream test runs a pika consumer");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = lines.next().expect("the consumer says READY").unwrap();
+    let ready = lines
+        .next()
+        .unwrap_or_else(|| {
+            panic!(
+                "the pika consumer ended before binding its queue (its error is above): is pika \
+                 installed? `python3 -m pip install pika==1.3.2` (scripts/test installs it)"
+            )
+        })
+        .unwrap();
     assert_eq!(
         ready, "READY",
         "the consumer bound its queue (is pika installed?)"
