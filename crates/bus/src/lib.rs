@@ -39,11 +39,17 @@
 //! JSON bodies with a schema header and its version ([`wire`]), the same on both backends, so
 //! a message that decodes in one decodes in the other; [`Delivery::message`] gives the typed
 //! [`WireError`] of a message that does not.
+//!
+//! # The public event stream
+//!
+//! [`events::EventPublisher`] publishes the journal on the topic exchange `ledgersync.events`
+//! (`docs/event-stream.md`): the journal is the outbox.
 #![warn(missing_docs)]
 
 mod amqp;
 mod contract;
 mod delivery;
+pub mod events;
 mod memory;
 mod message;
 #[cfg(feature = "test-broker")]

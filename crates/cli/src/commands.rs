@@ -87,8 +87,12 @@ pub fn events(
     mailbox: Option<String>,
     from: u64,
     limit: Option<usize>,
+    follow: bool,
 ) -> Result<ExitCode> {
     let journal = ctx.journal()?;
+    if follow {
+        return follow_events(ctx, journal.as_ref(), mailbox, from, limit);
+    }
     let json = ctx.json;
     let out = &mut *ctx.out;
     let mut printed = 0usize;
@@ -151,6 +155,56 @@ pub fn events(
             result?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How often `events --follow` looks for new events once it has printed every one.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `events --follow`: every event from global position `from` in journal order (only
+/// `mailbox`'s when given), then each new one as it is recorded, until `limit` events were
+/// printed or the output is closed. Standard output is flushed whenever the journal is caught
+/// up, so a reader sees each event as soon as it is recorded (within [`FOLLOW_POLL`]).
+fn follow_events(
+    ctx: &mut Ctx,
+    journal: &dyn ledgersync_journal::Journal,
+    mailbox: Option<String>,
+    from: u64,
+    limit: Option<usize>,
+) -> Result<ExitCode> {
+    let stream = mailbox.map(|m| StreamId::mailbox(&MailboxId::new(m)));
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut printed = 0usize;
+    let mut next = from.max(1);
+    while printed < limit {
+        let page = journal.read_all(next, ledgersync_engine::log::PAGE)?;
+        if page.is_empty() {
+            ctx.out.flush()?;
+            std::thread::sleep(FOLLOW_POLL);
+            continue;
+        }
+        for env in page {
+            next = env.position + 1;
+            if stream.as_ref().is_some_and(|s| *s != env.stream) {
+                continue;
+            }
+            let s = Stored::decode(env)?;
+            if ctx.json {
+                writeln!(
+                    ctx.out,
+                    "{}",
+                    serde_json::to_string(&render::event_json(&s))?
+                )?;
+            } else {
+                writeln!(ctx.out, "{}", render::event_line(&s))?;
+            }
+            printed += 1;
+            if printed >= limit {
+                break;
+            }
+        }
+    }
+    ctx.out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,8 @@ struct File {
     mailbox: Vec<MailboxSection>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    bus: crate::bus_config::BusSection,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -147,6 +149,8 @@ pub struct Config {
     pub data_group: Option<String>,
     /// Size limits (`[limits]`): a CRM change file, line and field, a connector item.
     pub limits: Limits,
+    /// `[bus]`: the bus and the public event stream.
+    pub bus: crate::bus_config::BusConfig,
 }
 
 impl Default for Config {
@@ -166,6 +170,7 @@ impl Default for Config {
             mailboxes: Vec::new(),
             data_group: None,
             limits: Limits::default(),
+            bus: crate::bus_config::BusConfig::default(),
         }
     }
 }
@@ -232,6 +237,7 @@ impl Config {
             c.org = id;
         }
         let file_name = path.display();
+        c.bus = file.bus.check(&file_name.to_string())?;
         if let Some(f) = file.log.format {
             c.log_format = match f.as_str() {
                 "text" => LogFormat::Text,

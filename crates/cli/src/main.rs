@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod access;
 mod alerts;
+mod bus_config;
 mod commands;
 mod config;
 mod control;
@@ -125,6 +126,11 @@ Example:
         /// At most this many events.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// Keep following: after the last event, print each new one as it is recorded (one
+        /// JSON object per line with --json, the body of the event stream's messages;
+        /// docs/event-stream.md).
+        #[arg(long)]
+        follow: bool,
     },
     /// The CRM side: `crm apply FILE.jsonl` (CRM changes and command results in,
     /// docs/crm-changes.md) and `crm pending` (the CRM commands out, docs/crm-commands.md).
@@ -381,7 +387,8 @@ pub(crate) fn dispatch(command: Command, ctx: &mut ctx::Ctx) -> anyhow::Result<E
             mailbox,
             from,
             limit,
-        } => commands::events(ctx, mailbox, from, limit),
+            follow,
+        } => commands::events(ctx, mailbox, from, limit, follow),
         Command::Crm {
             command: CrmCommand::Apply { file },
         } => crm::apply(ctx, &file),

@@ -1,11 +1,9 @@
 //! Text and JSON rendering of reports.
 
-use ledgersync_domain::event::type_name;
 use ledgersync_engine::describe::describe;
 use ledgersync_engine::explain::Explanation;
 use ledgersync_engine::log::Stored;
 use ledgersync_engine::{ReplayReport, WhatIfReport};
-use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 pub fn replay(r: &ReplayReport) -> String {
@@ -154,20 +152,4 @@ pub fn event_line(s: &Stored) -> String {
     )
 }
 
-pub fn event_json(s: &Stored) -> Value {
-    let e = &s.envelope;
-    json!({
-        "position": e.position,
-        "stream": e.stream.as_str(),
-        "seq": e.seq,
-        "event_id": e.event_id.to_string(),
-        "recorded_at": e.recorded_at.0,
-        "occurred_at": e.occurred_at.0,
-        "event_type": type_name(e.event_type),
-        "schema_version": e.schema_version,
-        "causation": e.causation.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-        "correlation": e.correlation.map(|c| c.to_string()),
-        "rule": e.rule.map(|r| r.to_string()),
-        "payload": serde_json::to_value(&s.event).unwrap_or(Value::Null),
-    })
-}
+pub use ledgersync_engine::log::event_json;

@@ -4,10 +4,14 @@
 //! control socket through which the other commands reach it. Stops gracefully on SIGINT or
 //! SIGTERM (docs/serve.md).
 
+use crate::bus_config::BusKind;
 use crate::config::{Config, LogFormat, MailboxConfig};
 use crate::control::ControlSocket;
 use crate::ctx::{Live, check_org, open_or_create};
 use anyhow::{Context as _, Result};
+use ledgersync_bus::events::{
+    CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
+};
 use ledgersync_connectors::VdirConfig;
 use ledgersync_domain::{MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
@@ -97,6 +101,7 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
     create_collections(config)?;
     let system = actix::System::new();
     system.block_on(async {
+        let events = start_event_stream(&data, config, &journal)?;
         let service = Service::start(
             journal,
             Arc::new(SystemClock),
@@ -122,9 +127,45 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
         tracing::info!(signal, "stopping: finishing the run in progress");
         control.close();
         let checkpoint = service.stop().await?;
+        if let Some(events) = events {
+            let confirmed = events.confirmed();
+            match events.stop().await {
+                Ok(()) => tracing::info!(confirmed, "event stream stopped"),
+                Err(e) => tracing::error!(confirmed, error = %e, "the event stream had stopped"),
+            }
+        }
         tracing::info!(checkpoint, "stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// With `bus.kind = "amqp"` and `bus.publish_events` (its default there), starts the
+/// publisher of the public event stream: the journal on `ledgersync.events` from the
+/// checkpoint in `<data>/event-stream.checkpoint` (docs/event-stream.md). It connects in the
+/// background, retrying with backoff, so a broker that is down delays the stream, not `serve`.
+fn start_event_stream(
+    data: &Path,
+    config: &Config,
+    journal: &Arc<dyn ledgersync_journal::Journal>,
+) -> Result<Option<EventPublisherHandle>> {
+    if config.bus.kind != BusKind::Amqp || !config.bus.publish_events {
+        return Ok(None);
+    }
+    let settings = EventPublisherConfig::new(
+        config.bus.url.clone(),
+        config.org.clone(),
+        data.join(CHECKPOINT_FILE),
+    );
+    let publisher = EventPublisher::new(journal.clone(), settings)
+        .and_then(EventPublisher::spawn)
+        .context("starting the public event stream (`[bus]` in the configuration)")?;
+    tracing::info!(
+        url = %ledgersync_bus::redact_url(&config.bus.url),
+        exchange = EVENTS_EXCHANGE,
+        after = publisher.confirmed(),
+        "publishing the journal on the event stream"
+    );
+    Ok(Some(publisher))
 }
 
 /// How long `serve` waits for another process (a command run a moment before) to release the

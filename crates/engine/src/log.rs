@@ -38,6 +38,28 @@ impl Stored {
     }
 }
 
+/// The public JSON of a stored event: what `ledgersync events --json` prints, one object per
+/// line, and the body of every message of the public event stream (`docs/event-stream.md`).
+/// Its fields: `position`, `stream`, `seq`, `event_id`, `recorded_at`, `occurred_at`,
+/// `event_type`, `schema_version`, `causation`, `correlation`, `rule`, `payload`.
+pub fn event_json(s: &Stored) -> serde_json::Value {
+    let e = &s.envelope;
+    serde_json::json!({
+        "position": e.position,
+        "stream": e.stream.as_str(),
+        "seq": e.seq,
+        "event_id": e.event_id.to_string(),
+        "recorded_at": e.recorded_at.0,
+        "occurred_at": e.occurred_at.0,
+        "event_type": ledgersync_domain::event::type_name(e.event_type),
+        "schema_version": e.schema_version,
+        "causation": e.causation.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "correlation": e.correlation.map(|c| c.to_string()),
+        "rule": e.rule.map(|r| r.to_string()),
+        "payload": serde_json::to_value(&s.event).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 /// Page size for full scans.
 pub const PAGE: usize = 4096;
 
