@@ -507,7 +507,7 @@ fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled()
     let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     // A long batch of contacts for Paul, killed while it is being applied: the service
-    // records it in appends of up to 128 changes, and the client prints each line's report
+    // records it in appends of up to 1024 changes, and the client prints each line's report
     // once its append is done.
     const LINES: usize = 1500;
     let batch: String = (0..LINES)
