@@ -132,20 +132,16 @@ pub fn parse_result_within(
     }
     let status = match w.status {
         StatusWire::Done => {
-            for (field, given) in [
-                ("reason", w.reason.is_some()),
-                ("code", w.code.is_some()),
-                ("retryable", w.retryable.is_some()),
-                ("retry_after", w.retry_after.is_some()),
-            ] {
-                if given {
-                    return Err(Problem::at(
-                        field,
-                        "only a \"failed\" result has it; a \"done\" result gives \"record\" and \
-                         \"version\"",
-                    ));
-                }
-            }
+            refuse_given(
+                &[
+                    ("reason", w.reason.is_some()),
+                    ("code", w.code.is_some()),
+                    ("retryable", w.retryable.is_some()),
+                    ("retry_after", w.retry_after.is_some()),
+                ],
+                "only a \"failed\" result has it; a \"done\" result gives \"record\" and \
+                 \"version\"",
+            )?;
             let record = match w.record {
                 Some(r) if !r.trim().is_empty() => RecordId::new(r),
                 Some(_) => return Err(Problem::at("record", "is empty; give the CRM row id")),
@@ -176,18 +172,14 @@ pub fn parse_result_within(
             ResultStatus::Done { record, version }
         }
         StatusWire::Failed => {
-            for (field, given) in [
-                ("record", w.record.is_some()),
-                ("version", w.version.is_some()),
-            ] {
-                if given {
-                    return Err(Problem::at(
-                        field,
-                        "only a \"done\" result has it; a \"failed\" result gives \"reason\" and \
-                         \"retryable\"",
-                    ));
-                }
-            }
+            refuse_given(
+                &[
+                    ("record", w.record.is_some()),
+                    ("version", w.version.is_some()),
+                ],
+                "only a \"done\" result has it; a \"failed\" result gives \"reason\" and \
+                 \"retryable\"",
+            )?;
             let reason = match w.reason {
                 Some(r) if !r.trim().is_empty() => r,
                 Some(_) => return Err(Problem::at("reason", "is empty; say why it failed")),
@@ -236,4 +228,12 @@ pub fn parse_result_within(
         }
     };
     Ok(CommandResult { key, status })
+}
+
+/// The first of `fields` that is given, refused with `why`: a field of the other status.
+fn refuse_given(fields: &[(&'static str, bool)], why: &str) -> Result<(), Problem> {
+    match fields.iter().find(|(_, given)| *given) {
+        Some((field, _)) => Err(Problem::at(*field, why)),
+        None => Ok(()),
+    }
 }
