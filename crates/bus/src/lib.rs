@@ -65,4 +65,4 @@ pub use contract::{Bus, Confirmation, ConsumeError, Consumer, ListError, Publish
 pub use delivery::{DeadLetter, DeadLetterReason, Delivery, Settle, SettleError};
 pub use memory::{DEFAULT_PREFETCH, InProcessBus, InProcessConfig, InProcessConsumer};
 pub use message::{BusMessage, DEFAULT_PARTITIONS, Queue, partition_of};
-pub use wire::{WireError, WireLimits, WireMessage};
+pub use wire::{CRM_COMMAND_SCHEMA, DEFAULT_MAX_BODY, WireError, WireLimits, WireMessage};

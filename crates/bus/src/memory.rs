@@ -123,6 +123,7 @@ impl InProcessBus {
             ..config
         };
         let queues = Queue::all(config.partitions)
+            .chain([Queue::CrmCommands])
             .map(|_| QueueSlot {
                 state: Mutex::new(QueueState::default()),
                 changed: Notify::new(),
@@ -198,6 +199,7 @@ impl Inner {
             Queue::Crm => Some(0),
             Queue::Partition(p) if p < self.config.partitions => Some(p + 1),
             Queue::Partition(_) => None,
+            Queue::CrmCommands => Some(self.config.partitions + 1),
         }
     }
 

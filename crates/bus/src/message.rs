@@ -2,6 +2,7 @@
 
 use ledgersync_domain::{Event, EventId, MailboxId};
 use ledgersync_engine::IdGen;
+use ledgersync_engine::ingress::render_change;
 use ledgersync_engine::mailbox::Incoming;
 use std::fmt;
 
@@ -12,13 +13,18 @@ pub const DEFAULT_PARTITIONS: usize = 64;
 /// A message on the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusMessage {
-    /// A CRM-side or administrative change for the organization, on the CRM queue. `id` is the
-    /// id it is recorded under in `org/<id>`.
+    /// A line for the organization, on the CRM queue: a CRM-side or administrative change, or
+    /// a CRM command's result, in the `crm apply` format (`docs/crm-changes.md`,
+    /// `docs/crm-commands.md`). `id` is the id a change is recorded under in `org/<id>`.
+    ///
+    /// The bus checks only that the line is a JSON object with a `"kind"`; the organization
+    /// reads it against its state (a mailbox a mapping names must be registered, …), as it
+    /// reads a line of `crm apply`.
     CrmChange {
         /// The event id of the change in the organization stream.
         id: EventId,
-        /// The change.
-        event: Event,
+        /// One `crm apply` line: a JSON object on one line, without the newline.
+        line: String,
     },
     /// A mail-side observation (or an intent outcome) for one mailbox, on its partition.
     MailObservation {
@@ -30,11 +36,25 @@ pub enum BusMessage {
 }
 
 impl BusMessage {
-    /// A CRM change under a new event id.
+    /// A CRM change under a new event id, written as its `crm apply` line.
+    ///
+    /// # Panics
+    /// When `event` is not a CRM change (a mail observation, a decision, an outcome): those
+    /// have no `crm apply` line.
     pub fn crm(event: Event) -> Self {
+        let line = render_change(&event)
+            .unwrap_or_else(|| panic!("`{}` is not a CRM change", event.name()));
         BusMessage::CrmChange {
             id: IdGen.next(),
-            event,
+            line,
+        }
+    }
+
+    /// A `crm apply` line (a change or a command result) under a new event id.
+    pub fn crm_line(line: impl Into<String>) -> Self {
+        BusMessage::CrmChange {
+            id: IdGen.next(),
+            line: line.into(),
         }
     }
 
@@ -74,11 +94,11 @@ impl BusMessage {
         }
     }
 
-    /// The event the message carries.
-    pub fn event(&self) -> &Event {
+    /// The `crm apply` line of a CRM message; `None` for a mail observation.
+    pub fn line(&self) -> Option<&str> {
         match self {
-            BusMessage::CrmChange { event, .. } => event,
-            BusMessage::MailObservation { incoming, .. } => &incoming.event,
+            BusMessage::CrmChange { line, .. } => Some(line),
+            BusMessage::MailObservation { .. } => None,
         }
     }
 
@@ -99,6 +119,10 @@ pub enum Queue {
     Crm,
     /// A partition of the mailboxes: the mail-side messages of the mailboxes that hash to it.
     Partition(usize),
+    /// The CRM commands ledgersync asks the CRM's adapter to carry out
+    /// (`<prefix>crm.commands`): published by ledgersync, consumed by the adapter, never by
+    /// ledgersync (not among [`Queue::all`]).
+    CrmCommands,
 }
 
 impl Queue {
@@ -113,6 +137,7 @@ impl fmt::Display for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Queue::Crm => f.write_str("crm"),
+            Queue::CrmCommands => f.write_str("crm.commands"),
             Queue::Partition(p) => write!(f, "partition.{p}"),
         }
     }

@@ -12,8 +12,9 @@
 //!
 //! Bodies, version 1:
 //!
-//! - `crm-change`: the event, as every `--json` output writes it:
-//!   `{"type": "record_upserted", "data": {…}}`.
+//! - `crm-change`: one `crm apply` line (`docs/crm-changes.md`; a CRM command's result is a
+//!   line of kind `command_result`, `docs/crm-commands.md`): a JSON object with a string
+//!   `"kind"`. The bus checks that much; the organization reads the rest against its state.
 //! - `mail-observation`: `{"mailbox": "mbx-a", "causation": ["<uuid>", …],
 //!   "correlation": "<uuid>", "event": {"type": …, "data": …}}`; no other field.
 //!
@@ -34,13 +35,18 @@ pub const SCHEMA_HEADER: &str = "ledgersync-schema";
 pub const SCHEMA_VERSION_HEADER: &str = "ledgersync-schema-version";
 /// The version of both schemas this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
+/// The schema of a CRM command on the CRM command queue (header [`SCHEMA_HEADER`]): one
+/// object as `ledgersync crm pending --json` prints it; the message id is the intent id.
+/// ledgersync publishes these and never reads them.
+pub const CRM_COMMAND_SCHEMA: &str = "crm-command";
+
 /// The default size limit of a body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 /// The schema of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Schema {
-    /// A CRM change: the event.
+    /// A `crm apply` line: a CRM change or a CRM command's result.
     CrmChange,
     /// A mail-side observation or intent outcome for a mailbox.
     MailObservation,
@@ -254,7 +260,7 @@ struct MailBody {
 /// The wire form of a message.
 pub fn encode(message: &BusMessage) -> WireMessage {
     let (schema, body) = match message {
-        BusMessage::CrmChange { event, .. } => (Schema::CrmChange, serde_json::to_vec(event)),
+        BusMessage::CrmChange { line, .. } => (Schema::CrmChange, Ok(line.clone().into_bytes())),
         BusMessage::MailObservation { mailbox, incoming } => (
             Schema::MailObservation,
             serde_json::to_vec(&MailBodyRef {
@@ -322,8 +328,35 @@ pub fn decode(wire: &WireMessage, limits: &WireLimits) -> Result<BusMessage, Wir
     }
     match schema {
         Schema::CrmChange => {
-            let event: Event = parse(&wire.body, message_id, schema)?;
-            Ok(BusMessage::CrmChange { id, event })
+            let line: serde_json::Value = parse(&wire.body, message_id, schema)?;
+            let problem = match &line {
+                serde_json::Value::Object(map) => match map.get("kind") {
+                    Some(serde_json::Value::String(_)) => None,
+                    Some(_) => Some(
+                        "`kind` must be a string naming the line's kind (`record_upserted`, \
+                         `command_result`, … as in docs/crm-changes.md)",
+                    ),
+                    None => Some("missing field `kind`: each line names its kind"),
+                },
+                _ => Some("not a JSON object: a CRM line is one object with a `kind`"),
+            };
+            if let Some(reason) = problem {
+                return Err(WireError::Invalid {
+                    message_id: message_id.into(),
+                    schema: schema.name(),
+                    field: "kind".into(),
+                    line: 1,
+                    column: 1,
+                    reason: reason.into(),
+                });
+            }
+            let line = if wire.body.contains(&b'\n') || wire.body.contains(&b'\r') {
+                // One line for the organization's reader: the same object, compact.
+                serde_json::to_string(&line).expect("a JSON value always serializes")
+            } else {
+                String::from_utf8(wire.body.clone()).expect("a JSON text is UTF-8")
+            };
+            Ok(BusMessage::CrmChange { id, line })
         }
         Schema::MailObservation => {
             let body: MailBody = parse(&wire.body, message_id, schema)?;

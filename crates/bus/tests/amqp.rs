@@ -65,6 +65,7 @@ async fn the_topology_is_declared_with_its_arguments_and_again_without_change() 
         names,
         [
             "ledgersync.crm",
+            "ledgersync.crm.commands",
             "ledgersync.dead-letters",
             "ledgersync.partition.0",
             "ledgersync.partition.1",
@@ -254,7 +255,7 @@ async fn a_deleted_queue_is_declared_again_by_its_consumer_and_its_publisher() {
             "ledgersync.partition.{}",
             match queue {
                 Queue::Partition(p) => p,
-                Queue::Crm => unreachable!(),
+                Queue::Crm | Queue::CrmCommands => unreachable!(),
             }
         ),
     ]);

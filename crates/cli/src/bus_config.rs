@@ -15,6 +15,9 @@ pub(crate) struct BusSection {
     kind: Option<String>,
     url: Option<String>,
     publish_events: Option<bool>,
+    partitions: Option<usize>,
+    queue_type: Option<String>,
+    max_message_bytes: Option<usize>,
 }
 
 /// Which bus.
@@ -36,6 +39,27 @@ pub struct BusConfig {
     /// `bus.publish_events`: publish the journal on `ledgersync.events` (default: true with
     /// `kind = "amqp"`; refused with `kind = "in-process"`, where there is no broker).
     pub publish_events: bool,
+    /// `bus.partitions`: partition queues (default 64, the same on every node).
+    pub partitions: usize,
+    /// `bus.queue_type`: `quorum` (default) or `classic`.
+    pub queue_type: ledgersync_bus::QueueType,
+    /// `bus.max_message_bytes`: the largest message body taken (default 1 MiB).
+    pub max_message_bytes: usize,
+}
+
+impl BusConfig {
+    /// The RabbitMQ settings of this configuration (the others at their defaults).
+    pub fn amqp(&self) -> ledgersync_bus::AmqpConfig {
+        ledgersync_bus::AmqpConfig {
+            url: self.url.clone(),
+            partitions: self.partitions,
+            queue_type: self.queue_type,
+            limits: ledgersync_bus::WireLimits {
+                max_body: self.max_message_bytes,
+            },
+            ..ledgersync_bus::AmqpConfig::default()
+        }
+    }
 }
 
 impl std::fmt::Debug for BusConfig {
@@ -44,6 +68,9 @@ impl std::fmt::Debug for BusConfig {
             .field("kind", &self.kind)
             .field("url", &ledgersync_bus::redact_url(&self.url))
             .field("publish_events", &self.publish_events)
+            .field("partitions", &self.partitions)
+            .field("queue_type", &self.queue_type)
+            .field("max_message_bytes", &self.max_message_bytes)
             .finish()
     }
 }
@@ -54,6 +81,9 @@ impl Default for BusConfig {
             kind: BusKind::InProcess,
             url: DEFAULT_BUS_URL.into(),
             publish_events: false,
+            partitions: ledgersync_bus::DEFAULT_PARTITIONS,
+            queue_type: ledgersync_bus::QueueType::Quorum,
+            max_message_bytes: ledgersync_bus::DEFAULT_MAX_BODY,
         }
     }
 }
@@ -88,10 +118,40 @@ impl BusSection {
             (BusKind::InProcess, _) => false,
             (BusKind::Amqp, p) => p.unwrap_or(true),
         };
+        let partitions = self
+            .partitions
+            .unwrap_or(ledgersync_bus::DEFAULT_PARTITIONS);
+        if !(1..=1024).contains(&partitions) {
+            return Err(anyhow!(
+                "{file_name}: key `bus.partitions` cannot be {partitions}; allowed: 1 to 1024 \
+                 (default 64; every node must use the same number)"
+            ));
+        }
+        let queue_type = match self.queue_type.as_deref() {
+            None => ledgersync_bus::QueueType::Quorum,
+            Some(name) => ledgersync_bus::QueueType::parse(name).ok_or_else(|| {
+                anyhow!(
+                    "{file_name}: key `bus.queue_type` cannot be `{name}`; allowed values: \
+                     quorum, classic"
+                )
+            })?,
+        };
+        let max_message_bytes = self
+            .max_message_bytes
+            .unwrap_or(ledgersync_bus::DEFAULT_MAX_BODY);
+        if max_message_bytes < 1024 {
+            return Err(anyhow!(
+                "{file_name}: key `bus.max_message_bytes` cannot be {max_message_bytes}; it must \
+                 be at least 1024 (default 1048576, 1 MiB)"
+            ));
+        }
         Ok(BusConfig {
             kind,
             url,
             publish_events,
+            partitions,
+            queue_type,
+            max_message_bytes,
         })
     }
 }

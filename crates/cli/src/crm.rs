@@ -17,9 +17,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 mod pending;
+mod publish;
 mod results;
 
 pub use pending::pending;
+pub use publish::publish;
 
 /// A line of the file, change or result, to apply in the file's order.
 enum Line<'a> {

@@ -217,7 +217,10 @@ pub(crate) enum CrmCommand {
     /// Apply CRM changes, one JSON object a line (`-` reads standard input), and the CRM's
     /// results of CRM commands (`command_result` lines, docs/crm-commands.md). Every line is
     /// checked first; if any is bad, nothing is applied, every bad line is listed and the exit
-    /// code is 2. An empty or missing --data directory gets a new journal.
+    /// code is 2. An empty or missing --data directory gets a new journal. With `[bus] kind =
+    /// "amqp"` the lines are published to the broker's CRM queue instead (one message a line,
+    /// each confirmed) for the service consuming it; lines it refuses are dead-lettered with
+    /// their reasons (`bus status`).
     Apply {
         /// The JSON-lines file, or `-` for standard input.
         #[arg(value_name = "FILE.jsonl")]
@@ -345,13 +348,25 @@ fn run_here_or_in_service(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut input = None;
-    if let Some(dir) = &data {
-        if let Command::Crm {
-            command: CrmCommand::Apply { file },
-        } = &command
-        {
-            input = Some(crm::read_input(file, &config.limits)?);
+    if let Command::Crm {
+        command: CrmCommand::Apply { file },
+    } = &command
+    {
+        let (name, text) = crm::read_input(file, &config.limits)?;
+        // With a broker, the lines go to its CRM queue: the service consuming it records them.
+        if config.bus.kind == bus_config::BusKind::Amqp {
+            return crm::publish(
+                &name,
+                &text,
+                config,
+                json,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
         }
+        input = Some((name, text));
+    }
+    if let Some(dir) = &data {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if let Some(answer) = control::forward(dir, args, input.clone()) {
             return answer;

@@ -9,14 +9,17 @@ use crate::config::{Config, LogFormat, MailboxConfig};
 use crate::control::ControlSocket;
 use crate::ctx::{Live, check_org, open_or_create};
 use anyhow::{Context as _, Result};
+use ledgersync_bus::AmqpBus;
 use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
 use ledgersync_connectors::VdirConfig;
 use ledgersync_domain::{MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
+use ledgersync_runtime::sink::REPLY_TIMEOUT;
 use ledgersync_runtime::{
-    MailboxEndpoint, RegistryConfig, SchedulerConfig, Service, ServiceConfig,
+    BusSink, MailboxEndpoint, RegistryConfig, Replies, SchedulerConfig, Service, ServiceConfig,
+    Sink,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,15 +105,38 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
     let system = actix::System::new();
     system.block_on(async {
         let events = start_event_stream(&data, config, &journal)?;
-        let service = Service::start(
+        let bus = connect_bus(config).await?;
+        let replies = Replies::default();
+        let sink = match &bus {
+            Some(bus) => Sink::Bus(BusSink {
+                publish: Arc::new(bus.clone()),
+                replies: replies.clone(),
+                timeout: REPLY_TIMEOUT,
+            }),
+            None => Sink::Direct,
+        };
+        let service = Service::start_with(
             journal,
             Arc::new(SystemClock),
             service_config(&data, config),
             None,
+            sink,
         )
         .await
         .context("starting the service")?;
         let service = Arc::new(service);
+        if let Some(bus) = bus {
+            let settings = ledgersync_runtime::BusConfig {
+                limits: config.limits,
+                ..ledgersync_runtime::BusConfig::default()
+            };
+            service.attach_bus(bus, replies, settings);
+            tracing::info!(
+                url = %ledgersync_bus::redact_url(&config.bus.url),
+                partitions = config.bus.partitions,
+                "consuming CRM lines from the CRM queue and observations from the partitions"
+            );
+        }
         let live = Arc::new(Live {
             service: service.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -166,6 +192,23 @@ fn start_event_stream(
         "publishing the journal on the event stream"
     );
     Ok(Some(publisher))
+}
+
+/// With `bus.kind = "amqp"`: the broker, its topology declared. A broker that cannot be
+/// reached stops `serve` here, saying how to start one.
+async fn connect_bus(config: &Config) -> Result<Option<Arc<AmqpBus>>> {
+    if config.bus.kind != BusKind::Amqp {
+        return Ok(None);
+    }
+    let bus = AmqpBus::connect(config.bus.amqp(), Arc::new(SystemClock))
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the bus at {} (`[bus]` in the configuration)",
+                ledgersync_bus::redact_url(&config.bus.url)
+            )
+        })?;
+    Ok(Some(Arc::new(bus)))
 }
 
 /// How long `serve` waits for another process (a command run a moment before) to release the

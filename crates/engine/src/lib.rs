@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod command_json;
 pub mod describe;
 pub mod engine;
 pub mod error;

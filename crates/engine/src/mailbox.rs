@@ -10,6 +10,11 @@
 //!    and the decisions, advance the head, and say whether a snapshot is due.
 //!
 //! A failed append leaves the core untouched: the same observation can be prepared again.
+//!
+//! An observation that arrives twice under the same event id — a bus message delivered again
+//! after a lost ack, a publish retried — is recorded once: the core remembers the ids of the
+//! last [`RECENT_OBSERVATIONS`] observations it recorded (read back from the end of the
+//! stream on recovery), and [`MailboxCore::already_observed`] answers for them.
 
 use crate::clock::IdGen;
 use crate::engine::Appended;
@@ -21,6 +26,45 @@ use ledgersync_domain::{
 };
 use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
 
+/// How many of a mailbox's latest observation ids its core remembers, to record an
+/// observation delivered twice only once. A bus redelivers at most a consumer's unsettled
+/// window (32 messages a partition by default) and a driver's retried publish one chunk
+/// ([`OBSERVATION_CHUNK`]): both well inside.
+pub const RECENT_OBSERVATIONS: usize = 1024;
+
+/// The most observations a driver sends in one publish (and so may send again when the
+/// publish is retried).
+pub const OBSERVATION_CHUNK: usize = 128;
+
+/// How far back recovery reads the stream for the ids of [`RECENT_OBSERVATIONS`]: an
+/// observation and its decisions are rarely more than four events.
+const RECENT_EVENTS: u64 = 4 * RECENT_OBSERVATIONS as u64;
+
+/// The ids of a mailbox's latest observations, oldest first, at most [`RECENT_OBSERVATIONS`].
+#[derive(Debug, Clone, Default)]
+struct RecentIds {
+    order: std::collections::VecDeque<EventId>,
+    set: std::collections::HashSet<EventId>,
+}
+
+impl RecentIds {
+    fn push(&mut self, id: EventId) {
+        if !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_OBSERVATIONS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
+
+    fn contains(&self, id: &EventId) -> bool {
+        self.set.contains(id)
+    }
+}
+
 /// A mailbox's state and its stream head.
 #[derive(Debug, Clone)]
 pub struct MailboxCore {
@@ -29,6 +73,7 @@ pub struct MailboxCore {
     state: MailboxState,
     head: u64,
     since_snapshot: u64,
+    recent: RecentIds,
 }
 
 /// An observation on its way into a mailbox, with its identity in the journal.
@@ -97,6 +142,7 @@ impl MailboxCore {
             state: MailboxState::default(),
             head: 0,
             since_snapshot: 0,
+            recent: RecentIds::default(),
         }
     }
 
@@ -116,6 +162,25 @@ impl MailboxCore {
         // Events since the snapshot count towards the next one, so that a mailbox passivated
         // more often than every `snapshot_every` events still gets snapshots.
         core.since_snapshot = head.saturating_sub(from - 1);
+        // The ids of the latest observations (recorded without a rule), from before the
+        // snapshot too.
+        let mut recent_from = head.saturating_sub(RECENT_EVENTS).max(1);
+        while recent_from < from {
+            let page = journal.read_stream(
+                &core.stream,
+                recent_from,
+                (PAGE as u64).min(from - recent_from) as usize,
+            )?;
+            if page.is_empty() {
+                break;
+            }
+            for env in page {
+                recent_from = env.seq + 1;
+                if env.rule.is_none() {
+                    core.recent.push(env.event_id);
+                }
+            }
+        }
         while from <= head {
             let page = journal.read_stream(&core.stream, from, PAGE)?;
             if page.is_empty() {
@@ -123,12 +188,22 @@ impl MailboxCore {
             }
             for env in page {
                 from = env.seq + 1;
+                if env.rule.is_none() && env.seq + RECENT_EVENTS > head {
+                    core.recent.push(env.event_id);
+                }
                 let stored = Stored::decode(env)?;
                 core.state.apply_owned(stored.meta(), stored.event);
             }
         }
         core.head = head;
         Ok(core)
+    }
+
+    /// Whether the observation `id` is among the latest this mailbox recorded
+    /// ([`RECENT_OBSERVATIONS`]): delivered again, it is answered with no decision and
+    /// recorded nowhere.
+    pub fn already_observed(&self, id: &EventId) -> bool {
+        self.recent.contains(id)
     }
 
     /// The mailbox id.
@@ -215,6 +290,7 @@ impl MailboxCore {
         );
         let at = prepared.at;
         let (obs_id, obs) = prepared.obs;
+        self.recent.push(obs_id);
         self.state.apply(EventMeta { id: obs_id, at }, &obs);
         for (id, d) in &prepared.decisions {
             self.state.apply(EventMeta { id: *id, at }, &d.event);

@@ -374,7 +374,9 @@ impl Handler<Observe> for MailboxActor {
             for incoming in msg.incomings {
                 // A CRM command's result whose command another result settled first is
                 // acknowledged and recorded nowhere (the domain's once-only rule).
-                if !core.admits(&incoming.event) {
+                // An observation delivered again (same event id: a bus redelivery, a publish
+                // retried) is recorded once.
+                if !core.admits(&incoming.event) || core.already_observed(&incoming.id) {
                     decisions.push(Vec::new());
                     continue;
                 }

@@ -1,8 +1,10 @@
 //! The consumer loop: how the live side takes its messages from the bus (`ledgersync-bus`).
 //!
-//! [`consume`] takes the deliveries of one queue one at a time: CRM changes go to the
-//! [`OrgActor`], mail-side observations to the [`Registry`]. Each delivery is settled once its
-//! outcome is known:
+//! [`consume`] takes the deliveries of one queue one at a time: mail-side observations go to
+//! the [`Registry`] (and the driver waiting for one is answered through [`Replies`]), CRM
+//! lines to the [`OrgActor`], read against its state like a `crm apply` line. The service
+//! consumes its CRM queue in batches instead (`Service::attach_bus`). Each delivery is settled
+//! once its outcome is known:
 //!
 //! - handled, every event it caused durable → **ack**;
 //! - bad input — a message that does not decode (its [`WireError`](ledgersync_bus::WireError),
@@ -16,10 +18,12 @@
 //! A message delivered twice (after a release, a lost ack, a consumer that went away) carries
 //! the same event id: the organization answers it as already recorded, and it is acked again.
 
-use crate::org::{CrmChange, KnownMailboxes, OrgActor};
+use crate::org::{CheckLines, CrmChange, KnownMailboxes, OrgActor};
 use crate::registry::{ObserveMailbox, Registry};
+use crate::sink::{Replies, Reply};
 use actix::Addr;
 use ledgersync_bus::{Bus, BusMessage, Consumer, DeadLetterReason, Delivery, Queue};
+use ledgersync_domain::Limits;
 use ledgersync_domain::event::EventClass;
 use ledgersync_engine::EngineError;
 use std::sync::{Arc, PoisonError};
@@ -54,6 +58,10 @@ pub enum Settled {
 
 enum Outcome {
     Done,
+    Decided(
+        ledgersync_domain::EventId,
+        Vec<ledgersync_engine::engine::Appended>,
+    ),
     Bad(DeadLetterReason),
     Transient(String),
 }
@@ -67,16 +75,50 @@ pub struct Targets {
     pub registry: Addr<Registry>,
     /// Mail observations for other mailboxes are dead-lettered ([`OrgActor::known_mailboxes`]).
     pub known: KnownMailboxes,
+    /// Drivers waiting for their observations (empty when none publish in this process).
+    pub replies: Replies,
+    /// Told of every mailbox an observation reached, when something (the service's CRM
+    /// command dispatcher) wants to know.
+    pub touched: Option<tokio::sync::mpsc::UnboundedSender<ledgersync_domain::MailboxId>>,
 }
 
 async fn handle_message(message: &BusMessage, targets: &Targets) -> Outcome {
     let (org, registry) = (&targets.org, &targets.registry);
     let bad = |text: String| Outcome::Bad(DeadLetterReason::new(text));
     match message {
-        BusMessage::CrmChange { id, event } => {
+        BusMessage::CrmChange { id, line } => {
+            let checked = match org
+                .send(CheckLines {
+                    text: line.clone(),
+                    limits: Limits::default(),
+                })
+                .await
+            {
+                Ok(Ok(checked)) => checked,
+                Ok(Err(e)) => return Outcome::Transient(e.to_string()),
+                Err(e) => {
+                    return Outcome::Transient(format!(
+                        "the organization actor did not answer: {e}"
+                    ));
+                }
+            };
+            if let Some(e) = checked.errors.first() {
+                return Outcome::Bad(DeadLetterReason {
+                    reason: e.message.clone(),
+                    field: e.field.clone(),
+                    ..DeadLetterReason::default()
+                });
+            }
+            let Some(change) = checked.changes.into_iter().next() else {
+                return bad(
+                    "invalid input: a command result reaches the CRM queue of a running \
+                     service, not this consumer"
+                        .into(),
+                );
+            };
             let change = CrmChange {
                 id: *id,
-                event: event.clone(),
+                event: change.event,
             };
             match org.send(change).await {
                 Ok(Ok(_)) => Outcome::Done,
@@ -106,7 +148,7 @@ async fn handle_message(message: &BusMessage, targets: &Targets) -> Outcome {
             }
             let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
             match registry.send(observe).await {
-                Ok(Ok(_)) => Outcome::Done,
+                Ok(Ok(decisions)) => Outcome::Decided(incoming.id, decisions),
                 Ok(Err(e)) => Outcome::Transient(e.to_string()),
                 Err(e) => Outcome::Transient(format!("the registry did not answer: {e}")),
             }
@@ -124,10 +166,29 @@ pub async fn settle_one(delivery: Delivery, targets: &Targets) -> Settled {
     };
     let (settled, result) = match outcome {
         Outcome::Done => (Settled::Acked, delivery.ack().await),
-        Outcome::Bad(reason) => (
-            Settled::DeadLettered(reason.reason.clone()),
-            delivery.dead_letter(reason).await,
-        ),
+        Outcome::Decided(id, decisions) => {
+            if let (Some(touched), Ok(BusMessage::MailObservation { mailbox, .. })) =
+                (&targets.touched, delivery.message())
+                && !decisions.is_empty()
+            {
+                let _ = touched.send(mailbox.clone());
+            }
+            // Durable: the waiting driver may go on (before the ack, which only tells the
+            // broker).
+            targets.replies.answer(id, Reply::Decided(decisions));
+            (Settled::Acked, delivery.ack().await)
+        }
+        Outcome::Bad(reason) => {
+            if let Ok(BusMessage::MailObservation { incoming, .. }) = delivery.message() {
+                targets
+                    .replies
+                    .answer(incoming.id, Reply::Refused(reason.reason.clone()));
+            }
+            (
+                Settled::DeadLettered(reason.reason.clone()),
+                delivery.dead_letter(reason).await,
+            )
+        }
         Outcome::Transient(reason) => {
             tracing::warn!(%queue, %message_id, %reason, "message left for redelivery");
             (Settled::Released(reason), delivery.release().await)

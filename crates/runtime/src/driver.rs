@@ -52,8 +52,10 @@
 
 use crate::actor::ActorError;
 use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
+use crate::sink::{BusSink, OBSERVATION_CHUNK, Replies, Reply, Sink};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
+use ledgersync_bus::BusMessage;
 use ledgersync_connectors::{Connector, Cursor, Intent, ItemFailure, Listing};
 use ledgersync_domain::event::{ItemFailed, ServerError, Workload};
 use ledgersync_domain::policy::cursor_reset;
@@ -133,6 +135,15 @@ pub enum DriverError {
         path: PathBuf,
         /// The I/O error.
         source: io::Error,
+    },
+    /// An observation could not go through the bus, or was not answered; nothing more of the
+    /// listing is sent and the cursor stays.
+    #[error("mailbox `{mailbox}`: the bus: {reason}")]
+    Bus {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// Why.
+        reason: String,
     },
     /// The connector call did not return (it panicked, or the runtime shut down).
     #[error("mailbox `{mailbox}`: the connector call did not complete: {reason}")]
@@ -214,6 +225,7 @@ pub struct Driver {
     cursor: Cursor,
     intents: HashMap<EventId, KnownIntent>,
     throttle: Option<(Arc<Throttle>, Credential)>,
+    sink: Sink,
 }
 
 impl Driver {
@@ -250,7 +262,14 @@ impl Driver {
             cursor,
             intents: HashMap::new(),
             throttle: None,
+            sink: Sink::Direct,
         })
+    }
+
+    /// Observations go to `sink` (default: straight to the mailbox actor).
+    pub fn with_sink(mut self, sink: Sink) -> Self {
+        self.sink = sink;
+        self
     }
 
     /// Every connector call first takes a connection of `credential` from `throttle` (R15).
@@ -305,19 +324,19 @@ impl Driver {
         // One flow per listing: every observation shares the first one's id as correlation.
         let mut correlation = None;
         let mut observed = Vec::with_capacity(observations.len());
-        let mut decisions = Vec::new();
+        let mut incomings = Vec::with_capacity(observations.len());
         for event in observations {
             let id = IdGen.next();
             let correlation = *correlation.get_or_insert(id);
-            let incoming = Incoming {
+            incomings.push(Incoming {
                 event: event.clone(),
                 id,
                 causation: Vec::new(),
                 correlation,
-            };
-            decisions.extend(self.observe(incoming).await?);
+            });
             observed.push((id, event));
         }
+        let mut decisions = self.observe_all(incomings).await?;
         // The domain's cursor reset policy (R25): a cursor the connector cannot read (another
         // connector's, or damaged) is recorded as a `cursor_reset`, and the next listing starts
         // from the initial cursor (it reports every item as seen and never an `item_gone`).
@@ -334,7 +353,7 @@ impl Driver {
                 causation: vec![*failed],
                 correlation: correlation.unwrap_or(id),
             };
-            decisions.extend(self.observe(incoming).await?);
+            decisions.extend(self.observe_all(vec![incoming]).await?);
             observed.push((id, reset));
             cursor = Cursor::initial();
             cursor_reset = true;
@@ -410,7 +429,9 @@ impl Driver {
                 causation: vec![id],
                 correlation: known.correlation,
             };
-            report.decisions.extend(self.observe(incoming).await?);
+            report
+                .decisions
+                .extend(self.observe_all(vec![incoming]).await?);
             // Now that the outcome is durable, the item written is known to the cursor: a
             // deletion by someone else before the next listing is then reported gone.
             let remembered = {
@@ -446,6 +467,105 @@ impl Driver {
         Ok((view.state, view.now))
     }
 
+    /// Gives observations to the mailbox, in order, through the sink; answers their
+    /// decisions, in order.
+    async fn observe_all(
+        &mut self,
+        incomings: Vec<Incoming>,
+    ) -> Result<Vec<Appended>, DriverError> {
+        let mut decisions = Vec::new();
+        match self.sink.clone() {
+            Sink::Direct => {
+                for incoming in incomings {
+                    decisions.extend(self.observe(incoming).await?);
+                }
+            }
+            Sink::Bus(bus) => {
+                for chunk in incomings.chunks(OBSERVATION_CHUNK) {
+                    decisions.extend(self.publish_and_wait(&bus, chunk).await?);
+                }
+            }
+        }
+        Ok(decisions)
+    }
+
+    /// Publishes `chunk` to the mailbox's partition and waits for the consumer's answers.
+    async fn publish_and_wait(
+        &mut self,
+        bus: &BusSink,
+        chunk: &[Incoming],
+    ) -> Result<Vec<Appended>, DriverError> {
+        let waits: Vec<_> = chunk
+            .iter()
+            .map(|i| (i.id, bus.replies.wait_for(i.id)))
+            .collect();
+        let forget = |replies: &Replies| {
+            for incoming in chunk {
+                replies.forget(&incoming.id);
+            }
+        };
+        let messages = chunk
+            .iter()
+            .map(|incoming| BusMessage::MailObservation {
+                mailbox: self.mailbox.clone(),
+                incoming: incoming.clone(),
+            })
+            .collect();
+        if let Err(e) = bus.publish.publish(messages).await {
+            forget(&bus.replies);
+            return Err(DriverError::Bus {
+                mailbox: self.mailbox.clone(),
+                reason: e.to_string(),
+            });
+        }
+        let mut decisions = Vec::new();
+        for ((id, wait), incoming) in waits.into_iter().zip(chunk) {
+            let reply = match tokio::time::timeout(bus.timeout, wait).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(_)) | Err(_) => {
+                    forget(&bus.replies);
+                    return Err(DriverError::Bus {
+                        mailbox: self.mailbox.clone(),
+                        reason: format!(
+                            "observation {id} was published but not answered within {:?}: is \
+                             this node's consumer of the mailbox's partition active? (another \
+                             node may hold it; the observation is decided there)",
+                            bus.timeout
+                        ),
+                    });
+                }
+            };
+            match reply {
+                Reply::Decided(appended) => {
+                    self.remember_intents(&appended, incoming.correlation);
+                    decisions.extend(appended);
+                }
+                Reply::Refused(reason) => {
+                    forget(&bus.replies);
+                    return Err(DriverError::Bus {
+                        mailbox: self.mailbox.clone(),
+                        reason: format!("observation {id} was dead-lettered: {reason}"),
+                    });
+                }
+            }
+        }
+        Ok(decisions)
+    }
+
+    fn remember_intents(&mut self, decisions: &[Appended], correlation: EventId) {
+        for appended in decisions {
+            if is_intent(&appended.decision.event) {
+                self.intents.insert(
+                    appended.id,
+                    KnownIntent {
+                        event: appended.decision.event.clone(),
+                        correlation,
+                    },
+                );
+            }
+        }
+    }
+
     /// Gives one observation to the mailbox; remembers the intents it decided.
     async fn observe(&mut self, incoming: Incoming) -> Result<Vec<Appended>, DriverError> {
         let correlation = incoming.correlation;
@@ -475,17 +595,7 @@ impl Driver {
                 }
             }
         };
-        for appended in &decisions {
-            if is_intent(&appended.decision.event) {
-                self.intents.insert(
-                    appended.id,
-                    KnownIntent {
-                        event: appended.decision.event.clone(),
-                        correlation,
-                    },
-                );
-            }
-        }
+        self.remember_intents(&decisions, correlation);
         Ok(decisions)
     }
 

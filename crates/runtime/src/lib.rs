@@ -14,6 +14,7 @@ pub mod org;
 pub mod registry;
 pub mod scheduler;
 pub mod service;
+pub mod sink;
 pub mod throttle;
 pub mod watch;
 
@@ -29,5 +30,6 @@ pub use registry::{
     RuntimeStats, SharedSettings, Shutdown, StatsSnapshot,
 };
 pub use scheduler::{Ran, Scheduler, SchedulerConfig, SchedulerError, Signal, TickReport};
-pub use service::{MailboxEndpoint, Service, ServiceConfig, ServiceError};
+pub use service::{BusConfig, LineOutcome, MailboxEndpoint, Service, ServiceConfig, ServiceError};
+pub use sink::{BusSink, Publish, Replies, Reply, Sink};
 pub use throttle::{ConnectionLimit, Credential, Permit, Throttle, ThrottleError};

@@ -54,7 +54,9 @@ use ledgersync_domain::{
     Decision, Event, EventId, MailboxId, OrgId, OrgState, ProfileId, Recorded, StreamId,
 };
 use ledgersync_engine::engine::Appended;
-use ledgersync_engine::ingress::{Change, LineError, parse_changes_within};
+use ledgersync_engine::ingress::{
+    Change, LineError, ResultLine, parse_changes_within, split_results,
+};
 use ledgersync_engine::mailbox::Incoming;
 use ledgersync_engine::org::{Committed, OrgCore, Prepared, ROUTING_WINDOW, Unfinished};
 use ledgersync_engine::{Clock, EngineError, IdGen};
@@ -198,6 +200,32 @@ pub struct CheckChanges {
 
 impl Message for CheckChanges {
     type Result = Result<Result<Vec<Change>, Vec<LineError>>, OrgError>;
+}
+
+/// Reads lines taken from the bus's CRM queue (`crm apply` lines: changes and command
+/// results, `ingress::split_results`) against the organization as the actor holds it, without
+/// copying it; nothing is recorded.
+#[derive(Debug, Clone)]
+pub struct CheckLines {
+    /// The lines, one per message, joined by newlines.
+    pub text: String,
+    /// The size limits of a line and of a text field.
+    pub limits: ledgersync_domain::Limits,
+}
+
+/// The answer to [`CheckLines`]: what the lines are, or what is wrong with them.
+#[derive(Debug, Clone, Default)]
+pub struct CheckedLines {
+    /// The change lines, when every change line is good.
+    pub changes: Vec<Change>,
+    /// The good result lines.
+    pub results: Vec<ResultLine>,
+    /// The bad lines, changes and results.
+    pub errors: Vec<LineError>,
+}
+
+impl Message for CheckLines {
+    type Result = Result<CheckedLines, OrgError>;
 }
 
 /// The parts of the organization that say which mailboxes exist and on which profiles, for
@@ -704,6 +732,30 @@ impl Handler<CheckChanges> for OrgActor {
     fn handle(&mut self, msg: CheckChanges, _ctx: &mut Context<Self>) -> Self::Result {
         with_core(self, move |core| {
             parse_changes_within(&msg.text, core.state(), &msg.limits)
+        })
+    }
+}
+
+impl Handler<CheckLines> for OrgActor {
+    type Result = AtomicResponse<Self, Result<CheckedLines, OrgError>>;
+
+    fn handle(&mut self, msg: CheckLines, _ctx: &mut Context<Self>) -> Self::Result {
+        with_core(self, move |core| {
+            let split = split_results(&msg.text, core.state(), &msg.limits);
+            let mut errors = split.errors;
+            let changes = match parse_changes_within(&split.changes, core.state(), &msg.limits) {
+                Ok(changes) => changes,
+                Err(bad) => {
+                    errors.extend(bad);
+                    Vec::new()
+                }
+            };
+            errors.sort_by_key(|e| e.line);
+            CheckedLines {
+                changes,
+                results: split.results,
+                errors,
+            }
         })
     }
 }

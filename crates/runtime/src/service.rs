@@ -30,6 +30,7 @@ use crate::org::{
 };
 use crate::registry::{ForwardFailures, Registry, RegistryConfig, SharedSettings, Shutdown};
 use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
+use crate::sink::Sink;
 use crate::throttle::{ConnectionLimit, Credential, Throttle};
 use actix::{Actor, Addr, MailboxError};
 use ledgersync_connectors::{VdirConfig, VdirConnector};
@@ -46,7 +47,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod bus;
 mod commands;
+mod dispatch;
+
+pub use bus::{BusConfig, LineOutcome};
 
 /// One mailbox's connector, as configured.
 #[derive(Debug, Clone)]
@@ -132,6 +137,12 @@ pub struct Service {
     watchers: Mutex<Option<crate::watch::Watchers>>,
     /// The scheduler, the tick reporter and the projection follower; taken by `stop`.
     tasks: Mutex<Option<[JoinHandle<()>; 3]>>,
+    /// The bus the service consumes from, when it has one (`attach_bus`); closed by `stop`.
+    bus: Mutex<Option<bus::Attached>>,
+    /// The mailboxes the organization has registered, for the partition consumers.
+    known: crate::org::KnownMailboxes,
+    /// With a bus: mailboxes reached by something, for the CRM command dispatcher.
+    touched: std::sync::OnceLock<mpsc::UnboundedSender<MailboxId>>,
 }
 
 /// What makes drivers: the configuration, and which mailboxes already have one.
@@ -140,6 +151,7 @@ struct DriverFactory {
     started: BTreeSet<MailboxId>,
     throttle: Arc<Throttle>,
     cursors: PathBuf,
+    sink: Sink,
 }
 
 impl Service {
@@ -151,6 +163,18 @@ impl Service {
         clock: Arc<dyn Clock>,
         config: ServiceConfig,
         reports: Option<mpsc::UnboundedSender<TickReport>>,
+    ) -> Result<Self, ServiceError> {
+        Self::start_with(journal, clock, config, reports, Sink::Direct).await
+    }
+
+    /// [`Service::start`], with the drivers' observations going to `sink` (through the bus:
+    /// then [`Service::attach_bus`] starts the consumers that answer them).
+    pub async fn start_with(
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        config: ServiceConfig,
+        reports: Option<mpsc::UnboundedSender<TickReport>>,
+        sink: Sink,
     ) -> Result<Self, ServiceError> {
         let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
         let registry = Registry::new(
@@ -166,8 +190,9 @@ impl Service {
             clock.clone(),
             settings,
             registry.clone(),
-        )
-        .start();
+        );
+        let known = org.known_mailboxes();
+        let org = org.start();
         // Mailbox failures reach the organization for the R14 profile alert.
         registry
             .send(ForwardFailures(org.clone().recipient()))
@@ -200,6 +225,7 @@ impl Service {
             started: BTreeSet::new(),
             throttle: Arc::new(Throttle::new()),
             cursors: config.data_dir.join("cursors"),
+            sink,
         };
         let mut scheduler = Scheduler::new(registry.clone(), clock.clone(), config.scheduler);
         for driver in drivers.new_drivers(&view, &registry, &journal)? {
@@ -258,6 +284,9 @@ impl Service {
             drivers: Mutex::new(drivers),
             watchers: Mutex::new(Some(watchers)),
             tasks: Mutex::new(Some([scheduler, reporter, follower])),
+            bus: Mutex::new(None),
+            known,
+            touched: std::sync::OnceLock::new(),
         })
     }
 
@@ -278,21 +307,27 @@ impl Service {
     /// [`Routed`] per change handled, up to the first that failed. More changes are sent in
     /// several batches, stopping at the first failure.
     pub async fn crm_batch(&self, events: Vec<Event>) -> Result<BatchRouted, ServiceError> {
+        let changes = events
+            .into_iter()
+            .map(|event| CrmChange {
+                id: IdGen.next(),
+                event,
+            })
+            .collect();
+        self.crm_changes(changes).await
+    }
+
+    /// [`Service::crm_batch`] of changes with their ids (a change whose id the organization
+    /// recorded lately is answered as already recorded, and recorded nowhere).
+    pub async fn crm_changes(&self, changes: Vec<CrmChange>) -> Result<BatchRouted, ServiceError> {
         let open = self.gate.read().await;
         if !*open {
             return Err(ServiceError::Stopping);
         }
         let mut out = BatchRouted::default();
-        let mut events = events.into_iter().peekable();
-        while events.peek().is_some() {
-            let changes: Vec<CrmChange> = events
-                .by_ref()
-                .take(ROUTING_WINDOW)
-                .map(|event| CrmChange {
-                    id: IdGen.next(),
-                    event,
-                })
-                .collect();
+        let mut all = changes.into_iter().peekable();
+        while all.peek().is_some() {
+            let changes: Vec<CrmChange> = all.by_ref().take(ROUTING_WINDOW).collect();
             // Only an administrative change can register a mailbox or change a profile; row
             // changes do not look at the organization again (it grows with the rows).
             let administrative = changes.iter().any(|c| !is_row_change(&c.event));
@@ -320,6 +355,11 @@ impl Service {
                 for driver in new {
                     tracing::info!(mailbox = %driver.mailbox(), "driver started for a newly registered mailbox");
                     let _ = self.signals.send(Signal::Add(Box::new(driver)));
+                }
+            }
+            if let Some(touched) = self.touched.get() {
+                for mailbox in &reached {
+                    let _ = touched.send(mailbox.clone());
                 }
             }
             if !reached.is_empty() {
@@ -409,6 +449,12 @@ impl Service {
             if let Err(e) = scheduler.await {
                 tracing::error!(error = %e, "the scheduler task ended abnormally");
             }
+            // The drivers are done (their observations answered): the consumers can stop;
+            // what they hold unsettled goes back to the broker.
+            let attached = self.bus.lock().expect("bus lock").take();
+            if let Some(attached) = attached {
+                attached.close().await;
+            }
             let _ = reporter.await;
             let _ = self.stop.send(true);
             let _ = follower.await;
@@ -460,7 +506,8 @@ impl DriverFactory {
                 journal.clone(),
                 &self.cursors,
             )?
-            .with_throttle(self.throttle.clone(), credential);
+            .with_throttle(self.throttle.clone(), credential)
+            .with_sink(self.sink.clone());
             self.started.insert(endpoint.mailbox.clone());
             drivers.push(driver);
         }

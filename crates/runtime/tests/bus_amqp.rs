@@ -112,6 +112,8 @@ fn crm_changes_through_rabbitmq_record_what_the_synchronous_engine_records() {
             org: org.start(),
             registry,
             known,
+            replies: Default::default(),
+            touched: None,
         };
         let config = AmqpConfig {
             url: vhost.url(),

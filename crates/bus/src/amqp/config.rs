@@ -132,7 +132,7 @@ impl fmt::Debug for AmqpConfig {
 }
 
 impl AmqpConfig {
-    /// The name of a queue: `<prefix>crm`, `<prefix>partition.<n>`.
+    /// The name of a queue: `<prefix>crm`, `<prefix>partition.<n>`, `<prefix>crm.commands`.
     pub fn queue_name(&self, queue: Queue) -> String {
         format!("{}{queue}", self.prefix)
     }
@@ -142,6 +142,9 @@ impl AmqpConfig {
         let rest = name.strip_prefix(&self.prefix)?;
         if rest == "crm" {
             return Some(Queue::Crm);
+        }
+        if rest == "crm.commands" {
+            return Some(Queue::CrmCommands);
         }
         let p = rest.strip_prefix("partition.")?.parse::<usize>().ok()?;
         (p < self.partitions).then_some(Queue::Partition(p))

@@ -369,7 +369,7 @@ pub(super) async fn declare_topology(
         )
         .await
         .map_err(|e| (dlq, e))?;
-    for queue in Queue::all(config.partitions) {
+    for queue in Queue::all(config.partitions).chain([Queue::CrmCommands]) {
         declare_queue(channel, config, queue).await?;
     }
     Ok(())

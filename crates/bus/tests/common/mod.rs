@@ -47,10 +47,19 @@ pub fn change(n: u32) -> BusMessage {
 
 /// The `n` of a message made by [`outcome`] or [`change`].
 pub fn n_of(message: &BusMessage) -> u128 {
-    match message.event() {
-        Event::IntentSucceeded(p) => p.intent.as_u128(),
-        Event::SettingChanged(p) => p.value.parse().expect("a number"),
-        other => panic!("unexpected {other:?}"),
+    match message {
+        BusMessage::MailObservation { incoming, .. } => match &incoming.event {
+            Event::IntentSucceeded(p) => p.intent.as_u128(),
+            other => panic!("unexpected {other:?}"),
+        },
+        BusMessage::CrmChange { line, .. } => {
+            let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            line["value"]
+                .as_str()
+                .expect("a setting")
+                .parse()
+                .expect("a number")
+        }
     }
 }
 

@@ -14,6 +14,17 @@ impl Service {
     /// outcome, and decides on it (as `Engine::settle` does); a result for a command that is
     /// not open is acknowledged and recorded nowhere. An `Ok` means what it caused is durable.
     pub async fn settle(&self, result: CommandResult) -> Result<Settled, ServiceError> {
+        self.settle_as(result, ledgersync_engine::IdGen.next())
+            .await
+    }
+
+    /// [`Service::settle`], the outcome recorded under the event id `id` (a result taken from
+    /// the bus: its message id, so that the same message delivered again is recorded once).
+    pub async fn settle_as(
+        &self,
+        result: CommandResult,
+        id: ledgersync_domain::EventId,
+    ) -> Result<Settled, ServiceError> {
         let open = self.gate.read().await;
         if !*open {
             return Err(ServiceError::Stopping);
@@ -32,7 +43,6 @@ impl Service {
             Settlement::Acknowledged(why) => return Ok(Settled::Acknowledged(why)),
             Settlement::Record(event) => *event,
         };
-        let id = ledgersync_engine::IdGen.next();
         let incoming = Incoming {
             event: event.clone(),
             id,
@@ -45,6 +55,9 @@ impl Service {
             .await
             .map_err(unavailable)??;
         self.follow.notify_one();
+        if let Some(touched) = self.touched.get() {
+            let _ = touched.send(mailbox.clone());
+        }
         drop(open);
         Ok(Settled::Recorded {
             mailbox: mailbox.clone(),

@@ -1,0 +1,80 @@
+//! A CRM command as JSON: one line of `ledgersync crm pending --json`, and the body of a
+//! message on the CRM command queue (`docs/crm-commands.md`; one JSON Schema per command type
+//! in `docs/schemas/`). The field names are stable.
+
+use ledgersync_domain::Timestamp;
+use ledgersync_domain::crm::CrmCommand;
+use ledgersync_domain::event::RemoteFields;
+use ledgersync_domain::records::ShowAs;
+use serde_json::{Value, json};
+
+/// RFC 3339 in UTC, to the second.
+fn rfc3339(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn show_as(s: ShowAs) -> &'static str {
+    match s {
+        ShowAs::Busy => "busy",
+        ShowAs::Free => "free",
+        ShowAs::Tentative => "tentative",
+        ShowAs::OutOfOffice => "out_of_office",
+    }
+}
+
+/// The mail-side fields of a command, by table (`null` for a delete).
+fn fields_json(c: &CrmCommand) -> Value {
+    match &c.fields {
+        None => Value::Null,
+        Some(RemoteFields::Appointment {
+            subject,
+            organizer,
+            start,
+            end,
+            show_as: free_busy,
+        }) => json!({
+            "subject": subject,
+            "organizer": organizer,
+            "start": rfc3339(*start),
+            "end": rfc3339(*end),
+            "show_as": show_as(*free_busy),
+        }),
+        Some(RemoteFields::Contact { full_name, email }) => json!({
+            "full_name": full_name,
+            "email": email,
+        }),
+        Some(RemoteFields::Task {
+            subject,
+            percent_complete,
+            due,
+        }) => json!({
+            "subject": subject,
+            "percent_complete": percent_complete,
+            "due": due.map(rfc3339),
+            "actual_start": c.actual_start.map(rfc3339),
+        }),
+    }
+}
+
+/// One command as a JSON object (the field names are stable; `docs/crm-commands.md`).
+pub fn command_json(c: &CrmCommand) -> Value {
+    json!({
+        "key": c.key.to_string(),
+        "command": c.command.name(),
+        "rule": c.rule.to_string(),
+        "mailbox": c.key.mailbox.as_str(),
+        "intent": c.key.intent.to_string(),
+        "entity": c.entity.name(),
+        "record": c.record.as_str(),
+        "version": c.version,
+        "remote": c.remote.as_ref().map(|r| r.as_str()),
+        "title": c.title,
+        "fields": fields_json(c),
+        "attempts": c.attempts,
+        "last_error": c.last_error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "retry_at": c.retry_at.map(rfc3339),
+        "due": c.due,
+    })
+}
