@@ -1,9 +1,10 @@
 //! What `AmqpBus::status` reads of the broker, and that it changes nothing there: a fresh
 //! topology (64 partitions, nothing waiting), the depth of a partition after publishing, its
 //! consumer, a dead letter with its reason (listed, and still there afterwards), queues never
-//! declared shown as such, a queue of another component shown when present, and a missing
-//! broker named with what to do. Needs RabbitMQ on 127.0.0.1:5672 (guest/guest); each test
-//! works in a vhost of its own, and fails (never skips) when the broker is missing.
+//! declared shown as such, the CRM commands' queue (or exchange) of another component shown
+//! when present, and a missing broker named with what to do. Needs RabbitMQ on 127.0.0.1:5672
+//! (guest/guest); each test works in a vhost of its own, and fails (never skips) when the
+//! broker is missing.
 
 mod common;
 
@@ -314,6 +315,40 @@ async fn the_crm_commands_queue_shows_when_another_component_declared_it() {
             messages: 1,
             consumers: 0
         })
+    );
+    let _ = connection.close(200, "done".into()).await;
+    bus.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crm_commands_name_shows_as_an_exchange_when_it_is_one() {
+    use lapin::options::ExchangeDeclareOptions;
+    use lapin::types::FieldTable;
+    let vhost = Vhost::new();
+    let connection =
+        lapin::Connection::connect(&vhost.url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            "ledgersync.crm.commands".into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let bus = passive(config(&vhost)).await;
+    let seen = status(&bus).await;
+    assert!(seen.queue(TopologyRole::CrmCommands).is_none(), "{seen:?}");
+    let commands = seen.exchange(TopologyRole::CrmCommands).unwrap();
+    assert_eq!(
+        (commands.name.as_str(), commands.declared, commands.kind),
+        ("ledgersync.crm.commands", true, None)
     );
     let _ = connection.close(200, "done".into()).await;
     bus.close().await;
