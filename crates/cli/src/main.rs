@@ -200,9 +200,10 @@ pub(crate) enum BusCommand {
     /// show from outside `serve`: it says so and exits 0. Exits 2 when the broker cannot be
     /// reached or refuses the login.
     #[command(after_help = "\
-Example:
-  ledgersync --config config/compose.toml bus status
-  ledgersync --config config/compose.toml bus status --json --limit 100")]
+Examples (FILE with `[bus] kind = \"amqp\"` and its `url`):
+  ledgersync --config FILE bus status
+  ledgersync --config FILE bus status --json --limit 100
+  docker compose exec ledgersync ledgersync bus status     # under Docker Compose")]
     Status {
         /// Show at most this many dead letters, the newest first.
         #[arg(long, value_name = "N", default_value_t = 20)]
