@@ -29,6 +29,9 @@ and `url` to use RabbitMQ, then `ledgersync bus status` shows its queues.";
 struct DeadLetters {
     /// The dead-letter queue's ready messages (`None`: the queue is not declared).
     count: Option<u32>,
+    /// How many were read (the listing stops at `dead_letter_listing_limit`, 10,000, oldest
+    /// first: the newest shown are the newest of those).
+    listed: usize,
     /// The newest first, at most the limit.
     newest: Vec<DeadLetter>,
 }
@@ -88,17 +91,25 @@ async fn read(config: AmqpConfig, limit: usize) -> Result<(BusStatus, DeadLetter
             .queue(TopologyRole::DeadLetters)
             .and_then(|q| q.stats)
             .map(|s| s.messages);
-        let newest = match count {
+        let (listed, newest) = match count {
             Some(n) if n > 0 && limit > 0 => {
                 let mut all = bus.dead_letters().await?;
-                let keep = all.len().min(limit);
-                let mut newest = all.split_off(all.len() - keep);
+                let listed = all.len();
+                let keep = listed.min(limit);
+                let mut newest = all.split_off(listed - keep);
                 newest.reverse();
-                newest
+                (listed, newest)
             }
-            _ => Vec::new(),
+            _ => (0, Vec::new()),
         };
-        Ok::<_, anyhow::Error>((status, DeadLetters { count, newest }))
+        Ok::<_, anyhow::Error>((
+            status,
+            DeadLetters {
+                count,
+                listed,
+                newest,
+            },
+        ))
     }
     .await;
     bus.close().await;
@@ -203,6 +214,7 @@ fn to_json(status: &BusStatus, dead: &DeadLetters, limit: usize) -> Value {
         "dead_letters": {
             "declared": dead.count.is_some(),
             "count": dead.count,
+            "listed": dead.listed,
             "limit": limit,
             "newest": newest,
         },
@@ -376,6 +388,14 @@ fn text(status: &BusStatus, dead: &DeadLetters, limit: usize) -> String {
                 );
             } else {
                 let _ = writeln!(s, "\ndead letters: {n}, newest first");
+            }
+            if dead.listed > 0 && dead.listed < n as usize {
+                let _ = writeln!(
+                    s,
+                    "  (only the oldest {} can be read without taking them: the newest shown \
+                     are the newest of those)",
+                    dead.listed
+                );
             }
             for d in &dead.newest {
                 let _ = writeln!(

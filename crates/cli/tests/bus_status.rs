@@ -144,6 +144,7 @@ fn bus_status_json_shows_the_topology_depths_and_dead_letters() {
     let dead = &status["dead_letters"];
     assert_eq!(dead["count"], 1);
     assert_eq!(dead["limit"], 20);
+    assert_eq!(dead["listed"], 1);
     let newest = dead["newest"].as_array().unwrap();
     assert_eq!(newest.len(), 1, "{dead}");
     assert_eq!(
