@@ -57,9 +57,10 @@ pub mod test_broker;
 pub mod wire;
 
 pub use amqp::{
-    AmqpBus, AmqpConfig, AmqpConsumer, ConnectError, DEAD_LETTER_COLUMN, DEAD_LETTER_FIELD,
-    DEAD_LETTER_LINE, DEAD_LETTER_QUEUE, DEAD_LETTER_REASON, DEAD_LETTERED_AT,
-    DEFAULT_DELIVERY_LIMIT, QueueType, redact_url,
+    AmqpBus, AmqpConfig, AmqpConsumer, ArgumentValue, BusStatus, ConnectError, DEAD_LETTER_COLUMN,
+    DEAD_LETTER_FIELD, DEAD_LETTER_LINE, DEAD_LETTER_QUEUE, DEAD_LETTER_REASON, DEAD_LETTERED_AT,
+    DEFAULT_DELIVERY_LIMIT, ExchangeStatus, PartitionSummary, QueueStats, QueueStatus, QueueType,
+    StatusError, TopologyRole, redact_url,
 };
 pub use contract::{Bus, Confirmation, ConsumeError, Consumer, ListError, PublishError};
 pub use delivery::{DeadLetter, DeadLetterReason, Delivery, Settle, SettleError};

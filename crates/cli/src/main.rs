@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod access;
 mod alerts;
 mod bus_config;
+mod bus_status;
 mod commands;
 mod config;
 mod control;
@@ -180,6 +181,34 @@ Example:
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// The bus of the configuration's `[bus]`: `bus status` shows what RabbitMQ holds of it —
+    /// queues and exchanges with their arguments, messages ready and consumers, the partitions
+    /// without a consumer, the newest dead letters with their reasons — without changing
+    /// anything on the broker (docs/bus.md, "Looking at the bus").
+    Bus {
+        #[command(subcommand)]
+        command: BusCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BusCommand {
+    /// Show the broker's side of the bus: each queue and exchange of the topology (or "not
+    /// declared"), each queue's ready messages and consumers, a summary of the partitions, and
+    /// the newest dead letters with their reasons. Declares nothing and takes no dead letter
+    /// (they are read and given back). With `[bus] kind = "in-process"` there is nothing to
+    /// show from outside `serve`: it says so and exits 0. Exits 2 when the broker cannot be
+    /// reached or refuses the login.
+    #[command(after_help = "\
+Examples (FILE with `[bus] kind = \"amqp\"` and its `url`):
+  ledgersync --config FILE bus status
+  ledgersync --config FILE bus status --json --limit 100
+  docker compose exec ledgersync ledgersync bus status     # under Docker Compose")]
+    Status {
+        /// Show at most this many dead letters, the newest first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -328,6 +357,9 @@ fn main() -> ExitCode {
         Command::Journal {
             command: JournalCommand::Recover { to, upto },
         } => commands::journal_recover(data, &to, upto),
+        Command::Bus {
+            command: BusCommand::Status { limit },
+        } => bus_status::run(&config, cli.json, limit),
         command => run_here_or_in_service(command, data, &config, cli.json),
     };
     match result {
@@ -392,8 +424,9 @@ pub(crate) fn dispatch(command: Command, ctx: &mut ctx::Ctx) -> anyhow::Result<E
         Command::Demo { .. }
         | Command::Serve { .. }
         | Command::Example { .. }
-        | Command::Journal { .. } => Err(anyhow::anyhow!(
-            "`demo`, `serve`, `example` and `journal` do not run inside a running service"
+        | Command::Journal { .. }
+        | Command::Bus { .. } => Err(anyhow::anyhow!(
+            "`demo`, `serve`, `example`, `journal` and `bus` do not run inside a running service"
         )),
         Command::Replay { mailbox } => commands::replay(ctx, mailbox),
         Command::Explain { item } => commands::explain(ctx, &item),

@@ -163,9 +163,11 @@ async fn open(shared: &Shared, queue: Queue, link: &Link) -> Result<Subscription
     let config = &shared.config;
     let scrub = |e: lapin::Error| shared.scrub(e);
     let channel = link.connection.create_channel().await.map_err(scrub)?;
-    declare_queue(&channel, config, queue)
-        .await
-        .map_err(|(name, e)| format!("declaring {name}: {}", shared.scrub(e)))?;
+    if shared.declares {
+        declare_queue(&channel, config, queue)
+            .await
+            .map_err(|(name, e)| format!("declaring {name}: {}", shared.scrub(e)))?;
+    }
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await

@@ -95,6 +95,10 @@ pub(super) struct Shared {
     /// The URL with its password redacted.
     pub(super) url: String,
     pub(super) clock: Arc<dyn Clock>,
+    /// Whether this bus declares the topology (at every connection, and a queue found missing
+    /// before publishing to it or consuming from it). False for a bus opened with
+    /// [`crate::AmqpBus::connect_passive`], which changes nothing on the broker.
+    pub(super) declares: bool,
     link: Mutex<Option<Link>>,
     closed: AtomicBool,
     /// Woken when the bus closes.
@@ -109,7 +113,11 @@ pub(super) struct LinkError {
 }
 
 impl Shared {
-    pub(super) fn new(config: AmqpConfig, clock: Arc<dyn Clock>) -> Result<Self, ConnectError> {
+    pub(super) fn new(
+        config: AmqpConfig,
+        clock: Arc<dyn Clock>,
+        declares: bool,
+    ) -> Result<Self, ConnectError> {
         let url = redact_url(&config.url);
         let uri: AMQPUri = config
             .url
@@ -133,6 +141,7 @@ impl Shared {
             uri,
             url,
             clock,
+            declares,
             link: Mutex::new(None),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
@@ -236,17 +245,23 @@ impl Shared {
             .await
             .map_err(err)?;
         let channel = connection.create_channel().await.map_err(err)?;
-        declare_topology(&channel, &self.config)
-            .await
-            .map_err(|(name, e)| LinkError {
-                name: Some(name),
-                reason: self.scrub(e),
-            })?;
+        if self.declares {
+            declare_topology(&channel, &self.config)
+                .await
+                .map_err(|(name, e)| LinkError {
+                    name: Some(name),
+                    reason: self.scrub(e),
+                })?;
+        }
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(err)?;
-        tracing::info!(url = %self.url, prefix = %self.config.prefix, queue_type = self.config.queue_type.name(), "connected to the broker; topology declared");
+        if self.declares {
+            tracing::info!(url = %self.url, prefix = %self.config.prefix, queue_type = self.config.queue_type.name(), "connected to the broker; topology declared");
+        } else {
+            tracing::debug!(url = %self.url, prefix = %self.config.prefix, "connected to the broker; nothing declared (passive)");
+        }
         Ok(Link {
             connection: Arc::new(connection),
             publisher: channel,

@@ -9,12 +9,14 @@
 //! | ack / release / dead-letter | `basic.ack` / close the consumer's channel / publish a copy with reason headers to the dead-letter exchange, confirmed, then `basic.ack` ([`consumer`]) |
 //! | dead letters listed | `basic.get` every message of `<prefix>dead-letters` without acking, then close the channel (they go back, in order) |
 //! | reconnect | on a closed connection or channel: again, with backoff, topology declared again |
+//! | status ([`AmqpBus::status`]) | a passive `queue.declare` / `exchange.declare` of every name, each on a channel of its own (`NOT_FOUND`: not declared); nothing declared or changed, on a bus from [`AmqpBus::connect_passive`] not even at connection |
 
 mod config;
 mod consumer;
 mod headers;
 mod link;
 mod publish;
+mod status;
 
 pub use config::{AmqpConfig, DEFAULT_DELIVERY_LIMIT, QueueType, redact_url};
 pub use consumer::AmqpConsumer;
@@ -23,6 +25,10 @@ pub use headers::{
     DEAD_LETTERED_AT,
 };
 pub use link::ConnectError;
+pub use status::{
+    ArgumentValue, BusStatus, ExchangeStatus, PartitionSummary, QueueStats, QueueStatus,
+    StatusError, TopologyRole,
+};
 
 use crate::contract::{Bus, Confirmation, ConsumeError, ListError, PublishError};
 use crate::delivery::DeadLetter;
@@ -58,11 +64,56 @@ impl AmqpBus {
     /// node, or a restart, declares the same). Tries once and says why it failed; after this,
     /// lost connections are opened again with backoff. Dead letters are timed with `clock`.
     pub async fn connect(config: AmqpConfig, clock: Arc<dyn Clock>) -> Result<Self, ConnectError> {
-        let shared = Shared::new(config, clock)?;
+        let shared = Shared::new(config, clock, true)?;
         shared.first_link().await?;
         Ok(Self {
             shared: Arc::new(shared),
         })
+    }
+
+    /// Connects to the broker of `config` without declaring anything, then or ever: for
+    /// looking at the broker ([`AmqpBus::status`], [`Bus::dead_letters`]) without changing it.
+    /// Reconnections declare nothing either; publishing to a queue the broker does not have
+    /// fails (`PublishError::NotConfirmed`) and a consumer of one retries until it appears.
+    /// Fails as [`AmqpBus::connect`] does when the broker cannot be reached or refuses the
+    /// login.
+    pub async fn connect_passive(
+        config: AmqpConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConnectError> {
+        let shared = Shared::new(config, clock, false)?;
+        shared.first_link().await?;
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Whether this bus declares the topology (`false` when opened with
+    /// [`AmqpBus::connect_passive`]).
+    pub fn declares(&self) -> bool {
+        self.shared.declares
+    }
+
+    /// The ready messages and consumers of the queue `name`, from a passive `queue.declare`
+    /// on a channel of its own; `None` when the broker has no such queue (it answered
+    /// `NOT_FOUND`). Changes nothing on the broker.
+    pub async fn queue_stats(&self, name: &str) -> Result<Option<QueueStats>, StatusError> {
+        self.shared.queue_stats(name).await
+    }
+
+    /// Whether the broker has the exchange `name` (a passive `exchange.declare` on a channel
+    /// of its own). Changes nothing on the broker.
+    pub async fn exchange_exists(&self, name: &str) -> Result<bool, StatusError> {
+        self.shared.exchange_exists(name).await
+    }
+
+    /// What the broker holds of this configuration's topology: every queue (the CRM queue,
+    /// each partition, the dead-letter queue, `<prefix>crm.commands`) with its ready messages
+    /// and consumers or "not declared", and the exchanges (the dead-letter exchange,
+    /// `ledgersync.events`). Each probe is a passive declaration on a channel of its own:
+    /// nothing is created or changed, whether this bus declares its topology or not.
+    pub async fn status(&self) -> Result<BusStatus, StatusError> {
+        self.shared.status().await
     }
 
     /// The configuration.

@@ -73,6 +73,14 @@ pub(super) async fn publish(shared: &Shared, batch: &[Outgoing]) -> Result<(), P
                     });
                 }
                 // Its queue is gone (deleted by hand): declare it again, send the batch again.
+                // A passive bus declares nothing: the message is not taken.
+                if !shared.declares {
+                    return Err(PublishError::NotConfirmed {
+                        queue: out.queue,
+                        message_id: out.message_id.clone(),
+                        reason,
+                    });
+                }
                 declared_again = true;
                 tracing::warn!(queue = %out.queue, %reason, "a message came back unroutable; declaring its queue again");
                 if let Err((name, e)) =
