@@ -131,8 +131,8 @@ async fn a_fresh_topology_shows_64_empty_partitions_and_what_is_not_declared() {
         (dlx.name.as_str(), dlx.kind, dlx.declared),
         ("ledgersync.dead-letter", Some("fanout"), true)
     );
-    // Nothing publishes the event stream here, and the CRM commands' queue is another
-    // component's: neither is declared.
+    // Nothing publishes the event stream here: it is not declared. The CRM commands' queue
+    // is the bus's own, empty.
     let events = status.exchange(TopologyRole::Events).unwrap();
     assert_eq!(
         (events.name.as_str(), events.declared),
@@ -140,7 +140,13 @@ async fn a_fresh_topology_shows_64_empty_partitions_and_what_is_not_declared() {
     );
     let commands = status.queue(TopologyRole::CrmCommands).unwrap();
     assert_eq!(commands.name, "ledgersync.crm.commands");
-    assert_eq!(commands.stats, None);
+    assert_eq!(
+        commands.stats,
+        Some(QueueStats {
+            messages: 0,
+            consumers: 0
+        })
+    );
 
     // The password never shows.
     assert_eq!(
@@ -268,36 +274,24 @@ async fn queues_never_declared_show_as_not_declared_and_nothing_is_created() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_crm_commands_queue_shows_when_another_component_declared_it() {
-    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
+async fn the_crm_commands_queue_shows_the_commands_waiting_for_the_adapter() {
     let vhost = Vhost::new();
     let bus = connect(config(&vhost)).await;
-    let connection =
-        lapin::Connection::connect(&vhost.url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .queue_declare(
-            "ledgersync.crm.commands".into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
+    let command = ledgersync_bus::WireMessage {
+        body: b"{}".to_vec(),
+        content_type: Some("application/json".into()),
+        message_id: Some("0190c0de-0000-7000-8000-000000000001".into()),
+        schema: Some(ledgersync_bus::CRM_COMMAND_SCHEMA.into()),
+        schema_version: Some("1".into()),
+    };
+    bus.publish_wire(Queue::CrmCommands, vec![command])
         .await
         .unwrap();
-    channel
-        .basic_publish(
-            "".into(),
-            "ledgersync.crm.commands".into(),
-            BasicPublishOptions::default(),
-            b"{}",
-            lapin::BasicProperties::default(),
-        )
+    let mut commands = status(&bus)
         .await
-        .unwrap();
-    let seen = status(&bus).await;
-    let mut commands = seen.queue(TopologyRole::CrmCommands).unwrap().stats;
+        .queue(TopologyRole::CrmCommands)
+        .unwrap()
+        .stats;
     for _ in 0..50 {
         if commands.is_some_and(|s| s.messages == 1) {
             break;
@@ -316,41 +310,6 @@ async fn the_crm_commands_queue_shows_when_another_component_declared_it() {
             consumers: 0
         })
     );
-    let _ = connection.close(200, "done".into()).await;
-    bus.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_crm_commands_name_shows_as_an_exchange_when_it_is_one() {
-    use lapin::options::ExchangeDeclareOptions;
-    use lapin::types::FieldTable;
-    let vhost = Vhost::new();
-    let connection =
-        lapin::Connection::connect(&vhost.url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            "ledgersync.crm.commands".into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let bus = passive(config(&vhost)).await;
-    let seen = status(&bus).await;
-    assert!(seen.queue(TopologyRole::CrmCommands).is_none(), "{seen:?}");
-    let commands = seen.exchange(TopologyRole::CrmCommands).unwrap();
-    assert_eq!(
-        (commands.name.as_str(), commands.declared, commands.kind),
-        ("ledgersync.crm.commands", true, None)
-    );
-    let _ = connection.close(200, "done".into()).await;
     bus.close().await;
 }
 

@@ -52,10 +52,9 @@ pub fn run(config: &Config, json: bool, limit: usize) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let amqp = AmqpConfig {
-        url: config.bus.url.clone(),
         publish_timeout: Duration::from_secs(10),
         connection_name: "ledgersync bus status".into(),
-        ..AmqpConfig::default()
+        ..config.bus.amqp()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -344,8 +344,8 @@ fn bad_messages_are_dead_lettered_with_their_reasons_and_the_service_keeps_servi
     let reason = |n: u32| {
         by_id
             .get(&id(n))
+            .map(|headers| (*headers).clone())
             .unwrap_or_else(|| panic!("message {n} dead-lettered: {dead:#?}"))
-            .clone()
     };
     let malformed = reason(1);
     assert!(

@@ -58,8 +58,7 @@ pub enum TopologyRole {
     /// `ledgersync.events`: the public event stream (topic), declared by `serve` when it
     /// publishes the stream.
     Events,
-    /// `<prefix>crm.commands`: the CRM commands out, declared by its own component when
-    /// present; this bus declares nothing of it.
+    /// `<prefix>crm.commands`: the CRM commands ledgersync publishes for the CRM's adapter.
     CrmCommands,
 }
 
@@ -310,25 +309,21 @@ impl Shared {
             role: match queue {
                 Queue::Crm => TopologyRole::Crm,
                 Queue::Partition(p) => TopologyRole::Partition(p),
+                Queue::CrmCommands => TopologyRole::CrmCommands,
             },
             durable: Some(true),
             arguments: arguments_of(&queue_arguments(config)),
             stats: None,
         };
-        let mut queues: Vec<QueueStatus> = Queue::all(config.partitions).map(bus_queue).collect();
+        let mut queues: Vec<QueueStatus> = Queue::all(config.partitions)
+            .chain([Queue::CrmCommands])
+            .map(bus_queue)
+            .collect();
         queues.push(QueueStatus {
             name: config.dead_letter_queue(),
             role: TopologyRole::DeadLetters,
             durable: Some(true),
             arguments: vec![("x-queue-type".into(), ArgumentValue::Text("classic".into()))],
-            stats: None,
-        });
-        let commands = format!("{}crm.commands", config.prefix);
-        queues.push(QueueStatus {
-            name: commands.clone(),
-            role: TopologyRole::CrmCommands,
-            durable: None,
-            arguments: Vec::new(),
             stats: None,
         });
         let probed: Vec<Result<Option<QueueStats>, StatusError>> =
@@ -355,18 +350,6 @@ impl Shared {
         ];
         for exchange in &mut exchanges {
             exchange.declared = self.exchange_exists(&exchange.name).await?;
-        }
-        // The CRM commands' name is another component's: a queue, or else maybe an exchange.
-        if queues.last().is_some_and(|q| q.stats.is_none())
-            && self.exchange_exists(&commands).await?
-        {
-            queues.pop();
-            exchanges.push(ExchangeStatus {
-                name: commands,
-                role: TopologyRole::CrmCommands,
-                kind: None,
-                declared: true,
-            });
         }
         Ok(BusStatus {
             url: self.url.clone(),
