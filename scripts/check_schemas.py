@@ -21,7 +21,10 @@ import re
 import sys
 
 from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "docs" / "schemas"
@@ -109,9 +112,8 @@ def errors(schema_file, instance):
 def expect_valid(schema_file, instance, where):
     global checked
     checked += 1
-    errs = errors(schema_file, instance)
-    if errs:
-        best = errs[0]
+    best = best_match(validators[schema_file].iter_errors(instance))
+    if best is not None:
         path = "/".join(str(p) for p in best.absolute_path) or "(body)"
         fault(f"{where}: does not follow {schema_file} at {path}: {best.message[:300]}")
 
@@ -323,16 +325,71 @@ expect_valid(
     "a dead letter's headers (docs/bus.md)",
 )
 
-# --- the AsyncAPI document names every message schema ----------------------------------------
+# --- the AsyncAPI document: its schema files, header values and examples --------------------
+# (the AsyncAPI CLI checks the document and the schemas' shape, not the examples against them)
 
-asyncapi = (ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+asyncapi_text = (ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+asyncapi = yaml.safe_load(asyncapi_text)
 for wire, file in WIRE_SCHEMAS.items():
-    if f"schemas/{file}" not in asyncapi:
+    if f"./schemas/{file}" not in asyncapi_text:
         fault(f"docs/asyncapi.yaml does not reference docs/schemas/{file} (schema {wire})")
-    if not re.search(rf"\bconst: {re.escape(wire)}\b", asyncapi):
-        fault(f"docs/asyncapi.yaml does not give the header ledgersync-schema = {wire}")
-if "schemas/dead-letter-headers.schema.json" not in asyncapi:
+if "./schemas/dead-letter-headers.schema.json" not in asyncapi_text:
     fault("docs/asyncapi.yaml does not reference docs/schemas/dead-letter-headers.schema.json")
+
+# The document as a resource beside the schemas: its relative $refs (./schemas/…) resolve to
+# the schemas' $ids, its local ones (#/components/…) within it.
+ASYNCAPI_URI = "https://example.invalid/ledgersync/asyncapi.yaml"
+doc_registry = registry.with_resource(
+    ASYNCAPI_URI, Resource.from_contents(asyncapi, default_specification=DRAFT202012)
+)
+
+
+def schema_of(node):
+    """A message's payload or headers as a JSON Schema (unwrapping a multi-format schema)."""
+    if isinstance(node, dict) and "schemaFormat" in node:
+        return node["schema"]
+    return node
+
+
+messages = asyncapi["components"]["messages"]
+wire_names = {m.get("name") for m in messages.values()}
+for wire in WIRE_SCHEMAS:
+    if wire not in wire_names:
+        fault(f"docs/asyncapi.yaml has no message named {wire}")
+for key, message in messages.items():
+    where = f"docs/asyncapi.yaml: components.messages.{key}"
+    headers = message.get("headers")
+    if headers is None:
+        fault(f"{where}: no headers schema")
+        continue
+    header_schema = {"$ref": ASYNCAPI_URI + f"#/components/messages/{key}/headers"}
+    if "schemaFormat" in headers:
+        header_schema = {"$ref": ASYNCAPI_URI + f"#/components/messages/{key}/headers/schema"}
+    payload_schema = {"$ref": ASYNCAPI_URI + f"#/components/messages/{key}/payload"}
+    if "schemaFormat" in message.get("payload", {}):
+        payload_schema = {"$ref": ASYNCAPI_URI + f"#/components/messages/{key}/payload/schema"}
+    # the header ledgersync-schema names the message's schema (dead letters keep the original's)
+    if message.get("name") in WIRE_SCHEMAS:
+        resolver = doc_registry.resolver(base_uri=ASYNCAPI_URI)
+        resolved = resolver.lookup(header_schema["$ref"]).contents
+        while "$ref" in resolved:
+            resolved = resolver.lookup(resolved["$ref"]).contents
+        if resolved.get("properties", {}).get("ledgersync-schema", {}).get("const") != message["name"]:
+            fault(f"{where}: header ledgersync-schema is not const {message['name']}")
+    if not message.get("examples"):
+        fault(f"{where}: no example")
+    for n, example in enumerate(message.get("examples", [])):
+        for part, schema in (("headers", header_schema), ("payload", payload_schema)):
+            v = Draft202012Validator(
+                {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": schema["$ref"]},
+                registry=doc_registry,
+                format_checker=FormatChecker(),
+            )
+            checked += 1
+            best = best_match(v.iter_errors(example.get(part)))
+            if best is not None:
+                path = "/".join(str(p) for p in best.absolute_path) or "(top)"
+                fault(f"{where}.examples[{n}].{part}: does not follow its schema at {path}: {best.message[:300]}")
 
 if faults:
     print("\n".join(faults), file=sys.stderr)
