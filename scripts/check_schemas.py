@@ -105,6 +105,18 @@ validators = {
 }
 
 
+def explain(error):
+    """The error worth showing: within a oneOf or anyOf, the deepest error of its branches (the
+    branch whose "kind", "command" or "type" matched fails deeper than the others)."""
+    while error.context:
+        branches = {}
+        for e in error.context:
+            branches.setdefault(e.relative_schema_path[0], []).append(e)
+        fitting = [errs for errs in branches.values() if not any(e.validator == "const" for e in errs)]
+        error = max(fitting[0] if len(fitting) == 1 else error.context, key=lambda e: len(e.absolute_path))
+    return error
+
+
 def errors(schema_file, instance):
     return sorted(validators[schema_file].iter_errors(instance), key=lambda e: list(e.path))
 
@@ -114,6 +126,7 @@ def expect_valid(schema_file, instance, where):
     checked += 1
     best = best_match(validators[schema_file].iter_errors(instance))
     if best is not None:
+        best = explain(best)
         path = "/".join(str(p) for p in best.absolute_path) or "(body)"
         fault(f"{where}: does not follow {schema_file} at {path}: {best.message[:300]}")
 
@@ -388,6 +401,7 @@ for key, message in messages.items():
             checked += 1
             best = best_match(v.iter_errors(example.get(part)))
             if best is not None:
+                best = explain(best)
                 path = "/".join(str(p) for p in best.absolute_path) or "(top)"
                 fault(f"{where}.examples[{n}].{part}: does not follow its schema at {path}: {best.message[:300]}")
 
