@@ -318,6 +318,7 @@ invalid = [
     ("sync-event.schema.json", changed(event, ["position"], delete=True), "no position"),
     ("sync-event.schema.json", changed(event, ["position"], "42"), "a position as a string"),
     ("sync-event.schema.json", changed(event, ["stream"], "elsewhere"), "a stream neither mailbox/ nor org/"),
+    ("sync-event.schema.json", sync_event(changed(seen["event"], ["data", "item", "content_hash"], -1)), "a mail observation's data not following its schema"),
     ("dead-letter-headers.schema.json", {"ledgersync-dead-letter-queue": "ledgersync.crm", "ledgersync-dead-lettered-at": 1}, "no reason"),
     ("dead-letter-headers.schema.json", {"ledgersync-dead-letter-reason": "bad", "ledgersync-dead-letter-queue": "ledgersync.crm", "ledgersync-dead-lettered-at": "yesterday"}, "a time as text"),
 ]
