@@ -41,13 +41,13 @@ fn every_schema_name_has_its_json_schema_and_its_message_in_the_asyncapi_documen
         Schema::CrmChange.name(),
         Schema::MailObservation.name(),
         SYNC_EVENT_SCHEMA,
+        ledgersync_bus::CRM_COMMAND_SCHEMA,
     ];
     for name in names {
-        assert_eq!(
-            Schema::parse(name)
-                .map(Schema::name)
-                .unwrap_or(SYNC_EVENT_SCHEMA),
-            name
+        let published_only = [SYNC_EVENT_SCHEMA, ledgersync_bus::CRM_COMMAND_SCHEMA];
+        assert!(
+            Schema::parse(name).map(Schema::name) == Some(name) || published_only.contains(&name),
+            "{name}"
         );
         schema(name);
         assert!(

@@ -6,7 +6,7 @@
 
 use actix::{Actor, System};
 use ledgersync_bus::test_broker::{Vhost, rabbitmqctl};
-use ledgersync_bus::{AmqpBus, AmqpConfig, Bus, BusMessage, Queue, QueueType};
+use ledgersync_bus::{AmqpBus, AmqpConfig, Bus, BusMessage, Consumer, Queue, QueueType};
 use ledgersync_domain::event::SettingChanged;
 use ledgersync_domain::{Event, EventType, OrgId, OrgSettings, RuleId, StreamId, Timestamp};
 use ledgersync_engine::{Engine, ManualClock, replay, scenario};
@@ -179,4 +179,132 @@ fn crm_changes_through_rabbitmq_record_what_the_synchronous_engine_records() {
     assert_eq!(decisions_by_mailbox(live.journal.as_ref()), expected);
     let report = replay(live.journal.as_ref(), None, |_, _| {}).unwrap();
     assert!(report.ok(), "{:?}", report.mismatches);
+}
+
+/// Ids of the events of `stream` equal to `id`.
+fn recorded_times(
+    journal: &dyn Journal,
+    stream: &StreamId,
+    id: ledgersync_domain::EventId,
+) -> usize {
+    journal
+        .read_stream(stream, 1, 100_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_id == id)
+        .count()
+}
+
+/// What a service killed after recording a message and before acking it leaves behind: the
+/// broker delivers the message again (to the next consumer), and it is recorded once.
+#[test]
+fn an_observation_recorded_but_not_acked_is_delivered_again_and_recorded_once() {
+    let live = world();
+    let mut engine =
+        Engine::open(live.journal.clone(), OrgId::new(ORG), live.clock.clone()).unwrap();
+    for e in demo() {
+        engine.crm(e).unwrap();
+    }
+    let mailbox = engine.mailbox_ids().next().expect("a mailbox").clone();
+    drop(engine);
+    let vhost = Vhost::new();
+    let message = BusMessage::observation(
+        mailbox.clone(),
+        Event::IntentSucceeded(ledgersync_domain::event::IntentSucceeded {
+            intent: ledgersync_domain::EventId::from_u128(7),
+            remote: None,
+            etag: None,
+            crm: None,
+        }),
+    );
+    let id = message.id();
+    let stream = StreamId::mailbox(&mailbox);
+    System::new().block_on(async {
+        let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
+        let registry = Registry::new(
+            live.journal.clone(),
+            live.clock.clone(),
+            settings.clone(),
+            RegistryConfig::default(),
+        )
+        .start();
+        let org = OrgActor::new(
+            OrgId::new(ORG),
+            live.journal.clone(),
+            live.clock.clone(),
+            settings,
+            registry.clone(),
+        );
+        let known = org.known_mailboxes();
+        let org = org.start();
+        // Recovered: the organization knows its mailboxes.
+        org.send(ledgersync_runtime::InspectDirectory)
+            .await
+            .unwrap()
+            .unwrap();
+        let config = AmqpConfig {
+            url: vhost.url(),
+            partitions: 8,
+            queue_type: QueueType::Quorum,
+            ..AmqpConfig::default()
+        };
+        let first = AmqpBus::connect(config.clone(), live.clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        first.publish(message.clone()).await.unwrap();
+        // The first consumer records the observation and goes away before its ack.
+        let mut consumer = first.consume(message.queue(8)).await.unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let BusMessage::MailObservation { incoming, .. } = delivery.message().unwrap().clone()
+        else {
+            panic!("a mail observation")
+        };
+        registry
+            .send(ledgersync_runtime::ObserveMailbox::new(
+                mailbox.clone(),
+                incoming,
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(recorded_times(live.journal.as_ref(), &stream, id), 1);
+        drop(delivery);
+        drop(consumer);
+        first.close().await;
+
+        // The next consumer gets it again, redelivered; the mailbox answers it with nothing.
+        let second = Arc::new(
+            AmqpBus::connect(config, live.clock.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let targets = Targets {
+            org,
+            registry,
+            known,
+            replies: Default::default(),
+            touched: None,
+        };
+        let mut consumer = second.consume(message.queue(8)).await.unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(delivery.redelivered());
+        let settled = ledgersync_runtime::settle_one(delivery, &targets).await;
+        assert_eq!(settled, ledgersync_runtime::Settled::Acked);
+        second.close().await;
+    });
+    assert_eq!(
+        recorded_times(live.journal.as_ref(), &stream, id),
+        1,
+        "recorded once"
+    );
+    // And once more after the mailbox is rebuilt from its log (the ids come from the stream).
+    let core =
+        ledgersync_engine::mailbox::MailboxCore::recover(live.journal.as_ref(), mailbox).unwrap();
+    assert!(core.already_observed(&id));
 }

@@ -455,7 +455,12 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
             "{}",
             crm[0].reason
         );
-        assert!(crm[0].reason.reason.contains("nothing was recorded"));
+        assert_eq!(
+            crm[0].reason.field.as_deref(),
+            Some("key"),
+            "{}",
+            crm[0].reason
+        );
         assert!(
             crm[1]
                 .message
@@ -467,7 +472,13 @@ fn a_malformed_change_is_dead_lettered_with_its_reason_and_the_next_one_is_proce
             crm[1].message
         );
         assert!(
-            crm[1].reason.reason.contains("invalid"),
+            crm[1].reason.reason.contains("does not compile"),
+            "{}",
+            crm[1].reason
+        );
+        assert_eq!(
+            crm[1].reason.field.as_deref(),
+            Some("filters[0].expr"),
             "{}",
             crm[1].reason
         );
