@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+/// How long a wait may take before the test fails: generous, since a test machine can be busy
+/// (a wait ends as soon as what it waits for is there).
+const DEADLINE: Duration = Duration::from_secs(180);
 
 /// A running `serve`, killed if the test fails before stopping it.
 struct Serve {

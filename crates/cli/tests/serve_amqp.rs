@@ -65,6 +65,28 @@ impl Serve {
         }
     }
 
+    /// SIGTERM; the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "serve did not stop after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no graceful stop at all.
     fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
@@ -281,6 +303,8 @@ fn crm_lines_from_the_queue_are_decided_and_every_event_reaches_a_separate_consu
     let log = serve.log();
     assert!(log.contains("consuming CRM lines"), "{log}");
     assert!(!log.contains("guest:guest"), "the password is never logged");
+    let mut serve = serve;
+    assert!(serve.terminate().success(), "{}", serve.log());
     let replay = site.run(&["replay"]);
     assert!(replay.status.success(), "{}", stdout(&replay));
 }

@@ -449,14 +449,15 @@ impl Service {
             if let Err(e) = scheduler.await {
                 tracing::error!(error = %e, "the scheduler task ended abnormally");
             }
-            // The drivers are done (their observations answered): the consumers can stop;
-            // what they hold unsettled goes back to the broker.
+            // The drivers are done (their observations answered): the consumers and the CRM
+            // command dispatcher can stop; what the consumers hold unsettled goes back to the
+            // broker.
+            let _ = self.stop.send(true);
             let attached = self.bus.lock().expect("bus lock").take();
             if let Some(attached) = attached {
                 attached.close().await;
             }
             let _ = reporter.await;
-            let _ = self.stop.send(true);
             let _ = follower.await;
         }
         let checkpoint = catch_up_then(self.journal.clone(), self.projection.clone(), true).await?;
