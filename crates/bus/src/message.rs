@@ -11,6 +11,9 @@ use std::fmt;
 pub const DEFAULT_PARTITIONS: usize = 64;
 
 /// A message on the bus.
+// A message is built once and moved into a publish batch or out of a delivery; boxing the
+// observation would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusMessage {
     /// A line for the organization, on the CRM queue: a CRM-side or administrative change, or

@@ -199,7 +199,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
     // The broker goes away while the service works through the run, and comes back.
     wait_for("part of the run recorded", &log, || {
         let n = counts(&site, &ids).len();
-        (n >= 200 && n < LINES).then_some(())
+        (200..LINES).contains(&n).then_some(())
     });
     let stopped = BrokerStopped;
     rabbitmqctl(&["stop_app"]);

@@ -34,21 +34,12 @@ use tokio::task::JoinHandle;
 pub const MAX_LINES: usize = ledgersync_engine::org::ROUTING_WINDOW;
 
 /// How the service consumes from its bus.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BusConfig {
     /// The consumer loops' settings (the wait after a release).
     pub consumer: ConsumerConfig,
     /// The limits a CRM line is read under (`[limits]`).
     pub limits: Limits,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        Self {
-            consumer: ConsumerConfig::default(),
-            limits: Limits::default(),
-        }
-    }
 }
 
 /// What became of one CRM line.
