@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Site, ledgersync, stderr, stdout};
+use common::{Serve, Site, ledgersync, stderr, stdout};
 use futures_util::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -19,23 +19,13 @@ use ledgersync_bus::test_broker::{Vhost, rabbitmqctl};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const DEADLINE: Duration = Duration::from_secs(240);
 const LINES: usize = 10_000;
 /// Of them, contacts of Paul (a mailbox: decisions and a card each); the rest are a user's
 /// without a mailbox (recorded in the organization only).
 const PAUL: usize = 200;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The broker is started again even if the test fails half-way.
 struct BrokerStopped;
@@ -45,21 +35,6 @@ impl Drop for BrokerStopped {
         let _ = Command::new("rabbitmqctl")
             .args(["-q", "start_app"])
             .status();
-    }
-}
-
-fn wait_for<T>(what: &str, log: &std::path::Path, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting for {what}; serve log:\n{}",
-            fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -107,16 +82,7 @@ fn counts(site: &Site, ids: &BTreeSet<String>) -> BTreeMap<String, usize> {
 #[test]
 fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_complete() {
     let vhost = Vhost::new();
-    let site = Site::new();
-    let text = fs::read_to_string(&site.config).unwrap();
-    fs::write(
-        &site.config,
-        format!(
-            "[bus]\nkind = \"amqp\"\nurl = \"{}\"\n\n{text}",
-            vhost.url()
-        ),
-    )
-    .unwrap();
+    let site = Site::on_bus(&vhost.url());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // A durable queue of the test's own on the event stream, bound before anything runs: it
     // keeps every message published, across the restart.
@@ -158,30 +124,13 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
         connection.close(200, "bound".into()).await.unwrap();
     });
 
-    let log = site.root.join("serve.log");
-    let _serve = Running(
-        Command::new(env!("CARGO_BIN_EXE_ledgersync"))
-            .args(["--config", site.config.to_str().unwrap(), "serve"])
-            .env_remove("LEDGERSYNC_DATA")
-            .env_remove("LEDGERSYNC_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start ledgersync serve"),
-    );
-    wait_for("serve ready", &log, || {
-        fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("ready:")
-            .then_some(())
-    });
+    let serve = Serve::start(&site, "serve.log");
     let example = fs::read_to_string(site.example_changes()).unwrap();
     let wash = r#"{"kind": "user_registered", "user": "wash", "name": "Hoban Washburne", "email": "wash@serenity.example"}"#;
     let setup: BTreeSet<String> = publish(&site, "setup.jsonl", &format!("{example}{wash}\n"))
         .into_iter()
         .collect();
-    wait_for("the example recorded", &log, || {
+    serve.wait_for("the example recorded", || {
         (counts(&site, &setup).len() == setup.len()).then_some(())
     });
 
@@ -197,7 +146,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
     assert_eq!(ids.len(), LINES);
 
     // The broker goes away while the service works through the run, and comes back.
-    wait_for("part of the run recorded", &log, || {
+    serve.wait_for("part of the run recorded", || {
         let n = counts(&site, &ids).len();
         (200..LINES).contains(&n).then_some(())
     });
@@ -207,7 +156,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
     rabbitmqctl(&["start_app"]);
     drop(stopped);
 
-    let recorded = wait_for("every message recorded", &log, || {
+    let recorded = serve.wait_for("every message recorded", || {
         let c = counts(&site, &ids);
         (c.len() == LINES).then_some(c)
     });
@@ -215,7 +164,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
     assert!(twice.is_empty(), "recorded more than once: {twice:?}");
     // Paul's contacts each reach his address book once.
     let contacts = site.root.join("vdir/paul/contacts");
-    wait_for("Paul's contacts in his address book", &log, || {
+    serve.wait_for("Paul's contacts in his address book", || {
         let cards = fs::read_dir(&contacts)
             .ok()?
             .filter_map(Result::ok)
@@ -227,7 +176,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
     // The public stream: every event of the journal, by event id, once the publisher's
     // checkpoint has reached the journal's end.
     let checkpoint = site.data.join("event-stream.checkpoint");
-    let all = wait_for("the event stream caught up", &log, || {
+    let all = serve.wait_for("the event stream caught up", || {
         std::thread::sleep(Duration::from_secs(1));
         let all = journal(&site);
         let at = fs::read_to_string(&checkpoint).unwrap_or_default();
@@ -289,7 +238,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
         all.len(),
         received.len()
     );
-    let logged = fs::read_to_string(&log).unwrap();
+    let logged = serve.log();
     assert!(!logged.contains("guest:guest"), "{logged}");
     let replay = site.run(&["replay"]);
     assert!(replay.status.success(), "{}", stdout(&replay));

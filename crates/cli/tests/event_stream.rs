@@ -147,16 +147,7 @@ fn events_follow_prints_the_history_then_each_new_event_as_it_is_recorded() {
 #[test]
 fn serve_with_an_amqp_bus_publishes_the_journal_on_the_event_stream() {
     let vhost = Vhost::new();
-    let site = Site::new();
-    let text = fs::read_to_string(&site.config).unwrap();
-    fs::write(
-        &site.config,
-        format!(
-            "[bus]\nkind = \"amqp\"\nurl = \"{}\"\n\n{text}",
-            vhost.url()
-        ),
-    )
-    .unwrap();
+    let site = Site::on_bus(&vhost.url());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (_connection, mut consumer) = runtime.block_on(bind(&vhost));
 

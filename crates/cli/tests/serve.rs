@@ -5,107 +5,18 @@
 
 mod common;
 
-use common::{Site, ledgersync, stderr, stdout};
+use common::{Serve, Site, ledgersync, stderr, stdout};
 use serde_json::Value;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// How long a wait may take before the test fails: generous, since a test machine can be busy
-/// (a wait ends as soon as what it waits for is there).
-const DEADLINE: Duration = Duration::from_secs(180);
-
-/// A running `serve`, killed if the test fails before stopping it.
-struct Serve {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(config: &Path, log: PathBuf) -> Self {
-        Self::start_with(config, log, &[])
-    }
-
-    fn start_with(config: &Path, log: PathBuf, extra: &[&str]) -> Self {
-        let file = fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .args(extra)
-            .env_remove("LEDGERSYNC_DATA")
-            .env_remove("LEDGERSYNC_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start ledgersync serve");
-        Self {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "serve did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Serve {
-    /// SIGKILL: no graceful stop at all.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("kill -9");
-        child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!("serve log:\n{}", self.log());
-        }
-    }
-}
 
 /// Polls `check` until it answers `Some`, failing with `what` and the service log at the
 /// deadline.
-fn wait_for<T>(serve: &Serve, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting for {what}; serve log:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for<T>(serve: &Serve, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    serve.wait_for(what, check)
 }
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -191,7 +102,7 @@ fn link_statuses(timeline: &Value) -> Vec<(String, String)> {
 #[test]
 fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm() {
     let site = Site::new();
-    let mut serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let mut serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -332,7 +243,7 @@ fn serve_keeps_calendars_address_books_and_maildirs_in_sync_and_stops_on_sigterm
 #[test]
 fn a_bad_change_sent_to_a_running_service_is_refused_with_its_line_and_nothing_is_applied() {
     let site = Site::new();
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -375,7 +286,7 @@ fn a_wrong_key_in_the_mailbox_table_names_the_file_the_table_and_the_key() {
 /// path), applies the example organization with the profile alert on and `settings` (lines of
 /// `setting_changed`) before the mailboxes start failing, and waits for the R14 profile alert.
 fn serve_with_vanished_collections(site: &Site, settings: &str) -> (Serve, Vec<Value>) {
-    let serve = Serve::start_with(
+    let serve = Serve::spawn(
         &site.config,
         site.root.join("serve.log"),
         &["--log-format", "json"],
@@ -501,7 +412,7 @@ fn collections_that_cannot_be_listed_disable_the_mailboxes_when_the_retry_limit_
 #[test]
 fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled() {
     let site = Site::new();
-    let mut serve = Serve::start(&site.config, site.root.join("serve-1.log"));
+    let mut serve = Serve::spawn(&site.config, site.root.join("serve-1.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -552,7 +463,7 @@ fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled()
     // The killed service left its socket behind: commands run here meanwhile, and the new
     // service waits for them to release the journal.
     assert!(socket.exists(), "a kill -9 leaves the socket");
-    let serve = Serve::start(&site.config, site.root.join("serve-2.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve-2.log"), &[]);
     wait_for(&serve, "the new service ready", || {
         serve.log().contains("ready:").then_some(())
     });
@@ -621,7 +532,7 @@ fn a_serve_killed_mid_batch_restarts_from_its_log_with_nothing_lost_or_doubled()
 fn an_edit_made_by_another_program_is_pushed_and_synced_before_the_next_scheduled_cycle() {
     // The default cadence: the next scheduled cycle is 5 minutes away.
     let site = Site::new();
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -706,7 +617,7 @@ fn ics_utc(rfc3339: &str) -> String {
 fn r18_r26_r29_a_moved_meeting_reaches_every_copy_and_request_and_the_new_organizer_outranks_the_cancel()
  {
     let site = Site::new();
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -920,7 +831,7 @@ fn r27_a_meeting_deleted_before_serve_ever_ran_sends_neither_invitation_nor_canc
         stdout(&out)
     );
 
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     // The pending contact creates are carried out…
     wait_for(&serve, "Paul's two contacts", || {
         (files(&site.contacts("paul"), "vcf").len() == 2).then_some(())
@@ -941,7 +852,7 @@ fn r27_a_meeting_deleted_before_serve_ever_ran_sends_neither_invitation_nor_canc
 #[test]
 fn r82_a_cancelled_meeting_delivered_again_or_late_is_not_created_or_invited_again() {
     let site = Site::new();
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -1030,7 +941,7 @@ fn updates_to_the_crm(site: &Site, mailbox: &str) -> Vec<Value> {
 fn ledgersyncs_own_writes_are_never_edits_and_an_idle_service_appends_nothing() {
     // The default cadence (the next scheduled cycle is 5 minutes away) and watchers on.
     let site = Site::new();
-    let serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -1128,7 +1039,7 @@ fn an_invitation_that_cannot_be_delivered_is_given_up_at_the_retry_limit_and_sho
         "not a Maildir",
     )
     .unwrap();
-    let mut serve = Serve::start(&site.config, site.root.join("serve.log"));
+    let mut serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
     let socket = site.data.join("control.sock");
     wait_for(&serve, "the control socket", || {
         socket.exists().then_some(())
@@ -1240,7 +1151,11 @@ fn seeded_kills_during_thousands_of_changes_lose_nothing_acknowledged_and_double
     let site = Site::new();
     let mut run = 1;
     let start = |run: usize| {
-        let serve = Serve::start(&site.config, site.root.join(format!("serve-{run}.log")));
+        let serve = Serve::spawn(
+            &site.config,
+            site.root.join(format!("serve-{run}.log")),
+            &[],
+        );
         wait_for(&serve, "the service ready", || {
             serve.log().contains("ready:").then_some(())
         });

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Site, ledgersync, stderr, stdout};
+use common::{Serve, Site, ledgersync, stderr, stdout};
 use ledgersync_bus::test_broker::Vhost;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,110 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(90);
-
-/// A running `serve`, killed when the test ends; its log is printed if the test fails.
-struct Serve {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(site: &Site, name: &str) -> Self {
-        let log = site.root.join(name);
-        let child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
-            .args(["--config", site.config.to_str().unwrap(), "serve"])
-            .env_remove("LEDGERSYNC_DATA")
-            .env_remove("LEDGERSYNC_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start ledgersync serve");
-        let serve = Self {
-            child: Some(child),
-            log,
-        };
-        serve.wait_for("serve ready", || {
-            serve.log().contains("ready:").then_some(())
-        });
-        serve
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let started = Instant::now();
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "timed out waiting for {what}; serve log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGTERM; the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "serve did not stop after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no graceful stop at all.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("kill -9");
-        child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!("serve log:\n{}", self.log());
-            }
-        }
-    }
-}
-
 /// A site whose configuration names the test's vhost as its bus.
 fn amqp_site(vhost: &Vhost) -> Site {
-    let site = Site::new();
-    let text = fs::read_to_string(&site.config).unwrap();
-    fs::write(
-        &site.config,
-        format!(
-            "[bus]\nkind = \"amqp\"\nurl = \"{}\"\n\n{text}",
-            vhost.url()
-        ),
-    )
-    .unwrap();
-    site
+    Site::on_bus(&vhost.url())
 }
 
 fn client_script() -> PathBuf {

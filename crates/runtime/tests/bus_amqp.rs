@@ -38,6 +38,33 @@ fn world() -> World {
     }
 }
 
+/// The registry and the organization actor on `w`'s journal (inside an actix `System`).
+fn actors(w: &World) -> Targets {
+    let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
+    let registry = Registry::new(
+        w.journal.clone(),
+        w.clock.clone(),
+        settings.clone(),
+        RegistryConfig::default(),
+    )
+    .start();
+    let org = OrgActor::new(
+        OrgId::new(ORG),
+        w.journal.clone(),
+        w.clock.clone(),
+        settings,
+        registry.clone(),
+    );
+    let known = org.known_mailboxes();
+    Targets {
+        org: org.start(),
+        registry,
+        known,
+        replies: Default::default(),
+        touched: None,
+    }
+}
+
 fn demo() -> Vec<Event> {
     scenario::story(&OrgId::new(ORG), T0)
         .into_iter()
@@ -92,29 +119,7 @@ fn crm_changes_through_rabbitmq_record_what_the_synchronous_engine_records() {
     let vhost = Vhost::new();
     let events = demo();
     System::new().block_on(async {
-        let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
-        let registry = Registry::new(
-            live.journal.clone(),
-            live.clock.clone(),
-            settings.clone(),
-            RegistryConfig::default(),
-        )
-        .start();
-        let org = OrgActor::new(
-            OrgId::new(ORG),
-            live.journal.clone(),
-            live.clock.clone(),
-            settings,
-            registry.clone(),
-        );
-        let known = org.known_mailboxes();
-        let targets = Targets {
-            org: org.start(),
-            registry,
-            known,
-            replies: Default::default(),
-            touched: None,
-        };
+        let targets = actors(&live);
         let config = AmqpConfig {
             url: vhost.url(),
             partitions: 8,
@@ -220,23 +225,8 @@ fn an_observation_recorded_but_not_acked_is_delivered_again_and_recorded_once() 
     let id = message.id();
     let stream = StreamId::mailbox(&mailbox);
     System::new().block_on(async {
-        let settings: SharedSettings = Arc::new(RwLock::new(OrgSettings::default()));
-        let registry = Registry::new(
-            live.journal.clone(),
-            live.clock.clone(),
-            settings.clone(),
-            RegistryConfig::default(),
-        )
-        .start();
-        let org = OrgActor::new(
-            OrgId::new(ORG),
-            live.journal.clone(),
-            live.clock.clone(),
-            settings,
-            registry.clone(),
-        );
-        let known = org.known_mailboxes();
-        let org = org.start();
+        let targets = actors(&live);
+        let (org, registry) = (targets.org.clone(), targets.registry.clone());
         // Recovered: the organization knows its mailboxes.
         org.send(ledgersync_runtime::InspectDirectory)
             .await
@@ -281,13 +271,6 @@ fn an_observation_recorded_but_not_acked_is_delivered_again_and_recorded_once() 
                 .await
                 .unwrap_or_else(|e| panic!("{e}")),
         );
-        let targets = Targets {
-            org,
-            registry,
-            known,
-            replies: Default::default(),
-            touched: None,
-        };
         let mut consumer = second.consume(message.queue(8)).await.unwrap();
         let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
             .await

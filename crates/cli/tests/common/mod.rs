@@ -55,6 +55,19 @@ impl Site {
         }
     }
 
+    /// A site whose configuration names the broker at `url` as its bus (`[bus] kind =
+    /// "amqp"`).
+    pub fn on_bus(url: &str) -> Self {
+        let site = Self::new();
+        let text = std::fs::read_to_string(&site.config).unwrap();
+        std::fs::write(
+            &site.config,
+            format!("[bus]\nkind = \"amqp\"\nurl = \"{url}\"\n\n{text}"),
+        )
+        .unwrap();
+        site
+    }
+
     /// `ledgersync --data <data> ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut all = vec!["--data", self.data.to_str().unwrap()];
@@ -70,5 +83,107 @@ impl Site {
         let file = self.root.join("example.jsonl");
         std::fs::write(&file, &out.stdout).unwrap();
         file
+    }
+}
+
+/// How long a wait for a running service may take before the test fails: generous, since a
+/// test machine can be busy (a wait ends as soon as what it waits for is there).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// A running `ledgersync serve`, killed when the test ends; its log is printed if the test
+/// fails.
+pub struct Serve {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `serve` with the configuration `config` (and `extra` arguments), its log in `log`;
+    /// does not wait for it.
+    pub fn spawn(config: &std::path::Path, log: PathBuf, extra: &[&str]) -> Self {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .args(extra)
+            .env_remove("LEDGERSYNC_DATA")
+            .env_remove("LEDGERSYNC_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start ledgersync serve");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Starts `serve` on `site`, its log in `<site>/<log_name>`, and waits until it is ready.
+    pub fn start(site: &Site, log_name: &str) -> Self {
+        let serve = Self::spawn(&site.config, site.root.join(log_name), &[]);
+        serve.wait_for("serve ready", || {
+            serve.log().contains("ready:").then_some(())
+        });
+        serve
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `check` until it answers `Some`, failing with `what` and the log at [`DEADLINE`].
+    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for {what}; serve log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM; the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "serve did not stop after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no graceful stop at all.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("serve log:\n{}", self.log());
+        }
     }
 }
