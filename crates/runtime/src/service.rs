@@ -143,6 +143,8 @@ pub struct Service {
     known: crate::org::KnownMailboxes,
     /// With a bus: mailboxes reached by something, for the CRM command dispatcher.
     touched: std::sync::OnceLock<mpsc::UnboundedSender<MailboxId>>,
+    /// The engine clock (retry times of CRM commands).
+    clock: Arc<dyn Clock>,
 }
 
 /// What makes drivers: the configuration, and which mailboxes already have one.
@@ -287,6 +289,7 @@ impl Service {
             bus: Mutex::new(None),
             known,
             touched: std::sync::OnceLock::new(),
+            clock,
         })
     }
 

@@ -102,6 +102,7 @@ impl Service {
             .collect();
         tasks.push(actix::spawn(super::dispatch::dispatch_commands(
             self.registry.clone(),
+            self.clock.clone(),
             Arc::new(bus.clone()),
             touches,
             initial,

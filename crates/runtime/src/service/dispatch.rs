@@ -6,7 +6,8 @@
 //! The mailbox state is the outbox: a command is open from its decision until a result closes
 //! it (or R12 gives it up). The dispatcher looks at a mailbox when something reached it (an
 //! observation consumed from its partition, a CRM change routed to it, a result recorded) and
-//! every [`RESCAN`] at the mailboxes it knows to have open commands, and publishes each open
+//! when the retry time of one of its failed commands has come (checked every [`RESCAN`]; a
+//! mailbox whose commands all wait for the adapter is not looked at again), and publishes each open
 //! command that is due and that it has not published at its current attempt count: a command
 //! once, and again after each retryable failure once its retry time has come. After a restart
 //! every open due command is published again (at least once): the adapter carries a command
@@ -18,19 +19,22 @@ use crate::sink::Publish;
 use actix::Addr;
 use ledgersync_bus::{CRM_COMMAND_SCHEMA, WireMessage, wire::CONTENT_TYPE};
 use ledgersync_domain::MailboxId;
+use ledgersync_domain::Timestamp;
 use ledgersync_domain::crm::{CommandKey, commands};
+use ledgersync_engine::Clock;
 use ledgersync_engine::command_json::command_json;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// How often the mailboxes with open commands are looked at again (for retry times).
+/// How often the dispatcher checks whether a failed command's retry time has come.
 pub const RESCAN: Duration = Duration::from_secs(1);
 
 /// Publishes the open CRM commands (module doc) until `stopped`.
 pub(super) async fn dispatch_commands(
     registry: Addr<Registry>,
+    clock: Arc<dyn Clock>,
     publish: Arc<dyn Publish>,
     mut touched: mpsc::UnboundedReceiver<MailboxId>,
     initial: Vec<MailboxId>,
@@ -38,7 +42,9 @@ pub(super) async fn dispatch_commands(
 ) {
     // Command key → the attempt count it was last published at.
     let mut published: HashMap<CommandKey, u32> = HashMap::new();
-    let mut open: BTreeSet<MailboxId> = BTreeSet::new();
+    // Mailboxes with open commands waiting for a retry time (the earliest), or whose publish
+    // failed (now): looked at again then.
+    let mut retry: BTreeMap<MailboxId, Timestamp> = BTreeMap::new();
     let mut due: BTreeSet<MailboxId> = initial.into_iter().collect();
     loop {
         if due.is_empty() {
@@ -47,7 +53,10 @@ pub(super) async fn dispatch_commands(
                     Some(m) => { due.insert(m); }
                     None => return,
                 },
-                () = tokio::time::sleep(RESCAN) => due.extend(open.iter().cloned()),
+                () = tokio::time::sleep(RESCAN) => {
+                    let now = clock.now();
+                    due.extend(retry.iter().filter(|(_, at)| **at <= now).map(|(m, _)| m.clone()));
+                }
                 _ = stopped.changed() => return,
             }
         }
@@ -55,11 +64,12 @@ pub(super) async fn dispatch_commands(
             due.insert(m);
         }
         for mailbox in std::mem::take(&mut due) {
+            retry.remove(&mailbox);
             let view = match registry.send(InspectMailbox::new(mailbox.clone())).await {
                 Ok(Ok(view)) => view,
                 Ok(Err(e)) => {
                     tracing::warn!(%mailbox, error = %e, "could not read the mailbox for its CRM commands");
-                    open.insert(mailbox);
+                    retry.insert(mailbox, clock.now());
                     continue;
                 }
                 Err(_) => return,
@@ -67,11 +77,14 @@ pub(super) async fn dispatch_commands(
             let listed = commands(&view.state, view.now);
             published
                 .retain(|key, _| key.mailbox != mailbox || listed.iter().any(|c| &c.key == key));
-            if listed.is_empty() {
-                open.remove(&mailbox);
-                continue;
+            if let Some(at) = listed
+                .iter()
+                .filter(|c| !c.due)
+                .filter_map(|c| c.retry_at)
+                .min()
+            {
+                retry.insert(mailbox.clone(), at);
             }
-            open.insert(mailbox.clone());
             let fresh: Vec<_> = listed
                 .iter()
                 .filter(|c| c.due && published.get(&c.key) != Some(&c.attempts))
@@ -98,8 +111,8 @@ pub(super) async fn dispatch_commands(
                     }
                 }
                 Err(e) => {
-                    // Looked at again at the next rescan.
                     tracing::warn!(%mailbox, error = %e, "CRM commands not published; trying again");
+                    retry.insert(mailbox, clock.now());
                 }
             }
         }
