@@ -110,3 +110,121 @@ fn lines_taken_together_record_the_good_ones_and_dead_letter_the_bad_with_their_
         "the good lines, once each, under their message ids"
     );
 }
+
+/// The next message of the CRM command queue, as the adapter reads it.
+async fn next_command(consumer: &mut ledgersync_bus::InProcessConsumer) -> serde_json::Value {
+    use ledgersync_bus::Consumer;
+    let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+        .await
+        .expect("a command within 30 s")
+        .expect("the bus is open");
+    assert_eq!(
+        delivery.wire().schema.as_deref(),
+        Some(ledgersync_bus::CRM_COMMAND_SCHEMA)
+    );
+    let command: serde_json::Value = serde_json::from_slice(&delivery.wire().body).unwrap();
+    assert_eq!(
+        delivery.message_id(),
+        command["intent"].as_str(),
+        "the message id is the intent id"
+    );
+    delivery.ack().await.unwrap();
+    command
+}
+
+/// A meeting tracked on the mail server goes to the CRM command queue; a retryable failure
+/// brings it back once its retry time has come, with the same key; a done result links it.
+#[test]
+fn a_crm_command_is_published_again_after_a_retryable_failure_and_closed_by_its_result() {
+    use ledgersync_domain::event::{ItemSeen, RemoteFields, RemoteItem, TrackedBy};
+    use ledgersync_domain::records::ShowAs;
+    use ledgersync_domain::{Duration as Minutes, Event, MailboxId, RemoteId};
+    use ledgersync_engine::scenario::{MAILBOXES, mailbox_events, organization_events};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = ledgersync_journal::open(&dir.path().join("journal"), &JournalOptions::default())
+        .expect("open journal");
+    let clock = Arc::new(ManualClock::new(T0));
+    let org = OrgId::new("serenity");
+    let mut setup = organization_events();
+    for (mailbox, user) in MAILBOXES {
+        setup.extend(mailbox_events(&org, mailbox, user, true));
+    }
+    let jayne = MailboxId::new("mbx-jayne");
+    let lunch = Event::ItemSeen(ItemSeen {
+        item: RemoteItem {
+            remote: RemoteId::new("calendar/lunch.ics"),
+            etag: "\"1\"".into(),
+            content_hash: 1,
+            tracked: Some(TrackedBy::Category),
+            copy_of: None,
+            fields: RemoteFields::Appointment {
+                subject: "Lunch with Kaylee".into(),
+                organizer: Some("jayne@serenity.example".into()),
+                start: T0 + Minutes::days(1),
+                end: T0 + Minutes::days(1) + Minutes::minutes(60),
+                show_as: ShowAs::Busy,
+            },
+        },
+    });
+    let journal_for_test = journal.clone();
+    System::new().block_on(async move {
+        let bus = Arc::new(InProcessBus::new(4, clock.clone()));
+        let config = ServiceConfig {
+            org: org.clone(),
+            data_dir: dir.path().to_path_buf(),
+            registry: RegistryConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            mailboxes: Vec::new(),
+            projection_every: Duration::from_secs(60),
+            push_quiet: Duration::from_millis(500),
+        };
+        let service = Arc::new(
+            Service::start_with(journal, clock.clone(), config, None, Sink::Direct)
+                .await
+                .unwrap(),
+        );
+        service.attach_bus(bus.clone(), Replies::default(), BusConfig::default());
+        let mut adapter = bus.consume(ledgersync_bus::Queue::CrmCommands).await.unwrap();
+        bus.publish_all(&setup.into_iter().map(BusMessage::crm).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        bus.settled().await;
+        bus.publish(BusMessage::observation(jayne.clone(), lunch))
+            .await
+            .unwrap();
+
+        let first = next_command(&mut adapter).await;
+        assert_eq!(first["command"], "track_appointment", "{first}");
+        assert_eq!(first["attempts"], 0);
+        let key = first["key"].as_str().unwrap().to_string();
+        bus.publish(BusMessage::crm_line(format!(
+            r#"{{"kind": "command_result", "key": "{key}", "status": "failed", "retryable": true, "reason": "CRM in maintenance"}}"#
+        )))
+        .await
+        .unwrap();
+        bus.settled().await;
+        // Not before its retry time (transient_retry_interval_minutes, 5 by default).
+        let early = tokio::time::timeout(Duration::from_millis(2500), next_command(&mut adapter)).await;
+        assert!(early.is_err(), "published again before its retry time: {early:?}");
+        clock.advance(Minutes::minutes(6));
+        let again = next_command(&mut adapter).await;
+        assert_eq!((again["key"].as_str(), &again["attempts"]), (Some(key.as_str()), &serde_json::json!(1)));
+        assert_eq!(again["last_error"]["message"], "CRM in maintenance");
+        bus.publish(BusMessage::crm_line(format!(
+            r#"{{"kind": "command_result", "key": "{key}", "status": "done", "record": "apt-lunch", "version": 1}}"#
+        )))
+        .await
+        .unwrap();
+        bus.settled().await;
+        assert!(bus.dead_letters().await.unwrap().is_empty());
+        service.stop().await.unwrap();
+    });
+    let stream = journal_for_test
+        .read_stream(&StreamId::mailbox(&MailboxId::new("mbx-jayne")), 1, 10_000)
+        .unwrap();
+    let linked = stream
+        .iter()
+        .filter(|e| ledgersync_domain::event::type_name(e.event_type) == Some("link_created"))
+        .count();
+    assert_eq!(linked, 1, "the done result links the item once");
+}
