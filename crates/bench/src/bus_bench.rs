@@ -98,6 +98,8 @@ pub struct Paced {
     pub took: StdDuration,
     /// Publish → answer: p50, p99, max.
     pub latency: (StdDuration, StdDuration, StdDuration),
+    /// Publish → every confirm of the batch (part of the above), per batch: p50, p99, max.
+    pub confirm: (StdDuration, StdDuration, StdDuration),
     /// Public stream: events received, and lag p50, p99, max in ms.
     pub stream: (usize, i64, i64, i64),
 }
@@ -518,6 +520,7 @@ async fn paced(
     );
     let started = Instant::now();
     let mut sent = 0usize;
+    let mut confirms = Vec::new();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     while started.elapsed().as_secs_f64() < a.paced_secs {
@@ -530,6 +533,7 @@ async fn paced(
         let mut waits: Vec<_> = batch.iter().map(|m| replies.wait_for(id_of(m))).collect();
         let t = Instant::now();
         bus.publish_all(&batch).await?;
+        confirms.push(t.elapsed());
         for w in waits.drain(..) {
             tx.send((t, w))
                 .map_err(|_| anyhow::anyhow!("the collector stopped"))?;
@@ -570,6 +574,7 @@ async fn paced(
         observations: sent,
         took: publish_took,
         latency: percentiles(latencies),
+        confirm: percentiles(confirms),
         stream,
     })
 }

@@ -113,11 +113,13 @@ struct Args {
     /// Bus: mailboxes the observations go to (round robin).
     #[arg(long, default_value_t = 1000)]
     bus_mailboxes: usize,
-    /// Bus: observations per `publish_all` (confirms awaited together) in the throughput run.
-    #[arg(long, default_value_t = 1000)]
+    /// Bus: observations per `publish_all` (confirms awaited together) in the throughput run
+    /// (default: a driver's chunk, 128).
+    #[arg(long, default_value_t = ledgersync_runtime::sink::OBSERVATION_CHUNK)]
     bus_batch: usize,
-    /// Bus: publishing tasks in the throughput run.
-    #[arg(long, default_value_t = 1)]
+    /// Bus: publishing tasks in the throughput run, each awaiting its confirms before its next
+    /// batch (as several drivers publish at once).
+    #[arg(long, default_value_t = 8)]
     bus_publishers: usize,
     /// Bus: partition queues (quorum).
     #[arg(long, default_value_t = 64)]
@@ -651,11 +653,13 @@ fn bus(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
                 p.took.as_secs_f64()
             ),
             format!(
-                "p50 {} / p99 {} / max {} ({} observations)",
+                "p50 {} / p99 {} / max {} ({} observations); of which publish → confirm of its batch p50 {} / p99 {}",
                 ms(p.latency.0),
                 ms(p.latency.1),
                 ms(p.latency.2),
-                p.observations
+                p.observations,
+                ms(p.confirm.0),
+                ms(p.confirm.1)
             ),
         ));
         rows.push((
