@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! cargo run --release -p ledgersync-bench -- [--events N] [--mailboxes M] [--reopen-gb G] [--quick]
+//! cargo run --release -p ledgersync-bench -- --only bus [--bus-observations N] [--rate R]
 //! ```
 
 /// The same allocator as the `ledgersync` binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bus_bench;
 mod engine_bench;
 mod ingest_bench;
 mod journal_bench;
@@ -20,8 +22,16 @@ use ledgersync_journal::{Backend, JournalOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Measures journal append, replay, decide and explain for redb and sled.
+/// Measures journal append, replay, decide and explain for redb and sled; with `--only
+/// actors`, `ingest` or `bus`, the mailbox actors, ingestion, and the service on RabbitMQ.
+///
+/// `--only bus` needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and `rabbitmqctl` (it works in
+/// a vhost of its own, deleted afterwards): N mail observations through the partition queues
+/// into the mailbox actors (throughput, every message acked and recorded once, or the run
+/// fails), then a paced run for the publish → decision latency and the public event stream's
+/// lag.
 #[derive(Parser, Debug)]
+#[command(name = "ledgersync-bench")]
 struct Args {
     /// Events in the engine workload journal (replay, explain).
     #[arg(long, default_value_t = 1_000_000)]
@@ -44,8 +54,9 @@ struct Args {
     /// Where to put the journals (default: a new temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Only these measurements (append, workload, reopen, actors); the workload runs replay,
-    /// decide and explain. `actors` (mailbox actors, redb only) is not in the default run.
+    /// Only these measurements (append, workload, reopen, actors, ingest, bus); the workload
+    /// runs replay, decide and explain. `actors` (mailbox actors, redb only), `ingest` and
+    /// `bus` (the service on RabbitMQ) are not in the default run.
     #[arg(long, value_delimiter = ',', default_value = "append,workload,reopen")]
     only: Vec<String>,
     /// Backends to measure.
@@ -95,6 +106,40 @@ struct Args {
         default_value = "1000:10000,100000:1000000,1000000:10000000"
     )]
     ingest_restart: Vec<String>,
+    /// Bus: observations in the throughput run (`ItemSeen` of new tracked appointments, a
+    /// `ListingCompleted` every `--bus-listing-every`).
+    #[arg(long, default_value_t = 200_000)]
+    bus_observations: usize,
+    /// Bus: mailboxes the observations go to (round robin).
+    #[arg(long, default_value_t = 1000)]
+    bus_mailboxes: usize,
+    /// Bus: observations per `publish_all` (confirms awaited together) in the throughput run
+    /// (default: a driver's chunk, 128).
+    #[arg(long, default_value_t = ledgersync_runtime::sink::OBSERVATION_CHUNK)]
+    bus_batch: usize,
+    /// Bus: publishing tasks in the throughput run, each awaiting its confirms before its next
+    /// batch (as several drivers publish at once).
+    #[arg(long, default_value_t = 8)]
+    bus_publishers: usize,
+    /// Bus: partition queues (quorum).
+    #[arg(long, default_value_t = 64)]
+    bus_partitions: usize,
+    /// Bus: consumer prefetch per partition.
+    #[arg(long, default_value_t = 32)]
+    bus_prefetch: u16,
+    /// Bus: a `ListingCompleted` every this many observations.
+    #[arg(long, default_value_t = 20)]
+    bus_listing_every: usize,
+    /// Bus: the paced run's rate, observations/s [default: half the measured throughput; 0
+    /// skips the paced run].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Bus: how long the paced run publishes, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    bus_paced_secs: f64,
+    /// Bus: the paced run publishes a batch every this many ms.
+    #[arg(long, default_value_t = 5)]
+    bus_tick_ms: u64,
     /// Ingest: events appended after the snapshot before the timed recovery [default: the
     /// longest tail the snapshot interval leaves at that size, one event short of it].
     #[arg(long)]
@@ -300,6 +345,9 @@ fn main() -> anyhow::Result<()> {
     }
     if a.only.iter().any(|o| o == "ingest") {
         ingest(&a, &root)?;
+    }
+    if a.only.iter().any(|o| o == "bus") {
+        bus(&a, &root)?;
     }
     if let Some(d) = decide_done {
         rows.push((
@@ -551,6 +599,79 @@ fn ingest(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
     }
     println!();
     println!("| ingestion (redb) | figure |");
+    println!("|---|---|");
+    for (name, v) in rows {
+        println!("| {name} | {v} |");
+    }
+    Ok(())
+}
+
+/// The service on RabbitMQ (redb), as its own table.
+fn bus(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
+    let args = bus_bench::BusArgs {
+        observations: a.bus_observations,
+        mailboxes: a.bus_mailboxes.max(1),
+        batch: a.bus_batch.max(1),
+        publishers: a.bus_publishers.max(1),
+        partitions: a.bus_partitions.max(1),
+        prefetch: a.bus_prefetch.max(1),
+        listing_every: a.bus_listing_every,
+        rate: a.rate,
+        paced_secs: a.bus_paced_secs,
+        tick_ms: a.bus_tick_ms,
+    };
+    let f = bus_bench::run(&root.join("bus"), args.clone())?;
+    let mut rows: Vec<(String, String)> = vec![(
+        format!(
+            "observations through RabbitMQ to durable decisions, acked: {} over {} mailboxes, \
+             {} partitions (quorum), batches of {}, {} publisher(s), prefetch {}, ~{} B each \
+             (target ≥ 20k obs/s)",
+            f.observations,
+            f.mailboxes,
+            args.partitions,
+            args.batch,
+            args.publishers,
+            args.prefetch,
+            f.body_bytes
+        ),
+        format!(
+            "**{:.0} obs/s**, {:.0} events/s ({} decisions; {:.2} s first publish → last answer, \
+             publishing done at {:.2} s); queues empty, journal exact",
+            f.observations_per_sec(),
+            f.events_per_sec(),
+            f.decisions,
+            f.took.as_secs_f64(),
+            f.publish_took.as_secs_f64()
+        ),
+    )];
+    if let Some(p) = &f.paced {
+        rows.push((
+            format!(
+                "publish → decision latency, paced at {:.0} obs/s, a batch every {} ms, {:.0} s",
+                p.rate,
+                args.tick_ms,
+                p.took.as_secs_f64()
+            ),
+            format!(
+                "p50 {} / p99 {} / max {} ({} observations); of which publish → confirm of its batch p50 {} / p99 {}",
+                ms(p.latency.0),
+                ms(p.latency.1),
+                ms(p.latency.2),
+                p.observations,
+                ms(p.confirm.0),
+                ms(p.confirm.1)
+            ),
+        ));
+        rows.push((
+            "public event stream lag under that load (receive time − `recorded_at`; publisher polls every 100 ms when idle)".into(),
+            format!(
+                "p50 {} ms / p99 {} ms / max {} ms ({} events)",
+                p.stream.1, p.stream.2, p.stream.3, p.stream.0
+            ),
+        ));
+    }
+    println!();
+    println!("| the service on RabbitMQ (redb) | figure |");
     println!("|---|---|");
     for (name, v) in rows {
         println!("| {name} | {v} |");

@@ -1,10 +1,13 @@
 //! The consumer loop: how the live side takes its messages from the bus (`ledgersync-bus`).
 //!
-//! [`consume`] takes the deliveries of one queue one at a time: mail-side observations go to
-//! the [`Registry`] (and the driver waiting for one is answered through [`Replies`]), CRM
-//! lines to the [`OrgActor`], read against its state like a `crm apply` line. The service
-//! consumes its CRM queue in batches instead (`Service::attach_bus`). Each delivery is settled
-//! once its outcome is known:
+//! [`consume`] takes the deliveries of one queue: mail-side observations go to the
+//! [`Registry`] (and the driver waiting for one is answered through [`Replies`]), CRM lines to
+//! the [`OrgActor`], read against its state like a `crm apply` line, one at a time. The
+//! observations of a partition are taken in batches, what has arrived (up to
+//! [`MAX_BATCH`]): each mailbox's share goes to its actor as one [`ObserveMailboxAll`] (in
+//! delivery order), all mailboxes at once, and the deliveries are then settled in delivery
+//! order. The service consumes its CRM queue in batches of its own (`Service::attach_bus`).
+//! Each delivery is settled once its outcome is known:
 //!
 //! - handled, every event it caused durable → **ack**;
 //! - bad input — a message that does not decode (its [`WireError`](ledgersync_bus::WireError),
@@ -13,19 +16,23 @@
 //!   **dead-letter** with the reason (retrying cannot help);
 //! - anything else (the journal, a conflict, an actor that did not answer) → **release**, then
 //!   the loop waits [`ConsumerConfig::retry_after`] before it takes the next delivery, which
-//!   is the released message again.
+//!   is the released message again; the deliveries of its batch behind it are held, unsettled,
+//!   and handled again after it (those already recorded are answered as such and acked), so
+//!   a mailbox's observations are recorded in the order they were delivered.
 //!
 //! A message delivered twice (after a release, a lost ack, a consumer that went away) carries
 //! the same event id: the organization answers it as already recorded, and it is acked again.
 
 use crate::org::{CheckLines, CrmChange, KnownMailboxes, OrgActor};
-use crate::registry::{ObserveMailbox, Registry};
+use crate::registry::{ObserveMailbox, ObserveMailboxAll, Registry};
 use crate::sink::{Replies, Reply};
 use actix::Addr;
 use ledgersync_bus::{Bus, BusMessage, Consumer, DeadLetterReason, Delivery, Queue};
 use ledgersync_domain::Limits;
 use ledgersync_domain::event::EventClass;
 use ledgersync_engine::EngineError;
+use ledgersync_engine::mailbox::Incoming;
+use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -128,23 +135,8 @@ async fn handle_message(message: &BusMessage, targets: &Targets) -> Outcome {
             }
         }
         BusMessage::MailObservation { mailbox, incoming } => {
-            if !matches!(
-                incoming.event.class(),
-                EventClass::MailObservation | EventClass::Outcome
-            ) {
-                return bad(format!(
-                    "invalid input: `{}` is not a mail-server observation or an intent outcome; \
-                     CRM changes and administrative events go to the organization",
-                    incoming.event.name()
-                ));
-            }
-            let known = targets
-                .known
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(mailbox);
-            if !known {
-                return bad(EngineError::UnknownMailbox(mailbox.clone()).to_string());
+            if let Err(bad) = check_observation(mailbox, incoming, targets) {
+                return bad;
             }
             let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
             match registry.send(observe).await {
@@ -156,14 +148,132 @@ async fn handle_message(message: &BusMessage, targets: &Targets) -> Outcome {
     }
 }
 
+/// Refuses an observation the partitions' consumer must not record: not a mail-server
+/// observation or outcome, or for a mailbox the organization does not know.
+fn check_observation(
+    mailbox: &ledgersync_domain::MailboxId,
+    incoming: &ledgersync_engine::mailbox::Incoming,
+    targets: &Targets,
+) -> Result<(), Outcome> {
+    if !matches!(
+        incoming.event.class(),
+        EventClass::MailObservation | EventClass::Outcome
+    ) {
+        return Err(Outcome::Bad(DeadLetterReason::new(format!(
+            "invalid input: `{}` is not a mail-server observation or an intent outcome; \
+             CRM changes and administrative events go to the organization",
+            incoming.event.name()
+        ))));
+    }
+    let known = targets
+        .known
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(mailbox);
+    if !known {
+        return Err(Outcome::Bad(DeadLetterReason::new(
+            EngineError::UnknownMailbox(mailbox.clone()).to_string(),
+        )));
+    }
+    Ok(())
+}
+
+/// The outcomes of `batch`, in its order. Mail observations are checked one by one, then each
+/// mailbox's share is sent to its actor as one [`ObserveMailboxAll`] (in delivery order), all
+/// mailboxes at once. A batch holding a CRM change is handled one delivery at a time.
+async fn handle_batch(batch: &[Delivery], targets: &Targets) -> Vec<Outcome> {
+    let crm = batch
+        .iter()
+        .any(|d| matches!(d.message(), Ok(BusMessage::CrmChange { .. })));
+    if crm || batch.len() == 1 {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            outcomes.push(match delivery.message() {
+                Ok(message) => handle_message(message, targets).await,
+                Err(e) => Outcome::Bad(DeadLetterReason::from(e)),
+            });
+        }
+        return outcomes;
+    }
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
+    // Each mailbox's observations, in delivery order, with their places in the batch.
+    let mut groups: Vec<(ledgersync_domain::MailboxId, Vec<usize>, Vec<Incoming>)> = Vec::new();
+    for (i, delivery) in batch.iter().enumerate() {
+        match delivery.message() {
+            Err(e) => outcomes.push(Some(Outcome::Bad(DeadLetterReason::from(e)))),
+            Ok(BusMessage::CrmChange { .. }) => unreachable!("handled one at a time above"),
+            Ok(BusMessage::MailObservation { mailbox, incoming }) => {
+                match check_observation(mailbox, incoming, targets) {
+                    Err(bad) => outcomes.push(Some(bad)),
+                    Ok(()) => {
+                        outcomes.push(None);
+                        match groups.iter_mut().find(|g| &g.0 == mailbox) {
+                            Some(g) => {
+                                g.1.push(i);
+                                g.2.push(incoming.clone());
+                            }
+                            None => groups.push((mailbox.clone(), vec![i], vec![incoming.clone()])),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let requests: Vec<_> = groups
+        .iter_mut()
+        .map(|(mailbox, _, incomings)| {
+            let incomings = std::mem::take(incomings);
+            targets
+                .registry
+                .send(ObserveMailboxAll::new(mailbox.clone(), incomings))
+        })
+        .collect();
+    let answers = futures_util::future::join_all(requests).await;
+    for ((_, places, _), answer) in groups.into_iter().zip(answers) {
+        match answer {
+            Ok(Ok(decided)) => {
+                let mut decided = decided.into_iter();
+                for i in places {
+                    let id = match batch[i].message() {
+                        Ok(BusMessage::MailObservation { incoming, .. }) => incoming.id,
+                        _ => unreachable!("grouped above"),
+                    };
+                    outcomes[i] = Some(Outcome::Decided(id, decided.next().unwrap_or_default()));
+                }
+            }
+            Ok(Err(e)) => {
+                for i in places {
+                    outcomes[i] = Some(Outcome::Transient(e.to_string()));
+                }
+            }
+            Err(e) => {
+                for i in places {
+                    outcomes[i] = Some(Outcome::Transient(format!(
+                        "the registry did not answer: {e}"
+                    )));
+                }
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every delivery has an outcome"))
+        .collect()
+}
+
 /// Handles one delivery and settles it: ack, dead-letter or release.
 pub async fn settle_one(delivery: Delivery, targets: &Targets) -> Settled {
-    let queue = delivery.queue();
-    let message_id = delivery.message_id().unwrap_or_default().to_string();
     let outcome = match delivery.message() {
         Ok(message) => handle_message(message, targets).await,
         Err(e) => Outcome::Bad(DeadLetterReason::from(e)),
     };
+    settle(delivery, outcome, targets).await
+}
+
+/// Settles `delivery` by its `outcome`, answering a waiting driver first.
+async fn settle(delivery: Delivery, outcome: Outcome, targets: &Targets) -> Settled {
+    let queue = delivery.queue();
+    let message_id = delivery.message_id().unwrap_or_default().to_string();
     let (settled, result) = match outcome {
         Outcome::Done => (Settled::Acked, delivery.ack().await),
         Outcome::Decided(id, decisions) => {
@@ -201,8 +311,12 @@ pub async fn settle_one(delivery: Delivery, targets: &Targets) -> Settled {
     settled
 }
 
-/// The consumer loop of one queue: takes its deliveries one at a time until the bus closes.
-/// Run one per queue (e.g. `actix::spawn`) inside the actix `System`.
+/// Most deliveries of a partition handled together (at most the consumer's prefetch arrive).
+pub const MAX_BATCH: usize = 256;
+
+/// The consumer loop of one queue until the bus closes: the CRM queue's deliveries one at a
+/// time, a partition's in batches of what has arrived (module documentation). Run one per
+/// queue (e.g. `actix::spawn`) inside the actix `System`.
 pub async fn consume<B: Bus>(bus: Arc<B>, queue: Queue, targets: Targets, config: ConsumerConfig) {
     let mut consumer = match bus.consume(queue).await {
         Ok(consumer) => consumer,
@@ -211,8 +325,57 @@ pub async fn consume<B: Bus>(bus: Arc<B>, queue: Queue, targets: Targets, config
             return;
         }
     };
-    while let Some(delivery) = consumer.next().await {
-        if let Settled::Released(_) = settle_one(delivery, &targets).await {
+    let max = if queue == Queue::Crm { 1 } else { MAX_BATCH };
+    // Deliveries of a batch behind one that was released: they come after it.
+    let mut held: VecDeque<Delivery> = VecDeque::new();
+    let mut released: Option<String> = None;
+    loop {
+        let Some(first) = consumer.next().await else {
+            break;
+        };
+        let mut batch: Vec<Delivery> = Vec::with_capacity(held.len() + 1);
+        if released
+            .take()
+            .is_some_and(|id| first.message_id() == Some(id.as_str()))
+        {
+            batch.push(first);
+            batch.extend(held.drain(..));
+        } else {
+            batch.extend(held.drain(..));
+            batch.push(first);
+        }
+        while batch.len() < max {
+            match tokio::time::timeout(Duration::ZERO, consumer.next()).await {
+                Ok(Some(delivery)) => batch.push(delivery),
+                _ => break,
+            }
+        }
+        let outcomes = handle_batch(&batch, &targets).await;
+        let mut settling = batch.into_iter().zip(outcomes);
+        let mut wait = false;
+        for (delivery, outcome) in settling.by_ref() {
+            let message_id = delivery.message_id().map(str::to_string);
+            if let Settled::Released(_) = settle(delivery, outcome, &targets).await {
+                released = message_id;
+                wait = true;
+                break;
+            }
+        }
+        for (delivery, outcome) in settling {
+            // Durable already: the waiting driver may go on; the delivery is handled again
+            // after the released one (then answered as already recorded, and acked).
+            if let Outcome::Decided(id, decisions) = outcome {
+                if let (Some(touched), Ok(BusMessage::MailObservation { mailbox, .. })) =
+                    (&targets.touched, delivery.message())
+                    && !decisions.is_empty()
+                {
+                    let _ = touched.send(mailbox.clone());
+                }
+                targets.replies.answer(id, Reply::Decided(decisions));
+            }
+            held.push_back(delivery);
+        }
+        if wait {
             tokio::time::sleep(config.retry_after).await;
         }
     }

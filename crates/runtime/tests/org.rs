@@ -869,3 +869,82 @@ fn setting_changes_racing_decisions_on_the_live_service_replay_n_of_n() {
     assert!(report.ok(), "{:#?}", report.mismatches);
     assert!(report.decisions >= 300, "{} decisions", report.decisions);
 }
+
+/// The partitions' consumer takes a batch: when one mailbox's append fails, that delivery is
+/// released and the ones behind it are held; when it comes back, each mailbox's observations
+/// are recorded once and in the order they were published, and every driver was answered.
+#[test]
+fn a_partition_batch_with_a_failed_append_records_each_mailbox_in_order_once() {
+    let w = world();
+    System::new().block_on(async {
+        let live = start_without_consumers(&w);
+        // One partition: both mailboxes' observations are in the same batch.
+        let bus = Arc::new(InProcessBus::new(1, w.clock.clone()));
+        let config = ConsumerConfig {
+            retry_after: std::time::Duration::from_millis(10),
+        };
+        spawn_consumers(bus.clone(), &live.targets, &config);
+        for e in demo() {
+            bus.publish(BusMessage::crm(e)).await.unwrap();
+        }
+        bus.settled().await;
+        let view = live.org.send(InspectOrg).await.unwrap().unwrap();
+        let mailboxes: Vec<MailboxId> = view.state.mailboxes.keys().cloned().collect();
+        assert_eq!(mailboxes.len(), 2);
+        let (a, b) = (mailboxes[0].clone(), mailboxes[1].clone());
+        // Another writer moves a's stream behind its actor's back: its next append conflicts.
+        let stream_a = StreamId::mailbox(&a);
+        let head = w.journal.stream_head(&stream_a).unwrap();
+        let listing = |items| {
+            Event::ListingCompleted(ListingCompleted {
+                workload: Workload::Act,
+                items,
+            })
+        };
+        let other_id = EventId::from_u128(4_343);
+        w.journal
+            .append(
+                &stream_a,
+                ExpectedSeq::Exactly(head),
+                vec![new_event(
+                    other_id,
+                    &listing(0),
+                    None,
+                    vec![],
+                    other_id,
+                    t0(),
+                )],
+            )
+            .unwrap();
+        let messages = vec![
+            BusMessage::observation(a.clone(), listing(1)),
+            BusMessage::observation(b.clone(), listing(2)),
+            BusMessage::observation(a.clone(), listing(3)),
+        ];
+        let waits: Vec<_> = messages
+            .iter()
+            .map(|m| live.targets.replies.wait_for(m.id()))
+            .collect();
+        bus.publish_all(&messages).await.unwrap();
+        bus.settled().await;
+        for wait in waits {
+            assert!(matches!(
+                wait.await.unwrap(),
+                ledgersync_runtime::Reply::Decided(_)
+            ));
+        }
+        assert!(bus.dead_letters().await.unwrap().is_empty());
+        let ids = |mailbox: &MailboxId| -> Vec<EventId> {
+            w.journal
+                .read_stream(&StreamId::mailbox(mailbox), 1, 100_000)
+                .unwrap()
+                .iter()
+                .map(|e| e.event_id)
+                .filter(|id| messages.iter().any(|m| m.id() == *id))
+                .collect()
+        };
+        assert_eq!(ids(&a), vec![messages[0].id(), messages[2].id()]);
+        assert_eq!(ids(&b), vec![messages[1].id()]);
+        bus.close();
+    });
+}
