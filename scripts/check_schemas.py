@@ -34,6 +34,7 @@ FIXTURES = ROOT / "crates" / "domain" / "tests" / "fixtures"
 WIRE_SCHEMAS = {
     "crm-change": "crm-change.schema.json",
     "mail-observation": "mail-observation.schema.json",
+    "mail-observations": "mail-observations.schema.json",
     "crm-command": "crm-command.schema.json",
     "sync-event": "sync-event.schema.json",
 }
@@ -221,6 +222,16 @@ def observation(event):
     return {"mailbox": MAILBOX, "causation": CAUSATION, "correlation": CORRELATION, "event": event}
 
 
+def observations(*events):
+    return {
+        "mailbox": MAILBOX,
+        "observations": [
+            {"id": f"01934f6a-8c00-7000-8000-{n:012x}", "causation": CAUSATION, "correlation": CORRELATION, "event": e}
+            for n, e in enumerate(events)
+        ],
+    }
+
+
 envelope = json.loads((FIXTURES / "envelope" / "v1.json").read_text(encoding="utf-8"))
 code_names = {code: name for name, (code, _) in catalogue.items()}
 
@@ -267,8 +278,11 @@ for path in fixtures:
     if event["type"] in mail_types:
         seen_mail.add(event["type"])
         expect_valid("mail-observation.schema.json", observation(event), f"{where} as a mail-observation")
+        expect_valid("mail-observations.schema.json", observations(event, event), f"{where} twice as mail-observations")
     else:
         expect_invalid("mail-observation.schema.json", observation(event), f"{where} ({event['type']}) as a mail-observation")
+        expect_invalid("mail-observations.schema.json", observations(event), f"{where} ({event['type']}) in mail-observations")
+expect_invalid("mail-observations.schema.json", {"mailbox": MAILBOX, "observations": []}, "mail-observations with no observation")
 if seen_mail != mail_types:
     fault(f"no fixture of the mail-observation types {sorted(mail_types - seen_mail)}")
 

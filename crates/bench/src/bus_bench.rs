@@ -52,6 +52,10 @@ pub struct BusArgs {
     pub mailboxes: usize,
     /// Observations per `publish_all` in the throughput run.
     pub batch: usize,
+    /// Observations of one mailbox carried by one message (a driver's chunk of a listing is
+    /// up to 128; 1: a message each). Consecutive observations go to the same mailbox in runs
+    /// of this many.
+    pub per_message: usize,
     /// Publishing tasks in the throughput run (each its share of the batches).
     pub publishers: usize,
     /// Partition queues.
@@ -128,7 +132,7 @@ fn incoming(event: Event) -> Incoming {
 /// The `i`-th observation of a run tagged `tag`: mostly a new appointment tracked by the
 /// category (a new remote id each), a `ListingCompleted` every `listing_every`.
 fn observation(tag: &str, i: usize, a: &BusArgs, now: ledgersync_domain::Timestamp) -> BusMessage {
-    let u = i % a.mailboxes;
+    let u = (i / a.per_message.max(1)) % a.mailboxes;
     let mailbox = Gen::new(u).id;
     let event = if a.listing_every > 0 && i % a.listing_every == a.listing_every - 1 {
         Event::ListingCompleted(ListingCompleted {
@@ -162,6 +166,32 @@ fn observation(tag: &str, i: usize, a: &BusArgs, now: ledgersync_domain::Timesta
 
 fn id_of(m: &BusMessage) -> EventId {
     m.id()
+}
+
+/// `singles` (one observation each) with consecutive observations of one mailbox carried
+/// together, at most `per_message` a message, as a driver publishes a listing's chunk.
+fn pack(singles: Vec<BusMessage>, per_message: usize) -> Vec<BusMessage> {
+    if per_message <= 1 {
+        return singles;
+    }
+    let mut out: Vec<BusMessage> = Vec::new();
+    for m in singles {
+        let BusMessage::MailObservation { mailbox, incoming } = m else {
+            out.push(m);
+            continue;
+        };
+        match out.last_mut() {
+            Some(BusMessage::MailObservations {
+                mailbox: last,
+                incomings,
+            }) if *last == mailbox && incomings.len() < per_message => incomings.push(incoming),
+            _ => out.push(BusMessage::MailObservations {
+                mailbox,
+                incomings: vec![incoming],
+            }),
+        }
+    }
+    out
 }
 
 /// Messages in the vhost's queues (ready + unacked), by queue name.
@@ -319,12 +349,16 @@ pub fn run(dir: &Path, a: BusArgs) -> anyhow::Result<BusFigures> {
         let body_bytes = ledgersync_bus::wire::encode(&all[0]).body.len();
         let ids: HashSet<EventId> = all.iter().map(id_of).collect();
         let waits: Vec<_> = all.iter().map(|m| replies.wait_for(id_of(m))).collect();
+        let all = pack(all, a.per_message);
+        let messages = all.len();
         let before = journal.last_position()?;
         eprintln!(
-            "[bus] throughput: {} observations, batches of {}, {} publisher(s)…",
-            a.observations, a.batch, a.publishers
+            "[bus] throughput: {} observations in {messages} messages (up to {} a message), batches of {}, {} publisher(s)…",
+            a.observations, a.per_message, a.batch, a.publishers
         );
-        let batches: Vec<Vec<BusMessage>> = all.chunks(a.batch.max(1)).map(<[_]>::to_vec).collect();
+        // `batch` observations to a publish, whatever a message carries.
+        let per_publish = (a.batch / a.per_message.max(1)).max(1);
+        let batches: Vec<Vec<BusMessage>> = all.chunks(per_publish).map(<[_]>::to_vec).collect();
         drop(all);
         let mut shares: Vec<Vec<Vec<BusMessage>>> = vec![Vec::new(); a.publishers.max(1)];
         for (i, b) in batches.into_iter().enumerate() {
@@ -531,6 +565,7 @@ async fn paced(
         }
         let batch: Vec<BusMessage> = (sent..due).map(|i| observation("p", i, a, now)).collect();
         let mut waits: Vec<_> = batch.iter().map(|m| replies.wait_for(id_of(m))).collect();
+        let batch = pack(batch, a.per_message);
         let t = Instant::now();
         bus.publish_all(&batch).await?;
         confirms.push(t.elapsed());

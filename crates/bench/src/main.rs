@@ -117,6 +117,10 @@ struct Args {
     /// (default: a driver's chunk, 128).
     #[arg(long, default_value_t = ledgersync_runtime::sink::OBSERVATION_CHUNK)]
     bus_batch: usize,
+    /// Bus: observations of one mailbox carried by one message, as a driver publishes a
+    /// listing's chunk (up to 128); 1 sends each in a message of its own.
+    #[arg(long, default_value_t = 1)]
+    bus_per_message: usize,
     /// Bus: publishing tasks in the throughput run, each awaiting its confirms before its next
     /// batch (as several drivers publish at once).
     #[arg(long, default_value_t = 8)]
@@ -612,6 +616,7 @@ fn bus(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
         observations: a.bus_observations,
         mailboxes: a.bus_mailboxes.max(1),
         batch: a.bus_batch.max(1),
+        per_message: a.bus_per_message.max(1),
         publishers: a.bus_publishers.max(1),
         partitions: a.bus_partitions.max(1),
         prefetch: a.bus_prefetch.max(1),

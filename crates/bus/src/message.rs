@@ -36,6 +36,15 @@ pub enum BusMessage {
         /// The observation with its event id, causation and correlation.
         incoming: Incoming,
     },
+    /// Several mail-side observations of one mailbox, in order, in one message (a driver's
+    /// chunk of a listing): recorded in one append, each under its own event id. The message
+    /// id is the first one's.
+    MailObservations {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The observations, at least one, in order.
+        incomings: Vec<Incoming>,
+    },
 }
 
 impl BusMessage {
@@ -86,6 +95,21 @@ impl BusMessage {
         match self {
             BusMessage::CrmChange { id, .. } => *id,
             BusMessage::MailObservation { incoming, .. } => incoming.id,
+            BusMessage::MailObservations { incomings, .. } => {
+                incomings
+                    .first()
+                    .expect("a batch holds at least one observation")
+                    .id
+            }
+        }
+    }
+
+    /// The observations a mail-side message carries, in order (none for a CRM line).
+    pub fn incomings(&self) -> &[Incoming] {
+        match self {
+            BusMessage::CrmChange { .. } => &[],
+            BusMessage::MailObservation { incoming, .. } => std::slice::from_ref(incoming),
+            BusMessage::MailObservations { incomings, .. } => incomings,
         }
     }
 
@@ -93,7 +117,8 @@ impl BusMessage {
     pub fn mailbox(&self) -> Option<&MailboxId> {
         match self {
             BusMessage::CrmChange { .. } => None,
-            BusMessage::MailObservation { mailbox, .. } => Some(mailbox),
+            BusMessage::MailObservation { mailbox, .. }
+            | BusMessage::MailObservations { mailbox, .. } => Some(mailbox),
         }
     }
 
@@ -101,7 +126,7 @@ impl BusMessage {
     pub fn line(&self) -> Option<&str> {
         match self {
             BusMessage::CrmChange { line, .. } => Some(line),
-            BusMessage::MailObservation { .. } => None,
+            BusMessage::MailObservation { .. } | BusMessage::MailObservations { .. } => None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! | body | JSON (below), at most [`WireLimits::max_body`] bytes (default 1 MiB) |
 //! | content type | `application/json` |
 //! | message id | the event id the message will be recorded under (hyphenated UUID) |
-//! | header [`SCHEMA_HEADER`] (`ledgersync-schema`) | `crm-change` or `mail-observation` |
+//! | header [`SCHEMA_HEADER`] (`ledgersync-schema`) | `crm-change`, `mail-observation` or `mail-observations` |
 //! | header [`SCHEMA_VERSION_HEADER`] (`ledgersync-schema-version`) | `1` (an integer; the decimal text is accepted too) |
 //! | delivery mode | 2, persistent (AMQP) |
 //!
@@ -17,6 +17,9 @@
 //!   `"kind"`. The bus checks that much; the organization reads the rest against its state.
 //! - `mail-observation`: `{"mailbox": "mbx-a", "causation": ["<uuid>", …],
 //!   "correlation": "<uuid>", "event": {"type": …, "data": …}}`; no other field.
+//! - `mail-observations`: `{"mailbox": "mbx-a", "observations": [{"id": "<uuid>",
+//!   "causation": […], "correlation": "<uuid>", "event": {…}}, …]}`, at least one, the
+//!   message id the first one's `id`; no other field.
 //!
 //! [`decode`] checks, in this order, the size, the message id, the content type, the schema and
 //! its version, then the body; the first failure is the [`WireError`], which names the message
@@ -50,6 +53,8 @@ pub enum Schema {
     CrmChange,
     /// A mail-side observation or intent outcome for a mailbox.
     MailObservation,
+    /// Several mail-side observations of one mailbox, in order (a driver's chunk).
+    MailObservations,
 }
 
 impl Schema {
@@ -58,6 +63,7 @@ impl Schema {
         match self {
             Schema::CrmChange => "crm-change",
             Schema::MailObservation => "mail-observation",
+            Schema::MailObservations => "mail-observations",
         }
     }
 
@@ -66,6 +72,7 @@ impl Schema {
         match name {
             "crm-change" => Some(Schema::CrmChange),
             "mail-observation" => Some(Schema::MailObservation),
+            "mail-observations" => Some(Schema::MailObservations),
             _ => None,
         }
     }
@@ -257,6 +264,36 @@ struct MailBody {
     event: Event,
 }
 
+#[derive(Serialize)]
+struct ObservationRef<'a> {
+    id: EventId,
+    causation: &'a [EventId],
+    correlation: EventId,
+    event: &'a Event,
+}
+
+#[derive(Serialize)]
+struct MailBatchRef<'a> {
+    mailbox: &'a MailboxId,
+    observations: Vec<ObservationRef<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Observation {
+    id: EventId,
+    causation: Vec<EventId>,
+    correlation: EventId,
+    event: Event,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailBatch {
+    mailbox: MailboxId,
+    observations: Vec<Observation>,
+}
+
 /// The wire form of a message.
 pub fn encode(message: &BusMessage) -> WireMessage {
     let (schema, body) = match message {
@@ -268,6 +305,21 @@ pub fn encode(message: &BusMessage) -> WireMessage {
                 causation: &incoming.causation,
                 correlation: incoming.correlation,
                 event: &incoming.event,
+            }),
+        ),
+        BusMessage::MailObservations { mailbox, incomings } => (
+            Schema::MailObservations,
+            serde_json::to_vec(&MailBatchRef {
+                mailbox,
+                observations: incomings
+                    .iter()
+                    .map(|i| ObservationRef {
+                        id: i.id,
+                        causation: &i.causation,
+                        correlation: i.correlation,
+                        event: &i.event,
+                    })
+                    .collect(),
             }),
         ),
     };
@@ -368,6 +420,40 @@ pub fn decode(wire: &WireMessage, limits: &WireLimits) -> Result<BusMessage, Wir
                     causation: body.causation,
                     correlation: body.correlation,
                 },
+            })
+        }
+        Schema::MailObservations => {
+            let body: MailBatch = parse(&wire.body, message_id, schema)?;
+            let invalid = |field: &str, reason: &str| WireError::Invalid {
+                message_id: message_id.into(),
+                schema: schema.name(),
+                field: field.into(),
+                line: 1,
+                column: 1,
+                reason: reason.into(),
+            };
+            match body.observations.first() {
+                None => return Err(invalid("observations", "holds no observation")),
+                Some(first) if first.id != id => {
+                    return Err(invalid(
+                        "observations[0].id",
+                        "differs from the message id: the message id is the first observation's id",
+                    ));
+                }
+                Some(_) => {}
+            }
+            Ok(BusMessage::MailObservations {
+                mailbox: body.mailbox,
+                incomings: body
+                    .observations
+                    .into_iter()
+                    .map(|o| Incoming {
+                        event: o.event,
+                        id: o.id,
+                        causation: o.causation,
+                        correlation: o.correlation,
+                    })
+                    .collect(),
             })
         }
     }

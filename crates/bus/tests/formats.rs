@@ -40,6 +40,7 @@ fn every_schema_name_has_its_json_schema_and_its_message_in_the_asyncapi_documen
     let names = [
         Schema::CrmChange.name(),
         Schema::MailObservation.name(),
+        Schema::MailObservations.name(),
         SYNC_EVENT_SCHEMA,
         ledgersync_bus::CRM_COMMAND_SCHEMA,
     ];

@@ -239,3 +239,38 @@ fn each_fault_is_named_with_its_message_and_where() {
     );
     assert!(e.to_string().contains("without a message id"), "{e}");
 }
+
+#[test]
+fn a_chunk_of_observations_travels_in_one_message_and_comes_back_equal() {
+    let limits = WireLimits::default();
+    let incoming = |n: u128, items: u32| Incoming {
+        event: Event::ListingCompleted(ledgersync_domain::event::ListingCompleted {
+            workload: ledgersync_domain::event::Workload::Act,
+            items,
+        }),
+        id: EventId::from_u128(n),
+        causation: vec![EventId::from_u128(99)],
+        correlation: EventId::from_u128(1),
+    };
+    let chunk = BusMessage::MailObservations {
+        mailbox: MailboxId::new("mbx-a"),
+        incomings: vec![incoming(1, 3), incoming(2, 4), incoming(3, 5)],
+    };
+    let w = wire::encode(&chunk);
+    assert_eq!(w.schema.as_deref(), Some("mail-observations"));
+    assert_eq!(w.message_id, Some(EventId::from_u128(1).to_string()));
+    assert_eq!(wire::decode(&w, &limits).unwrap(), chunk);
+    assert_eq!(chunk.incomings().len(), 3);
+    let body: serde_json::Value = serde_json::from_slice(&w.body).unwrap();
+    assert_eq!(body["observations"][1]["event"]["data"]["items"], 4);
+
+    // The message id must be the first observation's; a chunk holds at least one.
+    let mut other = w.clone();
+    other.message_id = Some(EventId::from_u128(2).to_string());
+    let e = wire::decode(&other, &limits).unwrap_err();
+    assert_eq!(e.field(), Some("observations[0].id"), "{e}");
+    let mut empty = w.clone();
+    empty.body = br#"{"mailbox": "mbx-a", "observations": []}"#.to_vec();
+    let e = wire::decode(&empty, &limits).unwrap_err();
+    assert_eq!(e.field(), Some("observations"), "{e}");
+}

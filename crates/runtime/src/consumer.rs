@@ -24,7 +24,7 @@
 //! the same event id: the organization answers it as already recorded, and it is acked again.
 
 use crate::org::{CheckLines, CrmChange, KnownMailboxes, OrgActor};
-use crate::registry::{ObserveMailbox, ObserveMailboxAll, Registry};
+use crate::registry::{ObserveMailboxAll, Registry};
 use crate::sink::{Replies, Reply};
 use actix::Addr;
 use ledgersync_bus::{Bus, BusMessage, Consumer, DeadLetterReason, Delivery, Queue};
@@ -65,9 +65,12 @@ pub enum Settled {
 
 enum Outcome {
     Done,
+    /// Every observation of the delivery durable: each id with its decisions.
     Decided(
-        ledgersync_domain::EventId,
-        Vec<ledgersync_engine::engine::Appended>,
+        Vec<(
+            ledgersync_domain::EventId,
+            Vec<ledgersync_engine::engine::Appended>,
+        )>,
     ),
     Bad(DeadLetterReason),
     Transient(String),
@@ -134,13 +137,19 @@ async fn handle_message(message: &BusMessage, targets: &Targets) -> Outcome {
                 Err(e) => Outcome::Transient(format!("the organization actor did not answer: {e}")),
             }
         }
-        BusMessage::MailObservation { mailbox, incoming } => {
-            if let Err(bad) = check_observation(mailbox, incoming, targets) {
-                return bad;
+        BusMessage::MailObservation { mailbox, .. }
+        | BusMessage::MailObservations { mailbox, .. } => {
+            let incomings = message.incomings();
+            for incoming in incomings {
+                if let Err(bad) = check_observation(mailbox, incoming, targets) {
+                    return bad;
+                }
             }
-            let observe = ObserveMailbox::new(mailbox.clone(), incoming.clone());
+            let observe = ObserveMailboxAll::new(mailbox.clone(), incomings.to_vec());
             match registry.send(observe).await {
-                Ok(Ok(decisions)) => Outcome::Decided(incoming.id, decisions),
+                Ok(Ok(decided)) => {
+                    Outcome::Decided(incomings.iter().map(|i| i.id).zip(decided).collect())
+                }
                 Ok(Err(e)) => Outcome::Transient(e.to_string()),
                 Err(e) => Outcome::Transient(format!("the registry did not answer: {e}")),
             }
@@ -202,17 +211,28 @@ async fn handle_batch(batch: &[Delivery], targets: &Targets) -> Vec<Outcome> {
         match delivery.message() {
             Err(e) => outcomes.push(Some(Outcome::Bad(DeadLetterReason::from(e)))),
             Ok(BusMessage::CrmChange { .. }) => unreachable!("handled one at a time above"),
-            Ok(BusMessage::MailObservation { mailbox, incoming }) => {
-                match check_observation(mailbox, incoming, targets) {
+            Ok(
+                message @ (BusMessage::MailObservation { mailbox, .. }
+                | BusMessage::MailObservations { mailbox, .. }),
+            ) => {
+                let incomings = message.incomings();
+                match incomings
+                    .iter()
+                    .try_for_each(|incoming| check_observation(mailbox, incoming, targets))
+                {
                     Err(bad) => outcomes.push(Some(bad)),
                     Ok(()) => {
                         outcomes.push(None);
+                        // One place per observation: a delivery may carry several.
+                        let places = std::iter::repeat_n(i, incomings.len());
                         match groups.iter_mut().find(|g| &g.0 == mailbox) {
                             Some(g) => {
-                                g.1.push(i);
-                                g.2.push(incoming.clone());
+                                g.1.extend(places);
+                                g.2.extend(incomings.iter().cloned());
                             }
-                            None => groups.push((mailbox.clone(), vec![i], vec![incoming.clone()])),
+                            None => {
+                                groups.push((mailbox.clone(), places.collect(), incomings.to_vec()))
+                            }
                         }
                     }
                 }
@@ -229,16 +249,35 @@ async fn handle_batch(batch: &[Delivery], targets: &Targets) -> Vec<Outcome> {
         })
         .collect();
     let answers = futures_util::future::join_all(requests).await;
-    for ((_, places, _), answer) in groups.into_iter().zip(answers) {
+    let ids: Vec<Vec<ledgersync_domain::EventId>> = groups
+        .iter()
+        .map(|(_, places, _)| {
+            // The ids in the order the group holds them: each delivery's, in its order.
+            let mut ids = Vec::with_capacity(places.len());
+            let mut last = None;
+            for &i in places {
+                if last != Some(i) {
+                    ids.extend(
+                        batch[i]
+                            .message()
+                            .map_or(&[][..], |m| m.incomings())
+                            .iter()
+                            .map(|o| o.id),
+                    );
+                    last = Some(i);
+                }
+            }
+            ids
+        })
+        .collect();
+    for (((_, places, _), answer), ids) in groups.into_iter().zip(answers).zip(ids) {
         match answer {
             Ok(Ok(decided)) => {
-                let mut decided = decided.into_iter();
-                for i in places {
-                    let id = match batch[i].message() {
-                        Ok(BusMessage::MailObservation { incoming, .. }) => incoming.id,
-                        _ => unreachable!("grouped above"),
-                    };
-                    outcomes[i] = Some(Outcome::Decided(id, decided.next().unwrap_or_default()));
+                for ((i, id), decisions) in places.into_iter().zip(ids).zip(decided) {
+                    match &mut outcomes[i] {
+                        Some(Outcome::Decided(all)) => all.push((id, decisions)),
+                        slot => *slot = Some(Outcome::Decided(vec![(id, decisions)])),
+                    }
                 }
             }
             Ok(Err(e)) => {
@@ -261,6 +300,28 @@ async fn handle_batch(batch: &[Delivery], targets: &Targets) -> Vec<Outcome> {
         .collect()
 }
 
+/// Answers the drivers waiting for the observations of `delivery`, which are durable, and
+/// tells the CRM command dispatcher of a mailbox they decided something for.
+fn answer(
+    delivery: &Delivery,
+    decided: Vec<(
+        ledgersync_domain::EventId,
+        Vec<ledgersync_engine::engine::Appended>,
+    )>,
+    targets: &Targets,
+) {
+    if let (Some(touched), Some(mailbox)) = (
+        &targets.touched,
+        delivery.message().ok().and_then(BusMessage::mailbox),
+    ) && decided.iter().any(|(_, d)| !d.is_empty())
+    {
+        let _ = touched.send(mailbox.clone());
+    }
+    for (id, decisions) in decided {
+        targets.replies.answer(id, Reply::Decided(decisions));
+    }
+}
+
 /// Handles one delivery and settles it: ack, dead-letter or release.
 pub async fn settle_one(delivery: Delivery, targets: &Targets) -> Settled {
     let outcome = match delivery.message() {
@@ -276,23 +337,19 @@ async fn settle(delivery: Delivery, outcome: Outcome, targets: &Targets) -> Sett
     let message_id = delivery.message_id().unwrap_or_default().to_string();
     let (settled, result) = match outcome {
         Outcome::Done => (Settled::Acked, delivery.ack().await),
-        Outcome::Decided(id, decisions) => {
-            if let (Some(touched), Ok(BusMessage::MailObservation { mailbox, .. })) =
-                (&targets.touched, delivery.message())
-                && !decisions.is_empty()
-            {
-                let _ = touched.send(mailbox.clone());
-            }
+        Outcome::Decided(decided) => {
             // Durable: the waiting driver may go on (before the ack, which only tells the
             // broker).
-            targets.replies.answer(id, Reply::Decided(decisions));
+            answer(&delivery, decided, targets);
             (Settled::Acked, delivery.ack().await)
         }
         Outcome::Bad(reason) => {
-            if let Ok(BusMessage::MailObservation { incoming, .. }) = delivery.message() {
-                targets
-                    .replies
-                    .answer(incoming.id, Reply::Refused(reason.reason.clone()));
+            if let Ok(message) = delivery.message() {
+                for incoming in message.incomings() {
+                    targets
+                        .replies
+                        .answer(incoming.id, Reply::Refused(reason.reason.clone()));
+                }
             }
             (
                 Settled::DeadLettered(reason.reason.clone()),
@@ -364,14 +421,8 @@ pub async fn consume<B: Bus>(bus: Arc<B>, queue: Queue, targets: Targets, config
         for (delivery, outcome) in settling {
             // Durable already: the waiting driver may go on; the delivery is handled again
             // after the released one (then answered as already recorded, and acked).
-            if let Outcome::Decided(id, decisions) = outcome {
-                if let (Some(touched), Ok(BusMessage::MailObservation { mailbox, .. })) =
-                    (&targets.touched, delivery.message())
-                    && !decisions.is_empty()
-                {
-                    let _ = touched.send(mailbox.clone());
-                }
-                targets.replies.answer(id, Reply::Decided(decisions));
+            if let Outcome::Decided(decided) = outcome {
+                answer(&delivery, decided, &targets);
             }
             held.push_back(delivery);
         }

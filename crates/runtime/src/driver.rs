@@ -155,6 +155,14 @@ pub enum DriverError {
     },
 }
 
+/// Why a chunk of observations did not go through the bus.
+enum Published {
+    /// Its message is over the bus's size limit: nothing was published.
+    TooLarge,
+    /// Anything else.
+    Failed(DriverError),
+}
+
 /// What one [`Driver::cycle`] did.
 #[derive(Debug, Clone)]
 pub struct CycleReport {
@@ -481,20 +489,42 @@ impl Driver {
                 }
             }
             Sink::Bus(bus) => {
-                for chunk in incomings.chunks(OBSERVATION_CHUNK) {
-                    decisions.extend(self.publish_and_wait(&bus, chunk).await?);
+                // Chunks of at most OBSERVATION_CHUNK; one over the bus's size limit is sent
+                // again as two halves (a single observation over it is an error).
+                let mut pending: Vec<&[Incoming]> =
+                    incomings.chunks(OBSERVATION_CHUNK).rev().collect();
+                while let Some(chunk) = pending.pop() {
+                    match self.publish_and_wait(&bus, chunk).await {
+                        Err(Published::TooLarge) if chunk.len() > 1 => {
+                            let (first, second) = chunk.split_at(chunk.len() / 2);
+                            pending.push(second);
+                            pending.push(first);
+                        }
+                        Err(Published::TooLarge) => {
+                            return Err(DriverError::Bus {
+                                mailbox: self.mailbox.clone(),
+                                reason: format!(
+                                    "observation {} is over the bus's size limit",
+                                    chunk[0].id
+                                ),
+                            });
+                        }
+                        Err(Published::Failed(e)) => return Err(e),
+                        Ok(decided) => decisions.extend(decided),
+                    }
                 }
             }
         }
         Ok(decisions)
     }
 
-    /// Publishes `chunk` to the mailbox's partition and waits for the consumer's answers.
+    /// Publishes `chunk` to the mailbox's partition, as one `mail-observations` message, and
+    /// waits for the consumer's answers.
     async fn publish_and_wait(
         &mut self,
         bus: &BusSink,
         chunk: &[Incoming],
-    ) -> Result<Vec<Appended>, DriverError> {
+    ) -> Result<Vec<Appended>, Published> {
         let waits: Vec<_> = chunk
             .iter()
             .map(|i| (i.id, bus.replies.wait_for(i.id)))
@@ -504,19 +534,20 @@ impl Driver {
                 replies.forget(&incoming.id);
             }
         };
-        let messages = chunk
-            .iter()
-            .map(|incoming| BusMessage::MailObservation {
-                mailbox: self.mailbox.clone(),
-                incoming: incoming.clone(),
-            })
-            .collect();
+        // The chunk travels as one message: one publish, one delivery, one append.
+        let messages = vec![BusMessage::MailObservations {
+            mailbox: self.mailbox.clone(),
+            incomings: chunk.to_vec(),
+        }];
         if let Err(e) = bus.publish.publish(messages).await {
             forget(&bus.replies);
-            return Err(DriverError::Bus {
+            if let ledgersync_bus::PublishError::TooLarge { .. } = e {
+                return Err(Published::TooLarge);
+            }
+            return Err(Published::Failed(DriverError::Bus {
                 mailbox: self.mailbox.clone(),
                 reason: e.to_string(),
-            });
+            }));
         }
         let mut decisions = Vec::new();
         for ((id, wait), incoming) in waits.into_iter().zip(chunk) {
@@ -524,7 +555,7 @@ impl Driver {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(_)) | Err(_) => {
                     forget(&bus.replies);
-                    return Err(DriverError::Bus {
+                    return Err(Published::Failed(DriverError::Bus {
                         mailbox: self.mailbox.clone(),
                         reason: format!(
                             "observation {id} was published but not answered within {:?}: is \
@@ -532,7 +563,7 @@ impl Driver {
                              node may hold it; the observation is decided there)",
                             bus.timeout
                         ),
-                    });
+                    }));
                 }
             };
             match reply {
@@ -542,10 +573,10 @@ impl Driver {
                 }
                 Reply::Refused(reason) => {
                     forget(&bus.replies);
-                    return Err(DriverError::Bus {
+                    return Err(Published::Failed(DriverError::Bus {
                         mailbox: self.mailbox.clone(),
                         reason: format!("observation {id} was dead-lettered: {reason}"),
-                    });
+                    }));
                 }
             }
         }

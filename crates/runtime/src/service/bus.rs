@@ -293,10 +293,12 @@ async fn consume_crm<B: Bus>(bus: Arc<B>, service: Arc<Service>, config: BusConf
         for delivery in batch {
             let line = match delivery.message() {
                 Ok(BusMessage::CrmChange { id, line }) => Ok((*id, line.clone())),
-                Ok(BusMessage::MailObservation { .. }) => Err(DeadLetterReason::new(
-                    "invalid input: a mail observation on the CRM queue; observations go to \
+                Ok(BusMessage::MailObservation { .. } | BusMessage::MailObservations { .. }) => {
+                    Err(DeadLetterReason::new(
+                        "invalid input: a mail observation on the CRM queue; observations go to \
                      their mailbox's partition",
-                )),
+                    ))
+                }
                 Err(e) => Err(DeadLetterReason::from(e)),
             };
             match line {
