@@ -48,10 +48,12 @@ pub fn change(n: u32) -> BusMessage {
 /// The `n` of a message made by [`outcome`] or [`change`].
 pub fn n_of(message: &BusMessage) -> u128 {
     match message {
-        BusMessage::MailObservation { incoming, .. } => match &incoming.event {
-            Event::IntentSucceeded(p) => p.intent.as_u128(),
-            other => panic!("unexpected {other:?}"),
-        },
+        BusMessage::MailObservation { .. } | BusMessage::MailObservations { .. } => {
+            match &message.incomings()[0].event {
+                Event::IntentSucceeded(p) => p.intent.as_u128(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
         BusMessage::CrmChange { line, .. } => {
             let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
             line["value"]
