@@ -323,8 +323,25 @@ impl AmqpSettle {
     }
 
     async fn ack(&self) -> Result<(), SettleError> {
-        let sent = self.acker.ack(BasicAckOptions::default()).await;
+        let sent = self
+            .bounded(self.acker.ack(BasicAckOptions::default()))
+            .await?;
         self.answer(sent)
+    }
+
+    /// `settling`, given up after [`AmqpConfig::publish_timeout`](super::AmqpConfig): an ack
+    /// or nack written as the connection broke can stay unanswered, and a consumer must not
+    /// wait on it forever (the broker delivers the message again on the next connection).
+    async fn bounded<T>(
+        &self,
+        settling: impl std::future::Future<Output = lapin::Result<T>>,
+    ) -> Result<lapin::Result<T>, SettleError> {
+        let wait = self.shared.config.publish_timeout;
+        tokio::time::timeout(wait, settling).await.map_err(|_| {
+            self.stale(format!(
+                "no answer within {wait:?}; its connection is likely gone"
+            ))
+        })
     }
 
     /// `basic.nack` with requeue; the consumer waits for the message to come back unless this
@@ -345,14 +362,13 @@ impl AmqpSettle {
                 since: Instant::now(),
             });
         }
-        let sent = self
-            .acker
-            .nack(BasicNackOptions {
+        let answer = self
+            .bounded(self.acker.nack(BasicNackOptions {
                 multiple: false,
                 requeue: true,
-            })
-            .await;
-        let answer = self.answer(sent);
+            }))
+            .await
+            .and_then(|sent| self.answer(sent));
         if answer.is_err() && !past_limit {
             let mut awaited = lock(&self.awaited);
             if let Some(i) = awaited.iter().rposition(|a| a.wire == wire) {
