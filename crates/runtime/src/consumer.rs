@@ -368,6 +368,57 @@ async fn settle(delivery: Delivery, outcome: Outcome, targets: &Targets) -> Sett
     settled
 }
 
+/// The deliveries of a consumer's batch that stayed behind one it released, and that one's
+/// message id: the next batch hands out the released message first (it comes back first),
+/// then them, so the queue's order holds.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    held: VecDeque<Delivery>,
+    released: Option<String>,
+}
+
+impl Backlog {
+    /// The next batch: at least one delivery (awaited), then what has already arrived, up to
+    /// `max`; `None` once the bus closes.
+    pub(crate) async fn next_batch<C: Consumer>(
+        &mut self,
+        consumer: &mut C,
+        max: usize,
+    ) -> Option<Vec<Delivery>> {
+        let first = consumer.next().await?;
+        let mut batch: Vec<Delivery> = Vec::with_capacity(self.held.len() + 1);
+        if self
+            .released
+            .take()
+            .is_some_and(|id| first.message_id() == Some(id.as_str()))
+        {
+            batch.push(first);
+            batch.extend(self.held.drain(..));
+        } else {
+            batch.extend(self.held.drain(..));
+            batch.push(first);
+        }
+        while batch.len() < max {
+            match tokio::time::timeout(Duration::ZERO, consumer.next()).await {
+                Ok(Some(delivery)) => batch.push(delivery),
+                _ => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// `released` was released (its message id); `behind` were taken after it and wait for
+    /// the next batch, unsettled.
+    pub(crate) fn hold(
+        &mut self,
+        released: Option<String>,
+        behind: impl IntoIterator<Item = Delivery>,
+    ) {
+        self.released = released;
+        self.held.extend(behind);
+    }
+}
+
 /// Most deliveries of a partition handled together (at most the consumer's prefetch arrive).
 pub const MAX_BATCH: usize = 256;
 
@@ -383,49 +434,29 @@ pub async fn consume<B: Bus>(bus: Arc<B>, queue: Queue, targets: Targets, config
         }
     };
     let max = if queue == Queue::Crm { 1 } else { MAX_BATCH };
-    // Deliveries of a batch behind one that was released: they come after it.
-    let mut held: VecDeque<Delivery> = VecDeque::new();
-    let mut released: Option<String> = None;
-    loop {
-        let Some(first) = consumer.next().await else {
-            break;
-        };
-        let mut batch: Vec<Delivery> = Vec::with_capacity(held.len() + 1);
-        if released
-            .take()
-            .is_some_and(|id| first.message_id() == Some(id.as_str()))
-        {
-            batch.push(first);
-            batch.extend(held.drain(..));
-        } else {
-            batch.extend(held.drain(..));
-            batch.push(first);
-        }
-        while batch.len() < max {
-            match tokio::time::timeout(Duration::ZERO, consumer.next()).await {
-                Ok(Some(delivery)) => batch.push(delivery),
-                _ => break,
-            }
-        }
+    let mut backlog = Backlog::default();
+    while let Some(batch) = backlog.next_batch(&mut consumer, max).await {
         let outcomes = handle_batch(&batch, &targets).await;
         let mut settling = batch.into_iter().zip(outcomes);
-        let mut wait = false;
+        let mut released = None;
         for (delivery, outcome) in settling.by_ref() {
             let message_id = delivery.message_id().map(str::to_string);
             if let Settled::Released(_) = settle(delivery, outcome, &targets).await {
-                released = message_id;
-                wait = true;
+                released = Some(message_id);
                 break;
             }
         }
+        let wait = released.is_some();
+        let mut behind = Vec::new();
         for (delivery, outcome) in settling {
             // Durable already: the waiting driver may go on; the delivery is handled again
             // after the released one (then answered as already recorded, and acked).
             if let Outcome::Decided(decided) = outcome {
                 answer(&delivery, decided, &targets);
             }
-            held.push_back(delivery);
+            behind.push(delivery);
         }
+        backlog.hold(released.flatten(), behind);
         if wait {
             tokio::time::sleep(config.retry_after).await;
         }

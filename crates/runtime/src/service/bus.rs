@@ -17,17 +17,15 @@
 //! its latest observation ids), and the delivery is acked again.
 
 use super::{Service, ServiceError};
-use crate::consumer::{ConsumerConfig, Targets, consume};
+use crate::consumer::{Backlog, ConsumerConfig, Targets, consume};
 use crate::org::{CheckLines, CheckedLines, CrmChange};
 use crate::sink::Replies;
-use ledgersync_bus::{Bus, BusMessage, Consumer, DeadLetterReason, Delivery, Queue};
+use ledgersync_bus::{Bus, BusMessage, DeadLetterReason, Queue};
 use ledgersync_domain::{EventId, Limits};
 use ledgersync_engine::ingress::LineError;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// The most CRM lines read and recorded together.
@@ -264,30 +262,8 @@ async fn consume_crm<B: Bus>(bus: Arc<B>, service: Arc<Service>, config: BusConf
             return;
         }
     };
-    // Deliveries taken after one that was released: they come after it.
-    let mut held: VecDeque<Delivery> = VecDeque::new();
-    let mut released: Option<String> = None;
-    loop {
-        let Some(first) = consumer.next().await else {
-            break;
-        };
-        let mut batch: Vec<Delivery> = Vec::with_capacity(held.len() + 1);
-        if released
-            .take()
-            .is_some_and(|id| first.message_id() == Some(id.as_str()))
-        {
-            batch.push(first);
-            batch.extend(held.drain(..));
-        } else {
-            batch.extend(held.drain(..));
-            batch.push(first);
-        }
-        while batch.len() < MAX_LINES {
-            match tokio::time::timeout(Duration::ZERO, consumer.next()).await {
-                Ok(Some(delivery)) => batch.push(delivery),
-                _ => break,
-            }
-        }
+    let mut backlog = Backlog::default();
+    while let Some(batch) = backlog.next_batch(&mut consumer, MAX_LINES).await {
         let mut lines = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
         for delivery in batch {
@@ -314,7 +290,7 @@ async fn consume_crm<B: Bus>(bus: Arc<B>, service: Arc<Service>, config: BusConf
         }
         let outcomes = service.take_lines(&lines, config.limits).await;
         let mut deliveries = readable.into_iter();
-        let mut wait = false;
+        let mut released = None;
         for (delivery, outcome) in deliveries.by_ref().zip(outcomes) {
             match outcome {
                 LineOutcome::Done => settle(delivery.ack().await),
@@ -328,14 +304,14 @@ async fn consume_crm<B: Bus>(bus: Arc<B>, service: Arc<Service>, config: BusConf
                 }
                 LineOutcome::Transient(reason) => {
                     tracing::warn!(queue = %Queue::Crm, message_id = delivery.message_id().unwrap_or_default(), %reason, "message left for redelivery");
-                    released = delivery.message_id().map(str::to_string);
+                    released = Some(delivery.message_id().map(str::to_string));
                     settle(delivery.release().await);
-                    wait = true;
                     break;
                 }
             }
         }
-        held.extend(deliveries);
+        let wait = released.is_some();
+        backlog.hold(released.flatten(), deliveries);
         if wait {
             tokio::time::sleep(config.consumer.retry_after).await;
         }
