@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Serve, Site, ledgersync, stderr, stdout};
+use common::{Serve, Site, stdout};
 use futures_util::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -16,7 +16,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use ledgersync_bus::test_broker::{Vhost, rabbitmqctl};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::process::Command;
@@ -38,39 +37,15 @@ impl Drop for BrokerStopped {
     }
 }
 
-fn journal(site: &Site) -> Vec<Value> {
-    let out = site.run(&["--json", "events"]);
-    assert!(out.status.success(), "events: {}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn publish(site: &Site, name: &str, text: &str) -> Vec<String> {
     let file = site.root.join(name);
     fs::write(&file, text).unwrap();
-    let out = ledgersync(&[
-        "--config",
-        site.config.to_str().unwrap(),
-        "--json",
-        "crm",
-        "apply",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "crm apply: {}", stderr(&out));
-    let answer: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    answer["message_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+    site.publish(&file)
 }
 
 fn counts(site: &Site, ids: &BTreeSet<String>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for e in journal(site) {
+    for e in site.journal() {
         let id = e["event_id"].as_str().unwrap();
         if ids.contains(id) {
             *counts.entry(id.to_string()).or_insert(0) += 1;
@@ -178,7 +153,7 @@ fn a_broker_restarted_mid_run_loses_nothing_doubles_nothing_and_the_stream_is_co
     let checkpoint = site.data.join("event-stream.checkpoint");
     let all = serve.wait_for("the event stream caught up", || {
         std::thread::sleep(Duration::from_secs(1));
-        let all = journal(&site);
+        let all = site.journal();
         let at = fs::read_to_string(&checkpoint).unwrap_or_default();
         (at.trim() == format!("position {}", all.len())).then_some(all)
     });

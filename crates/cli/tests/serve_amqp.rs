@@ -41,41 +41,11 @@ fn client(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// `crm apply FILE` with the site's configuration: published to the CRM queue; the message ids.
-fn publish_file(site: &Site, file: &Path) -> Vec<String> {
-    let out = ledgersync(&[
-        "--config",
-        site.config.to_str().unwrap(),
-        "--json",
-        "crm",
-        "apply",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "crm apply: {}", stderr(&out));
-    let answer: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
-    assert_eq!(answer["queue"], "ledgersync.crm", "{answer}");
-    answer["message_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn journal(site: &Site) -> Vec<Value> {
-    let out = site.run(&["--json", "events"]);
-    assert!(out.status.success(), "events: {}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// How many times each of `ids` is recorded in the organization stream.
 fn recorded(site: &Site, ids: &[String]) -> BTreeMap<String, usize> {
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let mut counts = BTreeMap::new();
-    for e in journal(site) {
+    for e in site.journal() {
         let id = e["event_id"].as_str().unwrap();
         if wanted.contains(id) {
             assert_eq!(e["stream"], "org/serenity", "{e}");
@@ -96,11 +66,11 @@ fn wait_recorded(serve: &Serve, site: &Site, ids: &[String]) {
 
 /// Waits until the journal has not grown for `calm`; its events.
 fn settled(serve: &Serve, site: &Site, calm: Duration) -> Vec<Value> {
-    let mut last = journal(site);
+    let mut last = site.journal();
     let mut since = Instant::now();
     serve.wait_for("the journal to settle", || {
         std::thread::sleep(Duration::from_millis(200));
-        let now = journal(site);
+        let now = site.journal();
         if now.len() != last.len() {
             last = now;
             since = Instant::now();
@@ -146,7 +116,7 @@ impl EventsClient {
 
 fn with_example(site: &Site) -> (Serve, Vec<String>) {
     let serve = Serve::start(site, "serve.log");
-    let ids = publish_file(site, &site.example_changes());
+    let ids = site.publish(&site.example_changes());
     wait_recorded(&serve, site, &ids);
     (serve, ids)
 }
@@ -389,7 +359,7 @@ fn a_meeting_tracked_in_a_mail_client_goes_to_the_crm_adapter_and_its_result_lin
     );
     let file = site.root.join("echo.jsonl");
     fs::write(&file, echo.to_string()).unwrap();
-    let ids = publish_file(&site, &file);
+    let ids = site.publish(&file);
     wait_recorded(&serve, &site, &ids);
     let after = settled(&serve, &site, Duration::from_secs(3));
     let new_decisions: Vec<&Value> = after[before..]
@@ -421,7 +391,7 @@ fn a_service_killed_before_its_acks_gets_the_messages_again_and_decides_nothing_
         .collect();
     let file = site.root.join("batch.jsonl");
     fs::write(&file, batch).unwrap();
-    let ids = publish_file(&site, &file);
+    let ids = site.publish(&file);
     assert_eq!(ids.len(), LINES);
     // Some of the batch is recorded, not all of it: then the kill.
     serve.wait_for("the first changes recorded", || {

@@ -68,6 +68,38 @@ impl Site {
         site
     }
 
+    /// `crm apply FILE` with this site's configuration on a broker (`Site::on_bus`): the lines
+    /// published to the CRM queue; their message ids.
+    pub fn publish(&self, file: &std::path::Path) -> Vec<String> {
+        let out = ledgersync(&[
+            "--config",
+            self.config.to_str().unwrap(),
+            "--json",
+            "crm",
+            "apply",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "crm apply: {}", stderr(&out));
+        let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        assert_eq!(answer["queue"], "ledgersync.crm", "{answer}");
+        answer["message_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Every event of the journal, as `events --json` prints them.
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["--json", "events"]);
+        assert!(out.status.success(), "events: {}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// `ledgersync --data <data> ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut all = vec!["--data", self.data.to_str().unwrap()];
