@@ -33,6 +33,9 @@ pub enum Action {
         fail: Vec<Workload>,
         act_org: Option<String>,
         override_other_org: bool,
+        /// Connect to the mailbox's server when the configuration has its `[[mailbox]]` table
+        /// (`test-enable` without `--fail` or `--act-org`); else record the results as given.
+        connect: bool,
     },
     /// Ask to disable workloads.
     Disable {
@@ -44,6 +47,7 @@ pub enum Action {
 pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
     let mut recorder = ctx.recorder(false)?;
     let json = ctx.json;
+    let config = ctx.config;
     let out = &mut *ctx.out;
     match action {
         Action::List => {
@@ -99,24 +103,44 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             fail,
             act_org,
             override_other_org,
+            connect,
         } => {
             let id = known(recorder.engine()?, &mailbox)?;
-            let result = |w| {
-                if fail.contains(&w) {
-                    TestResult::Failure
-                } else {
-                    TestResult::Success
+            let configured = config.mailboxes.iter().find(|m| m.id == mailbox);
+            let (results, connection) = match configured.filter(|_| connect) {
+                Some(m) => {
+                    let address = recorder.engine()?.org().mailboxes[&id].address.clone();
+                    let (act, connection) = test_connection(m, config, &address, json, out)?;
+                    ([TestResult::NotRun, TestResult::NotRun, act], Some(connection))
+                }
+                None => {
+                    let result = |w| {
+                        if fail.contains(&w) {
+                            TestResult::Failure
+                        } else {
+                            TestResult::Success
+                        }
+                    };
+                    (
+                        [
+                            result(Workload::Incoming),
+                            result(Workload::Outgoing),
+                            result(Workload::Act),
+                        ],
+                        None,
+                    )
                 }
             };
+            let [incoming, outgoing, act] = results;
             let event = Event::MailboxTested(MailboxTested {
                 mailbox: id.clone(),
-                incoming: result(Workload::Incoming),
-                outgoing: result(Workload::Outgoing),
-                act: result(Workload::Act),
+                incoming,
+                outgoing,
+                act,
                 act_org_marker: act_org.map(OrgId::new),
                 override_other_org,
             });
-            record(&mut recorder, out, &id, vec![event], json)?;
+            record_with(&mut recorder, out, &id, vec![event], json, connection)?;
         }
         Action::Disable { mailbox, workload } => {
             let id = known(recorder.engine()?, &mailbox)?;
@@ -186,6 +210,59 @@ fn record(
     events: Vec<Event>,
     json: bool,
 ) -> Result<()> {
+    record_with(recorder, out, id, events, json, None)
+}
+
+/// Test & Enable against the server (R6): builds the mailbox's connector from the
+/// configuration and asks it to connect, authenticate and find its collections. The
+/// appointments, contacts and tasks (ACT) succeed or fail with it; the email workloads are not
+/// run (no email connector is configured for this mailbox). Prints the result (text mode) and
+/// returns it for the JSON answer.
+fn test_connection(
+    m: &crate::config::MailboxConfig,
+    config: &crate::config::Config,
+    address: &str,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(TestResult, Value)> {
+    let connector = crate::serve::connector_config(m, config)?.with_owner(address);
+    let kind = connector.kind();
+    let answer = connector.build().test_connection();
+    let (act, connection) = match &answer {
+        Ok(found) => (
+            TestResult::Success,
+            json!({"connector": kind, "act": "success", "detail": found}),
+        ),
+        Err(e) => (
+            TestResult::Failure,
+            json!({"connector": kind, "act": "failure", "code": e.code, "detail": e.message}),
+        ),
+    };
+    if !json {
+        match &answer {
+            Ok(found) => writeln!(out, "{kind} connection of `{}`: act succeeded: {found}", m.id)?,
+            Err(e) => writeln!(
+                out,
+                "{kind} connection of `{}`: act failed ({}): {}",
+                m.id, e.code, e.message
+            )?,
+        }
+        writeln!(
+            out,
+            "  incoming, outgoing: not run (email workloads need an IMAP/SMTP profile)"
+        )?;
+    }
+    Ok((act, connection))
+}
+
+fn record_with(
+    recorder: &mut Recorder,
+    out: &mut dyn std::io::Write,
+    id: &MailboxId,
+    events: Vec<Event>,
+    json: bool,
+    connection: Option<Value>,
+) -> Result<()> {
     let mut observed = Vec::new();
     for event in events {
         let text = describe(&event);
@@ -202,7 +279,11 @@ fn record(
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json!({"recorded": observed, "mailbox": after}))?
+            serde_json::to_string_pretty(&json!({
+                "recorded": observed,
+                "mailbox": after,
+                "connection": connection,
+            }))?
         )?;
         return Ok(());
     }

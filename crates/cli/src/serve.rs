@@ -13,7 +13,7 @@ use ledgersync_bus::AmqpBus;
 use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
-use ledgersync_connectors::VdirConfig;
+use ledgersync_connectors::{ConnectorConfig, VdirConfig};
 use ledgersync_domain::{MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
 use ledgersync_runtime::sink::REPLY_TIMEOUT;
@@ -65,6 +65,11 @@ pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
     }
 }
 
+/// The connector of a configured mailbox (`ConnectorConfig::build` makes it).
+pub fn connector_config(m: &MailboxConfig, config: &Config) -> Result<ConnectorConfig> {
+    Ok(endpoint(m, config.limits.max_item_bytes).connector)
+}
+
 fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
     let mut vdir = VdirConfig::new(m.owner.clone().unwrap_or_default());
     vdir.max_item_bytes = max_item_bytes;
@@ -84,7 +89,7 @@ fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
         .and_then(|z| ledgersync_connectors::time_zone(z).ok());
     MailboxEndpoint {
         mailbox: MailboxId::new(m.id.clone()),
-        vdir,
+        connector: ConnectorConfig::Vdir(vdir),
         account: m.account.clone(),
         watch: m.watch,
     }

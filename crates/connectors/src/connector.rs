@@ -163,6 +163,28 @@ pub trait Connector: Send {
         let _ = (intent, outcome);
         cursor.clone()
     }
+
+    /// Test & Enable (R6): connects, authenticates and finds the collections, recording
+    /// nothing and keeping no cursor. `Ok` says what was found, `Err` what the server answered
+    /// (the domain classifies it). The default lists every collection from the initial cursor:
+    /// a complete or partial listing is a success, a failed one is the failure.
+    fn test_connection(&mut self) -> Result<String, ServerError> {
+        let listing = self.list_changes(&Cursor::initial());
+        let seen = listing
+            .observations
+            .iter()
+            .filter(|o| matches!(o, Event::ItemSeen(_)))
+            .count();
+        let unreadable = listing.failures.len();
+        match listing.terminal() {
+            Event::ListingFailed(f) => Err(f.error.clone()),
+            Event::ListingPartial(p) => Ok(format!(
+                "{seen} item(s) listed, {unreadable} unreadable; the listing was partial: {}",
+                p.reason
+            )),
+            _ => Ok(format!("{seen} item(s) listed, {unreadable} unreadable")),
+        }
+    }
 }
 
 /// Builds an `intent_failed` outcome of `kind` (the domain classifies it).
