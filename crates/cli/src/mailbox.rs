@@ -37,6 +37,8 @@ pub enum Action {
         /// (`test-enable` without `--fail` or `--act-org`); else record the results as given.
         connect: bool,
     },
+    /// Run one cycle of the mailbox now.
+    Sync(String),
     /// Ask to disable workloads.
     Disable {
         mailbox: String,
@@ -45,6 +47,9 @@ pub enum Action {
 }
 
 pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
+    if let Action::Sync(mailbox) = action {
+        return sync(ctx, &mailbox);
+    }
     let mut recorder = ctx.recorder(false)?;
     let json = ctx.json;
     let config = ctx.config;
@@ -111,7 +116,10 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
                 Some(m) => {
                     let address = recorder.engine()?.org().mailboxes[&id].address.clone();
                     let (act, connection) = test_connection(m, config, &address, json, out)?;
-                    ([TestResult::NotRun, TestResult::NotRun, act], Some(connection))
+                    (
+                        [TestResult::NotRun, TestResult::NotRun, act],
+                        Some(connection),
+                    )
                 }
                 None => {
                     let result = |w| {
@@ -142,6 +150,7 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             });
             record_with(&mut recorder, out, &id, vec![event], json, connection)?;
         }
+        Action::Sync(_) => unreachable!("handled before the journal is opened"),
         Action::Disable { mailbox, workload } => {
             let id = known(recorder.engine()?, &mailbox)?;
             let workloads = match workload {
@@ -179,6 +188,69 @@ pub fn parse_workload(text: &str) -> Result<Workload> {
         "outgoing" => Workload::Outgoing,
         "act" => Workload::Act,
         other => bail!("unknown workload `{other}`; allowed values: incoming, outgoing, act"),
+    })
+}
+
+/// `mailbox sync M`: one cycle now. In a running service, a push of the mailbox (the service
+/// runs it at once); else the service is started for this mailbox alone, runs it and stops.
+fn sync(ctx: &mut Ctx, mailbox: &str) -> Result<ExitCode> {
+    if let Some(live) = ctx.live {
+        live.service.push(MailboxId::new(mailbox));
+        if ctx.json {
+            writeln!(ctx.out, "{}", json!({"mailbox": mailbox, "pushed": true}))?;
+        } else {
+            writeln!(
+                ctx.out,
+                "`{mailbox}` pushed: the running service syncs it now; `ledgersync mailbox show \
+                 {mailbox}` shows the cycle's result"
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    let r = crate::serve::sync_once(&ctx.data_dir()?, ctx.config, mailbox)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if ctx.json {
+        writeln!(
+            ctx.out,
+            "{}",
+            json!({
+                "mailbox": mailbox,
+                "listing": r.terminal,
+                "reason": r.reason,
+                "seen": r.seen,
+                "gone": r.gone,
+                "unreadable": r.failures,
+                "intents_executed": r.executed,
+                "intents_succeeded": r.succeeded,
+                "decisions": r.decisions,
+                "seconds": seconds,
+            })
+        )?;
+    } else {
+        writeln!(
+            ctx.out,
+            "{mailbox}: {} in {seconds:.2} s: {} item(s) seen, {} gone, {} unreadable; {} \
+             intent(s) carried out ({} succeeded); {} decision(s) recorded",
+            r.terminal.replace('_', " "),
+            r.seen,
+            r.gone,
+            r.failures.len(),
+            r.executed,
+            r.succeeded,
+            r.decisions
+        )?;
+        if let Some(reason) = &r.reason {
+            writeln!(ctx.out, "  {reason}")?;
+        }
+        for f in &r.failures {
+            writeln!(ctx.out, "  unreadable: {f}")?;
+        }
+    }
+    Ok(if r.terminal == "listing_failed" {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -240,7 +312,11 @@ fn test_connection(
     };
     if !json {
         match &answer {
-            Ok(found) => writeln!(out, "{kind} connection of `{}`: act succeeded: {found}", m.id)?,
+            Ok(found) => writeln!(
+                out,
+                "{kind} connection of `{}`: act succeeded: {found}",
+                m.id
+            )?,
             Err(e) => writeln!(
                 out,
                 "{kind} connection of `{}`: act failed ({}): {}",

@@ -305,6 +305,14 @@ pub(crate) enum MailboxCommand {
         /// Mailbox id.
         mailbox: String,
     },
+    /// Sync one mailbox now: carry out its pending intents and list what changed on its server
+    /// since the last cycle, through the connector the configuration gives it, recording what
+    /// it sees; then print what the cycle did. A running `serve` runs the cycle at once
+    /// instead (a push). The appointments, contacts and tasks workload must be enabled.
+    Sync {
+        /// Mailbox id.
+        mailbox: String,
+    },
     /// Ask to disable a workload (default: all three).
     Disable {
         /// Mailbox id.
@@ -502,6 +510,7 @@ fn mailbox_action(command: MailboxCommand) -> anyhow::Result<mailbox::Action> {
             override_other_org: false,
             connect: false,
         },
+        MailboxCommand::Sync { mailbox } => Action::Sync(mailbox),
         MailboxCommand::Disable { mailbox, workload } => Action::Disable {
             mailbox,
             workload: workload

@@ -204,7 +204,9 @@ fn timeout(seconds: Option<u64>, at: &str, key: &str) -> Result<Duration> {
     match seconds {
         None => Ok(DEFAULT_TIMEOUT),
         Some(s) if (1..=600).contains(&s) => Ok(Duration::from_secs(s)),
-        Some(s) => Err(anyhow!("{at}: key `{key}` must be between 1 and 600, got {s}")),
+        Some(s) => Err(anyhow!(
+            "{at}: key `{key}` must be between 1 and 600, got {s}"
+        )),
     }
 }
 
@@ -425,9 +427,7 @@ mod tests {
         let closed = write(dir.path(), "closed", "hunter2\nignored\n", 0o640);
         assert_eq!(PasswordSource::File(closed).read().unwrap(), "hunter2");
         let empty = write(dir.path(), "empty", "", 0o600);
-        assert!(
-            format!("{:#}", PasswordSource::File(empty).read().unwrap_err()).contains("empty")
-        );
+        assert!(format!("{:#}", PasswordSource::File(empty).read().unwrap_err()).contains("empty"));
     }
 
     #[test]

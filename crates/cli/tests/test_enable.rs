@@ -65,10 +65,44 @@ fn test_enable_lists_a_vdir_mailbox_and_records_what_it_found() {
     );
     assert_eq!(answer["mailbox"]["workloads"]["act"]["test"], "success");
 
+    // `mailbox sync` runs one cycle through the connector and says what it saw; a second one
+    // finds nothing new.
+    // The example's meeting and two contacts are written to Paul's collections first (its
+    // pending intents), then the listing sees them and the lunch.
+    let out = with_config(&site, &["mailbox", "sync", "mbx-paul"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("mbx-paul: listing completed in")
+            && stdout(&out).contains(
+                ": 4 item(s) seen, 0 gone, 0 unreadable; 3 intent(s) carried out (3 succeeded)"
+            ),
+        "{}",
+        stdout(&out)
+    );
+    let out = with_config(&site, &["--json", "mailbox", "sync", "mbx-paul"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(again["listing"], "listing_completed", "{again}");
+    assert_eq!(again["seen"], 0, "{again}");
+    let out = with_config(&site, &["mailbox", "sync", "mbx-nobody"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("mailbox `mbx-nobody` has no [[mailbox]] table"),
+        "{}",
+        stderr(&out)
+    );
+
     // `--fail` records by hand, without connecting.
     let out = with_config(
         &site,
-        &["--json", "mailbox", "test-enable", "mbx-paul", "--fail", "act"],
+        &[
+            "--json",
+            "mailbox",
+            "test-enable",
+            "mbx-paul",
+            "--fail",
+            "act",
+        ],
     );
     let answer: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(answer["connection"].is_null(), "{answer}");
