@@ -10,6 +10,7 @@
 
 mod compose;
 mod connector;
+mod dav;
 mod fsutil;
 mod hash;
 mod imip;
@@ -21,6 +22,7 @@ mod writes;
 mod zone;
 
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+pub use dav::{DavConfig, DavConnector, Secret};
 pub use hash::fnv1a64;
 pub use vdir::{DEFAULT_TRACKING_CATEGORY, VdirConfig, VdirConnector};
 pub use writes::{OWN_DIR, UNSUPPORTED};
