@@ -33,7 +33,7 @@ mod writes;
 mod xml;
 
 use crate::compose;
-use crate::connector::{Connector, Cursor, Intent, Listing};
+use crate::connector::{Connector, Cursor, Intent, Listing, WriteHook};
 use crate::imip::Meeting;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
 use http::{DavError, Http};
@@ -175,16 +175,12 @@ impl Resolved {
     }
 }
 
-/// A hook called by an update between reading the item and writing it back (tests of the
-/// write precondition use it to play another client).
-type Hook = Box<dyn FnMut(&str) + Send>;
-
 /// The CalDAV + CardDAV connector (see the module doc and [`Connector`]).
 pub struct DavConnector {
     pub(crate) config: DavConfig,
     http: Option<Http>,
     pub(crate) resolved: Option<Resolved>,
-    pub(crate) before_write: Option<Hook>,
+    pub(crate) before_write: WriteHook,
     /// The meetings of items this connector deleted, by row id and by href: a cancellation
     /// carried out after the delete reads its UID here (for the connector's life only).
     pub(crate) deleted: HashMap<String, Meeting>,
@@ -206,7 +202,7 @@ impl DavConnector {
             http: Http::new(&config.username, &config.password, config.timeout).ok(),
             config,
             resolved: None,
-            before_write: None,
+            before_write: WriteHook::default(),
             deleted: HashMap::new(),
         }
     }
@@ -221,7 +217,7 @@ impl DavConnector {
     /// editing the item in that window.
     #[doc(hidden)]
     pub fn set_before_write(&mut self, hook: Option<Box<dyn FnMut(&str) + Send>>) {
-        self.before_write = hook;
+        self.before_write = WriteHook::new(hook);
     }
 
     pub(crate) fn http(&self) -> Result<&Http, DavError> {

@@ -205,9 +205,7 @@ impl DavConnector {
         if let Err(e) = self.check(calendar, &edited) {
             return failed(id, ErrorKind::Malformed, format!("update `{}`: {e}", p.key));
         }
-        if let Some(hook) = self.before_write.as_mut() {
-            hook(url.path());
-        }
+        self.before_write.call(url.path());
         let precondition = match &etag {
             Some(etag) => ("If-Match", etag.as_str()),
             // No version to hold the write to: the item must at least still exist.
