@@ -170,10 +170,14 @@ pub trait Connector: Send {
 /// back: tests of the write precondition use it to play another client editing the item in
 /// that window. Empty by default.
 #[derive(Clone, Default)]
-pub(crate) struct WriteHook(Option<Arc<Mutex<Box<dyn FnMut(&str) + Send>>>>);
+pub(crate) struct WriteHook(Option<Arc<Mutex<BeforeWrite>>>);
+
+/// The hook of `set_before_write` (vdir and DAV connectors): called with the item's server id.
+#[doc(hidden)]
+pub type BeforeWrite = Box<dyn FnMut(&str) + Send>;
 
 impl WriteHook {
-    pub(crate) fn new(hook: Option<Box<dyn FnMut(&str) + Send>>) -> Self {
+    pub(crate) fn new(hook: Option<BeforeWrite>) -> Self {
         Self(hook.map(|h| Arc::new(Mutex::new(h))))
     }
     pub(crate) fn call(&self, remote: &str) {

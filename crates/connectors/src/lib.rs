@@ -21,6 +21,8 @@ mod vdir;
 mod writes;
 mod zone;
 
+#[doc(hidden)]
+pub use connector::BeforeWrite;
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
 pub use dav::{DavConfig, DavConnector, Secret};
 pub use hash::fnv1a64;

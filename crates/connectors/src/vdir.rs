@@ -31,7 +31,7 @@
 //! a missing directory or file is `not_found`, a permission error `forbidden`, another I/O
 //! error `network`; the domain decides what each means.
 
-use crate::connector::{Connector, Cursor, Intent, ItemFailure, Listing, WriteHook};
+use crate::connector::{BeforeWrite, Connector, Cursor, Intent, ItemFailure, Listing, WriteHook};
 use crate::fsutil;
 use crate::hash::fnv1a64;
 use crate::parse;
@@ -168,7 +168,7 @@ impl VdirConnector {
     /// before writing it back: for tests of the write precondition, which play another
     /// program editing the file in that window.
     #[doc(hidden)]
-    pub fn set_before_write(&mut self, hook: Option<Box<dyn FnMut(&str) + Send>>) {
+    pub fn set_before_write(&mut self, hook: Option<BeforeWrite>) {
         self.before_write = WriteHook::new(hook);
     }
 

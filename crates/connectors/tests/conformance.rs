@@ -4,7 +4,9 @@
 
 mod support;
 
-use ledgersync_connectors::{Connector, Cursor, DavConnector, Intent, Listing, VdirConnector};
+use ledgersync_connectors::{
+    BeforeWrite, Connector, Cursor, DavConnector, Intent, Listing, VdirConnector,
+};
 use ledgersync_domain::event::{
     Basis, CreateIntent, DeleteIntent, Event, ItemWrite, RemoteFields, Side, UpdateIntent,
 };
@@ -15,13 +17,16 @@ use std::path::PathBuf;
 use support::dav::Server;
 use support::*;
 
+/// Another client writing an item: `(server id, text)`.
+type Writer = Box<dyn FnMut(&str, &str) + Send>;
+
 /// What the suite needs of a backend: its connector, and another client of the same server.
 trait Backend {
     fn connector(&mut self) -> &mut dyn Connector;
     /// Another client adds a calendar item named `file`; answers its server id.
     fn add(&mut self, file: &str, text: &str) -> String;
     /// A writer for another client: replaces the item `remote` with `text`.
-    fn writer(&self) -> Box<dyn FnMut(&str, &str) + Send>;
+    fn writer(&self) -> Writer;
     /// What the server holds for `remote`, if anything.
     fn read(&self, remote: &str) -> Option<String>;
     /// The calendar items the server holds.
@@ -30,7 +35,7 @@ trait Backend {
     /// unreadable).
     fn broken(&self) -> Box<dyn Connector>;
     /// Sets the hook an update calls between reading and writing the item.
-    fn set_before_write(&mut self, hook: Option<Box<dyn FnMut(&str) + Send>>);
+    fn set_before_write(&mut self, hook: Option<BeforeWrite>);
 }
 
 struct Vdir(Fixture);
@@ -56,7 +61,7 @@ impl Backend for Vdir {
         write_aged(&self.0.calendar.join(file), text, 60);
         format!("calendar/{file}")
     }
-    fn writer(&self) -> Box<dyn FnMut(&str, &str) + Send> {
+    fn writer(&self) -> Writer {
         let (calendar, contacts) = (self.0.calendar.clone(), self.0.contacts.clone());
         Box::new(move |remote, text| {
             let path = Vdir::path(&calendar, &contacts, remote);
@@ -79,7 +84,7 @@ impl Backend for Vdir {
         config.address_book = Some(self.0._tmp.path().join("unmounted/contacts"));
         Box::new(VdirConnector::new(config))
     }
-    fn set_before_write(&mut self, hook: Option<Box<dyn FnMut(&str) + Send>>) {
+    fn set_before_write(&mut self, hook: Option<BeforeWrite>) {
         self.0.connector.set_before_write(hook);
     }
 }
@@ -106,7 +111,7 @@ impl Backend for Dav {
         self.server.put(&path, text);
         path
     }
-    fn writer(&self) -> Box<dyn FnMut(&str, &str) + Send> {
+    fn writer(&self) -> Writer {
         let server = Server {
             base: self.server.base.clone(),
             client: self.server.client.clone(),
@@ -131,7 +136,7 @@ impl Backend for Dav {
         config.server = down;
         Box::new(DavConnector::new(config))
     }
-    fn set_before_write(&mut self, hook: Option<Box<dyn FnMut(&str) + Send>>) {
+    fn set_before_write(&mut self, hook: Option<BeforeWrite>) {
         self.connector.set_before_write(hook);
     }
 }

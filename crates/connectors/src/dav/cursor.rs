@@ -4,14 +4,14 @@
 //!
 //! ```text
 //! dav 1
-//! C	/alice/work/	http://radicale.org/ns/sync/5d41…      a collection and its token ("" = none)
-//! I	/alice/work/a.ics	"e3b0…"	                           a known item and its ETag
-//! I	/alice/work/b.ics	"9f86…"	failing                    known, its current version unreadable
-//! I	/alice/work/c.ics		failing                        unreadable, never known
-//! I	/alice/work/d.ics	"2c26…"	deleted                    known, deleted by ledgersync
+//! C␉/alice/work/␉http://radicale.org/ns/sync/5d41…   a collection and its token ("" = none)
+//! I␉/alice/work/a.ics␉"e3b0…"                         a known item and its ETag
+//! I␉/alice/work/b.ics␉"9f86…"␉failing                 known, its current version unreadable
+//! I␉/alice/work/c.ics␉␉failing                        unreadable, never known
+//! I␉/alice/work/d.ics␉"2c26…"␉deleted                 known, deleted by ledgersync
 //! ```
 //!
-//! Items follow their collection's line. An item ledgersync created and no listing saw yet has
+//! Fields are separated by a tab (`␉` above). Items follow their collection's line. An item ledgersync created and no listing saw yet has
 //! the version `unlisted` (never an ETag, which is quoted).
 
 use crate::connector::Cursor;

@@ -70,13 +70,10 @@ impl DavConnector {
             explicit(&c.tasks),
             explicit(&c.address_book),
         );
-        let resolved = if calendar.is_some()
-            && contacts.is_some()
-            && (tasks.is_some() || c.tasks.is_none())
-        {
+        let everything_named = contacts.is_some() && (tasks.is_some() || c.tasks.is_none());
+        let resolved = if let (Some(calendar), true) = (calendar.clone(), everything_named) {
             // Everything named by URL: no discovery; the tasks go to the calendar when it
             // takes VTODOs.
-            let calendar = calendar.expect("checked");
             let tasks = match tasks {
                 Some(t) => Some(t),
                 None => self

@@ -264,10 +264,9 @@ impl Http {
 
 /// The error of a request that got no answer.
 fn transport(what: &str, e: &reqwest::Error) -> DavError {
+    // A connection refused or reset, DNS, TLS handshake: the network.
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
-    } else if e.is_connect() {
-        ErrorKind::Network
     } else {
         ErrorKind::Network
     };

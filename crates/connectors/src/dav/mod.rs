@@ -33,7 +33,7 @@ mod writes;
 mod xml;
 
 use crate::compose;
-use crate::connector::{Connector, Cursor, Intent, Listing, WriteHook};
+use crate::connector::{BeforeWrite, Connector, Cursor, Intent, Listing, WriteHook};
 use crate::imip::Meeting;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
 use http::{DavError, Http};
@@ -216,7 +216,7 @@ impl DavConnector {
     /// before writing it back: for tests of the ETag precondition, which play another client
     /// editing the item in that window.
     #[doc(hidden)]
-    pub fn set_before_write(&mut self, hook: Option<Box<dyn FnMut(&str) + Send>>) {
+    pub fn set_before_write(&mut self, hook: Option<BeforeWrite>) {
         self.before_write = WriteHook::new(hook);
     }
 
