@@ -370,11 +370,13 @@ impl DavConnector {
 }
 
 fn list(found: &[Found]) -> String {
+    const SHOWN: usize = 10;
     if found.is_empty() {
         return "none".into();
     }
-    found
+    let mut text = found
         .iter()
+        .take(SHOWN)
         .map(|f| {
             let what = if f.calendar {
                 "calendar"
@@ -384,7 +386,11 @@ fn list(found: &[Found]) -> String {
             format!("{} `{}` ({what})", f.url.path(), f.name)
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if found.len() > SHOWN {
+        text.push_str(&format!(" and {} more", found.len() - SHOWN));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -84,11 +84,22 @@ impl Server {
         };
         s.mkcalendar(
             &s.calendar,
-            &format!("{name} calendar"),
+            &s.display_name(&s.calendar),
             &["VEVENT", "VTODO"],
         );
-        s.mkaddressbook(&s.contacts, &format!("{name} contacts"));
+        s.mkaddressbook(&s.contacts, &s.display_name(&s.contacts));
         s
+    }
+
+    /// The display name of a collection this module made: its unique last segment, upper-cased
+    /// (so that it is not also its path's segment).
+    pub fn display_name(&self, collection: &str) -> String {
+        let segment = collection
+            .trim_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        format!("Test {}", segment.to_uppercase())
     }
 
     pub fn url(&self, path: &str) -> Url {
