@@ -7,7 +7,8 @@ mod support;
 use calcard::icalendar::{ICalendar, ICalendarComponentType};
 use ledgersync_connectors::{Connector, Cursor, DavConfig, DavConnector, Intent, Listing};
 use ledgersync_domain::event::{
-    Basis, CreateIntent, Event, ItemWrite, RemoteFields, Side, UpdateIntent,
+    Basis, CancelIntent, CreateIntent, DeleteIntent, Event, ItemWrite, RemoteFields, Side,
+    UpdateIntent,
 };
 use ledgersync_domain::records::{Record, ShowAs};
 use ledgersync_domain::{EventId, RemoteId};
@@ -498,7 +499,7 @@ fn a_200_item_collection_lists_in_multiget_batches() {
 }
 
 #[test]
-fn unparsable_and_oversized_items_are_failures_never_gone() {
+fn an_oversized_item_is_a_too_large_failure_never_read_never_gone() {
     let s = Server::new("bad");
     let good = format!("{}good.ics", s.calendar);
     let big = format!("{}big.ics", s.calendar);
@@ -519,4 +520,104 @@ fn unparsable_and_oversized_items_are_failures_never_gone() {
     assert_eq!(terminal(&l2), "listing_completed");
     assert_eq!(l2.failures.len(), 1, "{:?}", l2.failures);
     assert!(gone(&l2).is_empty() && seen(&l2).is_empty());
+}
+
+#[test]
+fn one_missing_collection_makes_the_listing_partial_and_keeps_its_items_known() {
+    let s = Server::new("partial");
+    s.put(
+        &format!("{}a.ics", s.calendar),
+        &event_ics("part-1", "Alpha"),
+    );
+    s.put(
+        &format!("{}k.vcf", s.contacts),
+        &card_vcf("part-2", "Kaylee"),
+    );
+    let mut c = s.connector();
+    let first = c.list_changes(&Cursor::initial());
+    complete(&first);
+    assert_eq!(seen(&first).len(), 2);
+
+    // The address book is removed on the server: the listing is partial, nothing is gone,
+    // and the card stays known for the listing that finds the book again.
+    let r = s
+        .client
+        .delete(s.url(&s.contacts))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    s.put(
+        &format!("{}b.ics", s.calendar),
+        &event_ics("part-3", "Bravo"),
+    );
+    let l = c.list_changes(&first.cursor);
+    assert_eq!(terminal(&l), "listing_partial", "{:?}", l.observations);
+    assert!(gone(&l).is_empty());
+    assert_eq!(seen(&l).len(), 1, "the calendar was read");
+    match l.terminal() {
+        Event::ListingPartial(p) => assert!(p.reason.contains("404"), "{}", p.reason),
+        _ => unreachable!(),
+    }
+    assert!(l.cursor.as_str().contains("k.vcf"), "{}", l.cursor);
+}
+
+#[test]
+fn invitations_and_a_cancellation_after_the_delete_reach_the_attendees_maildirs() {
+    let s = Server::new("imip");
+    let maildirs = tempfile::tempdir().unwrap();
+    let mut config = s.config();
+    config.maildirs = Some(maildirs.path().to_path_buf());
+    let mut c = DavConnector::new(config);
+    let rec = appointment_record("apt-imip", "Quarterly review");
+    let mut w = write("Quarterly review");
+    w.notify_attendees = true;
+    let (remote, _) = ok(&run(&mut c, 1, &create(&rec, "k/c/imip", w), Some(&rec)));
+    let messages = |who: &str| -> Vec<String> {
+        let dir = maildirs.path().join(who).join("new");
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    };
+    for who in ["jayne@serenity.example", "kaylee@serenity.example"] {
+        let got = messages(who);
+        assert_eq!(got.len(), 1, "{who}");
+        assert!(got[0].contains("METHOD:REQUEST") && got[0].contains("UID:apt-imip@ledgersync"));
+    }
+    assert!(
+        messages("paul@serenity.example").is_empty(),
+        "not to the organizer"
+    );
+
+    let delete = Event::DeleteIntent(DeleteIntent {
+        basis: Basis::default(),
+        record: rec.id.clone(),
+        remote: Some(RemoteId::new(&remote)),
+        target: Side::MailServer,
+        key: "k/d/imip".into(),
+    });
+    ok(&run(&mut c, 2, &delete, Some(&rec)));
+    assert!(s.get(&remote).is_none());
+    let cancel = Event::CancelIntent(CancelIntent {
+        basis: Basis::default(),
+        record: rec.id.clone(),
+        remote: Some(RemoteId::new(&remote)),
+        attendees: vec!["jayne@serenity.example".into()],
+        version: 1,
+        key: "k/x/imip".into(),
+    });
+    ok(&run(&mut c, 3, &cancel, Some(&rec)));
+    let got = messages("jayne@serenity.example");
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .any(|m| m.contains("METHOD:CANCEL") && m.contains("UID:apt-imip@ledgersync")),
+        "{got:?}"
+    );
 }

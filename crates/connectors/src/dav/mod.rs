@@ -37,13 +37,13 @@ use crate::connector::{BeforeWrite, Connector, Cursor, Intent, Listing, WriteHoo
 use crate::imip::Meeting;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
 use http::{DavError, Http};
-use ledgersync_domain::ErrorKind;
 use ledgersync_domain::event::Event;
 use ledgersync_domain::policy::mass_delete;
 use reqwest::Url;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A password: never printed (`Debug` and `Display` write `[redacted]`), never part of an error.
@@ -178,7 +178,8 @@ impl Resolved {
 /// The CalDAV + CardDAV connector (see the module doc and [`Connector`]).
 pub struct DavConnector {
     pub(crate) config: DavConfig,
-    http: Option<Http>,
+    /// Built on the first call (where blocking is allowed), never in `new`.
+    http: OnceLock<Result<Http, DavError>>,
     pub(crate) resolved: Option<Resolved>,
     pub(crate) before_write: WriteHook,
     /// The meetings of items this connector deleted, by row id and by href: a cancellation
@@ -196,10 +197,12 @@ impl fmt::Debug for DavConnector {
 }
 
 impl DavConnector {
-    /// A connector for the configured account. Nothing is sent until a call.
+    /// A connector for the configured account. Nothing is sent, and no HTTP client built,
+    /// until a call: [`Connector::list_changes`] and [`Connector::execute`] block, so call them
+    /// where blocking is allowed (the runtime's blocking pool), never inside an async task.
     pub fn new(config: DavConfig) -> Self {
         Self {
-            http: Http::new(&config.username, &config.password, config.timeout).ok(),
+            http: OnceLock::new(),
             config,
             resolved: None,
             before_write: WriteHook::default(),
@@ -221,12 +224,11 @@ impl DavConnector {
     }
 
     pub(crate) fn http(&self) -> Result<&Http, DavError> {
-        self.http.as_ref().ok_or_else(|| {
-            DavError::new(
-                ErrorKind::Tls,
-                "the HTTP client could not be built (TLS provider); see the log of the start",
-            )
-        })
+        let c = &self.config;
+        self.http
+            .get_or_init(|| Http::new(&c.username, &c.password, c.timeout))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The mailbox a write goes to: its owner's address and zone.
