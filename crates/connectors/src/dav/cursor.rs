@@ -242,4 +242,60 @@ mod tests {
         assert!(State::decode(&Cursor::from_text("dav 1\nI\t/a/x.ics\t\"1\"\n")).is_err());
         assert!(State::decode(&Cursor::from_text("dav 1\nX\n")).is_err());
     }
+
+    fn outcome(remote: &str) -> Event {
+        Event::IntentSucceeded(ledgersync_domain::event::IntentSucceeded {
+            intent: ledgersync_domain::EventId::from_u128(1),
+            remote: Some(ledgersync_domain::RemoteId::new(remote)),
+            etag: Some("\"9\"".into()),
+            crm: None,
+        })
+    }
+
+    #[test]
+    fn remember_knows_a_created_item_as_unlisted_and_marks_a_delete() {
+        use ledgersync_domain::event::{Basis, CreateIntent, DeleteIntent, ItemWrite, Side};
+        use ledgersync_domain::records::ShowAs;
+        let create = Event::CreateIntent(CreateIntent {
+            basis: Basis::default(),
+            record: ledgersync_domain::RecordId::new("apt-1"),
+            remote: None,
+            target: Side::MailServer,
+            item: ItemWrite {
+                title: "x".into(),
+                version: 1,
+                show_as: Some(ShowAs::Busy),
+                reminder: false,
+                notify_attendees: false,
+                attendees: 0,
+                completed: false,
+                actual_start: None,
+            },
+            key: "k".into(),
+        });
+        // Before any listing: the collection becomes known, without a token.
+        let c = remember(&Cursor::initial(), &create, &outcome("/alice/work/a.ics"));
+        let state = State::decode(&c).unwrap();
+        let work = &state.collections["/alice/work/"];
+        assert_eq!(work.token, "");
+        assert_eq!(
+            work.items["/alice/work/a.ics"].etag.as_deref(),
+            Some(UNLISTED)
+        );
+
+        let delete = Event::DeleteIntent(DeleteIntent {
+            basis: Basis::default(),
+            record: ledgersync_domain::RecordId::new("apt-1"),
+            remote: None,
+            target: Side::MailServer,
+            key: "k2".into(),
+        });
+        let c = remember(&c, &delete, &outcome("/alice/work/a.ics"));
+        assert!(
+            State::decode(&c).unwrap().collections["/alice/work/"].items["/alice/work/a.ics"]
+                .deleted
+        );
+        // Not an item (a cancellation), or a failure: unchanged.
+        assert_eq!(remember(&c, &delete, &outcome("mail/x")), c);
+    }
 }

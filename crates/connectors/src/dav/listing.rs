@@ -35,6 +35,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// sync-collection): the collection is then read in full.
 const FALL_BACK_ON: [u16; 9] = [400, 403, 405, 409, 412, 415, 422, 500, 501];
 
+/// The most parts of one truncated sync-collection answer followed in one listing.
+const MAX_PARTS: usize = 1000;
+
 /// What one collection's listing found.
 struct Found {
     /// The collection's state after the listing, with the missing items removed.
@@ -352,37 +355,54 @@ impl DavConnector {
         token: &str,
     ) -> Result<Result<(BTreeMap<String, Member>, BTreeSet<String>, String), u16>, DavError> {
         let what = format!("REPORT sync-collection {}", url.path());
-        let answer = self.http()?.send(
-            "REPORT",
-            url,
-            &[
-                ("Depth", "1"),
-                ("Content-Type", "application/xml; charset=utf-8"),
-            ],
-            Some(xml::sync_collection(token)),
-            MAX_DOCUMENT,
-        )?;
-        if answer.status != 207 {
-            if FALL_BACK_ON.contains(&answer.status) {
-                return Ok(Err(answer.status));
-            }
-            return Err(answer.error(&what));
-        }
-        let m = xml::multistatus(&answer.body)
-            .map_err(|e| DavError::new(ErrorKind::Malformed, format!("{what}: {e}")))?;
         let mut members = BTreeMap::new();
         let mut removed = BTreeSet::new();
-        for r in &m.responses {
-            let Some(href) = member_href(url, &r.href) else {
-                continue;
-            };
-            if r.status == Some(404) {
-                removed.insert(href);
-            } else {
-                members.insert(href, member(r));
+        let mut token = token.to_string();
+        // A server may answer in parts (RFC 6578 §3.6: a 507 for the collection itself, and
+        // the token to go on from); the parts are merged, later ones winning.
+        for _ in 0..MAX_PARTS {
+            let answer = self.http()?.send(
+                "REPORT",
+                url,
+                &[
+                    ("Depth", "1"),
+                    ("Content-Type", "application/xml; charset=utf-8"),
+                ],
+                Some(xml::sync_collection(&token)),
+                MAX_DOCUMENT,
+            )?;
+            if answer.status != 207 {
+                if FALL_BACK_ON.contains(&answer.status) {
+                    return Ok(Err(answer.status));
+                }
+                return Err(answer.error(&what));
             }
+            let m = xml::multistatus(&answer.body)
+                .map_err(|e| DavError::new(ErrorKind::Malformed, format!("{what}: {e}")))?;
+            let mut truncated = false;
+            for r in &m.responses {
+                let Some(href) = member_href(url, &r.href) else {
+                    truncated |= r.status == Some(507);
+                    continue;
+                };
+                if r.status == Some(404) {
+                    members.remove(&href);
+                    removed.insert(href);
+                } else {
+                    removed.remove(&href);
+                    members.insert(href, member(r));
+                }
+            }
+            let next = m.sync_token.unwrap_or_default();
+            if !truncated || next.is_empty() || next == token {
+                return Ok(Ok((members, removed, next)));
+            }
+            token = next;
         }
-        Ok(Ok((members, removed, m.sync_token.unwrap_or_default())))
+        Err(DavError::new(
+            ErrorKind::Unavailable,
+            format!("{what}: still truncated after {MAX_PARTS} parts; the next listing goes on"),
+        ))
     }
 
     /// Every member's ETag (`PROPFIND Depth: 1`) and the collection's sync token, if any.
