@@ -393,7 +393,7 @@ impl DavConnector {
                     members.insert(href, member(r));
                 }
             }
-            let next = m.sync_token.unwrap_or_default();
+            let next = m.sync_token.and_then(|t| clean(&t)).unwrap_or_default();
             if !truncated || next.is_empty() || next == token {
                 return Ok(Ok((members, removed, next)));
             }
@@ -426,7 +426,7 @@ impl DavConnector {
                 }
             }
         }
-        Ok((members, token.trim().to_string()))
+        Ok((members, clean(&token).unwrap_or_default()))
     }
 
     /// Fetches `hrefs` with a multiget: per href, its ETag and body, or `None` when the server
@@ -475,7 +475,7 @@ impl DavConnector {
             let body = r
                 .text(ns, data)
                 .filter(|_| r.status.is_none_or(|s| s < 300));
-            let etag = r.text(DAV, "getetag").map(|e| e.trim().to_string());
+            let etag = r.text(DAV, "getetag").and_then(|e| clean(&e));
             out.push((href, body.map(|b| (etag, b))));
         }
         Ok(out)
@@ -491,12 +491,16 @@ fn member_href(collection: &Url, href: &str) -> Option<String> {
         .then(|| path.to_string())
 }
 
+/// A value the cursor can hold: not empty, no control characters (tabs and line breaks
+/// separate the cursor's fields and lines).
+fn clean(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty() && !value.chars().any(char::is_control)).then(|| value.to_string())
+}
+
 fn member(r: &xml::Response) -> Member {
     Member {
-        etag: r
-            .text(DAV, "getetag")
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty()),
+        etag: r.text(DAV, "getetag").and_then(|e| clean(&e)),
         length: r
             .text(DAV, "getcontentlength")
             .and_then(|l| l.trim().parse().ok()),
