@@ -520,6 +520,18 @@ fn an_oversized_item_is_a_too_large_failure_never_read_never_gone() {
     assert_eq!(terminal(&l2), "listing_completed");
     assert_eq!(l2.failures.len(), 1, "{:?}", l2.failures);
     assert!(gone(&l2).is_empty() && seen(&l2).is_empty());
+    assert!(
+        l2.failures[0].error.contains("still"),
+        "{}",
+        l2.failures[0].error
+    );
+
+    // Shrunk by the user: read and reported at last.
+    s.put(&big, &event_ics("bad-2", "Small now"));
+    let l3 = c.list_changes(&l2.cursor);
+    complete(&l3);
+    assert_eq!(seen(&l3).len(), 1);
+    assert_eq!(seen(&l3)[0].remote.0, big);
 }
 
 #[test]

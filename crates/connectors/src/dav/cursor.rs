@@ -8,6 +8,7 @@
 //! I␉/alice/work/a.ics␉"e3b0…"                         a known item and its ETag
 //! I␉/alice/work/b.ics␉"9f86…"␉failing                 known, its current version unreadable
 //! I␉/alice/work/c.ics␉␉failing                        unreadable, never known
+//! I␉/alice/work/e.ics␉"5e88…"␉too_large               known, its current version over the limit
 //! I␉/alice/work/d.ics␉"2c26…"␉deleted                 known, deleted by ledgersync
 //! ```
 //!
@@ -30,6 +31,8 @@ pub(crate) struct Known {
     pub(crate) etag: Option<String>,
     /// The item's current version could not be read or understood: fetched again every listing.
     pub(crate) failing: bool,
+    /// Failing because it is larger than `max_item_bytes` (never fetched again while unchanged).
+    pub(crate) too_large: bool,
     /// ledgersync deleted it (a delete intent succeeded): its absence is explained.
     pub(crate) deleted: bool,
 }
@@ -88,10 +91,11 @@ impl State {
                     let flag = rest.first().copied().unwrap_or("");
                     let known = Known {
                         etag: (!etag.is_empty()).then(|| etag.to_string()),
-                        failing: flag == "failing",
+                        failing: matches!(flag, "failing" | "too_large"),
+                        too_large: flag == "too_large",
                         deleted: flag == "deleted",
                     };
-                    if !matches!(flag, "" | "failing" | "deleted") {
+                    if !matches!(flag, "" | "failing" | "too_large" | "deleted") {
                         return Err(bad());
                     }
                     let Some(c) = &current else { return Err(bad()) };
@@ -114,7 +118,9 @@ impl State {
         for (href, c) in &self.collections {
             text.push_str(&format!("C\t{href}\t{}\n", c.token));
             for (item, k) in &c.items {
-                let flag = if k.failing {
+                let flag = if k.too_large {
+                    "\ttoo_large"
+                } else if k.failing {
                     "\tfailing"
                 } else if k.deleted {
                     "\tdeleted"
@@ -224,6 +230,7 @@ mod tests {
             Known {
                 etag: None,
                 failing: true,
+                too_large: false,
                 deleted: false,
             },
         );
@@ -232,7 +239,17 @@ mod tests {
             Known {
                 etag: Some("\"3\"".into()),
                 failing: false,
+                too_large: false,
                 deleted: true,
+            },
+        );
+        c.items.insert(
+            "/alice/work/e.ics".into(),
+            Known {
+                etag: Some("\"5\"".into()),
+                failing: true,
+                too_large: true,
+                deleted: false,
             },
         );
         state.collections.entry("/alice/book/".into()).or_default();

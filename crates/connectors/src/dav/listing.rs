@@ -249,8 +249,8 @@ impl DavConnector {
                 continue;
             }
             if let Some(len) = m.length.filter(|len| *len > max) {
-                failures.push(too_large(href, entity, len, max));
-                keep_failing(&mut next, href, known);
+                failures.push(too_large(href, entity, Some(len), max));
+                keep_failing(&mut next, href, known, true);
                 continue;
             }
             fetch.push(href.clone());
@@ -258,7 +258,12 @@ impl DavConnector {
         if !full {
             for (href, k) in &old.items {
                 if k.failing && !members.contains_key(href) && !removed.contains(href) {
-                    fetch.push(href.clone());
+                    if k.too_large {
+                        // Unchanged and still over the limit: reported again, never fetched.
+                        failures.push(too_large(href, entity, None, max));
+                    } else {
+                        fetch.push(href.clone());
+                    }
                 }
             }
         }
@@ -279,12 +284,12 @@ impl DavConnector {
                         kind: ErrorKind::Malformed,
                         error: format!("{href}: the server gave no ETag for the item"),
                     });
-                    keep_failing(&mut next, &href, known);
+                    keep_failing(&mut next, &href, known, false);
                     continue;
                 };
                 if body.len() as u64 > max {
-                    failures.push(too_large(&href, entity, body.len() as u64, max));
-                    keep_failing(&mut next, &href, known);
+                    failures.push(too_large(&href, entity, Some(body.len() as u64), max));
+                    keep_failing(&mut next, &href, known, true);
                     continue;
                 }
                 match self.parse_item(calendar, &body) {
@@ -295,7 +300,7 @@ impl DavConnector {
                             kind: ErrorKind::Malformed,
                             error: format!("{error}; fix or remove {href} on the server"),
                         });
-                        keep_failing(&mut next, &href, known);
+                        keep_failing(&mut next, &href, known, false);
                     }
                     Ok(parsed) => {
                         if known.and_then(|k| k.etag.as_deref()) != Some(etag.as_str()) {
@@ -509,12 +514,13 @@ fn member(r: &xml::Response) -> Member {
 
 /// An item that failed: known before, it stays known with its old version (never gone), and is
 /// fetched again by every listing until it reads.
-fn keep_failing(next: &mut Collection, href: &str, known: Option<&Known>) {
+fn keep_failing(next: &mut Collection, href: &str, known: Option<&Known>, too_large: bool) {
     next.items.insert(
         href.to_string(),
         Known {
             etag: known.and_then(|k| k.etag.clone()),
             failing: true,
+            too_large,
             deleted: false,
         },
     );
@@ -531,15 +537,18 @@ fn withhold(next: &mut Collection, old: &Collection, missing: &[String]) {
     next.token = old.token.clone();
 }
 
-fn too_large(href: &str, entity: Option<Entity>, len: u64, max: u64) -> ItemFailure {
+fn too_large(href: &str, entity: Option<Entity>, len: Option<u64>, max: u64) -> ItemFailure {
+    let size = match len {
+        Some(len) => format!("the item is {len} bytes,"),
+        None => "the item is unchanged and still".to_string(),
+    };
     ItemFailure {
         item: href.to_string(),
         entity,
         kind: ErrorKind::TooLarge,
         error: format!(
-            "the item is {len} bytes, more than the limit of {max} (max_item_bytes in the \
-             [limits] table of the configuration); {href} was not read: shrink or remove it, or \
-             raise the limit"
+            "{size} more than the limit of {max} (max_item_bytes in the [limits] table of the \
+             configuration); {href} was not read: shrink or remove it, or raise the limit"
         ),
     }
 }
