@@ -633,3 +633,30 @@ fn invitations_and_a_cancellation_after_the_delete_reach_the_attendees_maildirs(
         "{got:?}"
     );
 }
+
+#[test]
+fn a_server_that_does_not_answer_is_a_timeout_and_the_cursor_stays() {
+    // A socket that accepts and never answers (a hung server), not a DAV server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut config = DavConfig::new("paul@serenity.example", &url, USER, PASSWORD);
+    config.calendar = Some("/alice/work/".into());
+    config.address_book = Some("/alice/contacts/".into());
+    config.timeout = std::time::Duration::from_millis(500);
+    let cursor =
+        Cursor::from_text("dav 1\nC\t/alice/work/\ttoken-1\nI\t/alice/work/a.ics\t\"1\"\n");
+    let l = DavConnector::new(config).list_changes(&cursor);
+    match l.terminal() {
+        Event::ListingFailed(f) => assert_eq!(f.error.code, "timeout", "{}", f.error.message),
+        other => panic!("expected listing_failed, got {other:?}"),
+    }
+    assert!(gone(&l).is_empty());
+    assert_eq!(l.cursor, cursor);
+}
