@@ -12,6 +12,10 @@
 //! (or from the copy the connector keeps of an item it deleted, since a cancellation is decided
 //! together with the delete and may be carried out after it).
 //!
+//! Both backends deliver through [`invite`] and [`cancel`]: the vdir connector reads the meeting
+//! from its files, the DAV connector from the server (or from the copy it kept in memory of an
+//! item it deleted).
+//!
 //! The message: `multipart/alternative` with a `text/plain` explanation and a
 //! `text/calendar; method=CANCEL` part holding `METHOD:CANCEL` and one VEVENT with the UID,
 //! the meeting's `SEQUENCE` (`ledgersync_domain::sequence`: 2 · version + 1 when this mailbox's
