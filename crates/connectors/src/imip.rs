@@ -12,6 +12,10 @@
 //! (or from the copy the connector keeps of an item it deleted, since a cancellation is decided
 //! together with the delete and may be carried out after it).
 //!
+//! Both backends deliver through [`invite`] and [`cancel`]: the vdir connector reads the meeting
+//! from its files, the DAV connector from the server (or from the copy it kept in memory of an
+//! item it deleted).
+//!
 //! The message: `multipart/alternative` with a `text/plain` explanation and a
 //! `text/calendar; method=CANCEL` part holding `METHOD:CANCEL` and one VEVENT with the UID,
 //! the meeting's `SEQUENCE` (`ledgersync_domain::sequence`: 2 · version + 1 when this mailbox's
@@ -33,7 +37,7 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What a cancellation needs from the organizer's item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,86 +110,11 @@ impl Meeting {
 
 impl VdirConnector {
     pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
-        let Some(root) = self.config.maildirs.clone() else {
-            return failed(
-                id,
-                ErrorKind::Unsupported,
-                format!(
-                    "cancel `{}`: no Maildir directory is configured to deliver the \
-                     cancellation to",
-                    p.key
-                ),
-            );
-        };
-        let remote = p.remote.as_ref().map(|r| r.0.clone());
-        if p.attendees.is_empty() {
-            return succeeded(id, remote, None);
-        }
-        let Some(meeting) = self.meeting(p) else {
-            return failed(
-                id,
-                ErrorKind::NotFound,
-                format!(
-                    "cancel `{}`: the meeting of row {} is not in the calendar (nor among the \
-                     items the connector deleted), so its UID is unknown",
-                    p.key, p.record
-                ),
-            );
-        };
-        let organizer = meeting
-            .organizer
-            .clone()
-            .or_else(|| {
-                record
-                    .and_then(|r| r.appointment())
-                    .and_then(|a| a.organizer.as_ref())
-                    .map(|o| o.email.clone())
-            })
-            .unwrap_or_else(|| self.config.owner.clone());
-        // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
-        // same number every mailbox derives; never below what the item already carries.
-        // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
-        let sequence = record
-            .and_then(|r| {
-                r.appointment()
-                    .map(|a| compose::sequence_of(r, a, &self.config.owner))
-            })
-            .map_or(meeting.sequence, |s| s.max(meeting.sequence));
-        let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
-        let subject = if meeting.summary.is_empty() {
-            "Canceled: meeting".to_string()
-        } else {
-            format!("Canceled: {}", meeting.summary)
-        };
-        let text = format!(
-            "The meeting \"{}\" has been canceled by {organizer}.\r\n",
-            meeting.summary
-        );
-        let letter = Letter {
-            method: "CANCEL",
-            organizer: &organizer,
-            subject: &subject,
-            text: &text,
-            ics: &ics,
-        };
-        match deliver_all(&root, &p.key, &p.attendees, &letter) {
-            Ok(()) => succeeded(id, remote, None),
-            Err(problems) => failed(
-                id,
-                ErrorKind::Network,
-                format!(
-                    "cancel `{}`: not delivered to every attendee ({}); a retry delivers only \
-                     the missing ones",
-                    p.key,
-                    problems.join("; ")
-                ),
-            ),
-        }
+        let root = self.config.maildirs.as_deref();
+        cancel(id, p, record, root, &self.config.owner, || self.meeting(p))
     }
 
-    /// Sends the calendar object `written` (the organizer's item, as just written) as an iMIP
-    /// `METHOD:REQUEST` to every attendee of `record` but the organizer. `Err`: what could not
-    /// be delivered, for the intent's failure.
+    /// Sends the invitation or update of `written` (see [`invite`]).
     pub(crate) fn invite(
         &self,
         key: &str,
@@ -193,53 +122,8 @@ impl VdirConnector {
         written: &str,
         updated: bool,
     ) -> Result<(), String> {
-        let Some(root) = self.config.maildirs.clone() else {
-            return Ok(());
-        };
-        let Some(a) = record.appointment() else {
-            return Ok(());
-        };
-        let organizer = a
-            .organizer
-            .as_ref()
-            .map(|o| o.email.clone())
-            .unwrap_or_else(|| self.config.owner.clone());
-        let attendees: Vec<String> = a
-            .required
-            .iter()
-            .chain(&a.optional)
-            .map(|p| p.email.trim().to_string())
-            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case(organizer.trim()))
-            .collect();
-        if attendees.is_empty() {
-            return Ok(());
-        }
-        let ics = with_method(written, "REQUEST");
-        let (prefix, verb) = if updated {
-            ("Updated", "updated")
-        } else {
-            ("Invitation", "invites you to")
-        };
-        let subject = if a.subject.is_empty() {
-            format!("{prefix}: meeting")
-        } else {
-            format!("{prefix}: {}", a.subject)
-        };
-        let text = format!("{organizer} {verb} \"{}\".\r\n", a.subject);
-        let letter = Letter {
-            method: "REQUEST",
-            organizer: &organizer,
-            subject: &subject,
-            text: &text,
-            ics: &ics,
-        };
-        deliver_all(&root, key, &attendees, &letter).map_err(|problems| {
-            format!(
-                "the invitation was not delivered to every attendee ({}); a retry delivers only \
-                 the missing ones",
-                problems.join("; ")
-            )
-        })
+        let root = self.config.maildirs.as_deref();
+        invite(root, &self.config.owner, key, record, written, updated)
     }
 
     /// The organizer's item: by server id in the calendar, else among the deleted items kept,
@@ -263,6 +147,150 @@ impl VdirConnector {
             .filter_map(|path| crate::fsutil::read_regular_text(path).ok())
             .find_map(|text| Meeting::from_ics(&text))
     }
+}
+
+/// Delivers the cancellation of `p` to its attendees; the meeting (UID, SEQUENCE, organizer,
+/// times) comes from the organizer's item, read by `meeting` only when needed.
+pub(crate) fn cancel(
+    id: EventId,
+    p: &CancelIntent,
+    record: Option<&Record>,
+    root: Option<&Path>,
+    owner: &str,
+    meeting: impl FnOnce() -> Option<Meeting>,
+) -> Event {
+    let Some(root) = root else {
+        return failed(
+            id,
+            ErrorKind::Unsupported,
+            format!(
+                "cancel `{}`: no Maildir directory is configured to deliver the \
+                 cancellation to",
+                p.key
+            ),
+        );
+    };
+    let remote = p.remote.as_ref().map(|r| r.0.clone());
+    if p.attendees.is_empty() {
+        return succeeded(id, remote, None);
+    }
+    let Some(meeting) = meeting() else {
+        return failed(
+            id,
+            ErrorKind::NotFound,
+            format!(
+                "cancel `{}`: the meeting of row {} is not in the calendar (nor among the \
+                 items the connector deleted), so its UID is unknown",
+                p.key, p.record
+            ),
+        );
+    };
+    let organizer = meeting
+        .organizer
+        .clone()
+        .or_else(|| {
+            record
+                .and_then(|r| r.appointment())
+                .and_then(|a| a.organizer.as_ref())
+                .map(|o| o.email.clone())
+        })
+        .unwrap_or_else(|| owner.to_string());
+    // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
+    // same number every mailbox derives; never below what the item already carries.
+    // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
+    let sequence = record
+        .and_then(|r| r.appointment().map(|a| compose::sequence_of(r, a, owner)))
+        .map_or(meeting.sequence, |s| s.max(meeting.sequence));
+    let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
+    let subject = if meeting.summary.is_empty() {
+        "Canceled: meeting".to_string()
+    } else {
+        format!("Canceled: {}", meeting.summary)
+    };
+    let text = format!(
+        "The meeting \"{}\" has been canceled by {organizer}.\r\n",
+        meeting.summary
+    );
+    let letter = Letter {
+        method: "CANCEL",
+        organizer: &organizer,
+        subject: &subject,
+        text: &text,
+        ics: &ics,
+    };
+    match deliver_all(root, &p.key, &p.attendees, &letter) {
+        Ok(()) => succeeded(id, remote, None),
+        Err(problems) => failed(
+            id,
+            ErrorKind::Network,
+            format!(
+                "cancel `{}`: not delivered to every attendee ({}); a retry delivers only \
+                 the missing ones",
+                p.key,
+                problems.join("; ")
+            ),
+        ),
+    }
+}
+
+/// Sends the calendar object `written` (the organizer's item, as just written) as an iMIP
+/// `METHOD:REQUEST` to every attendee of `record` but the organizer. `Err`: what could not
+/// be delivered, for the intent's failure.
+pub(crate) fn invite(
+    root: Option<&Path>,
+    owner: &str,
+    key: &str,
+    record: &Record,
+    written: &str,
+    updated: bool,
+) -> Result<(), String> {
+    let Some(root) = root else {
+        return Ok(());
+    };
+    let Some(a) = record.appointment() else {
+        return Ok(());
+    };
+    let organizer = a
+        .organizer
+        .as_ref()
+        .map(|o| o.email.clone())
+        .unwrap_or_else(|| owner.to_string());
+    let attendees: Vec<String> = a
+        .required
+        .iter()
+        .chain(&a.optional)
+        .map(|p| p.email.trim().to_string())
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case(organizer.trim()))
+        .collect();
+    if attendees.is_empty() {
+        return Ok(());
+    }
+    let ics = with_method(written, "REQUEST");
+    let (prefix, verb) = if updated {
+        ("Updated", "updated")
+    } else {
+        ("Invitation", "invites you to")
+    };
+    let subject = if a.subject.is_empty() {
+        format!("{prefix}: meeting")
+    } else {
+        format!("{prefix}: {}", a.subject)
+    };
+    let text = format!("{organizer} {verb} \"{}\".\r\n", a.subject);
+    let letter = Letter {
+        method: "REQUEST",
+        organizer: &organizer,
+        subject: &subject,
+        text: &text,
+        ics: &ics,
+    };
+    deliver_all(root, key, &attendees, &letter).map_err(|problems| {
+        format!(
+            "the invitation was not delivered to every attendee ({}); a retry delivers only \
+             the missing ones",
+            problems.join("; ")
+        )
+    })
 }
 
 /// One iMIP message to send to several attendees.

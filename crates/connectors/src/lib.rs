@@ -10,6 +10,7 @@
 
 mod compose;
 mod connector;
+mod dav;
 mod factory;
 mod fsutil;
 mod hash;
@@ -21,7 +22,10 @@ mod vdir;
 mod writes;
 mod zone;
 
+#[doc(hidden)]
+pub use connector::BeforeWrite;
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+pub use dav::{DavConfig, DavConnector, Secret};
 pub use factory::ConnectorConfig;
 pub use hash::fnv1a64;
 pub use vdir::{DEFAULT_TRACKING_CATEGORY, VdirConfig, VdirConnector};
