@@ -97,7 +97,7 @@ pub fn run(
         let service = ledgersync_runtime::Service::start(
             journal.clone(),
             clock.clone(),
-            crate::serve::service_config(&data, &config),
+            crate::serve::service_config(&data, &config)?,
             None,
         )
         .await

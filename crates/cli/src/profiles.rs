@@ -56,14 +56,6 @@ impl ConnectorKind {
     /// The kinds, as written in the configuration.
     pub const NAMES: &'static str = "vdir, caldav";
 
-    /// The name written in the configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConnectorKind::Vdir => "vdir",
-            ConnectorKind::Caldav => "caldav",
-        }
-    }
-
     fn parse(text: &str) -> Option<Self> {
         match text {
             "vdir" => Some(ConnectorKind::Vdir),

@@ -13,7 +13,7 @@ use ledgersync_bus::AmqpBus;
 use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
-use ledgersync_connectors::{ConnectorConfig, VdirConfig};
+use ledgersync_connectors::{ConnectorConfig, DavConfig, Secret, VdirConfig};
 use ledgersync_domain::event::Workload;
 use ledgersync_domain::{Event, MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
@@ -41,9 +41,10 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     };
 }
 
-/// The service configuration of `config` on `data`.
-pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
-    ServiceConfig {
+/// The service configuration of `config` on `data`. Fails when a mailbox's password cannot be
+/// read (naming the mailbox and where it was looked for).
+pub fn service_config(data: &Path, config: &Config) -> Result<ServiceConfig> {
+    Ok(ServiceConfig {
         org: OrgId::new(config.org.clone()),
         data_dir: data.to_path_buf(),
         registry: RegistryConfig {
@@ -59,41 +60,77 @@ pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
         mailboxes: config
             .mailboxes
             .iter()
-            .map(|m| endpoint(m, config.limits.max_item_bytes))
-            .collect(),
+            .map(|m| endpoint(m, config))
+            .collect::<Result<_>>()?,
         projection_every: config.projection_every,
         push_quiet: std::time::Duration::from_millis(500),
-    }
+    })
 }
 
 /// The connector of a configured mailbox (`ConnectorConfig::build` makes it).
 pub fn connector_config(m: &MailboxConfig, config: &Config) -> Result<ConnectorConfig> {
-    Ok(endpoint(m, config.limits.max_item_bytes).connector)
+    Ok(endpoint(m, config)?.connector)
 }
 
-fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
-    let mut vdir = VdirConfig::new(m.owner.clone().unwrap_or_default());
-    vdir.max_item_bytes = max_item_bytes;
-    vdir.calendar = m.calendar.clone();
-    vdir.address_book = m.address_book.clone();
-    vdir.maildirs = m.maildirs.clone();
-    if let Some(c) = &m.tracking_category {
-        vdir.tracking_category = c.clone();
-    }
-    if let Some(p) = m.mass_delete_percent {
-        vdir.mass_delete_percent = p;
-    }
+fn endpoint(m: &MailboxConfig, config: &Config) -> Result<MailboxEndpoint> {
     // Checked when the configuration was read.
-    vdir.timezone = m
+    let timezone = m
         .timezone
         .as_deref()
         .and_then(|z| ledgersync_connectors::time_zone(z).ok());
-    MailboxEndpoint {
+    let owner = m.owner.clone().unwrap_or_default();
+    let connector = match &m.dav {
+        Some(dav) => {
+            let profile = &config.profiles[&dav.profile];
+            let password = dav.password.read().with_context(|| {
+                format!(
+                    "mailbox `{}`: its password (profile `{}`, login `{}`)",
+                    m.id, dav.profile, dav.username
+                )
+            })?;
+            let mut c = DavConfig::new(
+                owner,
+                profile.url.clone().unwrap_or_default(),
+                dav.username.clone(),
+                Secret::new(password),
+            );
+            c.calendar = dav.calendar.clone();
+            c.tasks = dav.tasks.clone();
+            c.address_book = dav.address_book.clone();
+            c.timezone = timezone;
+            c.max_item_bytes = config.limits.max_item_bytes;
+            c.timeout = profile.timeout;
+            c.ca_file = profile.ca_file.clone();
+            if let Some(t) = &m.tracking_category {
+                c.tracking_category = t.clone();
+            }
+            if let Some(p) = m.mass_delete_percent {
+                c.mass_delete_percent = p;
+            }
+            ConnectorConfig::Dav(c)
+        }
+        None => {
+            let mut vdir = VdirConfig::new(owner);
+            vdir.max_item_bytes = config.limits.max_item_bytes;
+            vdir.calendar = m.calendar.clone();
+            vdir.address_book = m.address_book.clone();
+            vdir.maildirs = m.maildirs.clone();
+            if let Some(c) = &m.tracking_category {
+                vdir.tracking_category = c.clone();
+            }
+            if let Some(p) = m.mass_delete_percent {
+                vdir.mass_delete_percent = p;
+            }
+            vdir.timezone = timezone;
+            ConnectorConfig::Vdir(vdir)
+        }
+    };
+    Ok(MailboxEndpoint {
         mailbox: MailboxId::new(m.id.clone()),
-        connector: ConnectorConfig::Vdir(vdir),
+        connector,
         account: m.account.clone(),
         watch: m.watch,
-    }
+    })
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -124,7 +161,7 @@ pub fn run(data: Option<PathBuf>, config: &Config, format: Option<LogFormat>) ->
         let service = Service::start_with(
             journal,
             Arc::new(SystemClock),
-            service_config(&data, config),
+            service_config(&data, config)?,
             None,
             sink,
         )
@@ -325,7 +362,7 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
     let mut only = config.clone();
     only.mailboxes = vec![m.clone()];
     create_collections(&only)?;
-    let mut service_config = service_config(data, &only);
+    let mut service_config = service_config(data, &only)?;
     for endpoint in &mut service_config.mailboxes {
         endpoint.watch = false;
     }

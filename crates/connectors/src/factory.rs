@@ -3,6 +3,7 @@
 //! line hold a `ConnectorConfig` and never name a backend.
 
 use crate::connector::Connector;
+use crate::dav::{DavConfig, DavConnector};
 use crate::vdir::{VdirConfig, VdirConnector};
 use std::path::Path;
 
@@ -11,6 +12,8 @@ use std::path::Path;
 pub enum ConnectorConfig {
     /// Local vdir collections and attendee Maildirs.
     Vdir(VdirConfig),
+    /// A CalDAV and CardDAV server.
+    Dav(DavConfig),
 }
 
 impl ConnectorConfig {
@@ -18,6 +21,7 @@ impl ConnectorConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ConnectorConfig::Vdir(_) => "vdir",
+            ConnectorConfig::Dav(_) => "caldav",
         }
     }
 
@@ -26,6 +30,7 @@ impl ConnectorConfig {
     pub fn owner(&self) -> &str {
         match self {
             ConnectorConfig::Vdir(c) => &c.owner,
+            ConnectorConfig::Dav(c) => &c.owner,
         }
     }
 
@@ -33,7 +38,8 @@ impl ConnectorConfig {
     pub fn with_owner(mut self, owner: &str) -> Self {
         match &mut self {
             ConnectorConfig::Vdir(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
-            ConnectorConfig::Vdir(_) => {}
+            ConnectorConfig::Dav(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
+            ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) => {}
         }
         self
     }
@@ -46,6 +52,7 @@ impl ConnectorConfig {
                 .flatten()
                 .map(|p| p.as_path())
                 .collect(),
+            ConnectorConfig::Dav(_) => Vec::new(),
         }
     }
 
@@ -53,6 +60,7 @@ impl ConnectorConfig {
     pub fn build(self) -> Box<dyn Connector> {
         match self {
             ConnectorConfig::Vdir(c) => Box::new(VdirConnector::new(c)),
+            ConnectorConfig::Dav(c) => Box::new(DavConnector::new(c)),
         }
     }
 }

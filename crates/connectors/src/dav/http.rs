@@ -166,19 +166,40 @@ impl Http {
         username: &str,
         password: &Secret,
         timeout: Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> Result<Self, DavError> {
-        let client = Client::builder()
+        let mut builder = Client::builder()
             .user_agent(concat!("ledgersync/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
                 DavError::new(
                     ErrorKind::Tls,
-                    format!("the HTTP client could not be built ({})", e.without_url()),
+                    format!(
+                        "cannot read the certificate authorities file {}: {e}",
+                        path.display()
+                    ),
                 )
             })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                DavError::new(
+                    ErrorKind::Tls,
+                    format!(
+                        "the certificate authorities file {} is not a PEM bundle ({e})",
+                        path.display()
+                    ),
+                )
+            })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| {
+            DavError::new(
+                ErrorKind::Tls,
+                format!("the HTTP client could not be built ({})", e.without_url()),
+            )
+        })?;
         Ok(Self {
             client,
             username: username.to_string(),

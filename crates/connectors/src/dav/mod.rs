@@ -119,6 +119,8 @@ pub struct DavConfig {
     /// The directory of Maildirs that receives invitations and cancellations (iMIP), as the
     /// vdir backend delivers them. `None`: the write alone is done, a cancellation fails.
     pub maildirs: Option<PathBuf>,
+    /// A PEM file of certificate authorities trusted besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl DavConfig {
@@ -144,6 +146,7 @@ impl DavConfig {
             timeout: Duration::from_secs(30),
             multiget_batch: 100,
             maildirs: None,
+            ca_file: None,
         }
     }
 }
@@ -226,7 +229,7 @@ impl DavConnector {
     pub(crate) fn http(&self) -> Result<&Http, DavError> {
         let c = &self.config;
         self.http
-            .get_or_init(|| Http::new(&c.username, &c.password, c.timeout))
+            .get_or_init(|| Http::new(&c.username, &c.password, c.timeout, c.ca_file.as_deref()))
             .as_ref()
             .map_err(Clone::clone)
     }
