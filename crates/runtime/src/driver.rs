@@ -3,8 +3,9 @@
 //! A [`Driver`] owns one mailbox's connector and its cursor. Two calls make up its work:
 //!
 //! - [`Driver::cycle`]: list what changed since the stored cursor (the blocking connector call
-//!   runs on tokio's blocking pool), give every observation to the mailbox through
-//!   [`ObserveMailbox`] in the order the connector returned them (the terminal
+//!   runs on tokio's blocking pool), give every observation to the mailbox in the order the
+//!   connector returned them, in chunks recorded in one append each ([`ObserveMailboxAll`]:
+//!   one group commit per chunk, not per observation) (the terminal
 //!   `listing_completed` / `listing_partial` / `listing_failed` last), and only then store the
 //!   new cursor, atomically, in a small file of the data directory;
 //! - [`Driver::execute_pending`]: for every intent of the mailbox state that targets the mail
@@ -51,7 +52,7 @@
 //! `item_gone` already decided (the link is no longer active, so nothing is decided twice).
 
 use crate::actor::ActorError;
-use crate::registry::{InspectMailbox, ObserveMailbox, Registry};
+use crate::registry::{InspectMailbox, ObserveMailbox, ObserveMailboxAll, Registry};
 use crate::sink::{BusSink, OBSERVATION_CHUNK, Replies, Reply, Sink};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
@@ -484,8 +485,10 @@ impl Driver {
         let mut decisions = Vec::new();
         match self.sink.clone() {
             Sink::Direct => {
-                for incoming in incomings {
-                    decisions.extend(self.observe(incoming).await?);
+                // Chunks of at most OBSERVATION_CHUNK, each recorded in one append (one group
+                // commit instead of one per observation), in order.
+                for chunk in incomings.chunks(OBSERVATION_CHUNK) {
+                    decisions.extend(self.observe_chunk(chunk).await?);
                 }
             }
             Sink::Bus(bus) => {
@@ -595,6 +598,46 @@ impl Driver {
                 );
             }
         }
+    }
+
+    /// Gives observations to the mailbox, recorded in one append; remembers the intents they
+    /// decided. A single observation goes as itself.
+    async fn observe_chunk(&mut self, chunk: &[Incoming]) -> Result<Vec<Appended>, DriverError> {
+        if let [one] = chunk {
+            return self.observe(one.clone()).await;
+        }
+        let mut attempt = 0;
+        let decided = loop {
+            attempt += 1;
+            let reply = self
+                .registry
+                .send(ObserveMailboxAll::new(self.mailbox.clone(), chunk.to_vec()))
+                .await
+                .map_err(|source| DriverError::Registry {
+                    mailbox: self.mailbox.clone(),
+                    source,
+                })?;
+            match reply {
+                Ok(decided) => break decided,
+                // The refused append wrote nothing; the same observations (same ids) go to
+                // the mailbox restarted from its log.
+                Err(e) if e.is_conflict() && attempt <= CONFLICT_RETRIES => {
+                    tracing::debug!(mailbox = %self.mailbox, attempt, "append conflict; observations sent again");
+                }
+                Err(source) => {
+                    return Err(DriverError::Mailbox {
+                        mailbox: self.mailbox.clone(),
+                        source,
+                    });
+                }
+            }
+        };
+        let mut decisions = Vec::new();
+        for (incoming, d) in chunk.iter().zip(decided) {
+            self.remember_intents(&d, incoming.correlation);
+            decisions.extend(d);
+        }
+        Ok(decisions)
     }
 
     /// Gives one observation to the mailbox; remembers the intents it decided.
