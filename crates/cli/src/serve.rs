@@ -74,9 +74,6 @@ fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
     if let Some(c) = &m.tracking_category {
         vdir.tracking_category = c.clone();
     }
-    if let Some(p) = m.mass_delete_percent {
-        vdir.mass_delete_percent = p;
-    }
     // Checked when the configuration was read.
     vdir.timezone = m
         .timezone

@@ -43,6 +43,10 @@ pub fn describe(event: &Event) -> String {
             )
         }
         Event::DisableRequested(p) => format!("{} asked to disable {}", p.by, p.workload),
+        Event::DeletesApproved(p) => format!(
+            "{} approved the deletes the delete breaker holds in {}",
+            p.by, p.mailbox
+        ),
         Event::RecordUpserted(p) => {
             let extra = match p.record.appointment() {
                 Some(a) => format!(
@@ -111,6 +115,11 @@ pub fn describe(event: &Event) -> String {
             p.item.remote
         ),
         Event::ItemGone(p) => format!("mail server confirms {} is gone", p.remote),
+        Event::DeletionsListed(p) => format!(
+            "{} listing reports {} item(s) gone",
+            p.workload,
+            p.remotes.len()
+        ),
         Event::ProfileAlertingSet(p) => format!(
             "profile {} alert option (sendemailalert) {}",
             p.profile,
