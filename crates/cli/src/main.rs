@@ -139,7 +139,7 @@ Example:
         #[command(subcommand)]
         command: CrmCommand,
     },
-    /// The mailbox lifecycle: list, show, approve, test-enable, enable, disable.
+    /// The mailbox lifecycle: list, show, approve, approve-deletes, test-enable, enable, disable.
     Mailbox {
         #[command(subcommand)]
         command: MailboxCommand,
@@ -279,6 +279,13 @@ pub(crate) enum MailboxCommand {
         /// Withdraw the approval instead.
         #[arg(long)]
         withdraw: bool,
+    },
+    /// Approve the deletes the mailbox's delete breaker holds (R25): each held item is decided
+    /// as deleted on the mail server, and held deletes to the mail server are carried out.
+    #[command(name = "approve-deletes")]
+    ApproveDeletes {
+        /// Mailbox id.
+        mailbox: String,
     },
     /// Record a Test & Enable result (R2, R6): every workload succeeds unless listed in --fail.
     #[command(name = "test-enable")]
@@ -478,6 +485,7 @@ fn mailbox_action(command: MailboxCommand) -> anyhow::Result<mailbox::Action> {
         MailboxCommand::List => Action::List,
         MailboxCommand::Show { mailbox } => Action::Show(mailbox),
         MailboxCommand::Approve { mailbox, withdraw } => Action::Approve { mailbox, withdraw },
+        MailboxCommand::ApproveDeletes { mailbox } => Action::ApproveDeletes { mailbox },
         MailboxCommand::TestEnable {
             mailbox,
             fail,

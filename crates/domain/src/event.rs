@@ -923,7 +923,9 @@ impl Event {
             Event::ItemSeen(p) => keys.push(ItemKey::Subject(p.item.fields.title().to_lowercase())),
             Event::AccessLost(p) => keys.extend(p.records.iter().cloned().map(ItemKey::Crm)),
             Event::AccessRegained(p) => keys.extend(p.records.iter().cloned().map(ItemKey::Crm)),
-            Event::DeletionsListed(p) => keys.extend(p.remotes.iter().cloned().map(ItemKey::Remote)),
+            Event::DeletionsListed(p) => {
+                keys.extend(p.remotes.iter().cloned().map(ItemKey::Remote))
+            }
             _ => {}
         }
         keys

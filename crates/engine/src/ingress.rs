@@ -16,9 +16,9 @@ use crate::engine::validate_crm;
 use crate::error::EngineError;
 use ledgersync_domain::event::{
     AccessLost, AccessReason, AccessRegained, AddressApproved, DeletesApproved, DisableRequested,
-    FilterChanged,
-    MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged, ProfileAlertingSet,
-    ProfileRegistered, RecordDeleted, RecordUpserted, SettingChanged, UserRegistered,
+    FilterChanged, MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged,
+    ProfileAlertingSet, ProfileRegistered, RecordDeleted, RecordUpserted, SettingChanged,
+    UserRegistered,
 };
 use ledgersync_domain::filter::{CompiledFilter, SyncFilter};
 use ledgersync_domain::records::{

@@ -302,11 +302,9 @@ impl<'a> Decider<'a> {
                 self.item_back(&p.item.remote);
                 self.item_seen(&p.item)
             }
-            Event::ItemGone(p) => {
-                if !self.held_gone(&p.remote) {
-                    self.item_gone(&p.remote)
-                }
-            }
+            // R25: while the delete breaker is open, a gone linked item is held.
+            Event::ItemGone(p) if self.held_gone(&p.remote) => {}
+            Event::ItemGone(p) => self.item_gone(&p.remote),
             Event::DeletionsListed(p) => self.deletions_listed(p),
             Event::DeletesApproved(p) => self.deletes_approved(p),
             Event::ListingFailed(p) => {

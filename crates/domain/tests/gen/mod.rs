@@ -531,23 +531,25 @@ pub fn settings() -> impl Strategy<Value = OrgSettings> {
         (1u8..=100, 1u32..60),
     )
         .prop_map(
-            |((a, b, c, d), (e, f, g), mode, (limit, interval, cutoff), (percent, items))| OrgSettings {
-                distinct_physical_logical_deletes: a,
-                propagate_appointment_cancellations: b,
-                update_past_meetings: c,
-                track_appointments_from_non_organizer: d,
-                task_deletion_mode: mode,
-                ignore_copied_items: e,
-                contact_delete_only_for_non_owner: f,
-                require_approved_address: g,
-                transient_retry_limit: limit,
-                transient_retry_interval: Duration::minutes(interval),
-                reminder_cutoff: Duration::days(cutoff),
-                schedule: Default::default(),
-                alert_retention_days: OrgSettings::default().alert_retention_days,
-                delete_breaker_percent: percent,
-                delete_breaker_items: items,
-                version: ledgersync_domain::SettingsVersion::DEFAULTS,
+            |((a, b, c, d), (e, f, g), mode, (limit, interval, cutoff), (percent, items))| {
+                OrgSettings {
+                    distinct_physical_logical_deletes: a,
+                    propagate_appointment_cancellations: b,
+                    update_past_meetings: c,
+                    track_appointments_from_non_organizer: d,
+                    task_deletion_mode: mode,
+                    ignore_copied_items: e,
+                    contact_delete_only_for_non_owner: f,
+                    require_approved_address: g,
+                    transient_retry_limit: limit,
+                    transient_retry_interval: Duration::minutes(interval),
+                    reminder_cutoff: Duration::days(cutoff),
+                    schedule: Default::default(),
+                    alert_retention_days: OrgSettings::default().alert_retention_days,
+                    delete_breaker_percent: percent,
+                    delete_breaker_items: items,
+                    version: ledgersync_domain::SettingsVersion::DEFAULTS,
+                }
             },
         )
 }

@@ -10,7 +10,9 @@ use ledgersync_domain::decide::{Trip, trips};
 /// CRM contact, R43), and their server ids.
 fn with_contacts(n: usize) -> (Mailbox, Vec<Record>, Vec<RemoteId>) {
     let mut mb = Mailbox::ready("jayne");
-    let rows: Vec<Record> = (1..=n).map(|i| contact(&format!("c{i}"), "jayne")).collect();
+    let rows: Vec<Record> = (1..=n)
+        .map(|i| contact(&format!("c{i}"), "jayne"))
+        .collect();
     let remotes = rows.iter().map(|r| mb.sync_new(r)).collect();
     (mb, rows, remotes)
 }
@@ -57,19 +59,32 @@ fn r25_breaker_trips_above_the_share_and_not_at_it() {
     // 3 of 10 is more than 20 %: the breaker trips, with an alert naming the count.
     let (mut mb, _, remotes) = with_contacts(10);
     let (first, _) = listed_gone(&mut mb, &remotes[..3]);
-    assert_eq!(summary(&first), [(25, "breaker_tripped"), (25, "alert_raised")]);
+    assert_eq!(
+        summary(&first),
+        [(25, "breaker_tripped"), (25, "alert_raised")]
+    );
     let t = tripped(&first);
     assert_eq!(t.deletes, 3);
     assert!(
-        t.basis.reason.starts_with("3 of 10 linked items would have been deleted in one cycle")
-            && t.basis.reason.contains("more than 20 % (setting delete_breaker_percent)")
-            && t.basis.reason.contains("`ledgersync mailbox approve-deletes mbx-jayne`"),
+        t.basis
+            .reason
+            .starts_with("3 of 10 linked items would have been deleted in one cycle")
+            && t.basis
+                .reason
+                .contains("more than 20 % (setting delete_breaker_percent)")
+            && t.basis
+                .reason
+                .contains("`ledgersync mailbox approve-deletes mbx-jayne`"),
         "{}",
         t.basis.reason
     );
     let (_, alert) = one(alerts(&first), &first);
     assert_eq!(alert.level, AlertLevel::Warning);
-    assert!(alert.text.contains("3 of 10 linked items"), "{}", alert.text);
+    assert!(
+        alert.text.contains("3 of 10 linked items"),
+        "{}",
+        alert.text
+    );
     let b = mb.state.breaker.as_ref().expect("open");
     assert_eq!((b.workload, b.deletes), (Workload::Act, 3));
 
@@ -103,7 +118,9 @@ fn r25_breaker_settings_are_named_in_the_basis() {
         ]
     );
     assert!(
-        t.basis.reason.contains("more than 2 items (setting delete_breaker_items)"),
+        t.basis
+            .reason
+            .contains("more than 2 items (setting delete_breaker_items)"),
         "{}",
         t.basis.reason
     );
@@ -126,7 +143,12 @@ fn r25_an_emptied_collection_trips_the_breaker() {
     let (mut mb, _, remotes) = with_contacts(4);
     mb.settings.delete_breaker_percent = 100;
     let (first, _) = listed_gone(&mut mb, &remotes);
-    assert!(tripped(&first).basis.reason.contains("the collection was emptied"));
+    assert!(
+        tripped(&first)
+            .basis
+            .reason
+            .contains("the collection was emptied")
+    );
     // The last linked item is a collection emptied too.
     let (mut mb, _, remotes) = with_contacts(1);
     let (first, each) = listed_gone(&mut mb, &remotes);
@@ -152,7 +174,9 @@ fn r25_held_gones_decide_no_action() {
         assert_eq!(n.remote.as_ref(), Some(&remotes[i]));
         assert_eq!(n.record.as_ref(), Some(&rows[i].id));
         assert!(
-            n.basis.reason.starts_with("the delete breaker holds this delete")
+            n.basis
+                .reason
+                .starts_with("the delete breaker holds this delete")
                 && n.basis.reason.contains("5 of 5 linked items"),
             "{}",
             n.basis.reason
@@ -162,7 +186,10 @@ fn r25_held_gones_decide_no_action() {
     let b = mb.state.breaker.as_ref().expect("open");
     assert_eq!(b.held.len(), 5);
     // The next cycles change nothing while nobody approves.
-    assert_eq!(summary(&mb.listing_completed(Workload::Act)), [(9, "cycle_scheduled")]);
+    assert_eq!(
+        summary(&mb.listing_completed(Workload::Act)),
+        [(9, "cycle_scheduled")]
+    );
     assert_eq!(mb.state.breaker.as_ref().map(|b| b.held.len()), Some(5));
 }
 
@@ -200,7 +227,9 @@ fn r25_approval_decides_the_held_deletes_with_the_usual_rules() {
     for (_, d) in deletes(&ds) {
         assert_eq!(d.target, Side::Crm);
         assert!(
-            d.basis.reason.ends_with("held by the delete breaker, approved by administrator"),
+            d.basis
+                .reason
+                .ends_with("held by the delete breaker, approved by administrator"),
             "{}",
             d.basis.reason
         );
@@ -235,7 +264,10 @@ fn r25_items_coming_back_close_the_breaker_without_churn() {
         remotes: vec![remotes[0].clone()],
     }));
     assert!(ds.is_empty());
-    assert_eq!(summary(&mb.feed(gone(&remotes[0]))), [(43, "delete_intent")]);
+    assert_eq!(
+        summary(&mb.feed(gone(&remotes[0]))),
+        [(43, "delete_intent")]
+    );
 }
 
 #[test]
@@ -244,7 +276,9 @@ fn r25_crm_side_deletes_are_held_while_the_breaker_is_open() {
     let meeting = team_meeting("a1", "jayne", mb.now);
     mb.sync_new(&meeting);
     let (_, _, remotes) = (0, 0, {
-        let rows: Vec<Record> = (1..=3).map(|i| contact(&format!("c{i}"), "jayne")).collect();
+        let rows: Vec<Record> = (1..=3)
+            .map(|i| contact(&format!("c{i}"), "jayne"))
+            .collect();
         rows.iter().map(|r| mb.sync_new(r)).collect::<Vec<_>>()
     });
     listed_gone(&mut mb, &remotes);
@@ -254,18 +288,19 @@ fn r25_crm_side_deletes_are_held_while_the_breaker_is_open() {
     let ds = mb.feed(deleted(&meeting));
     assert_eq!(summary(&ds), [(27, "delete_intent"), (27, "cancel_intent")]);
     let (_, d) = one(deletes(&ds), &ds);
-    assert!(d.basis.reason.contains("held while the delete breaker is open"), "{}", d.basis.reason);
+    assert!(
+        d.basis
+            .reason
+            .contains("held while the delete breaker is open"),
+        "{}",
+        d.basis.reason
+    );
     let pending: Vec<_> = mb.state.intents.values().collect();
     assert_eq!(pending.len(), 2);
     assert!(pending.iter().all(|p| mb.state.held_by_breaker(p)));
 
     approve(&mut mb);
-    let pending: Vec<_> = mb
-        .state
-        .intents
-        .values()
-        .filter(|p| !p.to_crm)
-        .collect();
+    let pending: Vec<_> = mb.state.intents.values().filter(|p| !p.to_crm).collect();
     assert_eq!(pending.len(), 2);
     assert!(pending.iter().all(|p| !mb.state.held_by_breaker(p)));
 }
@@ -284,7 +319,10 @@ fn r25_cursor_reset_reconciles_by_server_id_without_churn() {
         item.etag = format!("\"after-reset-{i}\"");
         assert!(mb.feed(seen(item)).is_empty());
     }
-    assert_eq!(summary(&mb.listing_completed(Workload::Act)), [(9, "cycle_scheduled")]);
+    assert_eq!(
+        summary(&mb.listing_completed(Workload::Act)),
+        [(9, "cycle_scheduled")]
+    );
     for r in &rows {
         assert_eq!(mb.link(&r.id).status, LinkStatus::Linked);
     }
