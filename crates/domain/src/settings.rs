@@ -48,8 +48,8 @@ pub struct OrgSettings {
     /// `TraceLogPersistenceTimeInDays`: how long alerts are kept (R81). Default 30 days.
     pub alert_retention_days: u32,
     /// The delete breaker (R25, `docs/decisions/0016-delete-breaker.md`): one cycle that would
-    /// delete more than this percent of a mailbox's linked items trips it. 1 to 100; 100 turns
-    /// the share off (the count and an emptied collection still trip). Default 20.
+    /// delete more than this percent of a mailbox's linked items (two at least), or every one of
+    /// them, trips it. 1 to 100; 100 turns the share off (the count still trips). Default 20.
     pub delete_breaker_percent: u8,
     /// The delete breaker (R25): one cycle that would delete more than this many linked items
     /// trips it. 1 or more. Default 50.

@@ -13,10 +13,14 @@
 
 use super::*;
 
+/// How the reason of the `no_action` of a held delete begins (for readers that word it).
+pub const HELD: &str = "the delete breaker holds this delete";
+
 /// Why one cycle's deletes trip the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trip {
-    /// Every linked item would be deleted: the collection was emptied (even of its last item).
+    /// Every linked item would be deleted: the collection was emptied (even of its last item),
+    /// a share of 100 %.
     Emptied,
     /// More than `delete_breaker_items` items.
     Items,
@@ -26,20 +30,23 @@ pub enum Trip {
 
 /// Whether `deletes` deletes of linked items in one cycle, out of `linked` linked items, trip
 /// the breaker under `percent` (`delete_breaker_percent`) and `items`
-/// (`delete_breaker_items`). It trips when the cycle would delete every linked item (an
-/// emptied collection, even a single last item), or — for two deletes or more; a single
-/// deletion never trips otherwise — more than `items` items or more than `percent` percent of
-/// the linked items.
+/// (`delete_breaker_items`). It trips when the cycle would delete
+/// - more than `items` items (two at least, since `items` is 1 or more), or
+/// - every linked item — an emptied collection, even of its single last item — unless
+///   `percent` is 100 (the share turned off), or
+/// - two items or more, and more than `percent` percent of the linked items.
+///
+/// A single deletion that leaves linked items never trips: a user deleting one meeting needs
+/// no administrator.
 pub fn trips(deletes: usize, linked: usize, percent: u8, items: u32) -> Option<Trip> {
+    let percent = usize::from(percent.min(100));
     if deletes == 0 {
-        None
-    } else if deletes >= linked {
-        Some(Trip::Emptied)
-    } else if deletes == 1 {
         None
     } else if deletes > items as usize {
         Some(Trip::Items)
-    } else if deletes * 100 > usize::from(percent.min(100)) * linked {
+    } else if deletes >= linked && percent < 100 {
+        Some(Trip::Emptied)
+    } else if deletes >= 2 && deletes * 100 > percent * linked {
         Some(Trip::Percent)
     } else {
         None
@@ -80,7 +87,10 @@ impl Decider<'_> {
             return;
         };
         let why = match trip {
-            Trip::Emptied => "every linked item: the collection was emptied".to_string(),
+            Trip::Emptied => format!(
+                "every linked item: the collection was emptied, more than {} % (setting delete_breaker_percent)",
+                settings.delete_breaker_percent
+            ),
             Trip::Items => format!(
                 "more than {} items (setting delete_breaker_items)",
                 settings.delete_breaker_items
@@ -129,10 +139,7 @@ impl Decider<'_> {
             R25,
             Event::NoAction(NoAction {
                 basis: basis(
-                    format!(
-                        "the delete breaker holds this delete, nothing is deleted on either side: {}",
-                        b.reason
-                    ),
+                    format!("{HELD}, nothing is deleted on either side: {}", b.reason),
                     vec![],
                 ),
                 record,

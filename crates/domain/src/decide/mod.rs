@@ -22,7 +22,7 @@ mod lifecycle;
 mod outbound;
 mod outcomes;
 
-pub use breaker::{Trip, trips};
+pub use breaker::{HELD, Trip, trips};
 pub use outcomes::{ErrorSubject, classify};
 
 /// What `decide` needs besides the state: the organization's settings and the time.

@@ -94,6 +94,11 @@ fn r25_breaker_trips_above_the_share_and_not_at_it() {
     assert_eq!(trips(8, 40, 20, 50), None);
     assert_eq!(trips(9, 40, 20, 50), Some(Trip::Percent));
     assert_eq!(trips(37, 40, 100, 50), None);
+    assert_eq!(trips(40, 40, 100, 50), None);
+    assert_eq!(trips(40, 40, 20, 50), Some(Trip::Emptied));
+    assert_eq!(trips(1, 1, 20, 50), Some(Trip::Emptied));
+    assert_eq!(trips(1, 2, 1, 1), None);
+    assert_eq!(trips(2, 2, 100, 1), Some(Trip::Items));
     assert_eq!(trips(0, 40, 1, 1), None);
 }
 
@@ -139,29 +144,32 @@ fn r25_a_single_deletion_does_not_trip_the_breaker() {
 
 #[test]
 fn r25_an_emptied_collection_trips_the_breaker() {
-    // Every linked item gone, even with the share turned off.
+    // Every linked item gone trips under any share below 100 %...
+    let (mut mb, _, remotes) = with_contacts(4);
+    mb.settings.delete_breaker_percent = 99;
+    let (first, _) = listed_gone(&mut mb, &remotes);
+    let reason = &tripped(&first).basis.reason;
+    assert!(
+        reason.contains("every linked item: the collection was emptied, more than 99 %"),
+        "{reason}"
+    );
+    // ... but not with the share turned off (100 %).
     let (mut mb, _, remotes) = with_contacts(4);
     mb.settings.delete_breaker_percent = 100;
     let (first, _) = listed_gone(&mut mb, &remotes);
-    assert!(
-        tripped(&first)
-            .basis
-            .reason
-            .contains("the collection was emptied")
-    );
+    assert!(first.is_empty(), "{first:#?}");
     // The last linked item is a collection emptied too.
     let (mut mb, _, remotes) = with_contacts(1);
     let (first, each) = listed_gone(&mut mb, &remotes);
     assert_eq!(tripped(&first).deletes, 1);
     assert_eq!(summary(&each[0]), [(25, "no_action")]);
-    // Items ledgersync is deleting itself, or never linked, are not deletes of linked items.
-    let (mut mb, _, remotes) = with_contacts(2);
+    // Items never linked are not deletes of linked items.
+    let (mut mb, _, _) = with_contacts(2);
     let ds = mb.feed(Event::DeletionsListed(DeletionsListed {
         workload: Workload::Act,
         remotes: vec![RemoteId::new("calendar/unknown.ics")],
     }));
     assert!(ds.is_empty(), "{ds:#?}");
-    assert_eq!(remotes.len(), 2);
 }
 
 #[test]
