@@ -622,7 +622,9 @@ AlertRaised { /// Why.
     level: AlertLevel, /// Text.
     text: String, /// Who is notified (mailbox owner, profile owner).
     notify: Vec<String> });
-payload!(/// Decision: the mass-delete breaker tripped and the mailbox is paused.
+payload!(/// Decision: the delete breaker tripped (R25): one cycle would delete `deletes` linked items,
+/// more than `delete_breaker_percent` / `delete_breaker_items` allow (named in the basis); the
+/// mailbox's deletes are held on both sides until approved or the items come back.
 BreakerTripped { /// Why.
     basis: Basis, /// Deletes that would have been sent.
     deletes: u32 });

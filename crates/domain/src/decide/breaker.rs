@@ -10,6 +10,13 @@
 //! and cancellations to the mail server are held too ([`MailboxState::held_by_breaker`]).
 //! `deletes_approved` closes it and decides every held item as its `item_gone` would have; an
 //! `item_seen` of the last held item closes it with nothing deleted.
+//!
+//! | state  | entered by | left by |
+//! |--------|------------|---------|
+//! | closed | (initial); `breaker_closed` | `breaker_tripped`, decided on a `deletions_listed` that [`trips`] (a connector's complete listing) |
+//! | open   | `breaker_tripped` | `breaker_closed` (approved), decided on `deletes_approved` (an administrator, `ledgersync mailbox approve-deletes`); `breaker_closed` (not approved), decided on the `item_seen` of the last held item (the items came back) |
+//!
+//! While open, a `deletions_listed` decides nothing (each gone is held as it comes).
 
 use super::*;
 
