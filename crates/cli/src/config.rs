@@ -58,7 +58,9 @@ struct MailboxSection {
     address_book: Option<PathBuf>,
     maildirs: Option<PathBuf>,
     tracking_category: Option<String>,
-    mass_delete_percent: Option<u8>,
+    /// Removed (the delete breaker's organization settings replace it): read only to refuse
+    /// it with a message naming them.
+    mass_delete_percent: Option<serde::de::IgnoredAny>,
     watch: Option<bool>,
     timezone: Option<String>,
     profile: Option<String>,
@@ -96,8 +98,6 @@ pub struct MailboxConfig {
     pub maildirs: Option<PathBuf>,
     /// Tracking category.
     pub tracking_category: Option<String>,
-    /// Mass-delete threshold (percent).
-    pub mass_delete_percent: Option<u8>,
     /// Watch the collections and push changes made by other programs (default true).
     pub watch: bool,
     /// The owner's IANA time zone (floating times, all-day dates); `None`: UTC.
@@ -345,11 +345,12 @@ impl Config {
             } else {
                 (m.calendar, m.address_book)
             };
-            if let Some(p) = m.mass_delete_percent
-                && !ledgersync_domain::policy::mass_delete::valid_percent(p)
-            {
+            if m.mass_delete_percent.is_some() {
                 return Err(anyhow!(
-                    "{at}: key `mass_delete_percent` must be between 1 and 100, got {p}"
+                    "{at}: key `mass_delete_percent` was removed: how many deletes one cycle may make is \
+                     decided by the delete breaker on the organization settings `delete_breaker_percent` \
+                     (default 20) and `delete_breaker_items` (default 50); record them with \
+                     `ledgersync crm apply` (a `setting_changed` line) and remove this key"
                 ));
             }
             if let Some(zone) = &m.timezone {
@@ -365,7 +366,6 @@ impl Config {
                 dav,
                 maildirs: m.maildirs,
                 tracking_category: m.tracking_category,
-                mass_delete_percent: m.mass_delete_percent,
                 watch: m.watch.unwrap_or(true),
                 timezone: m.timezone,
             });
@@ -560,6 +560,23 @@ mod tests {
             .to_string();
         assert!(e.contains("c.toml") && e.contains("#1 (`ana`)"), "{e}");
         assert!(e.contains("calendar") && e.contains("address_book"), "{e}");
+    }
+
+    #[test]
+    fn the_removed_mass_delete_percent_names_the_delete_breaker_settings() {
+        let e = Config::parse(
+            "[[mailbox]]\nid = \"ana\"\ncalendar = \"c\"\nmass_delete_percent = 50\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("c.toml") && e.contains("#1 (`ana`)"), "{e}");
+        assert!(
+            e.contains("`mass_delete_percent` was removed")
+                && e.contains("delete_breaker_percent")
+                && e.contains("delete_breaker_items"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -78,7 +78,6 @@ pub fn run(
             address_book: Some(data.join("vdir").join(user).join("contacts")),
             maildirs: Some(data.join("maildir")),
             tracking_category: None,
-            mass_delete_percent: None,
             // The story waits for the service after each step (`idle`); pushes arriving on
             // their own would make the output differ from run to run.
             watch: false,

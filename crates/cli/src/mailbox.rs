@@ -1,6 +1,7 @@
-//! `ledgersync mailbox list|show|approve|test-enable|enable|disable`: the mailbox lifecycle on
-//! the embedded journal. `list` and `show` read the mailbox states; the others record a
-//! lifecycle observation (`address_approved`, `mailbox_tested`, `disable_requested`) through the
+//! `ledgersync mailbox list|show|approve|approve-deletes|test-enable|enable|disable`: the
+//! mailbox lifecycle on the embedded journal. `list` and `show` read the mailbox states; the
+//! others record a lifecycle observation (`address_approved`, `deletes_approved`,
+//! `mailbox_tested`, `disable_requested`) through the
 //! organization stream, exactly as a `crm apply` line would, and print what was decided.
 
 use crate::crm::per_mailbox;
@@ -8,7 +9,8 @@ use crate::ctx::{Ctx, Recorder};
 use anyhow::{Result, bail};
 use ledgersync_domain::crm::CommandKey;
 use ledgersync_domain::event::{
-    AddressApproved, DisableReason, DisableRequested, MailboxTested, TestResult, Workload,
+    AddressApproved, DeletesApproved, DisableReason, DisableRequested, MailboxTested, TestResult,
+    Workload,
 };
 use ledgersync_domain::state::{IntentKind, LinkStatus, WorkloadState};
 use ledgersync_domain::{Event, MailboxId, MailboxState, OrgId, Timestamp};
@@ -27,6 +29,8 @@ pub enum Action {
     Show(String),
     /// Approve (or withdraw the approval of) the address.
     Approve { mailbox: String, withdraw: bool },
+    /// Approve the deletes the delete breaker holds (R25).
+    ApproveDeletes { mailbox: String },
     /// Record a Test & Enable result.
     Test {
         mailbox: String,
@@ -100,6 +104,14 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             let event = Event::AddressApproved(AddressApproved {
                 mailbox: id.clone(),
                 approved: !withdraw,
+            });
+            record(&mut recorder, out, &id, vec![event], json)?;
+        }
+        Action::ApproveDeletes { mailbox } => {
+            let id = known(recorder.engine()?, &mailbox)?;
+            let event = Event::DeletesApproved(DeletesApproved {
+                mailbox: id.clone(),
+                by: "administrator".into(),
             });
             record(&mut recorder, out, &id, vec![event], json)?;
         }
@@ -514,6 +526,13 @@ fn mailbox_json(engine: &Engine, id: &MailboxId, details: bool) -> Value {
             (workload_name(*w).to_string(), v)
         }).collect::<serde_json::Map<_, _>>(),
         "item_errors": item_errors(state),
+        "delete_breaker": state.breaker.as_ref().map(|b| json!({
+            "workload": workload_name(b.workload),
+            "deletes": b.deletes,
+            "since": rfc3339(b.since),
+            "held": b.held.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "reason": b.reason,
+        })),
     });
     if details {
         let links: Vec<Value> = state
@@ -659,6 +678,15 @@ fn render_mailbox(m: &Value) -> String {
             let _ = write!(line, "  next run {n}");
         }
         let _ = writeln!(out, "{line}");
+    }
+    if let Some(b) = m["delete_breaker"].as_object() {
+        let _ = writeln!(
+            out,
+            "  delete breaker open since {}: {} ({} held)",
+            b["since"].as_str().unwrap_or_default(),
+            b["reason"].as_str().unwrap_or_default(),
+            b["held"].as_array().map_or(0, |h| h.len())
+        );
     }
     let errors = m["item_errors"].as_array().cloned().unwrap_or_default();
     if !errors.is_empty() {

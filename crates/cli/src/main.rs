@@ -140,7 +140,7 @@ Example:
         #[command(subcommand)]
         command: CrmCommand,
     },
-    /// The mailbox lifecycle: list, show, approve, test-enable, enable, disable.
+    /// The mailbox lifecycle: list, show, approve, approve-deletes, test-enable, enable, disable.
     Mailbox {
         #[command(subcommand)]
         command: MailboxCommand,
@@ -280,6 +280,13 @@ pub(crate) enum MailboxCommand {
         /// Withdraw the approval instead.
         #[arg(long)]
         withdraw: bool,
+    },
+    /// Approve the deletes the mailbox's delete breaker holds (R25): each held item is decided
+    /// as deleted on the mail server, and held deletes to the mail server are carried out.
+    #[command(name = "approve-deletes")]
+    ApproveDeletes {
+        /// Mailbox id.
+        mailbox: String,
     },
     /// Test & Enable (R2, R6). A mailbox with a [[mailbox]] table in the configuration is
     /// tested for real: ledgersync connects to its server, authenticates, finds its collections
@@ -491,6 +498,7 @@ fn mailbox_action(command: MailboxCommand) -> anyhow::Result<mailbox::Action> {
         MailboxCommand::List => Action::List,
         MailboxCommand::Show { mailbox } => Action::Show(mailbox),
         MailboxCommand::Approve { mailbox, withdraw } => Action::Approve { mailbox, withdraw },
+        MailboxCommand::ApproveDeletes { mailbox } => Action::ApproveDeletes { mailbox },
         MailboxCommand::TestEnable {
             mailbox,
             fail,

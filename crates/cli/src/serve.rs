@@ -104,9 +104,6 @@ fn endpoint(m: &MailboxConfig, config: &Config) -> Result<MailboxEndpoint> {
             if let Some(t) = &m.tracking_category {
                 c.tracking_category = t.clone();
             }
-            if let Some(p) = m.mass_delete_percent {
-                c.mass_delete_percent = p;
-            }
             ConnectorConfig::Dav(c)
         }
         None => {
@@ -117,9 +114,6 @@ fn endpoint(m: &MailboxConfig, config: &Config) -> Result<MailboxEndpoint> {
             vdir.maildirs = m.maildirs.clone();
             if let Some(c) = &m.tracking_category {
                 vdir.tracking_category = c.clone();
-            }
-            if let Some(p) = m.mass_delete_percent {
-                vdir.mass_delete_percent = p;
             }
             vdir.timezone = timezone;
             ConnectorConfig::Vdir(vdir)

@@ -557,3 +557,55 @@ fn a_line_that_is_not_utf8_is_named() {
     );
     assert_eq!(events(&data), before, "the journal is unchanged");
 }
+
+/// `mailbox approve-deletes` (R25): a wrong mailbox id is refused naming the mailboxes there
+/// are; on a known mailbox the approval is recorded in the organization stream and routed to
+/// the mailbox, which says nothing is held when its delete breaker is closed.
+#[test]
+fn mailbox_approve_deletes_is_recorded_and_a_wrong_mailbox_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = applied(dir.path());
+    let before = events(&data);
+
+    let o = ledgersync(&["mailbox", "approve-deletes", "mbx-nobody", "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown mailbox `mbx-nobody`") && err.contains("mbx-jayne, mbx-paul"),
+        "{err}"
+    );
+    assert_eq!(events(&data), before, "nothing recorded");
+
+    let out = ok(&["mailbox", "approve-deletes", "mbx-paul", "--data", &data]);
+    assert!(
+        out.contains("administrator approved the deletes the delete breaker holds in mbx-paul"),
+        "{out}"
+    );
+    assert!(
+        out.contains("R25") && out.contains("its delete breaker is closed: nothing is held"),
+        "{out}"
+    );
+    let lines: Vec<Value> = ok(&["events", "--data", &data, "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let approvals: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event_type"] == "deletes_approved")
+        .collect();
+    assert_eq!(approvals.len(), 2, "in org/… and in mailbox/mbx-paul");
+    assert_eq!(approvals[0]["payload"]["data"]["mailbox"], "mbx-paul");
+    let json = json(&[
+        "mailbox",
+        "approve-deletes",
+        "mbx-paul",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    assert_eq!(
+        json["recorded"][0]["mailboxes"][0]["rules"][0], "R25",
+        "{json}"
+    );
+    assert_eq!(json["mailbox"]["delete_breaker"], Value::Null, "{json}");
+}

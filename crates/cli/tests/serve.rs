@@ -1260,3 +1260,71 @@ fn seeded_kills_during_thousands_of_changes_lose_nothing_acknowledged_and_double
     let replay = site.run(&["replay"]);
     assert!(replay.status.success(), "seed {seed}: {}", stdout(&replay));
 }
+
+/// The delete breaker (R25) on a running service: another program empties Paul's address
+/// book, the complete listing reports both cards gone, the breaker trips with an alert and
+/// the CRM keeps its contacts; `mailbox approve-deletes` sent to the running service closes it
+/// and decides the held deletes.
+#[test]
+fn r25_an_emptied_address_book_trips_the_breaker_until_an_administrator_approves() {
+    let site = Site::new();
+    let serve = Serve::spawn(&site.config, site.root.join("serve.log"), &[]);
+    let socket = site.data.join("control.sock");
+    wait_for(&serve, "the control socket", || {
+        socket.exists().then_some(())
+    });
+    let out = site.apply(cadence_in_seconds());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.run(&["crm", "apply", site.example_changes().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cards = wait_for(&serve, "Paul's two contacts", || {
+        let v = files(&site.contacts("paul"), "vcf");
+        (v.len() == 2).then_some(v)
+    });
+    wait_for(&serve, "Bike repair in Paul's calendar", || {
+        files(&site.calendar("paul"), "ics").pop()
+    });
+    settled(&serve, &site, Duration::from_secs(1));
+
+    for card in &cards {
+        fs::remove_file(card).unwrap();
+    }
+    let breaker = wait_for(&serve, "the delete breaker of mbx-paul", || {
+        let m = site.json(&["mailbox", "show", "mbx-paul"]);
+        (!m["delete_breaker"].is_null()).then(|| m["delete_breaker"].clone())
+    });
+    assert_eq!(breaker["deletes"], 2, "{breaker}");
+    assert!(
+        breaker["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 3 linked items would have been deleted in one cycle"),
+        "{breaker}"
+    );
+    let alerts = stdout(&site.run(&["alerts", "--mailbox", "mbx-paul"]));
+    assert!(
+        alerts.contains("The delete breaker of the mailbox"),
+        "{alerts}"
+    );
+    let shown = site.json(&["mailbox", "show", "mbx-paul"]);
+    let links: Vec<&str> = shown["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert!(links.iter().all(|s| *s == "linked"), "{links:?}");
+
+    let out = site.run(&["mailbox", "approve-deletes", "mbx-paul"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("administrator approved the deletes the delete breaker holds in mbx-paul")
+            && text.contains("breaker closed in mbx-paul"),
+        "{text}"
+    );
+    assert!(
+        site.json(&["mailbox", "show", "mbx-paul"])["delete_breaker"].is_null(),
+        "closed"
+    );
+}

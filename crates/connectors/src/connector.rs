@@ -22,13 +22,16 @@
 //! # What `list_changes` returns
 //!
 //! A [`Listing`]: observations in order, item failures beside them, and the new cursor. The
-//! observations are any number of `item_seen` and `item_gone`, then exactly one terminal event:
+//! observations are any number of `item_seen`, then — when items are gone — one
+//! `deletions_listed` naming them and their `item_gone`s, then exactly one terminal event:
 //!
 //! - `listing_completed` — every collection was read; only then may `item_gone` appear, and only
-//!   for an item that was in the cursor (known before) and is confirmed missing;
-//! - `listing_partial` — something could not be read, or the mass-delete guard held the deletes
-//!   back: items seen are reported, no `item_gone` at all, and the missing items stay in the
-//!   returned cursor as known, so that they are neither forgotten nor deleted (R25);
+//!   for an item that was in the cursor (known before) and is confirmed missing; how many
+//!   deletes one cycle may make is the domain's delete breaker's to decide (R25), never the
+//!   connector's;
+//! - `listing_partial` — something could not be read: items seen are reported, no `item_gone`
+//!   at all, and the missing items stay in the returned cursor as known, so that they are
+//!   neither forgotten nor deleted (R25);
 //! - `listing_failed` — nothing could be read: no `item_seen`, no `item_gone`, and the returned
 //!   cursor is the one passed in.
 //!

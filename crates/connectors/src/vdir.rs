@@ -9,21 +9,21 @@
 //! An item's server id is `<collection>/<file name>` (`calendar/x.ics`, `contacts/y.vcf`); its
 //! version tag is `<mtime in ns>-<FNV-1a 64 of the bytes>`, and `content_hash` is the hash.
 //!
-//! # Missing items and the mass-delete guard (R25)
+//! # Missing items (R25)
 //!
 //! An `item_gone` is reported only in a listing that ends with `listing_completed`, and only for
 //! an item of the cursor whose file is missing while its directory was read in full. Whether
 //! the missing items of a collection are reported gone is not this connector's decision: it
-//! counts what it listed (known, present, missing, missing without a copy in
-//! `.ledgersync/deleted/`, read in full or not) and asks the domain's guard,
-//! [`ledgersync_domain::policy::mass_delete::missing_items`], with
-//! [`VdirConfig::mass_delete_percent`]. When the guard withholds them, the listing ends with
-//! `listing_partial` (naming the guard's reason) and the missing items stay known in the
-//! cursor. A collection that could not be read at all (missing, not a directory, unreadable)
-//! keeps its items known too.
+//! counts what it listed (known, present, missing, read in full or not) and asks the domain's
+//! guard, [`ledgersync_domain::policy::mass_delete::missing_items`]: missing items of a
+//! collection not read in full are withheld (the listing ends with `listing_partial` naming
+//! the reason, and they stay known in the cursor). A collection that could not be read at all
+//! (missing, not a directory, unreadable) keeps its items known too.
 //!
-//! Withheld deletes are reported again as soon as a listing is complete and under the limit;
-//! accepting a real mass delete (the breaker of the target design) is not built yet.
+//! How many deletes are too many is not decided here either: a complete listing reports
+//! `deletions_listed` with every server id it reports gone, then an `item_gone` each, and the
+//! domain's delete breaker weighs them (an emptied collection included, see
+//! `docs/decisions/0016-delete-breaker.md`).
 //!
 //! # Errors
 //!
@@ -35,10 +35,9 @@ use crate::connector::{BeforeWrite, Connector, Cursor, Intent, ItemFailure, List
 use crate::fsutil;
 use crate::hash::fnv1a64;
 use crate::parse;
-use crate::writes::own;
 use ledgersync_domain::event::{
-    Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial, RemoteItem,
-    ServerError, Workload,
+    DeletionsListed, Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
+    RemoteItem, ServerError, Workload,
 };
 use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
 use ledgersync_domain::records::Entity;
@@ -66,10 +65,6 @@ pub struct VdirConfig {
     pub owner: String,
     /// The `CATEGORIES` value that marks an item as tracked (default `Tracked to CRM`).
     pub tracking_category: String,
-    /// The mass-delete guard's limit (R25, decided by the domain): a complete listing that
-    /// would report more than this percentage of a collection's known items as gone withholds
-    /// the deletes (default [`mass_delete::DEFAULT_PERCENT`]). An emptied collection always does.
-    pub mass_delete_percent: u8,
     /// The mailbox owner's time zone: floating times and dates of items are read in it, and an
     /// all-day appointment is written on its date there. `None`: UTC.
     pub timezone: Option<chrono_tz::Tz>,
@@ -87,7 +82,6 @@ impl VdirConfig {
             maildirs: None,
             owner: owner.into(),
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
-            mass_delete_percent: mass_delete::DEFAULT_PERCENT,
             timezone: None,
             max_item_bytes: ledgersync_domain::Limits::default().max_item_bytes,
         }
@@ -402,32 +396,15 @@ impl VdirConnector {
             if missing.is_empty() {
                 continue;
             }
-            // Items this connector deleted itself (a copy is in `.ledgersync/deleted/`) are
-            // positively known to be gone: they never trip the guard.
-            let unexplained = missing
-                .iter()
-                .filter(|r| {
-                    let file = r.split_once('/').map(|(_, f)| f).unwrap_or(r.as_str());
-                    !fsutil::is_regular_file(&own(dir, "deleted").join(file))
-                })
-                .count();
             let listing = CollectionListing {
                 known: known_here.len(),
                 present: present.len(),
                 missing: missing.len(),
-                missing_unexplained: unexplained,
                 complete,
             };
-            match mass_delete::missing_items(&listing, self.config.mass_delete_percent) {
-                Verdict::Withhold(why) => {
-                    if complete {
-                        partial.push(format!(
-                            "{}: {} deletes withheld: {why} (absence is not deletion, {})",
-                            dir.display(),
-                            missing.len(),
-                            mass_delete::RULE
-                        ));
-                    }
+            match mass_delete::missing_items(&listing) {
+                // The collection's incompleteness is already a reason of the partial listing.
+                Verdict::Withhold(_) => {
                     for r in missing {
                         next.insert(r.clone(), known_here[r].clone());
                     }
@@ -458,6 +435,14 @@ impl VdirConnector {
         }
         let mut observations = seen;
         if partial.is_empty() {
+            // The cycle's deletes, listed before their `item_gone`s: the domain's delete
+            // breaker weighs them together (R25).
+            if !gone.is_empty() {
+                observations.push(Event::DeletionsListed(DeletionsListed {
+                    workload: Workload::Act,
+                    remotes: gone.iter().cloned().map(RemoteId::new).collect(),
+                }));
+            }
             for remote in gone {
                 next.remove(&remote);
                 observations.push(Event::ItemGone(ItemGone {
@@ -466,7 +451,10 @@ impl VdirConnector {
             }
             // The changes this listing found (what `listing_completed.items` means): a calendar
             // that did not change is a quiet one, whose cadence stretches (R9).
-            let changes = observations.len() as u32;
+            let changes = observations
+                .iter()
+                .filter(|e| !matches!(e, Event::DeletionsListed(_)))
+                .count() as u32;
             observations.push(Event::ListingCompleted(ListingCompleted {
                 workload: Workload::Act,
                 items: changes,

@@ -3,7 +3,7 @@
 
 mod support;
 
-use ledgersync_connectors::Cursor;
+use ledgersync_connectors::{Cursor, Listing};
 use ledgersync_domain::event::{Event, RemoteFields, TrackedBy};
 use std::fs;
 use support::*;
@@ -140,27 +140,61 @@ fn r25_a_corrupt_file_is_an_item_failure_never_a_delete() {
     assert_eq!(items[0].fields.title(), "repaired");
 }
 
+/// The `deletions_listed` of a listing: the server ids it reports gone, before its
+/// `item_gone`s.
+fn deletions_listed(l: &Listing) -> Vec<String> {
+    let at = l
+        .observations
+        .iter()
+        .position(|e| matches!(e, Event::DeletionsListed(_)));
+    let first_gone = l
+        .observations
+        .iter()
+        .position(|e| matches!(e, Event::ItemGone(_)));
+    match at.map(|i| &l.observations[i]) {
+        Some(Event::DeletionsListed(d)) => {
+            assert!(at < first_gone, "the count comes before the item_gones");
+            d.remotes.iter().map(|r| r.to_string()).collect()
+        }
+        _ => {
+            assert_eq!(first_gone, None, "no item_gone without deletions_listed");
+            Vec::new()
+        }
+    }
+}
+
 #[test]
-fn r25_an_emptied_directory_yields_no_item_gone() {
+fn r25_an_emptied_directory_completes_with_the_count_and_its_item_gones() {
     let mut f = Fixture::new();
     for n in ["a", "b", "c"] {
         write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
     }
     let first = f.list(&Cursor::initial());
+    assert!(deletions_listed(&first).is_empty());
     for n in ["a", "b", "c"] {
         fs::remove_file(f.calendar.join(format!("{n}.ics"))).unwrap();
     }
+    // The connector only reports: the domain's delete breaker decides (R25).
     let second = f.list(&first.cursor);
-    assert!(gone(&second).is_empty());
-    assert_eq!(terminal(&second), "listing_partial");
-    // The items stay known: still no delete next time, and they are not "new" when back.
+    assert_eq!(terminal(&second), "listing_completed");
+    let all = vec![
+        "calendar/a.ics".to_string(),
+        "calendar/b.ics".to_string(),
+        "calendar/c.ics".to_string(),
+    ];
+    assert_eq!(deletions_listed(&second), all);
+    assert_eq!(gone(&second), all);
+    match second.terminal() {
+        Event::ListingCompleted(c) => assert_eq!(c.items, 3, "the changes, not the count"),
+        other => panic!("expected listing_completed, got {other:?}"),
+    }
+    // Reported once: the next listing knows nothing of them.
     let third = f.list(&second.cursor);
-    assert!(gone(&third).is_empty());
-    assert_eq!(second.cursor, first.cursor);
+    assert!(gone(&third).is_empty() && deletions_listed(&third).is_empty());
 }
 
 #[test]
-fn r25_losing_more_than_the_limit_at_once_withholds_every_delete() {
+fn r25_losing_many_items_at_once_is_reported_for_the_domain_to_weigh() {
     let mut f = Fixture::new();
     for n in ["a", "b", "c", "d"] {
         write_aged(&f.calendar.join(format!("{n}.ics")), &event_ics(n, n), 60);
@@ -170,11 +204,9 @@ fn r25_losing_more_than_the_limit_at_once_withholds_every_delete() {
         fs::remove_file(f.calendar.join(format!("{n}.ics"))).unwrap();
     }
     let second = f.list(&first.cursor);
-    assert!(gone(&second).is_empty());
-    match second.terminal() {
-        Event::ListingPartial(p) => assert!(p.reason.contains("3 of 4"), "{}", p.reason),
-        other => panic!("expected listing_partial, got {other:?}"),
-    }
+    assert_eq!(terminal(&second), "listing_completed");
+    assert_eq!(deletions_listed(&second).len(), 3);
+    assert_eq!(gone(&second).len(), 3);
 }
 
 #[test]

@@ -21,8 +21,9 @@
 //! - any change whose message id is one of the last [`RecentIds::CAPACITY`] recorded (checked
 //!   by the shell).
 //!
-//! `mailbox_tested` and `disable_requested` are events, not values: a Test & Enable run again
-//! after a failure re-enables a workload, so they are recognised by message id only.
+//! `mailbox_tested`, `disable_requested` and `deletes_approved` are events, not values (a Test
+//! & Enable run again after a failure re-enables a workload; an approval approves the deletes
+//! held when it arrives), so they are recognised by message id only.
 
 use crate::event::Event;
 use crate::ids::{EventId, RecordId};

@@ -408,6 +408,12 @@ DisableRequested { /// The mailbox.
     mailbox: MailboxId, /// Workload.
     workload: Workload, /// Who asked.
     by: String });
+payload!(/// An administrator approved the deletes the delete breaker holds in a mailbox (R25,
+/// `ledgersync mailbox approve-deletes`): recorded in the organization stream and routed to the
+/// mailbox, where each held delete is decided as its `item_gone` would have been.
+DeletesApproved { /// The mailbox.
+    mailbox: MailboxId, /// Who approved.
+    by: String });
 payload!(/// The CRM sent a full snapshot of a created or changed row.
 RecordUpserted { /// The row.
     record: Record });
@@ -440,6 +446,12 @@ ItemSeen { /// The item.
 payload!(/// A connector confirmed an item is gone (a positive delete, never mere absence).
 ItemGone { /// Server id.
     remote: RemoteId });
+payload!(/// A complete listing is about to report these items gone: reported once, before their
+/// `item_gone`s, so that `decide` can weigh the whole cycle's deletes against the delete
+/// breaker (R25). The connector only lists them; the domain decides.
+DeletionsListed { /// Workload.
+    workload: Workload, /// The server ids the listing reports gone, in the order of their `item_gone`s.
+    remotes: Vec<RemoteId> });
 payload!(/// A listing finished: the end of a cycle.
 ListingCompleted { /// Workload.
     workload: Workload, /// Items the listing returned: for a listing since a cursor, the changes it found.
@@ -610,10 +622,18 @@ AlertRaised { /// Why.
     level: AlertLevel, /// Text.
     text: String, /// Who is notified (mailbox owner, profile owner).
     notify: Vec<String> });
-payload!(/// Decision: the mass-delete breaker tripped and the mailbox is paused.
+payload!(/// Decision: the delete breaker tripped (R25): one cycle would delete `deletes` linked items,
+/// more than `delete_breaker_percent` / `delete_breaker_items` allow (named in the basis); the
+/// mailbox's deletes are held on both sides until approved or the items come back.
 BreakerTripped { /// Why.
     basis: Basis, /// Deletes that would have been sent.
     deletes: u32 });
+payload!(/// Decision: the delete breaker closed (R25): an administrator approved the held deletes
+/// (`approved`, they are decided with this decision), or every held item came back.
+BreakerClosed { /// Why.
+    basis: Basis, /// The workload whose deletes were held.
+    workload: Workload, /// True when an administrator approved the held deletes.
+    approved: bool });
 payload!(/// Decision: a user's mapping to this mailbox ends (R1).
 MappingEnded { /// Why.
     basis: Basis, /// The user.
@@ -751,6 +771,7 @@ catalogue! {
     12 AddressApproved "address_approved" Lifecycle;
     13 MailboxTested "mailbox_tested" Lifecycle;
     14 DisableRequested "disable_requested" Lifecycle;
+    15 DeletesApproved "deletes_approved" Lifecycle;
     20 RecordUpserted "record_upserted" CrmObservation;
     21 RecordDeleted "record_deleted" CrmObservation;
     22 OwnerChanged "owner_changed" CrmObservation;
@@ -766,6 +787,7 @@ catalogue! {
     36 EmailReceived "email_received" MailObservation;
     37 PushReceived "push_received" MailObservation;
     38 ItemFailed "item_failed" MailObservation;
+    39 DeletionsListed "deletions_listed" MailObservation;
     40 IntentSucceeded "intent_succeeded" Outcome;
     41 IntentFailed "intent_failed" Outcome;
     50 ItemTracked "item_tracked" Decision;
@@ -791,6 +813,7 @@ catalogue! {
     70 MappingStarted "mapping_started" Decision;
     71 OrganizationClaimed "organization_claimed" Decision;
     72 CycleScheduled "cycle_scheduled" Decision;
+    73 BreakerClosed "breaker_closed" Decision;
     80 MailboxFailureNoted "mailbox_failure_noted" OrgObservation;
 }
 
@@ -821,6 +844,7 @@ impl Event {
             Event::MappingStarted(p) => &p.basis,
             Event::OrganizationClaimed(p) => &p.basis,
             Event::CycleScheduled(p) => &p.basis,
+            Event::BreakerClosed(p) => &p.basis,
             _ => return None,
         })
     }
@@ -901,6 +925,9 @@ impl Event {
             Event::ItemSeen(p) => keys.push(ItemKey::Subject(p.item.fields.title().to_lowercase())),
             Event::AccessLost(p) => keys.extend(p.records.iter().cloned().map(ItemKey::Crm)),
             Event::AccessRegained(p) => keys.extend(p.records.iter().cloned().map(ItemKey::Crm)),
+            Event::DeletionsListed(p) => {
+                keys.extend(p.remotes.iter().cloned().map(ItemKey::Remote))
+            }
             _ => {}
         }
         keys

@@ -47,6 +47,13 @@ pub struct OrgSettings {
     pub schedule: Schedule,
     /// `TraceLogPersistenceTimeInDays`: how long alerts are kept (R81). Default 30 days.
     pub alert_retention_days: u32,
+    /// The delete breaker (R25, `docs/decisions/0016-delete-breaker.md`): one cycle that would
+    /// delete more than this percent of a mailbox's linked items (two at least), or every one of
+    /// them, trips it. 1 to 100; 100 turns the share off (the count still trips). Default 20.
+    pub delete_breaker_percent: u8,
+    /// The delete breaker (R25): one cycle that would delete more than this many linked items
+    /// trips it. 1 or more. Default 50.
+    pub delete_breaker_items: u32,
     /// The version of these settings (not a setting: no key, not changed by `set`).
     #[serde(default = "defaults_version")]
     pub version: SettingsVersion,
@@ -112,6 +119,8 @@ impl Default for OrgSettings {
             reminder_cutoff: Duration::days(7),
             schedule: Schedule::default(),
             alert_retention_days: 30,
+            delete_breaker_percent: 20,
+            delete_breaker_items: 50,
             version: SettingsVersion::DEFAULTS,
         }
     }
@@ -228,6 +237,8 @@ impl OrgSettings {
         "schedule_quiet_step_seconds",
         "schedule_busy_items",
         "alert_retention_days",
+        "delete_breaker_percent",
+        "delete_breaker_items",
     ];
 
     fn schedule_field(&mut self, key: &str) -> Option<&mut Duration> {
@@ -276,6 +287,8 @@ impl OrgSettings {
             "reminder_cutoff_days" => (self.reminder_cutoff.0 / 86_400_000).to_string(),
             "schedule_busy_items" => self.schedule.busy_items.to_string(),
             "alert_retention_days" => self.alert_retention_days.to_string(),
+            "delete_breaker_percent" => self.delete_breaker_percent.to_string(),
+            "delete_breaker_items" => self.delete_breaker_items.to_string(),
             _ => match self.clone().schedule_field(key) {
                 Some(d) => (d.0 / 1000).to_string(),
                 None => return Err(SettingsError::UnknownKey { key: key.into() }),
@@ -352,6 +365,28 @@ impl OrgSettings {
                         key: key.into(),
                         value: value.into(),
                         expected: "a whole number of days from 1 to 3650",
+                    })?
+            }
+            "delete_breaker_percent" => {
+                self.delete_breaker_percent = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole percentage from 1 to 100",
+                    })?
+            }
+            "delete_breaker_items" => {
+                self.delete_breaker_items = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "a whole number of items, 1 or more",
                     })?
             }
             "schedule_busy_items" => {
@@ -558,11 +593,15 @@ pub enum SettingKey {
     ScheduleBusyItems,
     /// `alert_retention_days`.
     AlertRetentionDays,
+    /// `delete_breaker_percent`.
+    DeleteBreakerPercent,
+    /// `delete_breaker_items`.
+    DeleteBreakerItems,
 }
 
 impl SettingKey {
     /// Every setting, in the order of [`OrgSettings::KEYS`].
-    pub const ALL: [SettingKey; 21] = [
+    pub const ALL: [SettingKey; 23] = [
         SettingKey::DistinctPhysicalLogicalDeletes,
         SettingKey::PropagateAppointmentCancellations,
         SettingKey::UpdatePastMeetings,
@@ -584,6 +623,8 @@ impl SettingKey {
         SettingKey::ScheduleQuietStepSeconds,
         SettingKey::ScheduleBusyItems,
         SettingKey::AlertRetentionDays,
+        SettingKey::DeleteBreakerPercent,
+        SettingKey::DeleteBreakerItems,
     ];
 
     /// The key as written in `setting_changed`, `what-if --set` and a decision's basis.
@@ -614,6 +655,8 @@ impl SettingKey {
             SettingKey::ScheduleQuietStepSeconds => "schedule_quiet_step_seconds",
             SettingKey::ScheduleBusyItems => "schedule_busy_items",
             SettingKey::AlertRetentionDays => "alert_retention_days",
+            SettingKey::DeleteBreakerPercent => "delete_breaker_percent",
+            SettingKey::DeleteBreakerItems => "delete_breaker_items",
         }
     }
 

@@ -47,6 +47,18 @@
 //! disabled with a reason; `error_classified` increments the consecutive-error count;
 //! `listing_completed` resets it and records the last success.
 //!
+//! # The delete breaker (R25, `docs/decisions/0016-delete-breaker.md`)
+//!
+//! Closed → open by `breaker_tripped` (its workload is the one whose `deletions_listed` the
+//! cycle reported); open → closed by `breaker_closed`. While open:
+//! - an `item_gone` of an actively linked item puts its server id in [`DeleteBreaker::held`]
+//!   (the link and the last seen item stay: nothing is deleted on either side), and an
+//!   `item_seen` takes it out again (the item came back);
+//! - the pending deletes and cancellations to the mail server are held
+//!   ([`MailboxState::held_by_breaker`]): decided and kept, not carried out;
+//! - a `breaker_closed` that is an approval forgets the held items as `item_gone` would
+//!   have (their deletes are decided with it).
+//!
 //! # Item failures found by a listing (R12, R79)
 //!
 //! `item_failed` (a server item the connector could not read or understand) enters
@@ -73,7 +85,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 8;
+pub const SNAPSHOT_VERSION: u8 = 9;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +263,21 @@ pub struct FailingItem {
     pub in_current_listing: bool,
 }
 
+/// The delete breaker of a mailbox while it is open (R25; see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteBreaker {
+    /// The workload whose cycle tripped it.
+    pub workload: Workload,
+    /// The deletes that cycle would have made.
+    pub deletes: u32,
+    /// When it tripped.
+    pub since: Timestamp,
+    /// Why it tripped (the reason of its `breaker_tripped`).
+    pub reason: String,
+    /// Server items reported gone while it is open, whose deletes wait for an approval.
+    pub held: BTreeSet<RemoteId>,
+}
+
 /// Everything one mailbox knows, rebuilt from its stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxState {
@@ -296,6 +323,11 @@ pub struct MailboxState {
     pub withdrawn: BTreeMap<EventId, PendingIntent>,
     /// Intents given up, by intent id (R12, R79): see [`FailedIntent`].
     pub failed_intents: BTreeMap<EventId, FailedIntent>,
+    /// The delete breaker, while it is open (R25).
+    pub breaker: Option<DeleteBreaker>,
+    /// The workload whose listing under way reported `deletions_listed` (until its terminal
+    /// event): the workload a `breaker_tripped` of that cycle opens the breaker for.
+    pub deletions_listed: Option<Workload>,
 }
 
 mod filter_set_serde {
@@ -372,6 +404,30 @@ impl MailboxState {
         self.links.get(id).filter(|l| l.is_active())
     }
 
+    /// Whether the server item `remote` is linked to a row by an active link.
+    pub fn actively_linked(&self, remote: &RemoteId) -> bool {
+        self.by_remote
+            .get(remote)
+            .is_some_and(|r| self.active_link(r).is_some())
+    }
+
+    /// Server items with an active link: the linked items the delete breaker weighs a cycle's
+    /// deletes against (R25).
+    pub fn linked_items(&self) -> usize {
+        self.links
+            .values()
+            .filter(|l| l.is_active() && l.remote.is_some())
+            .count()
+    }
+
+    /// Whether `intent` is held by the open delete breaker (R25): a delete or a cancellation to
+    /// the mail server is decided and kept, but not carried out while the breaker is open.
+    pub fn held_by_breaker(&self, intent: &PendingIntent) -> bool {
+        self.breaker.is_some()
+            && !intent.to_crm
+            && matches!(intent.kind, IntentKind::Delete | IntentKind::Cancel)
+    }
+
     /// Applies one event: the `evolve` step. Never fails: an event that does not fit (for
     /// example an outcome for an unknown intent) changes nothing.
     pub fn apply(&mut self, meta: EventMeta, event: &Event) {
@@ -382,7 +438,7 @@ impl MailboxState {
                 self.address = p.address.clone();
                 self.server_type = Some(p.server_type);
             }
-            Event::MailboxMapped(_) | Event::DisableRequested(_) => {}
+            Event::MailboxMapped(_) | Event::DisableRequested(_) | Event::DeletesApproved(_) => {}
             Event::AddressApproved(p) => self.approved = p.approved,
             Event::MailboxTested(p) => {
                 self.act_org_marker = p.act_org_marker.clone();
@@ -424,14 +480,25 @@ impl MailboxState {
             Event::ItemSeen(p) => self.item_seen(p.item.clone()),
             Event::ItemGone(p) => {
                 self.failing_items.remove(&p.remote);
-                self.remote_items.remove(&p.remote);
+                let linked = self.actively_linked(&p.remote);
+                match &mut self.breaker {
+                    // Held: the link and the last seen item stay until an approval.
+                    Some(b) if linked => {
+                        b.held.insert(p.remote.clone());
+                    }
+                    _ => {
+                        self.remote_items.remove(&p.remote);
+                    }
+                }
             }
+            Event::DeletionsListed(p) => self.deletions_listed = Some(p.workload),
             Event::ItemFailed(p) => self.item_failed(meta.at, p),
             Event::ListingCompleted(p) => {
                 // A complete listing read every item: one it did not fail is no longer failing.
                 self.failing_items
                     .retain(|_, f| f.workload != p.workload || f.in_current_listing);
                 self.end_listing(p.workload);
+                self.deletions_listed = None;
                 let w = self.workload_mut(p.workload);
                 w.consecutive_errors = 0;
                 w.last_success = Some(meta.at);
@@ -443,9 +510,13 @@ impl MailboxState {
             Event::CycleScheduled(p) => self.workload_mut(p.workload).next_run = Some(p.at),
             Event::ListingFailed(p) => {
                 self.end_listing(p.workload);
+                self.deletions_listed = None;
                 self.workload_mut(p.workload).last_error = Some(p.error.clone())
             }
-            Event::ListingPartial(p) => self.end_listing(p.workload),
+            Event::ListingPartial(p) => {
+                self.end_listing(p.workload);
+                self.deletions_listed = None;
+            }
             Event::CursorReset(_) | Event::EmailReceived(_) => {}
             Event::IntentSucceeded(p) => {
                 self.withdrawn.remove(&p.intent);
@@ -574,8 +645,26 @@ impl MailboxState {
             | Event::EmailAccepted(_)
             | Event::EmailRejected(_)
             | Event::ConflictResolved(_)
-            | Event::AlertRaised(_)
-            | Event::BreakerTripped(_) => {}
+            | Event::AlertRaised(_) => {}
+            Event::BreakerTripped(p) => {
+                self.breaker = Some(DeleteBreaker {
+                    workload: self.deletions_listed.unwrap_or(Workload::Act),
+                    deletes: p.deletes,
+                    since: meta.at,
+                    reason: p.basis.reason.clone(),
+                    held: BTreeSet::new(),
+                });
+            }
+            Event::BreakerClosed(p) => {
+                if let Some(b) = self.breaker.take()
+                    && p.approved
+                {
+                    // Approved: the held items are gone, as their `item_gone` said.
+                    for r in b.held {
+                        self.remote_items.remove(&r);
+                    }
+                }
+            }
         }
     }
 
@@ -641,6 +730,9 @@ impl MailboxState {
     /// `item_seen`: the server item is readable again, and this is its last seen state. A
     /// version other than the one ledgersync wrote means the item moved on from its write.
     fn item_seen(&mut self, item: RemoteItem) {
+        if let Some(b) = &mut self.breaker {
+            b.held.remove(&item.remote);
+        }
         if let Some(record) = self.by_remote.get(&item.remote)
             && let Some(link) = self.links.get_mut(record)
             && link.written.as_ref().is_some_and(|w| *w != item.etag)

@@ -247,6 +247,10 @@ fn samples() -> Vec<Event> {
             workload: Workload::Outgoing,
             by: "admin@contoso.example".into(),
         }),
+        Event::DeletesApproved(DeletesApproved {
+            mailbox: mailbox(),
+            by: "admin@contoso.example".into(),
+        }),
         Event::RecordUpserted(RecordUpserted {
             record: appointment_record(),
         }),
@@ -333,6 +337,10 @@ fn samples() -> Vec<Event> {
         }),
         Event::PushReceived(PushReceived {
             workload: Workload::Incoming,
+        }),
+        Event::DeletionsListed(DeletionsListed {
+            workload: Workload::Act,
+            remotes: vec![remote("calendar/a.ics"), remote("contacts/b.vcf")],
         }),
         Event::ItemFailed(ItemFailed {
             workload: Workload::Act,
@@ -481,6 +489,11 @@ fn samples() -> Vec<Event> {
         Event::BreakerTripped(BreakerTripped {
             basis: basis("42 deletes in one cycle exceed the breaker threshold of 20"),
             deletes: 42,
+        }),
+        Event::BreakerClosed(BreakerClosed {
+            basis: basis("admin@contoso.example approved the deletes held by the delete breaker"),
+            workload: Workload::Act,
+            approved: true,
         }),
         Event::MappingEnded(MappingEnded {
             basis: basis("u1@contoso.example is now mapped to u3; u1's mapping ends first"),

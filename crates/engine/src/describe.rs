@@ -1,6 +1,7 @@
 //! Plain-language descriptions of events and decision lists, for `explain`, `what-if` and
 //! `events`.
 
+use ledgersync_domain::decide::HELD;
 use ledgersync_domain::event::{Side, TestResult};
 use ledgersync_domain::records::Entity;
 use ledgersync_domain::{Event, RuleId};
@@ -43,6 +44,10 @@ pub fn describe(event: &Event) -> String {
             )
         }
         Event::DisableRequested(p) => format!("{} asked to disable {}", p.by, p.workload),
+        Event::DeletesApproved(p) => format!(
+            "{} approved the deletes the delete breaker holds in {}",
+            p.by, p.mailbox
+        ),
         Event::RecordUpserted(p) => {
             let extra = match p.record.appointment() {
                 Some(a) => format!(
@@ -111,6 +116,11 @@ pub fn describe(event: &Event) -> String {
             p.item.remote
         ),
         Event::ItemGone(p) => format!("mail server confirms {} is gone", p.remote),
+        Event::DeletionsListed(p) => format!(
+            "{} listing reports {} item(s) gone",
+            p.workload,
+            p.remotes.len()
+        ),
         Event::ProfileAlertingSet(p) => format!(
             "profile {} alert option (sendemailalert) {}",
             p.profile,
@@ -310,7 +320,15 @@ pub fn summarize_as(
                     format!("unlinked, {place}; the server item was deleted on the mail server later")
                 }
             },
+            Event::NoAction(p) if p.basis.reason.starts_with(HELD) => {
+                "delete held by the delete breaker, nothing deleted".into()
+            }
             Event::NoAction(_) => "left unchanged".into(),
+            Event::BreakerTripped(p) => {
+                format!("delete breaker tripped, {} delete(s) held", p.deletes)
+            }
+            Event::BreakerClosed(p) if p.approved => "delete breaker closed: deletes approved".into(),
+            Event::BreakerClosed(_) => "delete breaker closed: the held items came back".into(),
             Event::LinkCreated(_) => "linked".into(),
             Event::ItemTracked(_) => "tracked".into(),
             Event::ItemUntracked(_) => "untracked".into(),

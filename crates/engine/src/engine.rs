@@ -488,6 +488,11 @@ pub fn validate_crm(event: &Event, org: &OrgState) -> Result<(), EngineError> {
                 return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
             }
         }
+        Event::DeletesApproved(p) => {
+            if !org.mailboxes.contains_key(&p.mailbox) {
+                return Err(EngineError::UnknownMailbox(p.mailbox.clone()));
+            }
+        }
         Event::ProfileAlertingSet(p) => {
             if !org.profiles.contains_key(&p.profile) {
                 return Err(EngineError::Invalid(format!(

@@ -15,9 +15,10 @@
 use crate::engine::validate_crm;
 use crate::error::EngineError;
 use ledgersync_domain::event::{
-    AccessLost, AccessReason, AccessRegained, AddressApproved, DisableRequested, FilterChanged,
-    MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged, ProfileAlertingSet,
-    ProfileRegistered, RecordDeleted, RecordUpserted, SettingChanged, UserRegistered,
+    AccessLost, AccessReason, AccessRegained, AddressApproved, DeletesApproved, DisableRequested,
+    FilterChanged, MailboxMapped, MailboxRegistered, MailboxTested, OwnerChanged,
+    ProfileAlertingSet, ProfileRegistered, RecordDeleted, RecordUpserted, SettingChanged,
+    UserRegistered,
 };
 use ledgersync_domain::filter::{CompiledFilter, SyncFilter};
 use ledgersync_domain::records::{
@@ -39,7 +40,7 @@ pub use render::render_change;
 pub use result::{RESULT_KIND, ResultLine, Split, parse_result_within, split_results};
 
 /// Every `"kind"` a line can have (the event type names of the catalogue).
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 16] = [
     "record_upserted",
     "record_deleted",
     "owner_changed",
@@ -54,6 +55,7 @@ pub const KINDS: [&str; 15] = [
     "address_approved",
     "mailbox_tested",
     "disable_requested",
+    "deletes_approved",
     "setting_changed",
 ];
 
@@ -430,6 +432,13 @@ pub fn parse_line_within(text: &str, org: &OrgState, limits: &Limits) -> Result<
             Event::DisableRequested(DisableRequested {
                 mailbox: known_mailbox(w.mailbox, org)?,
                 workload: w.workload.into(),
+                by: nonempty(w.by, "by")?,
+            })
+        }
+        "deletes_approved" => {
+            let w: DeletesApprovedWire = wire(rest, "")?;
+            Event::DeletesApproved(DeletesApproved {
+                mailbox: known_mailbox(w.mailbox, org)?,
                 by: nonempty(w.by, "by")?,
             })
         }

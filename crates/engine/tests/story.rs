@@ -461,3 +461,97 @@ fn explain_of_an_item_gone_says_it_is_gone_not_left_in_the_calendar() {
     );
     assert!(!why.contains("left in the calendar"), "{why}");
 }
+
+/// A cycle that would delete every one of Paul's linked items trips the delete breaker (R25):
+/// explain says why in plain words, and what-if with the share turned off re-decides the
+/// deletes.
+#[test]
+fn a_tripped_delete_breaker_is_explained_and_re_decided_by_what_if() {
+    use ledgersync_domain::event::{DeletionsListed, ItemGone, Workload};
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mut engine) = run_story(Backend::Redb, dir.path(), 1000);
+    let paul = ledgersync_domain::MailboxId::new("mbx-paul");
+    let linked: Vec<(ledgersync_domain::RecordId, ledgersync_domain::RemoteId)> = engine
+        .mailbox(&paul)
+        .unwrap()
+        .links
+        .iter()
+        .filter(|(_, l)| l.is_active())
+        .filter_map(|(r, l)| l.remote.clone().map(|remote| (r.clone(), remote)))
+        .collect();
+    assert!(!linked.is_empty(), "{linked:?}");
+    // Every linked item gone in one cycle: the collection was emptied.
+    let gone = linked.clone();
+    let listed = engine
+        .observe(
+            &paul,
+            Event::DeletionsListed(DeletionsListed {
+                workload: Workload::Act,
+                remotes: gone.iter().map(|(_, r)| r.clone()).collect(),
+            }),
+        )
+        .unwrap();
+    let names: Vec<&str> = listed
+        .decisions
+        .iter()
+        .map(|d| d.decision.event.name())
+        .collect();
+    assert_eq!(names, ["breaker_tripped", "alert_raised"]);
+    for (_, remote) in &gone {
+        let p = engine
+            .observe(
+                &paul,
+                Event::ItemGone(ItemGone {
+                    remote: remote.clone(),
+                }),
+            )
+            .unwrap();
+        let names: Vec<&str> = p
+            .decisions
+            .iter()
+            .map(|d| d.decision.event.name())
+            .collect();
+        assert_eq!(names, ["no_action"]);
+    }
+    let (n, total) = (gone.len(), linked.len());
+
+    let e = explain(journal.as_ref(), gone[0].0.as_str()).unwrap();
+    let story = e.items[0]
+        .mailboxes
+        .iter()
+        .find(|m| m.mailbox == paul)
+        .unwrap();
+    let why = story.why.as_deref().unwrap();
+    assert!(
+        why.contains(&format!(
+            "{n} of {total} linked items would have been deleted in one cycle"
+        )) && why.contains("the collection was emptied, more than 20 % (setting delete_breaker_percent)")
+            && why.contains("deletes held until `ledgersync mailbox approve-deletes mbx-paul` or the items come back")
+            && why.ends_with("(R25)"),
+        "{why}"
+    );
+
+    let w = what_if(
+        journal.as_ref(),
+        &[("delete_breaker_percent".into(), "100".into())],
+        |_, _| {},
+    )
+    .unwrap();
+    let breaker = w
+        .differences
+        .iter()
+        .find(|d| d.mailbox == paul && d.record.is_none() && d.remote.is_none())
+        .expect("the breaker itself differs");
+    assert_eq!(
+        breaker.recorded,
+        format!("delete breaker tripped, {n} delete(s) held")
+    );
+    assert_eq!(breaker.simulated, "nothing");
+    let held: Vec<_> = w
+        .differences
+        .iter()
+        .filter(|d| d.recorded == "delete held by the delete breaker, nothing deleted")
+        .collect();
+    assert_eq!(held.len(), n, "{:#?}", w.differences);
+    assert!(held.iter().all(|d| d.simulated != "left unchanged"));
+}

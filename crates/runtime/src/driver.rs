@@ -384,8 +384,9 @@ impl Driver {
     }
 
     /// Executes every intent of the mailbox state that targets the mail server and has no
-    /// outcome yet, in the order decided, and records each outcome. Intents decided by these
-    /// outcomes wait for the next call; an intent that failed transiently stays pending and
+    /// outcome yet, in the order decided, and records each outcome; deletes and cancellations
+    /// wait while the mailbox's delete breaker is open (`MailboxState::held_by_breaker`, R25).
+    /// Intents decided by these outcomes wait for the next call; an intent that failed transiently stays pending and
     /// is tried again, with the same key, by the first call at or after the retry time its
     /// failure decided (on the engine clock); the failure that reaches the retry limit closes
     /// it, and it is never executed again.
@@ -401,6 +402,8 @@ impl Driver {
             .intents
             .iter()
             .filter(|(_, p)| !p.to_crm)
+            // Deletes and cancellations wait while the delete breaker is open (R25).
+            .filter(|(_, p)| !state.held_by_breaker(p))
             .filter(|(id, p)| {
                 let due = p.due(now);
                 if !due {

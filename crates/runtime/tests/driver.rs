@@ -529,26 +529,76 @@ fn a_corrupt_ics_is_an_item_failure_and_no_delete() {
     });
 }
 
+/// An emptied calendar is a complete listing of three deletes: the domain's delete breaker
+/// trips (R25), nothing is deleted on either side, a CRM-side delete waits too, and the files
+/// coming back close the breaker with no churn.
 #[test]
-fn an_emptied_directory_yields_no_item_gone() {
+fn an_emptied_directory_trips_the_delete_breaker_until_the_files_come_back() {
     let w = world();
     System::new().block_on(async {
         let registry = registry(&w);
         let mut d = linked(&w, &registry).await;
-        for path in items(&w.calendar) {
+        let saved: Vec<(PathBuf, Vec<u8>)> = items(&w.calendar)
+            .into_iter()
+            .map(|p| {
+                let bytes = fs::read(&p).expect("read");
+                (p, bytes)
+            })
+            .collect();
+        assert_eq!(saved.len(), 3);
+        for (path, _) in &saved {
             fs::remove_file(path).expect("delete");
         }
-        for _ in 0..2 {
-            let cycle = d.cycle().await.expect("cycle");
-            assert_eq!(cycle.count("item_gone"), 0);
-            assert_eq!(cycle.terminal, "listing_partial");
-            assert!(decided(&cycle.decisions, "delete_intent").is_empty());
-        }
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.terminal, "listing_completed");
+        assert_eq!(cycle.count("deletions_listed"), 1);
+        assert_eq!(cycle.count("item_gone"), 3);
+        assert_eq!(decided(&cycle.decisions, "breaker_tripped").len(), 1);
+        assert_eq!(decided(&cycle.decisions, "alert_raised").len(), 1);
+        assert_eq!(decided(&cycle.decisions, "no_action").len(), 3);
+        assert!(decided(&cycle.decisions, "delete_intent").is_empty());
+        let again = d.cycle().await.expect("cycle");
+        assert_eq!(again.count("item_gone"), 0);
         let s = state(&registry).await;
         assert!(
             s.links.values().all(|l| l.status == LinkStatus::Linked),
-            "absence is not deletion"
+            "nothing deleted in the CRM"
         );
+        assert_eq!(s.breaker.as_ref().map(|b| b.held.len()), Some(3));
+
+        // A CRM-side delete while the breaker is open: decided, not carried out.
+        let decisions = observe(
+            &registry,
+            Event::RecordDeleted(RecordDeleted {
+                id: RecordId::new("apt-1"),
+                entity: Entity::Appointment,
+            }),
+        )
+        .await;
+        assert_eq!(decided(&decisions, "delete_intent").len(), 1);
+        let report = d.execute_pending().await.expect("execute");
+        assert!(report.outcomes.is_empty(), "{:#?}", report.outcomes);
+        for address in ATTENDEES {
+            assert!(cancellations(&w, address).is_empty(), "{address}");
+        }
+
+        // The files come back: matched to their links, no churn, the breaker closes.
+        for (path, bytes) in &saved {
+            fs::write(path, bytes).expect("restore");
+        }
+        let back = d.cycle().await.expect("cycle");
+        assert_eq!(back.count("item_seen"), 3);
+        let names: Vec<&str> = back
+            .decisions
+            .iter()
+            .map(|a| a.decision.event.name())
+            .filter(|n| *n != "cycle_scheduled")
+            .collect();
+        assert_eq!(names, ["breaker_closed"]);
+        assert!(state(&registry).await.breaker.is_none());
+        // The held CRM-side delete and its cancellation are carried out now.
+        let report = d.execute_pending().await.expect("execute");
+        assert_eq!(report.succeeded(), 2, "{:#?}", report.outcomes);
         replay_reproduces_everything(w.journal.as_ref());
     });
 }

@@ -22,8 +22,8 @@ use crate::connector::{Cursor, ItemFailure, Listing};
 use crate::hash::fnv1a64;
 use crate::parse;
 use ledgersync_domain::event::{
-    CursorReset, Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
-    RemoteItem, ServerError, Workload,
+    CursorReset, DeletionsListed, Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed,
+    ListingPartial, RemoteItem, ServerError, Workload,
 };
 use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
 use ledgersync_domain::records::Entity;
@@ -114,11 +114,10 @@ impl DavConnector {
                     known,
                     present: found.present,
                     missing: found.missing.len(),
-                    missing_unexplained: found.missing.iter().filter(|(_, own)| !own).count(),
                     complete: true,
                 };
                 let missing: Vec<String> = found.missing.iter().map(|(h, _)| h.clone()).collect();
-                match mass_delete::missing_items(&listing, self.config.mass_delete_percent) {
+                match mass_delete::missing_items(&listing) {
                     Verdict::Withhold(why) => {
                         partial.push(format!(
                             "{href}: {} deletes withheld: {why} (absence is not deletion, {})",
@@ -157,6 +156,18 @@ impl DavConnector {
                 .iter()
                 .filter(|e| matches!(e, Event::ItemSeen(_)))
                 .count();
+            // The cycle's deletes, listed before their `item_gone`s: the domain's delete
+            // breaker weighs them together (R25).
+            let gone: Vec<RemoteId> = confirmed
+                .iter()
+                .flat_map(|(_, _, missing)| missing.iter().cloned().map(RemoteId::new))
+                .collect();
+            if !gone.is_empty() {
+                observations.push(Event::DeletionsListed(DeletionsListed {
+                    workload: Workload::Act,
+                    remotes: gone,
+                }));
+            }
             for (_, _, missing) in confirmed {
                 for remote in missing {
                     changes += 1;

@@ -38,7 +38,6 @@ use crate::imip::Meeting;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
 use http::{DavError, Http};
 use ledgersync_domain::event::Event;
-use ledgersync_domain::policy::mass_delete;
 use reqwest::Url;
 use std::collections::HashMap;
 use std::fmt;
@@ -110,8 +109,6 @@ pub struct DavConfig {
     pub timezone: Option<chrono_tz::Tz>,
     /// The largest item read, in bytes: a larger one is an item failure `too_large`.
     pub max_item_bytes: u64,
-    /// The mass-delete guard's limit (R25, decided by the domain).
-    pub mass_delete_percent: u8,
     /// The time one request may take (connect and answer), default 30 s.
     pub timeout: Duration,
     /// The hrefs asked per `calendar-multiget` / `addressbook-multiget`, default 100.
@@ -142,7 +139,6 @@ impl DavConfig {
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
             timezone: None,
             max_item_bytes: 4 << 20,
-            mass_delete_percent: mass_delete::DEFAULT_PERCENT,
             timeout: Duration::from_secs(30),
             multiget_batch: 100,
             maildirs: None,

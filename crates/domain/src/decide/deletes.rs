@@ -196,6 +196,7 @@ impl Decider<'_> {
         used: Vec<SettingUsed>,
     ) {
         let key = self.key("delete", &rec.id, rec.version);
+        let reason = with_notes(reason, self.held_note().as_slice());
         self.push(
             rule,
             Event::DeleteIntent(DeleteIntent {
@@ -245,17 +246,16 @@ impl Decider<'_> {
             return;
         }
         let key = self.key("cancel", &rec.id, version);
+        let reason = format!(
+            "deleting \"{}\" in the organizer's mailbox sends a meeting cancellation to {} attendee(s)",
+            rec.title(),
+            attendees.len()
+        );
+        let reason = with_notes(reason, self.held_note().as_slice());
         self.push(
             rule,
             Event::CancelIntent(CancelIntent {
-                basis: basis(
-                    format!(
-                        "deleting \"{}\" in the organizer's mailbox sends a meeting cancellation to {} attendee(s)",
-                        rec.title(),
-                        attendees.len()
-                    ),
-                    used,
-                ),
+                basis: basis(reason, used),
                 record: rec.id.clone(),
                 remote: link.remote.clone(),
                 attendees,

@@ -14,6 +14,7 @@ use crate::settings::{OrgSettings, SettingKey, SettingUsed, TaskDeletionMode};
 use crate::state::{IntentKind, Link, LinkStatus, MailboxState, PendingIntent};
 use crate::time::{Duration, Timestamp};
 
+mod breaker;
 mod cadence;
 mod deletes;
 mod inbound;
@@ -21,6 +22,7 @@ mod lifecycle;
 mod outbound;
 mod outcomes;
 
+pub use breaker::{HELD, Trip, trips};
 pub use outcomes::{ErrorSubject, classify};
 
 /// What `decide` needs besides the state: the organization's settings and the time.
@@ -48,6 +50,7 @@ pub fn decide(state: &MailboxState, obs: &Event, ctx: &Context<'_>) -> Vec<Decis
         state,
         ctx,
         out: Vec::new(),
+        approved_by: None,
     };
     d.observation(obs);
     d.out
@@ -57,6 +60,8 @@ struct Decider<'a> {
     state: &'a MailboxState,
     ctx: &'a Context<'a>,
     out: Vec<Decision>,
+    /// Set while the held deletes an administrator approved are decided (R25).
+    approved_by: Option<String>,
 }
 
 /// What made a row be re-evaluated.
@@ -293,8 +298,15 @@ impl<'a> Decider<'a> {
                     }),
                 );
             }
-            Event::ItemSeen(p) => self.item_seen(&p.item),
+            Event::ItemSeen(p) => {
+                self.item_back(&p.item.remote);
+                self.item_seen(&p.item)
+            }
+            // R25: while the delete breaker is open, a gone linked item is held.
+            Event::ItemGone(p) if self.held_gone(&p.remote) => {}
             Event::ItemGone(p) => self.item_gone(&p.remote),
+            Event::DeletionsListed(p) => self.deletions_listed(p),
+            Event::DeletesApproved(p) => self.deletes_approved(p),
             Event::ListingFailed(p) => {
                 self.push(
                     R25,

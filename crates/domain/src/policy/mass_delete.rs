@@ -1,36 +1,24 @@
-//! The mass-delete guard: a ledgersync safety rule that extends R25 ("absence caused by a
-//! failure is never treated as a delete") to listings that *look* complete (sync lessons §11.1
-//! "an empty or partial listing is not a delete", vdirsyncer's `StorageEmpty`).
-//!
-//! SSS has no rule for it; ledgersync files it under [`R25`]: a collection that suddenly lost
-//! most of its items is far more often an unmounted share, a wrong path or a sync tool gone
-//! wrong than a user's deliberate act, so the engine cannot tell absence from failure.
+//! The incomplete-listing guard: a ledgersync safety rule under R25 ("absence caused by a
+//! failure is never treated as a delete", sync lessons §11.1 "an empty or partial listing is
+//! not a delete").
 //!
 //! A connector lists a collection and reports, per collection, a [`CollectionListing`]; the
 //! guard decides with [`missing_items`] whether the items missing from it are reported gone
 //! ([`Verdict::Confirm`]) or withheld ([`Verdict::Withhold`]: the listing ends partial and the
-//! items stay known, so they are reported again once a listing is complete and under the
-//! limit). Items withheld when a listing:
-//! - is incomplete (an entry or a file could not be read);
-//! - emptied the collection while items were known in it;
-//! - lost more than `mass_delete_percent` percent (default [`DEFAULT_PERCENT`]) of the known
-//!   items at once.
+//! items stay known, so they are reported again once a listing is complete). Items are withheld
+//! only when the listing is incomplete (an entry or a file could not be read): their absence
+//! is unknown, not a delete.
 //!
-//! Items ledgersync deleted itself (carrying out a `delete_intent`) are positively known to be
-//! gone: they never count against the last two limits (`missing_unexplained`).
+//! How many deletes a complete listing may make is not decided here: the connector reports
+//! them (`deletions_listed`, then an `item_gone` each) and `decide` weighs them against the
+//! delete breaker (R25, `docs/decisions/0016-delete-breaker.md`), on recorded observations, so
+//! that it is replayed, explained and re-decided by `what-if` like every other rule.
 
 use crate::rules::{R25, RuleId};
 use std::fmt;
 
 /// The rule.
 pub const RULE: RuleId = R25;
-/// The default `mass_delete_percent`.
-pub const DEFAULT_PERCENT: u8 = 50;
-
-/// True for an allowed `mass_delete_percent` (1 to 100).
-pub fn valid_percent(percent: u8) -> bool {
-    (1..=100).contains(&percent)
-}
 
 /// What a connector saw of one collection, compared with the items it knew.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +29,6 @@ pub struct CollectionListing {
     pub present: usize,
     /// Known items missing from the listing.
     pub missing: usize,
-    /// Missing items ledgersync did not delete itself.
-    pub missing_unexplained: usize,
     /// True when every entry and file of the collection was read.
     pub complete: bool,
 }
@@ -52,38 +38,12 @@ pub struct CollectionListing {
 pub enum Withheld {
     /// The listing is incomplete.
     Incomplete,
-    /// The collection became empty while `known` items were known.
-    Emptied {
-        /// Items known before.
-        known: usize,
-    },
-    /// More than `limit` percent of the known items are missing.
-    TooMany {
-        /// Missing items ledgersync did not delete.
-        missing: usize,
-        /// Items known before.
-        known: usize,
-        /// The limit in percent.
-        limit: u8,
-    },
 }
 
 impl fmt::Display for Withheld {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Withheld::Incomplete => f.write_str("its listing is incomplete"),
-            Withheld::Emptied { known } => write!(
-                f,
-                "the collection became empty while {known} items were known"
-            ),
-            Withheld::TooMany {
-                missing,
-                known,
-                limit,
-            } => write!(
-                f,
-                "{missing} of {known} known items are missing, more than {limit}%"
-            ),
         }
     }
 }
@@ -97,27 +57,11 @@ pub enum Verdict {
     Withhold(Withheld),
 }
 
-/// The guard (see the module doc): `limit_percent` is the mailbox's `mass_delete_percent`
-/// (values over 100 count as 100).
-pub fn missing_items(listing: &CollectionListing, limit_percent: u8) -> Verdict {
-    let limit = limit_percent.min(100);
-    if listing.missing == 0 {
+/// The guard (see the module doc).
+pub fn missing_items(listing: &CollectionListing) -> Verdict {
+    if listing.missing == 0 || listing.complete {
         Verdict::Confirm
-    } else if !listing.complete {
-        Verdict::Withhold(Withheld::Incomplete)
-    } else if listing.missing_unexplained == 0 {
-        Verdict::Confirm
-    } else if listing.present == 0 {
-        Verdict::Withhold(Withheld::Emptied {
-            known: listing.known,
-        })
-    } else if listing.missing_unexplained * 100 > usize::from(limit) * listing.known {
-        Verdict::Withhold(Withheld::TooMany {
-            missing: listing.missing_unexplained,
-            known: listing.known,
-            limit,
-        })
     } else {
-        Verdict::Confirm
+        Verdict::Withhold(Withheld::Incomplete)
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | module           | rule | decides                                                          |
 //! |------------------|------|------------------------------------------------------------------|
-//! | [`mass_delete`]  | R25  | whether the items missing from a collection listing are reported gone or withheld |
+//! | [`mass_delete`]  | R25  | whether the items missing from a collection listing are reported gone or withheld (an incomplete listing withholds them) |
 //! | [`cursor_reset`] | R25  | what follows a cursor the connector cannot read; items not seen after it stay unknown |
 //! | [`connections`]  | R15  | the allowed range and default of a profile's connection limit    |
 //! | [`retry_after`]  | R11, R15 | when a workload is retried and how long a credential is held back |

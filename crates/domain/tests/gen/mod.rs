@@ -204,6 +204,10 @@ pub enum Step {
     },
     /// A connector confirms an item is gone.
     ItemGone { target: RemotePick },
+    /// A complete listing is about to report items gone (the delete breaker weighs them).
+    DeletionsListed { targets: Vec<RemotePick> },
+    /// An administrator approves the deletes the delete breaker holds.
+    DeletesApproved,
     /// A listing completes.
     ListingCompleted { workload: Workload, items: u32 },
     /// A listing fails.
@@ -490,6 +494,8 @@ pub fn step() -> impl Strategy<Value = Step> {
         12 => (remote_pick(), 0..3u64, tracked_by(), proptest::option::weighted(0.15, any::<Index>()), fields_seed(), any::<u8>())
             .prop_map(|(target, hash, tracked, copy_of, fields, etag)| Step::ItemSeen { target, hash, tracked, copy_of, fields, etag }),
         4 => remote_pick().prop_map(|target| Step::ItemGone { target }),
+        2 => proptest::collection::vec(remote_pick(), 1..6).prop_map(|targets| Step::DeletionsListed { targets }),
+        1 => Just(Step::DeletesApproved),
         3 => (workload(), 0..500u32).prop_map(|(workload, items)| Step::ListingCompleted { workload, items }),
         3 => (workload(), server_error()).prop_map(|(workload, error)| Step::ListingFailed { workload, error }),
         2 => workload().prop_map(|workload| Step::ListingPartial { workload }),
@@ -510,7 +516,8 @@ fn advance() -> impl Strategy<Value = i64> {
     prop_oneof![2 => Just(0i64), 5 => 1i64..60, 2 => 60i64..(24 * 60), 1 => (24 * 60i64)..(5 * 24 * 60i64)]
 }
 
-/// Random organization settings: every boolean flipped at random, a random task deletion mode.
+/// Random organization settings: every boolean flipped at random, a random task deletion mode,
+/// random delete breaker limits.
 pub fn settings() -> impl Strategy<Value = OrgSettings> {
     (
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
@@ -521,23 +528,28 @@ pub fn settings() -> impl Strategy<Value = OrgSettings> {
             Just(TaskDeletionMode::Never)
         ],
         (3u32..12, 1i64..30, 0i64..10),
+        (1u8..=100, 1u32..60),
     )
         .prop_map(
-            |((a, b, c, d), (e, f, g), mode, (limit, interval, cutoff))| OrgSettings {
-                distinct_physical_logical_deletes: a,
-                propagate_appointment_cancellations: b,
-                update_past_meetings: c,
-                track_appointments_from_non_organizer: d,
-                task_deletion_mode: mode,
-                ignore_copied_items: e,
-                contact_delete_only_for_non_owner: f,
-                require_approved_address: g,
-                transient_retry_limit: limit,
-                transient_retry_interval: Duration::minutes(interval),
-                reminder_cutoff: Duration::days(cutoff),
-                schedule: Default::default(),
-                alert_retention_days: OrgSettings::default().alert_retention_days,
-                version: ledgersync_domain::SettingsVersion::DEFAULTS,
+            |((a, b, c, d), (e, f, g), mode, (limit, interval, cutoff), (percent, items))| {
+                OrgSettings {
+                    distinct_physical_logical_deletes: a,
+                    propagate_appointment_cancellations: b,
+                    update_past_meetings: c,
+                    track_appointments_from_non_organizer: d,
+                    task_deletion_mode: mode,
+                    ignore_copied_items: e,
+                    contact_delete_only_for_non_owner: f,
+                    require_approved_address: g,
+                    transient_retry_limit: limit,
+                    transient_retry_interval: Duration::minutes(interval),
+                    reminder_cutoff: Duration::days(cutoff),
+                    schedule: Default::default(),
+                    alert_retention_days: OrgSettings::default().alert_retention_days,
+                    delete_breaker_percent: percent,
+                    delete_breaker_items: items,
+                    version: ledgersync_domain::SettingsVersion::DEFAULTS,
+                }
             },
         )
 }
@@ -920,6 +932,10 @@ impl World {
             Step::ItemGone { target } => Event::ItemGone(ItemGone {
                 remote: self.remote_of(target, state),
             }),
+            Step::DeletionsListed { targets } => Event::DeletionsListed(DeletionsListed {
+                workload: Workload::Act,
+                remotes: targets.iter().map(|t| self.remote_of(t, state)).collect(),
+            }),
             Step::ListingCompleted { workload, items } => {
                 Event::ListingCompleted(ListingCompleted {
                     workload: *workload,
@@ -1026,6 +1042,10 @@ impl World {
             Step::DisableRequested { workload } => Event::DisableRequested(DisableRequested {
                 mailbox,
                 workload: *workload,
+                by: "admin@contoso.example".into(),
+            }),
+            Step::DeletesApproved => Event::DeletesApproved(DeletesApproved {
+                mailbox,
                 by: "admin@contoso.example".into(),
             }),
             Step::Retest {

@@ -112,63 +112,26 @@ fn r25_partial_listing_is_not_a_delete() {
 }
 
 #[test]
-fn r25_mass_delete_guard_withholds_an_emptied_collection_and_more_than_the_limit() {
+fn r25_an_incomplete_listing_withholds_missing_items() {
     use ledgersync_domain::policy::mass_delete::*;
-    let listing = |known, present, missing, unexplained, complete| CollectionListing {
+    let listing = |known, present, missing, complete| CollectionListing {
         known,
         present,
         missing,
-        missing_unexplained: unexplained,
         complete,
     };
-    // Nothing missing, or every missing item deleted by ledgersync itself: confirmed.
-    assert_eq!(
-        missing_items(&listing(4, 4, 0, 0, true), 50),
-        Verdict::Confirm
-    );
-    assert_eq!(
-        missing_items(&listing(4, 0, 4, 0, true), 50),
-        Verdict::Confirm
-    );
-    // Up to the limit: confirmed (2 of 4 is 50 %, not more).
-    assert_eq!(
-        missing_items(&listing(4, 2, 2, 2, true), 50),
-        Verdict::Confirm
-    );
-    // More than the limit: withheld.
-    let v = missing_items(&listing(4, 1, 3, 3, true), 50);
-    assert_eq!(
-        v,
-        Verdict::Withhold(Withheld::TooMany {
-            missing: 3,
-            known: 4,
-            limit: 50
-        })
-    );
+    // Nothing missing, or a complete listing (even an emptied collection: the delete breaker
+    // of `decide` weighs it): confirmed.
+    assert_eq!(missing_items(&listing(4, 4, 0, true)), Verdict::Confirm);
+    assert_eq!(missing_items(&listing(4, 0, 4, true)), Verdict::Confirm);
+    assert_eq!(missing_items(&listing(4, 4, 0, false)), Verdict::Confirm);
+    // An incomplete listing: whatever is missing is unknown, not gone.
+    let v = missing_items(&listing(4, 3, 1, false));
+    assert_eq!(v, Verdict::Withhold(Withheld::Incomplete));
     let Verdict::Withhold(why) = v else {
         unreachable!()
     };
-    assert_eq!(
-        why.to_string(),
-        "3 of 4 known items are missing, more than 50%"
-    );
-    // An emptied collection: always withheld, whatever the limit.
-    assert_eq!(
-        missing_items(&listing(4, 0, 4, 1, true), 100),
-        Verdict::Withhold(Withheld::Emptied { known: 4 })
-    );
-    // An incomplete listing withholds even what ledgersync deleted.
-    assert_eq!(
-        missing_items(&listing(4, 3, 1, 0, false), 50),
-        Verdict::Withhold(Withheld::Incomplete)
-    );
-    // A limit over 100 counts as 100; the default and the allowed range.
-    assert_eq!(
-        missing_items(&listing(4, 1, 3, 3, true), 200),
-        Verdict::Confirm
-    );
-    assert_eq!(DEFAULT_PERCENT, 50);
-    assert!(valid_percent(1) && valid_percent(100) && !valid_percent(0) && !valid_percent(101));
+    assert_eq!(why.to_string(), "its listing is incomplete");
     assert_eq!(RULE.to_string(), "R25");
 }
 

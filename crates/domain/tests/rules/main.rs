@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod breaker;
 mod cadence_and_errors;
 mod crm_commands;
 mod deletes;

@@ -105,6 +105,10 @@ pub fn render_change(event: &Event) -> Option<String> {
             workload: e.workload.into(),
             by: &e.by,
         },
+        Event::DeletesApproved(e) => Line::DeletesApproved {
+            mailbox: e.mailbox.as_str(),
+            by: &e.by,
+        },
         Event::SettingChanged(e) => Line::SettingChanged {
             key: &e.key,
             value: &e.value,
@@ -278,6 +282,10 @@ enum Line<'a> {
     DisableRequested {
         mailbox: &'a str,
         workload: WorkloadWire,
+        by: &'a str,
+    },
+    DeletesApproved {
+        mailbox: &'a str,
         by: &'a str,
     },
     /// The value is written as a string; the parser takes strings as they are.

@@ -184,6 +184,14 @@ pub(super) struct DisableWire {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct DeletesApprovedWire {
+    pub(super) mailbox: String,
+    #[serde(default = "administrator")]
+    pub(super) by: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SettingWire {
     pub(super) key: String,
     pub(super) value: Value,
