@@ -1,11 +1,16 @@
-//! Meeting invitations and cancellations as iMIP messages (RFC 6047) delivered into the
-//! attendees' Maildirs: what a groupware server does when the organizer's calendar changes.
+//! Meeting invitations and cancellations as iMIP messages (RFC 6047) delivered to the
+//! attendees, into their Maildirs or over SMTP ([`MeetingDelivery`], `delivery.rs`): what a
+//! groupware server does when the organizer's calendar changes.
+//!
+//! Any connector sends them with [`invitation`] (after writing the organizer's item) and
+//! [`cancellation`] (with the [`Meeting`] read from the organizer's item); the vdir connector's
+//! `invite` and `cancel` below are the first callers.
 //!
 //! **Invitations** (`METHOD:REQUEST`): when a create or an update of an appointment says
 //! `notify_attendees` (R26: only in the organizer's mailbox), the calendar object just written
 //! is sent to every attendee of the CRM row but the organizer, after the file is written. A
 //! retry of the intent delivers only what is missing (messages are named by the intent's key).
-//! Without a Maildir directory configured nothing can be delivered and the write alone is done.
+//! Without a delivery configured nothing can be delivered and the write alone is done.
 //!
 //! The `cancel_intent` names the row, the server item and the attendees, but not the meeting's
 //! UID, organizer or times: those come from the organizer's calendar item, read from the vdir
@@ -20,18 +25,14 @@
 
 use crate::compose::{self, PRODID};
 use crate::connector::{failed, succeeded};
-use crate::hash::fnv1a64;
+use crate::delivery::{Letter, MeetingDelivery, Undelivered, deliver_all};
 use crate::lines::{self, escape, fold, name_of, unfold, value_of};
-use crate::maildir::{self, Delivery};
 use crate::vdir::VdirConnector;
 use crate::writes::own;
 use ledgersync_domain::ErrorKind;
 use ledgersync_domain::EventId;
 use ledgersync_domain::event::{CancelIntent, Event};
 use ledgersync_domain::records::Record;
-use mail_builder::MessageBuilder;
-use mail_builder::headers::content_type::ContentType;
-use mail_builder::mime::MimePart;
 
 use std::path::PathBuf;
 
@@ -106,13 +107,13 @@ impl Meeting {
 
 impl VdirConnector {
     pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
-        let Some(root) = self.config.maildirs.clone() else {
+        let Some(delivery) = self.config.meeting_delivery() else {
             return failed(
                 id,
                 ErrorKind::Unsupported,
                 format!(
-                    "cancel `{}`: no Maildir directory is configured to deliver the \
-                     cancellation to",
+                    "cancel `{}`: neither a Maildir directory nor an SMTP server is configured \
+                     to deliver the cancellation to",
                     p.key
                 ),
             );
@@ -132,52 +133,15 @@ impl VdirConnector {
                 ),
             );
         };
-        let organizer = meeting
-            .organizer
-            .clone()
-            .or_else(|| {
-                record
-                    .and_then(|r| r.appointment())
-                    .and_then(|a| a.organizer.as_ref())
-                    .map(|o| o.email.clone())
-            })
-            .unwrap_or_else(|| self.config.owner.clone());
-        // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
-        // same number every mailbox derives; never below what the item already carries.
-        // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
-        let sequence = record
-            .and_then(|r| {
-                r.appointment()
-                    .map(|a| compose::sequence_of(r, a, &self.config.owner))
-            })
-            .map_or(meeting.sequence, |s| s.max(meeting.sequence));
-        let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
-        let subject = if meeting.summary.is_empty() {
-            "Canceled: meeting".to_string()
-        } else {
-            format!("Canceled: {}", meeting.summary)
-        };
-        let text = format!(
-            "The meeting \"{}\" has been canceled by {organizer}.\r\n",
-            meeting.summary
-        );
-        let letter = Letter {
-            method: "CANCEL",
-            organizer: &organizer,
-            subject: &subject,
-            text: &text,
-            ics: &ics,
-        };
-        match deliver_all(&root, &p.key, &p.attendees, &letter) {
+        match cancellation(&delivery, &self.config.owner, p, &meeting, record) {
             Ok(()) => succeeded(id, remote, None),
-            Err(problems) => failed(
+            Err(undelivered) => failed(
                 id,
-                ErrorKind::Network,
+                undelivered.kind(),
                 format!(
-                    "cancel `{}`: not delivered to every attendee ({}); a retry delivers only \
-                     the missing ones",
-                    p.key,
-                    problems.join("; ")
+                    "cancel `{}`: not delivered to every attendee ({undelivered}); a retry \
+                     delivers only the missing ones",
+                    p.key
                 ),
             ),
         }
@@ -192,54 +156,11 @@ impl VdirConnector {
         record: &Record,
         written: &str,
         updated: bool,
-    ) -> Result<(), String> {
-        let Some(root) = self.config.maildirs.clone() else {
+    ) -> Result<(), Undelivered> {
+        let Some(delivery) = self.config.meeting_delivery() else {
             return Ok(());
         };
-        let Some(a) = record.appointment() else {
-            return Ok(());
-        };
-        let organizer = a
-            .organizer
-            .as_ref()
-            .map(|o| o.email.clone())
-            .unwrap_or_else(|| self.config.owner.clone());
-        let attendees: Vec<String> = a
-            .required
-            .iter()
-            .chain(&a.optional)
-            .map(|p| p.email.trim().to_string())
-            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case(organizer.trim()))
-            .collect();
-        if attendees.is_empty() {
-            return Ok(());
-        }
-        let ics = with_method(written, "REQUEST");
-        let (prefix, verb) = if updated {
-            ("Updated", "updated")
-        } else {
-            ("Invitation", "invites you to")
-        };
-        let subject = if a.subject.is_empty() {
-            format!("{prefix}: meeting")
-        } else {
-            format!("{prefix}: {}", a.subject)
-        };
-        let text = format!("{organizer} {verb} \"{}\".\r\n", a.subject);
-        let letter = Letter {
-            method: "REQUEST",
-            organizer: &organizer,
-            subject: &subject,
-            text: &text,
-            ics: &ics,
-        };
-        deliver_all(&root, key, &attendees, &letter).map_err(|problems| {
-            format!(
-                "the invitation was not delivered to every attendee ({}); a retry delivers only \
-                 the missing ones",
-                problems.join("; ")
-            )
-        })
+        invitation(&delivery, &self.config.owner, key, record, written, updated)
     }
 
     /// The organizer's item: by server id in the calendar, else among the deleted items kept,
@@ -265,49 +186,105 @@ impl VdirConnector {
     }
 }
 
-/// One iMIP message to send to several attendees.
-struct Letter<'a> {
-    /// `REQUEST` or `CANCEL`.
-    method: &'static str,
-    organizer: &'a str,
-    subject: &'a str,
-    /// The plain-text part.
-    text: &'a str,
-    /// The calendar object, with its METHOD.
-    ics: &'a str,
+/// Sends the calendar object `written` (the organizer's item of `record`, as just written by
+/// the intent `key`) as an iMIP `METHOD:REQUEST` ("Invitation: …", or "Updated: …" when
+/// `updated`) to every attendee of the row but the organizer, through `delivery`. `owner`: the
+/// mailbox owner, the organizer when the row names none. A retry of the same `key` delivers
+/// only what is missing. `Err`: what could not be delivered, and the kind to report.
+pub(crate) fn invitation(
+    delivery: &MeetingDelivery,
+    owner: &str,
+    key: &str,
+    record: &Record,
+    written: &str,
+    updated: bool,
+) -> Result<(), Undelivered> {
+    let Some(a) = record.appointment() else {
+        return Ok(());
+    };
+    let organizer = a
+        .organizer
+        .as_ref()
+        .map(|o| o.email.clone())
+        .unwrap_or_else(|| owner.to_string());
+    let attendees: Vec<String> = a
+        .required
+        .iter()
+        .chain(&a.optional)
+        .map(|p| p.email.trim().to_string())
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case(organizer.trim()))
+        .collect();
+    if attendees.is_empty() {
+        return Ok(());
+    }
+    let ics = with_method(written, "REQUEST");
+    let (prefix, verb) = if updated {
+        ("Updated", "updated")
+    } else {
+        ("Invitation", "invites you to")
+    };
+    let subject = if a.subject.is_empty() {
+        format!("{prefix}: meeting")
+    } else {
+        format!("{prefix}: {}", a.subject)
+    };
+    let text = format!("{organizer} {verb} \"{}\".\r\n", a.subject);
+    let letter = Letter {
+        method: "REQUEST",
+        organizer: &organizer,
+        subject: &subject,
+        text: &text,
+        ics: &ics,
+    };
+    deliver_all(delivery, key, &attendees, &letter)
 }
 
-/// Delivers `letter` into the Maildir of each of `attendees` under `root`, named by `key` so
-/// that a retry finds what was delivered. `Err`: the attendees it could not reach, and why.
-fn deliver_all(
-    root: &std::path::Path,
-    key: &str,
-    attendees: &[String],
-    letter: &Letter<'_>,
-) -> Result<(), Vec<String>> {
-    let now = compose::now();
-    let secs = u64::try_from(now.0 / 1000).unwrap_or(0);
-    let key_hash = fnv1a64(key.as_bytes());
-    let unique = format!("L{key_hash:016x}");
-    let mut problems = Vec::new();
-    for attendee in attendees {
-        let Some(dir) = maildir::maildir_of(root, attendee) else {
-            problems.push(format!(
-                "`{attendee}` is not an address a Maildir can be named by"
-            ));
-            continue;
-        };
-        let message = message(letter, attendee, key_hash, now.0);
-        match message.and_then(|m| maildir::deliver(&dir, &unique, &m, secs)) {
-            Ok(Delivery::Delivered | Delivery::AlreadyThere) => {}
-            Err(e) => problems.push(format!("{}: {e}", dir.display())),
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
+/// Sends the iMIP `METHOD:CANCEL` of `meeting` (read from the organizer's item) to the
+/// attendees of the `cancel_intent` `p`, through `delivery`. `record`: the CRM row, when known
+/// (its organizer and version give the organizer and the `SEQUENCE`); `owner`: the mailbox
+/// owner, the organizer when neither the item nor the row names one. A retry of the same
+/// intent delivers only what is missing.
+pub(crate) fn cancellation(
+    delivery: &MeetingDelivery,
+    owner: &str,
+    p: &CancelIntent,
+    meeting: &Meeting,
+    record: Option<&Record>,
+) -> Result<(), Undelivered> {
+    let organizer = meeting
+        .organizer
+        .clone()
+        .or_else(|| {
+            record
+                .and_then(|r| r.appointment())
+                .and_then(|a| a.organizer.as_ref())
+                .map(|o| o.email.clone())
+        })
+        .unwrap_or_else(|| owner.to_string());
+    // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
+    // same number every mailbox derives; never below what the item already carries.
+    // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
+    let sequence = record
+        .and_then(|r| r.appointment().map(|a| compose::sequence_of(r, a, owner)))
+        .map_or(meeting.sequence, |s| s.max(meeting.sequence));
+    let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
+    let subject = if meeting.summary.is_empty() {
+        "Canceled: meeting".to_string()
     } else {
-        Err(problems)
-    }
+        format!("Canceled: {}", meeting.summary)
+    };
+    let text = format!(
+        "The meeting \"{}\" has been canceled by {organizer}.\r\n",
+        meeting.summary
+    );
+    let letter = Letter {
+        method: "CANCEL",
+        organizer: &organizer,
+        subject: &subject,
+        text: &text,
+        ics: &ics,
+    };
+    deliver_all(delivery, &p.key, &p.attendees, &letter)
 }
 
 /// A calendar object with `METHOD:<method>` among its VCALENDAR properties (before the first
@@ -326,40 +303,6 @@ fn with_method(ics: &str, method: &str) -> String {
         out.push(line);
     }
     fold(&out)
-}
-
-/// The MIME message for one attendee.
-fn message(
-    letter: &Letter<'_>,
-    attendee: &str,
-    key_hash: u64,
-    now_ms: i64,
-) -> std::io::Result<Vec<u8>> {
-    let calendar = MimePart::new(
-        ContentType::new("text/calendar")
-            .attribute("method", letter.method)
-            .attribute("charset", "utf-8"),
-        letter.ics.to_string(),
-    );
-    let body = MimePart::new(
-        "multipart/alternative",
-        vec![
-            MimePart::new("text/plain", letter.text.to_string()),
-            calendar,
-        ],
-    );
-    let message_id = format!(
-        "{key_hash:016x}.{:016x}@ledgersync",
-        fnv1a64(attendee.to_lowercase().as_bytes())
-    );
-    MessageBuilder::new()
-        .from(letter.organizer.to_string())
-        .to(attendee.trim().to_string())
-        .subject(letter.subject.to_string())
-        .message_id(message_id)
-        .date(now_ms / 1000)
-        .body(body)
-        .write_to_vec()
 }
 
 fn strip_mailto(value: &str) -> String {
