@@ -12,8 +12,8 @@
 //! `<state_dir>/sent/<key hash>.<attendee hash>` is written and fsynced; a retry skips the
 //! attendees that have a record. What remains: a crash (or a failed record write) between the
 //! server's `250` and the fsync of the record sends the message again on the retry, with the
-//! same Message-ID, which mail clients and many servers treat as one message
-//! (`docs/connectors.md`, "Meeting messages over SMTP").
+//! same Message-ID, by which many mail clients recognise a duplicate (`docs/connectors.md`,
+//! "Meeting messages over SMTP").
 //!
 //! # Errors
 //!
