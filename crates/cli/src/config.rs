@@ -28,6 +28,8 @@ struct File {
     limits: Limits,
     #[serde(default)]
     bus: crate::bus_config::BusSection,
+    #[serde(default)]
+    profiles: std::collections::BTreeMap<String, crate::profiles::ProfileSection>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -59,6 +61,11 @@ struct MailboxSection {
     mass_delete_percent: Option<u8>,
     watch: Option<bool>,
     timezone: Option<String>,
+    profile: Option<String>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    tasks: Option<String>,
 }
 
 /// How `serve` logs.
@@ -79,10 +86,12 @@ pub struct MailboxConfig {
     pub account: String,
     /// The owner's address (default: the registered address).
     pub owner: Option<String>,
-    /// vdir calendar directory.
+    /// vdir calendar directory (`None` for a CalDAV mailbox: see `dav`).
     pub calendar: Option<PathBuf>,
-    /// vdir address-book directory.
+    /// vdir address-book directory (`None` for a CalDAV mailbox).
     pub address_book: Option<PathBuf>,
+    /// The server side of a mailbox of a `caldav` profile; `None`: a vdir mailbox.
+    pub dav: Option<crate::profiles::DavMailbox>,
     /// Directory of attendee Maildirs (meeting cancellations).
     pub maildirs: Option<PathBuf>,
     /// Tracking category.
@@ -151,6 +160,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[bus]`: the bus and the public event stream.
     pub bus: crate::bus_config::BusConfig,
+    /// `[profiles.<id>]`: how the servers of each server profile are reached.
+    pub profiles: std::collections::BTreeMap<String, crate::profiles::Profile>,
 }
 
 impl Default for Config {
@@ -171,6 +182,7 @@ impl Default for Config {
             data_group: None,
             limits: Limits::default(),
             bus: crate::bus_config::BusConfig::default(),
+            profiles: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -238,6 +250,7 @@ impl Config {
         }
         let file_name = path.display();
         c.bus = file.bus.check(&file_name.to_string())?;
+        c.profiles = crate::profiles::check(file.profiles, &file_name.to_string())?;
         if let Some(f) = file.log.format {
             c.log_format = match f.as_str() {
                 "text" => LogFormat::Text,
@@ -306,11 +319,32 @@ impl Config {
                     m.id
                 ));
             }
-            if m.calendar.is_none() && m.address_book.is_none() {
+            let dav = crate::profiles::dav_mailbox(
+                crate::profiles::MailboxServerKeys {
+                    profile: m.profile,
+                    username: m.username,
+                    password_file: m.password_file,
+                    password_env: m.password_env,
+                    tasks: m.tasks,
+                },
+                (m.calendar.as_deref(), m.address_book.as_deref()),
+                &[
+                    ("maildirs", m.maildirs.is_some()),
+                    ("watch", m.watch.is_some()),
+                ],
+                &c.profiles,
+                &at,
+            )?;
+            if dav.is_none() && m.calendar.is_none() && m.address_book.is_none() {
                 return Err(anyhow!(
                     "{at}: give at least one of the keys `calendar`, `address_book` (vdir directories)"
                 ));
             }
+            let (calendar, address_book) = if dav.is_some() {
+                (None, None)
+            } else {
+                (m.calendar, m.address_book)
+            };
             if let Some(p) = m.mass_delete_percent
                 && !ledgersync_domain::policy::mass_delete::valid_percent(p)
             {
@@ -326,8 +360,9 @@ impl Config {
                 account: m.account.unwrap_or_else(|| m.id.clone()),
                 id: m.id,
                 owner: m.owner,
-                calendar: m.calendar,
-                address_book: m.address_book,
+                calendar,
+                address_book,
+                dav,
                 maildirs: m.maildirs,
                 tracking_category: m.tracking_category,
                 mass_delete_percent: m.mass_delete_percent,

@@ -33,7 +33,12 @@ pub enum Action {
         fail: Vec<Workload>,
         act_org: Option<String>,
         override_other_org: bool,
+        /// Connect to the mailbox's server when the configuration has its `[[mailbox]]` table
+        /// (`test-enable` without `--fail` or `--act-org`); else record the results as given.
+        connect: bool,
     },
+    /// Run one cycle of the mailbox now.
+    Sync(String),
     /// Ask to disable workloads.
     Disable {
         mailbox: String,
@@ -42,8 +47,12 @@ pub enum Action {
 }
 
 pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
+    if let Action::Sync(mailbox) = action {
+        return sync(ctx, &mailbox);
+    }
     let mut recorder = ctx.recorder(false)?;
     let json = ctx.json;
+    let config = ctx.config;
     let out = &mut *ctx.out;
     match action {
         Action::List => {
@@ -99,25 +108,49 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             fail,
             act_org,
             override_other_org,
+            connect,
         } => {
             let id = known(recorder.engine()?, &mailbox)?;
-            let result = |w| {
-                if fail.contains(&w) {
-                    TestResult::Failure
-                } else {
-                    TestResult::Success
+            let configured = config.mailboxes.iter().find(|m| m.id == mailbox);
+            let (results, connection) = match configured.filter(|_| connect) {
+                Some(m) => {
+                    let address = recorder.engine()?.org().mailboxes[&id].address.clone();
+                    let (act, connection) = test_connection(m, config, &address, json, out)?;
+                    (
+                        [TestResult::NotRun, TestResult::NotRun, act],
+                        Some(connection),
+                    )
+                }
+                None => {
+                    let result = |w| {
+                        if fail.contains(&w) {
+                            TestResult::Failure
+                        } else {
+                            TestResult::Success
+                        }
+                    };
+                    (
+                        [
+                            result(Workload::Incoming),
+                            result(Workload::Outgoing),
+                            result(Workload::Act),
+                        ],
+                        None,
+                    )
                 }
             };
+            let [incoming, outgoing, act] = results;
             let event = Event::MailboxTested(MailboxTested {
                 mailbox: id.clone(),
-                incoming: result(Workload::Incoming),
-                outgoing: result(Workload::Outgoing),
-                act: result(Workload::Act),
+                incoming,
+                outgoing,
+                act,
                 act_org_marker: act_org.map(OrgId::new),
                 override_other_org,
             });
-            record(&mut recorder, out, &id, vec![event], json)?;
+            record_with(&mut recorder, out, &id, vec![event], json, connection)?;
         }
+        Action::Sync(_) => unreachable!("handled before the journal is opened"),
         Action::Disable { mailbox, workload } => {
             let id = known(recorder.engine()?, &mailbox)?;
             let workloads = match workload {
@@ -158,6 +191,69 @@ pub fn parse_workload(text: &str) -> Result<Workload> {
     })
 }
 
+/// `mailbox sync M`: one cycle now. In a running service, a push of the mailbox (the service
+/// runs it at once); else the service is started for this mailbox alone, runs it and stops.
+fn sync(ctx: &mut Ctx, mailbox: &str) -> Result<ExitCode> {
+    if let Some(live) = ctx.live {
+        live.service.push(MailboxId::new(mailbox));
+        if ctx.json {
+            writeln!(ctx.out, "{}", json!({"mailbox": mailbox, "pushed": true}))?;
+        } else {
+            writeln!(
+                ctx.out,
+                "`{mailbox}` pushed: the running service syncs it now; `ledgersync mailbox show \
+                 {mailbox}` shows the cycle's result"
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    let r = crate::serve::sync_once(&ctx.data_dir()?, ctx.config, mailbox)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if ctx.json {
+        writeln!(
+            ctx.out,
+            "{}",
+            json!({
+                "mailbox": mailbox,
+                "listing": r.terminal,
+                "reason": r.reason,
+                "seen": r.seen,
+                "gone": r.gone,
+                "unreadable": r.failures,
+                "intents_executed": r.executed,
+                "intents_succeeded": r.succeeded,
+                "decisions": r.decisions,
+                "seconds": seconds,
+            })
+        )?;
+    } else {
+        writeln!(
+            ctx.out,
+            "{mailbox}: {} in {seconds:.2} s: {} item(s) seen, {} gone, {} unreadable; {} \
+             intent(s) carried out ({} succeeded); {} decision(s) recorded",
+            r.terminal.replace('_', " "),
+            r.seen,
+            r.gone,
+            r.failures.len(),
+            r.executed,
+            r.succeeded,
+            r.decisions
+        )?;
+        if let Some(reason) = &r.reason {
+            writeln!(ctx.out, "  {reason}")?;
+        }
+        for f in &r.failures {
+            writeln!(ctx.out, "  unreadable: {f}")?;
+        }
+    }
+    Ok(if r.terminal == "listing_failed" {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn known(engine: &Engine, m: &str) -> Result<MailboxId> {
     let id = MailboxId::new(m);
     if engine.org().mailboxes.contains_key(&id) {
@@ -186,6 +282,63 @@ fn record(
     events: Vec<Event>,
     json: bool,
 ) -> Result<()> {
+    record_with(recorder, out, id, events, json, None)
+}
+
+/// Test & Enable against the server (R6): builds the mailbox's connector from the
+/// configuration and asks it to connect, authenticate and find its collections. The
+/// appointments, contacts and tasks (ACT) succeed or fail with it; the email workloads are not
+/// run (no email connector is configured for this mailbox). Prints the result (text mode) and
+/// returns it for the JSON answer.
+fn test_connection(
+    m: &crate::config::MailboxConfig,
+    config: &crate::config::Config,
+    address: &str,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(TestResult, Value)> {
+    let connector = crate::serve::connector_config(m, config)?.with_owner(address);
+    let kind = connector.kind();
+    let answer = connector.build().test_connection();
+    let (act, connection) = match &answer {
+        Ok(found) => (
+            TestResult::Success,
+            json!({"connector": kind, "act": "success", "detail": found}),
+        ),
+        Err(e) => (
+            TestResult::Failure,
+            json!({"connector": kind, "act": "failure", "code": e.code, "detail": e.message}),
+        ),
+    };
+    if !json {
+        match &answer {
+            Ok(found) => writeln!(
+                out,
+                "{kind} connection of `{}`: act succeeded: {found}",
+                m.id
+            )?,
+            Err(e) => writeln!(
+                out,
+                "{kind} connection of `{}`: act failed ({}): {}",
+                m.id, e.code, e.message
+            )?,
+        }
+        writeln!(
+            out,
+            "  incoming, outgoing: not run (email workloads need an IMAP/SMTP profile)"
+        )?;
+    }
+    Ok((act, connection))
+}
+
+fn record_with(
+    recorder: &mut Recorder,
+    out: &mut dyn std::io::Write,
+    id: &MailboxId,
+    events: Vec<Event>,
+    json: bool,
+    connection: Option<Value>,
+) -> Result<()> {
     let mut observed = Vec::new();
     for event in events {
         let text = describe(&event);
@@ -202,7 +355,11 @@ fn record(
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json!({"recorded": observed, "mailbox": after}))?
+            serde_json::to_string_pretty(&json!({
+                "recorded": observed,
+                "mailbox": after,
+                "connection": connection,
+            }))?
         )?;
         return Ok(());
     }

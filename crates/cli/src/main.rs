@@ -17,6 +17,7 @@ mod ctx;
 mod demo;
 mod example;
 mod mailbox;
+mod profiles;
 mod render;
 mod serve;
 mod timeline;
@@ -280,7 +281,11 @@ pub(crate) enum MailboxCommand {
         #[arg(long)]
         withdraw: bool,
     },
-    /// Record a Test & Enable result (R2, R6): every workload succeeds unless listed in --fail.
+    /// Test & Enable (R2, R6). A mailbox with a [[mailbox]] table in the configuration is
+    /// tested for real: ledgersync connects to its server, authenticates, finds its collections
+    /// and records the result (appointments, contacts and tasks: success or failure; email:
+    /// not run). With --fail or --act-org, or for a mailbox the configuration does not name,
+    /// the result is recorded as given: every workload succeeds unless listed in --fail.
     #[command(name = "test-enable")]
     TestEnable {
         /// Mailbox id.
@@ -297,6 +302,14 @@ pub(crate) enum MailboxCommand {
     },
     /// Test & Enable with every workload succeeding.
     Enable {
+        /// Mailbox id.
+        mailbox: String,
+    },
+    /// Sync one mailbox now: carry out its pending intents and list what changed on its server
+    /// since the last cycle, through the connector the configuration gives it, recording what
+    /// it sees; then print what the cycle did. A running `serve` runs the cycle at once
+    /// instead (a push). The appointments, contacts and tasks workload must be enabled.
+    Sync {
         /// Mailbox id.
         mailbox: String,
     },
@@ -485,6 +498,7 @@ fn mailbox_action(command: MailboxCommand) -> anyhow::Result<mailbox::Action> {
             override_other_org,
         } => Action::Test {
             mailbox,
+            connect: fail.is_none() && act_org.is_none(),
             fail: mailbox::parse_workloads(fail.as_deref().unwrap_or(""))?,
             act_org,
             override_other_org,
@@ -494,7 +508,9 @@ fn mailbox_action(command: MailboxCommand) -> anyhow::Result<mailbox::Action> {
             fail: vec![],
             act_org: None,
             override_other_org: false,
+            connect: false,
         },
+        MailboxCommand::Sync { mailbox } => Action::Sync(mailbox),
         MailboxCommand::Disable { mailbox, workload } => Action::Disable {
             mailbox,
             workload: workload

@@ -13,8 +13,9 @@ use ledgersync_bus::AmqpBus;
 use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
-use ledgersync_connectors::VdirConfig;
-use ledgersync_domain::{MailboxId, OrgId};
+use ledgersync_connectors::{ConnectorConfig, VdirConfig};
+use ledgersync_domain::event::Workload;
+use ledgersync_domain::{Event, MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
 use ledgersync_runtime::sink::REPLY_TIMEOUT;
 use ledgersync_runtime::{
@@ -65,6 +66,11 @@ pub fn service_config(data: &Path, config: &Config) -> ServiceConfig {
     }
 }
 
+/// The connector of a configured mailbox (`ConnectorConfig::build` makes it).
+pub fn connector_config(m: &MailboxConfig, config: &Config) -> Result<ConnectorConfig> {
+    Ok(endpoint(m, config.limits.max_item_bytes).connector)
+}
+
 fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
     let mut vdir = VdirConfig::new(m.owner.clone().unwrap_or_default());
     vdir.max_item_bytes = max_item_bytes;
@@ -84,7 +90,7 @@ fn endpoint(m: &MailboxConfig, max_item_bytes: u64) -> MailboxEndpoint {
         .and_then(|z| ledgersync_connectors::time_zone(z).ok());
     MailboxEndpoint {
         mailbox: MailboxId::new(m.id.clone()),
-        vdir,
+        connector: ConnectorConfig::Vdir(vdir),
         account: m.account.clone(),
         watch: m.watch,
     }
@@ -269,5 +275,124 @@ async fn stop_signal() -> Result<&'static str> {
     Ok(tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    })
+}
+
+/// What one `mailbox sync` run did.
+#[derive(Debug)]
+pub struct SyncReport {
+    /// The terminal event of the listing (`listing_completed`, `listing_partial`,
+    /// `listing_failed`).
+    pub terminal: &'static str,
+    /// `item_seen` observations recorded.
+    pub seen: usize,
+    /// `item_gone` observations recorded.
+    pub gone: usize,
+    /// Items the connector could not read.
+    pub failures: Vec<String>,
+    /// Decisions recorded (listing and intent outcomes).
+    pub decisions: usize,
+    /// Intents carried out, and how many succeeded.
+    pub executed: usize,
+    /// Of them, succeeded.
+    pub succeeded: usize,
+    /// The terminal event's reason, for a partial or failed listing.
+    pub reason: Option<String>,
+}
+
+/// How long `mailbox sync` waits for the mailbox's cycle.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `mailbox sync M` without a running service: starts the service for `mailbox` alone, runs
+/// its pending intents and one listing cycle through the real driver, records what it saw,
+/// and stops. The mailbox's ACT workload must be enabled (Test & Enable).
+pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncReport> {
+    let Some(m) = config.mailboxes.iter().find(|m| m.id == mailbox) else {
+        let names: Vec<&str> = config.mailboxes.iter().map(|m| m.id.as_str()).collect();
+        anyhow::bail!(
+            "mailbox `{mailbox}` has no [[mailbox]] table in the configuration (configured: {}); \
+             `mailbox sync` runs the connector the configuration gives it",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    crate::access::secure_data_dir(data, &crate::access::Policy::of(config)?)?;
+    let journal = open_waiting_for_the_lock(data, config)?;
+    check_org(journal.as_ref(), config)?;
+    let mut only = config.clone();
+    only.mailboxes = vec![m.clone()];
+    create_collections(&only)?;
+    let mut service_config = service_config(data, &only);
+    for endpoint in &mut service_config.mailboxes {
+        endpoint.watch = false;
+    }
+    let id = MailboxId::new(mailbox);
+    actix::System::new().block_on(async {
+        let (reports, mut ticks) = tokio::sync::mpsc::unbounded_channel();
+        let service = Service::start(
+            journal,
+            Arc::new(SystemClock),
+            service_config,
+            Some(reports),
+        )
+        .await
+        .context("starting the service")?;
+        let org = service.org().await?;
+        if !org.state.mailboxes.contains_key(&id) {
+            service.stop().await?;
+            anyhow::bail!(
+                "mailbox `{mailbox}` is not registered in the organization: record its \
+                 `mailbox_registered` with `ledgersync crm apply` first"
+            );
+        }
+        let view = service
+            .registry()
+            .send(ledgersync_runtime::InspectMailbox::new(id.clone()))
+            .await
+            .context("the mailbox registry")??;
+        if !view.state.workload(Workload::Act).enabled {
+            service.stop().await?;
+            anyhow::bail!(
+                "the appointments, contacts and tasks workload of `{mailbox}` is not enabled: \
+                 run `ledgersync mailbox test-enable {mailbox}` first (R6)"
+            );
+        }
+        service.push(id.clone());
+        let ran = tokio::time::timeout(SYNC_WAIT, async {
+            while let Some(mut tick) = ticks.recv().await {
+                if let Some(i) = tick.ran.iter().position(|r| r.mailbox == id) {
+                    return Ok(tick.ran.swap_remove(i));
+                }
+                if let Some((_, e)) = tick.failed.into_iter().find(|(m, _)| *m == id) {
+                    return Err(anyhow::Error::new(e));
+                }
+            }
+            Err(anyhow::anyhow!(
+                "the scheduler stopped before `{mailbox}` ran"
+            ))
+        })
+        .await;
+        service.stop().await?;
+        let ran = ran.map_err(|_| {
+            anyhow::anyhow!("`{mailbox}` did not run within {} s", SYNC_WAIT.as_secs())
+        })??;
+        let reason = ran.cycle.observations.last().and_then(|(_, e)| match e {
+            Event::ListingPartial(p) => Some(p.reason.clone()),
+            Event::ListingFailed(f) => Some(format!("{}: {}", f.error.code, f.error.message)),
+            _ => None,
+        });
+        Ok(SyncReport {
+            terminal: ran.cycle.terminal,
+            seen: ran.cycle.count("item_seen"),
+            gone: ran.cycle.count("item_gone"),
+            failures: ran.cycle.failures.iter().map(|f| f.to_string()).collect(),
+            decisions: ran.cycle.decisions.len() + ran.executed.decisions.len(),
+            executed: ran.executed.outcomes.len(),
+            succeeded: ran.executed.succeeded(),
+            reason,
+        })
     })
 }

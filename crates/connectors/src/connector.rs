@@ -50,6 +50,7 @@ use ledgersync_domain::event::{Event, ServerError};
 use ledgersync_domain::records::{Entity, Record};
 use ledgersync_domain::{ErrorKind, EventId};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// What a connector remembers between two listings, as opaque text (see the module doc).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -162,6 +163,60 @@ pub trait Connector: Send {
     fn remember(&self, cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
         let _ = (intent, outcome);
         cursor.clone()
+    }
+
+    /// Test & Enable (R6): connects, authenticates and finds the collections, recording
+    /// nothing and keeping no cursor. `Ok` says what was found, `Err` what the server answered
+    /// (the domain classifies it). The default lists every collection from the initial cursor:
+    /// a complete or partial listing is a success, a failed one is the failure.
+    fn test_connection(&mut self) -> Result<String, ServerError> {
+        let listing = self.list_changes(&Cursor::initial());
+        let seen = listing
+            .observations
+            .iter()
+            .filter(|o| matches!(o, Event::ItemSeen(_)))
+            .count();
+        let unreadable = listing.failures.len();
+        match listing.terminal() {
+            Event::ListingFailed(f) => Err(f.error.clone()),
+            Event::ListingPartial(p) => Ok(format!(
+                "{seen} item(s) listed, {unreadable} unreadable; the listing was partial: {}",
+                p.reason
+            )),
+            _ => Ok(format!("{seen} item(s) listed, {unreadable} unreadable")),
+        }
+    }
+}
+
+/// A hook an update calls with the item's server id between reading the item and writing it
+/// back: tests of the write precondition use it to play another client editing the item in
+/// that window. Empty by default.
+#[derive(Clone, Default)]
+pub(crate) struct WriteHook(Option<Arc<Mutex<BeforeWrite>>>);
+
+/// The hook of `set_before_write` (vdir and DAV connectors): called with the item's server id.
+#[doc(hidden)]
+pub type BeforeWrite = Box<dyn FnMut(&str) + Send>;
+
+impl WriteHook {
+    pub(crate) fn new(hook: Option<BeforeWrite>) -> Self {
+        Self(hook.map(|h| Arc::new(Mutex::new(h))))
+    }
+    pub(crate) fn call(&self, remote: &str) {
+        if let Some(hook) = &self.0 {
+            let mut hook = hook.lock().unwrap_or_else(|e| e.into_inner());
+            hook(remote);
+        }
+    }
+}
+
+impl fmt::Debug for WriteHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WriteHook(set)"
+        } else {
+            "WriteHook(none)"
+        })
     }
 }
 

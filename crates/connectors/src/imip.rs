@@ -2,10 +2,6 @@
 //! attendees, into their Maildirs or over SMTP ([`MeetingDelivery`], `delivery.rs`): what a
 //! groupware server does when the organizer's calendar changes.
 //!
-//! Any connector sends them with [`invitation`] (after writing the organizer's item) and
-//! [`cancellation`] (with the [`Meeting`] read from the organizer's item); the vdir connector's
-//! `invite` and `cancel` below are the first callers.
-//!
 //! **Invitations** (`METHOD:REQUEST`): when a create or an update of an appointment says
 //! `notify_attendees` (R26: only in the organizer's mailbox), the calendar object just written
 //! is sent to every attendee of the CRM row but the organizer, after the file is written. A
@@ -16,6 +12,10 @@
 //! UID, organizer or times: those come from the organizer's calendar item, read from the vdir
 //! (or from the copy the connector keeps of an item it deleted, since a cancellation is decided
 //! together with the delete and may be carried out after it).
+//!
+//! Both backends deliver through [`invite`] and [`cancel`]: the vdir connector reads the meeting
+//! from its files, the DAV connector from the server (or from the copy it kept in memory of an
+//! item it deleted).
 //!
 //! The message: `multipart/alternative` with a `text/plain` explanation and a
 //! `text/calendar; method=CANCEL` part holding `METHOD:CANCEL` and one VEVENT with the UID,
@@ -107,49 +107,13 @@ impl Meeting {
 
 impl VdirConnector {
     pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
-        let Some(delivery) = self.config.meeting_delivery() else {
-            return failed(
-                id,
-                ErrorKind::Unsupported,
-                format!(
-                    "cancel `{}`: neither a Maildir directory nor an SMTP server is configured \
-                     to deliver the cancellation to",
-                    p.key
-                ),
-            );
-        };
-        let remote = p.remote.as_ref().map(|r| r.0.clone());
-        if p.attendees.is_empty() {
-            return succeeded(id, remote, None);
-        }
-        let Some(meeting) = self.meeting(p) else {
-            return failed(
-                id,
-                ErrorKind::NotFound,
-                format!(
-                    "cancel `{}`: the meeting of row {} is not in the calendar (nor among the \
-                     items the connector deleted), so its UID is unknown",
-                    p.key, p.record
-                ),
-            );
-        };
-        match cancellation(&delivery, &self.config.owner, p, &meeting, record) {
-            Ok(()) => succeeded(id, remote, None),
-            Err(undelivered) => failed(
-                id,
-                undelivered.kind(),
-                format!(
-                    "cancel `{}`: not delivered to every attendee ({undelivered}); a retry \
-                     delivers only the missing ones",
-                    p.key
-                ),
-            ),
-        }
+        let delivery = self.config.meeting_delivery();
+        cancel(id, p, record, delivery.as_ref(), &self.config.owner, || {
+            self.meeting(p)
+        })
     }
 
-    /// Sends the calendar object `written` (the organizer's item, as just written) as an iMIP
-    /// `METHOD:REQUEST` to every attendee of `record` but the organizer. `Err`: what could not
-    /// be delivered, for the intent's failure.
+    /// Sends the invitation or update of `written` (see [`invite`]).
     pub(crate) fn invite(
         &self,
         key: &str,
@@ -157,10 +121,15 @@ impl VdirConnector {
         written: &str,
         updated: bool,
     ) -> Result<(), Undelivered> {
-        let Some(delivery) = self.config.meeting_delivery() else {
-            return Ok(());
-        };
-        invitation(&delivery, &self.config.owner, key, record, written, updated)
+        let delivery = self.config.meeting_delivery();
+        invite(
+            delivery.as_ref(),
+            &self.config.owner,
+            key,
+            record,
+            written,
+            updated,
+        )
     }
 
     /// The organizer's item: by server id in the calendar, else among the deleted items kept,
@@ -186,19 +155,106 @@ impl VdirConnector {
     }
 }
 
-/// Sends the calendar object `written` (the organizer's item of `record`, as just written by
-/// the intent `key`) as an iMIP `METHOD:REQUEST` ("Invitation: …", or "Updated: …" when
-/// `updated`) to every attendee of the row but the organizer, through `delivery`. `owner`: the
-/// mailbox owner, the organizer when the row names none. A retry of the same `key` delivers
-/// only what is missing. `Err`: what could not be delivered, and the kind to report.
-pub(crate) fn invitation(
-    delivery: &MeetingDelivery,
+/// Delivers the cancellation of `p` to its attendees through `delivery`; the meeting (UID,
+/// SEQUENCE, organizer, times) comes from the organizer's item, read by `meeting` only when
+/// needed. A retry of the same intent delivers only what is missing.
+pub(crate) fn cancel(
+    id: EventId,
+    p: &CancelIntent,
+    record: Option<&Record>,
+    delivery: Option<&MeetingDelivery>,
+    owner: &str,
+    meeting: impl FnOnce() -> Option<Meeting>,
+) -> Event {
+    let Some(delivery) = delivery else {
+        return failed(
+            id,
+            ErrorKind::Unsupported,
+            format!(
+                "cancel `{}`: neither a Maildir directory nor an SMTP server is configured \
+                 to deliver the cancellation to",
+                p.key
+            ),
+        );
+    };
+    let remote = p.remote.as_ref().map(|r| r.0.clone());
+    if p.attendees.is_empty() {
+        return succeeded(id, remote, None);
+    }
+    let Some(meeting) = meeting() else {
+        return failed(
+            id,
+            ErrorKind::NotFound,
+            format!(
+                "cancel `{}`: the meeting of row {} is not in the calendar (nor among the \
+                 items the connector deleted), so its UID is unknown",
+                p.key, p.record
+            ),
+        );
+    };
+    let organizer = meeting
+        .organizer
+        .clone()
+        .or_else(|| {
+            record
+                .and_then(|r| r.appointment())
+                .and_then(|a| a.organizer.as_ref())
+                .map(|o| o.email.clone())
+        })
+        .unwrap_or_else(|| owner.to_string());
+    // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
+    // same number every mailbox derives; never below what the item already carries.
+    // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
+    let sequence = record
+        .and_then(|r| r.appointment().map(|a| compose::sequence_of(r, a, owner)))
+        .map_or(meeting.sequence, |s| s.max(meeting.sequence));
+    let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
+    let subject = if meeting.summary.is_empty() {
+        "Canceled: meeting".to_string()
+    } else {
+        format!("Canceled: {}", meeting.summary)
+    };
+    let text = format!(
+        "The meeting \"{}\" has been canceled by {organizer}.\r\n",
+        meeting.summary
+    );
+    let letter = Letter {
+        method: "CANCEL",
+        organizer: &organizer,
+        subject: &subject,
+        text: &text,
+        ics: &ics,
+    };
+    match deliver_all(delivery, &p.key, &p.attendees, &letter) {
+        Ok(()) => succeeded(id, remote, None),
+        Err(undelivered) => failed(
+            id,
+            undelivered.kind(),
+            format!(
+                "cancel `{}`: not delivered to every attendee ({undelivered}); a retry \
+                 delivers only the missing ones",
+                p.key
+            ),
+        ),
+    }
+}
+
+/// Sends the calendar object `written` (the organizer's item, as just written) as an iMIP
+/// `METHOD:REQUEST` to every attendee of `record` but the organizer, through `delivery`
+/// (`None`: nothing to deliver with, nothing sent). `Err`: what could not be delivered, and
+/// the kind the intent's failure reports; a retry of the same `key` delivers only what is
+/// missing.
+pub(crate) fn invite(
+    delivery: Option<&MeetingDelivery>,
     owner: &str,
     key: &str,
     record: &Record,
     written: &str,
     updated: bool,
 ) -> Result<(), Undelivered> {
+    let Some(delivery) = delivery else {
+        return Ok(());
+    };
     let Some(a) = record.appointment() else {
         return Ok(());
     };
@@ -237,54 +293,6 @@ pub(crate) fn invitation(
         ics: &ics,
     };
     deliver_all(delivery, key, &attendees, &letter)
-}
-
-/// Sends the iMIP `METHOD:CANCEL` of `meeting` (read from the organizer's item) to the
-/// attendees of the `cancel_intent` `p`, through `delivery`. `record`: the CRM row, when known
-/// (its organizer and version give the organizer and the `SEQUENCE`); `owner`: the mailbox
-/// owner, the organizer when neither the item nor the row names one. A retry of the same
-/// intent delivers only what is missing.
-pub(crate) fn cancellation(
-    delivery: &MeetingDelivery,
-    owner: &str,
-    p: &CancelIntent,
-    meeting: &Meeting,
-    record: Option<&Record>,
-) -> Result<(), Undelivered> {
-    let organizer = meeting
-        .organizer
-        .clone()
-        .or_else(|| {
-            record
-                .and_then(|r| r.appointment())
-                .and_then(|a| a.organizer.as_ref())
-                .map(|o| o.email.clone())
-        })
-        .unwrap_or_else(|| owner.to_string());
-    // R26, R29: the meeting's sequence for this row version and this mailbox's role, the
-    // same number every mailbox derives; never below what the item already carries.
-    // Without the row, the item's own number: a CANCEL equal to the last REQUEST applies.
-    let sequence = record
-        .and_then(|r| r.appointment().map(|a| compose::sequence_of(r, a, owner)))
-        .map_or(meeting.sequence, |s| s.max(meeting.sequence));
-    let ics = meeting.cancel_ics(&organizer, &p.attendees, sequence);
-    let subject = if meeting.summary.is_empty() {
-        "Canceled: meeting".to_string()
-    } else {
-        format!("Canceled: {}", meeting.summary)
-    };
-    let text = format!(
-        "The meeting \"{}\" has been canceled by {organizer}.\r\n",
-        meeting.summary
-    );
-    let letter = Letter {
-        method: "CANCEL",
-        organizer: &organizer,
-        subject: &subject,
-        text: &text,
-        ics: &ics,
-    };
-    deliver_all(delivery, &p.key, &p.attendees, &letter)
 }
 
 /// A calendar object with `METHOD:<method>` among its VCALENDAR properties (before the first

@@ -11,7 +11,9 @@
 
 mod compose;
 mod connector;
+mod dav;
 mod delivery;
+mod factory;
 mod fsutil;
 mod hash;
 mod imip;
@@ -24,8 +26,12 @@ mod vdir;
 mod writes;
 mod zone;
 
+#[doc(hidden)]
+pub use connector::BeforeWrite;
 pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+pub use dav::{DavConfig, DavConnector};
 pub use delivery::MeetingDelivery;
+pub use factory::ConnectorConfig;
 pub use hash::fnv1a64;
 pub use secret::Secret;
 pub use smtp::{SmtpConfig, SmtpTls, kind_of_reply};

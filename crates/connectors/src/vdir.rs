@@ -31,7 +31,7 @@
 //! a missing directory or file is `not_found`, a permission error `forbidden`, another I/O
 //! error `network`; the domain decides what each means.
 
-use crate::connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+use crate::connector::{BeforeWrite, Connector, Cursor, Intent, ItemFailure, Listing, WriteHook};
 use crate::delivery::MeetingDelivery;
 use crate::fsutil;
 use crate::hash::fnv1a64;
@@ -170,12 +170,24 @@ const UNLISTED: &str = "unlisted";
 #[derive(Clone, Debug)]
 pub struct VdirConnector {
     pub(crate) config: VdirConfig,
+    pub(crate) before_write: WriteHook,
 }
 
 impl VdirConnector {
     /// A connector over the configured directories. Nothing is read or created until a call.
     pub fn new(config: VdirConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            before_write: WriteHook::default(),
+        }
+    }
+
+    /// Sets a hook an update calls with the item's server id after reading the item and
+    /// before writing it back: for tests of the write precondition, which play another
+    /// program editing the file in that window.
+    #[doc(hidden)]
+    pub fn set_before_write(&mut self, hook: Option<BeforeWrite>) {
+        self.before_write = WriteHook::new(hook);
     }
 
     /// The configuration.

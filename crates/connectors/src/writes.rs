@@ -145,6 +145,9 @@ impl VdirConnector {
                 );
             }
         };
+        // The version read: the write below happens only if the file is still that one.
+        let version = |this: &Self| this.read_item(kind, &path).ok().map(|f| f.etag);
+        let read = version(self);
         let text = match fsutil::read_regular_text(&path) {
             Ok(text) => text,
             Err(e) => {
@@ -168,6 +171,19 @@ impl VdirConnector {
         };
         if let Err(e) = self.check(kind, &new_text) {
             return failed(id, ErrorKind::Malformed, format!("update `{}`: {e}", p.key));
+        }
+        self.before_write.call(&remote);
+        if version(self) != read {
+            return failed(
+                id,
+                ErrorKind::Conflict,
+                format!(
+                    "update `{}`: {} changed since it was read; nothing was overwritten: the \
+                     next listing reads the new version, then the update is retried",
+                    p.key,
+                    path.display()
+                ),
+            );
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         match fsutil::replace(&own(dir, "tmp"), &path, new_text.as_bytes()) {

@@ -33,7 +33,7 @@ use crate::scheduler::{Scheduler, SchedulerConfig, Signal, TickReport};
 use crate::sink::Sink;
 use crate::throttle::{ConnectionLimit, Credential, Throttle};
 use actix::{Actor, Addr, MailboxError};
-use ledgersync_connectors::{VdirConfig, VdirConnector};
+use ledgersync_connectors::ConnectorConfig;
 use ledgersync_domain::{Event, MailboxId, OrgId, OrgSettings};
 use ledgersync_engine::ingress::{Change, LineError};
 use ledgersync_engine::org::ROUTING_WINDOW;
@@ -58,9 +58,9 @@ pub use bus::{BusConfig, LineOutcome};
 pub struct MailboxEndpoint {
     /// The mailbox.
     pub mailbox: MailboxId,
-    /// Where its calendar, address book and attendee Maildirs are (an empty `owner` is the
+    /// Its connector: which kind, and where its collections are (an empty owner is the
     /// mailbox's registered address).
-    pub vdir: VdirConfig,
+    pub connector: ConnectorConfig,
     /// The account its connections count against (R15: per credential of the profile).
     pub account: String,
     /// Watch the collections for changes made by other programs and push (`watch.rs`).
@@ -499,13 +499,10 @@ impl DriverFactory {
                 profile: info.profile.clone(),
                 account: endpoint.account.clone(),
             };
-            let mut vdir = endpoint.vdir.clone();
-            if vdir.owner.is_empty() {
-                vdir.owner = info.address.clone();
-            }
+            let connector = endpoint.connector.clone().with_owner(&info.address);
             let driver = Driver::new(
                 endpoint.mailbox.clone(),
-                Box::new(VdirConnector::new(vdir)),
+                connector.build(),
                 registry.clone(),
                 journal.clone(),
                 &self.cursors,

@@ -59,8 +59,7 @@ pub fn watch(
                 continue;
             }
         };
-        let dirs = [&endpoint.vdir.calendar, &endpoint.vdir.address_book];
-        for dir in dirs.into_iter().flatten() {
+        for dir in endpoint.connector.watched_dirs() {
             if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 tracing::warn!(mailbox = %endpoint.mailbox, dir = %dir.display(), error = %e, "cannot watch the collection; its changes are seen at the scheduled cycles");
             }

@@ -1,6 +1,8 @@
 //! Shared helpers of the connector tests: real directories in a tempdir, real files.
 #![allow(dead_code)]
 
+pub mod dav;
+
 use ledgersync_connectors::{Connector, Cursor, Listing, VdirConfig, VdirConnector};
 use ledgersync_domain::event::{Event, RemoteItem};
 use ledgersync_domain::records::*;
