@@ -1,7 +1,8 @@
 //! Meeting messages over SMTP: an invitation and a cancellation sent through Postfix
 //! (127.0.0.1:2525) land in the attendees' Dovecot INBOXes and read back, with Python's
 //! imaplib + email + icalendar, as a mail client reads them; a retry sends nothing twice; the
-//! server's refusals become error kinds the domain classifies.
+//! server's refusals become error kinds the domain classifies; the CalDAV connector sends
+//! through the same path.
 //!
 //! The servers come from `scripts/services.sh start`; a test that needs them fails (never
 //! skips) when they are not listening. The 452 answer comes from a tiny SMTP server in this
@@ -536,4 +537,33 @@ fn an_unknown_recipient_a_wrong_password_and_no_server_are_not_found_auth_and_ne
         classify(&f.error, ErrorSubject::Item).0,
         ErrorClass::Transient
     );
+}
+
+#[test]
+fn the_caldav_connector_sends_its_invitations_over_smtp_too() {
+    require_servers(&[POSTFIX, IMAP]);
+    let server = support::dav::Server::new("smtp");
+    let state = tempfile::tempdir().unwrap();
+    let mut config = server.config();
+    config.smtp = Some(postfix(state.path()));
+    let mut c = ledgersync_connectors::DavConnector::new(config);
+    let run = run_id();
+    let rec = meeting(&format!("apt-dav-smtp-{run}"), &format!("DAV review {run}"));
+    let key = format!("mbx-paul/{}/create/v1", rec.id);
+    let create = create_intent(&rec, &key);
+    for _ in 0..2 {
+        let outcome = c.execute(Intent {
+            id: EventId::from_u128(1),
+            event: &create,
+            record: Some(&rec),
+        });
+        assert!(matches!(outcome, Event::IntentSucceeded(_)), "{outcome:?}");
+    }
+    let id = message_id(&key, JAYNE.0);
+    let got = read_back(JAYNE, &id, 2, Duration::from_secs(3));
+    assert_eq!(got.len(), 1, "one invitation after a retry: {got:?}");
+    let cal = calendar(&got[0]);
+    assert_eq!(cal["METHOD"], "REQUEST");
+    assert_eq!(cal["UID"], format!("{}@ledgersync", rec.id));
+    assert_eq!(cal["SUMMARY"], format!("DAV review {run}"));
 }
