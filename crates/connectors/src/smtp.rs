@@ -260,7 +260,7 @@ pub(crate) fn kind_of(e: &lettre::transport::smtp::Error) -> ErrorKind {
     if e.is_timeout() {
         return ErrorKind::Timeout;
     }
-    if e.is_tls() {
+    if e.is_tls() || tls_underneath(e) {
         return ErrorKind::Tls;
     }
     if let Some(code) = e.status() {
@@ -268,10 +268,39 @@ pub(crate) fn kind_of(e: &lettre::transport::smtp::Error) -> ErrorKind {
         return kind_of_reply(code, &e.to_string());
     }
     if e.is_client() {
-        return ErrorKind::Malformed;
+        // What the client refused to do with this server (lettre's own words).
+        let text = e.to_string().to_ascii_lowercase();
+        return if text.contains("starttls") {
+            // STARTTLS required and not offered: never downgraded to plain text.
+            ErrorKind::Tls
+        } else if text.contains("authentication mechanism") {
+            ErrorKind::Auth
+        } else {
+            ErrorKind::Malformed
+        };
     }
     // Connection refused, reset, an unreadable answer.
     ErrorKind::Network
+}
+
+/// True when a TLS error (a refused certificate, a handshake with a server that speaks no
+/// TLS) lies under `e`: lettre reports those met while reading as network errors.
+fn tls_underneath(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The kind of an SMTP reply `code` (RFC 5321 §4.2) with its text, read for an enhanced

@@ -567,3 +567,28 @@ fn the_caldav_connector_sends_its_invitations_over_smtp_too() {
     assert_eq!(cal["UID"], format!("{}@ledgersync", rec.id));
     assert_eq!(cal["SUMMARY"], format!("DAV review {run}"));
 }
+
+#[test]
+fn tls_required_by_the_configuration_and_not_offered_is_a_tls_failure() {
+    require_servers(&[POSTFIX]);
+    // Postfix on 2525 offers no STARTTLS, and speaks no TLS from the first byte.
+    for mode in [SmtpTls::StartTls, SmtpTls::Tls] {
+        let mut s = setup(|state| {
+            let mut c = SmtpConfig::new("127.0.0.1", POSTFIX, state);
+            c.tls = mode;
+            c.timeout = Duration::from_secs(5);
+            c
+        });
+        let rec = meeting("apt-tls", "Planning");
+        let create = create_intent(&rec, &format!("mbx-paul/apt-tls/{}", run_id()));
+        let Event::IntentFailed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
+            panic!("{mode:?}: expected intent_failed");
+        };
+        assert_eq!(
+            f.error.kind(),
+            ErrorKind::Tls,
+            "{mode:?}: {}",
+            f.error.message
+        );
+    }
+}
