@@ -165,3 +165,39 @@ fn message(
         .body(body)
         .write_to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn undelivered(kinds: &[ErrorKind]) -> Undelivered {
+        Undelivered {
+            problems: kinds.iter().map(|k| (*k, format!("{k}"))).collect(),
+        }
+    }
+
+    #[test]
+    fn the_intent_reports_a_kind_the_domain_retries_when_one_attendee_may_still_be_reached() {
+        use ErrorKind::*;
+        // Zoe unknown (permanent), Jayne's mailbox full (transient): retried for Jayne.
+        assert_eq!(undelivered(&[NotFound, Quota]).kind(), Quota);
+        assert_eq!(
+            undelivered(&[Forbidden, RateLimited, Network]).kind(),
+            RateLimited
+        );
+        // Nothing a retry can change: the first.
+        assert_eq!(undelivered(&[NotFound, Forbidden]).kind(), NotFound);
+        assert_eq!(
+            undelivered(&[NotFound, Quota]).to_string(),
+            "not_found; quota"
+        );
+    }
+
+    #[test]
+    fn the_message_id_is_the_same_for_every_spelling_of_the_attendee() {
+        let a = message_id(7, "Jayne@Serenity.example");
+        assert_eq!(a, message_id(7, " jayne@serenity.example "));
+        assert_ne!(a, message_id(8, "jayne@serenity.example"));
+        assert!(a.ends_with("@ledgersync"), "{a}");
+    }
+}
