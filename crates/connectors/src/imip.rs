@@ -1,11 +1,12 @@
-//! Meeting invitations and cancellations as iMIP messages (RFC 6047) delivered into the
-//! attendees' Maildirs: what a groupware server does when the organizer's calendar changes.
+//! Meeting invitations and cancellations as iMIP messages (RFC 6047) delivered to the
+//! attendees, into their Maildirs or over SMTP ([`MeetingDelivery`], `delivery.rs`): what a
+//! groupware server does when the organizer's calendar changes.
 //!
 //! **Invitations** (`METHOD:REQUEST`): when a create or an update of an appointment says
 //! `notify_attendees` (R26: only in the organizer's mailbox), the calendar object just written
 //! is sent to every attendee of the CRM row but the organizer, after the file is written. A
 //! retry of the intent delivers only what is missing (messages are named by the intent's key).
-//! Without a Maildir directory configured nothing can be delivered and the write alone is done.
+//! Without a delivery configured nothing can be delivered and the write alone is done.
 //!
 //! The `cancel_intent` names the row, the server item and the attendees, but not the meeting's
 //! UID, organizer or times: those come from the organizer's calendar item, read from the vdir
@@ -24,20 +25,16 @@
 
 use crate::compose::{self, PRODID};
 use crate::connector::{failed, succeeded};
-use crate::hash::fnv1a64;
+use crate::delivery::{Letter, MeetingDelivery, Undelivered, deliver_all};
 use crate::lines::{self, escape, fold, name_of, unfold, value_of};
-use crate::maildir::{self, Delivery};
 use crate::vdir::VdirConnector;
 use crate::writes::own;
 use ledgersync_domain::ErrorKind;
 use ledgersync_domain::EventId;
 use ledgersync_domain::event::{CancelIntent, Event};
 use ledgersync_domain::records::Record;
-use mail_builder::MessageBuilder;
-use mail_builder::headers::content_type::ContentType;
-use mail_builder::mime::MimePart;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What a cancellation needs from the organizer's item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,8 +107,10 @@ impl Meeting {
 
 impl VdirConnector {
     pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
-        let root = self.config.maildirs.as_deref();
-        cancel(id, p, record, root, &self.config.owner, || self.meeting(p))
+        let delivery = self.config.meeting_delivery();
+        cancel(id, p, record, delivery.as_ref(), &self.config.owner, || {
+            self.meeting(p)
+        })
     }
 
     /// Sends the invitation or update of `written` (see [`invite`]).
@@ -121,9 +120,16 @@ impl VdirConnector {
         record: &Record,
         written: &str,
         updated: bool,
-    ) -> Result<(), String> {
-        let root = self.config.maildirs.as_deref();
-        invite(root, &self.config.owner, key, record, written, updated)
+    ) -> Result<(), Undelivered> {
+        let delivery = self.config.meeting_delivery();
+        invite(
+            delivery.as_ref(),
+            &self.config.owner,
+            key,
+            record,
+            written,
+            updated,
+        )
     }
 
     /// The organizer's item: by server id in the calendar, else among the deleted items kept,
@@ -149,23 +155,24 @@ impl VdirConnector {
     }
 }
 
-/// Delivers the cancellation of `p` to its attendees; the meeting (UID, SEQUENCE, organizer,
-/// times) comes from the organizer's item, read by `meeting` only when needed.
+/// Delivers the cancellation of `p` to its attendees through `delivery`; the meeting (UID,
+/// SEQUENCE, organizer, times) comes from the organizer's item, read by `meeting` only when
+/// needed. A retry of the same intent delivers only what is missing.
 pub(crate) fn cancel(
     id: EventId,
     p: &CancelIntent,
     record: Option<&Record>,
-    root: Option<&Path>,
+    delivery: Option<&MeetingDelivery>,
     owner: &str,
     meeting: impl FnOnce() -> Option<Meeting>,
 ) -> Event {
-    let Some(root) = root else {
+    let Some(delivery) = delivery else {
         return failed(
             id,
             ErrorKind::Unsupported,
             format!(
-                "cancel `{}`: no Maildir directory is configured to deliver the \
-                 cancellation to",
+                "cancel `{}`: neither a Maildir directory nor an SMTP server is configured \
+                 to deliver the cancellation to",
                 p.key
             ),
         );
@@ -218,33 +225,34 @@ pub(crate) fn cancel(
         text: &text,
         ics: &ics,
     };
-    match deliver_all(root, &p.key, &p.attendees, &letter) {
+    match deliver_all(delivery, &p.key, &p.attendees, &letter) {
         Ok(()) => succeeded(id, remote, None),
-        Err(problems) => failed(
+        Err(undelivered) => failed(
             id,
-            ErrorKind::Network,
+            undelivered.kind(),
             format!(
-                "cancel `{}`: not delivered to every attendee ({}); a retry delivers only \
-                 the missing ones",
-                p.key,
-                problems.join("; ")
+                "cancel `{}`: not delivered to every attendee ({undelivered}); a retry \
+                 delivers only the missing ones",
+                p.key
             ),
         ),
     }
 }
 
 /// Sends the calendar object `written` (the organizer's item, as just written) as an iMIP
-/// `METHOD:REQUEST` to every attendee of `record` but the organizer. `Err`: what could not
-/// be delivered, for the intent's failure.
+/// `METHOD:REQUEST` to every attendee of `record` but the organizer, through `delivery`
+/// (`None`: nothing to deliver with, nothing sent). `Err`: what could not be delivered, and
+/// the kind the intent's failure reports; a retry of the same `key` delivers only what is
+/// missing.
 pub(crate) fn invite(
-    root: Option<&Path>,
+    delivery: Option<&MeetingDelivery>,
     owner: &str,
     key: &str,
     record: &Record,
     written: &str,
     updated: bool,
-) -> Result<(), String> {
-    let Some(root) = root else {
+) -> Result<(), Undelivered> {
+    let Some(delivery) = delivery else {
         return Ok(());
     };
     let Some(a) = record.appointment() else {
@@ -284,58 +292,7 @@ pub(crate) fn invite(
         text: &text,
         ics: &ics,
     };
-    deliver_all(root, key, &attendees, &letter).map_err(|problems| {
-        format!(
-            "the invitation was not delivered to every attendee ({}); a retry delivers only \
-             the missing ones",
-            problems.join("; ")
-        )
-    })
-}
-
-/// One iMIP message to send to several attendees.
-struct Letter<'a> {
-    /// `REQUEST` or `CANCEL`.
-    method: &'static str,
-    organizer: &'a str,
-    subject: &'a str,
-    /// The plain-text part.
-    text: &'a str,
-    /// The calendar object, with its METHOD.
-    ics: &'a str,
-}
-
-/// Delivers `letter` into the Maildir of each of `attendees` under `root`, named by `key` so
-/// that a retry finds what was delivered. `Err`: the attendees it could not reach, and why.
-fn deliver_all(
-    root: &std::path::Path,
-    key: &str,
-    attendees: &[String],
-    letter: &Letter<'_>,
-) -> Result<(), Vec<String>> {
-    let now = compose::now();
-    let secs = u64::try_from(now.0 / 1000).unwrap_or(0);
-    let key_hash = fnv1a64(key.as_bytes());
-    let unique = format!("L{key_hash:016x}");
-    let mut problems = Vec::new();
-    for attendee in attendees {
-        let Some(dir) = maildir::maildir_of(root, attendee) else {
-            problems.push(format!(
-                "`{attendee}` is not an address a Maildir can be named by"
-            ));
-            continue;
-        };
-        let message = message(letter, attendee, key_hash, now.0);
-        match message.and_then(|m| maildir::deliver(&dir, &unique, &m, secs)) {
-            Ok(Delivery::Delivered | Delivery::AlreadyThere) => {}
-            Err(e) => problems.push(format!("{}: {e}", dir.display())),
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    deliver_all(delivery, key, &attendees, &letter)
 }
 
 /// A calendar object with `METHOD:<method>` among its VCALENDAR properties (before the first
@@ -354,40 +311,6 @@ fn with_method(ics: &str, method: &str) -> String {
         out.push(line);
     }
     fold(&out)
-}
-
-/// The MIME message for one attendee.
-fn message(
-    letter: &Letter<'_>,
-    attendee: &str,
-    key_hash: u64,
-    now_ms: i64,
-) -> std::io::Result<Vec<u8>> {
-    let calendar = MimePart::new(
-        ContentType::new("text/calendar")
-            .attribute("method", letter.method)
-            .attribute("charset", "utf-8"),
-        letter.ics.to_string(),
-    );
-    let body = MimePart::new(
-        "multipart/alternative",
-        vec![
-            MimePart::new("text/plain", letter.text.to_string()),
-            calendar,
-        ],
-    );
-    let message_id = format!(
-        "{key_hash:016x}.{:016x}@ledgersync",
-        fnv1a64(attendee.to_lowercase().as_bytes())
-    );
-    MessageBuilder::new()
-        .from(letter.organizer.to_string())
-        .to(attendee.trim().to_string())
-        .subject(letter.subject.to_string())
-        .message_id(message_id)
-        .date(now_ms / 1000)
-        .body(body)
-        .write_to_vec()
 }
 
 fn strip_mailto(value: &str) -> String {

@@ -32,9 +32,11 @@
 //! error `network`; the domain decides what each means.
 
 use crate::connector::{BeforeWrite, Connector, Cursor, Intent, ItemFailure, Listing, WriteHook};
+use crate::delivery::MeetingDelivery;
 use crate::fsutil;
 use crate::hash::fnv1a64;
 use crate::parse;
+use crate::smtp::SmtpConfig;
 use ledgersync_domain::event::{
     DeletionsListed, Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
     RemoteItem, ServerError, Workload,
@@ -59,8 +61,12 @@ pub struct VdirConfig {
     /// The address-book collection (`.vcf` files): contacts. `None`: not synced.
     pub address_book: Option<PathBuf>,
     /// The directory of Maildirs, one per attendee address (`<dir>/<address>/{tmp,new,cur}`),
-    /// that receives meeting cancellations. `None`: cancellations fail.
+    /// that receives meeting invitations and cancellations when no `smtp` is set. `None` (and
+    /// no `smtp`): cancellations fail, invitations are not sent.
     pub maildirs: Option<PathBuf>,
+    /// The SMTP server that meeting invitations and cancellations are sent through; it takes
+    /// precedence over `maildirs`.
+    pub smtp: Option<SmtpConfig>,
     /// The mailbox owner's address: the organizer of a cancellation when the item names none.
     pub owner: String,
     /// The `CATEGORIES` value that marks an item as tracked (default `Tracked to CRM`).
@@ -80,10 +86,22 @@ impl VdirConfig {
             calendar: None,
             address_book: None,
             maildirs: None,
+            smtp: None,
             owner: owner.into(),
             tracking_category: DEFAULT_TRACKING_CATEGORY.to_string(),
             timezone: None,
             max_item_bytes: ledgersync_domain::Limits::default().max_item_bytes,
+        }
+    }
+}
+
+impl VdirConfig {
+    /// How meeting messages are delivered: over `smtp` when set, else into `maildirs`.
+    pub fn meeting_delivery(&self) -> Option<MeetingDelivery> {
+        match (&self.smtp, &self.maildirs) {
+            (Some(smtp), _) => Some(MeetingDelivery::Smtp(smtp.clone())),
+            (None, Some(dir)) => Some(MeetingDelivery::Maildir(dir.clone())),
+            (None, None) => None,
         }
     }
 }

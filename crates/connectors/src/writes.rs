@@ -349,11 +349,14 @@ impl VdirConnector {
                     );
                 }
             };
-            if let Err(message) = self.invite(key, record, &written, what == "update") {
+            if let Err(undelivered) = self.invite(key, record, &written, what == "update") {
                 return failed(
                     id,
-                    ErrorKind::Network,
-                    format!("{what} `{key}`: written, but {message}"),
+                    undelivered.kind(),
+                    format!(
+                        "{what} `{key}`: written, but the invitation was not delivered to \
+                         every attendee ({undelivered}); a retry delivers only the missing ones"
+                    ),
                 );
             }
         }

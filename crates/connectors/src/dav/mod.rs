@@ -34,7 +34,9 @@ mod xml;
 
 use crate::compose;
 use crate::connector::{BeforeWrite, Connector, Cursor, Intent, Listing, WriteHook};
+use crate::delivery::MeetingDelivery;
 use crate::imip::Meeting;
+use crate::smtp::SmtpConfig;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
 use http::{DavError, Http};
 use ledgersync_domain::event::Event;
@@ -45,44 +47,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// A password: never printed (`Debug` and `Display` write `[redacted]`), never part of an error.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a password.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The password itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self::new(value)
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// A password: never printed (`Debug` and `Display` write `[redacted]`), never part of an
+/// error. One type for every password of the crate (`secret.rs`).
+pub use crate::secret::Secret;
 
 /// Where the DAV connector reads and writes, and its limits.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,10 +81,14 @@ pub struct DavConfig {
     /// The hrefs asked per `calendar-multiget` / `addressbook-multiget`, default 100.
     pub multiget_batch: usize,
     /// The directory of Maildirs that receives invitations and cancellations (iMIP), as the
-    /// vdir backend delivers them. `None`: the write alone is done, a cancellation fails.
+    /// vdir backend delivers them, when no `smtp` is set. `None` (and no `smtp`): the write
+    /// alone is done, a cancellation fails.
     pub maildirs: Option<PathBuf>,
     /// A PEM file of certificate authorities trusted besides the system's (a private CA).
     pub ca_file: Option<PathBuf>,
+    /// The SMTP server that invitations and cancellations are sent through; it takes
+    /// precedence over `maildirs`.
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl DavConfig {
@@ -143,6 +114,16 @@ impl DavConfig {
             multiget_batch: 100,
             maildirs: None,
             ca_file: None,
+            smtp: None,
+        }
+    }
+
+    /// How meeting messages are delivered: over `smtp` when set, else into `maildirs`.
+    pub fn meeting_delivery(&self) -> Option<MeetingDelivery> {
+        match (&self.smtp, &self.maildirs) {
+            (Some(smtp), _) => Some(MeetingDelivery::Smtp(smtp.clone())),
+            (None, Some(dir)) => Some(MeetingDelivery::Maildir(dir.clone())),
+            (None, None) => None,
         }
     }
 }

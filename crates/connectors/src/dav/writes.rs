@@ -287,7 +287,7 @@ impl DavConnector {
     }
 
     fn cancel(&mut self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
-        let root = self.config.maildirs.clone();
+        let delivery = self.config.meeting_delivery();
         let owner = self.config.owner.clone();
         let meeting = || {
             if let Some(remote) = &p.remote {
@@ -303,7 +303,7 @@ impl DavConnector {
             }
             self.deleted.get(p.record.as_str()).cloned()
         };
-        imip::cancel(id, p, record, root.as_deref(), &owner, meeting)
+        imip::cancel(id, p, record, delivery.as_ref(), &owner, meeting)
     }
 
     /// The outcome of a create or update written to `url`: the invitations first (when the
@@ -323,8 +323,8 @@ impl DavConnector {
         if write.notify_attendees
             && let Some(record) = record
             && record.appointment().is_some()
-            && let Err(message) = imip::invite(
-                self.config.maildirs.as_deref(),
+            && let Err(undelivered) = imip::invite(
+                self.config.meeting_delivery().as_ref(),
                 &self.config.owner,
                 key,
                 record,
@@ -334,8 +334,11 @@ impl DavConnector {
         {
             return failed(
                 id,
-                ErrorKind::Network,
-                format!("{what} `{key}`: written, but {message}"),
+                undelivered.kind(),
+                format!(
+                    "{what} `{key}`: written, but the invitation was not delivered to every \
+                     attendee ({undelivered}); a retry delivers only the missing ones"
+                ),
             );
         }
         let etag = etag.or_else(|| self.get(url).ok().flatten().and_then(|(e, _)| e));

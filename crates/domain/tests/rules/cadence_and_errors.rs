@@ -775,3 +775,40 @@ fn r79_a_given_up_item_keeps_its_row_change_error_time_and_retry_count() {
     mb.answer_create(&t.id, &RemoteId::new("tasks/t1"));
     assert!(!mb.state.failed_intents.contains_key(&create));
 }
+
+#[test]
+fn r77_r12_a_full_mailbox_or_throttling_answer_to_an_intent_leaves_it_pending_and_the_mailbox_enabled()
+ {
+    // An SMTP 452 4.2.2 (mailbox full) is reported `quota`, a 421/450/451 `rate_limited`: for
+    // an intent both are transient item errors, retried later, never disabling the mailbox.
+    for code in ["quota", "rate_limited"] {
+        let mut mb = Mailbox::ready("jayne");
+        let a = team_meeting("a1", "jayne", mb.now);
+        mb.feed(upsert(&a));
+        let create = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+        let interval = mb.settings.transient_retry_interval;
+        let ds = mb.fail(create, code);
+        assert_eq!(summary(&ds), [(12, "error_classified")], "{code}");
+        let (_, c) = one(classifications(&ds), &ds);
+        assert_eq!(
+            (c.class, c.scope, c.attempt, c.intent),
+            (ErrorClass::Transient, ErrorScope::Item, 1, Some(create)),
+            "{code}"
+        );
+        let pending = &mb.state.intents[&create];
+        assert_eq!(pending.failures, 1, "{code}");
+        assert!(!pending.due(mb.now), "{code}: not again at once");
+        assert!(
+            pending.due(mb.now + interval),
+            "{code}: again after the interval"
+        );
+        for w in [Workload::Act, Workload::Incoming, Workload::Outgoing] {
+            let w = mb.state.workload(w);
+            assert!(
+                w.enabled && w.consecutive_errors == 0,
+                "{code}: an item error never touches the mailbox"
+            );
+        }
+        assert_eq!(mb.link(&a.id).status, LinkStatus::Creating, "{code}");
+    }
+}
