@@ -57,6 +57,7 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
     let mut recorder = ctx.recorder(false)?;
     let json = ctx.json;
     let config = ctx.config;
+    let data = ctx.data_dir()?;
     let out = &mut *ctx.out;
     match action {
         Action::List => {
@@ -127,7 +128,7 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             let (results, connection) = match configured.filter(|_| connect) {
                 Some(m) => {
                     let address = recorder.engine()?.org().mailboxes[&id].address.clone();
-                    let (act, connection) = test_connection(m, config, &address, json, out)?;
+                    let (act, connection) = test_connection(m, config, &data, &address, json, out)?;
                     (
                         [TestResult::NotRun, TestResult::NotRun, act],
                         Some(connection),
@@ -305,11 +306,12 @@ fn record(
 fn test_connection(
     m: &crate::config::MailboxConfig,
     config: &crate::config::Config,
+    data: &std::path::Path,
     address: &str,
     json: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<(TestResult, Value)> {
-    let connector = crate::serve::connector_config(m, config)?.with_owner(address);
+    let connector = crate::serve::connector_config(m, config, data)?.with_owner(address);
     let kind = connector.kind();
     let answer = connector.build().test_connection();
     let (act, connection) = match &answer {

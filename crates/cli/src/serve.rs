@@ -13,7 +13,7 @@ use ledgersync_bus::AmqpBus;
 use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
-use ledgersync_connectors::{ConnectorConfig, DavConfig, Secret, VdirConfig};
+use ledgersync_connectors::{ConnectorConfig, DavConfig, Secret, SmtpConfig, SmtpTls, VdirConfig};
 use ledgersync_domain::event::Workload;
 use ledgersync_domain::{Event, MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
@@ -60,19 +60,51 @@ pub fn service_config(data: &Path, config: &Config) -> Result<ServiceConfig> {
         mailboxes: config
             .mailboxes
             .iter()
-            .map(|m| endpoint(m, config))
+            .map(|m| endpoint(m, config, data))
             .collect::<Result<_>>()?,
         projection_every: config.projection_every,
         push_quiet: std::time::Duration::from_millis(500),
     })
 }
 
-/// The connector of a configured mailbox (`ConnectorConfig::build` makes it).
-pub fn connector_config(m: &MailboxConfig, config: &Config) -> Result<ConnectorConfig> {
-    Ok(endpoint(m, config)?.connector)
+/// The connector of a configured mailbox (`ConnectorConfig::build` makes it), its state under
+/// `data`.
+pub fn connector_config(
+    m: &MailboxConfig,
+    config: &Config,
+    data: &Path,
+) -> Result<ConnectorConfig> {
+    Ok(endpoint(m, config, data)?.connector)
 }
 
-fn endpoint(m: &MailboxConfig, config: &Config) -> Result<MailboxEndpoint> {
+/// Where the SMTP delivery of meeting messages records what the server accepted (one file per
+/// message), so that a retry sends only what is missing.
+const MEETING_MAIL_DIR: &str = "meeting-mail";
+
+/// The SMTP server of a profile, its password read.
+fn smtp_config(
+    smtp: &crate::profiles::SmtpProfile,
+    profile: &str,
+    data: &Path,
+) -> Result<SmtpConfig> {
+    let mut c = SmtpConfig::new(smtp.host.clone(), smtp.port, data.join(MEETING_MAIL_DIR));
+    c.tls = match smtp.tls {
+        crate::profiles::SmtpTls::None => SmtpTls::None,
+        crate::profiles::SmtpTls::Starttls => SmtpTls::StartTls,
+        crate::profiles::SmtpTls::Tls => SmtpTls::Tls,
+    };
+    c.timeout = smtp.timeout;
+    c.username = smtp.username.clone();
+    if let Some(source) = &smtp.password {
+        let password = source
+            .read()
+            .with_context(|| format!("profile `{profile}`: the SMTP server's password"))?;
+        c.password = Some(Secret::new(password));
+    }
+    Ok(c)
+}
+
+fn endpoint(m: &MailboxConfig, config: &Config, data: &Path) -> Result<MailboxEndpoint> {
     // Checked when the configuration was read.
     let timezone = m
         .timezone
@@ -101,6 +133,11 @@ fn endpoint(m: &MailboxConfig, config: &Config) -> Result<MailboxEndpoint> {
             c.max_item_bytes = config.limits.max_item_bytes;
             c.timeout = profile.timeout;
             c.ca_file = profile.ca_file.clone();
+            c.smtp = profile
+                .smtp
+                .as_ref()
+                .map(|smtp| smtp_config(smtp, &dav.profile, data))
+                .transpose()?;
             if let Some(t) = &m.tracking_category {
                 c.tracking_category = t.clone();
             }
