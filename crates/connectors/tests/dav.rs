@@ -262,10 +262,18 @@ fn an_item_edited_by_a_plain_http_client_is_reported_with_its_new_etag() {
         &event_ics("curl-2", "Other"),
     );
     let l2 = c.list_changes(&l.cursor);
-    // One of one known item missing: the collection did not empty (another item came), and
-    // one of one is more than half: the guard withholds it (R25).
-    assert_eq!(terminal(&l2), "listing_partial", "{:?}", l2.observations);
-    assert!(gone(&l2).is_empty());
+    // A complete listing reports the delete, listed first for the domain's delete breaker
+    // (R25), which weighs it against the mailbox's linked items.
+    assert_eq!(terminal(&l2), "listing_completed", "{:?}", l2.observations);
+    assert_eq!(gone(&l2), vec![path.clone()]);
+    assert!(
+        l2.observations.iter().any(|o| matches!(
+            o,
+            ledgersync_domain::Event::DeletionsListed(d) if d.remotes.len() == 1
+        )),
+        "{:?}",
+        l2.observations
+    );
 }
 
 #[test]

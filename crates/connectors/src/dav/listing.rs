@@ -57,6 +57,8 @@ struct Found {
 struct Member {
     etag: Option<String>,
     length: Option<u64>,
+    /// The member's calendar or address data, when the server sent it with the listing.
+    data: Option<String>,
 }
 
 impl DavConnector {
@@ -208,7 +210,9 @@ impl DavConnector {
         old: &Collection,
     ) -> Result<Found, DavError> {
         let path = url.path().to_string();
-        let (members, removed, token, full, reset) = match self.sync(url, &old.token)? {
+        let (mut members, removed, token, full, reset) = match self
+            .sync(url, &old.token, calendar)?
+        {
             Ok((members, removed, token)) => (members, removed, token, old.token.is_empty(), None),
             Err(status) => {
                 let reset = (!old.token.is_empty()).then(|| {
@@ -278,10 +282,27 @@ impl DavConnector {
                 }
             }
         }
-        let mut seen = Vec::new();
+        // Members whose data came with the listing are taken as they are; the rest are
+        // fetched with multigets.
+        let mut inline = Vec::new();
+        fetch.retain(
+            |href| match members.get_mut(href).and_then(|m| m.data.take()) {
+                Some(body) => {
+                    let etag = members[href].etag.clone();
+                    inline.push((href.clone(), Some((etag, body))));
+                    false
+                }
+                None => true,
+            },
+        );
+        let mut fetched = vec![inline];
         let batch = self.config.multiget_batch.max(1);
         for hrefs in fetch.chunks(batch) {
-            for (href, got) in self.multiget(url, calendar, hrefs)? {
+            fetched.push(self.multiget(url, calendar, hrefs)?);
+        }
+        let mut seen = Vec::new();
+        for got in fetched {
+            for (href, got) in got {
                 let known = old.items.get(&href);
                 let Some((etag, body)) = got else {
                     // Gone between the listing and the fetch: the next listing says so.
@@ -369,6 +390,23 @@ impl DavConnector {
         &self,
         url: &Url,
         token: &str,
+        calendar: bool,
+    ) -> Result<Result<(BTreeMap<String, Member>, BTreeSet<String>, String), u16>, DavError> {
+        match self.sync_asking(url, token, Some(calendar))? {
+            // The members' data made the answer too large: the ETags alone, then multigets.
+            Err(TOO_LARGE) => self.sync_asking(url, token, None),
+            answer => Ok(answer),
+        }
+    }
+
+    /// [`DavConnector::sync`], asking for the members' data (`Some(calendar)`) or not. An
+    /// answer over [`MAX_DOCUMENT`] is `Ok(Err(413))` when the data was asked for.
+    #[allow(clippy::type_complexity)]
+    fn sync_asking(
+        &self,
+        url: &Url,
+        token: &str,
+        data: Option<bool>,
     ) -> Result<Result<(BTreeMap<String, Member>, BTreeSet<String>, String), u16>, DavError> {
         let what = format!("REPORT sync-collection {}", url.path());
         let mut members = BTreeMap::new();
@@ -384,9 +422,12 @@ impl DavConnector {
                     ("Depth", "1"),
                     ("Content-Type", "application/xml; charset=utf-8"),
                 ],
-                Some(xml::sync_collection(&token)),
+                Some(xml::sync_collection(&token, data)),
                 MAX_DOCUMENT,
             )?;
+            if answer.truncated && data.is_some() {
+                return Ok(Err(TOO_LARGE));
+            }
             if answer.status != 207 {
                 if FALL_BACK_ON.contains(&answer.status) {
                     return Ok(Err(answer.status));
@@ -520,8 +561,15 @@ fn member(r: &xml::Response) -> Member {
         length: r
             .text(DAV, "getcontentlength")
             .and_then(|l| l.trim().parse().ok()),
+        data: r
+            .text(CALDAV, "calendar-data")
+            .or_else(|| r.text(CARDDAV, "address-data"))
+            .filter(|d| !d.trim().is_empty()),
     }
 }
+
+/// The answer to a sync-collection that asked for the members' data was too large.
+const TOO_LARGE: u16 = 413;
 
 /// An item that failed: known before, it stays known with its old version (never gone), and is
 /// fetched again by every listing until it reads.
