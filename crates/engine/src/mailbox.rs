@@ -278,7 +278,7 @@ impl MailboxCore {
     }
 
     /// Step 3: applies a prepared step whose batch is durable; returns its decisions and a
-    /// snapshot to save when one is due (every `snapshot_every` events).
+    /// snapshot to save when one is due (see [`snapshot_interval`]).
     pub fn commit(
         &mut self,
         prepared: Prepared,
@@ -298,7 +298,15 @@ impl MailboxCore {
         let n = 1 + prepared.decisions.len() as u64;
         self.head += n;
         self.since_snapshot += n;
-        let snapshot = (self.since_snapshot >= snapshot_every).then(|| {
+        // Due by the interval, or at the end of a listing cycle that appended at least
+        // `snapshot_every` events: the next recovery then starts where the cycle ended.
+        let cycle_end = matches!(
+            obs,
+            Event::ListingCompleted(_) | Event::ListingPartial(_) | Event::ListingFailed(_)
+        ) && self.since_snapshot >= snapshot_every;
+        let snapshot = (cycle_end
+            || self.since_snapshot >= snapshot_interval(snapshot_every, &self.state))
+        .then(|| {
             self.since_snapshot = 0;
             Snapshot {
                 seq: self.head,
@@ -316,4 +324,14 @@ impl MailboxCore {
             .collect();
         (appended, snapshot)
     }
+}
+
+/// Events between two snapshots of a mailbox within a listing cycle: `snapshot_every`, or twice
+/// the rows and links the state holds when that is more (a cycle that appended at least
+/// `snapshot_every` events is also snapshotted at its end). A snapshot costs its size, so the interval grows with it
+/// and the cost per event stays flat (a mailbox syncing 10,000 items at once writes a handful
+/// of snapshots, not one per thousand events); recovery folds at most that many events after
+/// the snapshot, the same order of work as decoding it.
+pub fn snapshot_interval(snapshot_every: u64, state: &ledgersync_domain::MailboxState) -> u64 {
+    snapshot_every.max(2 * (state.links.len() + state.records.len()) as u64)
 }

@@ -210,9 +210,16 @@ impl DavConnector {
         old: &Collection,
     ) -> Result<Found, DavError> {
         let path = url.path().to_string();
-        let (mut members, removed, token, full, reset) = match self
-            .sync(url, &old.token, calendar)?
-        {
+        let first = if old.token.is_empty() {
+            self.first_listing(url, calendar)?
+        } else {
+            None
+        };
+        let listed = match first {
+            Some((members, token)) => Ok((members, BTreeSet::new(), token)),
+            None => self.sync(url, &old.token, calendar)?,
+        };
+        let (mut members, removed, token, full, reset) = match listed {
             Ok((members, removed, token)) => (members, removed, token, old.token.is_empty(), None),
             Err(status) => {
                 let reset = (!old.token.is_empty()).then(|| {
@@ -484,6 +491,55 @@ impl DavConnector {
             }
         }
         Ok((members, clean(&token).unwrap_or_default()))
+    }
+
+    /// The first listing of a collection: its sync token (PROPFIND, depth 0), then every
+    /// member with its ETag and data in one query — on Radicale a third faster than a
+    /// sync-collection from no token, which computes and stores the state the token names. A
+    /// change between the two is listed again from the token, never missed. `None` when the
+    /// collection has no sync token (listed by ETags, as before), or the server does not
+    /// answer the query in full (the sync-collection then lists it).
+    #[allow(clippy::type_complexity)]
+    fn first_listing(
+        &self,
+        url: &Url,
+        calendar: bool,
+    ) -> Result<Option<(BTreeMap<String, Member>, String)>, DavError> {
+        let m = self.propfind(url, "0", &["d:sync-token"])?;
+        let token = m
+            .responses
+            .iter()
+            .filter(|r| url.join(&r.href).is_ok_and(|u| u.path() == url.path()))
+            .find_map(|r| r.text(DAV, "sync-token"))
+            .and_then(|t| clean(&t));
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let answer = self.http()?.send(
+            "REPORT",
+            url,
+            &[
+                ("Depth", "1"),
+                ("Content-Type", "application/xml; charset=utf-8"),
+            ],
+            Some(xml::query_all(calendar)),
+            MAX_DOCUMENT,
+        )?;
+        if answer.status != 207 || answer.truncated {
+            return Ok(None);
+        }
+        let Ok(m) = xml::multistatus(&answer.body) else {
+            return Ok(None);
+        };
+        let mut members = BTreeMap::new();
+        for r in &m.responses {
+            if let Some(href) = member_href(url, &r.href)
+                && r.status.is_none_or(|s| s < 300)
+            {
+                members.insert(href, member(r));
+            }
+        }
+        Ok(Some((members, token)))
     }
 
     /// Fetches `hrefs` with a multiget: per href, its ETag and body, or `None` when the server

@@ -232,6 +232,20 @@ pub(crate) fn sync_collection(token: &str, data: Option<bool>) -> String {
     )
 }
 
+/// A `calendar-query` (RFC 4791 §7.8) or `addressbook-query` (RFC 6352 §8.6) matching every
+/// member, asking for its ETag and its data: a whole collection in one request.
+pub(crate) fn query_all(calendar: bool) -> String {
+    if calendar {
+        format!(
+            r#"{HEAD}<c:calendar-query xmlns:d="{DAV}" xmlns:c="{CALDAV}"><d:prop><d:getetag/><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter></c:calendar-query>"#
+        )
+    } else {
+        format!(
+            r#"{HEAD}<c:addressbook-query xmlns:d="{DAV}" xmlns:c="{CARDDAV}"><d:prop><d:getetag/><c:address-data/></d:prop></c:addressbook-query>"#
+        )
+    }
+}
+
 /// A `calendar-multiget` (RFC 4791) or `addressbook-multiget` (RFC 6352) of `hrefs`.
 pub(crate) fn multiget(calendar: bool, hrefs: &[String]) -> String {
     let (root, data, ns) = if calendar {
