@@ -213,6 +213,23 @@ EOF
   log "radicale: listening on 127.0.0.1:5232 (pid $(cat "$D/radicale/pid"))"
 }
 
+# The example organization's collections (config/radicale.toml): a calendar holding events and
+# tasks and an address book for jayne and paul. MKCALENDAR / MKCOL on one that exists answers
+# 405 and changes nothing.
+radicale_example_collections() {
+  local u code
+  for u in jayne paul; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -u "$u:${u}pw" -X MKCALENDAR -H 'Content-Type: application/xml' \
+      --data '<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Calendar</D:displayname><C:supported-calendar-component-set><C:comp name="VEVENT"/><C:comp name="VTODO"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>' \
+      "http://127.0.0.1:5232/$u/calendar/")
+    case $code in 201|405) ;; *) die "MKCALENDAR /$u/calendar/ on Radicale answered $code" ;; esac
+    code=$(curl -s -o /dev/null -w '%{http_code}' -u "$u:${u}pw" -X MKCOL -H 'Content-Type: application/xml' \
+      --data '<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:CR="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype><D:collection/><CR:addressbook/></D:resourcetype><D:displayname>Contacts</D:displayname></D:prop></D:set></D:mkcol>' \
+      "http://127.0.0.1:5232/$u/contacts/")
+    case $code in 201|405) ;; *) die "MKCOL /$u/contacts/ on Radicale answered $code" ;; esac
+  done
+}
+
 # Dovecot with a configuration file of its own (nothing under /etc/dovecot is used).
 dovecot_start() {
   if listening 1143; then
@@ -415,6 +432,7 @@ case "${1:-start}" in
     dovecot_start
     postfix_start
     radicale_start
+    radicale_example_collections
     status
     ;;
   status) status ;;

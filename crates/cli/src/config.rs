@@ -544,6 +544,87 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_caldav_config_parses_into_caldav_mailboxes_with_an_smtp_server() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/radicale.toml");
+        let c = Config::load(&path).unwrap();
+        let groupware = &c.profiles["groupware"];
+        assert_eq!(groupware.kind, crate::profiles::ConnectorKind::Caldav);
+        assert_eq!(groupware.url.as_deref(), Some("http://127.0.0.1:5232/"));
+        let smtp = groupware.smtp.as_ref().unwrap();
+        assert_eq!(
+            (smtp.port, smtp.tls),
+            (2525, crate::profiles::SmtpTls::None)
+        );
+        assert_eq!(c.mailboxes.len(), 2);
+        for m in &c.mailboxes {
+            let dav = m.dav.as_ref().expect("a caldav mailbox");
+            assert_eq!(dav.profile, "groupware");
+            assert!(matches!(
+                dav.password,
+                crate::profiles::PasswordSource::Env(_)
+            ));
+            assert!(m.calendar.is_none() && m.address_book.is_none());
+        }
+    }
+
+    #[test]
+    fn profile_and_mailbox_server_keys_are_checked_with_their_table() {
+        let at = |text: &str| {
+            Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let caldav = "[profiles.g]\nkind = \"caldav\"\nurl = \"http://h/\"\n";
+        assert!(at("[profiles.g]\nkind = \"exchange\"\n").contains(
+            "[profiles.g]: key `kind` cannot be `exchange`; allowed values: vdir, caldav"
+        ));
+        assert!(at("[profiles.g]\nkind = \"caldav\"\n").contains("key `url` is missing"));
+        assert!(
+            at("[profiles.g]\nkind = \"caldav\"\nurl = \"ftp://h/\"\n")
+                .contains("give an http:// or https:// URL")
+        );
+        assert!(
+            at(&format!(
+                "{caldav}[profiles.g.smtp]\nhost = \"h\"\ntls = \"ssl\"\n"
+            ))
+            .contains("key `tls` cannot be `ssl`")
+        );
+        let mailbox = "[[mailbox]]\nid = \"ana\"\n";
+        assert!(
+            at(&format!("{caldav}{mailbox}profile = \"other\"\n"))
+                .contains("names `other`, which has no [profiles.other] table (defined: g)")
+        );
+        assert!(
+            at(&format!(
+                "{caldav}{mailbox}profile = \"g\"\npassword_env = \"P\"\n"
+            ))
+            .contains("key `username` is missing")
+        );
+        assert!(
+            at(&format!(
+                "{caldav}{mailbox}profile = \"g\"\nusername = \"ana\"\n"
+            ))
+            .contains("a password is never written in the configuration")
+        );
+        assert!(
+            at(&format!(
+                "{caldav}{mailbox}profile = \"g\"\nusername = \"ana\"\npassword_env = \"P\"\nwatch = true\n"
+            ))
+            .contains("key `watch` applies to vdir mailboxes only")
+        );
+        assert!(
+            at(&format!("{mailbox}calendar = \"c\"\nusername = \"ana\"\n"))
+                .contains("key `username` applies to mailboxes of a `caldav` profile only")
+        );
+        assert!(
+            at(&format!(
+                "{mailbox}calendar = \"c\"\npassword_file = \"f\"\npassword_env = \"P\"\n"
+            ))
+            .contains("not both")
+        );
+    }
+
+    #[test]
     fn unknown_key_names_file_key_and_allowed_keys() {
         let e = Config::parse("[journal]\nbacknd = \"sled\"\n", Path::new("my.toml"))
             .unwrap_err()
