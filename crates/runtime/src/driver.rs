@@ -52,7 +52,7 @@
 //! `item_gone` already decided (the link is no longer active, so nothing is decided twice).
 
 use crate::actor::ActorError;
-use crate::registry::{InspectMailbox, ObserveMailbox, ObserveMailboxAll, Registry};
+use crate::registry::{InspectMailbox, ObserveMailboxAll, Registry};
 use crate::sink::{BusSink, OBSERVATION_CHUNK, Replies, Reply, Sink};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
@@ -604,11 +604,8 @@ impl Driver {
     }
 
     /// Gives observations to the mailbox, recorded in one append; remembers the intents they
-    /// decided. A single observation goes as itself.
+    /// decided.
     async fn observe_chunk(&mut self, chunk: &[Incoming]) -> Result<Vec<Appended>, DriverError> {
-        if let [one] = chunk {
-            return self.observe(one.clone()).await;
-        }
         let mut attempt = 0;
         let decided = loop {
             attempt += 1;
@@ -640,39 +637,6 @@ impl Driver {
             self.remember_intents(&d, incoming.correlation);
             decisions.extend(d);
         }
-        Ok(decisions)
-    }
-
-    /// Gives one observation to the mailbox; remembers the intents it decided.
-    async fn observe(&mut self, incoming: Incoming) -> Result<Vec<Appended>, DriverError> {
-        let correlation = incoming.correlation;
-        let mut attempt = 0;
-        let decisions = loop {
-            attempt += 1;
-            let reply = self
-                .registry
-                .send(ObserveMailbox::new(self.mailbox.clone(), incoming.clone()))
-                .await
-                .map_err(|source| DriverError::Registry {
-                    mailbox: self.mailbox.clone(),
-                    source,
-                })?;
-            match reply {
-                Ok(decisions) => break decisions,
-                // The refused append wrote nothing; the same observation (same id) goes to
-                // the mailbox restarted from its log.
-                Err(e) if e.is_conflict() && attempt <= CONFLICT_RETRIES => {
-                    tracing::debug!(mailbox = %self.mailbox, attempt, "append conflict; observation sent again");
-                }
-                Err(source) => {
-                    return Err(DriverError::Mailbox {
-                        mailbox: self.mailbox.clone(),
-                        source,
-                    });
-                }
-            }
-        };
-        self.remember_intents(&decisions, correlation);
         Ok(decisions)
     }
 
