@@ -202,6 +202,17 @@ impl DavSite {
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
+    /// The open CRM commands, as `crm pending --json` prints them.
+    fn pending(&self) -> Vec<Value> {
+        let out = self.run(&["--json", "crm", "pending"]);
+        assert!(out.status.success(), "crm pending: {}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     fn events(&self, mailbox: &str) -> Vec<Value> {
         let out = self.run(&["--json", "events", "--mailbox", mailbox]);
         assert!(out.status.success(), "events: {}", stderr(&out));
@@ -300,6 +311,132 @@ fn settled(site: &DavSite, mailbox: &str, calm: Duration) -> Vec<Value> {
     }
 }
 
+/// The item at `url` with its ETag, as a WebDAV client reads it before an edit.
+fn get(user: &str, url: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-f", "-w", "\n%header{etag}"])
+        .args(["-u", &format!("{user}:{}", password(user))])
+        .arg(url)
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "GET {url}: {}", stderr(&out));
+    let text = stdout(&out);
+    let (body, etag) = text.rsplit_once('\n').expect("an ETag line");
+    assert!(!etag.trim().is_empty(), "GET {url}: no ETag");
+    (etag.trim().to_owned(), body.to_owned())
+}
+
+/// The item at `url` written back as a WebDAV client does: `PUT` with `If-Match`.
+fn put(user: &str, url: &str, etag: &str, body: &str) {
+    let kind = if body.contains("BEGIN:VCARD") {
+        "Content-Type: text/vcard; charset=utf-8"
+    } else {
+        "Content-Type: text/calendar; charset=utf-8"
+    };
+    let if_match = format!("If-Match: {etag}");
+    let (code, answer) = curl(user, "PUT", url, &[kind, &if_match], Some(body));
+    assert!(matches!(code, 201 | 204), "PUT {url}: {code} {answer}");
+}
+
+/// `body` with the first `NAME` property (its parameters dropped) set to `value`, or added
+/// before the end of the first component when it has none.
+fn with_property(body: &str, name: &str, value: &str) -> String {
+    let mut lines: Vec<String> = body.lines().map(|l| l.trim_end().to_owned()).collect();
+    let is = |l: &str| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(':') || rest.starts_with(';'))
+    };
+    let line = format!("{name}:{value}");
+    if let Some(i) = lines.iter().position(|l| is(l)) {
+        lines[i] = line;
+        while lines.get(i + 1).is_some_and(|l| l.starts_with(' ')) {
+            lines.remove(i + 1);
+        }
+    } else {
+        let end = lines
+            .iter()
+            .position(|l| l.starts_with("END:") && l != "END:VCALENDAR")
+            .or_else(|| lines.iter().position(|l| l.starts_with("END:")))
+            .expect("an END line");
+        lines.insert(end, line);
+    }
+    lines.join("\r\n") + "\r\n"
+}
+
+/// The URL of an item's href.
+fn url(href: &str) -> String {
+    format!("{RADICALE}{href}")
+}
+
+/// The events of `mailbox` of one `event_type`.
+fn of_type(site: &DavSite, mailbox: &str, event_type: &str) -> Vec<Value> {
+    site.events(mailbox)
+        .into_iter()
+        .filter(|e| e["event_type"] == event_type)
+        .collect()
+}
+
+/// The `update_intent`s of `mailbox` that write to the CRM (an edit seen on the server).
+fn updates_to_the_crm(site: &DavSite, mailbox: &str) -> Vec<Value> {
+    of_type(site, mailbox, "update_intent")
+        .into_iter()
+        .filter(|e| e["payload"]["data"]["target"] == "Crm")
+        .collect()
+}
+
+/// The meeting messages about `uid` in `address`'s INBOX that cancel it.
+fn cancellations(address: &str, uid: &str) -> Vec<Value> {
+    inbox(address, uid)
+        .into_iter()
+        .filter(|m| m["method"] == "CANCEL" || m["content_type_method"] == "CANCEL")
+        .collect()
+}
+
+/// (record, remote, status) of each link of `mailbox`, as `mailbox show` lists them.
+fn links(site: &DavSite, mailbox: &str) -> Vec<(String, String, String)> {
+    let shown = site.json(&["mailbox", "show", mailbox]);
+    let mut v: Vec<(String, String, String)> = shown["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| {
+            (
+                l["record"].as_str().unwrap_or_default().to_owned(),
+                l["remote"].as_str().unwrap_or_default().to_owned(),
+                l["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Starts `serve` on `site`, applies the example organization (and `extra` first), and waits
+/// for the meeting in Jayne's and Paul's calendars, Paul's and Zoe's invitations, Paul's two
+/// cards, and both mailboxes settled. The meeting's UID.
+fn example_in_sync(site: &DavSite, extra: &[&str]) -> (Serve, String) {
+    let serve = Serve::start(&site.site, "serve.log");
+    site.apply(&std::fs::read_to_string(site.example(extra)).unwrap());
+    let jayne = wait_for(&serve, "the meeting in Jayne's Radicale calendar", || {
+        items("jayne", &site.calendar_url("jayne")).pop()
+    });
+    let uid = uid_of(&jayne.1);
+    wait_for(&serve, "the meeting in Paul's Radicale calendar", || {
+        items("paul", &site.calendar_url("paul")).pop()
+    });
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        wait_for(&serve, "the invitation in the INBOX", || {
+            (!inbox(attendee, &uid).is_empty()).then_some(())
+        });
+    }
+    wait_for(&serve, "two cards in Paul's address book", || {
+        (items("paul", &site.contacts_url("paul")).len() == 2).then_some(())
+    });
+    settled(site, "mbx-jayne", Duration::from_secs(2));
+    settled(site, "mbx-paul", Duration::from_secs(2));
+    (serve, uid)
+}
+
 fn disappearing_appointment(distinct_deletes: bool) {
     let site = DavSite::new(if distinct_deletes {
         "distinct"
@@ -394,4 +531,468 @@ fn the_disappearing_appointment_cancels_in_the_attendees_inbox_when_distinct_del
 #[test]
 fn the_disappearing_appointment_sends_nothing_when_distinct_deletes_is_on() {
     disappearing_appointment(true);
+}
+
+/// R36: Paul, an attendee, deletes the meeting from his own calendar with a plain WebDAV
+/// client. His copy is only unlinked: no cancellation reaches anyone, the organizer's copy
+/// stays, and the CRM row is not deleted.
+#[test]
+fn r36_an_attendee_deleting_the_meeting_in_his_calendar_cancels_nothing_and_keeps_the_row() {
+    let site = DavSite::new("r36");
+    let (mut serve, uid) = example_in_sync(&site, &[]);
+    let (href, _) = items("paul", &site.calendar_url("paul"))
+        .pop()
+        .expect("Paul's copy");
+
+    let (code, body) = curl("paul", "DELETE", &url(&href), &[], None);
+    assert!(matches!(code, 200 | 204), "DELETE {href}: {code} {body}");
+    let unlinked = wait_for(&serve, "Paul's copy unlinked under R36", || {
+        of_type(&site, "mbx-paul", "unlinked")
+            .into_iter()
+            .find(|e| e["rule"] == "R36")
+    });
+    assert_eq!(unlinked["payload"]["data"]["record"], site.meeting());
+    let reason = unlinked["payload"]["data"]["basis"]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.contains("not the organizer's") && reason.contains("kept"),
+        "{reason}"
+    );
+    settled(&site, "mbx-paul", Duration::from_secs(3));
+    settled(&site, "mbx-jayne", Duration::from_secs(1));
+
+    // Nothing was cancelled: no CANCEL in either attendee's INBOX, the organizer's copy is
+    // still on Radicale and linked, and the CRM is asked to delete nothing.
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        assert_eq!(
+            cancellations(attendee, &uid),
+            Vec::<Value>::new(),
+            "{attendee}"
+        );
+    }
+    let jayne = items("jayne", &site.calendar_url("jayne"));
+    assert_eq!(jayne.len(), 1, "{jayne:?}");
+    assert_eq!(uid_of(&jayne[0].1), uid);
+    assert!(
+        links(&site, "mbx-jayne")
+            .iter()
+            .any(|(r, _, s)| *r == site.meeting() && s == "linked"),
+        "{:?}",
+        links(&site, "mbx-jayne")
+    );
+    let pending = site.pending();
+    assert!(
+        pending.iter().all(|c| c["command"] != "delete_record"),
+        "{pending:#?}"
+    );
+    assert!(
+        of_type(&site, "mbx-paul", "delete_intent").is_empty()
+            && of_type(&site, "mbx-jayne", "delete_intent").is_empty(),
+        "no delete decided anywhere"
+    );
+    let why = stdout(&site.run(&["explain", &site.meeting()]));
+    assert!(why.contains("R36"), "{why}");
+
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+    let replay = site.run(&["replay"]);
+    assert!(replay.status.success(), "{}", stdout(&replay));
+}
+
+/// R18 on a real server: the organizer's copy edited by a plain WebDAV client (GET, then PUT
+/// with If-Match) is an edit the CRM is asked to apply; ledgersync's own writes (the copies it
+/// created) are never edits, and a settled service appends nothing while idle.
+#[test]
+fn r18_a_meeting_edited_by_a_webdav_client_goes_to_the_crm_and_ledgersyncs_own_writes_do_not() {
+    let site = DavSite::new("edit");
+    let (mut serve, _uid) = example_in_sync(&site, &[]);
+
+    // Its own writes, seen again by every listing since, are no edits.
+    for mailbox in ["mbx-jayne", "mbx-paul"] {
+        assert_eq!(
+            updates_to_the_crm(&site, mailbox),
+            Vec::<Value>::new(),
+            "{mailbox}"
+        );
+    }
+    // Idle (cycles every one or two seconds, each listing the collections): nothing appended.
+    let before = (
+        site.events("mbx-jayne").len(),
+        site.events("mbx-paul").len(),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let after = (
+        site.events("mbx-jayne").len(),
+        site.events("mbx-paul").len(),
+    );
+    assert_eq!(before, after, "an idle service appended events");
+
+    // A WebDAV client renames the meeting in Jayne's calendar.
+    let (href, _) = items("jayne", &site.calendar_url("jayne"))
+        .pop()
+        .expect("Jayne's copy");
+    let (etag, body) = get("jayne", &url(&href));
+    put(
+        "jayne",
+        &url(&href),
+        &etag,
+        &with_property(&body, "SUMMARY", "Bike repair and tune-up"),
+    );
+    let update = wait_for(&serve, "the edit decided", || {
+        updates_to_the_crm(&site, "mbx-jayne").pop()
+    });
+    assert_eq!(update["rule"], "R18", "{update}");
+    assert_eq!(
+        update["payload"]["data"]["record"],
+        site.meeting(),
+        "{update}"
+    );
+    let command = site
+        .pending()
+        .into_iter()
+        .find(|c| c["command"] == "update_record" && c["record"] == site.meeting())
+        .expect("an update_record command for the meeting");
+    assert_eq!(command["rule"], "R18", "{command}");
+    assert_eq!(command["mailbox"], "mbx-jayne", "{command}");
+    assert_eq!(
+        command["fields"]["subject"], "Bike repair and tune-up",
+        "{command}"
+    );
+    let timeline = stdout(&site.run(&["timeline", &site.meeting()]));
+    assert!(timeline.contains("R18"), "{timeline}");
+    // Paul's copy did not change: no edit there.
+    settled(&site, "mbx-jayne", Duration::from_secs(2));
+    assert_eq!(updates_to_the_crm(&site, "mbx-paul"), Vec::<Value>::new());
+    assert_eq!(updates_to_the_crm(&site, "mbx-jayne").len(), 1);
+
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+}
+
+/// A vCard read back with Python's vobject: (FN, EMAIL, TEL values).
+fn card(body: &str) -> Value {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, vobject\n\
+             c = vobject.readOne(sys.stdin.read())\n\
+             print(json.dumps({'fn': c.fn.value, \
+             'email': [e.value for e in c.contents.get('email', [])], \
+             'tel': [t.value for t in c.contents.get('tel', [])]}))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "vobject: {}\n{body}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// R43/R18 and R48: a CRM contact reaches Paul's address book as a vCard and a CRM task his
+/// calendar as a VTODO; the card edited on the server and the to-do completed there come back
+/// to the CRM as commands.
+#[test]
+fn r18_r48_a_contact_and_a_task_reach_radicale_and_their_edits_there_come_back_to_the_crm() {
+    let site = DavSite::new("cardtask");
+    let (mut serve, _uid) = example_in_sync(&site, &[]);
+    let task = format!("tsk-{}", site.tag);
+    let due = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%dT17:00:00Z")
+        .to_string();
+    site.apply(&format!(
+        r#"{{"kind": "record_upserted", "record": {{"entity": "task", "id": "{task}", "owner": "paul", "version": 1, "subject": "Order the spare chain", "due": "{due}", "percent_complete": 0, "state": "open", "priority": "normal"}}}}"#
+    ));
+
+    // The contact, as a client reads it.
+    let (card_href, card_body) = items("paul", &site.contacts_url("paul"))
+        .into_iter()
+        .find(|(_, b)| b.contains("Linda Park"))
+        .expect("Linda's card");
+    let linda = card(&card_body);
+    assert_eq!(linda["fn"], "Linda Park", "{linda}");
+    assert_eq!(linda["email"][0], "linda@customer.example", "{linda}");
+    assert!(
+        linda["tel"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "+1 555 0100"),
+        "{linda}"
+    );
+    // The task, a VTODO in the calendar.
+    let (todo_href, todo) = wait_for(&serve, "the task in Paul's calendar", || {
+        items("paul", &site.calendar_url("paul"))
+            .into_iter()
+            .find(|(_, b)| b.contains("BEGIN:VTODO"))
+    });
+    assert!(todo.contains("SUMMARY:Order the spare chain"), "{todo}");
+    wait_for(&serve, "the task linked", || {
+        links(&site, "mbx-paul")
+            .iter()
+            .any(|(r, remote, s)| *r == task && !remote.is_empty() && s == "linked")
+            .then_some(())
+    });
+    settled(&site, "mbx-paul", Duration::from_secs(2));
+    assert_eq!(updates_to_the_crm(&site, "mbx-paul"), Vec::<Value>::new());
+
+    // Linda's new address and phone, typed into a client.
+    let (etag, body) = get("paul", &url(&card_href));
+    let body = with_property(&body, "EMAIL", "linda.park@customer.example");
+    put(
+        "paul",
+        &url(&card_href),
+        &etag,
+        &with_property(&body, "TEL", "+1 555 0199"),
+    );
+    let command = wait_for(&serve, "the contact's update for the CRM", || {
+        site.pending()
+            .into_iter()
+            .find(|c| c["command"] == "update_record" && c["entity"] == "contact")
+    });
+    assert_eq!(command["rule"], "R18", "{command}");
+    assert_eq!(command["record"], "con-linda-park", "{command}");
+    assert_eq!(
+        command["fields"]["email"], "linda.park@customer.example",
+        "{command}"
+    );
+
+    // The task completed in a client.
+    let (etag, body) = get("paul", &url(&todo_href));
+    let body = with_property(&body, "STATUS", "COMPLETED");
+    put(
+        "paul",
+        &url(&todo_href),
+        &etag,
+        &with_property(&body, "PERCENT-COMPLETE", "100"),
+    );
+    let command = wait_for(&serve, "the task's completion for the CRM", || {
+        site.pending()
+            .into_iter()
+            .find(|c| c["command"] == "complete_task")
+    });
+    assert_eq!(command["rule"], "R48", "{command}");
+    assert_eq!(command["record"], task, "{command}");
+    assert_eq!(command["entity"], "task", "{command}");
+    let pending = site.pending();
+    assert!(
+        pending.iter().all(|c| c["command"] != "delete_record"),
+        "{pending:#?}"
+    );
+
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+}
+
+/// R25 on a real server: every card of Paul's address book deleted with curl trips the delete
+/// breaker; no CRM row is touched and nothing is cancelled until an administrator approves the
+/// deletes through the running service, which then decides them (R43).
+#[test]
+fn r25_an_address_book_emptied_on_radicale_trips_the_breaker_until_the_deletes_are_approved() {
+    let site = DavSite::new("breaker");
+    let (mut serve, uid) = example_in_sync(&site, &[]);
+    let cards = items("paul", &site.contacts_url("paul"));
+    assert_eq!(cards.len(), 2);
+    for (href, _) in &cards {
+        let (code, body) = curl("paul", "DELETE", &url(href), &[], None);
+        assert!(matches!(code, 200 | 204), "DELETE {href}: {code} {body}");
+    }
+
+    let breaker = wait_for(&serve, "the delete breaker of mbx-paul", || {
+        let m = site.json(&["mailbox", "show", "mbx-paul"]);
+        (!m["delete_breaker"].is_null()).then(|| m["delete_breaker"].clone())
+    });
+    assert_eq!(breaker["deletes"], 2, "{breaker}");
+    assert!(
+        breaker["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 3 linked items would have been deleted in one cycle"),
+        "{breaker}"
+    );
+    let alerts = stdout(&site.run(&["alerts", "--mailbox", "mbx-paul"]));
+    assert!(
+        alerts.contains("The delete breaker of the mailbox") && alerts.contains("2 of 3"),
+        "{alerts}"
+    );
+    let shown = stdout(&site.run(&["mailbox", "show", "mbx-paul"]));
+    assert!(shown.contains("breaker"), "{shown}");
+    settled(&site, "mbx-paul", Duration::from_secs(3));
+
+    // Held: the links stand, the CRM is asked for nothing, nobody gets a cancellation.
+    assert!(
+        links(&site, "mbx-paul")
+            .iter()
+            .all(|(_, _, s)| s == "linked"),
+        "{:?}",
+        links(&site, "mbx-paul")
+    );
+    assert_eq!(site.pending(), Vec::<Value>::new());
+    for attendee in ["paul@serenity.example", "zoe@customer.example"] {
+        assert_eq!(
+            cancellations(attendee, &uid),
+            Vec::<Value>::new(),
+            "{attendee}"
+        );
+    }
+
+    let out = site.run(&["mailbox", "approve-deletes", "mbx-paul"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("administrator approved the deletes the delete breaker holds in mbx-paul")
+            && text.contains("breaker closed in mbx-paul"),
+        "{text}"
+    );
+    let deletes = wait_for(&serve, "the approved deletes decided", || {
+        let v: Vec<Value> = site
+            .pending()
+            .into_iter()
+            .filter(|c| c["command"] == "delete_record")
+            .collect();
+        (v.len() == 2).then_some(v)
+    });
+    let mut records: Vec<&str> = deletes
+        .iter()
+        .map(|c| {
+            assert_eq!(c["rule"], "R43", "{c}");
+            c["record"].as_str().unwrap()
+        })
+        .collect();
+    records.sort_unstable();
+    assert_eq!(records, ["con-linda-park", "con-river-tam"]);
+    assert!(
+        site.json(&["mailbox", "show", "mbx-paul"])["delete_breaker"].is_null(),
+        "closed"
+    );
+    // The meeting was never part of it.
+    assert_eq!(items("jayne", &site.calendar_url("jayne")).len(), 1);
+    assert_eq!(items("paul", &site.calendar_url("paul")).len(), 1);
+
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+}
+
+/// R25's cursor reset on a real server: a sync token Radicale refuses (tampered in the stored
+/// cursor while the service was stopped) makes the listing compare ETags instead: the one item
+/// changed meanwhile is seen, nothing is deleted or linked twice, and the refusal is recorded.
+#[test]
+fn r25_a_sync_token_radicale_refuses_is_reset_with_no_duplicate_and_no_delete() {
+    let site = DavSite::new("token");
+    let (mut serve, _uid) = example_in_sync(&site, &[]);
+    let links_before = links(&site, "mbx-paul");
+    let hrefs_before: Vec<String> = items("paul", &site.contacts_url("paul"))
+        .into_iter()
+        .chain(items("paul", &site.calendar_url("paul")))
+        .map(|(h, _)| h)
+        .collect();
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+
+    // Every stored token replaced by one Radicale never issued.
+    let cursor = site.site.data.join("cursors").join("mbx-paul.cursor");
+    let text = std::fs::read_to_string(&cursor).unwrap();
+    let mut tampered = 0;
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f[0] == "C" && f.len() >= 3 && !f[2].is_empty() {
+                tampered += 1;
+                format!(
+                    "C\t{}\thttp://radicale.org/ns/sync/{}",
+                    f[1],
+                    "0".repeat(64)
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(tampered, 2, "a token per collection:\n{}", text.join("\n"));
+    std::fs::write(&cursor, text.join("\n") + "\n").unwrap();
+
+    // Meanwhile Linda's card changes on the server.
+    let (card_href, _) = items("paul", &site.contacts_url("paul"))
+        .into_iter()
+        .find(|(_, b)| b.contains("Linda Park"))
+        .expect("Linda's card");
+    let (etag, body) = get("paul", &url(&card_href));
+    put(
+        "paul",
+        &url(&card_href),
+        &etag,
+        &with_property(&body, "EMAIL", "linda.park@customer.example"),
+    );
+
+    let from = site.events("mbx-paul").len();
+    let mut serve = Serve::start(&site.site, "serve-2.log");
+    let reset = wait_for(&serve, "the cursor reset", || {
+        site.events("mbx-paul")
+            .into_iter()
+            .skip(from)
+            .find(|e| e["event_type"] == "cursor_reset")
+    });
+    let why = reset.to_string();
+    assert!(why.contains("403"), "the server's refusal: {why}");
+    let update = wait_for(&serve, "the changed card decided", || {
+        updates_to_the_crm(&site, "mbx-paul").pop()
+    });
+    assert_eq!(update["rule"], "R18", "{update}");
+    assert_eq!(update["payload"]["data"]["record"], "con-linda-park");
+    settled(&site, "mbx-paul", Duration::from_secs(3));
+
+    let since: Vec<Value> = site.events("mbx-paul").into_iter().skip(from).collect();
+    let types: Vec<&str> = since
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        !types.iter().any(|t| [
+            "item_gone",
+            "deletions_listed",
+            "delete_intent",
+            "breaker_tripped"
+        ]
+        .contains(t)),
+        "{types:?}"
+    );
+    // Only the changed card is reported seen again: nothing re-created.
+    let seen: Vec<&Value> = since
+        .iter()
+        .filter(|e| e["event_type"] == "item_seen")
+        .map(|e| &e["payload"]["data"]["item"]["remote"])
+        .collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0]
+            .as_str()
+            .unwrap()
+            .ends_with(card_href.rsplit('/').next().unwrap()),
+        "{seen:?}"
+    );
+    assert_eq!(links(&site, "mbx-paul"), links_before);
+    let hrefs_after: Vec<String> = items("paul", &site.contacts_url("paul"))
+        .into_iter()
+        .chain(items("paul", &site.calendar_url("paul")))
+        .map(|(h, _)| h)
+        .collect();
+    assert_eq!(hrefs_after, hrefs_before);
+    let pending = site.pending();
+    assert!(
+        pending.iter().all(|c| c["command"] != "delete_record"),
+        "{pending:#?}"
+    );
+
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
 }
