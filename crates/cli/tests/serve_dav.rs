@@ -202,6 +202,18 @@ impl DavSite {
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
+    /// `mailbox sync M` sent to the running service: a cycle of the mailbox now, as a user
+    /// asks after changing something on the server (a DAV server does not push).
+    fn sync_now(&self, mailbox: &str) {
+        let out = self.run(&["mailbox", "sync", mailbox]);
+        assert!(
+            out.status.success(),
+            "mailbox sync {mailbox}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("pushed"), "{}", stdout(&out));
+    }
+
     /// The open CRM commands, as `crm pending --json` prints them.
     fn pending(&self) -> Vec<Value> {
         let out = self.run(&["--json", "crm", "pending"]);
@@ -546,6 +558,7 @@ fn r36_an_attendee_deleting_the_meeting_in_his_calendar_cancels_nothing_and_keep
 
     let (code, body) = curl("paul", "DELETE", &url(&href), &[], None);
     assert!(matches!(code, 200 | 204), "DELETE {href}: {code} {body}");
+    site.sync_now("mbx-paul");
     let unlinked = wait_for(&serve, "Paul's copy unlinked under R36", || {
         of_type(&site, "mbx-paul", "unlinked")
             .into_iter()
@@ -639,6 +652,7 @@ fn r18_a_meeting_edited_by_a_webdav_client_goes_to_the_crm_and_ledgersyncs_own_w
         &etag,
         &with_property(&body, "SUMMARY", "Bike repair and tune-up"),
     );
+    site.sync_now("mbx-jayne");
     let update = wait_for(&serve, "the edit decided", || {
         updates_to_the_crm(&site, "mbx-jayne").pop()
     });
@@ -754,6 +768,7 @@ fn r18_r48_a_contact_and_a_task_reach_radicale_and_their_edits_there_come_back_t
         &etag,
         &with_property(&body, "TEL", "+1 555 0199"),
     );
+    site.sync_now("mbx-paul");
     let command = wait_for(&serve, "the contact's update for the CRM", || {
         site.pending()
             .into_iter()
@@ -775,6 +790,7 @@ fn r18_r48_a_contact_and_a_task_reach_radicale_and_their_edits_there_come_back_t
         &etag,
         &with_property(&body, "PERCENT-COMPLETE", "100"),
     );
+    site.sync_now("mbx-paul");
     let command = wait_for(&serve, "the task's completion for the CRM", || {
         site.pending()
             .into_iter()
@@ -806,6 +822,7 @@ fn r25_an_address_book_emptied_on_radicale_trips_the_breaker_until_the_deletes_a
         let (code, body) = curl("paul", "DELETE", &url(href), &[], None);
         assert!(matches!(code, 200 | 204), "DELETE {href}: {code} {body}");
     }
+    site.sync_now("mbx-paul");
 
     let breaker = wait_for(&serve, "the delete breaker of mbx-paul", || {
         let m = site.json(&["mailbox", "show", "mbx-paul"]);
@@ -936,6 +953,7 @@ fn r25_a_sync_token_radicale_refuses_is_reset_with_no_duplicate_and_no_delete() 
 
     let from = site.events("mbx-paul").len();
     let mut serve = Serve::start(&site.site, "serve-2.log");
+    site.sync_now("mbx-paul");
     let reset = wait_for(&serve, "the cursor reset", || {
         site.events("mbx-paul")
             .into_iter()
