@@ -55,10 +55,25 @@ fn curl(
     for h in headers {
         cmd.args(["-H", h]);
     }
-    if let Some(body) = body {
-        cmd.args(["--data-binary", body]);
+    if body.is_some() {
+        // From standard input: a whole calendar is longer than an argument may be.
+        cmd.args(["--data-binary", "@-"]);
     }
-    let out = cmd.arg(url).output().expect("run curl");
+    let mut child = cmd
+        .arg(url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(body.unwrap_or_default().as_bytes())
+            .expect("curl's input");
+    }
+    let out = child.wait_with_output().expect("run curl");
     assert!(
         out.status.success(),
         "curl {method} {url}: {}",
@@ -1011,6 +1026,328 @@ fn r25_a_sync_token_radicale_refuses_is_reset_with_no_duplicate_and_no_delete() 
         "{pending:#?}"
     );
 
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+}
+
+/// A Radicale of the test's own, from the venv `scripts/services.sh` installed (the shared one
+/// on 5232 is never stopped): its configuration, users and collections in a temporary
+/// directory, on a free port; killed and started again on the same port and storage.
+struct PrivateRadicale {
+    dir: PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRadicale {
+    fn binary() -> PathBuf {
+        let dirs = std::env::var_os("LEDGERSYNC_TEST_DIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([PathBuf::from("/var/lib/ledgersync-test")])
+            .chain(
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ledgersync-test")),
+            );
+        let tried: Vec<PathBuf> = dirs.map(|d| d.join("venv/bin/radicale")).collect();
+        tried
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no Radicale venv at {tried:?}: run `scripts/services.sh start`, which \
+                     installs it"
+                )
+            })
+    }
+
+    fn new(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::create_dir_all(dir.join("collections")).unwrap();
+        let users: String = PASSWORDS
+            .iter()
+            .map(|(u, p)| format!("{u}:{p}\n"))
+            .collect();
+        std::fs::write(dir.join("users"), users).unwrap();
+        std::fs::write(
+            dir.join("config"),
+            format!(
+                "[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = htpasswd\n\
+                 htpasswd_filename = {d}/users\nhtpasswd_encryption = plain\n[rights]\n\
+                 type = owner_only\n[storage]\nfilesystem_folder = {d}/collections\n\
+                 [logging]\nlevel = info\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut radicale = Self {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        radicale.start();
+        radicale
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("radicale.log")).unwrap_or_default()
+    }
+
+    /// Starts it and waits until it answers.
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("radicale.log"))
+            .unwrap();
+        let child = Command::new(Self::binary())
+            .arg("--config")
+            .arg(self.dir.join("config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start radicale");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the private Radicale did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the server is gone at once, mid-answer if it was answering.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill radicale");
+        child.wait().expect("reaped");
+    }
+}
+
+impl Drop for PrivateRadicale {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A whole calendar of `n` events (one bulk PUT), their times from tomorrow on.
+fn many_events(tag: &str, n: usize) -> String {
+    let start = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+    let mut text =
+        String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//ledgersync tests//EN\r\n");
+    let description = "Bring the bike, the spare chain and the receipts. ".repeat(40);
+    for i in 0..n {
+        let day = start + chrono::Days::new((i / 8) as u64);
+        let hour = 8 + i % 8;
+        let d = day.format("%Y%m%d");
+        text.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:{tag}-{i}\r\nDTSTAMP:{d}T000000Z\r\nDTSTART:{d}T{hour:02}0000Z\r\n\
+             DTEND:{d}T{hour:02}3000Z\r\nSUMMARY:Appointment {i}\r\nDESCRIPTION:{description}\r\n\
+             END:VEVENT\r\n"
+        ));
+    }
+    text.push_str("END:VCALENDAR\r\n");
+    text
+}
+
+/// R11 and R25 on a real server stopped mid-sync: Radicale is killed while the first listing
+/// of a calendar of 300 events runs (the kill follows its first REPORT in Radicale's log,
+/// before the listing could read every member). The failed listing deletes nothing and is a
+/// transient error (the mailbox stays enabled); once Radicale is back on the same port and
+/// storage, the next cycle completes and sees every event exactly once.
+#[test]
+fn r11_radicale_stopped_mid_listing_deletes_nothing_and_the_next_cycle_sees_each_item_once() {
+    const EVENTS: usize = 300;
+    require_servers();
+    let site = Site::new();
+    let mut radicale = PrivateRadicale::new(&site.root.join("radicale"));
+    let base = radicale.url();
+    let tag = format!("big-{}", std::process::id());
+    let calendar = "/paul/calendar/";
+    let contacts = "/paul/contacts/";
+    let (code, body) = curl(
+        "paul",
+        "MKCOL",
+        &format!("{base}{contacts}"),
+        &["Content-Type: application/xml"],
+        Some(
+            "<?xml version=\"1.0\"?><D:mkcol xmlns:D=\"DAV:\" \
+             xmlns:CR=\"urn:ietf:params:xml:ns:carddav\"><D:set><D:prop><D:resourcetype>\
+             <D:collection/><CR:addressbook/></D:resourcetype></D:prop></D:set></D:mkcol>",
+        ),
+    );
+    assert_eq!(code, 201, "MKCOL {contacts}: {body}");
+    let (code, body) = curl(
+        "paul",
+        "PUT",
+        &format!("{base}{calendar}"),
+        &["Content-Type: text/calendar; charset=utf-8"],
+        Some(&many_events(&tag, EVENTS)),
+    );
+    assert!(matches!(code, 201 | 204), "PUT {calendar}: {code} {body}");
+
+    let file = site.root.join("paul.password");
+    std::fs::write(&file, "paulpw\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        &site.config,
+        format!(
+            "[data]\ndir = \"{}\"\n\n[profiles.groupware]\nkind = \"caldav\"\nurl = \"{base}/\"\n\
+             timeout_seconds = 5\n\n[[mailbox]]\nid = \"mbx-paul\"\nprofile = \"groupware\"\n\
+             username = \"paul\"\npassword_file = \"{}\"\ncalendar = \"{calendar}\"\n\
+             address_book = \"{contacts}\"\n",
+            site.data.display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let dav = DavSite {
+        site,
+        tag: tag.clone(),
+    };
+    let mut serve = Serve::start(&dav.site, "serve.log");
+    // Paul's mailbox of the example organization alone, and no CRM row.
+    let example = stdout(&ledgersync(&["example"]));
+    let mut changes: String = [
+        r#"{"kind": "setting_changed", "key": "schedule_act_min_seconds", "value": 1}"#,
+        r#"{"kind": "setting_changed", "key": "schedule_act_max_seconds", "value": 2}"#,
+    ]
+    .join("\n");
+    changes.push('\n');
+    for line in example.lines() {
+        if !line.contains("jayne") && !line.contains("record_upserted") {
+            changes.push_str(line);
+            changes.push('\n');
+        }
+    }
+    let reports_before = radicale.log().matches("REPORT").count();
+    dav.apply(&changes);
+
+    // The first listing's REPORT reached Radicale: kill it at once (polled every 10 ms; the
+    // listing still has the REPORT's answer and three multigets of 100 events to read, so the
+    // kill falls in its middle, which the assertions below check: no listing ever completed).
+    let started = Instant::now();
+    while radicale.log().matches("REPORT").count() == reports_before {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no listing reached Radicale; serve log:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    radicale.kill();
+    let failed = wait_for(&serve, "the failed listing", || {
+        dav.events("mbx-paul")
+            .into_iter()
+            .find(|e| e["event_type"] == "listing_failed" || e["event_type"] == "listing_partial")
+    });
+    let events = dav.events("mbx-paul");
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    // It was the first listing, cut off by the server's going away, and it deleted nothing.
+    assert!(!types.contains(&"listing_completed"), "{types:?}");
+    assert_eq!(failed["event_type"], "listing_failed", "{failed}");
+    let error = &failed["payload"]["data"]["error"];
+    assert_eq!(error["code"], "network", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("REPORT /paul/calendar/"),
+        "{error}"
+    );
+    let classified = events
+        .iter()
+        .find(|e| e["event_type"] == "error_classified")
+        .expect("the error classified");
+    assert_eq!(classified["rule"], "R11", "{classified}");
+    assert_eq!(
+        classified["payload"]["data"]["class"], "Transient",
+        "{classified}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event_type"] == "retry_scheduled" && e["rule"] == "R11"),
+        "{types:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event_type"] == "no_action"
+            && e["rule"] == "R25"
+            && e["payload"]["data"]["basis"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("unknown, not deleted")),
+        "{types:?}"
+    );
+    for t in [
+        "item_gone",
+        "deletions_listed",
+        "delete_intent",
+        "breaker_tripped",
+    ] {
+        assert!(!types.contains(&t), "{t}: {types:?}");
+    }
+    let shown = dav.json(&["mailbox", "show", "mbx-paul"]);
+    let act = &shown["workloads"]["act"];
+    assert_eq!(act["status"], "enabled", "{act}");
+    assert_eq!(act["last_error"]["code"], "network", "{act}");
+    assert!(act["consecutive_errors"].as_u64() >= Some(1), "{act}");
+    assert_eq!(dav.pending(), Vec::<Value>::new());
+
+    // Radicale back on the same port and storage: the next cycle completes.
+    radicale.start();
+    dav.sync_now("mbx-paul");
+    wait_for(&serve, "a complete listing", || {
+        dav.events("mbx-paul")
+            .iter()
+            .any(|e| e["event_type"] == "listing_completed")
+            .then_some(())
+    });
+    let events = settled(&dav, "mbx-paul", Duration::from_secs(2));
+    let mut seen: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event_type"] == "item_seen")
+        .map(|e| e["payload"]["data"]["item"]["remote"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    let all = seen.len();
+    seen.dedup();
+    assert_eq!(seen.len(), EVENTS, "every event seen");
+    assert_eq!(all, EVENTS, "each event seen once");
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "item_gone",
+        "deletions_listed",
+        "delete_intent",
+        "breaker_tripped",
+    ] {
+        assert!(!types.contains(&t), "{t}: {types:?}");
+    }
+    let act = &dav.json(&["mailbox", "show", "mbx-paul"])["workloads"]["act"];
+    assert_eq!(act["status"], "enabled", "{act}");
+    assert_eq!(act["consecutive_errors"], 0, "{act}");
+    assert_eq!(dav.pending(), Vec::<Value>::new());
     let status = serve.terminate();
     assert!(status.success(), "{}", serve.log());
 }
