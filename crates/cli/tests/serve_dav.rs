@@ -1163,8 +1163,25 @@ impl PrivateRadicale {
             .spawn()
             .expect("start radicale");
         self.child = Some(child);
+        // An HTTP answer, not only a connection: a connect to a port nobody listens on yet
+        // can connect to itself (the kernel may pick that very port as its source).
+        let answers = || {
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-X",
+                    "PROPFIND",
+                ])
+                .args(["-H", "Depth: 0", &format!("{}/", self.url())])
+                .output()
+                .is_ok_and(|o| matches!(stdout(&o).trim(), "207" | "401"))
+        };
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !answers() {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the private Radicale did not start:\n{}",
