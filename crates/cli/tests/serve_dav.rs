@@ -7,6 +7,12 @@
 //! meeting row of its own (so its iCalendar UID is unique), so tests never see each other's
 //! items or messages. A server that is not listening fails the test, naming the command that
 //! starts it.
+//!
+//! What the tests do on the server is what a plain WebDAV client does (curl: GET, PUT with
+//! If-Match, DELETE), followed by `mailbox sync` (a DAV server does not push: the user asks for
+//! a cycle, which the running service runs at once). The test that stops the server mid-sync
+//! runs a Radicale of its own (the venv of `scripts/services.sh`, a free port, a temporary
+//! directory): the shared one is never stopped.
 
 mod common;
 
