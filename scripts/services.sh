@@ -214,19 +214,25 @@ EOF
 }
 
 # The example organization's collections (config/radicale.toml): a calendar holding events and
-# tasks and an address book for jayne and paul. MKCALENDAR / MKCOL on one that exists answers
-# 405 and changes nothing.
+# tasks and an address book for jayne and paul, created when missing (a PROPFIND finds them).
 radicale_example_collections() {
   local u code
+  exists() { # user, path
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -u "$1:${1}pw" -X PROPFIND -H 'Depth: 0' "http://127.0.0.1:5232$2")" = 207 ]
+  }
   for u in jayne paul; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -u "$u:${u}pw" -X MKCALENDAR -H 'Content-Type: application/xml' \
-      --data '<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Calendar</D:displayname><C:supported-calendar-component-set><C:comp name="VEVENT"/><C:comp name="VTODO"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>' \
-      "http://127.0.0.1:5232/$u/calendar/")
-    case $code in 201|405) ;; *) die "MKCALENDAR /$u/calendar/ on Radicale answered $code" ;; esac
-    code=$(curl -s -o /dev/null -w '%{http_code}' -u "$u:${u}pw" -X MKCOL -H 'Content-Type: application/xml' \
-      --data '<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:CR="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype><D:collection/><CR:addressbook/></D:resourcetype><D:displayname>Contacts</D:displayname></D:prop></D:set></D:mkcol>' \
-      "http://127.0.0.1:5232/$u/contacts/")
-    case $code in 201|405) ;; *) die "MKCOL /$u/contacts/ on Radicale answered $code" ;; esac
+    if ! exists "$u" "/$u/calendar/"; then
+      code=$(curl -s -o /dev/null -w '%{http_code}' -u "$u:${u}pw" -X MKCALENDAR -H 'Content-Type: application/xml' \
+        --data '<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Calendar</D:displayname><C:supported-calendar-component-set><C:comp name="VEVENT"/><C:comp name="VTODO"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>' \
+        "http://127.0.0.1:5232/$u/calendar/")
+      [ "$code" = 201 ] || die "MKCALENDAR /$u/calendar/ on Radicale answered $code"
+    fi
+    if ! exists "$u" "/$u/contacts/"; then
+      code=$(curl -s -o /dev/null -w '%{http_code}' -u "$u:${u}pw" -X MKCOL -H 'Content-Type: application/xml' \
+        --data '<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:CR="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype><D:collection/><CR:addressbook/></D:resourcetype><D:displayname>Contacts</D:displayname></D:prop></D:set></D:mkcol>' \
+        "http://127.0.0.1:5232/$u/contacts/")
+      [ "$code" = 201 ] || die "MKCOL /$u/contacts/ on Radicale answered $code"
+    fi
   done
 }
 
