@@ -1180,7 +1180,12 @@ impl PrivateRadicale {
             .append(true)
             .open(self.dir.join("radicale.log"))
             .unwrap();
+        // The server keeps the real clock, as the shared Radicale does: the tests move only
+        // ledgersync's (scripts/test runs them a second time under libfaketime, whose preload
+        // a child would inherit).
         let child = Command::new(Self::binary())
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             .arg("--config")
             .arg(self.dir.join("config"))
             .stdout(std::process::Stdio::null())
