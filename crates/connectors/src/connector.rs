@@ -21,9 +21,11 @@
 //!
 //! # What `list_changes` returns
 //!
-//! A [`Listing`]: observations in order, item failures beside them, and the new cursor. The
-//! observations are any number of `item_seen`, then — when items are gone — one
-//! `deletions_listed` naming them and their `item_gone`s, then exactly one terminal event:
+//! A [`Listing`]: [`Observation`]s in order, one [`ListingEnd`], item failures beside them, and
+//! the new cursor. The observations are any number of `item_seen` (after a `cursor_reset` for a
+//! collection whose sync state the server refused), then — when items are gone — one
+//! `deletions_listed` naming them and their `item_gone`s; the end is exactly one terminal event,
+//! last ([`Listing::events`] gives them in that order):
 //!
 //! - `listing_completed` — every collection was read; only then may `item_gone` appear, and only
 //!   for an item that was in the cursor (known before) and is confirmed missing; how many
@@ -41,11 +43,13 @@
 //!
 //! # What `execute` returns
 //!
-//! Exactly one outcome for the intent: `intent_succeeded` (with the server id and version tag of
-//! the item written, when there is one) or `intent_failed` (with a [`ServerError`] built from an
-//! [`ErrorKind`] by [`ServerError::of_kind`]: the connector reports what happened, the domain's
-//! `classify` decides whether it is permanent or transient). It never panics on bad input and never returns another event.
-//! Every call carries the intent's idempotency key: executing the same intent twice (a retry
+//! Exactly one [`Outcome`] for the [`Intent`] (an [`IntentCall`]: a create, update, delete or
+//! cancel intent, built by [`Intent::of`], which refuses any other event): `intent_succeeded`
+//! (with the server id and version tag of the item written, when there is one) or
+//! `intent_failed` (with a [`ServerError`] built from an [`ErrorKind`] by
+//! [`ServerError::of_kind`]: the connector reports what happened, the domain's `classify`
+//! decides whether it is permanent or transient). It never panics on bad input; the types let
+//! it return no other event. Every call carries the intent's idempotency key: executing the same intent twice (a retry
 //! after a crash between call and outcome) has the effect of executing it once and answers
 //! `intent_succeeded` again.
 
