@@ -229,6 +229,7 @@ impl DavSite {
         ledgersync(&all)
     }
 
+    #[allow(dead_code)]
     fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);

@@ -21,9 +21,11 @@
 //!
 //! # What `list_changes` returns
 //!
-//! A [`Listing`]: observations in order, item failures beside them, and the new cursor. The
-//! observations are any number of `item_seen`, then — when items are gone — one
-//! `deletions_listed` naming them and their `item_gone`s, then exactly one terminal event:
+//! A [`Listing`]: [`Observation`]s in order, one [`ListingEnd`], item failures beside them, and
+//! the new cursor. The observations are any number of `item_seen` (after a `cursor_reset` for a
+//! collection whose sync state the server refused), then — when items are gone — one
+//! `deletions_listed` naming them and their `item_gone`s; the end is exactly one terminal event,
+//! last ([`Listing::events`] gives them in that order):
 //!
 //! - `listing_completed` — every collection was read; only then may `item_gone` appear, and only
 //!   for an item that was in the cursor (known before) and is confirmed missing; how many
@@ -41,15 +43,21 @@
 //!
 //! # What `execute` returns
 //!
-//! Exactly one outcome for the intent: `intent_succeeded` (with the server id and version tag of
-//! the item written, when there is one) or `intent_failed` (with a [`ServerError`] built from an
-//! [`ErrorKind`] by [`ServerError::of_kind`]: the connector reports what happened, the domain's
-//! `classify` decides whether it is permanent or transient). It never panics on bad input and never returns another event.
-//! Every call carries the intent's idempotency key: executing the same intent twice (a retry
+//! Exactly one [`Outcome`] for the [`Intent`] (an [`IntentCall`]: a create, update, delete or
+//! cancel intent, built by [`Intent::of`], which refuses any other event): `intent_succeeded`
+//! (with the server id and version tag of the item written, when there is one) or
+//! `intent_failed` (with a [`ServerError`] built from an [`ErrorKind`] by
+//! [`ServerError::of_kind`]: the connector reports what happened, the domain's `classify`
+//! decides whether it is permanent or transient). It never panics on bad input; the types let
+//! it return no other event. Every call carries the intent's idempotency key: executing the same intent twice (a retry
 //! after a crash between call and outcome) has the effect of executing it once and answers
 //! `intent_succeeded` again.
 
-use ledgersync_domain::event::{Event, ServerError};
+use ledgersync_domain::event::{
+    CancelIntent, CreateIntent, CursorReset, DeleteIntent, DeletionsListed, Event, IntentFailed,
+    IntentSucceeded, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
+    ServerError, Side, UpdateIntent, Workload,
+};
 use ledgersync_domain::records::{Entity, Record};
 use ledgersync_domain::{ErrorKind, EventId};
 use std::fmt;
@@ -107,12 +115,80 @@ impl fmt::Display for ItemFailure {
     }
 }
 
+/// What a listing reports before its end: an item seen, an item gone, the deletions about to
+/// be reported, or a cursor the server invalidated. Nothing else: a connector cannot answer a
+/// listing with a decision or an outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// `item_seen`: an item new or changed.
+    Seen(ItemSeen),
+    /// `item_gone`: an item of the cursor confirmed missing (complete listings only).
+    Gone(ItemGone),
+    /// `deletions_listed`: the `item_gone`s that follow, named before them (R25).
+    DeletionsListed(DeletionsListed),
+    /// `cursor_reset`: the server invalidated the sync cursor of a collection.
+    CursorReset(CursorReset),
+}
+
+impl From<Observation> for Event {
+    fn from(o: Observation) -> Self {
+        match o {
+            Observation::Seen(p) => Event::ItemSeen(p),
+            Observation::Gone(p) => Event::ItemGone(p),
+            Observation::DeletionsListed(p) => Event::DeletionsListed(p),
+            Observation::CursorReset(p) => Event::CursorReset(p),
+        }
+    }
+}
+
+/// How a listing ended: exactly one per listing, after its observations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListingEnd {
+    /// `listing_completed`: every collection was read.
+    Completed(ListingCompleted),
+    /// `listing_partial`: something could not be read; no `item_gone` in the listing.
+    Partial(ListingPartial),
+    /// `listing_failed`: nothing could be read; no observation at all.
+    Failed(ListingFailed),
+}
+
+impl ListingEnd {
+    /// The workload the listing was for.
+    pub fn workload(&self) -> Workload {
+        match self {
+            ListingEnd::Completed(p) => p.workload,
+            ListingEnd::Partial(p) => p.workload,
+            ListingEnd::Failed(p) => p.workload,
+        }
+    }
+    /// The event type name (`listing_completed`, `listing_partial` or `listing_failed`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ListingEnd::Completed(_) => "listing_completed",
+            ListingEnd::Partial(_) => "listing_partial",
+            ListingEnd::Failed(_) => "listing_failed",
+        }
+    }
+}
+
+impl From<ListingEnd> for Event {
+    fn from(end: ListingEnd) -> Self {
+        match end {
+            ListingEnd::Completed(p) => Event::ListingCompleted(p),
+            ListingEnd::Partial(p) => Event::ListingPartial(p),
+            ListingEnd::Failed(p) => Event::ListingFailed(p),
+        }
+    }
+}
+
 /// The result of one [`Connector::list_changes`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listing {
-    /// `item_seen` / `item_gone` events, then exactly one of `listing_completed`,
-    /// `listing_partial` or `listing_failed`.
-    pub observations: Vec<Event>,
+    /// `item_seen`, then `deletions_listed` and its `item_gone`s (complete listings only), in
+    /// order; empty for a failed listing.
+    pub observations: Vec<Observation>,
+    /// How the listing ended: the one terminal event, after the observations.
+    pub end: ListingEnd,
     /// Items found but not understood (reported to the user, never deletions).
     pub failures: Vec<ItemFailure>,
     /// The cursor to pass to the next listing.
@@ -120,15 +196,42 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// The terminal event (`listing_completed`, `listing_partial` or `listing_failed`).
-    pub fn terminal(&self) -> &Event {
-        self.observations
-            .last()
-            .expect("a listing always ends with a terminal event")
-    }
     /// True when the listing ended with `listing_completed`.
     pub fn is_complete(&self) -> bool {
-        matches!(self.terminal(), Event::ListingCompleted(_))
+        matches!(self.end, ListingEnd::Completed(_))
+    }
+    /// The listing as events, in order: the observations, then the terminal event last.
+    pub fn events(self) -> Vec<Event> {
+        let mut events: Vec<Event> = self.observations.into_iter().map(Event::from).collect();
+        events.push(self.end.into());
+        events
+    }
+}
+
+/// The intent a connector carries out: one of the four intent payloads, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntentCall<'a> {
+    /// `create_intent`.
+    Create(&'a CreateIntent),
+    /// `update_intent`.
+    Update(&'a UpdateIntent),
+    /// `delete_intent`.
+    Delete(&'a DeleteIntent),
+    /// `cancel_intent` (always mail-side: an iMIP cancellation).
+    Cancel(&'a CancelIntent),
+}
+
+impl<'a> IntentCall<'a> {
+    /// The intent of `event`, when it is a create, update, delete or cancel intent that targets
+    /// the mail server; `None` for any other event (a CRM-side intent included).
+    pub fn of(event: &'a Event) -> Option<Self> {
+        match event {
+            Event::CreateIntent(p) if p.target == Side::MailServer => Some(IntentCall::Create(p)),
+            Event::UpdateIntent(p) if p.target == Side::MailServer => Some(IntentCall::Update(p)),
+            Event::DeleteIntent(p) if p.target == Side::MailServer => Some(IntentCall::Delete(p)),
+            Event::CancelIntent(p) => Some(IntentCall::Cancel(p)),
+            _ => None,
+        }
     }
 }
 
@@ -137,12 +240,52 @@ impl Listing {
 pub struct Intent<'a> {
     /// The id of the intent event (the outcome names it).
     pub id: EventId,
-    /// The decision: `create_intent`, `update_intent`, `delete_intent` or `cancel_intent`.
-    pub event: &'a Event,
+    /// The decision: a create, update, delete or cancel intent.
+    pub call: IntentCall<'a>,
     /// The CRM row the intent is about, as the mailbox state holds it, when known. A create
     /// needs it to write what the intent itself does not carry (the table, times, organizer,
     /// attendees, a contact's address); an update or a delete does not.
     pub record: Option<&'a Record>,
+}
+
+impl<'a> Intent<'a> {
+    /// The intent of event `id`, when `event` is an intent for the mail server (see
+    /// [`IntentCall::of`]); `None` for any other event, which never reaches a connector.
+    pub fn of(id: EventId, event: &'a Event, record: Option<&'a Record>) -> Option<Self> {
+        Some(Self {
+            id,
+            call: IntentCall::of(event)?,
+            record,
+        })
+    }
+}
+
+/// What [`Connector::execute`] answers: the intent's outcome, and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `intent_succeeded`.
+    Succeeded(IntentSucceeded),
+    /// `intent_failed`.
+    Failed(IntentFailed),
+}
+
+impl Outcome {
+    /// The id of the intent this outcome answers.
+    pub fn intent(&self) -> EventId {
+        match self {
+            Outcome::Succeeded(p) => p.intent,
+            Outcome::Failed(p) => p.intent,
+        }
+    }
+}
+
+impl From<Outcome> for Event {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Succeeded(p) => Event::IntentSucceeded(p),
+            Outcome::Failed(p) => Event::IntentFailed(p),
+        }
+    }
 }
 
 /// The mail-side contract (see the module doc for the state machine).
@@ -155,7 +298,7 @@ pub trait Connector: Send {
     fn list_changes(&mut self, cursor: &Cursor) -> Listing;
 
     /// Carries out one intent and returns its outcome: `intent_succeeded` or `intent_failed`.
-    fn execute(&mut self, intent: Intent<'_>) -> Event;
+    fn execute(&mut self, intent: Intent<'_>) -> Outcome;
 
     /// The cursor after this connector's own write: `outcome` of `intent`, already recorded.
     /// An item it created must become known, so that a deletion by someone else before the
@@ -163,7 +306,7 @@ pub trait Connector: Send {
     /// and the link would stay on a file that no longer exists); the next listing still
     /// reports it seen, the first sighting that records its content. The default keeps the
     /// cursor: for a connector whose listing reports its own writes either way.
-    fn remember(&self, cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
+    fn remember(&self, cursor: &Cursor, intent: IntentCall<'_>, outcome: &Outcome) -> Cursor {
         let _ = (intent, outcome);
         cursor.clone()
     }
@@ -177,12 +320,12 @@ pub trait Connector: Send {
         let seen = listing
             .observations
             .iter()
-            .filter(|o| matches!(o, Event::ItemSeen(_)))
+            .filter(|o| matches!(o, Observation::Seen(_)))
             .count();
         let unreadable = listing.failures.len();
-        match listing.terminal() {
-            Event::ListingFailed(f) => Err(f.error.clone()),
-            Event::ListingPartial(p) => Ok(format!(
+        match listing.end {
+            ListingEnd::Failed(f) => Err(f.error),
+            ListingEnd::Partial(p) => Ok(format!(
                 "{seen} item(s) listed, {unreadable} unreadable; the listing was partial: {}",
                 p.reason
             )),
@@ -224,8 +367,8 @@ impl fmt::Debug for WriteHook {
 }
 
 /// Builds an `intent_failed` outcome of `kind` (the domain classifies it).
-pub(crate) fn failed(intent: EventId, kind: ErrorKind, message: impl Into<String>) -> Event {
-    Event::IntentFailed(ledgersync_domain::event::IntentFailed {
+pub(crate) fn failed(intent: EventId, kind: ErrorKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(IntentFailed {
         intent,
         error: ServerError::of_kind(kind, message),
         crm: None,
@@ -233,8 +376,8 @@ pub(crate) fn failed(intent: EventId, kind: ErrorKind, message: impl Into<String
 }
 
 /// Builds an `intent_succeeded` outcome.
-pub(crate) fn succeeded(intent: EventId, remote: Option<String>, etag: Option<String>) -> Event {
-    Event::IntentSucceeded(ledgersync_domain::event::IntentSucceeded {
+pub(crate) fn succeeded(intent: EventId, remote: Option<String>, etag: Option<String>) -> Outcome {
+    Outcome::Succeeded(IntentSucceeded {
         intent,
         remote: remote.map(ledgersync_domain::RemoteId::new),
         etag,
@@ -255,7 +398,7 @@ mod tests {
         assert_send(&boxed);
         // Nothing configured: the listing fails, it does not panic.
         let listing = boxed.list_changes(&Cursor::initial());
-        assert!(matches!(listing.terminal(), Event::ListingFailed(_)));
+        assert!(matches!(listing.end, ListingEnd::Failed(_)));
         assert!(!listing.is_complete());
         assert!(listing.cursor.is_initial());
     }

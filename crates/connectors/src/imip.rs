@@ -24,14 +24,14 @@
 //! ORGANIZER and one ATTENDEE line per attendee of the intent (RFC 5546 §3.2.5).
 
 use crate::compose::{self, PRODID};
-use crate::connector::{failed, succeeded};
+use crate::connector::{Outcome, failed, succeeded};
 use crate::delivery::{Letter, MeetingDelivery, Undelivered, deliver_all};
 use crate::lines::{self, escape, fold, name_of, unfold, value_of};
 use crate::vdir::VdirConnector;
 use crate::writes::own;
 use ledgersync_domain::ErrorKind;
 use ledgersync_domain::EventId;
-use ledgersync_domain::event::{CancelIntent, Event};
+use ledgersync_domain::event::CancelIntent;
 use ledgersync_domain::records::Record;
 
 use std::path::PathBuf;
@@ -106,7 +106,7 @@ impl Meeting {
 }
 
 impl VdirConnector {
-    pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
+    pub(crate) fn cancel(&self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Outcome {
         let delivery = self.config.meeting_delivery();
         cancel(id, p, record, delivery.as_ref(), &self.config.owner, || {
             self.meeting(p)
@@ -165,7 +165,7 @@ pub(crate) fn cancel(
     delivery: Option<&MeetingDelivery>,
     owner: &str,
     meeting: impl FnOnce() -> Option<Meeting>,
-) -> Event {
+) -> Outcome {
     let Some(delivery) = delivery else {
         return failed(
             id,

@@ -28,7 +28,9 @@ mod zone;
 
 #[doc(hidden)]
 pub use connector::BeforeWrite;
-pub use connector::{Connector, Cursor, Intent, ItemFailure, Listing};
+pub use connector::{
+    Connector, Cursor, Intent, IntentCall, ItemFailure, Listing, ListingEnd, Observation, Outcome,
+};
 pub use dav::{DavConfig, DavConnector};
 pub use delivery::MeetingDelivery;
 pub use factory::ConnectorConfig;

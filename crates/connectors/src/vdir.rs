@@ -31,14 +31,17 @@
 //! a missing directory or file is `not_found`, a permission error `forbidden`, another I/O
 //! error `network`; the domain decides what each means.
 
-use crate::connector::{BeforeWrite, Connector, Cursor, Intent, ItemFailure, Listing, WriteHook};
+use crate::connector::{
+    BeforeWrite, Connector, Cursor, Intent, IntentCall, ItemFailure, Listing, ListingEnd,
+    Observation, Outcome, WriteHook,
+};
 use crate::delivery::MeetingDelivery;
 use crate::fsutil;
 use crate::hash::fnv1a64;
 use crate::parse;
 use crate::smtp::SmtpConfig;
 use ledgersync_domain::event::{
-    DeletionsListed, Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
+    DeletionsListed, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
     RemoteItem, ServerError, Workload,
 };
 use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
@@ -391,7 +394,7 @@ impl VdirConnector {
                         parsed: Ok(parsed),
                     }) => {
                         if known_here.get(&remote).map(|e| e.as_str()) != Some(etag.as_str()) {
-                            seen.push(Event::ItemSeen(ItemSeen {
+                            seen.push(Observation::Seen(ItemSeen {
                                 item: RemoteItem {
                                     remote: RemoteId::new(remote.clone()),
                                     etag: etag.clone(),
@@ -452,18 +455,18 @@ impl VdirConnector {
             partial.push(format!("{what} could not be listed ({e})"));
         }
         let mut observations = seen;
-        if partial.is_empty() {
+        let end = if partial.is_empty() {
             // The cycle's deletes, listed before their `item_gone`s: the domain's delete
             // breaker weighs them together (R25).
             if !gone.is_empty() {
-                observations.push(Event::DeletionsListed(DeletionsListed {
+                observations.push(Observation::DeletionsListed(DeletionsListed {
                     workload: Workload::Act,
                     remotes: gone.iter().cloned().map(RemoteId::new).collect(),
                 }));
             }
             for remote in gone {
                 next.remove(&remote);
-                observations.push(Event::ItemGone(ItemGone {
+                observations.push(Observation::Gone(ItemGone {
                     remote: RemoteId::new(remote),
                 }));
             }
@@ -471,25 +474,26 @@ impl VdirConnector {
             // that did not change is a quiet one, whose cadence stretches (R9).
             let changes = observations
                 .iter()
-                .filter(|e| !matches!(e, Event::DeletionsListed(_)))
+                .filter(|e| !matches!(e, Observation::DeletionsListed(_)))
                 .count() as u32;
-            observations.push(Event::ListingCompleted(ListingCompleted {
+            ListingEnd::Completed(ListingCompleted {
                 workload: Workload::Act,
                 items: changes,
-            }));
+            })
         } else {
             // Deletes of a partial listing are withheld too: the items stay known.
             for remote in gone {
                 let etag = known[&remote].clone();
                 next.insert(remote, etag);
             }
-            observations.push(Event::ListingPartial(ListingPartial {
+            ListingEnd::Partial(ListingPartial {
                 workload: Workload::Act,
                 reason: partial.join("; "),
-            }));
-        }
+            })
+        };
         Listing {
             observations,
+            end,
             failures,
             cursor: encode_cursor(&next),
         }
@@ -501,8 +505,8 @@ impl Connector for VdirConnector {
         self.list(cursor)
     }
 
-    fn remember(&self, cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
-        let Event::IntentSucceeded(done) = outcome else {
+    fn remember(&self, cursor: &Cursor, intent: IntentCall<'_>, outcome: &Outcome) -> Cursor {
+        let Outcome::Succeeded(done) = outcome else {
             return cursor.clone();
         };
         let Some(remote) = &done.remote else {
@@ -520,14 +524,14 @@ impl Connector for VdirConnector {
         // no file has, so the next listing still reports it (`item_seen`, the first sighting
         // that records its content) — or reports it gone if someone deleted it meanwhile. An
         // update or a delete is left to the listing, which already knows the item.
-        if !matches!(intent, Event::CreateIntent(_)) || known.contains_key(&remote.0) {
+        if !matches!(intent, IntentCall::Create(_)) || known.contains_key(&remote.0) {
             return cursor.clone();
         }
         known.insert(remote.0.clone(), UNLISTED.to_string());
         encode_cursor(&known)
     }
 
-    fn execute(&mut self, intent: Intent<'_>) -> Event {
+    fn execute(&mut self, intent: Intent<'_>) -> Outcome {
         self.carry_out(intent)
     }
 }
@@ -563,10 +567,11 @@ pub(crate) fn io_kind(e: &io::Error) -> ErrorKind {
 
 fn failed_listing(cursor: &Cursor, kind: ErrorKind, message: impl Into<String>) -> Listing {
     Listing {
-        observations: vec![Event::ListingFailed(ListingFailed {
+        observations: Vec::new(),
+        end: ListingEnd::Failed(ListingFailed {
             workload: Workload::Act,
             error: ServerError::of_kind(kind, message),
-        })],
+        }),
         failures: Vec::new(),
         cursor: cursor.clone(),
     }

@@ -7,11 +7,11 @@
 //! of the name.
 
 use crate::compose;
-use crate::connector::{Intent, failed, succeeded};
+use crate::connector::{Intent, IntentCall, Outcome, failed, succeeded};
 use crate::fsutil;
 use crate::hash::fnv1a64;
 use crate::vdir::{FileState, Kind, VdirConnector, io_kind, valid_file_name};
-use ledgersync_domain::event::{CreateIntent, DeleteIntent, Event, ItemWrite, Side, UpdateIntent};
+use ledgersync_domain::event::{CreateIntent, DeleteIntent, ItemWrite, Side, UpdateIntent};
 use ledgersync_domain::records::{Record, RecordBody};
 use ledgersync_domain::{ErrorKind, EventId, RecordId, RemoteId};
 use std::fs;
@@ -26,29 +26,20 @@ pub const UNSUPPORTED: &str = ErrorKind::Unsupported.as_code();
 pub const OWN_DIR: &str = ".ledgersync";
 
 impl VdirConnector {
-    pub(crate) fn carry_out(&self, intent: Intent<'_>) -> Event {
+    pub(crate) fn carry_out(&self, intent: Intent<'_>) -> Outcome {
         let id = intent.id;
-        match intent.event {
-            Event::CreateIntent(p) if p.target == Side::Crm => crm_side(id, "create", &p.key),
-            Event::UpdateIntent(p) if p.target == Side::Crm => crm_side(id, "update", &p.key),
-            Event::DeleteIntent(p) if p.target == Side::Crm => crm_side(id, "delete", &p.key),
-            Event::CreateIntent(p) => self.create(id, p, intent.record),
-            Event::UpdateIntent(p) => self.update(id, p, intent.record),
-            Event::DeleteIntent(p) => self.delete(id, p),
-            Event::CancelIntent(p) => self.cancel(id, p, intent.record),
-            other => failed(
-                id,
-                ErrorKind::Unsupported,
-                format!(
-                    "`{}` is not an intent; only create, update, delete and cancel intents are \
-                     carried out",
-                    other.name()
-                ),
-            ),
+        match intent.call {
+            IntentCall::Create(p) if p.target == Side::Crm => crm_side(id, "create", &p.key),
+            IntentCall::Update(p) if p.target == Side::Crm => crm_side(id, "update", &p.key),
+            IntentCall::Delete(p) if p.target == Side::Crm => crm_side(id, "delete", &p.key),
+            IntentCall::Create(p) => self.create(id, p, intent.record),
+            IntentCall::Update(p) => self.update(id, p, intent.record),
+            IntentCall::Delete(p) => self.delete(id, p),
+            IntentCall::Cancel(p) => self.cancel(id, p, intent.record),
         }
     }
 
-    fn create(&self, id: EventId, p: &CreateIntent, record: Option<&Record>) -> Event {
+    fn create(&self, id: EventId, p: &CreateIntent, record: Option<&Record>) -> Outcome {
         let Some(record) = record else {
             return failed(
                 id,
@@ -123,7 +114,7 @@ impl VdirConnector {
         }
     }
 
-    fn update(&self, id: EventId, p: &UpdateIntent, record: Option<&Record>) -> Event {
+    fn update(&self, id: EventId, p: &UpdateIntent, record: Option<&Record>) -> Outcome {
         let (kind, remote, path) = match self.locate(p.remote.as_ref(), &p.record) {
             Ok(Some(found)) => found,
             Ok(None) => {
@@ -203,7 +194,7 @@ impl VdirConnector {
         }
     }
 
-    fn delete(&self, id: EventId, p: &DeleteIntent) -> Event {
+    fn delete(&self, id: EventId, p: &DeleteIntent) -> Outcome {
         let (_, remote, path) = match self.locate(p.remote.as_ref(), &p.record) {
             Ok(Some(found)) => found,
             // Already gone (a retry, or the user deleted it): the goal is reached.
@@ -334,7 +325,7 @@ impl VdirConnector {
         write: &ItemWrite,
         record: Option<&Record>,
         (kind, remote, path): (Kind, &str, &Path),
-    ) -> Event {
+    ) -> Outcome {
         if write.notify_attendees
             && let Some(record) = record
             && record.appointment().is_some()
@@ -363,7 +354,7 @@ impl VdirConnector {
         self.outcome(id, kind, remote, path)
     }
 
-    fn outcome(&self, id: EventId, kind: Kind, remote: &str, path: &Path) -> Event {
+    fn outcome(&self, id: EventId, kind: Kind, remote: &str, path: &Path) -> Outcome {
         match self.read_item(kind, path) {
             Ok(FileState { etag, .. }) => succeeded(id, Some(remote.to_string()), Some(etag)),
             Err(_) => succeeded(id, Some(remote.to_string()), None),
@@ -384,7 +375,7 @@ fn edit(
     }
 }
 
-fn crm_side(id: EventId, what: &str, key: &str) -> Event {
+fn crm_side(id: EventId, what: &str, key: &str) -> Outcome {
     failed(
         id,
         ErrorKind::Unsupported,

@@ -5,7 +5,7 @@
 mod support;
 
 use ledgersync_connectors::{
-    BeforeWrite, Connector, Cursor, DavConnector, Intent, Listing, VdirConnector,
+    BeforeWrite, Connector, Cursor, DavConnector, Listing, Outcome, VdirConnector,
 };
 use ledgersync_domain::event::{
     Basis, CreateIntent, DeleteIntent, Event, ItemWrite, RemoteFields, Side, UpdateIntent,
@@ -193,17 +193,14 @@ fn delete(record: &Record, remote: &str, key: &str) -> Event {
     })
 }
 
-fn run(b: &mut dyn Backend, id: u128, event: &Event, record: Option<&Record>) -> Event {
-    b.connector().execute(Intent {
-        id: EventId::from_u128(id),
-        event,
-        record,
-    })
+fn run(b: &mut dyn Backend, id: u128, event: &Event, record: Option<&Record>) -> Outcome {
+    b.connector()
+        .execute(intent(EventId::from_u128(id), event, record))
 }
 
-fn ok(outcome: &Event) -> (String, Option<String>) {
+fn ok(outcome: &Outcome) -> (String, Option<String>) {
     match outcome {
-        Event::IntentSucceeded(s) => (
+        Outcome::Succeeded(s) => (
             s.remote.as_ref().expect("a server id").0.clone(),
             s.etag.clone(),
         ),
@@ -272,7 +269,9 @@ fn create_is_idempotent_and_reports_the_listed_version(b: &mut dyn Backend) {
     let outcome = run(b, 1, &intent, Some(&rec));
     let (remote, etag) = ok(&outcome);
     assert!(etag.is_some(), "a create reports the item's version");
-    let cursor = b.connector().remember(&first.cursor, &intent, &outcome);
+    let cursor = b
+        .connector()
+        .remember(&first.cursor, call(&intent), &outcome);
 
     let retried = run(b, 1, &intent, Some(&rec));
     assert_eq!(
@@ -315,7 +314,7 @@ fn update_holds_to_the_version_it_read(b: &mut dyn Backend) {
     );
     b.set_before_write(None);
     match &outcome {
-        Event::IntentFailed(f) => assert_eq!(f.error.code, "conflict", "{}", f.error.message),
+        Outcome::Failed(f) => assert_eq!(f.error.code, "conflict", "{}", f.error.message),
         other => panic!("expected a conflict, got {other:?}"),
     }
     let now = b.read(&remote).expect("still there");
@@ -354,10 +353,12 @@ fn delete_is_reported_gone_once(b: &mut dyn Backend) {
     assert_eq!(ok(&outcome).0, remote);
     assert!(b.read(&remote).is_none());
     assert!(b.read(&keep).is_some());
-    let cursor = b.connector().remember(&first.cursor, &intent, &outcome);
+    let cursor = b
+        .connector()
+        .remember(&first.cursor, call(&intent), &outcome);
 
     let again = run(b, 4, &intent, Some(&rec));
-    assert!(matches!(again, Event::IntentSucceeded(_)), "{again:?}");
+    assert!(matches!(again, Outcome::Succeeded(_)), "{again:?}");
 
     let next = b.connector().list_changes(&cursor);
     complete(&next);

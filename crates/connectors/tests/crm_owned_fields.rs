@@ -4,7 +4,7 @@
 
 mod support;
 
-use ledgersync_connectors::{Connector, Intent, VdirConnector, time_zone};
+use ledgersync_connectors::{Connector, Outcome, VdirConnector, time_zone};
 use ledgersync_domain::event::{
     Basis, CancelIntent, CreateIntent, Event, ItemWrite, RemoteFields, Side, UpdateIntent,
 };
@@ -37,12 +37,8 @@ fn item(rec: &Record, notify: bool) -> ItemWrite {
 }
 
 fn exec(c: &mut VdirConnector, id: u128, event: &Event, rec: &Record) -> Option<RemoteId> {
-    match c.execute(Intent {
-        id: EventId::from_u128(id),
-        event,
-        record: Some(rec),
-    }) {
-        Event::IntentSucceeded(s) => s.remote,
+    match c.execute(intent(EventId::from_u128(id), event, Some(rec))) {
+        Outcome::Succeeded(s) => s.remote,
         other => panic!("expected intent_succeeded, got {other:?}"),
     }
 }

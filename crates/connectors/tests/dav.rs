@@ -5,7 +5,9 @@
 mod support;
 
 use calcard::icalendar::{ICalendar, ICalendarComponentType};
-use ledgersync_connectors::{Connector, Cursor, DavConfig, DavConnector, Intent, Listing};
+use ledgersync_connectors::{
+    Connector, Cursor, DavConfig, DavConnector, Listing, ListingEnd, Observation, Outcome,
+};
 use ledgersync_domain::event::{
     Basis, CancelIntent, CreateIntent, DeleteIntent, Event, ItemWrite, RemoteFields, Side,
     UpdateIntent,
@@ -50,17 +52,13 @@ fn update(record: &Record, remote: &str, key: &str, item: ItemWrite) -> Event {
     })
 }
 
-fn run(c: &mut DavConnector, id: u128, event: &Event, record: Option<&Record>) -> Event {
-    c.execute(Intent {
-        id: EventId::from_u128(id),
-        event,
-        record,
-    })
+fn run(c: &mut DavConnector, id: u128, event: &Event, record: Option<&Record>) -> Outcome {
+    c.execute(intent(EventId::from_u128(id), event, record))
 }
 
-fn ok(outcome: &Event) -> (String, Option<String>) {
+fn ok(outcome: &Outcome) -> (String, Option<String>) {
     match outcome {
-        Event::IntentSucceeded(s) => (
+        Outcome::Succeeded(s) => (
             s.remote.as_ref().expect("a server id").0.clone(),
             s.etag.clone(),
         ),
@@ -132,8 +130,8 @@ fn discovery_from_the_bare_server_url_finds_collections_by_display_name() {
     // A collection that is not there: a failed listing naming what was looked for and where.
     config.calendar = Some("No such calendar".into());
     let l = DavConnector::new(config).list_changes(&Cursor::initial());
-    match l.terminal() {
-        Event::ListingFailed(f) => {
+    match &l.end {
+        ListingEnd::Failed(f) => {
             assert_eq!(f.error.code, "not_found", "{}", f.error.message);
             assert!(
                 f.error.message.contains("No such calendar"),
@@ -157,8 +155,8 @@ fn wrong_password_is_an_auth_failure_that_never_shows_the_password() {
     let mut config = s.config();
     config.password = "not-the-password-42".into();
     let l = DavConnector::new(config).list_changes(&Cursor::initial());
-    match l.terminal() {
-        Event::ListingFailed(f) => {
+    match &l.end {
+        ListingEnd::Failed(f) => {
             assert_eq!(f.error.code, "auth", "{}", f.error.message);
             assert!(!f.error.message.contains("not-the-password-42"));
         }
@@ -212,7 +210,7 @@ fn a_refused_sync_token_falls_back_to_an_etag_listing_reporting_only_real_change
         .observations
         .iter()
         .find_map(|e| match e {
-            Event::CursorReset(r) => Some(r.reason.clone()),
+            Observation::CursorReset(r) => Some(r.reason.clone()),
             _ => None,
         })
         .expect("the fallback's reason is recorded");
@@ -229,7 +227,7 @@ fn a_refused_sync_token_falls_back_to_an_etag_listing_reporting_only_real_change
         !quiet
             .observations
             .iter()
-            .any(|e| matches!(e, Event::CursorReset(_)))
+            .any(|e| matches!(e, Observation::CursorReset(_)))
     );
 }
 
@@ -269,7 +267,7 @@ fn an_item_edited_by_a_plain_http_client_is_reported_with_its_new_etag() {
     assert!(
         l2.observations.iter().any(|o| matches!(
             o,
-            ledgersync_domain::Event::DeletionsListed(d) if d.remotes.len() == 1
+            Observation::DeletionsListed(d) if d.remotes.len() == 1
         )),
         "{:?}",
         l2.observations
@@ -575,8 +573,8 @@ fn one_missing_collection_makes_the_listing_partial_and_keeps_its_items_known() 
     assert_eq!(terminal(&l), "listing_partial", "{:?}", l.observations);
     assert!(gone(&l).is_empty());
     assert_eq!(seen(&l).len(), 1, "the calendar was read");
-    match l.terminal() {
-        Event::ListingPartial(p) => assert!(p.reason.contains("404"), "{}", p.reason),
+    match &l.end {
+        ListingEnd::Partial(p) => assert!(p.reason.contains("404"), "{}", p.reason),
         _ => unreachable!(),
     }
     assert!(l.cursor.as_str().contains("k.vcf"), "{}", l.cursor);
@@ -661,8 +659,8 @@ fn a_server_that_does_not_answer_is_a_timeout_and_the_cursor_stays() {
     let cursor =
         Cursor::from_text("dav 1\nC\t/alice/work/\ttoken-1\nI\t/alice/work/a.ics\t\"1\"\n");
     let l = DavConnector::new(config).list_changes(&cursor);
-    match l.terminal() {
-        Event::ListingFailed(f) => assert_eq!(f.error.code, "timeout", "{}", f.error.message),
+    match &l.end {
+        ListingEnd::Failed(f) => assert_eq!(f.error.code, "timeout", "{}", f.error.message),
         other => panic!("expected listing_failed, got {other:?}"),
     }
     assert!(gone(&l).is_empty());

@@ -3,7 +3,7 @@
 
 mod support;
 
-use ledgersync_connectors::{Connector, Intent, UNSUPPORTED};
+use ledgersync_connectors::{Connector, Outcome, UNSUPPORTED};
 use ledgersync_domain::event::{
     Basis, CancelIntent, CreateIntent, DeleteIntent, Event, ItemWrite, Side,
 };
@@ -16,12 +16,9 @@ use support::*;
 
 const ATTENDEES: [&str; 2] = ["jayne@serenity.example", "Kaylee@Serenity.example"];
 
-fn run(f: &mut Fixture, id: u128, event: &Event, record: Option<&Record>) -> Event {
-    f.connector.execute(Intent {
-        id: EventId::from_u128(id),
-        event,
-        record,
-    })
+fn run(f: &mut Fixture, id: u128, event: &Event, record: Option<&Record>) -> Outcome {
+    f.connector
+        .execute(intent(EventId::from_u128(id), event, record))
 }
 
 /// Creates the organizer's copy, without sending invitations (`notify_attendees` off): the
@@ -49,7 +46,7 @@ fn created_with(f: &mut Fixture, rec: &Record, notify: bool) -> RemoteId {
         key: format!("mbx-paul/{}/create/v1", rec.id),
     });
     match run(f, 1, &create, Some(rec)) {
-        Event::IntentSucceeded(s) => s.remote.expect("a server id"),
+        Outcome::Succeeded(s) => s.remote.expect("a server id"),
         other => panic!("create failed: {other:?}"),
     }
 }
@@ -165,12 +162,12 @@ fn a_cancellation_lands_once_in_each_attendees_maildir_and_parses_back() {
     });
     assert!(matches!(
         run(&mut f, 2, &delete, None),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
 
     let intent = cancel(&rec, Some(remote.clone()));
     match run(&mut f, 3, &intent, Some(&rec)) {
-        Event::IntentSucceeded(s) => {
+        Outcome::Succeeded(s) => {
             assert_eq!(s.intent, EventId::from_u128(3));
             assert_eq!(s.remote, Some(remote.clone()));
         }
@@ -213,7 +210,7 @@ fn a_cancellation_lands_once_in_each_attendees_maildir_and_parses_back() {
     fs::rename(&first, jayne.join("cur").join(seen_name)).unwrap();
     assert!(matches!(
         run(&mut f, 3, &intent, Some(&rec)),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
     assert!(files(&jayne.join("new")).is_empty());
     assert_eq!(files(&jayne.join("cur")).len(), 1);
@@ -228,7 +225,7 @@ fn a_cancellation_without_the_meeting_or_without_maildirs_fails_clearly() {
     let mut f = Fixture::new();
     let rec = appointment_record("apt-unknown", "Never written");
     match run(&mut f, 1, &cancel(&rec, None), Some(&rec)) {
-        Event::IntentFailed(x) => assert_eq!(x.error.code, "not_found"),
+        Outcome::Failed(x) => assert_eq!(x.error.code, "not_found"),
         other => panic!("expected intent_failed, got {other:?}"),
     }
     assert!(files(&f.maildirs).is_empty());
@@ -239,12 +236,8 @@ fn a_cancellation_without_the_meeting_or_without_maildirs_fails_clearly() {
     let rec = appointment_record("apt-4", "Lunch");
     let remote = created(&mut f, &rec);
     let event = cancel(&rec, Some(remote));
-    match no_maildirs.execute(Intent {
-        id: EventId::from_u128(9),
-        event: &event,
-        record: Some(&rec),
-    }) {
-        Event::IntentFailed(x) => assert_eq!(x.error.code, UNSUPPORTED),
+    match no_maildirs.execute(intent(EventId::from_u128(9), &event, Some(&rec))) {
+        Outcome::Failed(x) => assert_eq!(x.error.code, UNSUPPORTED),
         other => panic!("expected intent_failed, got {other:?}"),
     }
 }

@@ -11,7 +11,7 @@
 mod support;
 
 use ledgersync_connectors::{
-    Connector, Intent, Secret, SmtpConfig, SmtpTls, VdirConfig, VdirConnector, fnv1a64,
+    Connector, Outcome, Secret, SmtpConfig, SmtpTls, VdirConfig, VdirConnector, fnv1a64,
 };
 use ledgersync_domain::decide::{ErrorSubject, classify};
 use ledgersync_domain::event::{
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::appointment_record;
+use support::{appointment_record, intent};
 
 const POSTFIX: u16 = 2525;
 const IMAP: u16 = 1143;
@@ -126,12 +126,9 @@ fn cancel_intent(record: &RecordId, remote: RemoteId, key: &str, attendees: &[&s
     })
 }
 
-fn execute(s: &mut Setup, id: u128, event: &Event, record: Option<&Record>) -> Event {
-    s.connector.execute(Intent {
-        id: EventId::from_u128(id),
-        event,
-        record,
-    })
+fn execute(s: &mut Setup, id: u128, event: &Event, record: Option<&Record>) -> Outcome {
+    s.connector
+        .execute(intent(EventId::from_u128(id), event, record))
 }
 
 /// The Message-ID the connector gives the message of intent `key` to `attendee`.
@@ -186,13 +183,13 @@ fn an_invitation_and_a_cancellation_over_smtp_arrive_once_and_read_back_as_mail_
     let create = create_intent(&rec, &create_key);
 
     let remote = match execute(&mut s, 1, &create, Some(&rec)) {
-        Event::IntentSucceeded(ok) => ok.remote.expect("a server id"),
+        Outcome::Succeeded(ok) => ok.remote.expect("a server id"),
         other => panic!("the create with invitations failed: {other:?}"),
     };
     // A retry of the same intent (the runtime did not record the outcome): sends nothing.
     assert!(matches!(
         execute(&mut s, 1, &create, Some(&rec)),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
 
     let uid = format!("{}@ledgersync", rec.id);
@@ -243,7 +240,7 @@ fn an_invitation_and_a_cancellation_over_smtp_arrive_once_and_read_back_as_mail_
     v2.version = 2;
     assert!(matches!(
         execute(&mut s, 2, &cancel, Some(&v2)),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
     let records: Vec<PathBuf> = std::fs::read_dir(s.state.join("sent"))
         .unwrap()
@@ -264,7 +261,7 @@ fn an_invitation_and_a_cancellation_over_smtp_arrive_once_and_read_back_as_mail_
     std::fs::remove_file(&zoe_record).expect("Zoe's record of the cancellation");
     assert!(matches!(
         execute(&mut s, 2, &cancel, Some(&v2)),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
 
     for (attendee, copies) in [(JAYNE, 1), (ZOE, 2)] {
@@ -403,7 +400,7 @@ fn r77_a_full_mailbox_452_fails_the_intent_as_quota_transient_for_the_item_and_a
     let rec = meeting("apt-full", "Planning");
     let create = create_intent(&rec, "mbx-paul/apt-full/create/v1");
     let failure = match execute(&mut s, 1, &create, Some(&rec)) {
-        Event::IntentFailed(f) => f,
+        Outcome::Failed(f) => f,
         other => panic!("expected intent_failed, got {other:?}"),
     };
     assert_eq!(
@@ -433,13 +430,13 @@ fn r77_a_full_mailbox_452_fails_the_intent_as_quota_transient_for_the_item_and_a
     *full.lock().unwrap() = false;
     assert!(matches!(
         execute(&mut s, 1, &create, Some(&rec)),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
     assert_eq!(server.accepted(), [JAYNE.0, ZOE.0]);
     // And once more: nothing.
     assert!(matches!(
         execute(&mut s, 1, &create, Some(&rec)),
-        Event::IntentSucceeded(_)
+        Outcome::Succeeded(_)
     ));
     assert_eq!(server.accepted(), [JAYNE.0, ZOE.0]);
 }
@@ -455,7 +452,7 @@ fn throttling_answers_are_rate_limited_and_transient() {
     });
     let rec = meeting("apt-throttled", "Planning");
     let create = create_intent(&rec, "mbx-paul/apt-throttled/create/v1");
-    let Event::IntentFailed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
+    let Outcome::Failed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
         panic!("expected intent_failed");
     };
     assert_eq!(
@@ -481,7 +478,7 @@ fn an_unknown_recipient_a_wrong_password_and_no_server_are_not_found_auth_and_ne
         a.optional[0].email = "nobody@customer.example".into();
     }
     let create = create_intent(&rec, &format!("mbx-paul/apt-unknown/{}", run_id()));
-    let Event::IntentFailed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
+    let Outcome::Failed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
         panic!("expected intent_failed");
     };
     assert_eq!(f.error.kind(), ErrorKind::NotFound, "{}", f.error.message);
@@ -507,7 +504,7 @@ fn an_unknown_recipient_a_wrong_password_and_no_server_are_not_found_auth_and_ne
     });
     let rec = meeting("apt-auth", "Planning");
     let create = create_intent(&rec, &format!("mbx-paul/apt-auth/{}", run_id()));
-    let Event::IntentFailed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
+    let Outcome::Failed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
         panic!("expected intent_failed");
     };
     assert_eq!(f.error.kind(), ErrorKind::Auth, "{}", f.error.message);
@@ -529,7 +526,7 @@ fn an_unknown_recipient_a_wrong_password_and_no_server_are_not_found_auth_and_ne
         c.tls = SmtpTls::None;
         c
     });
-    let Event::IntentFailed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
+    let Outcome::Failed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
         panic!("expected intent_failed");
     };
     assert_eq!(f.error.kind(), ErrorKind::Network, "{}", f.error.message);
@@ -552,12 +549,8 @@ fn the_caldav_connector_sends_its_invitations_over_smtp_too() {
     let key = format!("mbx-paul/{}/create/v1", rec.id);
     let create = create_intent(&rec, &key);
     for _ in 0..2 {
-        let outcome = c.execute(Intent {
-            id: EventId::from_u128(1),
-            event: &create,
-            record: Some(&rec),
-        });
-        assert!(matches!(outcome, Event::IntentSucceeded(_)), "{outcome:?}");
+        let outcome = c.execute(intent(EventId::from_u128(1), &create, Some(&rec)));
+        assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
     }
     let id = message_id(&key, JAYNE.0);
     let got = read_back(JAYNE, &id, 2, Duration::from_secs(3));
@@ -581,7 +574,7 @@ fn tls_required_by_the_configuration_and_not_offered_is_a_tls_failure() {
         });
         let rec = meeting("apt-tls", "Planning");
         let create = create_intent(&rec, &format!("mbx-paul/apt-tls/{}", run_id()));
-        let Event::IntentFailed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
+        let Outcome::Failed(f) = execute(&mut s, 1, &create, Some(&rec)) else {
             panic!("{mode:?}: expected intent_failed");
         };
         assert_eq!(

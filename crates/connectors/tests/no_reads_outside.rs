@@ -16,12 +16,7 @@ const MARKER: &str = "SECRET-MARKER-7f3a9c";
 /// Everything a listing hands on (observations bound for the journal, failures bound for the
 /// journal and the log), as text.
 fn everything(l: &ledgersync_connectors::Listing) -> String {
-    format!(
-        "{:?} {:?} {}",
-        l.observations,
-        l.failures,
-        l.cursor.as_str()
-    )
+    format!("{:?} {:?} {}", events(l), l.failures, l.cursor.as_str())
 }
 
 #[test]
@@ -56,7 +51,7 @@ fn links_out_of_a_collection_are_never_followed_and_are_reported_by_name() {
             "the environment reached the listing: {var}"
         );
     }
-    let json = serde_json::to_string(&l.observations).unwrap();
+    let json = serde_json::to_string(&events(&l)).unwrap();
     assert!(!json.contains(MARKER), "{json}");
 
     // Only the real file is seen.

@@ -3,8 +3,8 @@
 
 mod support;
 
-use ledgersync_connectors::{Cursor, Listing};
-use ledgersync_domain::event::{Event, RemoteFields, TrackedBy};
+use ledgersync_connectors::{Cursor, Listing, ListingEnd, Observation};
+use ledgersync_domain::event::{RemoteFields, TrackedBy};
 use std::fs;
 use support::*;
 
@@ -45,7 +45,7 @@ fn first_listing_sees_every_item_with_fields_and_tracking() {
         }
     );
     assert_eq!(k.tracked, None);
-    assert!(matches!(l.terminal(), Event::ListingCompleted(c) if c.items == 2));
+    assert!(matches!(&l.end, ListingEnd::Completed(c) if c.items == 2));
 }
 
 #[test]
@@ -146,13 +146,13 @@ fn deletions_listed(l: &Listing) -> Vec<String> {
     let at = l
         .observations
         .iter()
-        .position(|e| matches!(e, Event::DeletionsListed(_)));
+        .position(|e| matches!(e, Observation::DeletionsListed(_)));
     let first_gone = l
         .observations
         .iter()
-        .position(|e| matches!(e, Event::ItemGone(_)));
+        .position(|e| matches!(e, Observation::Gone(_)));
     match at.map(|i| &l.observations[i]) {
-        Some(Event::DeletionsListed(d)) => {
+        Some(Observation::DeletionsListed(d)) => {
             assert!(at < first_gone, "the count comes before the item_gones");
             d.remotes.iter().map(|r| r.to_string()).collect()
         }
@@ -184,8 +184,8 @@ fn r25_an_emptied_directory_completes_with_the_count_and_its_item_gones() {
     ];
     assert_eq!(deletions_listed(&second), all);
     assert_eq!(gone(&second), all);
-    match second.terminal() {
-        Event::ListingCompleted(c) => assert_eq!(c.items, 3, "the changes, not the count"),
+    match &second.end {
+        ListingEnd::Completed(c) => assert_eq!(c.items, 3, "the changes, not the count"),
         other => panic!("expected listing_completed, got {other:?}"),
     }
     // Reported once: the next listing knows nothing of them.
@@ -221,9 +221,9 @@ fn r25_an_unreadable_or_missing_directory_is_a_failed_listing() {
     fs::write(&f.calendar, "a file where a directory was").unwrap();
     fs::remove_dir_all(&f.contacts).unwrap();
     let second = f.list(&first.cursor);
-    assert_eq!(second.observations.len(), 1);
-    match second.terminal() {
-        Event::ListingFailed(e) => assert_eq!(e.error.code, "not_found"),
+    assert!(second.observations.is_empty());
+    match &second.end {
+        ListingEnd::Failed(e) => assert_eq!(e.error.code, "not_found"),
         other => panic!("expected listing_failed, got {other:?}"),
     }
     assert_eq!(
@@ -265,8 +265,8 @@ fn r25_one_unreadable_collection_makes_the_listing_partial_and_withholds_deletes
 fn a_foreign_cursor_is_a_failed_listing() {
     let mut f = Fixture::new();
     let l = f.list(&Cursor::from_text("UIDVALIDITY 42"));
-    match l.terminal() {
-        Event::ListingFailed(e) => assert_eq!(e.error.code, "cursor"),
+    match &l.end {
+        ListingEnd::Failed(e) => assert_eq!(e.error.code, "cursor"),
         other => panic!("expected listing_failed, got {other:?}"),
     }
 }
@@ -275,7 +275,7 @@ fn a_foreign_cursor_is_a_failed_listing() {
 fn empty_collections_with_nothing_known_list_as_complete() {
     let mut f = Fixture::new();
     let l = f.list(&Cursor::initial());
-    assert!(matches!(l.terminal(), Event::ListingCompleted(c) if c.items == 0));
+    assert!(matches!(&l.end, ListingEnd::Completed(c) if c.items == 0));
     assert!(l.cursor.is_initial());
 }
 

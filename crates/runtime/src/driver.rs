@@ -57,7 +57,7 @@ use crate::sink::{BusSink, OBSERVATION_CHUNK, Replies, Reply, Sink};
 use crate::throttle::{Credential, Throttle};
 use actix::{Addr, MailboxError};
 use ledgersync_bus::BusMessage;
-use ledgersync_connectors::{Connector, Cursor, Intent, ItemFailure, Listing};
+use ledgersync_connectors::{Connector, Cursor, Intent, IntentCall, ItemFailure, Listing, Outcome};
 use ledgersync_domain::event::{ItemFailed, ServerError, Workload};
 use ledgersync_domain::policy::cursor_reset;
 use ledgersync_domain::policy::retry_after::credential_hold;
@@ -311,21 +311,20 @@ impl Driver {
             .call(move |connector| connector.list_changes(&cursor))
             .await?;
         let Listing {
-            mut observations,
+            observations,
+            end,
             failures,
             cursor,
         } = listing;
         // Each item failure is recorded as an `item_failed` (R12, R79), before the terminal
         // event, so the listing's end sees every failure it found.
-        let workload = observations
-            .last()
-            .and_then(listing_workload)
-            .unwrap_or(Workload::Act);
-        let at = observations.len().saturating_sub(1);
-        for failure in failures.iter().rev() {
+        let workload = end.workload();
+        let mut observations: Vec<Event> = observations.into_iter().map(Event::from).collect();
+        for failure in &failures {
             tracing::warn!(mailbox = %self.mailbox, item = %failure.item, error = %failure.error, "item not readable; recorded as item_failed, kept as known, never deleted");
-            observations.insert(at, item_failed(workload, failure));
+            observations.push(item_failed(workload, failure));
         }
+        observations.push(end.into());
         let terminal = observations.last().map(Event::name).unwrap_or("none");
         if let Some(Event::ListingFailed(f)) = observations.last() {
             self.honour_retry_after(&f.error);
@@ -422,21 +421,23 @@ impl Driver {
                 .or_else(|| state.links.get(intent_record).map(|l| &l.synced))
                 .map(|r| r.as_ref().clone());
             let event = known.event.clone();
+            // Only an intent for the mail server reaches the connector: an event the state
+            // counts as one but the journal does not is a disagreement to rebuild from.
             let outcome = self
                 .call(move |connector| {
-                    connector.execute(Intent {
-                        id,
-                        event: &event,
-                        record: record.as_ref(),
-                    })
+                    Intent::of(id, &event, record.as_ref()).map(|intent| connector.execute(intent))
                 })
-                .await?;
-            if let Event::IntentFailed(f) = &outcome {
+                .await?
+                .ok_or_else(|| DriverError::IntentMissing {
+                    mailbox: self.mailbox.clone(),
+                    intent: id,
+                })?;
+            if let Outcome::Failed(f) = &outcome {
                 self.honour_retry_after(&f.error);
                 tracing::warn!(mailbox = %self.mailbox, intent = %id, code = %f.error.code, error = %f.error.message, "intent failed");
             }
             let incoming = Incoming {
-                event: outcome.clone(),
+                event: outcome.clone().into(),
                 id: IdGen.next(),
                 causation: vec![id],
                 correlation: known.correlation,
@@ -451,13 +452,16 @@ impl Driver {
                     .connector
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                connector.remember(&self.cursor, &known.event, &outcome)
+                match IntentCall::of(&known.event) {
+                    Some(intent) => connector.remember(&self.cursor, intent, &outcome),
+                    None => self.cursor.clone(),
+                }
             };
             if remembered != self.cursor {
                 store_cursor(&self.cursor_path, &remembered)?;
                 self.cursor = remembered;
             }
-            report.outcomes.push((id, outcome));
+            report.outcomes.push((id, outcome.into()));
         }
         Ok(report)
     }
@@ -762,16 +766,6 @@ fn find_indexed(
         .read_positions(&positions)?
         .into_iter()
         .find(|e| e.event_id == id && &e.stream == stream))
-}
-
-/// The workload of a terminal listing event.
-fn listing_workload(event: &Event) -> Option<Workload> {
-    match event {
-        Event::ListingCompleted(p) => Some(p.workload),
-        Event::ListingPartial(p) => Some(p.workload),
-        Event::ListingFailed(p) => Some(p.workload),
-        _ => None,
-    }
 }
 
 /// The `item_failed` observation of a connector's item failure.

@@ -3,7 +3,7 @@
 //! `VdirConnector`, files are written and read on disk.
 
 use actix::{Actor, Addr, System};
-use ledgersync_connectors::{Connector, Intent, VdirConfig, VdirConnector};
+use ledgersync_connectors::{Connector, Intent, Outcome, VdirConfig, VdirConnector};
 use ledgersync_domain::event::*;
 use ledgersync_domain::records::*;
 use ledgersync_domain::state::LinkStatus;
@@ -706,12 +706,10 @@ fn a_restart_re_executes_pending_intents_exactly_once() {
         let mut raw = connector(&w);
         for (id, event) in intent_events(w.journal.as_ref()) {
             if let Some(p) = s.intents.get(&id) {
-                let outcome = raw.execute(Intent {
-                    id,
-                    event: &event,
-                    record: records.get(&p.record).map(|r| r.as_ref()),
-                });
-                assert!(matches!(outcome, Event::IntentSucceeded(_)), "{outcome:?}");
+                let intent = Intent::of(id, &event, records.get(&p.record).map(|r| r.as_ref()))
+                    .expect("a mail-side intent");
+                let outcome = raw.execute(intent);
+                assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
             }
         }
         assert_eq!(items(&w.calendar).len(), 3, "apt-2 deleted, apt-4 created");
@@ -861,20 +859,21 @@ impl Connector for Busy {
             .as_millis() as i64
             + 600_000;
         ledgersync_connectors::Listing {
-            observations: vec![Event::ListingFailed(ListingFailed {
+            observations: vec![],
+            end: ledgersync_connectors::ListingEnd::Failed(ListingFailed {
                 workload: Workload::Act,
                 error: ServerError {
                     code: "503".into(),
                     message: "try again later".into(),
                     retry_after: Some(ledgersync_domain::Timestamp(in_ten_minutes)),
                 },
-            })],
+            }),
             failures: vec![],
             cursor: ledgersync_connectors::Cursor::initial(),
         }
     }
 
-    fn execute(&mut self, intent: Intent<'_>) -> Event {
+    fn execute(&mut self, intent: Intent<'_>) -> Outcome {
         panic!("nothing to execute: {:?}", intent.id)
     }
 }

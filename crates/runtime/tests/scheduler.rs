@@ -497,16 +497,20 @@ impl ledgersync_connectors::Connector for Slow {
         std::thread::sleep(Duration::from_millis(100));
         self.in_flight.fetch_sub(1, SeqCst);
         ledgersync_connectors::Listing {
-            observations: vec![Event::ListingCompleted(ListingCompleted {
+            observations: vec![],
+            end: ledgersync_connectors::ListingEnd::Completed(ListingCompleted {
                 workload: Workload::Act,
                 items: 0,
-            })],
+            }),
             failures: vec![],
             cursor: ledgersync_connectors::Cursor::initial(),
         }
     }
 
-    fn execute(&mut self, intent: ledgersync_connectors::Intent<'_>) -> Event {
+    fn execute(
+        &mut self,
+        intent: ledgersync_connectors::Intent<'_>,
+    ) -> ledgersync_connectors::Outcome {
         panic!("nothing to execute: {:?}", intent.id)
     }
 }

@@ -15,8 +15,7 @@
 //! Fields are separated by a tab (`␉` above). Items follow their collection's line. An item ledgersync created and no listing saw yet has
 //! the version `unlisted` (never an ETag, which is quoted).
 
-use crate::connector::Cursor;
-use ledgersync_domain::event::Event;
+use crate::connector::{Cursor, IntentCall, Outcome};
 use std::collections::BTreeMap;
 
 const HEADER: &str = "dav 1";
@@ -157,8 +156,8 @@ fn parent(href: &str) -> Option<&str> {
 /// known as `unlisted` (the next listing reports it seen, or gone if someone deleted it
 /// meanwhile); a deleted one is marked deleted by ledgersync (its absence is explained to the
 /// mass-delete guard). Updates are left to the listing.
-pub(crate) fn remember(cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
-    let Event::IntentSucceeded(done) = outcome else {
+pub(crate) fn remember(cursor: &Cursor, intent: IntentCall<'_>, outcome: &Outcome) -> Cursor {
+    let Outcome::Succeeded(done) = outcome else {
         return cursor.clone();
     };
     let Some(remote) = &done.remote else {
@@ -173,7 +172,7 @@ pub(crate) fn remember(cursor: &Cursor, intent: &Event, outcome: &Event) -> Curs
         return cursor.clone();
     }
     match intent {
-        Event::CreateIntent(_) => {
+        IntentCall::Create(_) => {
             if state.collection_of(href).is_none() {
                 let Some(p) = parent(href) else {
                     return cursor.clone();
@@ -192,7 +191,7 @@ pub(crate) fn remember(cursor: &Cursor, intent: &Event, outcome: &Event) -> Curs
                 },
             );
         }
-        Event::DeleteIntent(_) => {
+        IntentCall::Delete(_) => {
             let Some(c) = state.collection_of(href) else {
                 return cursor.clone();
             };
@@ -201,7 +200,7 @@ pub(crate) fn remember(cursor: &Cursor, intent: &Event, outcome: &Event) -> Curs
                 _ => return cursor.clone(),
             }
         }
-        _ => return cursor.clone(),
+        IntentCall::Update(_) | IntentCall::Cancel(_) => return cursor.clone(),
     }
     state.encode()
 }
@@ -260,8 +259,8 @@ mod tests {
         assert!(State::decode(&Cursor::from_text("dav 1\nX\n")).is_err());
     }
 
-    fn outcome(remote: &str) -> Event {
-        Event::IntentSucceeded(ledgersync_domain::event::IntentSucceeded {
+    fn outcome(remote: &str) -> Outcome {
+        Outcome::Succeeded(ledgersync_domain::event::IntentSucceeded {
             intent: ledgersync_domain::EventId::from_u128(1),
             remote: Some(ledgersync_domain::RemoteId::new(remote)),
             etag: Some("\"9\"".into()),
@@ -273,7 +272,7 @@ mod tests {
     fn remember_knows_a_created_item_as_unlisted_and_marks_a_delete() {
         use ledgersync_domain::event::{Basis, CreateIntent, DeleteIntent, ItemWrite, Side};
         use ledgersync_domain::records::ShowAs;
-        let create = Event::CreateIntent(CreateIntent {
+        let create = CreateIntent {
             basis: Basis::default(),
             record: ledgersync_domain::RecordId::new("apt-1"),
             remote: None,
@@ -289,9 +288,10 @@ mod tests {
                 actual_start: None,
             },
             key: "k".into(),
-        });
+        };
+        let create = IntentCall::Create(&create);
         // Before any listing: the collection becomes known, without a token.
-        let c = remember(&Cursor::initial(), &create, &outcome("/alice/work/a.ics"));
+        let c = remember(&Cursor::initial(), create, &outcome("/alice/work/a.ics"));
         let state = State::decode(&c).unwrap();
         let work = &state.collections["/alice/work/"];
         assert_eq!(work.token, "");
@@ -300,19 +300,20 @@ mod tests {
             Some(UNLISTED)
         );
 
-        let delete = Event::DeleteIntent(DeleteIntent {
+        let delete = DeleteIntent {
             basis: Basis::default(),
             record: ledgersync_domain::RecordId::new("apt-1"),
             remote: None,
             target: Side::MailServer,
             key: "k2".into(),
-        });
-        let c = remember(&c, &delete, &outcome("/alice/work/a.ics"));
+        };
+        let delete = IntentCall::Delete(&delete);
+        let c = remember(&c, delete, &outcome("/alice/work/a.ics"));
         assert!(
             State::decode(&c).unwrap().collections["/alice/work/"].items["/alice/work/a.ics"]
                 .deleted
         );
         // Not an item (a cancellation), or a failure: unchanged.
-        assert_eq!(remember(&c, &delete, &outcome("mail/x")), c);
+        assert_eq!(remember(&c, delete, &outcome("mail/x")), c);
     }
 }

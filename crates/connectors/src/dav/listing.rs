@@ -18,11 +18,11 @@ use super::DavConnector;
 use super::cursor::{Collection, Known, State};
 use super::http::{DavError, MAX_DOCUMENT};
 use super::xml::{self, CALDAV, CARDDAV, DAV};
-use crate::connector::{Cursor, ItemFailure, Listing};
+use crate::connector::{Cursor, ItemFailure, Listing, ListingEnd, Observation};
 use crate::hash::fnv1a64;
 use crate::parse;
 use ledgersync_domain::event::{
-    CursorReset, DeletionsListed, Event, ItemGone, ItemSeen, ListingCompleted, ListingFailed,
+    CursorReset, DeletionsListed, ItemGone, ItemSeen, ListingCompleted, ListingFailed,
     ListingPartial, RemoteItem, ServerError, Workload,
 };
 use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
@@ -42,7 +42,7 @@ const MAX_PARTS: usize = 1000;
 struct Found {
     /// The collection's state after the listing, with the missing items removed.
     next: Collection,
-    seen: Vec<Event>,
+    seen: Vec<Observation>,
     failures: Vec<ItemFailure>,
     /// Known items confirmed missing, and whether ledgersync deleted each itself.
     missing: Vec<(String, bool)>,
@@ -105,7 +105,7 @@ impl DavConnector {
             seen.append(&mut found.seen);
             failures.append(&mut found.failures);
             if let Some(reason) = found.reset.take() {
-                resets.push(Event::CursorReset(CursorReset {
+                resets.push(Observation::CursorReset(CursorReset {
                     workload: Workload::Act,
                     reason,
                 }));
@@ -153,10 +153,10 @@ impl DavConnector {
         );
         let mut observations = resets;
         observations.append(&mut seen);
-        if partial.is_empty() {
+        let end = if partial.is_empty() {
             let mut changes = observations
                 .iter()
-                .filter(|e| matches!(e, Event::ItemSeen(_)))
+                .filter(|e| matches!(e, Observation::Seen(_)))
                 .count();
             // The cycle's deletes, listed before their `item_gone`s: the domain's delete
             // breaker weighs them together (R25).
@@ -165,7 +165,7 @@ impl DavConnector {
                 .flat_map(|(_, _, missing)| missing.iter().cloned().map(RemoteId::new))
                 .collect();
             if !gone.is_empty() {
-                observations.push(Event::DeletionsListed(DeletionsListed {
+                observations.push(Observation::DeletionsListed(DeletionsListed {
                     workload: Workload::Act,
                     remotes: gone,
                 }));
@@ -173,15 +173,15 @@ impl DavConnector {
             for (_, _, missing) in confirmed {
                 for remote in missing {
                     changes += 1;
-                    observations.push(Event::ItemGone(ItemGone {
+                    observations.push(Observation::Gone(ItemGone {
                         remote: RemoteId::new(remote),
                     }));
                 }
             }
-            observations.push(Event::ListingCompleted(ListingCompleted {
+            ListingEnd::Completed(ListingCompleted {
                 workload: Workload::Act,
                 items: changes as u32,
-            }));
+            })
         } else {
             // Deletes of a partial listing are withheld too: the items stay known, and the
             // collection keeps its old token so that the next listing sees them again.
@@ -190,13 +190,14 @@ impl DavConnector {
                     withhold(c, &old, &missing);
                 }
             }
-            observations.push(Event::ListingPartial(ListingPartial {
+            ListingEnd::Partial(ListingPartial {
                 workload: Workload::Act,
                 reason: partial.join("; "),
-            }));
-        }
+            })
+        };
         Listing {
             observations,
+            end,
             failures,
             cursor: next.encode(),
         }
@@ -343,7 +344,7 @@ impl DavConnector {
                     }
                     Ok(parsed) => {
                         if known.and_then(|k| k.etag.as_deref()) != Some(etag.as_str()) {
-                            seen.push(Event::ItemSeen(ItemSeen {
+                            seen.push(Observation::Seen(ItemSeen {
                                 item: RemoteItem {
                                     remote: RemoteId::new(href.clone()),
                                     etag: etag.clone(),
@@ -670,10 +671,11 @@ fn too_large(href: &str, entity: Option<Entity>, len: Option<u64>, max: u64) -> 
 
 fn failed_listing(cursor: &Cursor, error: ServerError) -> Listing {
     Listing {
-        observations: vec![Event::ListingFailed(ListingFailed {
+        observations: Vec::new(),
+        end: ListingEnd::Failed(ListingFailed {
             workload: Workload::Act,
             error,
-        })],
+        }),
         failures: Vec::new(),
         cursor: cursor.clone(),
     }

@@ -33,13 +33,14 @@ mod writes;
 mod xml;
 
 use crate::compose;
-use crate::connector::{BeforeWrite, Connector, Cursor, Intent, Listing, WriteHook};
+use crate::connector::{
+    BeforeWrite, Connector, Cursor, Intent, IntentCall, Listing, Outcome, WriteHook,
+};
 use crate::delivery::MeetingDelivery;
 use crate::imip::Meeting;
 use crate::smtp::SmtpConfig;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
 use http::{DavError, Http};
-use ledgersync_domain::event::Event;
 use reqwest::Url;
 use std::collections::HashMap;
 use std::fmt;
@@ -225,11 +226,11 @@ impl Connector for DavConnector {
         self.list(cursor)
     }
 
-    fn execute(&mut self, intent: Intent<'_>) -> Event {
+    fn execute(&mut self, intent: Intent<'_>) -> Outcome {
         self.carry_out(intent)
     }
 
-    fn remember(&self, cursor: &Cursor, intent: &Event, outcome: &Event) -> Cursor {
+    fn remember(&self, cursor: &Cursor, intent: IntentCall<'_>, outcome: &Outcome) -> Cursor {
         cursor::remember(cursor, intent, outcome)
     }
 }

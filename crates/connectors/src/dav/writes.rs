@@ -22,41 +22,32 @@ use super::DavConnector;
 use super::http::{Answer, DavError};
 use super::xml::DAV;
 use crate::compose;
-use crate::connector::{Intent, failed, succeeded};
+use crate::connector::{Intent, IntentCall, Outcome, failed, succeeded};
 use crate::hash::fnv1a64;
 use crate::imip::{self, Meeting};
 use crate::writes::{slug, uid_of};
 use ledgersync_domain::event::{
-    CancelIntent, CreateIntent, DeleteIntent, Event, ItemWrite, Side, UpdateIntent,
+    CancelIntent, CreateIntent, DeleteIntent, ItemWrite, Side, UpdateIntent,
 };
 use ledgersync_domain::records::{Record, RecordBody};
 use ledgersync_domain::{ErrorKind, EventId, RecordId, RemoteId};
 use reqwest::Url;
 
 impl DavConnector {
-    pub(crate) fn carry_out(&mut self, intent: Intent<'_>) -> Event {
+    pub(crate) fn carry_out(&mut self, intent: Intent<'_>) -> Outcome {
         let id = intent.id;
-        match intent.event {
-            Event::CreateIntent(p) if p.target == Side::Crm => crm_side(id, "create", &p.key),
-            Event::UpdateIntent(p) if p.target == Side::Crm => crm_side(id, "update", &p.key),
-            Event::DeleteIntent(p) if p.target == Side::Crm => crm_side(id, "delete", &p.key),
-            Event::CreateIntent(p) => self.create(id, p, intent.record),
-            Event::UpdateIntent(p) => self.update(id, p, intent.record),
-            Event::DeleteIntent(p) => self.delete(id, p),
-            Event::CancelIntent(p) => self.cancel(id, p, intent.record),
-            other => failed(
-                id,
-                ErrorKind::Unsupported,
-                format!(
-                    "`{}` is not an intent; only create, update, delete and cancel intents are \
-                     carried out",
-                    other.name()
-                ),
-            ),
+        match intent.call {
+            IntentCall::Create(p) if p.target == Side::Crm => crm_side(id, "create", &p.key),
+            IntentCall::Update(p) if p.target == Side::Crm => crm_side(id, "update", &p.key),
+            IntentCall::Delete(p) if p.target == Side::Crm => crm_side(id, "delete", &p.key),
+            IntentCall::Create(p) => self.create(id, p, intent.record),
+            IntentCall::Update(p) => self.update(id, p, intent.record),
+            IntentCall::Delete(p) => self.delete(id, p),
+            IntentCall::Cancel(p) => self.cancel(id, p, intent.record),
         }
     }
 
-    fn create(&mut self, id: EventId, p: &CreateIntent, record: Option<&Record>) -> Event {
+    fn create(&mut self, id: EventId, p: &CreateIntent, record: Option<&Record>) -> Outcome {
         let fail = |e: DavError| failed(id, e.kind, format!("create `{}`: {e}", p.key));
         let Some(record) = record else {
             return failed(
@@ -153,7 +144,7 @@ impl DavConnector {
         )
     }
 
-    fn update(&mut self, id: EventId, p: &UpdateIntent, record: Option<&Record>) -> Event {
+    fn update(&mut self, id: EventId, p: &UpdateIntent, record: Option<&Record>) -> Outcome {
         let fail = |e: DavError| failed(id, e.kind, format!("update `{}`: {e}", p.key));
         let url = match self.locate(p.remote.as_ref(), &p.record) {
             Ok(Some(url)) => url,
@@ -236,7 +227,7 @@ impl DavConnector {
         self.written(id, "update", &p.key, &p.item, record, &url, etag, &edited)
     }
 
-    fn delete(&mut self, id: EventId, p: &DeleteIntent) -> Event {
+    fn delete(&mut self, id: EventId, p: &DeleteIntent) -> Outcome {
         let fail = |e: DavError| failed(id, e.kind, format!("delete `{}`: {e}", p.key));
         let url = match self.locate(p.remote.as_ref(), &p.record) {
             Ok(Some(url)) => url,
@@ -286,7 +277,7 @@ impl DavConnector {
         }
     }
 
-    fn cancel(&mut self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Event {
+    fn cancel(&mut self, id: EventId, p: &CancelIntent, record: Option<&Record>) -> Outcome {
         let delivery = self.config.meeting_delivery();
         let owner = self.config.owner.clone();
         let meeting = || {
@@ -319,7 +310,7 @@ impl DavConnector {
         url: &Url,
         etag: Option<String>,
         text: &str,
-    ) -> Event {
+    ) -> Outcome {
         if write.notify_attendees
             && let Some(record) = record
             && record.appointment().is_some()
@@ -476,7 +467,7 @@ fn is_card(text: &str) -> bool {
         .is_some_and(|b| b.eq_ignore_ascii_case("BEGIN:VCARD"))
 }
 
-fn crm_side(id: EventId, what: &str, key: &str) -> Event {
+fn crm_side(id: EventId, what: &str, key: &str) -> Outcome {
     failed(
         id,
         ErrorKind::Unsupported,

@@ -3,7 +3,9 @@
 
 pub mod dav;
 
-use ledgersync_connectors::{Connector, Cursor, Listing, VdirConfig, VdirConnector};
+use ledgersync_connectors::{
+    Connector, Cursor, Intent, IntentCall, Listing, Observation, VdirConfig, VdirConnector,
+};
 use ledgersync_domain::event::{Event, RemoteItem};
 use ledgersync_domain::records::*;
 use ledgersync_domain::time::timestamp_from_civil;
@@ -77,7 +79,7 @@ pub fn seen(listing: &Listing) -> Vec<&RemoteItem> {
         .observations
         .iter()
         .filter_map(|e| match e {
-            Event::ItemSeen(s) => Some(&s.item),
+            Observation::Seen(s) => Some(&s.item),
             _ => None,
         })
         .collect()
@@ -88,14 +90,19 @@ pub fn gone(listing: &Listing) -> Vec<String> {
         .observations
         .iter()
         .filter_map(|e| match e {
-            Event::ItemGone(g) => Some(g.remote.0.clone()),
+            Observation::Gone(g) => Some(g.remote.0.clone()),
             _ => None,
         })
         .collect()
 }
 
 pub fn terminal(listing: &Listing) -> &'static str {
-    listing.terminal().name()
+    listing.end.name()
+}
+
+/// The listing as the events the driver gives the mailbox, the terminal event last.
+pub fn events(listing: &Listing) -> Vec<Event> {
+    listing.clone().events()
 }
 
 fn party(user: Option<&str>, email: &str, name: &str) -> Party {
@@ -164,5 +171,30 @@ pub fn contact_record(id: &str, name: &str, email: &str) -> Record {
             company: "Serenity".into(),
             state: ContactState::Active,
         }),
+    }
+}
+
+/// The intent of `event` for a connector, whichever side it targets (a test may hand a
+/// connector a CRM-side intent; the runtime never does).
+pub fn call(event: &Event) -> IntentCall<'_> {
+    match event {
+        Event::CreateIntent(p) => IntentCall::Create(p),
+        Event::UpdateIntent(p) => IntentCall::Update(p),
+        Event::DeleteIntent(p) => IntentCall::Delete(p),
+        Event::CancelIntent(p) => IntentCall::Cancel(p),
+        other => panic!("`{}` is not an intent", other.name()),
+    }
+}
+
+/// The intent `id` of `event`, with its CRM row.
+pub fn intent<'a>(
+    id: ledgersync_domain::EventId,
+    event: &'a Event,
+    record: Option<&'a Record>,
+) -> Intent<'a> {
+    Intent {
+        id,
+        call: call(event),
+        record,
     }
 }
