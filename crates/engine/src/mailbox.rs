@@ -25,6 +25,7 @@ use ledgersync_domain::{
     StreamId, Timestamp, decide,
 };
 use ledgersync_journal::{ExpectedSeq, Journal, Snapshot};
+use std::sync::Arc;
 
 /// How many of a mailbox's latest observation ids its core remembers, to record an
 /// observation delivered twice only once. A bus redelivers at most a consumer's unsettled
@@ -70,7 +71,9 @@ impl RecentIds {
 pub struct MailboxCore {
     id: MailboxId,
     stream: StreamId,
-    state: MailboxState,
+    /// Shared with the views taken of it (`shared_state`): an apply copies it only while a
+    /// view is still held.
+    state: Arc<MailboxState>,
     head: u64,
     since_snapshot: u64,
     recent: RecentIds,
@@ -139,7 +142,7 @@ impl MailboxCore {
         Self {
             stream: StreamId::mailbox(&id),
             id,
-            state: MailboxState::default(),
+            state: Arc::new(MailboxState::default()),
             head: 0,
             since_snapshot: 0,
             recent: RecentIds::default(),
@@ -155,7 +158,7 @@ impl MailboxCore {
         if let Some(snap) = journal.load_snapshot(&core.stream)?
             && let Ok(state) = MailboxState::from_snapshot(&snap.bytes)
         {
-            core.state = state;
+            core.state = Arc::new(state);
             from = snap.seq + 1;
         }
         let head = journal.stream_head(&core.stream)?;
@@ -192,7 +195,7 @@ impl MailboxCore {
                     core.recent.push(env.event_id);
                 }
                 let stored = Stored::decode(env)?;
-                core.state.apply_owned(stored.meta(), stored.event);
+                Arc::make_mut(&mut core.state).apply_owned(stored.meta(), stored.event);
             }
         }
         core.head = head;
@@ -214,6 +217,12 @@ impl MailboxCore {
     /// The state.
     pub fn state(&self) -> &MailboxState {
         &self.state
+    }
+
+    /// The state as a view to hand out without copying it (the next apply copies it only if
+    /// the view is still held then).
+    pub fn shared_state(&self) -> Arc<MailboxState> {
+        Arc::clone(&self.state)
     }
 
     /// Whether this mailbox records `event` now: every observation except a CRM command's
@@ -291,9 +300,10 @@ impl MailboxCore {
         let at = prepared.at;
         let (obs_id, obs) = prepared.obs;
         self.recent.push(obs_id);
-        self.state.apply(EventMeta { id: obs_id, at }, &obs);
+        let state = Arc::make_mut(&mut self.state);
+        state.apply(EventMeta { id: obs_id, at }, &obs);
         for (id, d) in &prepared.decisions {
-            self.state.apply(EventMeta { id: *id, at }, &d.event);
+            state.apply(EventMeta { id: *id, at }, &d.event);
         }
         let n = 1 + prepared.decisions.len() as u64;
         self.head += n;

@@ -137,8 +137,9 @@ pub struct Inspect;
 /// A mailbox as its actor holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MailboxView {
-    /// The state.
-    pub state: MailboxState,
+    /// The state, shared with the actor (no copy: the actor's next change copies it if this
+    /// view is still held).
+    pub state: std::sync::Arc<MailboxState>,
     /// The last seq of the stream the state includes.
     pub head: u64,
     /// The engine clock when the view was taken: what "due" means for a pending intent's
@@ -426,7 +427,7 @@ impl Handler<Inspect> for MailboxActor {
     fn handle(&mut self, _msg: Inspect, _ctx: &mut Context<Self>) -> Self::Result {
         match &self.phase {
             Phase::Active(core) => Ok(MailboxView {
-                state: core.state().clone(),
+                state: core.shared_state(),
                 head: core.head(),
                 now: self.env.clock.now(),
             }),

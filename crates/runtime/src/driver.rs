@@ -467,7 +467,7 @@ impl Driver {
     }
 
     /// The mailbox state, from its actor, and the engine clock's time when it was read.
-    async fn state(&self) -> Result<(MailboxState, Timestamp), DriverError> {
+    async fn state(&self) -> Result<(std::sync::Arc<MailboxState>, Timestamp), DriverError> {
         let view = self
             .registry
             .send(InspectMailbox::new(self.mailbox.clone()))

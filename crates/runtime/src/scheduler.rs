@@ -445,7 +445,10 @@ impl Scheduler {
         }
     }
 
-    async fn state(&self, mailbox: &MailboxId) -> Result<MailboxState, SchedulerError> {
+    async fn state(
+        &self,
+        mailbox: &MailboxId,
+    ) -> Result<std::sync::Arc<MailboxState>, SchedulerError> {
         let view = self
             .registry
             .send(InspectMailbox::new(mailbox.clone()))

@@ -312,7 +312,7 @@ fn passivate_then_reactivate_yields_the_live_state() {
         assert_eq!((&again.state, again.head), (&live.state, live.head));
         let folded = ledgersync_engine::engine::rebuild_states(w.journal.as_ref())
             .expect("fold the journal");
-        assert_eq!(folded[&mailbox(1)], live.state);
+        assert_eq!(folded[&mailbox(1)], *live.state);
 
         // And it carries on from there.
         assert!(observe(&registry, 1, contact(1, 50, 1)).await > 0);
@@ -402,7 +402,7 @@ fn an_actor_stopped_by_a_conflict_restarts_from_its_log() {
         assert_eq!(view.head, stream.len() as u64);
         assert!(view.state.records.contains_key(&RecordId::new("con-1-70")));
         let folded = ledgersync_engine::engine::rebuild_states(w.journal.as_ref()).unwrap();
-        assert_eq!(folded[&mailbox(1)], view.state);
+        assert_eq!(folded[&mailbox(1)], *view.state);
 
         // No decision lost or doubled: the stream holds exactly the decisions answered (ours
         // and the other writer's), each observation once, and replay reproduces them all.

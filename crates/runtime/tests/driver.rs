@@ -116,6 +116,8 @@ async fn state(registry: &Addr<Registry>) -> MailboxState {
         .expect("registry alive")
         .expect("mailbox active")
         .state
+        .as_ref()
+        .clone()
 }
 
 fn party(user: Option<&str>, email: &str) -> Party {

@@ -106,6 +106,8 @@ async fn state(registry: &Addr<Registry>, mailbox: &str) -> MailboxState {
         .expect("registry alive")
         .expect("mailbox active")
         .state
+        .as_ref()
+        .clone()
 }
 
 async fn act_next_run(registry: &Addr<Registry>, mailbox: &str) -> Option<Timestamp> {
