@@ -428,7 +428,16 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
                  run `ledgersync mailbox test-enable {mailbox}` first (R6)"
             );
         }
-        service.push(id.clone());
+        // A mailbox already due runs at the scheduler's first tick; a push would run it a
+        // second time. One that is not due yet is pushed.
+        let due = view
+            .state
+            .workload(Workload::Act)
+            .next_run
+            .is_none_or(|at| at <= view.now);
+        if !due {
+            service.push(id.clone());
+        }
         let ran = tokio::time::timeout(SYNC_WAIT, async {
             while let Some(mut tick) = ticks.recv().await {
                 if let Some(i) = tick.ran.iter().position(|r| r.mailbox == id) {
