@@ -618,6 +618,41 @@ pub fn edit_card(text: &str, write: &ItemWrite, record: Option<&Record>) -> Stri
     fold(&lines)
 }
 
+/// The text of an update: only the fields ledgersync owns edited in the item as it is
+/// (`edit_calendar` for a calendar object, `edit_card` for a vCard). `None`: a calendar object
+/// with no VEVENT or VTODO to edit.
+pub(crate) fn edit_item(
+    calendar: bool,
+    text: &str,
+    write: &ItemWrite,
+    record: Option<&Record>,
+    mailbox: Mailbox<'_>,
+) -> Option<String> {
+    if calendar {
+        edit_calendar(text, write, record, mailbox)
+    } else {
+        Some(edit_card(text, write, record))
+    }
+}
+
+/// What ledgersync writes must read back as the next listing will read it: `Err` says why
+/// not (the write is refused as `malformed` and nothing is written).
+pub(crate) fn parses_back(
+    calendar: bool,
+    text: &str,
+    tracking_category: &str,
+    zone: Option<Tz>,
+) -> Result<(), String> {
+    let parsed = if calendar {
+        crate::parse::calendar(text, tracking_category, zone)
+    } else {
+        crate::parse::card(text, tracking_category)
+    };
+    parsed
+        .map(|_| ())
+        .map_err(|e| format!("the item written would not parse back ({e})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,7 +149,13 @@ impl VdirConnector {
                 );
             }
         };
-        let Some(new_text) = edit(kind, &text, &p.item, record, self.mailbox()) else {
+        let Some(new_text) = compose::edit_item(
+            kind == Kind::Calendar,
+            &text,
+            &p.item,
+            record,
+            self.mailbox(),
+        ) else {
             return failed(
                 id,
                 ErrorKind::Malformed,
@@ -302,15 +308,12 @@ impl VdirConnector {
     }
 
     fn check(&self, kind: Kind, text: &str) -> Result<(), String> {
-        let parsed = match kind {
-            Kind::Calendar => {
-                crate::parse::calendar(text, &self.config.tracking_category, self.config.timezone)
-            }
-            Kind::Contacts => crate::parse::card(text, &self.config.tracking_category),
-        };
-        parsed
-            .map(|_| ())
-            .map_err(|e| format!("the item written would not parse back ({e})"))
+        compose::parses_back(
+            kind == Kind::Calendar,
+            text,
+            &self.config.tracking_category,
+            self.config.timezone,
+        )
     }
 
     /// The outcome of a create or update written to `path`: when the intent says
@@ -359,19 +362,6 @@ impl VdirConnector {
             Ok(FileState { etag, .. }) => succeeded(id, Some(remote.to_string()), Some(etag)),
             Err(_) => succeeded(id, Some(remote.to_string()), None),
         }
-    }
-}
-
-fn edit(
-    kind: Kind,
-    text: &str,
-    write: &ItemWrite,
-    record: Option<&Record>,
-    mailbox: compose::Mailbox<'_>,
-) -> Option<String> {
-    match kind {
-        Kind::Calendar => compose::edit_calendar(text, write, record, mailbox),
-        Kind::Contacts => Some(compose::edit_card(text, write, record)),
     }
 }
 

@@ -177,12 +177,8 @@ impl DavConnector {
             Err(e) => return fail(e),
         };
         let calendar = !is_card(&text);
-        let edited = if calendar {
-            compose::edit_calendar(&text, &p.item, record, self.mailbox())
-        } else {
-            Some(compose::edit_card(&text, &p.item, record))
-        };
-        let Some(edited) = edited else {
+        let Some(edited) = compose::edit_item(calendar, &text, &p.item, record, self.mailbox())
+        else {
             return failed(
                 id,
                 ErrorKind::Malformed,
@@ -448,15 +444,12 @@ impl DavConnector {
     }
 
     fn check(&self, calendar: bool, text: &str) -> Result<(), String> {
-        let category = &self.config.tracking_category;
-        let parsed = if calendar {
-            crate::parse::calendar(text, category, self.config.timezone)
-        } else {
-            crate::parse::card(text, category)
-        };
-        parsed
-            .map(|_| ())
-            .map_err(|e| format!("the item written would not parse back ({e})"))
+        compose::parses_back(
+            calendar,
+            text,
+            &self.config.tracking_category,
+            self.config.timezone,
+        )
     }
 }
 
