@@ -21,9 +21,18 @@ pub fn require_broker() {
     }
 }
 
+/// `rabbitmqctl`, on the real clock: the broker's tools are not ledgersync, and a test run under
+/// libfaketime (scripts/test runs the command-line tests a year ahead) must not hand its
+/// preload to them (each of their processes would leave a semaphore behind).
+pub fn rabbitmqctl_command() -> Command {
+    let mut c = Command::new("rabbitmqctl");
+    c.env_remove("LD_PRELOAD").env_remove("FAKETIME");
+    c
+}
+
 /// Runs `rabbitmqctl -q ARGS`, failing the test with its output when it fails.
 pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
+    let out = rabbitmqctl_command()
         .arg("-q")
         .args(args)
         .output()
@@ -76,7 +85,7 @@ impl Vhost {
 
 impl Drop for Vhost {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["-q", "delete_vhost", &self.name])
             .output();
     }
@@ -91,7 +100,7 @@ fn remove_vhosts_of_dead_runs() {
         };
         let pid = rest.split('-').next().unwrap_or_default();
         if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("rabbitmqctl")
+            let _ = rabbitmqctl_command()
                 .args(["-q", "delete_vhost", name])
                 .output();
         }

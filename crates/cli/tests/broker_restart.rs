@@ -15,10 +15,9 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use ledgersync_bus::test_broker::{Vhost, rabbitmqctl};
+use ledgersync_bus::test_broker::{Vhost, rabbitmqctl, rabbitmqctl_command};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::process::Command;
 use std::time::Duration;
 
 const LINES: usize = 10_000;
@@ -31,9 +30,7 @@ struct BrokerStopped;
 
 impl Drop for BrokerStopped {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .status();
+        let _ = rabbitmqctl_command().args(["-q", "start_app"]).status();
     }
 }
 
