@@ -424,14 +424,15 @@ fn run_here_or_in_service(
             return answer;
         }
     }
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    // Unlocked handles: each write takes the lock for itself. A command that runs the service
+    // in this process (`mailbox sync`, `demo`) has threads that log or panic to stderr, and a
+    // lock held here for the whole command would block them for ever.
     let mut ctx = ctx::Ctx {
         data,
         config,
         json,
-        out: &mut stdout.lock(),
-        err: &mut stderr.lock(),
+        out: &mut std::io::stdout(),
+        err: &mut std::io::stderr(),
         live: None,
         input,
     };

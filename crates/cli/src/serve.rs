@@ -398,6 +398,9 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
         endpoint.watch = false;
     }
     let id = MailboxId::new(mailbox);
+    // The service's warnings (an unreadable item, a failed listing) reach the terminal;
+    // `RUST_LOG` shows more.
+    init_tracing(config.log_format, "warn");
     actix::System::new().block_on(async {
         let (reports, mut ticks) = tokio::sync::mpsc::unbounded_channel();
         let service = Service::start(

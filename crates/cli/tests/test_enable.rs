@@ -84,6 +84,34 @@ fn test_enable_lists_a_vdir_mailbox_and_records_what_it_found() {
     let again: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(again["listing"], "listing_completed", "{again}");
     assert_eq!(again["seen"], 0, "{again}");
+    // With `RUST_LOG`, the service's threads log to stderr (the journal's commit thread
+    // among them) while the command writes its own answer: none waits for another (the
+    // command holds no lock on stderr).
+    let log = site.root.join("sync.log");
+    let mut sync = std::process::Command::new(env!("CARGO_BIN_EXE_ledgersync"))
+        .args(["--config", site.config.to_str().unwrap()])
+        .args(["--data", site.data.to_str().unwrap()])
+        .args(["mailbox", "sync", "mbx-paul"])
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = sync.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            sync.kill().unwrap();
+            panic!("`mailbox sync` with RUST_LOG=debug did not finish within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{logged}");
+    assert!(logged.contains("journal group commit"), "{logged}");
+    assert!(logged.contains("cycle ran"), "{logged}");
     let out = with_config(&site, &["mailbox", "sync", "mbx-nobody"]);
     assert!(!out.status.success());
     assert!(

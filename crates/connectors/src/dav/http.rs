@@ -147,6 +147,37 @@ pub(crate) struct Http {
     client: Client,
     username: String,
     password: Secret,
+    /// Whether the client can verify a server certificate.
+    tls: bool,
+}
+
+/// What the client needs to speak TLS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tls<'a> {
+    /// An `http://` server and no certificate file: no certificate roots are loaded (loading
+    /// the system's costs about 20 ms for each process), and an `https://` address is refused
+    /// with what to change.
+    None,
+    /// The system's roots.
+    System,
+    /// The system's roots and the authorities of this PEM file.
+    WithFile(&'a std::path::Path),
+}
+
+impl<'a> Tls<'a> {
+    /// The TLS a profile needs: its server URL and its `ca_file`.
+    pub(crate) fn of(server: &str, ca_file: Option<&'a std::path::Path>) -> Self {
+        match ca_file {
+            Some(path) => Tls::WithFile(path),
+            None if server
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) =>
+            {
+                Tls::None
+            }
+            None => Tls::System,
+        }
+    }
 }
 
 impl fmt::Debug for Http {
@@ -166,14 +197,17 @@ impl Http {
         username: &str,
         password: &Secret,
         timeout: Duration,
-        ca_file: Option<&std::path::Path>,
+        tls: Tls<'_>,
     ) -> Result<Self, DavError> {
         let mut builder = Client::builder()
             .user_agent(concat!("ledgersync/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = ca_file {
+        if let Tls::None = tls {
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        if let Tls::WithFile(path) = tls {
             let pem = std::fs::read(path).map_err(|e| {
                 DavError::new(
                     ErrorKind::Tls,
@@ -204,6 +238,7 @@ impl Http {
             client,
             username: username.to_string(),
             password: password.clone(),
+            tls: !matches!(tls, Tls::None),
         })
     }
 
@@ -218,6 +253,16 @@ impl Http {
         limit: u64,
     ) -> Result<Answer, DavError> {
         let what = format!("{method} {}", url.path());
+        if !self.tls && url.scheme() == "https" {
+            return Err(DavError::new(
+                ErrorKind::Tls,
+                format!(
+                    "{what}: the server sent ledgersync to https://{}, but the profile's url is \
+                     plain http://; set the profile's `url` to the https:// address",
+                    url.host_str().unwrap_or_default()
+                ),
+            ));
+        }
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| DavError::new(ErrorKind::Unsupported, format!("{what}: bad method")))?;
         let mut map = HeaderMap::new();
@@ -308,6 +353,30 @@ fn transport(what: &str, e: &reqwest::Error) -> DavError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_http_profile_loads_no_roots_and_refuses_an_https_address() {
+        let file = std::path::Path::new("/etc/ledgersync/ca.pem");
+        assert!(matches!(Tls::of("http://127.0.0.1:5232/", None), Tls::None));
+        assert!(matches!(Tls::of("HTTP://dav.example/", None), Tls::None));
+        assert!(matches!(Tls::of("https://dav.example/", None), Tls::System));
+        assert!(matches!(
+            Tls::of("http://dav.example/", Some(file)),
+            Tls::WithFile(_)
+        ));
+        let password = Secret::new("pw".to_owned());
+        let http = Http::new("alice", &password, Duration::from_secs(1), Tls::None).unwrap();
+        let url = Url::parse("https://dav.example/alice/calendar/").unwrap();
+        let error = http.send("PROPFIND", &url, &[], None, 1024).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Tls);
+        assert!(
+            error
+                .message
+                .contains("set the profile's `url` to the https:// address"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn statuses_map_to_the_error_vocabulary() {

@@ -40,7 +40,7 @@ use crate::delivery::MeetingDelivery;
 use crate::imip::Meeting;
 use crate::smtp::SmtpConfig;
 use crate::vdir::DEFAULT_TRACKING_CATEGORY;
-use http::{DavError, Http};
+use http::{DavError, Http, Tls};
 use reqwest::Url;
 use std::collections::HashMap;
 use std::fmt;
@@ -207,7 +207,14 @@ impl DavConnector {
     pub(crate) fn http(&self) -> Result<&Http, DavError> {
         let c = &self.config;
         self.http
-            .get_or_init(|| Http::new(&c.username, &c.password, c.timeout, c.ca_file.as_deref()))
+            .get_or_init(|| {
+                Http::new(
+                    &c.username,
+                    &c.password,
+                    c.timeout,
+                    Tls::of(&c.server, c.ca_file.as_deref()),
+                )
+            })
             .as_ref()
             .map_err(Clone::clone)
     }
