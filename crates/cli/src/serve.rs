@@ -161,6 +161,7 @@ fn endpoint(m: &MailboxConfig, config: &Config, data: &Path) -> Result<MailboxEn
         connector,
         account: m.account.clone(),
         watch: m.watch,
+        list_at_start: false,
     })
 }
 
@@ -396,6 +397,8 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
     let mut service_config = service_config(data, &only)?;
     for endpoint in &mut service_config.mailboxes {
         endpoint.watch = false;
+        // The server answers while the journal, the organization and the mailbox recover.
+        endpoint.list_at_start = true;
     }
     let id = MailboxId::new(mailbox);
     // The service's warnings (an unreadable item, a failed listing) reach the terminal;

@@ -347,6 +347,9 @@ pub fn unrouted_of(
     Ok(missing)
 }
 
+/// Events read first after a change when looking for its routed copy ([`reached`]).
+const FIRST_LOOK: usize = 8;
+
 /// Whether `mailbox`'s stream holds an event of `change`'s routing.
 fn reached(
     journal: &dyn Journal,
@@ -372,8 +375,14 @@ fn reached(
     }
     let id = change.envelope.event_id;
     let mut seq = lo;
+    // The routed copy is normally the first event after the change (the mailbox records it
+    // with its decisions in one append): a few events are read first, whole pages only if
+    // other events came in between. A mailbox with a long listing after its last CRM change
+    // is then not read through at every start.
+    let mut page_size = FIRST_LOOK;
     while seq <= head {
-        let page = journal.read_stream(&stream, seq, crate::log::PAGE)?;
+        let page = journal.read_stream(&stream, seq, page_size)?;
+        page_size = crate::log::PAGE;
         let Some(last) = page.last() else { break };
         seq = last.seq + 1;
         if page.iter().any(|e| e.correlation == Some(id)) {

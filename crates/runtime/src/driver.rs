@@ -235,6 +235,8 @@ pub struct Driver {
     intents: HashMap<EventId, KnownIntent>,
     throttle: Option<(Arc<Throttle>, Credential)>,
     sink: Sink,
+    /// A listing begun ahead of the cycle that uses it ([`Driver::begin_listing`]).
+    early: Option<tokio::task::JoinHandle<Result<Listing, DriverError>>>,
 }
 
 impl Driver {
@@ -272,6 +274,7 @@ impl Driver {
             intents: HashMap::new(),
             throttle: None,
             sink: Sink::Direct,
+            early: None,
         })
     }
 
@@ -306,10 +309,17 @@ impl Driver {
     /// new cursor stored. On an error nothing more is observed and the cursor stays, so the
     /// next cycle lists the same changes again.
     pub async fn cycle(&mut self) -> Result<CycleReport, DriverError> {
-        let cursor = self.cursor.clone();
-        let listing: Listing = self
-            .call(move |connector| connector.list_changes(&cursor))
-            .await?;
+        let listing: Listing = match self.early.take() {
+            Some(begun) => begun.await.map_err(|e| DriverError::Connector {
+                mailbox: self.mailbox.clone(),
+                reason: e.to_string(),
+            })??,
+            None => {
+                let cursor = self.cursor.clone();
+                self.call(move |connector| connector.list_changes(&cursor))
+                    .await?
+            }
+        };
         let Listing {
             observations,
             end,
@@ -382,6 +392,38 @@ impl Driver {
         })
     }
 
+    /// Begins the next cycle's listing now, from the stored cursor, while the caller does
+    /// something else (a one-shot `mailbox sync` starts it before the service has recovered the
+    /// mailbox, so the server's time overlaps the start). The next [`Driver::cycle`] records
+    /// it; [`Driver::execute_pending`] drops it before it carries out any intent, since a
+    /// listing read before the driver's own writes would report them as someone else's
+    /// (the cycle then lists again). Without a tokio runtime, or with a listing already
+    /// begun, it does nothing.
+    pub fn begin_listing(&mut self) {
+        if self.early.is_some() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let cursor = self.cursor.clone();
+        let connector = self.connector.clone();
+        let throttle = self.throttle.clone();
+        let mailbox = self.mailbox.clone();
+        self.early = Some(tokio::spawn(async move {
+            let _permit = match &throttle {
+                Some((throttle, credential)) => Some(throttle.acquire(credential).await),
+                None => None,
+            };
+            tokio::task::spawn_blocking(move || {
+                let mut guard = connector.lock().unwrap_or_else(PoisonError::into_inner);
+                guard.list_changes(&cursor)
+            })
+            .await
+            .map_err(|e| DriverError::Connector {
+                mailbox,
+                reason: e.to_string(),
+            })
+        }));
+    }
+
     /// Executes every intent of the mailbox state that targets the mail server and has no
     /// outcome yet, in the order decided, and records each outcome; deletes and cancellations
     /// wait while the mailbox's delete breaker is open (`MailboxState::held_by_breaker`, R25).
@@ -412,6 +454,9 @@ impl Driver {
             })
             .map(|(id, _)| *id)
             .collect();
+        if !pending.is_empty() && self.early.take().is_some() {
+            tracing::debug!(mailbox = %self.mailbox, "intents to carry out: the listing begun early is dropped, the cycle lists after them");
+        }
         for id in pending {
             let intent_record = &state.intents[&id].record;
             let known = self.intent(id, intent_record).await?;

@@ -65,6 +65,9 @@ pub struct MailboxEndpoint {
     pub account: String,
     /// Watch the collections for changes made by other programs and push (`watch.rs`).
     pub watch: bool,
+    /// Begin the first listing as soon as the driver exists, while the service finishes
+    /// starting ([`crate::Driver::begin_listing`]): for a run that syncs once and stops.
+    pub list_at_start: bool,
 }
 
 /// How the service runs.
@@ -205,6 +208,18 @@ impl Service {
             })?;
         let view = directory(&org).await?;
 
+        // The drivers first: a listing begun at start overlaps the projection's catch-up.
+        let mut drivers = DriverFactory {
+            endpoints: config.mailboxes.clone(),
+            started: BTreeSet::new(),
+            throttle: Arc::new(Throttle::new()),
+            cursors: config.data_dir.join("cursors"),
+            sink,
+        };
+        let mut scheduler = Scheduler::new(registry.clone(), clock.clone(), config.scheduler);
+        for driver in drivers.new_drivers(&view, &registry, &journal)? {
+            scheduler.add(driver);
+        }
         let mut projection = Projection::open_in(&config.data_dir)?;
         let journal_for_catch_up = journal.clone();
         let caught = tokio::task::spawn_blocking(move || {
@@ -222,17 +237,6 @@ impl Service {
         );
         let projection = Arc::new(Mutex::new(projection));
 
-        let mut drivers = DriverFactory {
-            endpoints: config.mailboxes.clone(),
-            started: BTreeSet::new(),
-            throttle: Arc::new(Throttle::new()),
-            cursors: config.data_dir.join("cursors"),
-            sink,
-        };
-        let mut scheduler = Scheduler::new(registry.clone(), clock.clone(), config.scheduler);
-        for driver in drivers.new_drivers(&view, &registry, &journal)? {
-            scheduler.add(driver);
-        }
         for endpoint in &config.mailboxes {
             if !view.mailboxes.contains_key(&endpoint.mailbox) {
                 tracing::warn!(mailbox = %endpoint.mailbox, "configured mailbox is not registered in the organization yet; it gets its driver once `mailbox_registered` is recorded");
@@ -509,6 +513,10 @@ impl DriverFactory {
             )?
             .with_throttle(self.throttle.clone(), credential)
             .with_sink(self.sink.clone());
+            let mut driver = driver;
+            if endpoint.list_at_start {
+                driver.begin_listing();
+            }
             self.started.insert(endpoint.mailbox.clone());
             drivers.push(driver);
         }
