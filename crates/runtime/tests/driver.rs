@@ -1000,3 +1000,69 @@ fn a_failing_intent_is_attempted_at_most_limit_times_with_the_interval_between_a
         // `setting_changed` of the organization stream a replay would read.)
     });
 }
+
+#[test]
+fn a_listing_begun_early_is_recorded_by_the_next_cycle_and_dropped_when_the_driver_writes_first() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        // Three creates pending: a listing begun now would not show the files they write.
+        setup(&registry).await;
+        let mut d = driver(&w, &registry);
+        d.begin_listing();
+        let executed = d.execute_pending().await.expect("execute");
+        assert_eq!(executed.succeeded(), 3);
+        // The early listing was dropped: the cycle lists after the writes, sees the three
+        // files with the versions the outcomes recorded, and decides nothing about them.
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_seen"), 3);
+        assert!(
+            cycle
+                .decisions
+                .iter()
+                .all(|a| a.decision.event.name() == "cycle_scheduled"),
+            "{:#?}",
+            cycle.decisions
+        );
+
+        // Another program edits a file; a listing begun now is the next cycle's.
+        let path = file_of(&w, "apt-2");
+        let text = fs::read_to_string(&path).expect("read");
+        rewrite(
+            &path,
+            &text.replace("SUMMARY:Cargo audit", "SUMMARY:Cargo audit (moved)"),
+        );
+        d.begin_listing();
+        // Nothing to carry out: the listing begun early is kept.
+        assert!(
+            d.execute_pending()
+                .await
+                .expect("execute")
+                .outcomes
+                .is_empty()
+        );
+        // A listing of three files is long done after a second; a later edit is the next
+        // cycle's, and this cycle records what the early listing saw.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        rewrite(
+            &path,
+            &text.replace("SUMMARY:Cargo audit", "SUMMARY:Cargo audit (moved again)"),
+        );
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(
+            cycle.count("item_seen"),
+            1,
+            "the edit the early listing saw"
+        );
+        let updates = decided(&cycle.decisions, "update_intent");
+        assert_eq!(updates.len(), 1);
+        match &updates[0].decision.event {
+            Event::UpdateIntent(u) => assert_eq!(u.item.title, "Cargo audit (moved)"),
+            other => panic!("{other:?}"),
+        }
+        // The next cycle lists from there and sees the later edit.
+        let cycle = d.cycle().await.expect("cycle");
+        assert_eq!(cycle.count("item_seen"), 1);
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
