@@ -9,6 +9,7 @@ pub mod alerting;
 pub mod crm;
 pub mod decide;
 pub mod dedupe;
+pub mod email;
 pub mod envelope;
 pub mod error_kind;
 pub mod event;
