@@ -327,7 +327,7 @@ impl OrgState {
 
 /// The version byte of an organization snapshot ([`OrgSnapshot`]); a snapshot of another
 /// version is refused and the organization is rebuilt from its whole stream.
-pub const ORG_SNAPSHOT_VERSION: u8 = 2;
+pub const ORG_SNAPSHOT_VERSION: u8 = 3;
 
 /// An organization snapshot: the state after the last event it includes, and what a recovery
 /// needs to know about that event (the organization's last recorded id and the mailboxes it

@@ -54,6 +54,9 @@ pub struct OrgSettings {
     /// The delete breaker (R25): one cycle that would delete more than this many linked items
     /// trips it. 1 or more. Default 50.
     pub delete_breaker_items: u32,
+    /// The email settings (R49–R69): correlation, tracking tokens, resolution, acceptance.
+    #[serde(default)]
+    pub email: EmailOptions,
     /// The version of these settings (not a setting: no key, not changed by `set`).
     #[serde(default = "defaults_version")]
     pub version: SettingsVersion,
@@ -99,6 +102,224 @@ impl Default for Schedule {
     }
 }
 
+/// The organization's email settings, with the SSS defaults (`sss-behavior.md` 3.3–3.9).
+/// Each key is `email_` and the field name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailOptions {
+    /// "Use correlation to track email conversations" (R60). Default true.
+    pub use_correlation: bool,
+    /// Tracking tokens in subjects are used (R60, R63). Default true.
+    pub use_tracking_token: bool,
+    /// `IgnoreConversationIndexAndInReplyToForCorrelation` (R60). Default false.
+    pub ignore_conversation_and_in_reply_to: bool,
+    /// `DoNotCorrelateForwardedEmailsAsReplies` (R62). Default false.
+    pub do_not_correlate_forwards: bool,
+    /// Smart matching (R65). Default false.
+    pub smart_matching: bool,
+    /// `HashMaxCount` (R65): 1 to 100. Default 20.
+    pub smart_match_max_count: u32,
+    /// `HashDeltaSubjectCount` (R65): 0 to 100. Default 0.
+    pub smart_match_delta_subject_count: u32,
+    /// `HashMinAddressCount` (R65): 1 to 100. Default 2.
+    pub smart_match_min_address_count: u32,
+    /// The tracking-token prefix (R63): 1 to 20 characters, not ending with a digit. Default
+    /// `CRM:`.
+    pub token_prefix: String,
+    /// The deployment base tracking number (R63): 0 to 2,147,483,647. Default 0.
+    pub token_base: u32,
+    /// Digits of the user number (R63): 1 to 10. Default 3.
+    pub token_user_digits: u8,
+    /// Digits of the message counter (R63): 1 to 9. Default 3.
+    pub token_counter_digits: u8,
+    /// `MaximumSubjectLengthOnMailServer` (R64): 255 to 400. Default 255.
+    pub max_subject_length: u32,
+    /// `UseFilteringMethodOfSyncingMailboxOnlyForCorrelation` (R53). Default false.
+    pub processing_mailbox_only: bool,
+    /// "Track email sent between two users as two activities" (R58). Default false.
+    pub track_between_users_twice: bool,
+    /// `RestrictIRMEmailItems` (R59). Default false.
+    pub restrict_irm: bool,
+    /// `AutoCreateContactOnPromote` (R68). Default true.
+    pub auto_create_contact_on_promote: bool,
+    /// `AutoTrackSentFolderItems` (R49). Default false.
+    pub track_sent_items: bool,
+    /// `UnresolveSenderInCaseOfMultipleMatch` (R66). Default false.
+    pub unresolve_sender_on_multiple_match: bool,
+    /// "Set To, cc, bcc fields as unresolved values if multiple matches are found" (R67).
+    /// Default false.
+    pub unresolve_recipients_on_multiple_match: bool,
+    /// The largest incoming message read, in MiB (`IncomingEmailMaximumSizeLimit`; the
+    /// 150 MB of Exchange Online): 1 to 2048. Default 150.
+    pub max_message_mib: u32,
+}
+
+impl Default for EmailOptions {
+    fn default() -> Self {
+        Self {
+            use_correlation: true,
+            use_tracking_token: true,
+            ignore_conversation_and_in_reply_to: false,
+            do_not_correlate_forwards: false,
+            smart_matching: false,
+            smart_match_max_count: 20,
+            smart_match_delta_subject_count: 0,
+            smart_match_min_address_count: 2,
+            token_prefix: "CRM:".to_string(),
+            token_base: 0,
+            token_user_digits: 3,
+            token_counter_digits: 3,
+            max_subject_length: 255,
+            processing_mailbox_only: false,
+            track_between_users_twice: false,
+            restrict_irm: false,
+            auto_create_contact_on_promote: true,
+            track_sent_items: false,
+            unresolve_sender_on_multiple_match: false,
+            unresolve_recipients_on_multiple_match: false,
+            max_message_mib: 150,
+        }
+    }
+}
+
+impl EmailOptions {
+    fn bool_field(&mut self, key: &str) -> Option<&mut bool> {
+        Some(match key {
+            "email_use_correlation" => &mut self.use_correlation,
+            "email_use_tracking_token" => &mut self.use_tracking_token,
+            "email_ignore_conversation_and_in_reply_to" => {
+                &mut self.ignore_conversation_and_in_reply_to
+            }
+            "email_do_not_correlate_forwards" => &mut self.do_not_correlate_forwards,
+            "email_smart_matching" => &mut self.smart_matching,
+            "email_processing_mailbox_only" => &mut self.processing_mailbox_only,
+            "email_track_between_users_twice" => &mut self.track_between_users_twice,
+            "email_restrict_irm" => &mut self.restrict_irm,
+            "email_auto_create_contact_on_promote" => &mut self.auto_create_contact_on_promote,
+            "email_track_sent_items" => &mut self.track_sent_items,
+            "email_unresolve_sender_on_multiple_match" => {
+                &mut self.unresolve_sender_on_multiple_match
+            }
+            "email_unresolve_recipients_on_multiple_match" => {
+                &mut self.unresolve_recipients_on_multiple_match
+            }
+            _ => return None,
+        })
+    }
+
+    /// The numeric settings: the field, its range and the text naming the range.
+    fn number_field(
+        &mut self,
+        key: &str,
+    ) -> Option<(&mut u32, std::ops::RangeInclusive<u32>, &'static str)> {
+        Some(match key {
+            "email_smart_match_max_count" => (
+                &mut self.smart_match_max_count,
+                1..=100,
+                "a whole number from 1 to 100",
+            ),
+            "email_smart_match_delta_subject_count" => (
+                &mut self.smart_match_delta_subject_count,
+                0..=100,
+                "a whole number from 0 to 100",
+            ),
+            "email_smart_match_min_address_count" => (
+                &mut self.smart_match_min_address_count,
+                1..=100,
+                "a whole number from 1 to 100",
+            ),
+            "email_token_base" => (
+                &mut self.token_base,
+                0..=2_147_483_647,
+                "a whole number from 0 to 2147483647",
+            ),
+            "email_max_subject_length" => (
+                &mut self.max_subject_length,
+                255..=400,
+                "a whole number of characters from 255 to 400",
+            ),
+            "email_max_message_mib" => (
+                &mut self.max_message_mib,
+                1..=2048,
+                "a whole number of MiB from 1 to 2048",
+            ),
+            _ => return None,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let mut copy = self.clone();
+        if let Some(b) = copy.bool_field(key) {
+            return Some(b.to_string());
+        }
+        if let Some((n, ..)) = copy.number_field(key) {
+            return Some(n.to_string());
+        }
+        Some(match key {
+            "email_token_prefix" => self.token_prefix.clone(),
+            "email_token_user_digits" => self.token_user_digits.to_string(),
+            "email_token_counter_digits" => self.token_counter_digits.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Sets an `email_` key; `None` when `key` is not one.
+    fn set(&mut self, key: &str, value: &str) -> Option<Result<(), SettingsError>> {
+        if let Some(b) = self.bool_field(key) {
+            return Some(parse_bool(key, value).map(|v| *b = v));
+        }
+        if let Some((n, range, expected)) = self.number_field(key) {
+            return Some(number_in(key, value, range, expected).map(|v| *n = v));
+        }
+        let digits = |range: std::ops::RangeInclusive<u32>, expected| {
+            number_in(key, value, range, expected).map(|v| v as u8)
+        };
+        Some(match key {
+            "email_token_prefix" => {
+                let format = crate::email::token::TokenFormat {
+                    prefix: value.to_string(),
+                    ..crate::email::token::TokenFormat::default()
+                };
+                match format.validate() {
+                    Ok(()) => {
+                        self.token_prefix = value.to_string();
+                        Ok(())
+                    }
+                    Err(_) => Err(SettingsError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        expected: "1 to 20 characters, not ending with a digit",
+                    }),
+                }
+            }
+            "email_token_user_digits" => {
+                digits(1..=10, "a whole number from 1 to 10").map(|v| self.token_user_digits = v)
+            }
+            "email_token_counter_digits" => {
+                digits(1..=9, "a whole number from 1 to 9").map(|v| self.token_counter_digits = v)
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A whole number within `range`, else `InvalidValue` with `expected`.
+fn number_in(
+    key: &str,
+    value: &str,
+    range: std::ops::RangeInclusive<u32>,
+    expected: &'static str,
+) -> Result<u32, SettingsError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| SettingsError::InvalidValue {
+            key: key.into(),
+            value: value.into(),
+            expected,
+        })
+}
+
 fn defaults_version() -> SettingsVersion {
     SettingsVersion::DEFAULTS
 }
@@ -121,6 +342,7 @@ impl Default for OrgSettings {
             alert_retention_days: 30,
             delete_breaker_percent: 20,
             delete_breaker_items: 50,
+            email: EmailOptions::default(),
             version: SettingsVersion::DEFAULTS,
         }
     }
@@ -239,6 +461,27 @@ impl OrgSettings {
         "alert_retention_days",
         "delete_breaker_percent",
         "delete_breaker_items",
+        "email_use_correlation",
+        "email_use_tracking_token",
+        "email_ignore_conversation_and_in_reply_to",
+        "email_do_not_correlate_forwards",
+        "email_smart_matching",
+        "email_smart_match_max_count",
+        "email_smart_match_delta_subject_count",
+        "email_smart_match_min_address_count",
+        "email_token_prefix",
+        "email_token_base",
+        "email_token_user_digits",
+        "email_token_counter_digits",
+        "email_max_subject_length",
+        "email_processing_mailbox_only",
+        "email_track_between_users_twice",
+        "email_restrict_irm",
+        "email_auto_create_contact_on_promote",
+        "email_track_sent_items",
+        "email_unresolve_sender_on_multiple_match",
+        "email_unresolve_recipients_on_multiple_match",
+        "email_max_message_mib",
     ];
 
     fn schedule_field(&mut self, key: &str) -> Option<&mut Duration> {
@@ -289,9 +532,10 @@ impl OrgSettings {
             "alert_retention_days" => self.alert_retention_days.to_string(),
             "delete_breaker_percent" => self.delete_breaker_percent.to_string(),
             "delete_breaker_items" => self.delete_breaker_items.to_string(),
-            _ => match self.clone().schedule_field(key) {
-                Some(d) => (d.0 / 1000).to_string(),
-                None => return Err(SettingsError::UnknownKey { key: key.into() }),
+            _ => match (self.email.get(key), self.clone().schedule_field(key)) {
+                (Some(v), _) => v,
+                (None, Some(d)) => (d.0 / 1000).to_string(),
+                (None, None) => return Err(SettingsError::UnknownKey { key: key.into() }),
             },
         })
     }
@@ -330,15 +574,8 @@ impl OrgSettings {
             }
             "require_approved_address" => self.require_approved_address = parse_bool(key, value)?,
             "transient_retry_limit" => {
-                self.transient_retry_limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| SettingsError::InvalidValue {
-                        key: key.into(),
-                        value: value.into(),
-                        expected: "a whole number from 1 to 100",
-                    })?
+                self.transient_retry_limit =
+                    number_in(key, value, 1..=100, "a whole number from 1 to 100")?
             }
             "transient_retry_interval_minutes" => {
                 self.transient_retry_interval =
@@ -357,49 +594,37 @@ impl OrgSettings {
                     })?
             }
             "alert_retention_days" => {
-                self.alert_retention_days = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=3650).contains(n))
-                    .ok_or_else(|| SettingsError::InvalidValue {
-                        key: key.into(),
-                        value: value.into(),
-                        expected: "a whole number of days from 1 to 3650",
-                    })?
+                self.alert_retention_days = number_in(
+                    key,
+                    value,
+                    1..=3650,
+                    "a whole number of days from 1 to 3650",
+                )?
             }
             "delete_breaker_percent" => {
-                self.delete_breaker_percent = value
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| SettingsError::InvalidValue {
-                        key: key.into(),
-                        value: value.into(),
-                        expected: "a whole percentage from 1 to 100",
-                    })?
+                self.delete_breaker_percent =
+                    number_in(key, value, 1..=100, "a whole percentage from 1 to 100")? as u8
             }
             "delete_breaker_items" => {
-                self.delete_breaker_items = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| SettingsError::InvalidValue {
-                        key: key.into(),
-                        value: value.into(),
-                        expected: "a whole number of items, 1 or more",
-                    })?
+                self.delete_breaker_items = number_in(
+                    key,
+                    value,
+                    1..=u32::MAX,
+                    "a whole number of items, 1 or more",
+                )?
             }
             "schedule_busy_items" => {
-                self.schedule.busy_items = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| SettingsError::InvalidValue {
-                        key: key.into(),
-                        value: value.into(),
-                        expected: "a whole number of items, 1 or more",
-                    })?
+                self.schedule.busy_items = number_in(
+                    key,
+                    value,
+                    1..=u32::MAX,
+                    "a whole number of items, 1 or more",
+                )?
             }
+            _ if key.starts_with("email_") => match self.email.set(key, value) {
+                Some(result) => result?,
+                None => return Err(SettingsError::UnknownKey { key: key.into() }),
+            },
             _ => {
                 let seconds = value
                     .parse::<i64>()
@@ -443,6 +668,18 @@ impl OrgSettings {
         "ignore_copied_items",
         "contact_delete_only_for_non_owner",
         "require_approved_address",
+        "email_use_correlation",
+        "email_use_tracking_token",
+        "email_ignore_conversation_and_in_reply_to",
+        "email_do_not_correlate_forwards",
+        "email_smart_matching",
+        "email_processing_mailbox_only",
+        "email_track_between_users_twice",
+        "email_restrict_irm",
+        "email_auto_create_contact_on_promote",
+        "email_track_sent_items",
+        "email_unresolve_sender_on_multiple_match",
+        "email_unresolve_recipients_on_multiple_match",
     ];
 
     /// Applies `key=value` text.
@@ -498,6 +735,37 @@ mod tests {
             s.set(key, &v).unwrap();
         }
         assert_eq!(s, OrgSettings::default());
+    }
+
+    #[test]
+    fn email_settings_have_the_documented_defaults_and_ranges() {
+        let mut s = OrgSettings::default();
+        assert_eq!(s.get("email_token_prefix").unwrap(), "CRM:");
+        assert_eq!(s.get("email_max_subject_length").unwrap(), "255");
+        assert_eq!(s.get("email_smart_matching").unwrap(), "false");
+        assert_eq!(
+            s.get("email_auto_create_contact_on_promote").unwrap(),
+            "true"
+        );
+        assert_eq!(s.get("email_max_message_mib").unwrap(), "150");
+        for (key, bad, expected) in [
+            ("email_max_subject_length", "254", "255 to 400"),
+            ("email_max_subject_length", "401", "255 to 400"),
+            ("email_token_prefix", "CRM1", "not ending with a digit"),
+            ("email_token_prefix", "", "1 to 20 characters"),
+            ("email_token_user_digits", "11", "1 to 10"),
+            ("email_token_counter_digits", "0", "1 to 9"),
+            ("email_smart_match_min_address_count", "0", "1 to 100"),
+            ("email_token_base", "2147483648", "0 to 2147483647"),
+            ("email_smart_matching", "yes", "true or false"),
+        ] {
+            let e = s.set(key, bad).unwrap_err().to_string();
+            assert!(e.contains(expected), "{key}={bad}: {e}");
+        }
+        s.set("email_token_prefix", "Ticket#").unwrap();
+        assert_eq!(s.email.token_prefix, "Ticket#");
+        let e = s.set("email_nonsense", "1").unwrap_err().to_string();
+        assert!(e.contains("unknown setting `email_nonsense`"), "{e}");
     }
 
     #[test]
@@ -597,11 +865,53 @@ pub enum SettingKey {
     DeleteBreakerPercent,
     /// `delete_breaker_items`.
     DeleteBreakerItems,
+    /// `email_use_correlation`.
+    EmailUseCorrelation,
+    /// `email_use_tracking_token`.
+    EmailUseTrackingToken,
+    /// `email_ignore_conversation_and_in_reply_to`.
+    EmailIgnoreConversationAndInReplyTo,
+    /// `email_do_not_correlate_forwards`.
+    EmailDoNotCorrelateForwards,
+    /// `email_smart_matching`.
+    EmailSmartMatching,
+    /// `email_smart_match_max_count`.
+    EmailSmartMatchMaxCount,
+    /// `email_smart_match_delta_subject_count`.
+    EmailSmartMatchDeltaSubjectCount,
+    /// `email_smart_match_min_address_count`.
+    EmailSmartMatchMinAddressCount,
+    /// `email_token_prefix`.
+    EmailTokenPrefix,
+    /// `email_token_base`.
+    EmailTokenBase,
+    /// `email_token_user_digits`.
+    EmailTokenUserDigits,
+    /// `email_token_counter_digits`.
+    EmailTokenCounterDigits,
+    /// `email_max_subject_length`.
+    EmailMaxSubjectLength,
+    /// `email_processing_mailbox_only`.
+    EmailProcessingMailboxOnly,
+    /// `email_track_between_users_twice`.
+    EmailTrackBetweenUsersTwice,
+    /// `email_restrict_irm`.
+    EmailRestrictIrm,
+    /// `email_auto_create_contact_on_promote`.
+    EmailAutoCreateContactOnPromote,
+    /// `email_track_sent_items`.
+    EmailTrackSentItems,
+    /// `email_unresolve_sender_on_multiple_match`.
+    EmailUnresolveSenderOnMultipleMatch,
+    /// `email_unresolve_recipients_on_multiple_match`.
+    EmailUnresolveRecipientsOnMultipleMatch,
+    /// `email_max_message_mib`.
+    EmailMaxMessageMib,
 }
 
 impl SettingKey {
     /// Every setting, in the order of [`OrgSettings::KEYS`].
-    pub const ALL: [SettingKey; 23] = [
+    pub const ALL: [SettingKey; 44] = [
         SettingKey::DistinctPhysicalLogicalDeletes,
         SettingKey::PropagateAppointmentCancellations,
         SettingKey::UpdatePastMeetings,
@@ -625,6 +935,27 @@ impl SettingKey {
         SettingKey::AlertRetentionDays,
         SettingKey::DeleteBreakerPercent,
         SettingKey::DeleteBreakerItems,
+        SettingKey::EmailUseCorrelation,
+        SettingKey::EmailUseTrackingToken,
+        SettingKey::EmailIgnoreConversationAndInReplyTo,
+        SettingKey::EmailDoNotCorrelateForwards,
+        SettingKey::EmailSmartMatching,
+        SettingKey::EmailSmartMatchMaxCount,
+        SettingKey::EmailSmartMatchDeltaSubjectCount,
+        SettingKey::EmailSmartMatchMinAddressCount,
+        SettingKey::EmailTokenPrefix,
+        SettingKey::EmailTokenBase,
+        SettingKey::EmailTokenUserDigits,
+        SettingKey::EmailTokenCounterDigits,
+        SettingKey::EmailMaxSubjectLength,
+        SettingKey::EmailProcessingMailboxOnly,
+        SettingKey::EmailTrackBetweenUsersTwice,
+        SettingKey::EmailRestrictIrm,
+        SettingKey::EmailAutoCreateContactOnPromote,
+        SettingKey::EmailTrackSentItems,
+        SettingKey::EmailUnresolveSenderOnMultipleMatch,
+        SettingKey::EmailUnresolveRecipientsOnMultipleMatch,
+        SettingKey::EmailMaxMessageMib,
     ];
 
     /// The key as written in `setting_changed`, `what-if --set` and a decision's basis.
@@ -657,6 +988,33 @@ impl SettingKey {
             SettingKey::AlertRetentionDays => "alert_retention_days",
             SettingKey::DeleteBreakerPercent => "delete_breaker_percent",
             SettingKey::DeleteBreakerItems => "delete_breaker_items",
+            SettingKey::EmailUseCorrelation => "email_use_correlation",
+            SettingKey::EmailUseTrackingToken => "email_use_tracking_token",
+            SettingKey::EmailIgnoreConversationAndInReplyTo => {
+                "email_ignore_conversation_and_in_reply_to"
+            }
+            SettingKey::EmailDoNotCorrelateForwards => "email_do_not_correlate_forwards",
+            SettingKey::EmailSmartMatching => "email_smart_matching",
+            SettingKey::EmailSmartMatchMaxCount => "email_smart_match_max_count",
+            SettingKey::EmailSmartMatchDeltaSubjectCount => "email_smart_match_delta_subject_count",
+            SettingKey::EmailSmartMatchMinAddressCount => "email_smart_match_min_address_count",
+            SettingKey::EmailTokenPrefix => "email_token_prefix",
+            SettingKey::EmailTokenBase => "email_token_base",
+            SettingKey::EmailTokenUserDigits => "email_token_user_digits",
+            SettingKey::EmailTokenCounterDigits => "email_token_counter_digits",
+            SettingKey::EmailMaxSubjectLength => "email_max_subject_length",
+            SettingKey::EmailProcessingMailboxOnly => "email_processing_mailbox_only",
+            SettingKey::EmailTrackBetweenUsersTwice => "email_track_between_users_twice",
+            SettingKey::EmailRestrictIrm => "email_restrict_irm",
+            SettingKey::EmailAutoCreateContactOnPromote => "email_auto_create_contact_on_promote",
+            SettingKey::EmailTrackSentItems => "email_track_sent_items",
+            SettingKey::EmailUnresolveSenderOnMultipleMatch => {
+                "email_unresolve_sender_on_multiple_match"
+            }
+            SettingKey::EmailUnresolveRecipientsOnMultipleMatch => {
+                "email_unresolve_recipients_on_multiple_match"
+            }
+            SettingKey::EmailMaxMessageMib => "email_max_message_mib",
         }
     }
 

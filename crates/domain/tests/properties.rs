@@ -353,6 +353,7 @@ fn alternatives(settings: &OrgSettings, key: &str) -> Vec<String> {
             .filter(|v| **v != value)
             .map(|v| v.to_string())
             .collect(),
+        _ if key == "email_token_prefix" => vec!["Ticket#".into(), "X:".into()],
         _ => {
             let n: i64 = value.parse().expect("a numeric setting");
             vec![

@@ -131,6 +131,44 @@ impl Default for EmailSettings {
     }
 }
 
+impl EmailSettings {
+    /// The organization's email settings as the rules read them, with the profile's
+    /// "process email from" date.
+    pub fn of(org: &crate::settings::OrgSettings, profile_process_from: Option<Timestamp>) -> Self {
+        let e = &org.email;
+        Self {
+            correlation: CorrelationSettings {
+                use_correlation: e.use_correlation,
+                ignore_conversation_and_in_reply_to: e.ignore_conversation_and_in_reply_to,
+                do_not_correlate_forwards: e.do_not_correlate_forwards,
+                smart_matching: e.smart_matching,
+                smart: super::smart_match::SmartMatchSettings {
+                    max_count: e.smart_match_max_count as usize,
+                    delta_subject_count: e.smart_match_delta_subject_count as usize,
+                    min_address_count: e.smart_match_min_address_count as usize,
+                },
+                token: super::token::TokenFormat {
+                    prefix: e.token_prefix.clone(),
+                    base: e.token_base,
+                    user_digits: e.token_user_digits,
+                    counter_digits: e.token_counter_digits,
+                },
+                use_tracking_token: e.use_tracking_token,
+            },
+            resolve: ResolveSettings {
+                unresolve_sender_on_multiple: e.unresolve_sender_on_multiple_match,
+                unresolve_recipients_on_multiple: e.unresolve_recipients_on_multiple_match,
+            },
+            processing_mailbox_only: e.processing_mailbox_only,
+            track_between_users_twice: e.track_between_users_twice,
+            restrict_irm: e.restrict_irm,
+            auto_create_allowed: e.auto_create_contact_on_promote,
+            track_sent_items: e.track_sent_items,
+            profile_process_from,
+        }
+    }
+}
+
 /// What the rules decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
@@ -899,6 +937,32 @@ mod tests {
         let t = tracked(decide(&w, &m, &folder, None, &EmailSettings::default()));
         assert_eq!(t.rule, R56);
         assert_eq!(t.regarding.unwrap().id, RecordId::new("opp-1"));
+    }
+
+    #[test]
+    fn the_org_defaults_are_the_rules_defaults_and_a_changed_setting_changes_the_decision() {
+        let mut org = crate::settings::OrgSettings::default();
+        assert_eq!(EmailSettings::of(&org, None), EmailSettings::default());
+        let w = world();
+        let mut m = incoming("FW: Cargo offer");
+        m.in_reply_to = Some("<offer-1@serenity.example>".into());
+        let before = decide(
+            &w,
+            &m,
+            &Folder::InboxRoot,
+            None,
+            &EmailSettings::of(&org, None),
+        );
+        assert!(matches!(before, Outcome::Track(_)));
+        org.set("email_do_not_correlate_forwards", "true").unwrap();
+        let after = decide(
+            &w,
+            &m,
+            &Folder::InboxRoot,
+            None,
+            &EmailSettings::of(&org, None),
+        );
+        assert_eq!(rejected(after).0, R54);
     }
 
     #[test]

@@ -548,6 +548,7 @@ pub fn settings() -> impl Strategy<Value = OrgSettings> {
                     alert_retention_days: OrgSettings::default().alert_retention_days,
                     delete_breaker_percent: percent,
                     delete_breaker_items: items,
+                    email: Default::default(),
                     version: ledgersync_domain::SettingsVersion::DEFAULTS,
                 }
             },
