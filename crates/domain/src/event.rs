@@ -168,6 +168,38 @@ pub enum TrackedBy {
     AddIn,
 }
 
+/// The folder an email was found in (R49).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EmailFolder {
+    /// The Inbox itself.
+    #[default]
+    Inbox,
+    /// A tracked folder under the Inbox, by its server id (RFC 8474 MAILBOXID, else its name).
+    Tracked(String),
+    /// The Sent folder.
+    Sent,
+    /// Another folder, by name.
+    Other(String),
+}
+
+/// What the shell looked up for an incoming email before it was recorded (decision 0018):
+/// every directory row of its addresses, the filtering methods of the users and queues among
+/// them, the tracked emails it can refer to. `decide` needs nothing else from the organization.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailFacts {
+    /// Each address of the message (lower case) with every row it matches, active or not.
+    pub parties: Vec<(String, Vec<crate::email::resolve::Party>)>,
+    /// The filtering method of each user or queue among them, and of the processing mailbox's
+    /// user.
+    pub acceptors: Vec<crate::email::Acceptor>,
+    /// The tracked emails its headers, subject or addresses can refer to.
+    pub tracked: Vec<crate::email::correlate::TrackedEmail>,
+    /// The row a tracked folder's rule sets (R72).
+    pub folder_regarding: Option<crate::records::RecordRef>,
+    /// The later of the profile's and the mailbox's "process email from" dates (R50).
+    pub process_from: Option<Timestamp>,
+}
+
 /// Which side an intent writes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {
@@ -468,14 +500,26 @@ payload!(/// The server invalidated the sync cursor (UIDVALIDITY change, expired
 CursorReset { /// Workload.
     workload: Workload, /// Server's reason.
     reason: String });
-payload!(/// An email arrived in a folder the incoming workload reads.
+payload!(/// An email found in a folder the incoming workload reads, with the facts its decision
+/// needs (decision 0018). Schema version 2; version 1 had the Inbox's headers only, see
+/// [`versions::EmailReceivedV1`].
 EmailReceived { /// Server id.
     remote: RemoteId, /// Message-ID.
     message_id: String, /// Subject.
     subject: String, /// Sender.
-    from: String, /// Recipients.
+    from: String, /// To.
     to: Vec<String>, /// In-Reply-To.
-    in_reply_to: Option<String> });
+    in_reply_to: Option<String>, /// References, oldest first.
+    #[serde(default)] references: Vec<String>, /// Thread-Index.
+    #[serde(default)] thread_index: Option<String>, /// Cc.
+    #[serde(default)] cc: Vec<String>, /// Bcc (known for sent mail).
+    #[serde(default)] bcc: Vec<String>, /// When the server received it (IMAP INTERNALDATE).
+    #[serde(default)] received: Timestamp, /// Protected by rights management.
+    #[serde(default)] irm_protected: bool, /// The folder it is in.
+    #[serde(default)] folder: EmailFolder, /// Tracked by hand (the tracking keyword, the add-in), if it was.
+    #[serde(default)] manual: Option<crate::email::Manual>, /// Its size in bytes.
+    #[serde(default)] size: u64, /// What the shell looked up for it.
+    #[serde(default)] facts: EmailFacts });
 payload!(/// A connector's push signal (IMAP IDLE, a webhook, a sync-token change): something
 /// changed on the server, so the workload's next cycle should not wait.
 PushReceived { /// Workload.
@@ -571,13 +615,23 @@ NoAction { /// Why.
     basis: Basis, /// CRM row.
     record: Option<RecordId>, /// Server item.
     remote: Option<RemoteId> });
-payload!(/// Decision: an email is tracked into the CRM.
-EmailAccepted { /// Why.
+payload!(/// Decision: an email is tracked into the CRM (schema version 2; version 1 had no
+/// correlated activity, regarding row, parties or owner, see [`versions::EmailAcceptedV1`]).
+EmailAccepted { /// Why: each step with its rule.
     basis: Basis, /// Server item.
-    remote: RemoteId, /// Who accepted.
-    accepting: UserId, /// Whose cycle found it.
-    receiving_mailbox: MailboxId, /// How it correlated.
-    correlation: Option<TrackedBy> });
+    remote: RemoteId, /// Its Message-ID.
+    message_id: String, /// The user or queue that accepted it (R52), or the mailbox's user
+    /// when it was tracked by hand (R56).
+    accepting: RecordId, /// Whose cycle found it.
+    receiving_mailbox: MailboxId, /// How it correlated, or how it was tracked by hand.
+    correlation: Option<TrackedBy>, /// The email it correlated with.
+    correlated: Option<RecordId>, /// Whether that email is its parent activity (R61).
+    parent: bool, /// The row it is regarding (R61, R72).
+    regarding: Option<crate::records::RecordRef>, /// The sender's row (R66).
+    sender: Option<RecordId>, /// The rows of To, Cc and Bcc (R67).
+    recipients: Vec<RecordId>, /// A row to create for the unresolved sender (R68).
+    create: Option<crate::email::resolve::AutoCreate>, /// Its owner (R69).
+    owner: Option<RecordId> });
 payload!(/// Decision: an email is not tracked.
 EmailRejected { /// Why.
     basis: Basis, /// Server item.

@@ -85,7 +85,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 9;
+pub const SNAPSHOT_VERSION: u8 = 10;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +328,8 @@ pub struct MailboxState {
     /// The workload whose listing under way reported `deletions_listed` (until its terminal
     /// event): the workload a `breaker_tripped` of that cycle opens the breaker for.
     pub deletions_listed: Option<Workload>,
+    /// Incoming emails already decided, by server id: one delivered again decides nothing.
+    pub emails_decided: BTreeSet<RemoteId>,
 }
 
 mod filter_set_serde {
@@ -642,10 +644,14 @@ impl MailboxState {
             | Event::ItemTracked(_)
             | Event::LogicalDelete(_)
             | Event::NoAction(_)
-            | Event::EmailAccepted(_)
-            | Event::EmailRejected(_)
             | Event::ConflictResolved(_)
             | Event::AlertRaised(_) => {}
+            Event::EmailAccepted(p) => {
+                self.emails_decided.insert(p.remote.clone());
+            }
+            Event::EmailRejected(p) => {
+                self.emails_decided.insert(p.remote.clone());
+            }
             Event::BreakerTripped(p) => {
                 self.breaker = Some(DeleteBreaker {
                     workload: self.deletions_listed.unwrap_or(Workload::Act),

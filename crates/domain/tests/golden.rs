@@ -334,6 +334,49 @@ fn samples() -> Vec<Event> {
             from: "dana@fabrikam.example".into(),
             to: vec!["u1@contoso.example".into(), "u2@contoso.example".into()],
             in_reply_to: Some("<20261119.abc@contoso.example>".into()),
+            references: vec!["<20261119.abc@contoso.example>".into()],
+            thread_index: Some("AQHZ7k3bVx2oYcN5Q0uFZ8L7Jq9w3oAAAAAA".into()),
+            cc: vec!["support@contoso.example".into()],
+            bcc: vec![],
+            received: at(20, 9, 14),
+            irm_protected: false,
+            folder: EmailFolder::Tracked("F8D2C1A0-0000-0000-0000-000000000017".into()),
+            manual: Some(ledgersync_domain::email::Manual::Category),
+            size: 48_213,
+            facts: EmailFacts {
+                parties: vec![(
+                    "dana@fabrikam.example".into(),
+                    vec![ledgersync_domain::email::resolve::Party {
+                        kind: ledgersync_domain::email::resolve::PartyKind::Contact,
+                        id: RecordId::new("contact-dana-ito"),
+                        name: "Dana Ito".into(),
+                        owner: Some(UserId::new("u2")),
+                        active: true,
+                    }],
+                )],
+                acceptors: vec![ledgersync_domain::email::Acceptor {
+                    id: RecordId::new("u2"),
+                    kind: ledgersync_domain::email::resolve::PartyKind::User,
+                    filter: ledgersync_domain::email::IncomingFilter::RepliesOnly,
+                    auto_create: Some(ledgersync_domain::email::resolve::AutoCreate::Lead),
+                    may_own_emails: true,
+                }],
+                tracked: vec![ledgersync_domain::email::correlate::TrackedEmail {
+                    activity: RecordId::new("email-20261119-terms"),
+                    message_id: "20261119.abc@contoso.example".into(),
+                    token: Some("CRM:0004711".into()),
+                    conversation: vec!["ref:20261119.abc@contoso.example".into()],
+                    regarding: regarding(),
+                    owner: Some(UserId::new("u2")),
+                    hashes: ledgersync_domain::email::smart_match::Hashes {
+                        subject: vec![1, 2],
+                        addresses: [3u64, 4].into_iter().collect(),
+                    },
+                    outgoing: true,
+                }],
+                folder_regarding: regarding(),
+                process_from: Some(at(1, 0, 0)),
+            },
         }),
         Event::PushReceived(PushReceived {
             workload: Workload::Incoming,
@@ -443,9 +486,17 @@ fn samples() -> Vec<Event> {
         Event::EmailAccepted(EmailAccepted {
             basis: basis("the tracking token correlates the reply with a tracked email"),
             remote: remote("INBOX/1700000002/4821"),
-            accepting: UserId::new("u2"),
+            message_id: "caf3x9@mail.fabrikam.example".into(),
+            accepting: RecordId::new("u2"),
             receiving_mailbox: mailbox(),
             correlation: Some(TrackedBy::InReplyTo),
+            correlated: Some(RecordId::new("email-20261119-terms")),
+            parent: true,
+            regarding: regarding(),
+            sender: Some(RecordId::new("contact-dana-ito")),
+            recipients: vec![RecordId::new("u1"), RecordId::new("u2")],
+            create: None,
+            owner: Some(RecordId::new("u2")),
         }),
         Event::EmailRejected(EmailRejected {
             basis: basis("no recipient or sender resolves to a CRM user, contact or account"),
@@ -871,6 +922,15 @@ fn enum_variant_codes_are_never_reordered() {
     variants!(now, AccessReason: Role, Share, Team, BusinessUnit);
     variants!(now, TrackedBy: Filter, Category, Folder, Token, InReplyTo, Conversation, SmartMatch, AddIn);
     variants!(now, Side: MailServer, Crm);
+    {
+        use ledgersync_domain::email::resolve::{AutoCreate, PartyKind};
+        use ledgersync_domain::email::{IncomingFilter, Manual};
+        variants!(now, EmailFolder: Inbox, Sent);
+        variants!(now, PartyKind: User, Contact, Account, Lead, Equipment, Team, BusinessUnit, Queue);
+        variants!(now, IncomingFilter: All, RepliesOnly, FromLeadsContactsAccounts, FromEmailEnabled, None);
+        variants!(now, AutoCreate: Contact, Lead);
+        variants!(now, Manual: Category, AddIn);
+    }
     variants!(now, ErrorClass: Permanent, Transient);
     variants!(now, ErrorScope: Server, Mailbox, Item);
     variants!(
@@ -962,7 +1022,9 @@ fn released_payloads_decode_and_samples_encode_to_them() {
 /// still decode: through the upcaster, to the current event with the new parts absent.
 #[test]
 fn older_schema_versions_still_decode_through_their_upcasters() {
-    use ledgersync_domain::event::versions::{IntentFailedV1, IntentSucceededV1};
+    use ledgersync_domain::event::versions::{
+        EmailAcceptedV1, EmailReceivedV1, IntentFailedV1, IntentSucceededV1,
+    };
     let dir = fixtures_dir().join("v1");
     let succeeded = IntentSucceededV1 {
         intent: eid(41),
@@ -977,7 +1039,34 @@ fn older_schema_versions_still_decode_through_their_upcasters() {
             retry_after: Some(at(20, 15, 0)),
         },
     };
+    let received = EmailReceivedV1 {
+        remote: remote("INBOX/1700000002/4821"),
+        message_id: "<CAF3x9@mail.fabrikam.example>".into(),
+        subject: "RE: Renewal terms CRM:0004711".into(),
+        from: "dana@fabrikam.example".into(),
+        to: vec!["u1@contoso.example".into(), "u2@contoso.example".into()],
+        in_reply_to: Some("<20261119.abc@contoso.example>".into()),
+    };
+    let accepted = EmailAcceptedV1 {
+        basis: basis("the tracking token correlates the reply with a tracked email"),
+        remote: remote("INBOX/1700000002/4821"),
+        accepting: UserId::new("u2"),
+        receiving_mailbox: mailbox(),
+        correlation: Some(TrackedBy::InReplyTo),
+    };
     let cases = [
+        (
+            "email_received",
+            bincode::serde::encode_to_vec(&received, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "email_received", "data": received}),
+            Event::EmailReceived(received.clone().into()),
+        ),
+        (
+            "email_accepted",
+            bincode::serde::encode_to_vec(&accepted, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "email_accepted", "data": accepted}),
+            Event::EmailAccepted(accepted.clone().into()),
+        ),
         (
             "intent_succeeded",
             bincode::serde::encode_to_vec(&succeeded, bincode::config::standard()).unwrap(),

@@ -17,6 +17,7 @@ use crate::time::{Duration, Timestamp};
 mod breaker;
 mod cadence;
 mod deletes;
+mod email;
 mod inbound;
 mod lifecycle;
 mod outbound;
@@ -302,6 +303,9 @@ impl<'a> Decider<'a> {
                 self.item_back(&p.item.remote);
                 self.item_seen(&p.item)
             }
+            // An email delivered again decides nothing new.
+            Event::EmailReceived(p) if s.emails_decided.contains(&p.remote) => {}
+            Event::EmailReceived(p) => self.email_received(p),
             // R25: while the delete breaker is open, a gone linked item is held.
             Event::ItemGone(p) if self.held_gone(&p.remote) => {}
             Event::ItemGone(p) => self.item_gone(&p.remote),

@@ -8,11 +8,12 @@ use crate::ids::{RecordId, UserId};
 use crate::records::RecordRef;
 use crate::rules::*;
 use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// "Incoming email filtering method" of a user or queue (SSS values 0–4).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IncomingFilter {
     /// 0: all email messages.
     All,
@@ -45,7 +46,7 @@ impl fmt::Display for IncomingFilter {
 }
 
 /// A user or queue that can accept email, with its options.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acceptor {
     /// Its row (a user's id for a user).
     pub id: RecordId,
@@ -76,7 +77,7 @@ pub enum Folder {
 }
 
 /// How a user tracked an email by hand (R56): the filtering method does not apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Manual {
     /// The tracking keyword (`$CRMTracked`) or category.
     Category,
@@ -439,6 +440,7 @@ fn accept(
     }
     let mut refusals = Vec::new();
     let mut first_rule = None;
+    let mut own_judged = false;
     for r in recipients {
         for party in &r.parties {
             if !matches!(party.kind, PartyKind::User | PartyKind::Queue) {
@@ -450,6 +452,7 @@ fn accept(
             if a.id == own.id && !addressed {
                 continue; // judged below, as the processing mailbox (R57)
             }
+            own_judged |= a.id == own.id;
             match judge(a) {
                 Ok(()) => {
                     return Ok((
@@ -464,8 +467,10 @@ fn accept(
             }
         }
     }
-    if !addressed {
-        match check_processing(own, false, sender, correlated) {
+    // The processing mailbox's user is a recipient even when the directory lists no row for
+    // its address.
+    if !own_judged {
+        match check_processing(own, addressed, sender, correlated) {
             Ok(why) => return Ok((own.id.clone(), why)),
             Err((rule, why)) => {
                 first_rule.get_or_insert(rule);

@@ -12,10 +12,11 @@ use super::token::TokenFormat;
 use crate::event::TrackedBy;
 use crate::ids::{RecordId, UserId};
 use crate::records::RecordRef;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// An email already in the CRM, as correlation needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackedEmail {
     /// The email activity's row.
     pub activity: RecordId,

@@ -5,11 +5,12 @@
 //! never picks a disabled user or an inactive row.
 
 use crate::ids::{RecordId, UserId};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// The kind of an email-enabled row, in the order the sender is resolved (R66).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PartyKind {
     /// A CRM user.
     User,
@@ -58,7 +59,7 @@ impl fmt::Display for PartyKind {
 }
 
 /// One email-enabled row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
     /// Its kind.
     pub kind: PartyKind,
@@ -239,7 +240,7 @@ pub fn recipient<'a>(directory: &'a Directory, address: &str, s: &ResolveSetting
 }
 
 /// What R68 creates for an unresolved sender.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AutoCreate {
     /// A contact.
     Contact,

@@ -8,6 +8,7 @@
 //! compared without case. Hashes are 64-bit FNV-1a: stable across processes and versions, so
 //! hashes recorded with an email compare with hashes computed years later.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The smart-matching settings (`HashMaxCount`, `HashDeltaSubjectCount`, `HashMinAddressCount`).
@@ -32,7 +33,7 @@ impl Default for SmartMatchSettings {
 }
 
 /// The hashes of one email.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hashes {
     /// One per subject word (after the prefixes), at most `max_count`, in order.
     pub subject: Vec<u64>,

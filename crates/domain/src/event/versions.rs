@@ -9,23 +9,32 @@
 //! |--------------------|---------|---------------------------------------------------------|
 //! | `intent_succeeded` | 2       | `crm`: the row the CRM holds after a CRM command        |
 //! | `intent_failed`    | 2       | `crm`: the command type, its row, whether it is retried |
+//! | `email_received`   | 2       | References, Thread-Index, Cc, Bcc, received time, IRM, folder, tracked by hand, size, the looked-up facts (decision 0018) |
+//! | `email_accepted`   | 2       | Message-ID, accepting row (not only a user), correlated activity, parent, regarding, sender, recipients, row to create, owner |
 
 use super::{
-    CrmDone, CrmFailed, DecodeError, Event, EventId, EventType, IntentFailed, IntentSucceeded,
-    RemoteId, ServerError, decode_exact,
+    Basis, CrmDone, CrmFailed, DecodeError, EmailAccepted, EmailFacts, EmailFolder, EmailReceived,
+    Event, EventId, EventType, IntentFailed, IntentSucceeded, RemoteId, ServerError, TrackedBy,
+    decode_exact,
 };
+use crate::ids::{MailboxId, RecordId, UserId};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The type code of `intent_succeeded`.
 const INTENT_SUCCEEDED: u16 = 40;
 /// The type code of `intent_failed`.
 const INTENT_FAILED: u16 = 41;
+/// The type code of `email_received`.
+const EMAIL_RECEIVED: u16 = 36;
+/// The type code of `email_accepted`.
+const EMAIL_ACCEPTED: u16 = 60;
 
 /// The current schema version of the payload type `event_type`: the version events of that
 /// type are written with.
 pub fn schema_version_of(event_type: EventType) -> u16 {
     match event_type.0 {
-        INTENT_SUCCEEDED | INTENT_FAILED => 2,
+        INTENT_SUCCEEDED | INTENT_FAILED | EMAIL_RECEIVED | EMAIL_ACCEPTED => 2,
         _ => super::FIRST_SCHEMA_VERSION,
     }
 }
@@ -71,6 +80,81 @@ impl From<IntentFailedV1> for IntentFailed {
     }
 }
 
+/// `email_received` as schema version 1 wrote it: the Inbox's headers, nothing looked up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailReceivedV1 {
+    /// Server id.
+    pub remote: RemoteId,
+    /// Message-ID.
+    pub message_id: String,
+    /// Subject.
+    pub subject: String,
+    /// Sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// In-Reply-To.
+    pub in_reply_to: Option<String>,
+}
+
+impl From<EmailReceivedV1> for EmailReceived {
+    fn from(v1: EmailReceivedV1) -> Self {
+        EmailReceived {
+            remote: v1.remote,
+            message_id: v1.message_id,
+            subject: v1.subject,
+            from: v1.from,
+            to: v1.to,
+            in_reply_to: v1.in_reply_to,
+            references: Vec::new(),
+            thread_index: None,
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            received: Timestamp(0),
+            irm_protected: false,
+            folder: EmailFolder::Inbox,
+            manual: None,
+            size: 0,
+            facts: EmailFacts::default(),
+        }
+    }
+}
+
+/// `email_accepted` as schema version 1 wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAcceptedV1 {
+    /// Why.
+    pub basis: Basis,
+    /// Server item.
+    pub remote: RemoteId,
+    /// Who accepted.
+    pub accepting: UserId,
+    /// Whose cycle found it.
+    pub receiving_mailbox: MailboxId,
+    /// How it correlated.
+    pub correlation: Option<TrackedBy>,
+}
+
+impl From<EmailAcceptedV1> for EmailAccepted {
+    fn from(v1: EmailAcceptedV1) -> Self {
+        EmailAccepted {
+            basis: v1.basis,
+            remote: v1.remote,
+            message_id: String::new(),
+            accepting: RecordId::new(v1.accepting.as_str()),
+            receiving_mailbox: v1.receiving_mailbox,
+            correlation: v1.correlation,
+            correlated: None,
+            parent: false,
+            regarding: None,
+            sender: None,
+            recipients: Vec::new(),
+            create: None,
+            owner: None,
+        }
+    }
+}
+
 /// Decodes an older schema version of `event_type` into the current event, or `None` when the
 /// type has no such version.
 pub fn upcast(
@@ -83,6 +167,34 @@ pub fn upcast(
             .map(|v1| Event::IntentSucceeded(IntentSucceeded::from(v1))),
         (INTENT_FAILED, 1) => decode_exact::<IntentFailedV1>(bytes)
             .map(|v1| Event::IntentFailed(IntentFailed::from(v1))),
+        (EMAIL_RECEIVED, 1) => decode_exact::<EmailReceivedV1>(bytes)
+            .map(|v1| Event::EmailReceived(EmailReceived::from(v1))),
+        (EMAIL_ACCEPTED, 1) => decode_exact::<EmailAcceptedV1>(bytes)
+            .map(|v1| Event::EmailAccepted(EmailAccepted::from(v1))),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_email_received_in_json_reads_with_the_defaults_of_version_2() {
+        // The wire format (JSON) of a mail observation written before version 2.
+        let v1 = r#"{"type":"email_received","data":{"remote":"INBOX/1/7","message_id":"<a@b>","subject":"Hi","from":"zoe@customer.example","to":["paul@serenity.example"],"in_reply_to":null}}"#;
+        let event: Event = serde_json::from_str(v1).unwrap();
+        let Event::EmailReceived(e) = event else {
+            panic!("{event:?}")
+        };
+        let expected = EmailReceived::from(EmailReceivedV1 {
+            remote: RemoteId::new("INBOX/1/7"),
+            message_id: "<a@b>".into(),
+            subject: "Hi".into(),
+            from: "zoe@customer.example".into(),
+            to: vec!["paul@serenity.example".into()],
+            in_reply_to: None,
+        });
+        assert_eq!(e, expected);
+    }
 }

@@ -955,13 +955,41 @@ impl World {
                 workload: *workload,
                 reason: "sync-token expired".into(),
             }),
+            // An even one answers a tracked email through its token; an odd one answers
+            // nothing, so the default method (replies only) rejects it (R54).
             Step::EmailReceived { n } => Event::EmailReceived(EmailReceived {
                 remote: RemoteId::new(format!("INBOX/7/{n}")),
                 message_id: format!("<{n}@fabrikam.example>"),
-                subject: "RE: renewal".into(),
+                subject: if n % 2 == 0 {
+                    "RE: renewal CRM:0001001".into()
+                } else {
+                    "RE: renewal".into()
+                },
                 from: EXTERNALS[0].0.into(),
                 to: vec![ADDRESS.into()],
                 in_reply_to: None,
+                references: vec![],
+                thread_index: None,
+                cc: vec![],
+                bcc: vec![],
+                received: Timestamp(0),
+                irm_protected: false,
+                folder: EmailFolder::Inbox,
+                manual: None,
+                size: 1_000,
+                facts: EmailFacts {
+                    tracked: vec![ledgersync_domain::email::correlate::TrackedEmail {
+                        activity: RecordId::new("email-renewal"),
+                        message_id: "renewal@contoso.example".into(),
+                        token: Some("CRM:0001001".into()),
+                        conversation: vec![],
+                        regarding: None,
+                        owner: None,
+                        hashes: Default::default(),
+                        outgoing: true,
+                    }],
+                    ..EmailFacts::default()
+                },
             }),
             Step::Outcome {
                 pick: i,

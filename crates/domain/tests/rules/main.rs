@@ -11,6 +11,7 @@ mod breaker;
 mod cadence_and_errors;
 mod crm_commands;
 mod deletes;
+mod email;
 mod inbound;
 mod lifecycle;
 mod outbound;

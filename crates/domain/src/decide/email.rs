@@ -1,0 +1,196 @@
+//! Incoming email (R49–R69): an `email_received` is decided from the facts recorded with it
+//! (decision 0018) by [`crate::email::decide_email`], into `email_accepted` or
+//! `email_rejected`, with every step and the `email_*` settings in the basis.
+
+use super::*;
+use crate::email::correlate::{EmailIndex, message_id_key};
+use crate::email::resolve::{Directory, PartyKind};
+use crate::email::{self as rules, Acceptor, EmailSettings, Folder, IncomingFilter, Outcome};
+use std::collections::BTreeMap;
+
+/// The settings an email decision consults: named in its basis, so `what-if` re-decides it
+/// under another value and `explain` names them.
+const CONSULTED: &[SettingKey] = &[
+    SettingKey::EmailUseCorrelation,
+    SettingKey::EmailUseTrackingToken,
+    SettingKey::EmailIgnoreConversationAndInReplyTo,
+    SettingKey::EmailDoNotCorrelateForwards,
+    SettingKey::EmailSmartMatching,
+    SettingKey::EmailSmartMatchMaxCount,
+    SettingKey::EmailSmartMatchDeltaSubjectCount,
+    SettingKey::EmailSmartMatchMinAddressCount,
+    SettingKey::EmailTokenPrefix,
+    SettingKey::EmailTokenBase,
+    SettingKey::EmailTokenUserDigits,
+    SettingKey::EmailTokenCounterDigits,
+    SettingKey::EmailProcessingMailboxOnly,
+    SettingKey::EmailTrackBetweenUsersTwice,
+    SettingKey::EmailRestrictIrm,
+    SettingKey::EmailAutoCreateContactOnPromote,
+    SettingKey::EmailTrackSentItems,
+    SettingKey::EmailUnresolveSenderOnMultipleMatch,
+    SettingKey::EmailUnresolveRecipientsOnMultipleMatch,
+];
+
+impl Decider<'_> {
+    pub(super) fn email_received(&mut self, e: &EmailReceived) {
+        let s = self.state;
+        let settings: Vec<SettingUsed> = CONSULTED
+            .iter()
+            .map(|k| setting(self.ctx.settings, *k))
+            .collect();
+        let reject = |d: &mut Self, rule: RuleId, reason: String, settings: Vec<SettingUsed>| {
+            d.push(
+                rule,
+                Event::EmailRejected(EmailRejected {
+                    basis: basis(reason, settings),
+                    remote: e.remote.clone(),
+                }),
+            );
+        };
+        // R5, R6: no email is processed for an unapproved address or an incoming workload
+        // that is not enabled.
+        if !s.workload(Workload::Incoming).enabled {
+            let (rule, why) = if !s.approved && self.ctx.settings.require_approved_address {
+                (R5, format!("the address {} is not approved", s.address))
+            } else {
+                (
+                    R6,
+                    "incoming email is not enabled for the mailbox".to_string(),
+                )
+            };
+            let used = vec![setting(
+                self.ctx.settings,
+                SettingKey::RequireApprovedAddress,
+            )];
+            reject(
+                self,
+                rule,
+                format!("\"{}\" is not processed: {why}", e.subject),
+                used,
+            );
+            return;
+        }
+        let Some(owner) = &s.owner else {
+            reject(
+                self,
+                R1,
+                format!(
+                    "\"{}\" is not processed: the mailbox is not mapped to a CRM user",
+                    e.subject
+                ),
+                vec![],
+            );
+            return;
+        };
+        let f = &e.facts;
+        let mut directory = Directory::default();
+        for (address, rows) in &f.parties {
+            for row in rows {
+                directory.insert(address, row.clone());
+            }
+        }
+        let mut index = EmailIndex::default();
+        for tracked in &f.tracked {
+            index.insert(tracked.clone());
+        }
+        let acceptors: BTreeMap<RecordId, Acceptor> = f
+            .acceptors
+            .iter()
+            .map(|a| (a.id.clone(), a.clone()))
+            .collect();
+        // The mailbox's user with the default method when the facts name none for them.
+        let own_id = RecordId::new(owner.as_str());
+        let own = acceptors.get(&own_id).cloned().unwrap_or(Acceptor {
+            id: own_id,
+            kind: PartyKind::User,
+            filter: IncomingFilter::default(),
+            auto_create: None,
+            may_own_emails: true,
+        });
+        let message = rules::Message {
+            message_id: e.message_id.clone(),
+            in_reply_to: e.in_reply_to.clone(),
+            references: e.references.clone(),
+            thread_index: e.thread_index.clone(),
+            subject: e.subject.clone(),
+            from: e.from.clone(),
+            to: e.to.clone(),
+            cc: e.cc.clone(),
+            bcc: e.bcc.clone(),
+            received: e.received,
+            irm_protected: e.irm_protected,
+        };
+        let folder = match &e.folder {
+            EmailFolder::Inbox => Folder::InboxRoot,
+            EmailFolder::Tracked(_) => Folder::Tracked {
+                regarding: f.folder_regarding.clone(),
+            },
+            EmailFolder::Sent => Folder::Sent,
+            EmailFolder::Other(name) => Folder::Other(name.clone()),
+        };
+        let processing = rules::Processing {
+            address: &s.address,
+            owner: &own,
+            process_from: None,
+        };
+        let rules_settings = EmailSettings::of(self.ctx.settings, f.process_from);
+        let outcome = rules::decide_email(
+            &message,
+            &folder,
+            e.manual,
+            &processing,
+            &acceptors,
+            &directory,
+            &index,
+            &rules_settings,
+        );
+        match outcome {
+            Outcome::Reject { rule, why } => reject(
+                self,
+                rule,
+                format!("\"{}\" is not tracked: {why}", e.subject),
+                settings,
+            ),
+            Outcome::Track(t) => {
+                let how = match (&t.correlation, e.manual, &e.folder) {
+                    (_, Some(rules::Manual::Category), _) => Some(TrackedBy::Category),
+                    (_, Some(rules::Manual::AddIn), _) => Some(TrackedBy::AddIn),
+                    (_, None, EmailFolder::Tracked(_)) => Some(TrackedBy::Folder),
+                    (Some(c), None, _) => Some(c.method.tracked_by()),
+                    (None, None, _) => None,
+                };
+                let mut recipients: Vec<RecordId> = Vec::new();
+                for r in &t.recipients {
+                    for p in &r.parties {
+                        if !recipients.contains(&p.id) {
+                            recipients.push(p.id.clone());
+                        }
+                    }
+                }
+                let event = Event::EmailAccepted(EmailAccepted {
+                    basis: basis(
+                        format!("\"{}\" is tracked: {}", e.subject, t.steps.join("; ")),
+                        settings,
+                    ),
+                    remote: e.remote.clone(),
+                    message_id: message_id_key(&e.message_id),
+                    accepting: t.accepting.clone(),
+                    receiving_mailbox: self.mailbox_id(),
+                    correlation: how,
+                    correlated: t.correlation.as_ref().map(|c| c.with.activity.clone()),
+                    parent: t
+                        .correlation
+                        .as_ref()
+                        .is_some_and(|c| c.method.sets_parent()),
+                    regarding: t.regarding.clone(),
+                    sender: t.sender.parties.first().map(|p| p.id.clone()),
+                    recipients,
+                    create: t.create,
+                    owner: t.owner.clone(),
+                });
+                self.push(t.rule, event);
+            }
+        }
+    }
+}
