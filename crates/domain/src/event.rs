@@ -982,6 +982,11 @@ impl Event {
             Event::DeletionsListed(p) => {
                 keys.extend(p.remotes.iter().cloned().map(ItemKey::Remote))
             }
+            Event::EmailReceived(p) => keys.push(ItemKey::Subject(p.subject.to_lowercase())),
+            // "Why was this email tracked to that account": the regarding row finds it.
+            Event::EmailAccepted(p) => {
+                keys.extend(p.regarding.iter().map(|r| ItemKey::Crm(r.id.clone())))
+            }
             _ => {}
         }
         keys

@@ -145,6 +145,9 @@ fn resolve(
                 Event::ItemSeen(p) => {
                     remotes.insert(p.item.remote.clone());
                 }
+                Event::EmailReceived(p) => {
+                    remotes.insert(p.remote.clone());
+                }
                 _ => {}
             }
         }
@@ -173,8 +176,15 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
         let first = read(journal, &positions.iter().copied().collect::<Vec<_>>())?;
         let mut remotes = BTreeSet::new();
         for s in &first {
-            if let Event::LinkCreated(p) = &s.event {
-                remotes.insert(p.remote.clone());
+            match &s.event {
+                Event::LinkCreated(p) => {
+                    remotes.insert(p.remote.clone());
+                }
+                // An email regarding this row is told as an item of its own.
+                Event::EmailAccepted(p) if !loose_remotes.contains(&p.remote) => {
+                    loose_remotes.push(p.remote.clone());
+                }
+                _ => {}
             }
         }
         loose_remotes.retain(|r| !remotes.contains(r));
@@ -222,6 +232,7 @@ fn story(
             Event::RecordUpserted(p) => (title, from_crm) = (p.record.title().to_string(), true),
             Event::OwnerChanged(p) => (title, from_crm) = (p.record.title().to_string(), true),
             Event::ItemSeen(p) if !from_crm => title = p.item.fields.title().to_string(),
+            Event::EmailReceived(p) if !from_crm => title = p.subject.clone(),
             _ => {}
         }
         if let Some(m) = s.envelope.stream.as_mailbox() {
@@ -232,10 +243,13 @@ fn story(
     for (mailbox, mut list) in by_mailbox {
         add_missing_causes(journal, &mailbox, &mut list)?;
         list.sort_by_key(|s| s.envelope.position);
-        let (why, what_if) = match record.as_ref() {
+        let (mut why, what_if) = match record.as_ref() {
             Some(r) => conclude(journal, history, &mailbox, r, &list)?,
             None => (None, None),
         };
+        if record.is_none() {
+            why = email_why(&list);
+        }
         mailboxes.push(MailboxStory {
             mailbox,
             steps: steps(&list),
@@ -248,6 +262,20 @@ fn story(
         remotes,
         title,
         mailboxes,
+    })
+}
+
+/// Why the last email of the story was or was not tracked: its decision's steps and rule
+/// ("why was this email tracked to that account", "why was it not tracked").
+fn email_why(list: &[Stored]) -> Option<String> {
+    list.iter().rev().find_map(|s| {
+        let basis = match &s.event {
+            Event::EmailAccepted(p) => &p.basis,
+            Event::EmailRejected(p) => &p.basis,
+            _ => return None,
+        };
+        let rule = s.envelope.rule.map(|r| r.to_string()).unwrap_or_default();
+        Some(format!("{} ({rule})", basis.reason))
     })
 }
 
