@@ -107,6 +107,10 @@ pub struct OrgState {
     /// The profile and time of the `mailbox_failure_noted` just applied: the `alert_raised`
     /// that follows it in the same append is about that profile.
     pub last_noted: Option<(ProfileId, Timestamp)>,
+    /// Users and contacts by address, CRM email activities by Message-ID: what an incoming
+    /// email's facts are looked up in (decision 0018).
+    #[serde(default)]
+    pub email_directory: crate::email::directory::EmailDirectory,
 }
 
 impl OrgState {
@@ -212,6 +216,16 @@ impl OrgState {
                 let _ = self.settings.set_recorded(&p.key, &p.value);
             }
             Event::UserRegistered(p) => {
+                self.email_directory.upsert_party(
+                    &p.email,
+                    crate::email::resolve::Party {
+                        kind: crate::email::resolve::PartyKind::User,
+                        id: crate::ids::RecordId::new(p.user.as_str()),
+                        name: p.name.clone(),
+                        owner: None,
+                        active: true,
+                    },
+                );
                 self.users.insert(
                     p.user.clone(),
                     UserInfo {
@@ -267,6 +281,7 @@ impl OrgState {
                     _ => unreachable!("matched above"),
                 };
                 self.deleted.remove(&rec.id);
+                self.email_directory.upsert_record(rec);
                 self.rows.insert(
                     rec.id.clone(),
                     RowInfo {
@@ -285,6 +300,7 @@ impl OrgState {
                 // `routed` is kept: a late change for the row still reaches those mailboxes.
                 // The version deleted is kept (0 for a row never seen): a repeat of the delete,
                 // or a change of the row not newer than it, is recognised.
+                self.email_directory.remove_record(&p.id);
                 let version = self.rows.remove(&p.id).map_or(0, |row| row.version);
                 self.deleted.insert(p.id.clone(), version);
             }

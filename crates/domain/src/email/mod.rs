@@ -9,6 +9,7 @@
 
 pub mod accept;
 pub mod correlate;
+pub mod directory;
 pub mod resolve;
 pub mod smart_match;
 pub mod token;
