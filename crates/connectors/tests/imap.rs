@@ -9,7 +9,7 @@ mod imap_support;
 use imap_support::{APPEND_DATE_MS, PASSWORD, TestFolder, config, message, other_client};
 use ledgersync_connectors::Secret;
 use ledgersync_connectors::imap::{
-    FetchedMessage, FolderCursor, ImapCursor, ImapRead, ImapReader, KeywordChange,
+    FetchedMessage, FolderCursor, ImapCursor, ImapRead, ImapReader, KeywordChange, Security,
 };
 use ledgersync_domain::ErrorKind;
 use proptest::prelude::*;
@@ -298,6 +298,15 @@ fn nothing_listening_is_a_network_error() {
     let e = ImapReader::connect(&c).expect_err("nothing on port 1");
     assert_eq!(e.kind, ErrorKind::Network, "{e}");
     assert!(e.message.contains("127.0.0.1:1"), "{e}");
+}
+
+#[test]
+fn tls_to_a_plain_text_port_is_a_tls_error() {
+    let mut c = config(&[]);
+    c.security = Security::Tls;
+    let e = ImapReader::connect(&c).expect_err("port 1143 does not speak TLS");
+    assert_eq!(e.kind, ErrorKind::Tls, "{e}");
+    assert!(e.message.contains(&c.server()), "{e}");
 }
 
 #[test]

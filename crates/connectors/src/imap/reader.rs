@@ -36,7 +36,6 @@ pub struct ImapReader {
     session: Option<Session>,
     config: ImapConfig,
     condstore: bool,
-    delimiter: Option<String>,
 }
 
 impl fmt::Debug for ImapReader {
@@ -250,7 +249,6 @@ impl ImapReader {
             session: Some(session),
             config: config.clone(),
             condstore,
-            delimiter: None,
         })
     }
 
@@ -291,6 +289,21 @@ impl ImapReader {
     /// one), each with its state now. A configured folder outside INBOX is `Unsupported`, one
     /// that does not exist `NotFound`.
     pub fn folders(&mut self) -> Result<Vec<FolderState>, ImapError> {
+        let mut states = Vec::new();
+        for (name, special_use) in self.tracked()? {
+            let mailbox = self.examine(&name)?;
+            states.push(FolderState {
+                name,
+                special_use,
+                ..mailbox
+            });
+        }
+        Ok(states)
+    }
+
+    /// The names of the folders [`ImapReader::folders`] describes, with their special use,
+    /// from one LIST.
+    fn tracked(&mut self) -> Result<Vec<(String, Option<String>)>, ImapError> {
         let server = self.config.server();
         let listed = self.exchange(&format!("LIST at {server}"), async |s| {
             let names: Vec<_> = s
@@ -319,7 +332,6 @@ impl ImapReader {
             .iter()
             .find_map(|(_, d, _)| d.clone())
             .unwrap_or_else(|| "/".to_string());
-        self.delimiter = Some(delimiter.clone());
 
         let mut wanted: Vec<(String, Option<String>)> = vec![("INBOX".to_string(), None)];
         let prefix = format!("INBOX{delimiter}");
@@ -357,16 +369,7 @@ impl ImapReader {
             wanted.push((sent.clone(), Some("\\Sent".to_string())));
         }
 
-        let mut states = Vec::with_capacity(wanted.len());
-        for (name, special_use) in wanted {
-            let mailbox = self.examine(&name)?;
-            states.push(FolderState {
-                name,
-                special_use,
-                ..mailbox
-            });
-        }
-        Ok(states)
+        Ok(wanted)
     }
 
     /// Opens `name` read-only and returns its state (without special use).
@@ -403,19 +406,19 @@ impl ImapReader {
     /// messages, and the cursor for the next read. Folders no longer tracked leave the cursor.
     pub fn read(&mut self, cursor: &ImapCursor) -> Result<ImapRead, ImapError> {
         let mut out = ImapRead::default();
-        for folder in self.folders()? {
-            self.read_folder(&folder, cursor.folders.get(&folder.name), &mut out)?;
+        for (name, _) in self.tracked()? {
+            let before = cursor.folders.get(&name);
+            self.read_folder(&name, before, &mut out)?;
         }
         Ok(out)
     }
 
     fn read_folder(
         &mut self,
-        listed: &FolderState,
+        name: &str,
         before: Option<&FolderCursor>,
         out: &mut ImapRead,
     ) -> Result<(), ImapError> {
-        let name = listed.name.as_str();
         let server = self.config.server();
         // The state at the moment the folder is open for the fetches below.
         let now = self.examine(name)?;
