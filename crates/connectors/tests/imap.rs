@@ -13,6 +13,7 @@ use ledgersync_connectors::imap::{
 };
 use ledgersync_domain::ErrorKind;
 use proptest::prelude::*;
+use std::time::{Duration, Instant};
 
 fn reader(folders: &[&str]) -> ImapReader {
     ImapReader::connect(&config(folders)).unwrap_or_else(|e| panic!("connect: {e}"))
@@ -298,6 +299,40 @@ fn nothing_listening_is_a_network_error() {
     let e = ImapReader::connect(&c).expect_err("nothing on port 1");
     assert_eq!(e.kind, ErrorKind::Network, "{e}");
     assert!(e.message.contains("127.0.0.1:1"), "{e}");
+}
+
+#[test]
+fn idle_wakes_up_when_another_client_appends() {
+    let folder = TestFolder::new("idle");
+    let mut r = reader(&[&folder.name]);
+    let quiet = Instant::now();
+    let changed = r.idle_once(&folder.name, Duration::from_millis(700));
+    assert_eq!(changed, Ok(false), "nothing happened in the folder");
+    assert!(quiet.elapsed() >= Duration::from_millis(600));
+
+    let name = folder.name.clone();
+    let waiter = std::thread::spawn(move || {
+        let changed = r.idle_once(&name, Duration::from_secs(20));
+        (changed, Instant::now(), r)
+    });
+    // Time for the reader to open the folder and start IDLE (a few milliseconds).
+    std::thread::sleep(Duration::from_millis(500));
+    let id = format!("idle-{}@customer.example", folder.name.replace('/', "-"));
+    folder.append(&message(&id, "Wake up", 100), "");
+    let appended = Instant::now();
+    let (changed, woke, mut r) = waiter.join().unwrap();
+    assert_eq!(changed, Ok(true));
+    assert!(
+        woke.saturating_duration_since(appended) < Duration::from_secs(2),
+        "woken {:?} after the APPEND",
+        woke.saturating_duration_since(appended)
+    );
+
+    // The session goes on after IDLE.
+    let after = read(&mut r, &ImapCursor::default());
+    let got = in_folder(&after, &folder.name);
+    assert_eq!(got.len(), 1);
+    assert_eq!(message_id(got[0]), id);
 }
 
 #[test]

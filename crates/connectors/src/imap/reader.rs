@@ -5,6 +5,7 @@ use super::{
     ImapRead, KeywordChange, MAX_TRACKED_FOLDERS, Security,
 };
 use async_imap::error::Error as ImapLibError;
+use async_imap::extensions::idle::IdleResponse;
 use async_imap::types::{Fetch, Flag, NameAttribute};
 use futures_util::TryStreamExt;
 use ledgersync_domain::ErrorKind;
@@ -36,6 +37,7 @@ pub struct ImapReader {
     session: Option<Session>,
     config: ImapConfig,
     condstore: bool,
+    idle: bool,
 }
 
 impl fmt::Debug for ImapReader {
@@ -219,7 +221,7 @@ impl ImapReader {
             })?;
         let server = config.server();
         let timeout = config.timeout;
-        let (session, condstore) = block(
+        let (session, condstore, idle) = block(
             &runtime,
             timeout,
             &format!("connecting to {server}"),
@@ -241,7 +243,7 @@ impl ImapReader {
                             )
                         })?;
                 }
-                Ok((session, condstore))
+                Ok((session, condstore, caps.has_str("IDLE")))
             },
         )?;
         Ok(ImapReader {
@@ -249,6 +251,7 @@ impl ImapReader {
             session: Some(session),
             config: config.clone(),
             condstore,
+            idle,
         })
     }
 
@@ -544,6 +547,56 @@ impl ImapReader {
             },
         );
         Ok(())
+    }
+}
+
+impl ImapReader {
+    /// Waits, with IMAP IDLE, until the server reports a change in `folder` (a message
+    /// arrived, left or had its flags changed) or `wait` passes: `true` when something
+    /// changed. The folder is opened read-only first; [`ImapReader::read`] then says what
+    /// changed. `Unsupported` when the server has no IDLE.
+    pub fn idle_once(&mut self, folder: &str, wait: Duration) -> Result<bool, ImapError> {
+        let server = self.config.server();
+        if !self.idle {
+            return Err(ImapError::new(
+                ErrorKind::Unsupported,
+                format!("the IMAP server {server} has no IDLE; read it at intervals instead"),
+            ));
+        }
+        self.examine(folder)?;
+        let what = format!("IDLE on `{folder}` at {server}");
+        let Some(session) = self.session.take() else {
+            return Err(ImapError::new(
+                ErrorKind::Network,
+                format!("{what}: the connection was dropped after an earlier failure"),
+            ));
+        };
+        // On failure the session stays dropped: the connection's state is unknown.
+        let (session, changed) = block(
+            &self.runtime,
+            wait.saturating_add(self.config.timeout),
+            &what,
+            async {
+                let mut handle = session.idle();
+                handle
+                    .init()
+                    .await
+                    .map_err(|e| lib_error(&what, ErrorKind::Malformed, e))?;
+                let answer = {
+                    let (answer, _stop) = handle.wait_with_timeout(wait);
+                    answer
+                        .await
+                        .map_err(|e| lib_error(&what, ErrorKind::Malformed, e))?
+                };
+                let session = handle
+                    .done()
+                    .await
+                    .map_err(|e| lib_error(&what, ErrorKind::Malformed, e))?;
+                Ok((session, matches!(answer, IdleResponse::NewData(_))))
+            },
+        )?;
+        self.session = Some(session);
+        Ok(changed)
     }
 }
 
