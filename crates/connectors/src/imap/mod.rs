@@ -62,7 +62,8 @@ pub struct ImapConfig {
     pub timeout: Duration,
     /// A message larger than this (its RFC822.SIZE) is reported as too large, headers unread.
     pub max_message_bytes: u64,
-    /// The keyword that marks a message as tracked (`$CRMTracked`).
+    /// The keyword that marks a message as tracked (`$CRMTracked`). The reader reports every
+    /// keyword as it is; this one is for the connector built on it.
     pub tracking_keyword: String,
     /// The tracked folders besides INBOX, by their full name under INBOX (`INBOX/Customers`
     /// with the server's delimiter); at most [`MAX_TRACKED_FOLDERS`].
