@@ -335,6 +335,48 @@ fn idle_wakes_up_when_another_client_appends() {
     assert_eq!(message_id(got[0]), id);
 }
 
+/// A server on a free loopback port that accepts one connection, writes `greeting` and then
+/// holds the connection open without a word more until the test ends.
+fn fake_server(greeting: &'static [u8]) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            use std::io::{Read, Write};
+            let _ = stream.write_all(greeting);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.read(&mut [0u8; 256]);
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_server_that_never_greets_is_a_timeout() {
+    let (port, server) = fake_server(b"");
+    let mut c = config(&[]);
+    c.port = port;
+    c.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let e = ImapReader::connect(&c).expect_err("no greeting");
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(e.message.contains(&c.server()), "{e}");
+    drop(server);
+}
+
+#[test]
+fn a_server_that_is_not_imap_is_malformed() {
+    let (port, server) = fake_server(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    let mut c = config(&[]);
+    c.port = port;
+    c.timeout = Duration::from_secs(3);
+    let e = ImapReader::connect(&c).expect_err("not an IMAP greeting");
+    assert_eq!(e.kind, ErrorKind::Malformed, "{e}");
+    assert!(e.message.contains(&c.server()), "{e}");
+    drop(server);
+}
+
 #[test]
 fn tls_to_a_plain_text_port_is_a_tls_error() {
     let mut c = config(&[]);

@@ -76,6 +76,15 @@ fn lib_error(what: &str, no: ErrorKind, err: ImapLibError) -> ImapError {
         ImapLibError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             (ErrorKind::Timeout, e.to_string())
         }
+        // The client reports an answer it cannot parse as an `Other` I/O error.
+        ImapLibError::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            (ErrorKind::Malformed, format!("unreadable answer: {e}"))
+        }
         ImapLibError::Io(e) => (ErrorKind::Network, e.to_string()),
         ImapLibError::ConnectionLost => (ErrorKind::Network, "the connection was closed".into()),
         ImapLibError::No(text) => (no, format!("the server answered NO: {text}")),
@@ -195,6 +204,11 @@ async fn login(config: &ImapConfig) -> Result<Session, ImapError> {
             );
             if err.kind == ErrorKind::Auth {
                 err.message.push_str("; check the user name and password");
+            }
+            // A server that echoes the command must not carry the password into a log.
+            let password = config.password.expose();
+            if !password.is_empty() {
+                err.message = err.message.replace(password, "[redacted]");
             }
             err
         })
@@ -366,10 +380,11 @@ impl ImapReader {
                 wanted.push((name.clone(), None));
             }
         }
-        if let Some((sent, _, _)) = listed.iter().find(|(_, _, sent)| *sent)
-            && !wanted.iter().any(|(n, _)| n == sent)
-        {
-            wanted.push((sent.clone(), Some("\\Sent".to_string())));
+        if let Some((sent, _, _)) = listed.iter().find(|(_, _, sent)| *sent) {
+            match wanted.iter_mut().find(|(n, _)| n == sent) {
+                Some((_, special_use)) => *special_use = Some("\\Sent".to_string()),
+                None => wanted.push((sent.clone(), Some("\\Sent".to_string()))),
+            }
         }
 
         Ok(wanted)
