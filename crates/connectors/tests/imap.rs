@@ -273,6 +273,12 @@ fn folders_are_inbox_the_tracked_ones_and_sent() {
     assert_eq!(e.kind, ErrorKind::Unsupported);
     assert!(e.message.contains("`Trash`"), "{e}");
 
+    let many: Vec<String> = (0..26).map(|n| format!("INBOX/f{n}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let e = ImapReader::connect(&config(&many)).expect_err("26 tracked folders");
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(e.message.contains("26 tracked folders"), "{e}");
+
     let missing = format!("{}-missing", folder.name);
     let mut absent = reader(&[&missing]);
     let e = absent.folders().expect_err("no such folder");

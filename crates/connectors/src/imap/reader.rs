@@ -505,7 +505,8 @@ impl ImapReader {
             })?;
             headers.extend(got);
         }
-        let mut uidnext = now.uidnext;
+        // Never backwards, even if the server's UIDNEXT is (that would read messages again).
+        let mut uidnext = now.uidnext.max(start);
         for (uid, internal_date_ms, size, keywords) in fresh {
             uidnext = uidnext.max(uid.saturating_add(1));
             out.messages.push(FetchedMessage {
