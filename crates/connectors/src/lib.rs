@@ -16,6 +16,7 @@ mod delivery;
 mod factory;
 mod fsutil;
 mod hash;
+pub mod imap;
 mod imip;
 mod lines;
 mod maildir;
