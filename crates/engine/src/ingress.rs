@@ -152,6 +152,8 @@ pub fn parse_changes_within(
         deleted: Default::default(),
         profile_failures: base.profile_failures.clone(),
         last_noted: base.last_noted.clone(),
+        // Validation does not look addresses up; the directory is not copied.
+        email_directory: Default::default(),
     };
     let mut named = std::collections::BTreeSet::new();
     let mut changes = Vec::new();
