@@ -8,37 +8,24 @@ use crate::email::resolve::{Directory, PartyKind};
 use crate::email::{self as rules, Acceptor, EmailSettings, Folder, IncomingFilter, Outcome};
 use std::collections::BTreeMap;
 
-/// The settings an email decision consults: named in its basis, so `what-if` re-decides it
-/// under another value and `explain` names them.
-const CONSULTED: &[SettingKey] = &[
-    SettingKey::EmailUseCorrelation,
-    SettingKey::EmailUseTrackingToken,
-    SettingKey::EmailIgnoreConversationAndInReplyTo,
-    SettingKey::EmailDoNotCorrelateForwards,
-    SettingKey::EmailSmartMatching,
-    SettingKey::EmailSmartMatchMaxCount,
-    SettingKey::EmailSmartMatchDeltaSubjectCount,
-    SettingKey::EmailSmartMatchMinAddressCount,
-    SettingKey::EmailTokenPrefix,
-    SettingKey::EmailTokenBase,
-    SettingKey::EmailTokenUserDigits,
-    SettingKey::EmailTokenCounterDigits,
-    SettingKey::EmailProcessingMailboxOnly,
-    SettingKey::EmailTrackBetweenUsersTwice,
-    SettingKey::EmailRestrictIrm,
-    SettingKey::EmailAutoCreateContactOnPromote,
-    SettingKey::EmailTrackSentItems,
-    SettingKey::EmailUnresolveSenderOnMultipleMatch,
-    SettingKey::EmailUnresolveRecipientsOnMultipleMatch,
-];
+/// The settings an email decision consults, named in its basis so that `what-if` re-decides
+/// it under another value and `explain` names them: every `email_*` setting but the two the
+/// connector applies (the subject length of outgoing mail, the size of a message read).
+fn consulted() -> impl Iterator<Item = SettingKey> {
+    SettingKey::ALL.into_iter().filter(|k| {
+        k.as_str().starts_with("email_")
+            && !matches!(
+                k,
+                SettingKey::EmailMaxSubjectLength | SettingKey::EmailMaxMessageMib
+            )
+    })
+}
 
 impl Decider<'_> {
     pub(super) fn email_received(&mut self, e: &EmailReceived) {
         let s = self.state;
-        let settings: Vec<SettingUsed> = CONSULTED
-            .iter()
-            .map(|k| setting(self.ctx.settings, *k))
-            .collect();
+        let settings: Vec<SettingUsed> =
+            consulted().map(|k| setting(self.ctx.settings, k)).collect();
         let reject = |d: &mut Self, rule: RuleId, reason: String, settings: Vec<SettingUsed>| {
             d.push(
                 rule,
