@@ -54,9 +54,9 @@
 //! `intent_succeeded` again.
 
 use ledgersync_domain::event::{
-    CancelIntent, CreateIntent, CursorReset, DeleteIntent, DeletionsListed, Event, IntentFailed,
-    IntentSucceeded, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
-    ServerError, Side, UpdateIntent, Workload,
+    CancelIntent, CreateIntent, CursorReset, DeleteIntent, DeletionsListed, EmailReceived, Event,
+    IntentFailed, IntentSucceeded, ItemGone, ItemSeen, ListingCompleted, ListingFailed,
+    ListingPartial, ServerError, Side, UpdateIntent, Workload,
 };
 use ledgersync_domain::records::{Entity, Record};
 use ledgersync_domain::{ErrorKind, EventId};
@@ -128,6 +128,8 @@ pub enum Observation {
     DeletionsListed(DeletionsListed),
     /// `cursor_reset`: the server invalidated the sync cursor of a collection.
     CursorReset(CursorReset),
+    /// `email_received`: an incoming email (its facts are looked up by the engine).
+    Email(Box<EmailReceived>),
 }
 
 impl From<Observation> for Event {
@@ -137,6 +139,7 @@ impl From<Observation> for Event {
             Observation::Gone(p) => Event::ItemGone(p),
             Observation::DeletionsListed(p) => Event::DeletionsListed(p),
             Observation::CursorReset(p) => Event::CursorReset(p),
+            Observation::Email(p) => Event::EmailReceived(*p),
         }
     }
 }
@@ -320,7 +323,7 @@ pub trait Connector: Send {
         let seen = listing
             .observations
             .iter()
-            .filter(|o| matches!(o, Observation::Seen(_)))
+            .filter(|o| matches!(o, Observation::Seen(_) | Observation::Email(_)))
             .count();
         let unreadable = listing.failures.len();
         match listing.end {

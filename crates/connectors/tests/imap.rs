@@ -444,3 +444,134 @@ proptest! {
         let _ = ImapCursor::from_text(&text);
     }
 }
+
+// ───────────── the incoming-email connector on top of the reader ─────────────
+
+mod connector {
+    use super::imap_support::{APPEND_DATE_MS, TestFolder, config, message};
+    use ledgersync_connectors::imap::{ImapConnector, remote_of};
+    use ledgersync_connectors::{Connector, Cursor, ListingEnd, Observation, Secret};
+    use ledgersync_domain::ErrorKind;
+    use ledgersync_domain::email::Manual;
+    use ledgersync_domain::event::{EmailFacts, EmailFolder, EmailReceived, Workload};
+
+    fn emails_in<'a>(obs: &'a [Observation], folder: &str) -> Vec<&'a EmailReceived> {
+        obs.iter()
+            .filter_map(|o| match o {
+                Observation::Email(e) if e.remote.as_str().starts_with(&format!("{folder}/")) => {
+                    Some(e.as_ref())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_reports_each_new_message_once_as_email_received_and_a_large_one_as_a_failure() {
+        let folder = TestFolder::new("connector");
+        folder.append(&message("plain-1@customer.example", "Cargo offer", 200), "");
+        folder.append(
+            &message("kept-2@customer.example", "Photos from the dock", 200),
+            "($CRMTracked)",
+        );
+        folder.append(&message("big-3@customer.example", "Manifest", 50_000), "");
+        let mut c = config(&[&folder.name]);
+        c.max_message_bytes = 10_000;
+        let mut imap = ImapConnector::new(c);
+
+        let first = imap.list_changes(&Cursor::initial());
+        assert!(
+            matches!(&first.end, ListingEnd::Completed(p) if p.workload == Workload::Incoming),
+            "{:?}",
+            first.end
+        );
+        let emails = emails_in(&first.observations, &folder.name);
+        assert_eq!(emails.len(), 2, "{emails:#?}");
+        let plain = emails
+            .iter()
+            .find(|e| e.subject == "Cargo offer")
+            .expect("the plain message");
+        assert_eq!(plain.message_id, "plain-1@customer.example");
+        assert_eq!(plain.from, "zoe@customer.example");
+        assert_eq!(
+            plain.in_reply_to.as_deref(),
+            Some("parent-plain-1@customer.example")
+        );
+        assert_eq!(plain.cc, vec!["linda@customer.example".to_string()]);
+        assert_eq!(plain.received.0, APPEND_DATE_MS);
+        assert_eq!(plain.folder, EmailFolder::Tracked(folder.name.clone()));
+        assert_eq!(plain.manual, None);
+        assert_eq!(
+            plain.facts,
+            EmailFacts::default(),
+            "the engine looks the facts up"
+        );
+        let kept = emails
+            .iter()
+            .find(|e| e.subject == "Photos from the dock")
+            .expect("the message with the tracking keyword");
+        assert_eq!(kept.manual, Some(Manual::Category), "R56: tracked by hand");
+        // The large one: an item failure naming its size and the limit, nothing else lost.
+        let big: Vec<_> = first
+            .failures
+            .iter()
+            .filter(|f| f.item.starts_with(&format!("{}/", folder.name)))
+            .collect();
+        assert_eq!(big.len(), 1, "{:#?}", first.failures);
+        assert_eq!(big[0].kind, ErrorKind::TooLarge);
+        assert!(
+            big[0]
+                .error
+                .contains("larger than the limit of 10000 bytes"),
+            "{}",
+            big[0].error
+        );
+
+        // From the cursor: nothing new in the folder; then exactly the next message.
+        let second = imap.list_changes(&first.cursor);
+        assert!(emails_in(&second.observations, &folder.name).is_empty());
+        folder.append(
+            &message("next-4@customer.example", "RE: Cargo offer", 200),
+            "",
+        );
+        let third = imap.list_changes(&second.cursor);
+        let next = emails_in(&third.observations, &folder.name);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].subject, "RE: Cargo offer");
+        let uid: Vec<&str> = next[0].remote.as_str().rsplitn(3, '/').collect();
+        assert_eq!(
+            next[0].remote,
+            remote_of(
+                &folder.name,
+                uid[1].parse().unwrap(),
+                uid[0].parse().unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_cursor_or_a_wrong_password_is_a_failed_listing_that_keeps_the_cursor() {
+        let folder = TestFolder::new("connector-bad");
+        let mut imap = ImapConnector::new(config(&[&folder.name]));
+        let garbage = Cursor::from_text("not an imap cursor");
+        let listing = imap.list_changes(&garbage);
+        match &listing.end {
+            ListingEnd::Failed(f) => assert_eq!(f.error.kind(), ErrorKind::CursorInvalid),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(listing.cursor, garbage);
+
+        let mut c = config(&[&folder.name]);
+        c.password = Secret::new("not-the-password");
+        let mut imap = ImapConnector::new(c);
+        let listing = imap.list_changes(&Cursor::initial());
+        match &listing.end {
+            ListingEnd::Failed(f) => {
+                assert_eq!(f.error.kind(), ErrorKind::Auth);
+                assert!(!f.error.message.contains("not-the-password"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(listing.cursor.is_initial());
+    }
+}

@@ -15,10 +15,12 @@
 //!
 //! It is not yet a [`crate::Connector`]: the wiring into observations comes next.
 
+mod connector;
 mod cursor;
 mod headers;
 mod reader;
 
+pub use connector::{ImapConnector, remote_of};
 pub use cursor::{CURSOR_HEADER, CursorError, FolderCursor, ImapCursor};
 pub use headers::EmailHeaders;
 pub use reader::ImapReader;
