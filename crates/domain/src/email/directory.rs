@@ -223,7 +223,12 @@ impl EmailDirectory {
         for d in token_digits(&message.subject) {
             candidates.extend(self.by_token_digits.get(&d).into_iter().flatten());
         }
-        for a in &addresses {
+        // By shared address, for smart matching: not the mailbox user's own address, which
+        // every email of theirs shares (smart matching needs two addresses in common).
+        let own_address = self
+            .row_address
+            .get(&row_key(&PartyKind::User, &RecordId::new(user.as_str())));
+        for a in addresses.iter().filter(|a| Some(*a) != own_address) {
             candidates.extend(self.by_address.get(a).into_iter().flatten());
         }
         let smart = SmartMatchSettings {
@@ -353,9 +358,20 @@ mod tests {
         assert_eq!(f.acceptors[0].filter, IncomingFilter::RepliesOnly);
     }
 
+    fn paul() -> Party {
+        Party {
+            kind: PartyKind::User,
+            id: RecordId::new("paul"),
+            name: "Paul".into(),
+            owner: None,
+            active: true,
+        }
+    }
+
     #[test]
     fn a_contact_moves_with_its_address_and_a_deleted_email_is_forgotten() {
         let mut d = EmailDirectory::default();
+        d.upsert_party("paul@serenity.example", paul());
         d.upsert_record(&contact(
             "c1",
             "zoe@customer.example",
@@ -392,9 +408,17 @@ mod tests {
             "both rows, the inactive one too (never resolved)"
         );
         assert!(!f.parties.iter().any(|(a, _)| a == "zoe@customer.example"));
-        // The offer shares Paul's address with this message: a candidate, for smart matching
-        // to judge (the lookup selects, the rules decide).
-        assert_eq!(f.tracked.len(), 1);
+        // The offer shares only Paul's own address with this message: not a candidate.
+        assert!(f.tracked.is_empty());
+        // A message from Zoe's old address shares the offer's recipient: a candidate, for
+        // smart matching to judge (the lookup selects, the rules decide).
+        let from_old = reply("Hello", "zoe@customer.example");
+        assert_eq!(
+            d.facts(&from_old, &UserId::new("jayne"), &OrgSettings::default())
+                .tracked
+                .len(),
+            1
+        );
         let mut by_reply = reply("Re: offer", "zoe@customer.example");
         by_reply.in_reply_to = Some("<OFFER-1@serenity.example>".into());
         assert_eq!(
@@ -412,6 +436,7 @@ mod tests {
         );
         assert_eq!(d, {
             let mut only_c2 = EmailDirectory::default();
+            only_c2.upsert_party("paul@serenity.example", paul());
             only_c2.upsert_record(&contact(
                 "c2",
                 "zoe@new.example",
