@@ -276,19 +276,7 @@ fn measure(folder: &str, messages: usize, idle_runs: usize) -> anyhow::Result<Im
     let mut sample = String::new();
     let started = Instant::now();
     for (i, mut e) in emails.into_iter().enumerate() {
-        let message = email::Message {
-            message_id: e.message_id.clone(),
-            in_reply_to: e.in_reply_to.clone(),
-            references: e.references.clone(),
-            thread_index: e.thread_index.clone(),
-            subject: e.subject.clone(),
-            from: e.from.clone(),
-            to: e.to.clone(),
-            cc: e.cc.clone(),
-            bcc: e.bcc.clone(),
-            received: e.received,
-            irm_protected: false,
-        };
+        let message = email::Message::from(&e);
         e.facts = dir.facts(&message, &UserId::new("bob"), &settings);
         let obs = Event::EmailReceived(e);
         let ctx = Context {

@@ -95,19 +95,7 @@ impl Decider<'_> {
             auto_create: None,
             may_own_emails: true,
         });
-        let message = rules::Message {
-            message_id: e.message_id.clone(),
-            in_reply_to: e.in_reply_to.clone(),
-            references: e.references.clone(),
-            thread_index: e.thread_index.clone(),
-            subject: e.subject.clone(),
-            from: e.from.clone(),
-            to: e.to.clone(),
-            cc: e.cc.clone(),
-            bcc: e.bcc.clone(),
-            received: e.received,
-            irm_protected: e.irm_protected,
-        };
+        let message = rules::Message::from(e);
         let folder = match &e.folder {
             EmailFolder::Inbox => Folder::InboxRoot,
             EmailFolder::Tracked(_) => Folder::Tracked {

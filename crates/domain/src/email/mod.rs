@@ -48,6 +48,25 @@ pub struct Message {
     pub irm_protected: bool,
 }
 
+impl From<&crate::event::EmailReceived> for Message {
+    /// The headers of an `email_received`, as the rules and the facts lookup read them.
+    fn from(e: &crate::event::EmailReceived) -> Self {
+        Message {
+            message_id: e.message_id.clone(),
+            in_reply_to: e.in_reply_to.clone(),
+            references: e.references.clone(),
+            thread_index: e.thread_index.clone(),
+            subject: e.subject.clone(),
+            from: e.from.clone(),
+            to: e.to.clone(),
+            cc: e.cc.clone(),
+            bcc: e.bcc.clone(),
+            received: e.received,
+            irm_protected: e.irm_protected,
+        }
+    }
+}
+
 impl Message {
     /// Every address of the message: From, To, Cc, Bcc, in that order.
     pub fn addresses(&self) -> Vec<String> {
