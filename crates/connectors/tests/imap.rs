@@ -62,6 +62,11 @@ fn first_read_then_nothing_new_then_exactly_the_next_message() {
     assert!(r.has_condstore(), "Dovecot advertises CONDSTORE");
 
     let first = read(&mut r, &ImapCursor::default());
+    assert_eq!(
+        first.sent.as_deref(),
+        Some("Sent"),
+        "the read names the \\Sent folder"
+    );
     let got = in_folder(&first, &folder.name);
     assert_eq!(got.len(), 3, "{got:#?}");
     for (n, m) in got.iter().enumerate() {

@@ -64,10 +64,10 @@ impl ImapConnector {
         read
     }
 
-    fn folder_of(&self, name: &str, sent: &[String]) -> EmailFolder {
+    fn folder_of(&self, name: &str, sent: Option<&str>) -> EmailFolder {
         if name.eq_ignore_ascii_case("INBOX") {
             EmailFolder::Inbox
-        } else if sent.iter().any(|s| s == name) {
+        } else if sent == Some(name) {
             EmailFolder::Sent
         } else if self.config.folders.iter().any(|f| f == name) {
             EmailFolder::Tracked(name.to_string())
@@ -76,7 +76,7 @@ impl ImapConnector {
         }
     }
 
-    fn received(&self, m: &FetchedMessage, sent: &[String]) -> EmailReceived {
+    fn received(&self, m: &FetchedMessage, sent: Option<&str>) -> EmailReceived {
         let h = m.headers.clone().unwrap_or_default();
         let tracked = m
             .keywords
@@ -135,15 +135,7 @@ impl Connector for ImapConnector {
             Ok(read) => read,
             Err(e) => return failed(cursor, e.kind, e.message),
         };
-        let sent: Vec<String> = self
-            .reader
-            .as_mut()
-            .and_then(|r| r.folders().ok())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|f| f.special_use.as_deref() == Some("\\Sent"))
-            .map(|f| f.name)
-            .collect();
+        let sent = read.sent.as_deref();
         let mut observations = Vec::new();
         let mut failures = Vec::new();
         for folder in &read.resets {
@@ -170,7 +162,7 @@ impl Connector for ImapConnector {
                 continue;
             }
             items += 1;
-            observations.push(Observation::Email(Box::new(self.received(m, &sent))));
+            observations.push(Observation::Email(Box::new(self.received(m, sent))));
         }
         Listing {
             observations,

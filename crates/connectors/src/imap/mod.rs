@@ -182,6 +182,8 @@ pub struct ImapRead {
     /// Folders whose UIDVALIDITY or MAILBOXID changed: every message of theirs is in
     /// `messages` again, and what was known of them before is void.
     pub resets: Vec<String>,
+    /// The folder the server marks `\Sent`, when there is one (it is read with the others).
+    pub sent: Option<String>,
     /// Where the next read starts.
     pub cursor: ImapCursor,
 }

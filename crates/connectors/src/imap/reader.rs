@@ -424,7 +424,10 @@ impl ImapReader {
     /// messages, and the cursor for the next read. Folders no longer tracked leave the cursor.
     pub fn read(&mut self, cursor: &ImapCursor) -> Result<ImapRead, ImapError> {
         let mut out = ImapRead::default();
-        for (name, _) in self.tracked()? {
+        for (name, special_use) in self.tracked()? {
+            if special_use.as_deref() == Some("\\Sent") {
+                out.sent = Some(name.clone());
+            }
             let before = cursor.folders.get(&name);
             self.read_folder(&name, before, &mut out)?;
         }
