@@ -25,7 +25,8 @@
 #   IMAP/SMTP  alice@example.org, bob@example.org, paul@example.org, and the example
 #              organization of `ledgersync example`: jayne@serenity.example,
 #              paul@serenity.example, zoe@customer.example, linda@customer.example,
-#              river@customer.example
+#              river@customer.example; kaylee@serenity.example, whose INBOX only the
+#              incoming-email tests of `ledgersync serve` read
 #   Radicale   alice, bob, paul, jayne (alice/alicepw ...)
 #
 # Where their files live: these servers are one per machine (fixed ports), so their
@@ -134,7 +135,7 @@ elif is_root; then
 else
   D=${XDG_CACHE_HOME:-$HOME/.cache}/ledgersync-test
 fi
-MAIL_USERS="alice@example.org bob@example.org paul@example.org jayne@serenity.example
+MAIL_USERS="alice@example.org bob@example.org paul@example.org jayne@serenity.example kaylee@serenity.example
 paul@serenity.example zoe@customer.example linda@customer.example river@customer.example"
 MAIL_DOMAINS="example.org serenity.example customer.example"
 DAV_USERS="alice bob paul jayne"
@@ -236,10 +237,19 @@ radicale_example_collections() {
   done
 }
 
+# The users of the Dovecot instance of this script (a passwd-file, read again at each login).
+dovecot_users() {
+  : >"$D/dovecot/users.new"
+  for u in $MAIL_USERS; do printf '%s:{PLAIN}%spw::::::\n' "$u" "${u%@*}" >>"$D/dovecot/users.new"; done
+  mv "$D/dovecot/users.new" "$D/dovecot/users"
+}
+
 # Dovecot with a configuration file of its own (nothing under /etc/dovecot is used).
 dovecot_start() {
   if listening 1143; then
     listening 2424 || die "something listens on 127.0.0.1:1143 but nothing on 2424 (Dovecot LMTP, which Postfix delivers to): start Dovecot with LMTP on 127.0.0.1:2424"
+    # An instance this script started gets the users added since.
+    if grep -qsF "$MARKER" "$D/dovecot/dovecot.conf"; then dovecot_users; fi
     log "dovecot: already listening on 127.0.0.1:1143 (IMAP)"
     return
   fi
@@ -249,9 +259,7 @@ dovecot_start() {
   # Mail processes may not run as root.
   id vmail >/dev/null 2>&1 || useradd --system --home-dir "$D/dovecot/mail" --shell /usr/sbin/nologin vmail
   mkdir -p "$D/dovecot/run" "$D/dovecot/state" "$D/dovecot/mail"
-  : >"$D/dovecot/users.new"
-  for u in $MAIL_USERS; do printf '%s:{PLAIN}%spw::::::\n' "$u" "${u%@*}" >>"$D/dovecot/users.new"; done
-  mv "$D/dovecot/users.new" "$D/dovecot/users"
+  dovecot_users
   cat >"$D/dovecot/dovecot.conf" <<EOF
 $MARKER
 base_dir = $D/dovecot/run

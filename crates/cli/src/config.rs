@@ -68,6 +68,7 @@ struct MailboxSection {
     password_file: Option<PathBuf>,
     password_env: Option<String>,
     tasks: Option<String>,
+    folders: Option<Vec<String>>,
 }
 
 /// How `serve` logs.
@@ -88,12 +89,12 @@ pub struct MailboxConfig {
     pub account: String,
     /// The owner's address (default: the registered address).
     pub owner: Option<String>,
-    /// vdir calendar directory (`None` for a CalDAV mailbox: see `dav`).
+    /// vdir calendar directory (`None` for a CalDAV or IMAP mailbox: see `server`).
     pub calendar: Option<PathBuf>,
     /// vdir address-book directory (`None` for a CalDAV mailbox).
     pub address_book: Option<PathBuf>,
-    /// The server side of a mailbox of a `caldav` profile; `None`: a vdir mailbox.
-    pub dav: Option<crate::profiles::DavMailbox>,
+    /// The server side of a mailbox of a `caldav` or `imap` profile; `None`: a vdir mailbox.
+    pub server: Option<crate::profiles::ServerMailbox>,
     /// Directory of attendee Maildirs (meeting cancellations).
     pub maildirs: Option<PathBuf>,
     /// Tracking category.
@@ -319,13 +320,14 @@ impl Config {
                     m.id
                 ));
             }
-            let dav = crate::profiles::dav_mailbox(
+            let server = crate::profiles::server_mailbox(
                 crate::profiles::MailboxServerKeys {
                     profile: m.profile,
                     username: m.username,
                     password_file: m.password_file,
                     password_env: m.password_env,
                     tasks: m.tasks,
+                    folders: m.folders,
                 },
                 (m.calendar.as_deref(), m.address_book.as_deref()),
                 &[
@@ -335,12 +337,12 @@ impl Config {
                 &c.profiles,
                 &at,
             )?;
-            if dav.is_none() && m.calendar.is_none() && m.address_book.is_none() {
+            if server.is_none() && m.calendar.is_none() && m.address_book.is_none() {
                 return Err(anyhow!(
                     "{at}: give at least one of the keys `calendar`, `address_book` (vdir directories)"
                 ));
             }
-            let (calendar, address_book) = if dav.is_some() {
+            let (calendar, address_book) = if server.is_some() {
                 (None, None)
             } else {
                 (m.calendar, m.address_book)
@@ -363,7 +365,7 @@ impl Config {
                 owner: m.owner,
                 calendar,
                 address_book,
-                dav,
+                server,
                 maildirs: m.maildirs,
                 tracking_category: m.tracking_category,
                 watch: m.watch.unwrap_or(true),
@@ -557,7 +559,7 @@ mod tests {
         );
         assert_eq!(c.mailboxes.len(), 2);
         for m in &c.mailboxes {
-            let dav = m.dav.as_ref().expect("a caldav mailbox");
+            let dav = m.server.as_ref().expect("a caldav mailbox");
             assert_eq!(dav.profile, "groupware");
             assert!(matches!(
                 dav.password,
@@ -576,7 +578,7 @@ mod tests {
         };
         let caldav = "[profiles.g]\nkind = \"caldav\"\nurl = \"http://h/\"\n";
         assert!(at("[profiles.g]\nkind = \"exchange\"\n").contains(
-            "[profiles.g]: key `kind` cannot be `exchange`; allowed values: vdir, caldav"
+            "[profiles.g]: key `kind` cannot be `exchange`; allowed values: vdir, caldav, imap"
         ));
         assert!(at("[profiles.g]\nkind = \"caldav\"\n").contains("key `url` is missing"));
         assert!(
@@ -613,14 +615,69 @@ mod tests {
             .contains("key `watch` applies to vdir mailboxes only")
         );
         assert!(
-            at(&format!("{mailbox}calendar = \"c\"\nusername = \"ana\"\n"))
-                .contains("key `username` applies to mailboxes of a `caldav` profile only")
+            at(&format!("{mailbox}calendar = \"c\"\nusername = \"ana\"\n")).contains(
+                "key `username` applies to mailboxes of a `caldav` or `imap` profile only"
+            )
         );
         assert!(
             at(&format!(
                 "{mailbox}calendar = \"c\"\npassword_file = \"f\"\npassword_env = \"P\"\n"
             ))
             .contains("not both")
+        );
+    }
+
+    #[test]
+    fn an_imap_profile_reads_its_server_from_the_url_and_its_mailboxes_name_folders() {
+        let imap = "[profiles.mail]\nkind = \"imap\"\nurl = \"imap://127.0.0.1:1143\"\n";
+        let mailbox = "[[mailbox]]\nid = \"ana\"\nprofile = \"mail\"\nusername = \"ana\"\npassword_env = \"P\"\n";
+        let c = Config::parse(
+            &format!("{imap}{mailbox}folders = [\"INBOX/Customers\"]\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let server = c.profiles["mail"].imap.as_ref().unwrap();
+        assert_eq!(
+            (server.host.as_str(), server.port, server.tls),
+            ("127.0.0.1", 1143, false)
+        );
+        assert_eq!(
+            c.mailboxes[0].server.as_ref().unwrap().folders,
+            ["INBOX/Customers"]
+        );
+        let tls = Config::parse(
+            "[profiles.mail]\nkind = \"imap\"\nurl = \"imaps://mail.example.org\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let server = tls.profiles["mail"].imap.as_ref().unwrap();
+        assert_eq!((server.port, server.tls), (993, true));
+        let at = |text: &str| {
+            Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            at("[profiles.mail]\nkind = \"imap\"\n")
+                .contains("key `url` is missing: give the IMAP server")
+        );
+        assert!(
+            at("[profiles.mail]\nkind = \"imap\"\nurl = \"https://h/\"\n")
+                .contains("give `imaps://host`")
+        );
+        assert!(
+            at(&format!("{imap}{mailbox}calendar = \"Work\"\n"))
+                .contains("key `calendar / address_book / tasks` does not apply")
+        );
+        let caldav = "[profiles.mail]\nkind = \"caldav\"\nurl = \"http://h/\"\n";
+        assert!(
+            at(&format!("{caldav}{mailbox}folders = [\"INBOX/A\"]\n"))
+                .contains("key `folders` does not apply")
+        );
+        let many: Vec<String> = (0..26).map(|i| format!("\"INBOX/F{i}\"")).collect();
+        assert!(
+            at(&format!("{imap}{mailbox}folders = [{}]\n", many.join(", ")))
+                .contains("at most 25 are tracked besides INBOX")
         );
     }
 

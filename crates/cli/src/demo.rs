@@ -72,7 +72,7 @@ pub fn run(
         .map(|(mailbox, user)| crate::config::MailboxConfig {
             id: mailbox.to_string(),
             account: mailbox.to_string(),
-            dav: None,
+            server: None,
             owner: None,
             calendar: Some(data.join("vdir").join(user).join("calendar")),
             address_book: Some(data.join("vdir").join(user).join("contacts")),

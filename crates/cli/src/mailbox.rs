@@ -128,11 +128,11 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             let (results, connection) = match configured.filter(|_| connect) {
                 Some(m) => {
                     let address = recorder.engine()?.org().mailboxes[&id].address.clone();
-                    let (act, connection) = test_connection(m, config, &data, &address, json, out)?;
-                    (
-                        [TestResult::NotRun, TestResult::NotRun, act],
-                        Some(connection),
-                    )
+                    let (workload, result, connection) =
+                        test_connection(m, config, &data, &address, json, out)?;
+                    let mut results = [TestResult::NotRun; 3];
+                    results[workload.index()] = result;
+                    (results, Some(connection))
                 }
                 None => {
                     let result = |w| {
@@ -208,7 +208,14 @@ pub fn parse_workload(text: &str) -> Result<Workload> {
 /// runs it at once); else the service is started for this mailbox alone, runs it and stops.
 fn sync(ctx: &mut Ctx, mailbox: &str) -> Result<ExitCode> {
     if let Some(live) = ctx.live {
-        live.service.push(MailboxId::new(mailbox));
+        // The workload its configuration runs (a mailbox unknown to it: ACT).
+        let workload = ctx
+            .config
+            .mailboxes
+            .iter()
+            .find(|m| m.id == mailbox)
+            .map_or(Workload::Act, |m| crate::serve::workload_of(m, ctx.config));
+        live.service.push(MailboxId::new(mailbox), workload);
         if ctx.json {
             writeln!(ctx.out, "{}", json!({"mailbox": mailbox, "pushed": true}))?;
         } else {
@@ -310,39 +317,51 @@ fn test_connection(
     address: &str,
     json: bool,
     out: &mut dyn std::io::Write,
-) -> Result<(TestResult, Value)> {
+) -> Result<(Workload, TestResult, Value)> {
     let connector = crate::serve::connector_config(m, config, data)?.with_owner(address);
     let kind = connector.kind();
+    let workload = connector.workload();
+    let name = workload_name(workload);
     let answer = connector.build().test_connection();
-    let (act, connection) = match &answer {
+    let (result, connection) = match &answer {
         Ok(found) => (
             TestResult::Success,
-            json!({"connector": kind, "act": "success", "detail": found}),
+            json!({"connector": kind, name: "success", "detail": found}),
         ),
         Err(e) => (
             TestResult::Failure,
-            json!({"connector": kind, "act": "failure", "code": e.code, "detail": e.message}),
+            json!({"connector": kind, name: "failure", "code": e.code, "detail": e.message}),
         ),
     };
     if !json {
         match &answer {
             Ok(found) => writeln!(
                 out,
-                "{kind} connection of `{}`: act succeeded: {found}",
+                "{kind} connection of `{}`: {name} succeeded: {found}",
                 m.id
             )?,
             Err(e) => writeln!(
                 out,
-                "{kind} connection of `{}`: act failed ({}): {}",
+                "{kind} connection of `{}`: {name} failed ({}): {}",
                 m.id, e.code, e.message
             )?,
         }
+        let others: Vec<&str> = Workload::ALL
+            .into_iter()
+            .filter(|w| *w != workload)
+            .map(workload_name)
+            .collect();
         writeln!(
             out,
-            "  incoming, outgoing: not run (email workloads need an IMAP/SMTP profile)"
+            "  {}: not run ({})",
+            others.join(", "),
+            match workload {
+                Workload::Act => "email workloads need an IMAP/SMTP profile",
+                _ => "an IMAP/SMTP profile runs email only (R4); outgoing is not tested yet",
+            }
         )?;
     }
-    Ok((act, connection))
+    Ok((workload, result, connection))
 }
 
 fn record_with(

@@ -1,7 +1,8 @@
 //! `[profiles.<id>]` and the server side of a `[[mailbox]]`: how ledgersync reaches the
 //! servers of one of the organization's server profiles (R15, ARCHITECTURE §6) — which kind of
-//! connector, the endpoints, TLS, time-outs, the SMTP server for meeting messages — and where
-//! a mailbox's credentials come from.
+//! connector (vdir directories, a CalDAV/CardDAV server, or an IMAP server for the incoming
+//! email of an email-only profile, R4), the endpoints, TLS, time-outs, the SMTP server — and
+//! where a mailbox's credentials come from.
 //!
 //! A password is never written in the configuration: a mailbox names a file
 //! (`password_file`, readable by its owner and group only) or an environment variable
@@ -50,18 +51,57 @@ pub enum ConnectorKind {
     Vdir,
     /// A CalDAV and CardDAV server.
     Caldav,
+    /// An IMAP server: the incoming email of an email-only (IMAP/SMTP) profile (R4).
+    Imap,
 }
 
 impl ConnectorKind {
     /// The kinds, as written in the configuration.
-    pub const NAMES: &'static str = "vdir, caldav";
+    pub const NAMES: &'static str = "vdir, caldav, imap";
 
     fn parse(text: &str) -> Option<Self> {
         match text {
             "vdir" => Some(ConnectorKind::Vdir),
             "caldav" => Some(ConnectorKind::Caldav),
+            "imap" => Some(ConnectorKind::Imap),
             _ => None,
         }
+    }
+}
+
+/// The IMAP server of an `imap` profile, from its `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapServer {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 993 for `imaps://`, 143 for `imap://`).
+    pub port: u16,
+    /// TLS from the first byte (`imaps://`); `imap://` is plain text, for a server on the
+    /// same machine.
+    pub tls: bool,
+}
+
+impl ImapServer {
+    /// Reads `imaps://host[:port]` or `imap://host[:port]`.
+    fn parse(url: &str) -> Option<Self> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("imaps://") {
+            (true, r)
+        } else {
+            (false, url.strip_prefix("imap://")?)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (rest, if tls { 993 } else { 143 }),
+        };
+        if host.is_empty() || host.contains('/') || port == 0 {
+            return None;
+        }
+        Some(ImapServer {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
     }
 }
 
@@ -182,8 +222,10 @@ pub struct Profile {
     pub id: String,
     /// Which connector its mailboxes run.
     pub kind: ConnectorKind,
-    /// The server URL discovery starts from (`caldav`).
+    /// The server URL: where discovery starts (`caldav`), the IMAP server (`imap`).
     pub url: Option<String>,
+    /// The IMAP server (`imap`).
+    pub imap: Option<ImapServer>,
     /// Time-out of one request.
     pub timeout: Duration,
     /// A PEM file of certificate authorities trusted besides the system's (a private CA).
@@ -224,18 +266,37 @@ pub(crate) fn check(
                      `https://dav.example.org/` (discovery starts there)"
                 ));
             }
-            (ConnectorKind::Vdir, Some(_)) => {
+            (ConnectorKind::Imap, None) => {
                 return Err(anyhow!(
-                    "{at}: key `url` applies to `kind = \"caldav\"` only; a vdir mailbox names \
-                     its directories in its [[mailbox]] table"
+                    "{at}: key `url` is missing: give the IMAP server, e.g. \
+                     `imaps://mail.example.org` (TLS, port 993)"
                 ));
             }
-            (_, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            (ConnectorKind::Vdir, Some(_)) => {
+                return Err(anyhow!(
+                    "{at}: key `url` applies to `kind = \"caldav\"` and `kind = \"imap\"` only; \
+                     a vdir mailbox names its directories in its [[mailbox]] table"
+                ));
+            }
+            (ConnectorKind::Imap, Some(u)) if ImapServer::parse(&u).is_none() => {
+                return Err(anyhow!(
+                    "{at}: key `url` is `{u}`: give `imaps://host` (TLS, port 993), \
+                     `imaps://host:port`, or `imap://host:port` (plain text, a server on this \
+                     machine)"
+                ));
+            }
+            (ConnectorKind::Caldav, Some(u))
+                if !(u.starts_with("http://") || u.starts_with("https://")) =>
+            {
                 return Err(anyhow!(
                     "{at}: key `url` is `{u}`: give an http:// or https:// URL"
                 ));
             }
             (_, u) => u,
+        };
+        let imap = match kind {
+            ConnectorKind::Imap => url.as_deref().and_then(ImapServer::parse),
+            _ => None,
         };
         if let Some(ca) = &s.ca_file
             && !ca.is_file()
@@ -289,6 +350,7 @@ pub(crate) fn check(
                 id,
                 kind,
                 url,
+                imap,
                 timeout: timeout(s.timeout_seconds, &at, "timeout_seconds")?,
                 ca_file: s.ca_file,
                 smtp,
@@ -298,9 +360,10 @@ pub(crate) fn check(
     Ok(out)
 }
 
-/// A `caldav` mailbox: the login and the collections, by path or display name.
+/// The server side of a mailbox of a `caldav` or `imap` profile: the login, and what it reads
+/// there (collections by path or display name; tracked IMAP folders).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DavMailbox {
+pub struct ServerMailbox {
     /// The profile it belongs to.
     pub profile: String,
     /// The login.
@@ -314,6 +377,8 @@ pub struct DavMailbox {
     pub tasks: Option<String>,
     /// The address book (`None`: the first one discovery finds).
     pub address_book: Option<String>,
+    /// The tracked IMAP folders besides INBOX (`imap`), by their full name.
+    pub folders: Vec<String>,
 }
 
 /// What a `[[mailbox]]` table says about its server, as written.
@@ -323,17 +388,19 @@ pub(crate) struct MailboxServerKeys {
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub tasks: Option<String>,
+    pub folders: Option<Vec<String>>,
 }
 
-/// The DAV side of a `[[mailbox]]` of a `caldav` profile; `None` for a vdir mailbox. `vdir_keys`
-/// are the keys of the table that only a vdir mailbox takes, with whether each was given.
-pub(crate) fn dav_mailbox(
+/// The server side of a `[[mailbox]]` of a `caldav` or `imap` profile; `None` for a vdir
+/// mailbox. `vdir_keys` are the keys of the table that only a vdir mailbox takes, with whether
+/// each was given.
+pub(crate) fn server_mailbox(
     keys: MailboxServerKeys,
     collections: (Option<&Path>, Option<&Path>),
     vdir_keys: &[(&str, bool)],
     profiles: &BTreeMap<String, Profile>,
     at: &str,
-) -> Result<Option<DavMailbox>> {
+) -> Result<Option<ServerMailbox>> {
     let profile = match &keys.profile {
         None => None,
         Some(p) => Some(profiles.get(p).ok_or_else(|| {
@@ -356,24 +423,56 @@ pub(crate) fn dav_mailbox(
             ("username", keys.username.is_some()),
             ("password_file / password_env", password.is_some()),
             ("tasks", keys.tasks.is_some()),
+            ("folders", keys.folders.is_some()),
         ] {
             if given {
                 return Err(anyhow!(
-                    "{at}: key `{key}` applies to mailboxes of a `caldav` profile only; this \
-                     mailbox syncs vdir directories"
+                    "{at}: key `{key}` applies to mailboxes of a `caldav` or `imap` profile \
+                     only; this mailbox syncs vdir directories"
                 ));
             }
         }
         return Ok(None);
     }
+    let server = match kind {
+        ConnectorKind::Imap => "an IMAP server",
+        _ => "a CalDAV/CardDAV server",
+    };
     for (key, given) in vdir_keys {
         if *given {
             return Err(anyhow!(
                 "{at}: key `{key}` applies to vdir mailboxes only; this mailbox's profile `{}` \
-                 is a CalDAV/CardDAV server",
+                 is {server}",
                 keys.profile.as_deref().unwrap_or_default()
             ));
         }
+    }
+    let (wrong, given) = match kind {
+        ConnectorKind::Imap => (
+            "calendar / address_book / tasks",
+            collections.0.is_some() || collections.1.is_some() || keys.tasks.is_some(),
+        ),
+        _ => ("folders", keys.folders.is_some()),
+    };
+    if given {
+        return Err(anyhow!(
+            "{at}: key `{wrong}` does not apply to a mailbox of profile `{}`, which is {server}",
+            keys.profile.as_deref().unwrap_or_default()
+        ));
+    }
+    let folders = keys.folders.unwrap_or_default();
+    if folders.len() > ledgersync_connectors::imap::MAX_TRACKED_FOLDERS {
+        return Err(anyhow!(
+            "{at}: key `folders` names {} folders; at most {} are tracked besides INBOX",
+            folders.len(),
+            ledgersync_connectors::imap::MAX_TRACKED_FOLDERS
+        ));
+    }
+    if let Some(f) = folders.iter().find(|f| f.trim().is_empty()) {
+        return Err(anyhow!(
+            "{at}: key `folders` holds an empty name ({f:?}): give each folder's full name \
+             under INBOX, e.g. `INBOX/Customers`"
+        ));
     }
     let username = keys.username.ok_or_else(|| {
         anyhow!("{at}: key `username` is missing: the login of this mailbox on its server")
@@ -386,13 +485,14 @@ pub(crate) fn dav_mailbox(
         )
     })?;
     let text = |p: Option<&Path>| p.map(|p| p.to_string_lossy().into_owned());
-    Ok(Some(DavMailbox {
+    Ok(Some(ServerMailbox {
         profile: keys.profile.unwrap_or_default(),
         username,
         password,
         calendar: text(collections.0),
         tasks: keys.tasks,
         address_book: text(collections.1),
+        folders,
     }))
 }
 

@@ -8,11 +8,13 @@ use crate::bus_config::BusKind;
 use crate::config::{Config, LogFormat, MailboxConfig};
 use crate::control::ControlSocket;
 use crate::ctx::{Live, check_org, open_or_create};
+use crate::profiles::ConnectorKind;
 use anyhow::{Context as _, Result};
 use ledgersync_bus::AmqpBus;
 use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
+use ledgersync_connectors::imap::{ImapConfig, Security as ImapSecurity};
 use ledgersync_connectors::{ConnectorConfig, DavConfig, Secret, SmtpConfig, SmtpTls, VdirConfig};
 use ledgersync_domain::event::Workload;
 use ledgersync_domain::{Event, MailboxId, OrgId};
@@ -77,6 +79,22 @@ pub fn connector_config(
     Ok(endpoint(m, config, data)?.connector)
 }
 
+/// The workload a configured mailbox's connector lists: the incoming email for a mailbox of
+/// an `imap` profile, ACT for the others.
+pub fn workload_of(m: &MailboxConfig, config: &Config) -> Workload {
+    match &m.server {
+        Some(server)
+            if config
+                .profiles
+                .get(&server.profile)
+                .is_some_and(|p| p.kind == ConnectorKind::Imap) =>
+        {
+            Workload::Incoming
+        }
+        _ => Workload::Act,
+    }
+}
+
 /// Where the SMTP delivery of meeting messages records what the server accepted (one file per
 /// message), so that a retry sends only what is missing.
 const MEETING_MAIL_DIR: &str = "meeting-mail";
@@ -111,7 +129,34 @@ fn endpoint(m: &MailboxConfig, config: &Config, data: &Path) -> Result<MailboxEn
         .as_deref()
         .and_then(|z| ledgersync_connectors::time_zone(z).ok());
     let owner = m.owner.clone().unwrap_or_default();
-    let connector = match &m.dav {
+    let connector = match &m.server {
+        Some(server) if config.profiles[&server.profile].kind == ConnectorKind::Imap => {
+            let profile = &config.profiles[&server.profile];
+            let imap = profile
+                .imap
+                .as_ref()
+                .expect("an imap profile has its server (checked when read)");
+            let password = server.password.read().with_context(|| {
+                format!(
+                    "mailbox `{}`: its password (profile `{}`, login `{}`)",
+                    m.id, server.profile, server.username
+                )
+            })?;
+            let mut c = ImapConfig::new(
+                imap.host.clone(),
+                server.username.clone(),
+                Secret::new(password),
+            );
+            c.port = imap.port;
+            c.security = if imap.tls {
+                ImapSecurity::Tls
+            } else {
+                ImapSecurity::Plain
+            };
+            c.timeout = profile.timeout;
+            c.folders = server.folders.clone();
+            ConnectorConfig::Imap(c)
+        }
         Some(dav) => {
             let profile = &config.profiles[&dav.profile];
             let password = dav.password.read().with_context(|| {
@@ -156,11 +201,13 @@ fn endpoint(m: &MailboxConfig, config: &Config, data: &Path) -> Result<MailboxEn
             ConnectorConfig::Vdir(vdir)
         }
     };
+    // A vdir mailbox is watched when asked; an IMAP one is always pushed by IDLE.
+    let watch = m.watch || matches!(connector, ConnectorConfig::Imap(_));
     Ok(MailboxEndpoint {
         mailbox: MailboxId::new(m.id.clone()),
         connector,
         account: m.account.clone(),
-        watch: m.watch,
+        watch,
         list_at_start: false,
     })
 }
@@ -374,7 +421,8 @@ const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// `mailbox sync M` without a running service: starts the service for `mailbox` alone, runs
 /// its pending intents and one listing cycle through the real driver, records what it saw,
-/// and stops. The mailbox's ACT workload must be enabled (Test & Enable).
+/// and stops. The workload of its connector (ACT, or the incoming email of an IMAP profile)
+/// must be enabled (Test & Enable).
 pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncReport> {
     let Some(m) = config.mailboxes.iter().find(|m| m.id == mailbox) else {
         let names: Vec<&str> = config.mailboxes.iter().map(|m| m.id.as_str()).collect();
@@ -401,6 +449,10 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
         endpoint.list_at_start = true;
     }
     let id = MailboxId::new(mailbox);
+    let workload = service_config
+        .mailboxes
+        .first()
+        .map_or(Workload::Act, |e| e.connector.workload());
     // The service's warnings (an unreadable item, a failed listing) reach the terminal;
     // `RUST_LOG` shows more.
     init_tracing(config.log_format, "warn");
@@ -427,22 +479,22 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
             .send(ledgersync_runtime::InspectMailbox::new(id.clone()))
             .await
             .context("the mailbox registry")??;
-        if !view.state.workload(Workload::Act).enabled {
+        if !view.state.workload(workload).enabled {
             service.stop().await?;
             anyhow::bail!(
-                "the appointments, contacts and tasks workload of `{mailbox}` is not enabled: \
-                 run `ledgersync mailbox test-enable {mailbox}` first (R6)"
+                "the {workload} workload of `{mailbox}` is not enabled: run `ledgersync mailbox \
+                 test-enable {mailbox}` first (R6)"
             );
         }
         // A mailbox already due runs at the scheduler's first tick; a push would run it a
         // second time. One that is not due yet is pushed.
         let due = view
             .state
-            .workload(Workload::Act)
+            .workload(workload)
             .next_run
             .is_none_or(|at| at <= view.now);
         if !due {
-            service.push(id.clone());
+            service.push(id.clone(), workload);
         }
         let ran = tokio::time::timeout(SYNC_WAIT, async {
             while let Some(mut tick) = ticks.recv().await {
@@ -469,7 +521,7 @@ pub fn sync_once(data: &Path, config: &Config, mailbox: &str) -> Result<SyncRepo
         });
         Ok(SyncReport {
             terminal: ran.cycle.terminal,
-            seen: ran.cycle.count("item_seen"),
+            seen: ran.cycle.count("item_seen") + ran.cycle.count("email_received"),
             gone: ran.cycle.count("item_gone"),
             failures: ran.cycle.failures.iter().map(|f| f.to_string()).collect(),
             decisions: ran.cycle.decisions.len() + ran.executed.decisions.len(),

@@ -303,6 +303,13 @@ pub trait Connector: Send {
     /// Carries out one intent and returns its outcome: `intent_succeeded` or `intent_failed`.
     fn execute(&mut self, intent: Intent<'_>) -> Outcome;
 
+    /// The workload its listings are for: ACT (appointments, contacts, tasks) by default, the
+    /// incoming email for the IMAP connector. The runtime runs one driver per mailbox and
+    /// workload, on that workload's cadence.
+    fn workload(&self) -> Workload {
+        Workload::Act
+    }
+
     /// The cursor after this connector's own write: `outcome` of `intent`, already recorded.
     /// An item it created must become known, so that a deletion by someone else before the
     /// next listing is reported gone (a cursor that never knew the item would report nothing,

@@ -4,7 +4,9 @@
 
 use crate::connector::Connector;
 use crate::dav::{DavConfig, DavConnector};
+use crate::imap::{ImapConfig, ImapConnector};
 use crate::vdir::{VdirConfig, VdirConnector};
+use ledgersync_domain::event::Workload;
 use std::path::Path;
 
 /// What a mailbox's connector needs, by kind.
@@ -14,6 +16,8 @@ pub enum ConnectorConfig {
     Vdir(VdirConfig),
     /// A CalDAV and CardDAV server.
     Dav(DavConfig),
+    /// An IMAP server: the incoming email (an IMAP/SMTP profile runs email only, R4).
+    Imap(ImapConfig),
 }
 
 impl ConnectorConfig {
@@ -22,15 +26,25 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Vdir(_) => "vdir",
             ConnectorConfig::Dav(_) => "caldav",
+            ConnectorConfig::Imap(_) => "imap",
+        }
+    }
+
+    /// The workload the connector's listings are for (see [`Connector::workload`]).
+    pub fn workload(&self) -> Workload {
+        match self {
+            ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) => Workload::Act,
+            ConnectorConfig::Imap(_) => Workload::Incoming,
         }
     }
 
     /// The owner's address (empty: the mailbox's registered address, filled in by
-    /// [`ConnectorConfig::with_owner`]).
+    /// [`ConnectorConfig::with_owner`]; an IMAP connector has none).
     pub fn owner(&self) -> &str {
         match self {
             ConnectorConfig::Vdir(c) => &c.owner,
             ConnectorConfig::Dav(c) => &c.owner,
+            ConnectorConfig::Imap(_) => "",
         }
     }
 
@@ -39,7 +53,7 @@ impl ConnectorConfig {
         match &mut self {
             ConnectorConfig::Vdir(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
             ConnectorConfig::Dav(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
-            ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) => {}
+            ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) => {}
         }
         self
     }
@@ -52,7 +66,7 @@ impl ConnectorConfig {
                 .flatten()
                 .map(|p| p.as_path())
                 .collect(),
-            ConnectorConfig::Dav(_) => Vec::new(),
+            ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) => Vec::new(),
         }
     }
 
@@ -61,6 +75,7 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Vdir(c) => Box::new(VdirConnector::new(c)),
             ConnectorConfig::Dav(c) => Box::new(DavConnector::new(c)),
+            ConnectorConfig::Imap(c) => Box::new(ImapConnector::new(c)),
         }
     }
 }

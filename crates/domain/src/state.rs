@@ -70,6 +70,7 @@
 //! item failure is never a deletion: it moves no link and forgets no server item.
 
 use crate::crm::PendingCommand;
+use crate::email::correlate::message_id_key;
 use crate::event::{
     AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
     TestResult, Workload,
@@ -85,7 +86,37 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 10;
+pub const SNAPSHOT_VERSION: u8 = 11;
+
+/// The key of an incoming email in [`MailboxState::emails_received`]: its folder and its
+/// normalised Message-ID; `None` for a message without one.
+pub fn email_key(e: &crate::event::EmailReceived) -> Option<String> {
+    use crate::event::EmailFolder;
+    if e.message_id.trim().is_empty() {
+        return None;
+    }
+    let folder = match &e.folder {
+        EmailFolder::Inbox => "inbox".to_string(),
+        EmailFolder::Sent => "sent".to_string(),
+        EmailFolder::Tracked(f) => format!("tracked:{f}"),
+        EmailFolder::Other(f) => format!("other:{f}"),
+    };
+    Some(format!("{folder}\0{}", message_id_key(&e.message_id)))
+}
+
+impl MailboxState {
+    /// Whether an incoming email decides nothing new: delivered again under the same server
+    /// id, or read again in the same folder (its UIDVALIDITY changed), or already accepted
+    /// from another folder.
+    pub fn email_already_received(&self, e: &crate::event::EmailReceived) -> bool {
+        self.emails_decided.contains(&e.remote)
+            || email_key(e).is_some_and(|k| self.emails_received.contains(&k))
+            || (!e.message_id.trim().is_empty()
+                && self
+                    .messages_accepted
+                    .contains(&message_id_key(&e.message_id)))
+    }
+}
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +361,13 @@ pub struct MailboxState {
     pub deletions_listed: Option<Workload>,
     /// Incoming emails already decided, by server id: one delivered again decides nothing.
     pub emails_decided: BTreeSet<RemoteId>,
+    /// Incoming emails already received, by folder and Message-ID ([`email_key`]): the same
+    /// message read again in the same folder under another server id (the folder's
+    /// UIDVALIDITY changed) decides nothing.
+    pub emails_received: BTreeSet<String>,
+    /// The Message-IDs of the emails accepted ([`message_id_key`]): a message accepted once
+    /// is never tracked again by this mailbox, from whichever folder it is read.
+    pub messages_accepted: BTreeSet<String>,
 }
 
 mod filter_set_serde {
@@ -519,7 +557,12 @@ impl MailboxState {
                 self.end_listing(p.workload);
                 self.deletions_listed = None;
             }
-            Event::CursorReset(_) | Event::EmailReceived(_) => {}
+            Event::CursorReset(_) => {}
+            Event::EmailReceived(p) => {
+                if let Some(key) = email_key(p) {
+                    self.emails_received.insert(key);
+                }
+            }
             Event::IntentSucceeded(p) => {
                 self.withdrawn.remove(&p.intent);
                 if let Some(done) = &p.crm {
@@ -648,6 +691,9 @@ impl MailboxState {
             | Event::AlertRaised(_) => {}
             Event::EmailAccepted(p) => {
                 self.emails_decided.insert(p.remote.clone());
+                if !p.message_id.trim().is_empty() {
+                    self.messages_accepted.insert(message_id_key(&p.message_id));
+                }
             }
             Event::EmailRejected(p) => {
                 self.emails_decided.insert(p.remote.clone());

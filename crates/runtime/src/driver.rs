@@ -52,13 +52,15 @@
 //! `item_gone` already decided (the link is no longer active, so nothing is decided twice).
 
 use crate::actor::ActorError;
+use crate::org::LookupEmailFacts;
 use crate::registry::{InspectMailbox, ObserveMailboxAll, Registry};
 use crate::sink::{BusSink, OBSERVATION_CHUNK, Replies, Reply, Sink};
 use crate::throttle::{Credential, Throttle};
-use actix::{Addr, MailboxError};
+use actix::{Addr, MailboxError, Recipient};
 use ledgersync_bus::BusMessage;
 use ledgersync_connectors::{Connector, Cursor, Intent, IntentCall, ItemFailure, Listing, Outcome};
-use ledgersync_domain::event::{ItemFailed, ServerError, Workload};
+use ledgersync_domain::email::Message;
+use ledgersync_domain::event::{EmailFacts, EmailReceived, ItemFailed, ServerError, Workload};
 use ledgersync_domain::policy::cursor_reset;
 use ledgersync_domain::policy::retry_after::credential_hold;
 use ledgersync_domain::records::Record;
@@ -146,6 +148,18 @@ pub enum DriverError {
         /// Why.
         reason: String,
     },
+    /// The organization could not look up the facts of the listing's incoming emails; nothing
+    /// of the listing was recorded and the cursor stays, so the next cycle reads them again.
+    #[error(
+        "mailbox `{mailbox}`: the facts of its incoming emails could not be looked up: \
+         {reason}; nothing of the listing was recorded, the next cycle reads it again"
+    )]
+    Facts {
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// Why.
+        reason: String,
+    },
     /// The connector call did not return (it panicked, or the runtime shut down).
     #[error("mailbox `{mailbox}`: the connector call did not complete: {reason}")]
     Connector {
@@ -227,6 +241,8 @@ struct KnownIntent {
 /// Runs one mailbox's connector against the registry (see the module doc).
 pub struct Driver {
     mailbox: MailboxId,
+    /// The workload of the connector's listings ([`Connector::workload`]).
+    workload: Workload,
     registry: Addr<Registry>,
     journal: Arc<dyn Journal>,
     connector: Arc<Mutex<Box<dyn Connector>>>,
@@ -237,11 +253,15 @@ pub struct Driver {
     sink: Sink,
     /// A listing begun ahead of the cycle that uses it ([`Driver::begin_listing`]).
     early: Option<tokio::task::JoinHandle<Result<Listing, DriverError>>>,
+    /// Where the facts of incoming emails are looked up before they are recorded.
+    facts: Option<Recipient<LookupEmailFacts>>,
 }
 
 impl Driver {
-    /// A driver of `mailbox` with `connector`; the cursor is kept in `data_dir` (created when
-    /// missing) and read from there now, so a new driver carries on where the last one stored.
+    /// A driver of `mailbox` with `connector`, for the connector's workload; the cursor is
+    /// kept in `data_dir` (created when missing; `<mailbox>.cursor` for ACT,
+    /// `<mailbox>.incoming.cursor` for the incoming email) and read from there now, so a new
+    /// driver carries on where the last one stored.
     pub fn new(
         mailbox: MailboxId,
         connector: Box<dyn Connector>,
@@ -249,7 +269,16 @@ impl Driver {
         journal: Arc<dyn Journal>,
         data_dir: &Path,
     ) -> Result<Self, DriverError> {
-        let cursor_path = data_dir.join(format!("{}.cursor", file_stem(&mailbox)));
+        let workload = connector.workload();
+        let cursor_path = data_dir.join(format!(
+            "{}{}.cursor",
+            file_stem(&mailbox),
+            match workload {
+                Workload::Act => "",
+                Workload::Incoming => ".incoming",
+                Workload::Outgoing => ".outgoing",
+            }
+        ));
         fs::create_dir_all(data_dir).map_err(|source| DriverError::Cursor {
             path: cursor_path.clone(),
             source,
@@ -266,6 +295,7 @@ impl Driver {
         };
         Ok(Self {
             mailbox,
+            workload,
             registry,
             journal,
             connector: Arc::new(Mutex::new(connector)),
@@ -275,7 +305,21 @@ impl Driver {
             throttle: None,
             sink: Sink::Direct,
             early: None,
+            facts: None,
         })
+    }
+
+    /// The facts of each incoming email are looked up through `facts` (the organization
+    /// actor) before it is recorded (decision 0018). Without it an email is recorded with no
+    /// facts, and is decided as one that refers to nothing the organization knows.
+    pub fn with_facts(mut self, facts: Recipient<LookupEmailFacts>) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
+    /// The workload of its listings.
+    pub fn workload(&self) -> Workload {
+        self.workload
     }
 
     /// Observations go to `sink` (default: straight to the mailbox actor).
@@ -330,6 +374,7 @@ impl Driver {
         // event, so the listing's end sees every failure it found.
         let workload = end.workload();
         let mut observations: Vec<Event> = observations.into_iter().map(Event::from).collect();
+        self.look_up_facts(&mut observations).await?;
         for failure in &failures {
             tracing::warn!(mailbox = %self.mailbox, item = %failure.item, error = %failure.error, "item not readable; recorded as item_failed, kept as known, never deleted");
             observations.push(item_failed(workload, failure));
@@ -431,7 +476,13 @@ impl Driver {
     /// is tried again, with the same key, by the first call at or after the retry time its
     /// failure decided (on the engine clock); the failure that reaches the retry limit closes
     /// it, and it is never executed again.
+    ///
+    /// Only the ACT driver carries out intents: a driver of another workload (the incoming
+    /// email's) lists and does nothing here.
     pub async fn execute_pending(&mut self) -> Result<ExecuteReport, DriverError> {
+        if self.workload != Workload::Act {
+            return Ok(ExecuteReport::default());
+        }
         let (state, now) = self.state().await?;
         // Forget intents that have their outcome.
         self.intents.retain(|id, _| state.intents.contains_key(id));
@@ -509,6 +560,44 @@ impl Driver {
             report.outcomes.push((id, outcome.into()));
         }
         Ok(report)
+    }
+
+    /// Fills in the facts of every incoming email among `observations` from the organization
+    /// (one lookup for the whole listing), so that the decision, its replay and `what-if` read
+    /// what was known when it was made. An email that already carries facts keeps them.
+    async fn look_up_facts(&self, observations: &mut [Event]) -> Result<(), DriverError> {
+        let Some(facts) = &self.facts else {
+            return Ok(());
+        };
+        let mut emails: Vec<&mut EmailReceived> = observations
+            .iter_mut()
+            .filter_map(|e| match e {
+                Event::EmailReceived(m) if m.facts == EmailFacts::default() => Some(m),
+                _ => None,
+            })
+            .collect();
+        if emails.is_empty() {
+            return Ok(());
+        }
+        let messages = emails.iter().map(|m| Message::from(&**m)).collect();
+        let found = facts
+            .send(LookupEmailFacts {
+                mailbox: self.mailbox.clone(),
+                messages,
+            })
+            .await
+            .map_err(|e| DriverError::Facts {
+                mailbox: self.mailbox.clone(),
+                reason: format!("the organization actor did not answer ({e})"),
+            })?
+            .map_err(|e| DriverError::Facts {
+                mailbox: self.mailbox.clone(),
+                reason: e.to_string(),
+            })?;
+        for (email, facts) in emails.iter_mut().zip(found) {
+            email.facts = facts;
+        }
+        Ok(())
     }
 
     /// The mailbox state, from its actor, and the engine clock's time when it was read.

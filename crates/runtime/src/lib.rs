@@ -10,6 +10,7 @@
 pub mod actor;
 pub mod consumer;
 pub mod driver;
+pub mod idle;
 pub mod org;
 pub mod registry;
 pub mod scheduler;
@@ -23,7 +24,7 @@ pub use consumer::{ConsumerConfig, Settled, Targets, consume, settle_one, spawn_
 pub use driver::{CycleReport, Driver, DriverError, ExecuteReport};
 pub use org::{
     BatchRouted, CheckChanges, CrmChange, CrmChanges, InspectDirectory, InspectOrg, KnownMailboxes,
-    OrgActor, OrgDirectory, OrgError, OrgView, Routed,
+    LookupEmailFacts, OrgActor, OrgDirectory, OrgError, OrgView, Routed,
 };
 pub use registry::{
     InspectMailbox, ObserveMailbox, ObserveMailboxAll, PassivateIdle, Registry, RegistryConfig,

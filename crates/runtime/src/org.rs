@@ -48,7 +48,8 @@ use crate::ActorError;
 use crate::registry::{MailboxFailed, ObserveMailboxAll, Registry, SharedSettings};
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Actor, Addr, AsyncContext, AtomicResponse, Context, Handler, MailboxError, Message};
-use ledgersync_domain::event::MailboxFailureNoted;
+use ledgersync_domain::email::Message as EmailMessage;
+use ledgersync_domain::event::{EmailFacts, MailboxFailureNoted};
 use ledgersync_domain::org::{MailboxInfo, ProfileInfo};
 use ledgersync_domain::{
     Decision, Event, EventId, MailboxId, OrgId, OrgState, ProfileId, Recorded, StreamId,
@@ -244,6 +245,23 @@ pub struct OrgDirectory {
 
 impl Message for InspectDirectory {
     type Result = Result<OrgDirectory, OrgError>;
+}
+
+/// The facts the incoming emails a mailbox found are decided from (decision 0018), looked up
+/// in the organization's email directory before each `email_received` is recorded: the rows
+/// of their addresses, the acceptance of the users and queues among them, the tracked emails
+/// they can refer to. One answer per message, in order; empty facts when the mailbox is not
+/// mapped to a user (its emails are then rejected under R1).
+#[derive(Debug, Clone)]
+pub struct LookupEmailFacts {
+    /// The mailbox that found them.
+    pub mailbox: MailboxId,
+    /// The messages.
+    pub messages: Vec<EmailMessage>,
+}
+
+impl Message for LookupEmailFacts {
+    type Result = Result<Vec<EmailFacts>, OrgError>;
 }
 
 struct OrgEnv {
@@ -767,6 +785,28 @@ impl Handler<InspectDirectory> for OrgActor {
         with_core(self, |core| OrgDirectory {
             profiles: core.state().profiles.clone(),
             mailboxes: core.state().mailboxes.clone(),
+        })
+    }
+}
+
+impl Handler<LookupEmailFacts> for OrgActor {
+    type Result = AtomicResponse<Self, Result<Vec<EmailFacts>, OrgError>>;
+
+    fn handle(&mut self, msg: LookupEmailFacts, _ctx: &mut Context<Self>) -> Self::Result {
+        with_core(self, move |core| {
+            let state = core.state();
+            match state
+                .mailboxes
+                .get(&msg.mailbox)
+                .and_then(|m| m.owner.as_ref())
+            {
+                Some(user) => msg
+                    .messages
+                    .iter()
+                    .map(|m| state.email_directory.facts(m, user, &state.settings))
+                    .collect(),
+                None => vec![EmailFacts::default(); msg.messages.len()],
+            }
         })
     }
 }

@@ -1,4 +1,8 @@
-//! The scheduler: runs each mailbox's connector [`Driver`] when its cycle is due.
+//! The scheduler: runs each mailbox's connector [`Driver`]s when their cycles are due.
+//!
+//! A mailbox has one driver per workload it runs (ACT for a CalDAV or vdir connector, the
+//! incoming email for an IMAP one), each on its own workload's cadence and held back on its
+//! own; "the mailbox is due" below is said of one driver and its workload.
 //!
 //! The scheduler decides nothing about time itself: when a workload's next cycle runs is a
 //! decision of the mailbox (R7, R8, R9 after a completed listing, R11 after a failed one),
@@ -39,8 +43,8 @@ use tokio::sync::mpsc;
 /// How many times a `push_received` refused with an append conflict is sent again.
 const CONFLICT_RETRIES: u32 = 3;
 
-/// The workload the scheduler drives (the only one with a connector so far).
-const WORKLOAD: Workload = Workload::Act;
+/// A driver's place: its mailbox and the workload it lists.
+type Key = (MailboxId, Workload);
 
 /// The scheduler's settings (the cadence itself is the organization's `schedule_*` settings,
 /// applied by the rules).
@@ -88,11 +92,13 @@ pub enum SchedulerError {
 pub struct Ran {
     /// The mailbox.
     pub mailbox: MailboxId,
+    /// The workload of the driver that ran.
+    pub workload: Workload,
     /// What `execute_pending` did.
     pub executed: ExecuteReport,
     /// What `cycle` did.
     pub cycle: CycleReport,
-    /// The ACT workload's next run after the cycle, as decided.
+    /// The workload's next run after the cycle, as decided.
     pub next_run: Option<Timestamp>,
 }
 
@@ -122,9 +128,9 @@ type Run = Result<(ExecuteReport, CycleReport), DriverError>;
 
 /// A message to a running [`Scheduler::run`].
 pub enum Signal {
-    /// The connector of this mailbox signalled a change (IDLE, a webhook): record it and run
-    /// the mailbox at once.
-    Push(MailboxId),
+    /// The connector of this mailbox signalled a change of this workload (IDLE, a webhook, a
+    /// watched directory): record it and run that driver at once.
+    Push(MailboxId, Workload),
     /// Schedule this driver's mailbox (replacing a driver it had).
     Add(Box<Driver>),
     /// CRM-side changes reached these mailboxes: execute their pending intents now rather
@@ -140,7 +146,7 @@ pub enum Signal {
 impl std::fmt::Debug for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Signal::Push(m) => f.debug_tuple("Push").field(m).finish(),
+            Signal::Push(m, w) => f.debug_tuple("Push").field(m).field(w).finish(),
             Signal::Add(d) => f.debug_tuple("Add").field(d.mailbox()).finish(),
             Signal::Execute(m) => f.debug_tuple("Execute").field(m).finish(),
             Signal::Flush(_) => f.write_str("Flush"),
@@ -161,7 +167,7 @@ pub struct Scheduler {
     registry: Addr<Registry>,
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
-    entries: BTreeMap<MailboxId, Entry>,
+    entries: BTreeMap<Key, Entry>,
     reports: Option<mpsc::UnboundedSender<TickReport>>,
 }
 
@@ -183,13 +189,13 @@ impl Scheduler {
         self
     }
 
-    /// Schedules `driver`'s mailbox (replacing and returning a driver it had: one driver per
-    /// mailbox).
+    /// Schedules `driver` for its mailbox and workload (replacing and returning a driver it
+    /// had: one driver per mailbox and workload).
     pub fn add(&mut self, driver: Driver) -> Option<Driver> {
-        let mailbox = driver.mailbox().clone();
+        let key = (driver.mailbox().clone(), driver.workload());
         self.entries
             .insert(
-                mailbox,
+                key,
                 Entry {
                     driver: Some(driver),
                     held_until: None,
@@ -198,9 +204,11 @@ impl Scheduler {
             .and_then(|e| e.driver)
     }
 
-    /// Stops scheduling `mailbox`; returns its driver.
-    pub fn remove(&mut self, mailbox: &MailboxId) -> Option<Driver> {
-        self.entries.remove(mailbox).and_then(|e| e.driver)
+    /// Stops scheduling `mailbox`'s driver of `workload`; returns it.
+    pub fn remove(&mut self, mailbox: &MailboxId, workload: Workload) -> Option<Driver> {
+        self.entries
+            .remove(&(mailbox.clone(), workload))
+            .and_then(|e| e.driver)
     }
 
     /// Executes the pending intents of those of `mailboxes` that are scheduled here and whose
@@ -212,22 +220,20 @@ impl Scheduler {
     ) -> Vec<(MailboxId, Result<ExecuteReport, DriverError>)> {
         let mut done = Vec::new();
         for mailbox in mailboxes {
-            if !self.entries.contains_key(mailbox) {
+            // Intents are carried out by the mailbox's ACT driver.
+            let key = (mailbox.clone(), Workload::Act);
+            if !self.entries.contains_key(&key) {
                 continue;
             }
             let enabled = match self.state(mailbox).await {
-                Ok(state) => state.workload(WORKLOAD).enabled,
+                Ok(state) => state.workload(Workload::Act).enabled,
                 Err(SchedulerError::Driver(e)) => {
                     done.push((mailbox.clone(), Err(e)));
                     continue;
                 }
                 Err(SchedulerError::NotScheduled { .. }) => continue,
             };
-            let Some(driver) = self
-                .entries
-                .get_mut(mailbox)
-                .and_then(|e| e.driver.as_mut())
-            else {
+            let Some(driver) = self.entries.get_mut(&key).and_then(|e| e.driver.as_mut()) else {
                 continue;
             };
             if !enabled {
@@ -242,23 +248,32 @@ impl Scheduler {
         done
     }
 
-    /// The scheduled mailboxes, in order.
+    /// The scheduled mailboxes, in order (once each, whatever their number of drivers).
     pub fn mailboxes(&self) -> impl Iterator<Item = &MailboxId> {
-        self.entries.keys()
+        let mut last: Option<&MailboxId> = None;
+        self.entries.keys().filter_map(move |(m, _)| {
+            let new = last != Some(m);
+            last = Some(m);
+            new.then_some(m)
+        })
     }
 
-    /// Records a push signal of `mailbox`'s connector (`push_received` for ACT): an enabled
-    /// workload decides `cycle_scheduled` at now, so the next tick runs it. Answers the
-    /// decisions (none when the workload is disabled).
-    pub async fn push(&mut self, mailbox: &MailboxId) -> Result<Vec<Appended>, SchedulerError> {
-        let Some(entry) = self.entries.get_mut(mailbox) else {
+    /// Records a push signal of `mailbox`'s connector for `workload` (`push_received`): an
+    /// enabled workload decides `cycle_scheduled` at now, so the next tick runs its driver.
+    /// Answers the decisions (none when the workload is disabled).
+    pub async fn push(
+        &mut self,
+        mailbox: &MailboxId,
+        workload: Workload,
+    ) -> Result<Vec<Appended>, SchedulerError> {
+        let Some(entry) = self.entries.get_mut(&(mailbox.clone(), workload)) else {
             return Err(SchedulerError::NotScheduled {
                 mailbox: mailbox.clone(),
             });
         };
         let id = IdGen.next();
         let incoming = Incoming {
-            event: Event::PushReceived(PushReceived { workload: WORKLOAD }),
+            event: Event::PushReceived(PushReceived { workload }),
             id,
             causation: Vec::new(),
             correlation: id,
@@ -282,13 +297,13 @@ impl Scheduler {
         Ok(decisions)
     }
 
-    /// The mailboxes due now, in order (see the module doc).
+    /// The mailboxes with a driver due now, in order (see the module doc).
     pub async fn due(&self) -> Result<Vec<MailboxId>, SchedulerError> {
         let now = self.clock.now();
-        let mut due = Vec::new();
-        for (mailbox, entry) in &self.entries {
+        let mut due: Vec<MailboxId> = Vec::new();
+        for ((mailbox, workload), entry) in &self.entries {
             let state = self.state(mailbox).await?;
-            if is_due(&state, entry.held_until, now) {
+            if is_due(&state, *workload, entry.held_until, now) && due.last() != Some(mailbox) {
                 due.push(mailbox.clone());
             }
         }
@@ -300,9 +315,9 @@ impl Scheduler {
     pub async fn next_due(&self) -> Result<Option<Timestamp>, SchedulerError> {
         let now = self.clock.now();
         let mut earliest: Option<Timestamp> = None;
-        for (mailbox, entry) in &self.entries {
+        for ((mailbox, workload), entry) in &self.entries {
             let state = self.state(mailbox).await?;
-            if let Some(at) = due_at(&state, entry.held_until, now) {
+            if let Some(at) = due_at(&state, *workload, entry.held_until, now) {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }
@@ -318,21 +333,22 @@ impl Scheduler {
         let now = self.clock.now();
         // Which mailboxes are due, and their drivers taken out for the run.
         let mut runs = Vec::new();
-        let mailboxes: Vec<MailboxId> = self.entries.keys().cloned().collect();
-        for mailbox in mailboxes {
-            let state = match self.state(&mailbox).await {
+        let keys: Vec<Key> = self.entries.keys().cloned().collect();
+        for key in keys {
+            let (mailbox, workload) = &key;
+            let state = match self.state(mailbox).await {
                 Ok(state) => state,
                 Err(SchedulerError::Driver(e)) => {
                     tracing::warn!(mailbox = %mailbox, error = %e, "cannot read the mailbox to schedule it");
-                    report.failed.push((mailbox, e));
+                    report.failed.push((mailbox.clone(), e));
                     continue;
                 }
                 Err(SchedulerError::NotScheduled { .. }) => continue,
             };
-            let Some(entry) = self.entries.get_mut(&mailbox) else {
+            let Some(entry) = self.entries.get_mut(&key) else {
                 continue;
             };
-            if !is_due(&state, entry.held_until, now) {
+            if !is_due(&state, *workload, entry.held_until, now) {
                 continue;
             }
             if let Some(driver) = entry.driver.take() {
@@ -354,14 +370,15 @@ impl Scheduler {
             .await;
         for (driver, run) in done {
             let mailbox = driver.mailbox().clone();
+            let workload = driver.workload();
             let next_run = match &run {
                 Ok(_) => match self.state(&mailbox).await {
-                    Ok(after) => after.workload(WORKLOAD).next_run,
+                    Ok(after) => after.workload(workload).next_run,
                     Err(_) => None,
                 },
                 Err(_) => None,
             };
-            let Some(entry) = self.entries.get_mut(&mailbox) else {
+            let Some(entry) = self.entries.get_mut(&(mailbox.clone(), workload)) else {
                 continue;
             };
             entry.driver = Some(driver);
@@ -372,9 +389,10 @@ impl Scheduler {
                     let rescheduled = next_run.is_some_and(|t| t > now);
                     entry.held_until =
                         (!rescheduled).then(|| now + self.config.hold_after_no_schedule);
-                    tracing::debug!(mailbox = %mailbox, terminal = cycle.terminal, next_run = ?next_run, "cycle ran");
+                    tracing::debug!(mailbox = %mailbox, workload = ?workload, terminal = cycle.terminal, next_run = ?next_run, "cycle ran");
                     report.ran.push(Ran {
                         mailbox,
+                        workload,
                         executed,
                         cycle,
                         next_run,
@@ -387,7 +405,9 @@ impl Scheduler {
                 }
             }
         }
-        report.ran.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+        report
+            .ran
+            .sort_by(|a, b| (&a.mailbox, a.workload).cmp(&(&b.mailbox, b.workload)));
         report.failed.sort_by(|a, b| a.0.cmp(&b.0));
         report
     }
@@ -418,9 +438,17 @@ impl Scheduler {
             };
             tokio::select! {
                 signal = signals.recv() => match signal {
-                    Some(Signal::Push(mailbox)) => {
-                        if let Err(e) = self.push(&mailbox).await {
-                            tracing::warn!(mailbox = %mailbox, error = %e, "push not recorded");
+                    Some(Signal::Push(mailbox, workload)) => {
+                        match self.push(&mailbox, workload).await {
+                            Ok(_) => {}
+                            // A mailbox not registered yet has no driver: its push waits for
+                            // the driver's first cycle.
+                            Err(e @ SchedulerError::NotScheduled { .. }) => {
+                                tracing::debug!(mailbox = %mailbox, error = %e, "push of a mailbox with no driver");
+                            }
+                            Err(e) => {
+                                tracing::warn!(mailbox = %mailbox, error = %e, "push not recorded");
+                            }
                         }
                     }
                     Some(Signal::Add(driver)) => {
@@ -459,13 +487,14 @@ impl Scheduler {
     }
 }
 
-/// When the mailbox becomes due: `None` when its workload is disabled.
+/// When the mailbox's driver of `workload` becomes due: `None` when the workload is disabled.
 fn due_at(
     state: &MailboxState,
+    workload: Workload,
     held_until: Option<Timestamp>,
     now: Timestamp,
 ) -> Option<Timestamp> {
-    let w = state.workload(WORKLOAD);
+    let w = state.workload(workload);
     if !w.enabled {
         return None;
     }
@@ -473,8 +502,13 @@ fn due_at(
     Some(held_until.map_or(at, |h| at.max(h)))
 }
 
-fn is_due(state: &MailboxState, held_until: Option<Timestamp>, now: Timestamp) -> bool {
-    due_at(state, held_until, now).is_some_and(|at| at <= now)
+fn is_due(
+    state: &MailboxState,
+    workload: Workload,
+    held_until: Option<Timestamp>,
+    now: Timestamp,
+) -> bool {
+    due_at(state, workload, held_until, now).is_some_and(|at| at <= now)
 }
 
 fn registry_error(mailbox: &MailboxId, source: MailboxError) -> SchedulerError {
@@ -498,8 +532,8 @@ mod tests {
 
     fn act(enabled: bool, next_run: Option<Timestamp>) -> MailboxState {
         let mut s = MailboxState::default();
-        s.workloads[WORKLOAD.index()].enabled = enabled;
-        s.workloads[WORKLOAD.index()].next_run = next_run;
+        s.workloads[Workload::Act.index()].enabled = enabled;
+        s.workloads[Workload::Act.index()].next_run = next_run;
         s
     }
 
@@ -507,12 +541,18 @@ mod tests {
     fn due_follows_next_run_enabled_and_the_hold() {
         let now = Timestamp(1_000_000);
         let later = now + Span::minutes(5);
-        assert!(is_due(&act(true, None), None, now), "never cycled");
-        assert!(is_due(&act(true, Some(now)), None, now));
-        assert!(!is_due(&act(true, Some(later)), None, now));
-        assert!(!is_due(&act(false, None), None, now), "disabled");
-        assert_eq!(due_at(&act(false, Some(now)), None, now), None);
-        assert!(!is_due(&act(true, Some(now)), Some(later), now), "held");
-        assert_eq!(due_at(&act(true, Some(now)), Some(later), now), Some(later));
+        let a = Workload::Act;
+        assert!(is_due(&act(true, None), a, None, now), "never cycled");
+        assert!(is_due(&act(true, Some(now)), a, None, now));
+        assert!(!is_due(&act(true, Some(later)), a, None, now));
+        assert!(!is_due(&act(false, None), a, None, now), "disabled");
+        assert_eq!(due_at(&act(false, Some(now)), a, None, now), None);
+        assert!(!is_due(&act(true, Some(now)), a, Some(later), now), "held");
+        assert_eq!(
+            due_at(&act(true, Some(now)), a, Some(later), now),
+            Some(later)
+        );
+        // Each workload is due on its own: an enabled ACT says nothing of the incoming email.
+        assert!(!is_due(&act(true, None), Workload::Incoming, None, now));
     }
 }

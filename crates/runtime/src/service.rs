@@ -34,6 +34,7 @@ use crate::sink::Sink;
 use crate::throttle::{ConnectionLimit, Credential, Throttle};
 use actix::{Actor, Addr, MailboxError};
 use ledgersync_connectors::ConnectorConfig;
+use ledgersync_domain::event::Workload;
 use ledgersync_domain::{Event, MailboxId, OrgId, OrgSettings};
 use ledgersync_engine::ingress::{Change, LineError};
 use ledgersync_engine::org::ROUTING_WINDOW;
@@ -63,7 +64,8 @@ pub struct MailboxEndpoint {
     pub connector: ConnectorConfig,
     /// The account its connections count against (R15: per credential of the profile).
     pub account: String,
-    /// Watch the collections for changes made by other programs and push (`watch.rs`).
+    /// Push: watch the collections for changes made by other programs (`watch.rs`), or keep
+    /// an IMAP IDLE session on the INBOX (`idle.rs`).
     pub watch: bool,
     /// Begin the first listing as soon as the driver exists, while the service finishes
     /// starting ([`crate::Driver::begin_listing`]): for a run that syncs once and stops.
@@ -138,6 +140,8 @@ pub struct Service {
     drivers: Mutex<DriverFactory>,
     /// The file-system watchers of the collections (push); dropped by `stop`.
     watchers: Mutex<Option<crate::watch::Watchers>>,
+    /// The IMAP IDLE sessions (push of the incoming email); dropped by `stop`.
+    idlers: Mutex<Option<crate::idle::Idlers>>,
     /// The scheduler, the tick reporter and the projection follower; taken by `stop`.
     tasks: Mutex<Option<[JoinHandle<()>; 3]>>,
     /// The bus the service consumes from, when it has one (`attach_bus`); closed by `stop`.
@@ -153,7 +157,8 @@ pub struct Service {
 /// What makes drivers: the configuration, and which mailboxes already have one.
 struct DriverFactory {
     endpoints: Vec<MailboxEndpoint>,
-    started: BTreeSet<MailboxId>,
+    /// The drivers made, by mailbox and workload.
+    started: BTreeSet<(MailboxId, Workload)>,
     throttle: Arc<Throttle>,
     cursors: PathBuf,
     sink: Sink,
@@ -217,7 +222,7 @@ impl Service {
             sink,
         };
         let mut scheduler = Scheduler::new(registry.clone(), clock.clone(), config.scheduler);
-        for driver in drivers.new_drivers(&view, &registry, &journal)? {
+        for driver in drivers.new_drivers(&view, &registry, &journal, &org)? {
             scheduler.add(driver);
         }
         let mut projection = Projection::open_in(&config.data_dir)?;
@@ -250,9 +255,10 @@ impl Service {
         let (signals, signal_rx) = mpsc::unbounded_channel();
         // Intents decided before a stop (or a crash) and not carried out yet are executed now,
         // with their idempotency keys, not at each mailbox's next cycle.
-        let _ = signals.send(Signal::Execute(drivers.started.iter().cloned().collect()));
+        let _ = signals.send(Signal::Execute(drivers.mailboxes()));
         let scheduler = actix::spawn(run_scheduler(scheduler, signal_rx));
         let watchers = crate::watch::watch(&config.mailboxes, config.push_quiet, signals.clone());
+        let idlers = crate::idle::idle(&config.mailboxes, signals.clone());
         let reporter = {
             let follow = follow.clone();
             actix::spawn(async move {
@@ -289,6 +295,7 @@ impl Service {
             gate: tokio::sync::RwLock::new(true),
             drivers: Mutex::new(drivers),
             watchers: Mutex::new(Some(watchers)),
+            idlers: Mutex::new(Some(idlers)),
             tasks: Mutex::new(Some([scheduler, reporter, follower])),
             bus: Mutex::new(None),
             known,
@@ -357,7 +364,7 @@ impl Service {
                 let view = directory(&self.org).await?;
                 let new = {
                     let mut drivers = self.drivers.lock().expect("driver factory lock");
-                    drivers.new_drivers(&view, &self.registry, &self.journal)?
+                    drivers.new_drivers(&view, &self.registry, &self.journal, &self.org)?
                 };
                 for driver in new {
                     tracing::info!(mailbox = %driver.mailbox(), "driver started for a newly registered mailbox");
@@ -417,10 +424,10 @@ impl Service {
         inspect(&self.org).await
     }
 
-    /// Records a push of `mailbox`'s connector: its cycle runs at once if its workload is
-    /// enabled.
-    pub fn push(&self, mailbox: MailboxId) {
-        let _ = self.signals.send(Signal::Push(mailbox));
+    /// Records a push of `mailbox`'s connector for `workload`: that driver's cycle runs at once
+    /// if the workload is enabled.
+    pub fn push(&self, mailbox: MailboxId, workload: Workload) {
+        let _ = self.signals.send(Signal::Push(mailbox, workload));
     }
 
     /// The journal.
@@ -450,6 +457,7 @@ impl Service {
     pub async fn stop(&self) -> Result<u64, ServiceError> {
         *self.gate.write().await = false;
         drop(self.watchers.lock().expect("watcher lock").take());
+        drop(self.idlers.lock().expect("idle lock").take());
         let _ = self.signals.send(Signal::Stop);
         let tasks = self.tasks.lock().expect("task lock").take();
         if let Some([scheduler, reporter, follower]) = tasks {
@@ -475,13 +483,22 @@ impl Service {
 }
 
 impl DriverFactory {
+    /// The mailboxes that have a driver, once each.
+    fn mailboxes(&self) -> Vec<MailboxId> {
+        let mut out: Vec<MailboxId> = self.started.iter().map(|(m, _)| m.clone()).collect();
+        out.dedup();
+        out
+    }
+
     /// Drivers for the configured mailboxes the organization has registered and that have
-    /// none yet; sets the throttle limit of every profile first.
+    /// none yet for the endpoint's workload; sets the throttle limit of every profile first.
+    /// Each looks the facts of its incoming emails up through `org`.
     fn new_drivers(
         &mut self,
         view: &OrgDirectory,
         registry: &Addr<Registry>,
         journal: &Arc<dyn Journal>,
+        org: &Addr<OrgActor>,
     ) -> Result<Vec<Driver>, ServiceError> {
         for (profile, info) in &view.profiles {
             match ConnectionLimit::new(info.max_connections) {
@@ -493,7 +510,8 @@ impl DriverFactory {
         }
         let mut drivers = Vec::new();
         for endpoint in &self.endpoints {
-            if self.started.contains(&endpoint.mailbox) {
+            let key = (endpoint.mailbox.clone(), endpoint.connector.workload());
+            if self.started.contains(&key) {
                 continue;
             }
             let Some(info) = view.mailboxes.get(&endpoint.mailbox) else {
@@ -512,12 +530,13 @@ impl DriverFactory {
                 &self.cursors,
             )?
             .with_throttle(self.throttle.clone(), credential)
-            .with_sink(self.sink.clone());
+            .with_sink(self.sink.clone())
+            .with_facts(org.clone().recipient());
             let mut driver = driver;
             if endpoint.list_at_start {
                 driver.begin_listing();
             }
-            self.started.insert(endpoint.mailbox.clone());
+            self.started.insert(key);
             drivers.push(driver);
         }
         Ok(drivers)

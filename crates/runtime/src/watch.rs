@@ -21,6 +21,7 @@ use crate::scheduler::Signal;
 use crate::service::MailboxEndpoint;
 use ledgersync_connectors::OWN_DIR;
 use ledgersync_domain::MailboxId;
+use ledgersync_domain::event::Workload;
 use notify::{RecursiveMode, Watcher as _};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,7 +88,7 @@ pub fn watch(
                     for m in due {
                         pending.remove(&m);
                         tracing::debug!(mailbox = %m, "collection changed: push");
-                        if signals.send(Signal::Push(m)).is_err() {
+                        if signals.send(Signal::Push(m, Workload::Act)).is_err() {
                             return;
                         }
                     }

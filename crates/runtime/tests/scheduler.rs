@@ -343,7 +343,7 @@ fn a_push_makes_the_next_tick_run_at_once() {
         assert!(s.tick().await.is_empty(), "not due for 4 more minutes");
 
         let now = w.clock.now();
-        let decisions = s.push(&MailboxId::new(PAUL)).await.expect("push");
+        let decisions = s.push(&MailboxId::new(PAUL), Workload::Act).await.expect("push");
         assert!(
             matches!(&decisions[..], [a] if matches!(&a.decision.event, Event::CycleScheduled(c) if c.at == now)),
             "{decisions:#?}"
@@ -369,7 +369,7 @@ fn a_push_makes_the_next_tick_run_at_once() {
         assert!(events[at + 2].event.name().starts_with("listing_"));
 
         // A push for a mailbox this scheduler does not run is refused, not recorded.
-        assert!(s.push(&MailboxId::new("mbx-unknown")).await.is_err());
+        assert!(s.push(&MailboxId::new("mbx-unknown"), Workload::Act).await.is_err());
         replay_reproduces_everything(w.journal.as_ref());
     });
 }
@@ -394,7 +394,10 @@ fn a_mailbox_whose_act_workload_is_disabled_is_never_cycled() {
         assert_eq!(s.due().await.expect("due"), vec![MailboxId::new(PAUL)]);
         assert_eq!(s.tick().await.mailboxes(), vec![&MailboxId::new(PAUL)]);
         // A push decides nothing for a disabled workload, and does not make it due.
-        let decisions = s.push(&MailboxId::new(RIVER)).await.expect("push");
+        let decisions = s
+            .push(&MailboxId::new(RIVER), Workload::Act)
+            .await
+            .expect("push");
         assert!(decisions.is_empty(), "{decisions:#?}");
         for _ in 0..3 {
             w.clock.advance(Span::minutes(15));
@@ -453,7 +456,7 @@ fn the_loop_sleeps_until_the_next_run_and_wakes_for_a_push() {
         // A push wakes the loop, which records it and runs the mailbox at once.
         let before = tokio::time::Instant::now();
         signals
-            .send(Signal::Push(MailboxId::new(PAUL)))
+            .send(Signal::Push(MailboxId::new(PAUL), Workload::Act))
             .expect("loop alive");
         let pushed = loop {
             let report = reports.recv().await.expect("tick after the push");

@@ -175,6 +175,41 @@ impl Connector for ImapConnector {
         }
     }
 
+    fn workload(&self) -> Workload {
+        Workload::Incoming
+    }
+
+    /// Test & Enable of the incoming workload: logs in and finds INBOX, the tracked folders and
+    /// the `\Sent` folder, reading no message.
+    fn test_connection(&mut self) -> Result<String, ServerError> {
+        let found = ImapReader::connect(&self.config).and_then(|mut reader| {
+            let folders = reader.folders()?;
+            Ok((folders, reader.has_condstore(), reader.has_idle()))
+        });
+        match found {
+            Ok((folders, condstore, idle)) => {
+                let names: Vec<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+                Ok(format!(
+                    "{} folder(s) read at {}: {}; CONDSTORE {}, IDLE {}",
+                    names.len(),
+                    self.config.server(),
+                    names.join(", "),
+                    if condstore {
+                        "yes"
+                    } else {
+                        "no (keyword changes are not seen)"
+                    },
+                    if idle {
+                        "yes"
+                    } else {
+                        "no (read at intervals only)"
+                    },
+                ))
+            }
+            Err(e) => Err(ServerError::of_kind(e.kind, e.message)),
+        }
+    }
+
     fn execute(&mut self, intent: Intent<'_>) -> Outcome {
         Outcome::Failed(IntentFailed {
             intent: intent.id,

@@ -38,6 +38,9 @@ pub struct ImapReader {
     config: ImapConfig,
     condstore: bool,
     idle: bool,
+    /// The state of each folder [`ImapReader::idle_once`] last saw: a change between two
+    /// IDLEs is reported by the next call.
+    watched: std::collections::BTreeMap<String, (u32, u32, Option<u64>)>,
 }
 
 impl fmt::Debug for ImapReader {
@@ -266,7 +269,13 @@ impl ImapReader {
             config: config.clone(),
             condstore,
             idle,
+            watched: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// Whether the server has IDLE (and so can push).
+    pub fn has_idle(&self) -> bool {
+        self.idle
     }
 
     /// Whether the server has CONDSTORE (and so reports keyword changes).
@@ -574,6 +583,10 @@ impl ImapReader {
     /// arrived, left or had its flags changed) or `wait` passes: `true` when something
     /// changed. The folder is opened read-only first; [`ImapReader::read`] then says what
     /// changed. `Unsupported` when the server has no IDLE.
+    ///
+    /// Called in a loop, it misses nothing between two calls: the folder's UIDVALIDITY,
+    /// UIDNEXT and HIGHESTMODSEQ when the last call ended are compared with the ones the next
+    /// `EXAMINE` answers, and a difference is a change, reported at once.
     pub fn idle_once(&mut self, folder: &str, wait: Duration) -> Result<bool, ImapError> {
         let server = self.config.server();
         if !self.idle {
@@ -582,7 +595,15 @@ impl ImapReader {
                 format!("the IMAP server {server} has no IDLE; read it at intervals instead"),
             ));
         }
-        self.examine(folder)?;
+        let now = self.examine(folder)?;
+        let now = (now.uidvalidity, now.uidnext, now.highestmodseq);
+        if self
+            .watched
+            .insert(folder.to_string(), now)
+            .is_some_and(|before| before != now)
+        {
+            return Ok(true);
+        }
         let what = format!("IDLE on `{folder}` at {server}");
         let Some(session) = self.session.take() else {
             return Err(ImapError::new(
@@ -615,6 +636,14 @@ impl ImapReader {
             },
         )?;
         self.session = Some(session);
+        if changed {
+            // What the change left is the state the next call compares with.
+            let after = self.examine(folder)?;
+            self.watched.insert(
+                folder.to_string(),
+                (after.uidvalidity, after.uidnext, after.highestmodseq),
+            );
+        }
         Ok(changed)
     }
 }

@@ -303,8 +303,9 @@ impl<'a> Decider<'a> {
                 self.item_back(&p.item.remote);
                 self.item_seen(&p.item)
             }
-            // An email delivered again decides nothing new.
-            Event::EmailReceived(p) if s.emails_decided.contains(&p.remote) => {}
+            // An email delivered again, or read again after its folder's UIDVALIDITY changed,
+            // decides nothing new.
+            Event::EmailReceived(p) if s.email_already_received(p) => {}
             Event::EmailReceived(p) => self.email_received(p),
             // R25: while the delete breaker is open, a gone linked item is held.
             Event::ItemGone(p) if self.held_gone(&p.remote) => {}
