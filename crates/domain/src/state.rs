@@ -74,7 +74,7 @@ use crate::event::{
     AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
     TestResult, Workload,
 };
-use crate::event::{ErrorClass, ErrorClassified, IntentSucceeded, ItemFailed};
+use crate::event::{CommandType, ErrorClass, ErrorClassified, IntentSucceeded, ItemFailed};
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
 use crate::records::{Entity, Record};
@@ -85,7 +85,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 10;
+pub const SNAPSHOT_VERSION: u8 = 11;
 
 /// Identity and metadata of an event being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +330,21 @@ pub struct MailboxState {
     pub deletions_listed: Option<Workload>,
     /// Incoming emails already decided, by server id: one delivered again decides nothing.
     pub emails_decided: BTreeSet<RemoteId>,
+    /// The incoming email being decided: its headers from its `email_received`, completed by
+    /// its `email_accepted`, until the `track_email` intent after it takes them as its command
+    /// (or an `email_rejected` drops them).
+    pub incoming_email: Option<IncomingEmail>,
+}
+
+/// An incoming email between its `email_received` and the `track_email` intent decided for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingEmail {
+    /// Its server item.
+    pub remote: RemoteId,
+    /// Whether its `email_accepted` has been applied (the decision part of `command` is set).
+    pub accepted: bool,
+    /// The command it leaves as.
+    pub command: crate::crm::EmailCommand,
 }
 
 mod filter_set_serde {
@@ -519,7 +534,36 @@ impl MailboxState {
                 self.end_listing(p.workload);
                 self.deletions_listed = None;
             }
-            Event::CursorReset(_) | Event::EmailReceived(_) => {}
+            Event::CursorReset(_) => {}
+            Event::EmailReceived(p) => {
+                if !self.emails_decided.contains(&p.remote) {
+                    self.incoming_email = Some(IncomingEmail {
+                        remote: p.remote.clone(),
+                        accepted: false,
+                        command: crate::crm::EmailCommand {
+                            message_id: crate::email::correlate::message_id_key(&p.message_id),
+                            subject: p.subject.clone(),
+                            from: p.from.clone(),
+                            to: p.to.clone(),
+                            cc: p.cc.clone(),
+                            received: p.received,
+                            accepting: RecordId::new(""),
+                            receiving_mailbox: self
+                                .id
+                                .clone()
+                                .unwrap_or_else(|| MailboxId::new("?")),
+                            regarding: None,
+                            correlated: None,
+                            correlation: None,
+                            parent: false,
+                            sender: None,
+                            recipients: Vec::new(),
+                            create: None,
+                            owner: None,
+                        },
+                    });
+                }
+            }
             Event::IntentSucceeded(p) => {
                 self.withdrawn.remove(&p.intent);
                 if let Some(done) = &p.crm {
@@ -648,9 +692,35 @@ impl MailboxState {
             | Event::AlertRaised(_) => {}
             Event::EmailAccepted(p) => {
                 self.emails_decided.insert(p.remote.clone());
+                if let Some(incoming) = &mut self.incoming_email
+                    && incoming.remote == p.remote
+                {
+                    let c = &mut incoming.command;
+                    incoming.accepted = true;
+                    if !p.message_id.is_empty() {
+                        c.message_id = p.message_id.clone();
+                    }
+                    c.accepting = p.accepting.clone();
+                    c.receiving_mailbox = p.receiving_mailbox.clone();
+                    c.regarding = p.regarding.clone();
+                    c.correlated = p.correlated.clone();
+                    c.correlation = p.correlation;
+                    c.parent = p.parent;
+                    c.sender = p.sender.clone();
+                    c.recipients = p.recipients.clone();
+                    c.create = p.create;
+                    c.owner = p.owner.clone();
+                }
             }
             Event::EmailRejected(p) => {
                 self.emails_decided.insert(p.remote.clone());
+                if self
+                    .incoming_email
+                    .as_ref()
+                    .is_some_and(|i| i.remote == p.remote)
+                {
+                    self.incoming_email = None;
+                }
             }
             Event::BreakerTripped(p) => {
                 self.breaker = Some(DeleteBreaker {
@@ -819,8 +889,25 @@ impl MailboxState {
                 self.by_remote.insert(r.clone(), record.clone());
             }
         }
-        let command = to_crm
-            .then(|| self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item)));
+        // The accepted email this intent tracks, if it is one (R52): its command carries it.
+        let email = match (&self.incoming_email, &remote) {
+            (Some(i), Some(r)) if to_crm && i.accepted && &i.remote == r => {
+                self.incoming_email.take().map(|i| i.command)
+            }
+            _ => None,
+        };
+        let command = to_crm.then(|| {
+            let mut facts =
+                self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item));
+            if let Some(email) = email {
+                facts.command = CommandType::TrackEmail;
+                facts.entity = Entity::Email;
+                facts.title = email.subject.clone();
+                facts.fields = None;
+                facts.email = Some(email);
+            }
+            facts
+        });
         self.pending(id, IntentKind::Create, record, remote, notifies, command);
     }
 
