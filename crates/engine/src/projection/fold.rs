@@ -9,8 +9,9 @@ use super::rows::{
 };
 use crate::describe::{Progress, describe, intent_phrase, summarize};
 use crate::log::Stored;
-use ledgersync_domain::event::{AlertRaised, ErrorClass, Event, Workload};
-use ledgersync_domain::records::{Record, RecordBody};
+use ledgersync_domain::event::{AlertRaised, ErrorClass, Event, Side, Workload};
+use ledgersync_domain::records::{Entity, Record, RecordBody};
+use ledgersync_domain::state::LinkStatus;
 use ledgersync_domain::{
     Duration, MailboxId, MailboxState, OrgSettings, ProfileId, RecordId, RemoteId, Timestamp,
 };
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod email;
 mod moved;
 
 /// `"checkpoint"` → the position of the last event folded.
@@ -372,6 +374,11 @@ impl<'txn, 's> Fold<'txn, 's> {
         if let Some((from, to)) = &moved {
             self.move_row(from, to)?;
         }
+        if let Event::CreateIntent(p) = &s.event
+            && p.target == Side::Crm
+        {
+            self.email_tracked(&mailbox, s.envelope.event_id)?;
+        }
 
         for record in &records {
             self.sync_link(&mailbox, record)?;
@@ -420,9 +427,22 @@ impl<'txn, 's> Fold<'txn, 's> {
         let Some(mut row) = self.row_or_known(mailbox, record)? else {
             return Ok(());
         };
+        // A tracked email has no link: while its track_email command is open it is being
+        // created (in the CRM), and it keeps the server item it came from.
+        let state = &self.states[mailbox];
+        let email = email::open_email(state, record).map(|i| i.remote.clone());
+        let entity = row.entity;
         let entry = row.mailboxes.entry(mailbox.clone()).or_default();
-        entry.status = link.as_ref().map(|l| l.status);
-        entry.remote = link.and_then(|l| l.remote);
+        entry.status = link
+            .as_ref()
+            .map(|l| l.status)
+            .or(email.as_ref().map(|_| LinkStatus::Creating));
+        entry.remote = match (link.and_then(|l| l.remote), email) {
+            (Some(remote), _) => Some(remote),
+            (None, Some(remote)) => remote,
+            (None, None) if entity == Entity::Email => entry.remote.take(),
+            (None, None) => None,
+        };
         self.put_row(&row)
     }
 
