@@ -185,6 +185,18 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
                 Event::EmailAccepted(p) if !loose_remotes.contains(&p.remote) => {
                     loose_remotes.push(p.remote.clone());
                 }
+                // So is the email this row was created for (R52): why it was tracked.
+                Event::IntentSucceeded(p)
+                    if p.crm
+                        .as_ref()
+                        .is_some_and(|c| c.command == CommandType::TrackEmail) =>
+                {
+                    if let Some(r) = &p.remote
+                        && !loose_remotes.contains(r)
+                    {
+                        loose_remotes.push(r.clone());
+                    }
+                }
                 _ => {}
             }
         }
