@@ -3,7 +3,6 @@
 
 use crate::ctx::Ctx;
 use anyhow::{Context as _, Result};
-use ledgersync_domain::records::Entity;
 use ledgersync_domain::state::LinkStatus;
 use ledgersync_domain::{RecordId, UserId};
 use ledgersync_engine::projection::Activity;
@@ -87,15 +86,6 @@ pub fn rebuild(ctx: &mut Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The status of a row in a mailbox, in words. A tracked email has no link (it is not synced
-/// back to the mail server): once its `track_email` command is settled it is "tracked".
-fn status_of(entity: Entity, s: Option<LinkStatus>) -> &'static str {
-    match (entity, s) {
-        (Entity::Email, None) => "tracked",
-        (_, s) => status_name(s),
-    }
-}
-
 fn status_name(s: Option<LinkStatus>) -> &'static str {
     match s {
         Some(LinkStatus::Creating) => "creating",
@@ -142,7 +132,7 @@ fn render(label: &str, checkpoint: u64, activities: &[Activity]) -> String {
             let mut line = format!(
                 "    {:<12} {:<10}",
                 mailbox.as_str(),
-                status_of(a.entity, sync.status)
+                status_name(sync.status)
             );
             if let Some(d) = &sync.last_decision {
                 let rules: Vec<String> = d.rules.iter().map(|r| r.to_string()).collect();

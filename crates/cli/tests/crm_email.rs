@@ -216,6 +216,7 @@ fn an_accepted_email_goes_to_the_crm_as_track_email_and_shows_on_the_accounts_ti
     assert_eq!(email["entity"], "email");
     assert_eq!(email["title"], SUBJECT);
     assert_eq!(email["regarding"]["id"], "account-blue-sun");
+    assert_eq!(email["mailboxes"]["mbx-jayne"]["status"], "linked");
     assert_eq!(email["mailboxes"]["mbx-jayne"]["remote"], "INBOX/1/42");
     assert!(
         email["mailboxes"]["mbx-jayne"]["last_decision"]["summary"]
@@ -234,7 +235,7 @@ fn an_accepted_email_goes_to_the_crm_as_track_email_and_shows_on_the_accounts_ti
         .find(|l| l.trim_start().starts_with("mbx-jayne"))
         .expect("a line for Jayne's mailbox");
     assert!(
-        jayne.contains("tracked") && jayne.contains("R52: created in the CRM"),
+        jayne.contains("linked") && jayne.contains("R52: created in the CRM"),
         "{jayne}"
     );
 

@@ -267,7 +267,11 @@ fn a_tracked_email_leaves_as_a_command_shows_on_its_accounts_timeline_and_moves_
     assert_eq!(account.len(), 1, "{account:#?}");
     assert_eq!(account[0].record, RecordId::new("email-crm-7"));
     let sync = &account[0].mailboxes[&paul];
-    assert_eq!(sync.status, None, "an email has no link");
+    assert_eq!(
+        sync.status,
+        Some(LinkStatus::Linked),
+        "the email in the mailbox is the CRM's row now"
+    );
     assert_eq!(sync.remote, Some(RemoteId::new("INBOX/1/1")));
     assert!(
         sync.last_decision
@@ -322,4 +326,137 @@ fn a_tracked_email_leaves_as_a_command_shows_on_its_accounts_timeline_and_moves_
             && w.contains("the CRM created the email activity email-crm-7 (version 1)")),
         "{why:#?}"
     );
+}
+
+#[test]
+fn one_message_tracked_by_two_mailboxes_is_one_row_and_a_refused_command_leaves_none() {
+    use ledgersync_domain::crm::{CommandResult, ResultStatus, commands};
+    use ledgersync_domain::records::Entity;
+    use ledgersync_domain::state::LinkStatus;
+    use ledgersync_engine::projection::Projection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal =
+        ledgersync_journal::open(dir.path(), &JournalOptions::with_backend(Backend::Redb)).unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let org = OrgId::new("serenity");
+    let mut engine = Engine::open(journal.clone(), org.clone(), clock).unwrap();
+    for e in scenario::organization_events() {
+        engine.crm(e).unwrap();
+    }
+    for (mailbox, user) in [("mbx-paul", "paul"), ("mbx-jayne", "jayne")] {
+        for e in scenario::mailbox_events(&org, mailbox, user, true) {
+            engine.crm(e).unwrap();
+        }
+    }
+    let paul = MailboxId::new("mbx-paul");
+    let jayne = MailboxId::new("mbx-jayne");
+    // The same reply, to both of them, found by each mailbox's cycle.
+    let to_both = |uid: u32, user: &str| {
+        let Event::EmailReceived(mut e) = from_zoe(uid, "RE: Cargo offer CRM:0001001", None) else {
+            unreachable!()
+        };
+        e.message_id = "<reply-both@customer.example>".into();
+        e.to = vec![
+            "paul@serenity.example".into(),
+            "jayne@serenity.example".into(),
+        ];
+        e.facts.acceptors[0].id = RecordId::new(user);
+        Event::EmailReceived(e)
+    };
+    engine.observe(&paul, to_both(1, "paul")).unwrap();
+    engine.observe(&jayne, to_both(7, "jayne")).unwrap();
+    let key_of = |engine: &Engine, m: &MailboxId| {
+        let open = commands(engine.mailbox(m).unwrap(), t0());
+        assert_eq!(open.len(), 1, "{open:#?}");
+        open[0].clone()
+    };
+    let (p, j) = (key_of(&engine, &paul), key_of(&engine, &jayne));
+    assert_eq!(p.record, j.record, "both propose the same row");
+    assert_ne!(p.key, j.key);
+    let done = |c: &ledgersync_domain::crm::CrmCommand| CommandResult {
+        key: c.key.clone(),
+        status: ResultStatus::Done {
+            record: RecordId::new("email-crm-9"),
+            version: 1,
+        },
+    };
+
+    let mut projection = Projection::open(&dir.path().join("projections.redb")).unwrap();
+    projection.catch_up(journal.as_ref()).unwrap();
+    let rows = projection
+        .timeline_of_record(&RecordId::new("account-blue-sun"))
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one row for one message: {rows:#?}");
+    assert_eq!(rows[0].mailboxes.len(), 2);
+
+    // The CRM creates the activity for Paul's command and answers Jayne's with the same row
+    // (docs/crm-commands.md, "One email activity per Message-ID").
+    engine.settle(&done(&p)).unwrap();
+    projection.catch_up(journal.as_ref()).unwrap();
+    engine.settle(&done(&j)).unwrap();
+    projection.catch_up(journal.as_ref()).unwrap();
+    let rows = projection
+        .timeline_of_record(&RecordId::new("account-blue-sun"))
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].record, RecordId::new("email-crm-9"));
+    for m in [&paul, &jayne] {
+        let sync = &rows[0].mailboxes[m];
+        assert_eq!(sync.status, Some(LinkStatus::Linked), "{m}: {sync:#?}");
+        assert!(
+            sync.last_decision
+                .as_ref()
+                .is_some_and(|d| d.summary.contains("created in the CRM")),
+            "{m}: {sync:#?}"
+        );
+    }
+
+    // Another email, whose command the CRM refuses for good: given up (R12), it stays on the
+    // timeline under the proposed row, with no status, and is listed among the item failures.
+    engine
+        .observe(
+            &paul,
+            from_zoe(2, "RE: Cargo offer CRM:0001001 (again)", None),
+        )
+        .unwrap();
+    let c = key_of(&engine, &paul);
+    engine
+        .settle(&CommandResult {
+            key: c.key.clone(),
+            status: ResultStatus::Failed {
+                reason: "the account is locked".into(),
+                code: None,
+                retryable: false,
+                retry_after: None,
+            },
+        })
+        .unwrap();
+    projection.catch_up(journal.as_ref()).unwrap();
+    let rows = projection.timeline_of_record(&c.record).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let sync = &rows[0].mailboxes[&paul];
+    assert_eq!((sync.status, &sync.remote), (None, &None), "{sync:#?}");
+    assert!(
+        sync.last_decision
+            .as_ref()
+            .is_some_and(|d| d.summary.contains("not created in the CRM")),
+        "{sync:#?}"
+    );
+    let failures = projection.failures_of_mailbox(&paul).unwrap();
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert_eq!(failures[0].entity, Some(Entity::Email));
+    drop(engine);
+
+    let mut fresh = Projection::open(&dir.path().join("fresh.redb")).unwrap();
+    fresh.rebuild(journal.as_ref()).unwrap();
+    for record in ["account-blue-sun", c.record.as_str()] {
+        let record = RecordId::new(record);
+        assert_eq!(
+            fresh.timeline_of_record(&record).unwrap(),
+            projection.timeline_of_record(&record).unwrap()
+        );
+    }
+    let r = replay(journal.as_ref(), None, |_, _| {}).unwrap();
+    assert!(r.ok(), "{:#?}", r.mismatches);
 }

@@ -272,6 +272,8 @@ impl<'txn, 's> Fold<'txn, 's> {
         // An intent whose outcome this event records: (row, intent id, how it stands now).
         let mut settled: Option<(RecordId, String, Settled)> = None;
         let mut moved: Option<(RecordId, RecordId)> = None;
+        // A track_email command settled for good: its row, and whether the CRM created it.
+        let mut email_settled: Option<(RecordId, bool)> = None;
         match &s.event {
             Event::IntentSucceeded(p) => {
                 if let Some(i) = state.intents.get(&p.intent) {
@@ -280,6 +282,9 @@ impl<'txn, 's> Fold<'txn, 's> {
                     let row = p.crm.as_ref().map_or(&i.record, |done| &done.record);
                     if row != &i.record {
                         moved = Some((i.record.clone(), row.clone()));
+                    }
+                    if email::is_email(i) {
+                        email_settled = Some((row.clone(), true));
                     }
                     settled = Some((row.clone(), p.intent.to_string(), Settled::Done));
                 }
@@ -294,6 +299,9 @@ impl<'txn, 's> Fold<'txn, 's> {
                     // A transient failure is retried until the attempt that reaches the limit
                     // gives the item up (R12).
                     let given_up = p.class == ErrorClass::Transient && p.attempt >= p.limit;
+                    if email::is_email(intent) && (given_up || p.class == ErrorClass::Permanent) {
+                        email_settled = Some((intent.record.clone(), false));
+                    }
                     settled = Some((
                         intent.record.clone(),
                         id.to_string(),
@@ -314,7 +322,11 @@ impl<'txn, 's> Fold<'txn, 's> {
                         intent: Some(id.to_string()),
                         record: Some(intent.record.clone()),
                         remote: intent.remote.clone(),
-                        entity: state.records.get(&intent.record).map(|r| r.entity()),
+                        entity: state
+                            .records
+                            .get(&intent.record)
+                            .map(|r| r.entity())
+                            .or(email::is_email(intent).then_some(Entity::Email)),
                         change: Some(intent.kind),
                         class: p.class,
                         code: p.error.code.clone(),
@@ -383,6 +395,9 @@ impl<'txn, 's> Fold<'txn, 's> {
         for record in &records {
             self.sync_link(&mailbox, record)?;
         }
+        if let Some((record, created)) = &email_settled {
+            self.email_settled(&mailbox, record, *created)?;
+        }
         // The failure of an intent of the row's last decision is told in that decision.
         let mut told = false;
         if let Some((record, intent, how)) = &settled {
@@ -428,21 +443,20 @@ impl<'txn, 's> Fold<'txn, 's> {
             return Ok(());
         };
         // A tracked email has no link: while its track_email command is open it is being
-        // created (in the CRM), and it keeps the server item it came from.
+        // created (in the CRM), with the server item it came from; what its settled command
+        // made of it (`email_settled`) stays.
         let state = &self.states[mailbox];
         let email = email::open_email(state, record).map(|i| i.remote.clone());
         let entity = row.entity;
         let entry = row.mailboxes.entry(mailbox.clone()).or_default();
-        entry.status = link
-            .as_ref()
-            .map(|l| l.status)
-            .or(email.as_ref().map(|_| LinkStatus::Creating));
-        entry.remote = match (link.and_then(|l| l.remote), email) {
-            (Some(remote), _) => Some(remote),
-            (None, Some(remote)) => remote,
-            (None, None) if entity == Entity::Email => entry.remote.take(),
-            (None, None) => None,
-        };
+        match (link, email) {
+            (Some(l), _) => (entry.status, entry.remote) = (Some(l.status), l.remote),
+            (None, Some(remote)) => {
+                (entry.status, entry.remote) = (Some(LinkStatus::Creating), remote)
+            }
+            (None, None) if entity == Entity::Email => {}
+            (None, None) => (entry.status, entry.remote) = (None, None),
+        }
         self.put_row(&row)
     }
 

@@ -5,7 +5,9 @@
 use super::Fold;
 use crate::projection::ProjectionError;
 use ledgersync_domain::crm::EmailCommand;
+use ledgersync_domain::event::CommandType;
 use ledgersync_domain::records::{Email, Party, Record, RecordBody};
+use ledgersync_domain::state::{LinkStatus, PendingIntent};
 use ledgersync_domain::{EventId, MailboxId, MailboxState, RecordId, UserId};
 
 /// The row a tracked email shows as before the CRM sends it: version 0, its subject, the
@@ -40,6 +42,14 @@ fn provisional(state: &MailboxState, record: &RecordId, email: &EmailCommand) ->
     }
 }
 
+/// Whether `intent` is a `track_email` command.
+pub(super) fn is_email(intent: &PendingIntent) -> bool {
+    intent
+        .command
+        .as_ref()
+        .is_some_and(|c| c.command == CommandType::TrackEmail)
+}
+
 /// The open `track_email` command of `record` in `state`, if any.
 pub(super) fn open_email<'s>(
     state: &'s MailboxState,
@@ -72,5 +82,29 @@ impl Fold<'_, '_> {
         }
         let record = provisional(state, &pending.record, email);
         self.upsert_row(&record, email.received)
+    }
+
+    /// The `track_email` command of `record` in `mailbox` is settled for good: created in the
+    /// CRM, the email in the mailbox is linked to the CRM's row (as far as the timeline tells:
+    /// nothing is synced back to the mail server); given up, the mailbox holds nothing of it.
+    pub(super) fn email_settled(
+        &mut self,
+        mailbox: &MailboxId,
+        record: &RecordId,
+        created: bool,
+    ) -> Result<(), ProjectionError> {
+        let Some(mut row) = self.row(record)? else {
+            return Ok(());
+        };
+        let Some(entry) = row.mailboxes.get_mut(mailbox) else {
+            return Ok(());
+        };
+        if created {
+            entry.status = Some(LinkStatus::Linked);
+        } else {
+            entry.status = None;
+            entry.remote = None;
+        }
+        self.put_row(&row)
     }
 }
