@@ -450,3 +450,51 @@ fn a_rejected_email_leaves_no_command() {
     assert!(commands(&mb.state, mb.now).is_empty());
     assert!(mb.state.incoming_email.is_none());
 }
+
+#[test]
+fn r56_r61_r68_the_command_carries_the_parent_the_folders_row_and_the_row_to_create() {
+    use ledgersync_domain::email::resolve::AutoCreate;
+    // A forward answering the offer: In-Reply-To makes it the offer's child (R61).
+    let mut mb = Mailbox::ready("paul");
+    let mut mail = from_zoe(&mb, 13, "FW: Cargo offer", IncomingFilter::RepliesOnly);
+    mail.in_reply_to = Some("<offer-1@serenity.example>".into());
+    mb.feed(Event::EmailReceived(mail));
+    let e = commands(&mb.state, mb.now).remove(0).email.unwrap();
+    assert_eq!(e.correlation, Some(TrackedBy::InReplyTo));
+    assert_eq!(e.correlated, Some(RecordId::new("email-offer")));
+    assert!(e.parent);
+    assert_eq!(e.regarding, Some(blue_sun()));
+
+    // An unknown sender's mail in a tracked folder: tracked by hand (R56), regarding the
+    // folder's row (R72), the sender to be created as a contact (R68).
+    let mut mb = Mailbox::ready("paul");
+    let mut mail = from_zoe(&mb, 14, "Crates for Persephone", IncomingFilter::None);
+    mail.from = "river@customer.example".into();
+    mail.folder = EmailFolder::Tracked("folder-freight".into());
+    let freight = RecordRef {
+        table: "opportunity".into(),
+        id: RecordId::new("opp-freight"),
+        name: "Freight".into(),
+    };
+    mail.facts.folder_regarding = Some(freight.clone());
+    mail.facts.acceptors[0].auto_create = Some(AutoCreate::Contact);
+    let ds = mb.feed(Event::EmailReceived(mail));
+    let (a, intent) = accepted_and_tracked(&ds);
+    assert_eq!(ds[0].rule.0, 56);
+    assert!(
+        intent.basis.reason.contains("was accepted (R56)")
+            && intent
+                .basis
+                .reason
+                .contains("regarding opportunity opp-freight (Freight)"),
+        "{}",
+        intent.basis.reason
+    );
+    let e = commands(&mb.state, mb.now).remove(0).email.unwrap();
+    assert_eq!(e.correlation, Some(TrackedBy::Folder));
+    assert_eq!(e.correlation, a.correlation);
+    assert_eq!(e.regarding, Some(freight));
+    assert_eq!(e.sender, None);
+    assert_eq!(e.create, Some(AutoCreate::Contact));
+    assert_eq!(e.from, "river@customer.example");
+}
