@@ -306,6 +306,7 @@ change = next(v for v in doc_samples["crm-change"] if v["kind"] == "record_upser
 result = next(v for v in doc_samples["crm-change"] if v["kind"] == "command_result" and v["status"] == "done")
 failed = next(v for v in doc_samples["crm-change"] if v["kind"] == "command_result" and v["status"] == "failed")
 command = next(v for v in doc_samples["crm-command"] if v["command"] == "track_appointment")
+email = next(v for v in doc_samples["crm-command"] if v["command"] == "track_email")
 seen = observation(json.loads((FIXTURES / "v1" / "item_seen.json").read_text(encoding="utf-8")))
 event = sync_event(json.loads((FIXTURES / "v1" / "item_tracked.json").read_text(encoding="utf-8")))
 
@@ -322,6 +323,9 @@ invalid = [
     ("crm-command.schema.json", changed(command, ["key"], delete=True), "a command without key"),
     ("crm-command.schema.json", changed(command, ["attempts"], "0"), "attempts as a string"),
     ("crm-command.schema.json", changed(command, ["fields"], None), "a track_appointment without fields"),
+    ("crm-command.schema.json", changed(email, ["fields", "message_id"], delete=True), "a track_email without its Message-ID"),
+    ("crm-command.schema.json", changed(email, ["fields", "correlation"], "telepathy"), "a track_email with an unknown correlation"),
+    ("crm-command.schema.json", changed(email, ["record"], "from-INBOX/1/42"), "a track_email proposing a row not derived from its Message-ID"),
     ("mail-observation.schema.json", changed(seen, ["event", "type"], "item_vanished"), "an unknown event type"),
     ("mail-observation.schema.json", changed(seen, ["correlation"], delete=True), "no correlation"),
     ("mail-observation.schema.json", changed(seen, ["causation"], "01934f6a-8c00-7000-8000-000000000026"), "causation not a list"),

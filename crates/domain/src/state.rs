@@ -75,7 +75,7 @@ use crate::event::{
     AccessReason, DisableReason, Event, ItemWrite, RemoteItem, ServerError, ServerType, Side,
     TestResult, Workload,
 };
-use crate::event::{ErrorClass, ErrorClassified, IntentSucceeded, ItemFailed};
+use crate::event::{CommandType, ErrorClass, ErrorClassified, IntentSucceeded, ItemFailed};
 use crate::filter::{FilterSet, SyncFilter, default_templates};
 use crate::ids::{EventId, MailboxId, OrgId, RecordId, RemoteId, UserId};
 use crate::records::{Entity, Record};
@@ -368,6 +368,21 @@ pub struct MailboxState {
     /// The Message-IDs of the emails accepted ([`message_id_key`]): a message accepted once
     /// is never tracked again by this mailbox, from whichever folder it is read.
     pub messages_accepted: BTreeSet<String>,
+    /// The incoming email being decided: its headers from its `email_received`, completed by
+    /// its `email_accepted`, until the `track_email` intent after it takes them as its command
+    /// (or an `email_rejected` drops them).
+    pub incoming_email: Option<IncomingEmail>,
+}
+
+/// An incoming email between its `email_received` and the `track_email` intent decided for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingEmail {
+    /// Its server item.
+    pub remote: RemoteId,
+    /// Whether its `email_accepted` has been applied (the decision part of `command` is set).
+    pub accepted: bool,
+    /// The command it leaves as.
+    pub command: crate::crm::EmailCommand,
 }
 
 mod filter_set_serde {
@@ -559,8 +574,36 @@ impl MailboxState {
             }
             Event::CursorReset(_) => {}
             Event::EmailReceived(p) => {
+                let already = self.email_already_received(p);
                 if let Some(key) = email_key(p) {
                     self.emails_received.insert(key);
+                }
+                if !already {
+                    self.incoming_email = Some(IncomingEmail {
+                        remote: p.remote.clone(),
+                        accepted: false,
+                        command: crate::crm::EmailCommand {
+                            message_id: crate::email::correlate::message_id_key(&p.message_id),
+                            subject: p.subject.clone(),
+                            from: p.from.clone(),
+                            to: p.to.clone(),
+                            cc: p.cc.clone(),
+                            received: p.received,
+                            accepting: RecordId::new(""),
+                            receiving_mailbox: self
+                                .id
+                                .clone()
+                                .unwrap_or_else(|| MailboxId::new("?")),
+                            regarding: None,
+                            correlated: None,
+                            correlation: None,
+                            parent: false,
+                            sender: None,
+                            recipients: Vec::new(),
+                            create: None,
+                            owner: None,
+                        },
+                    });
                 }
             }
             Event::IntentSucceeded(p) => {
@@ -694,9 +737,35 @@ impl MailboxState {
                 if !p.message_id.trim().is_empty() {
                     self.messages_accepted.insert(message_id_key(&p.message_id));
                 }
+                if let Some(incoming) = &mut self.incoming_email
+                    && incoming.remote == p.remote
+                {
+                    let c = &mut incoming.command;
+                    incoming.accepted = true;
+                    if !p.message_id.is_empty() {
+                        c.message_id = p.message_id.clone();
+                    }
+                    c.accepting = p.accepting.clone();
+                    c.receiving_mailbox = p.receiving_mailbox.clone();
+                    c.regarding = p.regarding.clone();
+                    c.correlated = p.correlated.clone();
+                    c.correlation = p.correlation;
+                    c.parent = p.parent;
+                    c.sender = p.sender.clone();
+                    c.recipients = p.recipients.clone();
+                    c.create = p.create;
+                    c.owner = p.owner.clone();
+                }
             }
             Event::EmailRejected(p) => {
                 self.emails_decided.insert(p.remote.clone());
+                if self
+                    .incoming_email
+                    .as_ref()
+                    .is_some_and(|i| i.remote == p.remote)
+                {
+                    self.incoming_email = None;
+                }
             }
             Event::BreakerTripped(p) => {
                 self.breaker = Some(DeleteBreaker {
@@ -865,8 +934,25 @@ impl MailboxState {
                 self.by_remote.insert(r.clone(), record.clone());
             }
         }
-        let command = to_crm
-            .then(|| self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item)));
+        // The accepted email this intent tracks, if it is one (R52): its command carries it.
+        let email = match (&self.incoming_email, &remote) {
+            (Some(i), Some(r)) if to_crm && i.accepted && &i.remote == r => {
+                self.incoming_email.take().map(|i| i.command)
+            }
+            _ => None,
+        };
+        let command = to_crm.then(|| {
+            let mut facts =
+                self.command_facts(IntentKind::Create, &record, remote.as_ref(), Some(item));
+            if let Some(email) = email {
+                facts.command = CommandType::TrackEmail;
+                facts.entity = Entity::Email;
+                facts.title = email.subject.clone();
+                facts.fields = None;
+                facts.email = Some(email);
+            }
+            facts
+        });
         self.pending(id, IntentKind::Create, record, remote, notifies, command);
     }
 

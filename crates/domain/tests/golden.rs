@@ -573,8 +573,9 @@ fn samples() -> Vec<Event> {
 }
 
 /// Enum variants nested in payloads that the one-per-type samples do not reach (the contact and
-/// email record bodies, the other leave reasons, task and contact server fields) get fixtures of
-/// their own in `fixtures/v1/variants/`, so their layout is pinned too.
+/// email record bodies, the other leave reasons, task and contact server fields, the CRM's
+/// result of a `track_email` command) get fixtures of their own in `fixtures/v1/variants/`, so
+/// their layout is pinned too.
 #[test]
 fn nested_variants_decode_and_encode_the_same() {
     let extra = [
@@ -650,6 +651,19 @@ fn nested_variants_decode_and_encode_the_same() {
                         email: "dana@fabrikam.example".into(),
                     },
                 },
+            }),
+        ),
+        (
+            "intent_succeeded.track_email",
+            Event::IntentSucceeded(IntentSucceeded {
+                intent: eid(43),
+                remote: Some(remote("INBOX/1/42")),
+                etag: None,
+                crm: Some(CrmDone {
+                    command: CommandType::TrackEmail,
+                    record: RecordId::new("email-activity-42"),
+                    version: 1,
+                }),
             }),
         ),
     ];
@@ -959,7 +973,8 @@ fn enum_variant_codes_are_never_reordered() {
         TrackTask,
         UpdateRecord,
         CompleteTask,
-        DeleteRecord
+        DeleteRecord,
+        TrackEmail
     );
 
     let path = fixtures_dir().join("v1/enum_variants.txt");

@@ -4,7 +4,8 @@
 
 use ledgersync_domain::Timestamp;
 use ledgersync_domain::crm::CrmCommand;
-use ledgersync_domain::event::RemoteFields;
+use ledgersync_domain::crm::EmailCommand;
+use ledgersync_domain::event::{RemoteFields, TrackedBy};
 use ledgersync_domain::records::ShowAs;
 use serde_json::{Value, json};
 
@@ -24,8 +25,49 @@ fn show_as(s: ShowAs) -> &'static str {
     }
 }
 
+/// How an email correlated or was tracked by hand, as `track_email` names it.
+fn tracked_by(t: TrackedBy) -> &'static str {
+    match t {
+        TrackedBy::Filter => "filter",
+        TrackedBy::Category => "category",
+        TrackedBy::Folder => "folder",
+        TrackedBy::Token => "token",
+        TrackedBy::InReplyTo => "in_reply_to",
+        TrackedBy::Conversation => "conversation",
+        TrackedBy::SmartMatch => "smart_match",
+        TrackedBy::AddIn => "add_in",
+    }
+}
+
+/// The email of a `track_email` command: its headers and what was decided about it.
+fn email_json(e: &EmailCommand) -> Value {
+    json!({
+        "message_id": e.message_id,
+        "subject": e.subject,
+        "from": e.from,
+        "to": e.to,
+        "cc": e.cc,
+        "received": rfc3339(e.received),
+        "accepting": e.accepting.as_str(),
+        "receiving_mailbox": e.receiving_mailbox.as_str(),
+        "regarding": e.regarding.as_ref().map(|r| json!({
+            "table": r.table, "id": r.id.as_str(), "name": r.name,
+        })),
+        "correlated": e.correlated.as_ref().map(|r| r.as_str()),
+        "correlation": e.correlation.map(tracked_by),
+        "parent": e.parent,
+        "sender": e.sender.as_ref().map(|r| r.as_str()),
+        "recipients": e.recipients.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "create": e.create.map(|c| c.to_string()),
+        "owner": e.owner.as_ref().map(|r| r.as_str()),
+    })
+}
+
 /// The mail-side fields of a command, by table (`null` for a delete).
 fn fields_json(c: &CrmCommand) -> Value {
+    if let Some(e) = &c.email {
+        return email_json(e);
+    }
     match &c.fields {
         None => Value::Null,
         Some(RemoteFields::Appointment {

@@ -10,7 +10,8 @@ use crate::describe::{ItemFate, Progress, describe, intent_phrase, summarize, su
 use crate::error::EngineError;
 use crate::log::Stored;
 use crate::settings_history::SettingsHistory;
-use ledgersync_domain::event::{ErrorClass, EventClass, LeaveReason};
+use ledgersync_domain::crm::CommandKey;
+use ledgersync_domain::event::{CommandType, ErrorClass, EventClass, LeaveReason, Side};
 use ledgersync_domain::settings::SettingUsed;
 use ledgersync_domain::{
     Context, Event, EventId, ItemKey, MailboxId, MailboxState, RecordId, RemoteId, RuleId,
@@ -184,6 +185,18 @@ pub fn explain(journal: &dyn Journal, query: &str) -> Result<Explanation, Engine
                 Event::EmailAccepted(p) if !loose_remotes.contains(&p.remote) => {
                     loose_remotes.push(p.remote.clone());
                 }
+                // So is the email this row was created for (R52): why it was tracked.
+                Event::IntentSucceeded(p)
+                    if p.crm
+                        .as_ref()
+                        .is_some_and(|c| c.command == CommandType::TrackEmail) =>
+                {
+                    if let Some(r) = &p.remote
+                        && !loose_remotes.contains(r)
+                    {
+                        loose_remotes.push(r.clone());
+                    }
+                }
                 _ => {}
             }
         }
@@ -265,18 +278,73 @@ fn story(
     })
 }
 
-/// Why the last email of the story was or was not tracked: its decision's steps and rule
-/// ("why was this email tracked to that account", "why was it not tracked").
+/// Why the last email of the story was or was not tracked: its decision's steps and rule, the
+/// row it is regarding ("why was this email tracked to that account", "why was it not
+/// tracked"), and for a tracked one the `track_email` command it left as (R52) and the CRM's
+/// result, once there.
 fn email_why(list: &[Stored]) -> Option<String> {
-    list.iter().rev().find_map(|s| {
-        let basis = match &s.event {
-            Event::EmailAccepted(p) => &p.basis,
-            Event::EmailRejected(p) => &p.basis,
-            _ => return None,
-        };
-        let rule = s.envelope.rule.map(|r| r.to_string()).unwrap_or_default();
-        Some(format!("{} ({rule})", basis.reason))
-    })
+    let (at, s) = list
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, s)| matches!(s.event, Event::EmailAccepted(_) | Event::EmailRejected(_)))?;
+    let rule = s.envelope.rule.map(|r| r.to_string()).unwrap_or_default();
+    let accepted = match &s.event {
+        Event::EmailAccepted(p) => p,
+        Event::EmailRejected(p) => return Some(format!("{} ({rule})", p.basis.reason)),
+        _ => return None,
+    };
+    let mut why = format!("{} (accepted by {rule})", accepted.basis.reason);
+    match &accepted.regarding {
+        Some(r) => why.push_str(&format!(
+            "; regarding {} \"{}\" ({})",
+            r.table, r.name, r.id
+        )),
+        None => why.push_str("; regarding no row"),
+    }
+    let command = list[at..].iter().find(|c| {
+        matches!(&c.event, Event::CreateIntent(p)
+            if p.target == Side::Crm && p.remote.as_ref() == Some(&accepted.remote))
+    });
+    let (Some(command), Some(mailbox)) = (command, s.envelope.stream.as_mailbox()) else {
+        return Some(why);
+    };
+    let intent = command.envelope.event_id;
+    why.push_str(&format!(
+        "; a {} command was sent to the CRM (key {}, proposed row {})",
+        CommandType::TrackEmail,
+        CommandKey::new(mailbox, intent),
+        command
+            .event
+            .record()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    ));
+    let result = list[at..].iter().rev().find_map(|o| match &o.event {
+        Event::IntentSucceeded(p) if p.intent == intent => Some(match &p.crm {
+            Some(done) => format!(
+                "the CRM created the email activity {} (version {})",
+                done.record, done.version
+            ),
+            None => "the CRM carried it out".to_string(),
+        }),
+        Event::IntentFailed(p) if p.intent == intent => Some(format!(
+            "the CRM's last answer: failed ({} {}){}",
+            p.error.code,
+            p.error.message,
+            match &p.crm {
+                Some(f) if f.retryable => ", it is retried",
+                Some(_) => ", refused for good",
+                None => "",
+            }
+        )),
+        _ => None,
+    });
+    why.push_str(&format!(
+        "; {}",
+        result.unwrap_or_else(|| "waiting for the CRM's result".to_string())
+    ));
+    Some(why)
 }
 
 /// Adds the observations that caused listed decisions but are not indexed under the item

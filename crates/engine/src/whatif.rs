@@ -18,7 +18,7 @@ use ledgersync_domain::{
 use ledgersync_journal::Journal;
 use serde::Serialize;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One item whose decisions would differ.
 #[derive(Clone, Debug, Serialize)]
@@ -132,6 +132,23 @@ pub fn what_if(
             };
             state.apply(EventMeta { id, at }, &d.event);
         }
+        // An email's decisions are one item, its server item: its acceptance and the
+        // track_email intent that follows it (R52), whose row id is only proposed.
+        let emails: BTreeSet<RemoteId> = h
+            .recorded
+            .iter()
+            .map(|r| &r.event)
+            .chain(h.simulated.iter().map(|d| &d.event))
+            .filter_map(|e| match e {
+                Event::EmailAccepted(p) => Some(p.remote.clone()),
+                Event::EmailRejected(p) => Some(p.remote.clone()),
+                _ => None,
+            })
+            .collect();
+        let item_of = |e: &Event| match e.remote() {
+            Some(r) if emails.contains(r) => ItemKeyOf::Remote(r.clone()),
+            _ => item_of(e),
+        };
         let mut by_item: BTreeMap<ItemKeyOf, (Ruled, Ruled)> = BTreeMap::new();
         for r in &h.recorded {
             let rule = r.envelope.rule.unwrap_or(RuleId(0));

@@ -16,7 +16,8 @@ Usage:
   bus_client.py adapter URL COUNT
       A CRM adapter: takes COUNT commands off `ledgersync.crm.commands`, checks each against
       the documented format, answers each with a `command_result` line on `ledgersync.crm`
-      (done; a track_* command's row gets the CRM's own id `crm-<first 8 of the intent>`),
+      (done; a track_* command's row gets the CRM's own id `crm-<first 8 of the intent>`, and
+      a track_email for a Message-ID already created is answered with that row),
       acks it, and prints what it did as a JSON list.
   bus_client.py events URL PATTERN
       Binds a queue of its own to `ledgersync.events` with PATTERN, prints READY, then reads a
@@ -115,6 +116,9 @@ def dead(url, count):
 def adapter(url, count):
     connection, channel = connect(url)
     done = []
+    # One email activity per Message-ID (docs/crm-commands.md): a later track_email of the same
+    # message is answered with the first one's row.
+    emails = {}
     for method, props, body in channel.consume("ledgersync.crm.commands", inactivity_timeout=60):
         if method is None:
             fail(f"only {len(done)} of {count} commands within 60 s")
@@ -129,7 +133,9 @@ def adapter(url, count):
         mailbox, intent = command["key"].split("/", 1)
         if (mailbox, intent) != (command["mailbox"], command["intent"]) or props.message_id != intent:
             fail(f"key {command['key']} / message id {props.message_id} / intent {intent}")
-        if command["command"].startswith("track_"):
+        if command["command"] == "track_email":
+            record, version = emails.setdefault(command["fields"]["message_id"], (f"crm-{intent[:8]}", 1))
+        elif command["command"].startswith("track_"):
             record, version = f"crm-{intent[:8]}", 1
         else:
             record, version = command["record"], (command["version"] or 0) + 1

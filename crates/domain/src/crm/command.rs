@@ -1,8 +1,9 @@
 //! The command model: what a CRM-targeted intent asks of the CRM, and its idempotency key.
 
-use crate::event::{CommandType, RemoteFields, ServerError};
+use crate::email::resolve::AutoCreate;
+use crate::event::{CommandType, RemoteFields, ServerError, TrackedBy};
 use crate::ids::{EventId, MailboxId, RecordId, RemoteId};
-use crate::records::Entity;
+use crate::records::{Entity, RecordRef};
 use crate::rules::RuleId;
 use crate::state::MailboxState;
 use crate::time::Timestamp;
@@ -92,6 +93,69 @@ pub struct PendingCommand {
     pub fields: Option<RemoteFields>,
     /// R48: the actual start a task created from the mail server gets (when it was tracked).
     pub actual_start: Option<Timestamp>,
+    /// For a `track_email` command: the email and what was decided about it.
+    pub email: Option<EmailCommand>,
+}
+
+/// What a `track_email` command carries: the email's headers (from its `email_received`) and
+/// what its `email_accepted` decided, so that the CRM can create the email activity without
+/// asking anything else. Fixed when the command is decided; every retry sends the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailCommand {
+    /// The normalised Message-ID (no angle brackets, lower case): the CRM creates at most one
+    /// activity per Message-ID.
+    pub message_id: String,
+    /// Subject.
+    pub subject: String,
+    /// The sender's address.
+    pub from: String,
+    /// To addresses.
+    pub to: Vec<String>,
+    /// Cc addresses.
+    pub cc: Vec<String>,
+    /// When the mail server received it.
+    pub received: Timestamp,
+    /// The user or queue that accepted it (R52), or the mailbox's user when tracked by hand
+    /// (R56).
+    pub accepting: RecordId,
+    /// The mailbox whose cycle found it.
+    pub receiving_mailbox: MailboxId,
+    /// The row it is regarding (R61, R72), with its table.
+    pub regarding: Option<RecordRef>,
+    /// The activity it correlated with (R60).
+    pub correlated: Option<RecordId>,
+    /// How it correlated (In-Reply-To, token, conversation, smart match), or how it was
+    /// tracked by hand.
+    pub correlation: Option<TrackedBy>,
+    /// Whether the correlated email is its parent activity (R61).
+    pub parent: bool,
+    /// The sender's row (R66).
+    pub sender: Option<RecordId>,
+    /// The rows of To, Cc and Bcc (R67).
+    pub recipients: Vec<RecordId>,
+    /// The row to create for an unresolved sender (R68).
+    pub create: Option<AutoCreate>,
+    /// The email's owner (R69).
+    pub owner: Option<RecordId>,
+}
+
+impl EmailCommand {
+    /// The row id ledgersync proposes for the email activity of the Message-ID `message_id`:
+    /// `email-<16 hex digits>` of a stable hash (64-bit FNV-1a) of the normalised Message-ID,
+    /// so that every mailbox that tracks the same message proposes the same row. An email
+    /// without a Message-ID proposes one from its server item `remote` instead.
+    pub fn proposed_record(message_id: &str, remote: &RemoteId) -> RecordId {
+        let key = crate::email::correlate::message_id_key(message_id);
+        let hashed = if key.is_empty() {
+            format!("remote:{remote}")
+        } else {
+            key
+        };
+        RecordId(format!(
+            "email-{:016x}",
+            crate::email::smart_match::fnv1a(&hashed)
+        ))
+    }
 }
 
 /// One open CRM command, as `ledgersync crm pending` lists it.
@@ -118,6 +182,8 @@ pub struct CrmCommand {
     pub fields: Option<RemoteFields>,
     /// R48: the actual start of a task created from the mail server.
     pub actual_start: Option<Timestamp>,
+    /// For a `track_email` command: the email and what was decided about it.
+    pub email: Option<EmailCommand>,
     /// Failed attempts so far (R12).
     pub attempts: u32,
     /// The last failure, if any.
@@ -150,6 +216,7 @@ pub fn commands(state: &MailboxState, now: Timestamp) -> Vec<CrmCommand> {
                 title: facts.title.clone(),
                 fields: facts.fields.clone(),
                 actual_start: facts.actual_start,
+                email: facts.email.clone(),
                 attempts: intent.failures,
                 last_error: intent.last_error.clone(),
                 retry_at: intent.retry_at.filter(|at| *at > now),

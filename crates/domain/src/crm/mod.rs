@@ -39,7 +39,7 @@ mod command;
 mod result;
 mod state;
 
-pub use command::{CommandKey, CrmCommand, KeyError, PendingCommand, commands};
+pub use command::{CommandKey, CrmCommand, EmailCommand, KeyError, PendingCommand, commands};
 pub use result::{
     Acknowledged, CommandResult, ResultError, ResultStatus, Settlement, admits, settle,
 };

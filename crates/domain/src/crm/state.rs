@@ -59,6 +59,7 @@ impl MailboxState {
             version,
             fields,
             actual_start: item.and_then(|i| i.actual_start),
+            email: None,
         }
     }
 

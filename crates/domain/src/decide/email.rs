@@ -3,6 +3,7 @@
 //! `email_rejected`, with every step and the `email_*` settings in the basis.
 
 use super::*;
+use crate::crm::EmailCommand;
 use crate::email::correlate::{EmailIndex, message_id_key};
 use crate::email::resolve::{Directory, PartyKind};
 use crate::email::{self as rules, Acceptor, EmailSettings, Folder, IncomingFilter, Outcome};
@@ -165,7 +166,58 @@ impl Decider<'_> {
                     owner: t.owner.clone(),
                 });
                 self.push(t.rule, event);
+                self.track_email(e, t.rule, t.regarding.as_ref());
             }
         }
+    }
+}
+
+impl Decider<'_> {
+    /// R52: an accepted email leaves for the CRM as a `track_email` command, a create intent
+    /// with target CRM whose proposed row is derived from the Message-ID
+    /// ([`EmailCommand::proposed_record`]): every mailbox that tracks the same message proposes
+    /// the same row, and the CRM creates at most one activity per Message-ID. The command
+    /// carries the headers and what `email_accepted` decided (the state fixes them when the
+    /// intent is applied).
+    fn track_email(
+        &mut self,
+        e: &EmailReceived,
+        accepted_by: RuleId,
+        regarding: Option<&crate::records::RecordRef>,
+    ) {
+        let record = EmailCommand::proposed_record(&e.message_id, &e.remote);
+        let regarding = match regarding {
+            Some(r) => format!("regarding {} {} ({})", r.table, r.id, r.name),
+            None => "regarding no row".to_string(),
+        };
+        let key = self.key("crm-create", &record, 0);
+        self.push(
+            CommandType::TrackEmail.rule(Entity::Email),
+            Event::CreateIntent(CreateIntent {
+                basis: basis(
+                    format!(
+                        "\"{}\" was accepted ({accepted_by}), {regarding}: the CRM creates its email \
+                         activity ({}), one per Message-ID",
+                        e.subject,
+                        CommandType::TrackEmail
+                    ),
+                    vec![],
+                ),
+                record,
+                remote: Some(e.remote.clone()),
+                target: Side::Crm,
+                item: ItemWrite {
+                    title: e.subject.clone(),
+                    version: 0,
+                    show_as: None,
+                    reminder: false,
+                    notify_attendees: false,
+                    attendees: 0,
+                    completed: false,
+                    actual_start: None,
+                },
+                key,
+            }),
+        );
     }
 }

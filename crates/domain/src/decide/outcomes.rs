@@ -20,6 +20,15 @@ impl Decider<'_> {
         if intent.kind != IntentKind::Create {
             return;
         }
+        // R52: the CRM created the email activity. An email has no item on the mail server to
+        // link the row to: the outcome closes the command, and nothing more is decided.
+        if intent
+            .command
+            .as_ref()
+            .is_some_and(|c| c.command == CommandType::TrackEmail)
+        {
+            return;
+        }
         let remote = p.remote.clone().or_else(|| intent.remote.clone());
         let Some(remote) = remote else { return };
         let title = s
@@ -222,7 +231,11 @@ impl Decider<'_> {
                     },
                     used.clone(),
                 ),
-                workload: Workload::Act,
+                // A tracked email's command belongs to the incoming workload.
+                workload: match intent.command.as_ref().map(|c| c.command) {
+                    Some(CommandType::TrackEmail) => Workload::Incoming,
+                    _ => Workload::Act,
+                },
                 class,
                 scope: ErrorScope::Item,
                 attempt,

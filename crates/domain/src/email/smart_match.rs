@@ -64,7 +64,8 @@ pub fn strip_prefixes(subject: &str) -> &str {
     }
 }
 
-fn fnv1a(text: &str) -> u64 {
+/// 64-bit FNV-1a of `text`: stable across processes and versions.
+pub(crate) fn fnv1a(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);

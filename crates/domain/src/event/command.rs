@@ -4,7 +4,7 @@
 
 use crate::ids::RecordId;
 use crate::records::Entity;
-use crate::rules::{R18, R33, R36, R43, R44, R46, R48, RuleId};
+use crate::rules::{R18, R33, R36, R43, R44, R46, R48, R52, RuleId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -25,17 +25,21 @@ pub enum CommandType {
     /// R36, R43, R46: a linked item was deleted on the mail server and its table's rule
     /// deletes the CRM row.
     DeleteRecord,
+    /// R52 (R56, R57, R72): an incoming email was accepted (`email_accepted`); the CRM creates
+    /// its email activity, at most one per Message-ID.
+    TrackEmail,
 }
 
 impl CommandType {
     /// Every command type, in declaration order.
-    pub const ALL: [CommandType; 6] = [
+    pub const ALL: [CommandType; 7] = [
         CommandType::TrackAppointment,
         CommandType::TrackContact,
         CommandType::TrackTask,
         CommandType::UpdateRecord,
         CommandType::CompleteTask,
         CommandType::DeleteRecord,
+        CommandType::TrackEmail,
     ];
 
     /// The snake_case name used in `crm pending`, result lines and the JSON Schemas.
@@ -47,6 +51,7 @@ impl CommandType {
             CommandType::UpdateRecord => "update_record",
             CommandType::CompleteTask => "complete_task",
             CommandType::DeleteRecord => "delete_record",
+            CommandType::TrackEmail => "track_email",
         }
     }
 
@@ -59,19 +64,24 @@ impl CommandType {
     pub fn creates(self) -> bool {
         matches!(
             self,
-            CommandType::TrackAppointment | CommandType::TrackContact | CommandType::TrackTask
+            CommandType::TrackAppointment
+                | CommandType::TrackContact
+                | CommandType::TrackTask
+                | CommandType::TrackEmail
         )
     }
 
     /// The rule that decides this command for a row of `entity`: R33 (tracked meetings and
     /// contacts), R44 (tracked tasks), R18 (edits), R48 (completed tasks), and the delete rule
-    /// of the table (R36 appointments, R43 contacts, R46 tasks).
+    /// of the table (R36 appointments, R43 contacts, R46 tasks), R52 (accepted emails: the
+    /// email's own acceptance rule is named on its `email_accepted`).
     pub fn rule(self, entity: Entity) -> RuleId {
         match self {
             CommandType::TrackAppointment | CommandType::TrackContact => R33,
             CommandType::TrackTask => R44,
             CommandType::UpdateRecord => R18,
             CommandType::CompleteTask => R48,
+            CommandType::TrackEmail => R52,
             CommandType::DeleteRecord => match entity {
                 Entity::Contact => R43,
                 Entity::Task => R46,
@@ -89,6 +99,7 @@ impl CommandType {
             CommandType::UpdateRecord => "update the CRM row with the mail-server change",
             CommandType::CompleteTask => "mark the CRM task Completed",
             CommandType::DeleteRecord => "delete the CRM row",
+            CommandType::TrackEmail => "create the accepted email as a CRM email activity",
         }
     }
 }

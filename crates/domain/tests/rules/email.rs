@@ -2,6 +2,9 @@
 //! (`docs/decisions/0018-email-decisions-record-their-facts.md`).
 
 use super::*;
+use ledgersync_domain::crm::{
+    CommandKey, CommandResult, EmailCommand, ResultStatus, Settlement, admits, commands, settle,
+};
 use ledgersync_domain::email::correlate::TrackedEmail;
 use ledgersync_domain::email::resolve::{Party as Row, PartyKind};
 use ledgersync_domain::email::{Acceptor, IncomingFilter};
@@ -75,15 +78,29 @@ fn from_zoe(mb: &Mailbox, uid: u32, subject: &str, filter: IncomingFilter) -> Em
     }
 }
 
+/// The `email_accepted` of an accepted email, followed by its `track_email` intent (R52).
 fn accepted(ds: &[Decision]) -> &EmailAccepted {
+    accepted_and_tracked(ds).0
+}
+
+/// An accepted email's two decisions: `email_accepted`, then the create intent of its
+/// `track_email` command, decided by R52.
+fn accepted_and_tracked(ds: &[Decision]) -> (&EmailAccepted, &CreateIntent) {
     match ds {
         [
             Decision {
                 event: Event::EmailAccepted(a),
                 ..
             },
-        ] => a,
-        other => panic!("expected one email_accepted, got {other:#?}"),
+            Decision {
+                rule,
+                event: Event::CreateIntent(c),
+            },
+        ] => {
+            assert_eq!(rule.0, 52, "the track_email intent is R52's");
+            (a, c)
+        }
+        other => panic!("expected email_accepted and its create_intent, got {other:#?}"),
     }
 }
 
@@ -232,4 +249,252 @@ fn a_changed_email_setting_re_decides_the_same_observation() {
     let (rule, r) = rejected(&after);
     assert_eq!(rule, 54);
     assert!(r.basis.reason.contains("(R62)"), "{}", r.basis.reason);
+}
+
+/// Settles `result` as the shell does: the outcome it comes to is fed to the mailbox.
+fn answer(mb: &mut Mailbox, result: CommandResult) -> Vec<Decision> {
+    match settle(&mb.state, &result) {
+        Ok(Settlement::Record(event)) => {
+            assert!(admits(&mb.state, &event));
+            mb.feed(*event)
+        }
+        other => panic!("the result should be recorded, got {other:?}"),
+    }
+}
+
+#[test]
+fn r52_an_accepted_email_leaves_as_a_track_email_command_with_what_was_decided() {
+    let mut mb = Mailbox::ready("paul");
+    let mut mail = from_zoe(
+        &mb,
+        8,
+        "RE: Cargo offer CRM:0001001",
+        IncomingFilter::RepliesOnly,
+    );
+    mail.cc = vec!["kaylee@serenity.example".into()];
+    mail.received = mb.now - Duration::minutes(3);
+    let ds = mb.feed(Event::EmailReceived(mail.clone()));
+    let (a, intent) = accepted_and_tracked(&ds);
+    assert_eq!(intent.target, Side::Crm);
+    assert_eq!(intent.remote, Some(mail.remote.clone()));
+    assert_eq!(intent.item.title, "RE: Cargo offer CRM:0001001");
+    // The proposed row is derived from the normalised Message-ID alone.
+    let proposed = EmailCommand::proposed_record("<REPLY-8@customer.example>", &mail.remote);
+    assert_eq!(intent.record, proposed);
+    assert_eq!(
+        proposed,
+        EmailCommand::proposed_record(" reply-8@customer.example ", &RemoteId::new("other/9"))
+    );
+    assert!(proposed.as_str().starts_with("email-"));
+    assert_eq!(proposed.as_str().len(), "email-".len() + 16);
+    assert!(
+        intent.basis.reason.contains("was accepted (R52)")
+            && intent
+                .basis
+                .reason
+                .contains("regarding account account-blue-sun (Blue Sun)")
+            && intent.basis.reason.contains("track_email"),
+        "{}",
+        intent.basis.reason
+    );
+
+    let open = commands(&mb.state, mb.now);
+    assert_eq!(open.len(), 1, "{open:#?}");
+    let c = &open[0];
+    let intent_id = mb.id_of(|e| matches!(e, Event::CreateIntent(_)));
+    assert_eq!(c.key, CommandKey::new(mb.id.clone(), intent_id));
+    assert_eq!(c.command.name(), "track_email");
+    assert_eq!(c.rule.to_string(), "R52");
+    assert_eq!(c.entity, Entity::Email);
+    assert_eq!(c.record, proposed);
+    assert_eq!(c.version, None);
+    assert_eq!(c.remote, Some(mail.remote.clone()));
+    assert_eq!(c.title, "RE: Cargo offer CRM:0001001");
+    assert_eq!(c.fields, None);
+    let e = c
+        .email
+        .as_ref()
+        .expect("a track_email command carries the email");
+    assert_eq!(e.message_id, "reply-8@customer.example");
+    assert_eq!(e.subject, "RE: Cargo offer CRM:0001001");
+    assert_eq!(e.from, ZOE);
+    assert_eq!(e.to, vec![mb.address()]);
+    assert_eq!(e.cc, vec!["kaylee@serenity.example".to_string()]);
+    assert_eq!(e.received, mb.now - Duration::minutes(3));
+    assert_eq!(e.accepting, a.accepting);
+    assert_eq!(e.receiving_mailbox, mb.id);
+    assert_eq!(e.regarding, Some(blue_sun()));
+    assert_eq!(e.correlated, Some(RecordId::new("email-offer")));
+    assert_eq!(e.correlation, Some(TrackedBy::Token));
+    assert!(!e.parent);
+    assert_eq!(e.sender, Some(RecordId::new("contact-zoe")));
+    assert_eq!(e.recipients, a.recipients);
+    assert_eq!(e.create, None);
+    assert_eq!(e.owner, Some(RecordId::new("paul")));
+    assert!(
+        mb.state.incoming_email.is_none(),
+        "the intent took the email"
+    );
+}
+
+#[test]
+fn r52_two_mailboxes_tracking_the_same_message_propose_the_same_row() {
+    let mut paul = Mailbox::ready("paul");
+    let mut jayne = Mailbox::ready("jayne");
+    let mut to_paul = from_zoe(&paul, 9, "Both of you", IncomingFilter::All);
+    to_paul.to = vec![paul.address(), jayne.address()];
+    let mut to_jayne = from_zoe(&jayne, 41, "Both of you", IncomingFilter::All);
+    to_jayne.message_id = to_paul.message_id.clone();
+    to_jayne.to = to_paul.to.clone();
+    to_jayne.facts.acceptors[0].id = RecordId::new("jayne");
+    let p = paul.feed(Event::EmailReceived(to_paul));
+    let j = jayne.feed(Event::EmailReceived(to_jayne));
+    let (_, from_paul) = accepted_and_tracked(&p);
+    let (_, from_jayne) = accepted_and_tracked(&j);
+    assert_eq!(from_paul.record, from_jayne.record);
+    assert_ne!(
+        from_paul.key, from_jayne.key,
+        "each mailbox has its own command"
+    );
+}
+
+#[test]
+fn r52_the_crms_done_result_settles_the_command_without_a_link() {
+    let mut mb = Mailbox::ready("paul");
+    let mail = from_zoe(&mb, 10, "RE: Cargo offer CRM:0001001", IncomingFilter::All);
+    mb.feed(Event::EmailReceived(mail.clone()));
+    let c = commands(&mb.state, mb.now).remove(0);
+    let ds = answer(
+        &mut mb,
+        CommandResult {
+            key: c.key.clone(),
+            status: ResultStatus::Done {
+                record: RecordId::new("email-activity-7"),
+                version: 1,
+            },
+        },
+    );
+    assert!(
+        ds.is_empty(),
+        "an email has no mail-server item to link: nothing more is decided, got {ds:#?}"
+    );
+    assert!(commands(&mb.state, mb.now).is_empty());
+    assert!(mb.state.links.is_empty(), "{:#?}", mb.state.links);
+    assert!(!mb.state.by_remote.contains_key(&mail.remote));
+    assert!(mb.state.intents.is_empty());
+    // The same result again is acknowledged and recorded nowhere.
+    assert!(matches!(
+        settle(
+            &mb.state,
+            &CommandResult {
+                key: c.key,
+                status: ResultStatus::Done {
+                    record: RecordId::new("email-activity-7"),
+                    version: 1,
+                },
+            }
+        ),
+        Ok(Settlement::Acknowledged(_))
+    ));
+}
+
+#[test]
+fn r12_a_failed_track_email_is_retried_with_the_same_key_in_the_incoming_workload() {
+    let mut mb = Mailbox::ready("paul");
+    mb.feed(Event::EmailReceived(from_zoe(
+        &mb,
+        11,
+        "RE: Cargo offer CRM:0001001",
+        IncomingFilter::All,
+    )));
+    let c = commands(&mb.state, mb.now).remove(0);
+    let ds = answer(
+        &mut mb,
+        CommandResult {
+            key: c.key.clone(),
+            status: ResultStatus::Failed {
+                reason: "the CRM is in maintenance".into(),
+                code: Some("503".into()),
+                retryable: true,
+                retry_after: None,
+            },
+        },
+    );
+    let (rule, classified) = one(classifications(&ds), &ds);
+    assert_eq!(rule, 12);
+    assert_eq!(classified.workload, Workload::Incoming);
+    assert_eq!(classified.class, ErrorClass::Transient);
+    assert!(
+        classified.basis.reason.contains("track_email command"),
+        "{}",
+        classified.basis.reason
+    );
+    let again = commands(&mb.state, mb.now);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].key, c.key);
+    assert_eq!(again[0].attempts, 1);
+    assert!(!again[0].due);
+    assert_eq!(again[0].email, c.email, "a retry sends the same email");
+}
+
+#[test]
+fn a_rejected_email_leaves_no_command() {
+    let mut mb = Mailbox::ready("paul");
+    let ds = mb.feed(Event::EmailReceived(from_zoe(
+        &mb,
+        12,
+        "A new question",
+        IncomingFilter::RepliesOnly,
+    )));
+    rejected(&ds);
+    assert!(commands(&mb.state, mb.now).is_empty());
+    assert!(mb.state.incoming_email.is_none());
+}
+
+#[test]
+fn r56_r61_r68_the_command_carries_the_parent_the_folders_row_and_the_row_to_create() {
+    use ledgersync_domain::email::resolve::AutoCreate;
+    // A forward answering the offer: In-Reply-To makes it the offer's child (R61).
+    let mut mb = Mailbox::ready("paul");
+    let mut mail = from_zoe(&mb, 13, "FW: Cargo offer", IncomingFilter::RepliesOnly);
+    mail.in_reply_to = Some("<offer-1@serenity.example>".into());
+    mb.feed(Event::EmailReceived(mail));
+    let e = commands(&mb.state, mb.now).remove(0).email.unwrap();
+    assert_eq!(e.correlation, Some(TrackedBy::InReplyTo));
+    assert_eq!(e.correlated, Some(RecordId::new("email-offer")));
+    assert!(e.parent);
+    assert_eq!(e.regarding, Some(blue_sun()));
+
+    // An unknown sender's mail in a tracked folder: tracked by hand (R56), regarding the
+    // folder's row (R72), the sender to be created as a contact (R68).
+    let mut mb = Mailbox::ready("paul");
+    let mut mail = from_zoe(&mb, 14, "Crates for Persephone", IncomingFilter::None);
+    mail.from = "river@customer.example".into();
+    mail.folder = EmailFolder::Tracked("folder-freight".into());
+    let freight = RecordRef {
+        table: "opportunity".into(),
+        id: RecordId::new("opp-freight"),
+        name: "Freight".into(),
+    };
+    mail.facts.folder_regarding = Some(freight.clone());
+    mail.facts.acceptors[0].auto_create = Some(AutoCreate::Contact);
+    let ds = mb.feed(Event::EmailReceived(mail));
+    let (a, intent) = accepted_and_tracked(&ds);
+    assert_eq!(ds[0].rule.0, 56);
+    assert!(
+        intent.basis.reason.contains("was accepted (R56)")
+            && intent
+                .basis
+                .reason
+                .contains("regarding opportunity opp-freight (Freight)"),
+        "{}",
+        intent.basis.reason
+    );
+    let e = commands(&mb.state, mb.now).remove(0).email.unwrap();
+    assert_eq!(e.correlation, Some(TrackedBy::Folder));
+    assert_eq!(e.correlation, a.correlation);
+    assert_eq!(e.regarding, Some(freight));
+    assert_eq!(e.sender, None);
+    assert_eq!(e.create, Some(AutoCreate::Contact));
+    assert_eq!(e.from, "river@customer.example");
 }

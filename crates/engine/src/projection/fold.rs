@@ -9,8 +9,9 @@ use super::rows::{
 };
 use crate::describe::{Progress, describe, intent_phrase, summarize};
 use crate::log::Stored;
-use ledgersync_domain::event::{AlertRaised, ErrorClass, Event, Workload};
-use ledgersync_domain::records::{Record, RecordBody};
+use ledgersync_domain::event::{AlertRaised, ErrorClass, Event, Side, Workload};
+use ledgersync_domain::records::{Entity, Record, RecordBody};
+use ledgersync_domain::state::LinkStatus;
 use ledgersync_domain::{
     Duration, MailboxId, MailboxState, OrgSettings, ProfileId, RecordId, RemoteId, Timestamp,
 };
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod email;
 mod moved;
 
 /// `"checkpoint"` → the position of the last event folded.
@@ -270,6 +272,8 @@ impl<'txn, 's> Fold<'txn, 's> {
         // An intent whose outcome this event records: (row, intent id, how it stands now).
         let mut settled: Option<(RecordId, String, Settled)> = None;
         let mut moved: Option<(RecordId, RecordId)> = None;
+        // A track_email command settled for good: its row, and whether the CRM created it.
+        let mut email_settled: Option<(RecordId, bool)> = None;
         match &s.event {
             Event::IntentSucceeded(p) => {
                 if let Some(i) = state.intents.get(&p.intent) {
@@ -278,6 +282,9 @@ impl<'txn, 's> Fold<'txn, 's> {
                     let row = p.crm.as_ref().map_or(&i.record, |done| &done.record);
                     if row != &i.record {
                         moved = Some((i.record.clone(), row.clone()));
+                    }
+                    if email::is_email(i) {
+                        email_settled = Some((row.clone(), true));
                     }
                     settled = Some((row.clone(), p.intent.to_string(), Settled::Done));
                 }
@@ -292,6 +299,9 @@ impl<'txn, 's> Fold<'txn, 's> {
                     // A transient failure is retried until the attempt that reaches the limit
                     // gives the item up (R12).
                     let given_up = p.class == ErrorClass::Transient && p.attempt >= p.limit;
+                    if email::is_email(intent) && (given_up || p.class == ErrorClass::Permanent) {
+                        email_settled = Some((intent.record.clone(), false));
+                    }
                     settled = Some((
                         intent.record.clone(),
                         id.to_string(),
@@ -312,7 +322,11 @@ impl<'txn, 's> Fold<'txn, 's> {
                         intent: Some(id.to_string()),
                         record: Some(intent.record.clone()),
                         remote: intent.remote.clone(),
-                        entity: state.records.get(&intent.record).map(|r| r.entity()),
+                        entity: state
+                            .records
+                            .get(&intent.record)
+                            .map(|r| r.entity())
+                            .or(email::is_email(intent).then_some(Entity::Email)),
                         change: Some(intent.kind),
                         class: p.class,
                         code: p.error.code.clone(),
@@ -372,9 +386,17 @@ impl<'txn, 's> Fold<'txn, 's> {
         if let Some((from, to)) = &moved {
             self.move_row(from, to)?;
         }
+        if let Event::CreateIntent(p) = &s.event
+            && p.target == Side::Crm
+        {
+            self.email_tracked(&mailbox, s.envelope.event_id)?;
+        }
 
         for record in &records {
             self.sync_link(&mailbox, record)?;
+        }
+        if let Some((record, created)) = &email_settled {
+            self.email_settled(&mailbox, record, *created)?;
         }
         // The failure of an intent of the row's last decision is told in that decision.
         let mut told = false;
@@ -420,9 +442,21 @@ impl<'txn, 's> Fold<'txn, 's> {
         let Some(mut row) = self.row_or_known(mailbox, record)? else {
             return Ok(());
         };
+        // A tracked email has no link: while its track_email command is open it is being
+        // created (in the CRM), with the server item it came from; what its settled command
+        // made of it (`email_settled`) stays.
+        let state = &self.states[mailbox];
+        let email = email::open_email(state, record).map(|i| i.remote.clone());
+        let entity = row.entity;
         let entry = row.mailboxes.entry(mailbox.clone()).or_default();
-        entry.status = link.as_ref().map(|l| l.status);
-        entry.remote = link.and_then(|l| l.remote);
+        match (link, email) {
+            (Some(l), _) => (entry.status, entry.remote) = (Some(l.status), l.remote),
+            (None, Some(remote)) => {
+                (entry.status, entry.remote) = (Some(LinkStatus::Creating), remote)
+            }
+            (None, None) if entity == Entity::Email => {}
+            (None, None) => (entry.status, entry.remote) = (None, None),
+        }
         self.put_row(&row)
     }
 
