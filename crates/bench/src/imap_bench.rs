@@ -23,8 +23,8 @@ use ledgersync_domain::{
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const USER: &str = "bob@example.org";
-const PASSWORD: &str = "bobpw";
+pub(crate) const USER: &str = "bob@example.org";
+pub(crate) const PASSWORD: &str = "bobpw";
 
 /// What was measured.
 pub struct ImapFigures {
@@ -48,7 +48,7 @@ pub struct ImapFigures {
     pub idle: Vec<Duration>,
 }
 
-fn python(script: &str, args: &[&str], stdin: &[u8]) -> anyhow::Result<String> {
+pub(crate) fn python(script: &str, args: &[&str], stdin: &[u8]) -> anyhow::Result<String> {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -93,7 +93,7 @@ elif op == "fill":
 m.logout()
 "#;
 
-fn client(op: &str, folder: &str, extra: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn client(op: &str, folder: &str, extra: &[&str]) -> anyhow::Result<String> {
     let mut args = vec![USER, PASSWORD, op, folder];
     args.extend_from_slice(extra);
     python(CLIENT, &args, b"")

@@ -15,6 +15,7 @@ mod engine_bench;
 mod imap_bench;
 mod ingest_bench;
 mod journal_bench;
+mod mail_bench;
 mod runtime_bench;
 mod workload;
 
@@ -55,9 +56,10 @@ struct Args {
     /// Where to put the journals (default: a new temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Only these measurements (append, workload, reopen, actors, ingest, bus, imap); the
-    /// workload runs replay, decide and explain. `actors` (mailbox actors, redb only),
-    /// `ingest`, `bus` (the service on RabbitMQ) and `imap` (incoming email on Dovecot) are
+    /// Only these measurements (append, workload, reopen, actors, ingest, bus, imap, mail);
+    /// the workload runs replay, decide and explain. `actors` (mailbox actors, redb only),
+    /// `ingest`, `bus` (the service on RabbitMQ), `imap` (the incoming-email pieces on
+    /// Dovecot) and `mail` (incoming email end to end through the service, on Dovecot) are
     /// not in the default run.
     #[arg(long, value_delimiter = ',', default_value = "append,workload,reopen")]
     only: Vec<String>,
@@ -70,6 +72,15 @@ struct Args {
     /// IMAP: IDLE wake-ups timed.
     #[arg(long, default_value_t = 20)]
     imap_idle_runs: usize,
+    /// Mail: messages in Bob's INBOX when his incoming workload is enabled.
+    #[arg(long, default_value_t = 10_000)]
+    mail_messages: usize,
+    /// Mail: deliveries timed one by one (delivery → decision, → timeline).
+    #[arg(long, default_value_t = 20)]
+    mail_runs: usize,
+    /// Mail: messages delivered at once while the service runs.
+    #[arg(long, default_value_t = 1_000)]
+    mail_incremental: usize,
     /// Actors: mailboxes receiving observations in the throughput run.
     #[arg(long, default_value_t = 1000)]
     actor_mailboxes: usize,
@@ -364,6 +375,9 @@ fn main() -> anyhow::Result<()> {
     if a.only.iter().any(|o| o == "imap") {
         imap(&a)?;
     }
+    if a.only.iter().any(|o| o == "mail") {
+        mail(&a, &root)?;
+    }
     if let Some(d) = decide_done {
         rows.push((
             "decide, one observation (target p99 ≤ 20 µs; backend-independent)".into(),
@@ -438,6 +452,69 @@ fn imap(a: &Args) -> anyhow::Result<()> {
         pick(0.5),
         pick(0.95),
         idle[idle.len() - 1]
+    );
+    Ok(())
+}
+
+/// Incoming email end to end through the service, as its own table.
+fn mail(a: &Args, root: &std::path::Path) -> anyhow::Result<()> {
+    eprintln!(
+        "[mail] the service with bob@example.org's INBOX of {} messages, then {} deliveries one \
+         by one, then {} at once…",
+        a.mail_messages, a.mail_runs, a.mail_incremental
+    );
+    let f = mail_bench::run(
+        &root.join("mail"),
+        a.mail_messages,
+        a.mail_runs,
+        a.mail_incremental,
+    )?;
+    let ms = |d: &std::time::Duration| d.as_secs_f64() * 1000.0;
+    let spread = |v: &[std::time::Duration]| {
+        let mut v: Vec<f64> = v.iter().map(ms).collect();
+        v.sort_by(f64::total_cmp);
+        let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        format!(
+            "p50 {:.0} ms, p95 **{:.0} ms**, max {:.0} ms",
+            pick(0.5),
+            pick(0.95),
+            v[v.len() - 1]
+        )
+    };
+    println!();
+    println!(
+        "| incoming email end to end: `Service`, Dovecot 127.0.0.1:1143 (IMAP) and 2424 (LMTP) | figure |"
+    );
+    println!("|---|---|");
+    println!(
+        "| initial: the incoming workload enabled with {} messages in the INBOX → all decided \
+         and durable (listing, facts looked up through the organization actor, decide, group \
+         commits) | {:.2} s, **{:.0} messages/s** |",
+        f.initial_messages,
+        f.initial.as_secs_f64(),
+        f.initial_messages as f64 / f.initial.as_secs_f64()
+    );
+    println!(
+        "| freshness: delivered over LMTP → decision durable in the journal (IDLE push, {} runs) | {} |",
+        f.decided.len(),
+        spread(&f.decided)
+    );
+    println!(
+        "| freshness: delivered over LMTP → row on the account's timeline (projection, {} runs) | {} |",
+        f.timeline.len(),
+        spread(&f.timeline)
+    );
+    println!(
+        "| incremental: {} messages delivered over one LMTP connection while the service runs \
+         (delivery alone {:.2} s) → all decided | {:.2} s, **{:.0} messages/s** |",
+        f.incremental_messages,
+        f.incremental_delivery.as_secs_f64(),
+        f.incremental.as_secs_f64(),
+        f.incremental_messages as f64 / f.incremental.as_secs_f64()
+    );
+    println!(
+        "| peak resident set of the benchmark process | {} |",
+        mib(f.peak_rss)
     );
     Ok(())
 }

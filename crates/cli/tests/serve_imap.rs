@@ -193,8 +193,7 @@ impl MailSite {
                     Some("email_accepted" | "email_rejected")
                 )
             })
-            .filter(|e| remotes.contains(&&e["payload"]["data"]["remote"]))
-            .last()
+            .rfind(|e| remotes.contains(&&e["payload"]["data"]["remote"]))
             .cloned()
     }
 
@@ -277,6 +276,33 @@ fn replies_arriving_in_the_inbox_are_tracked_to_the_account_and_explained() {
     }
     assert_eq!(decided[3]["event_type"], "email_rejected", "{}", decided[3]);
     assert_eq!(decided[3]["rule"], "R54", "{}", decided[3]);
+
+    // The tracked emails are on the account's timeline, waiting for the CRM to create them,
+    // and each leaves as a `track_email` command.
+    let timeline = serve.wait_for("the emails on the account's timeline", || {
+        let out = s.run(&["timeline", &blue_sun]);
+        let text = stdout(&out);
+        mails[..3]
+            .iter()
+            .all(|(_, subject, _)| text.contains(subject.as_str()))
+            .then_some(text)
+    });
+    assert!(!timeline.contains(&mails[3].1), "{timeline}");
+    let pending = s.run(&["--json", "crm", "pending"]);
+    let commands: Vec<Value> = stdout(&pending)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|c: &Value| c["command"] == "track_email")
+        .collect();
+    for (id, _, _) in &mails[..3] {
+        assert!(
+            commands
+                .iter()
+                .any(|c| c["fields"]["message_id"] == key(id).as_str()),
+            "no track_email command for {id}: {commands:?}"
+        );
+    }
 
     // explain, in words: why the token reply was tracked to the account, why the question was
     // not.
