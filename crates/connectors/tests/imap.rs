@@ -313,6 +313,42 @@ fn nothing_listening_is_a_network_error() {
 }
 
 #[test]
+fn a_message_that_arrives_between_two_idles_is_reported_by_the_next() {
+    let folder = TestFolder::new("idle-gap");
+    let mut r = reader(&[&folder.name]);
+    assert_eq!(
+        r.idle_once(&folder.name, Duration::from_millis(300)),
+        Ok(false)
+    );
+    // Not idling now: the server tells nobody.
+    let id = format!("gap-{}@customer.example", folder.name.replace('/', "-"));
+    folder.append(&message(&id, "Between", 100), "");
+    let asked = Instant::now();
+    assert_eq!(r.idle_once(&folder.name, Duration::from_secs(20)), Ok(true));
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "reported at once, not at the end of the IDLE: {:?}",
+        asked.elapsed()
+    );
+    // Reported once: the next call waits again.
+    assert_eq!(
+        r.idle_once(&folder.name, Duration::from_millis(300)),
+        Ok(false)
+    );
+}
+
+#[test]
+fn a_reader_dropped_inside_an_async_task_logs_out_without_a_panic() {
+    let r = reader(&[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A service that stops drops its connectors from an async task.
+    runtime.block_on(async move { drop(r) });
+}
+
+#[test]
 fn idle_wakes_up_when_another_client_appends() {
     let folder = TestFolder::new("idle");
     let mut r = reader(&[&folder.name]);

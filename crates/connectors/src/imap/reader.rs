@@ -33,7 +33,8 @@ const HEADER_BATCH: usize = 200;
 /// `MAILBOXID` response code, and Dovecot 2.3 does not offer OBJECTID; a deleted and
 /// recreated folder is recognised by its new UIDVALIDITY.
 pub struct ImapReader {
-    runtime: Runtime,
+    /// `None` only while the reader is dropped.
+    runtime: Option<Runtime>,
     session: Option<Session>,
     config: ImapConfig,
     condstore: bool,
@@ -264,7 +265,7 @@ impl ImapReader {
             },
         )?;
         Ok(ImapReader {
-            runtime,
+            runtime: Some(runtime),
             session: Some(session),
             config: config.clone(),
             condstore,
@@ -299,7 +300,11 @@ impl ImapReader {
                 ),
             ));
         };
-        let result = block(&self.runtime, self.config.timeout, what, work(session));
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime is taken only when the reader is dropped");
+        let result = block(runtime, self.config.timeout, what, work(session));
         if let Err(e) = &result
             && matches!(
                 e.kind,
@@ -613,7 +618,7 @@ impl ImapReader {
         };
         // On failure the session stays dropped: the connection's state is unknown.
         let (session, changed) = block(
-            &self.runtime,
+            self.runtime(),
             wait.saturating_add(self.config.timeout),
             &what,
             async {
@@ -649,12 +654,36 @@ impl ImapReader {
 }
 
 impl Drop for ImapReader {
+    /// Logs out (at most 2 s) and ends the reader's runtime. A runtime can be neither blocked on
+    /// nor dropped inside another one, and a reader is dropped by an async task when the
+    /// service stops: there, both happen on a thread of their own.
     fn drop(&mut self) {
-        if let Some(mut session) = self.session.take() {
-            let timeout = self.config.timeout.min(Duration::from_secs(2));
-            let _ = self
-                .runtime
-                .block_on(async { tokio::time::timeout(timeout, session.logout()).await });
+        let session = self.session.take();
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        let timeout = self.config.timeout.min(Duration::from_secs(2));
+        let end = move || {
+            if let Some(mut session) = session {
+                let _ = runtime
+                    .block_on(async { tokio::time::timeout(timeout, session.logout()).await });
+            }
+            drop(runtime);
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("imap-logout".into())
+                .spawn(end);
+        } else {
+            end();
         }
+    }
+}
+
+impl ImapReader {
+    fn runtime(&self) -> &Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime is taken only when the reader is dropped")
     }
 }
