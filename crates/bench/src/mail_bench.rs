@@ -10,8 +10,11 @@
 //!   report, sent after the group commit), and to its row on the timeline of the account it is
 //!   regarding (the projection, as `ledgersync timeline` reads it). The path is IDLE → push →
 //!   cycle: nothing else asks for a cycle.
-//! - **Incremental**: M messages delivered over one LMTP connection while the service runs;
-//!   from the start of the delivery to the last decision.
+//! - **While running**: M messages delivered over one LMTP connection while the service runs;
+//!   from the end of the delivery to the last decision (the lag behind the server).
+//! - **Incremental**: M more delivered while the service is stopped, then the service started
+//!   again on the same journal and data directory: from its start to the last of them decided
+//!   (the IDLE session that opens pushes once, so they are read at once).
 //!
 //! Needs `scripts/services.sh start` (Dovecot IMAP 127.0.0.1:1143 and LMTP 2424, user
 //! bob@example.org, whose INBOX the benchmark owns: emptied before and after) and python3.
@@ -30,7 +33,6 @@ use ledgersync_journal::{Backend, JournalOptions};
 use ledgersync_runtime::{
     MailboxEndpoint, RegistryConfig, SchedulerConfig, Service, ServiceConfig, TickReport,
 };
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,9 +54,11 @@ pub struct MailFigures {
     pub timeline: Vec<Duration>,
     /// Messages delivered while running.
     pub incremental_messages: usize,
-    /// Their delivery over LMTP alone.
+    /// Their delivery over LMTP while the service ran.
     pub incremental_delivery: Duration,
-    /// Start of their delivery → every one decided.
+    /// End of that delivery → the last of them decided.
+    pub running_lag: Duration,
+    /// As many delivered while the service was stopped: its start → every one decided.
     pub incremental: Duration,
     /// Peak resident set of the benchmark process.
     pub peak_rss: u64,
@@ -249,6 +253,8 @@ fn measure(
         projection_every: Duration::from_secs(1),
         push_quiet: Duration::from_millis(500),
     };
+    let journal_again = journal.clone();
+    let config_again = config.clone();
     crate::runtime_bench::in_system(move || async move {
         let (reports, mut ticks) = mpsc::unbounded_channel();
         let service = Service::start(journal, Arc::new(SystemClock), config, Some(reports)).await?;
@@ -317,25 +323,48 @@ fn measure(
             fresh_timeline.push(Duration::from_secs_f64((on_timeline - delivered).max(0.0)));
         }
 
-        // Incremental: M messages delivered at once while the service runs.
-        let started = Instant::now();
+        // While running: M messages delivered at once; from the end of the delivery to the
+        // last decision (how far the service lags behind the server).
         let started_wall = now_s();
         let deliver_task =
             tokio::task::spawn_blocking(move || deliver(messages + runs, incremental, "more"));
-        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut all = 0;
+        let mut last_decided = started_wall;
+        while all < incremental {
+            let report = tokio::time::timeout(Duration::from_secs(600), ticks.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("{all} of {incremental} decided after 600 s"))?
+                .ok_or_else(|| anyhow::anyhow!("the scheduler stopped"))?;
+            all += email_decisions(&report).1;
+            last_decided = now_s();
+        }
+        let delivered_at = deliver_task.await??;
+        let delivery = Duration::from_secs_f64((delivered_at - started_wall).max(0.0));
+        let lag = Duration::from_secs_f64((last_decided - delivered_at).max(0.0));
+        service.stop().await?;
+        drop(service);
+
+        // Incremental: M more delivered while the service is stopped; the service started
+        // again on the same journal and data directory → all of them decided.
+        deliver(messages + runs + incremental, incremental, "stopped")?;
+        let (reports, mut ticks) = mpsc::unbounded_channel();
+        let started = Instant::now();
+        let service = Service::start(
+            journal_again,
+            Arc::new(SystemClock),
+            config_again,
+            Some(reports),
+        )
+        .await?;
         let mut all = 0;
         while all < incremental {
             let report = tokio::time::timeout(Duration::from_secs(600), ticks.recv())
                 .await
                 .map_err(|_| anyhow::anyhow!("{all} of {incremental} decided after 600 s"))?
                 .ok_or_else(|| anyhow::anyhow!("the scheduler stopped"))?;
-            let (accepted, n) = email_decisions(&report);
-            seen.extend(accepted);
-            all += n;
+            all += email_decisions(&report).1;
         }
         let incremental_took = started.elapsed();
-        let delivered_at = deliver_task.await??;
-        let delivery = Duration::from_secs_f64((delivered_at - started_wall).max(0.0));
         service.stop().await?;
         Ok(MailFigures {
             initial_messages: messages,
@@ -344,6 +373,7 @@ fn measure(
             timeline: fresh_timeline,
             incremental_messages: incremental,
             incremental_delivery: delivery,
+            running_lag: lag,
             incremental: incremental_took,
             peak_rss: crate::runtime_bench::peak_rss_bytes(),
         })

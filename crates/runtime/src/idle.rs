@@ -9,7 +9,9 @@
 //! `EXAMINE` and fetches with `BODY.PEEK`, which change no flag, so a listing never wakes its
 //! own mailbox. A session that fails (the server restarted, the network) is opened again after
 //! a pause that doubles up to a minute; a server without IDLE is logged once and left to the
-//! cadence. Dropping [`Idlers`] stops every session within [`IDLE_WAIT`].
+//! cadence. Each session that opens pushes once: what arrived while none was open (the service
+//! stopped, the server restarted) is read then, not at the next scheduled cycle. Dropping
+//! [`Idlers`] stops every session within [`IDLE_WAIT`].
 
 use crate::scheduler::Signal;
 use crate::service::MailboxEndpoint;
@@ -112,6 +114,15 @@ impl Session {
             }
             pause = Duration::from_secs(1);
             tracing::debug!(mailbox = %self.mailbox, "IDLE session open on INBOX");
+            // What arrived while no session was open (the service stopped, the server
+            // restarted) is read now, not at the next scheduled cycle.
+            if self
+                .signals
+                .send(Signal::Push(self.mailbox.clone(), Workload::Incoming))
+                .is_err()
+            {
+                return;
+            }
             while !self.stopped() {
                 match reader.idle_once("INBOX", IDLE_WAIT) {
                     Ok(true) => {
