@@ -53,9 +53,10 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Run the service: the journal in the data directory, mailbox and organization actors, a
-    /// vdir/Maildir connector for every `[[mailbox]]` of the configuration on the decided
-    /// cadence, and the projection kept current. Other `ledgersync` commands on the same data
+    /// Run the service: the journal in the data directory, mailbox and organization actors, the
+    /// connector of every `[[mailbox]]` of the configuration (vdir/Maildir, CalDAV/CardDAV, or
+    /// IMAP for incoming email, pushed by IDLE) on the decided cadence, and the projection kept
+    /// current. Other `ledgersync` commands on the same data
     /// directory are answered by it through `<data>/control.sock`. Stops gracefully on Ctrl-C
     /// (SIGINT) or SIGTERM. See docs/serve.md.
     #[command(after_help = "\
@@ -290,8 +291,9 @@ pub(crate) enum MailboxCommand {
     },
     /// Test & Enable (R2, R6). A mailbox with a [[mailbox]] table in the configuration is
     /// tested for real: ledgersync connects to its server, authenticates, finds its collections
-    /// and records the result (appointments, contacts and tasks: success or failure; email:
-    /// not run). With --fail or --act-org, or for a mailbox the configuration does not name,
+    /// or folders and records the result of the workload its connector runs (appointments,
+    /// contacts and tasks for vdir and CalDAV; incoming email for IMAP); the others are not
+    /// run. With --fail or --act-org, or for a mailbox the configuration does not name,
     /// the result is recorded as given: every workload succeeds unless listed in --fail.
     #[command(name = "test-enable")]
     TestEnable {
@@ -315,7 +317,8 @@ pub(crate) enum MailboxCommand {
     /// Sync one mailbox now: carry out its pending intents and list what changed on its server
     /// since the last cycle, through the connector the configuration gives it, recording what
     /// it sees; then print what the cycle did. A running `serve` runs the cycle at once
-    /// instead (a push). The appointments, contacts and tasks workload must be enabled.
+    /// instead (a push). The workload its connector runs (appointments, contacts and tasks;
+    /// incoming email for an IMAP profile) must be enabled.
     Sync {
         /// Mailbox id.
         mailbox: String,

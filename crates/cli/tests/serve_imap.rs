@@ -83,6 +83,19 @@ struct MailSite {
     folder: String,
 }
 
+impl Drop for MailSite {
+    /// The test's folder leaves the server, whatever the test's end.
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/imap_client.py");
+        let _ = Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", "1143", USER, PASSWORD, "delete", &self.folder])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 impl MailSite {
     fn new(name: &str) -> Self {
         require_dovecot();
@@ -345,6 +358,62 @@ fn replies_arriving_in_the_inbox_are_tracked_to_the_account_and_explained() {
         "the recreated folder's message is not tracked twice"
     );
 
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+    let replay = s.run(&["replay"]);
+    assert!(replay.status.success(), "{}", stdout(&replay));
+}
+
+/// R12 on a real server: a 200 MB message in a tracked folder, over the 150 MiB limit
+/// (`email_max_message_mib`), is refused with its size and the setting named, as an item
+/// failure of the mailbox; the messages beside it are decided, and the next cycles go on.
+#[test]
+fn a_200_mb_message_is_refused_with_its_reason_and_nothing_else_is_lost() {
+    let s = MailSite::new("big");
+    let tag = &s.tag;
+    let before = format!("<before-{tag}@customer.example>");
+    let big = format!("<big-{tag}@customer.example>");
+    let after = format!("<after-{tag}@customer.example>");
+    imap(
+        &["append", &s.folder],
+        Some(&message(
+            &before,
+            &format!("Before the big one {tag}"),
+            None,
+        )),
+    );
+    imap(&["append-big", &s.folder, &big, "200"], None);
+    imap(
+        &["append", &s.folder],
+        Some(&message(&after, &format!("After the big one {tag}"), None)),
+    );
+    let mut serve = Serve::start(&s.site, "serve.log");
+    s.apply(&s.organization());
+    // Both small messages are decided (tracked: the folder is tracked, R51).
+    for id in [&before, &after] {
+        let d = serve.wait_for("the small message decided", || s.decision(id));
+        assert_eq!(d["event_type"], "email_accepted", "{d}");
+    }
+    let out = s.run(&["--json", "events", "--mailbox", "mbx-kaylee"]);
+    let failures: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "item_failed")
+        .collect();
+    assert!(
+        failures.iter().any(|f| {
+            let text = f.to_string();
+            text.contains("too_large")
+                && text.contains("email_max_message_mib")
+                && text.contains(&s.folder)
+        }),
+        "no too_large failure naming the limit and the folder: {failures:?}"
+    );
+    assert_eq!(
+        s.count("email_received", &big),
+        0,
+        "the big message is not read"
+    );
     let status = serve.terminate();
     assert!(status.success(), "{}", serve.log());
     let replay = s.run(&["replay"]);

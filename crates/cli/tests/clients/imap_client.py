@@ -5,6 +5,7 @@ Python's imaplib creates and deletes folders, APPENDs messages and MOVEs them.
     imap_client.py HOST PORT USER PASSWORD delete FOLDER
     imap_client.py HOST PORT USER PASSWORD append FOLDER   (the message on standard input)
     imap_client.py HOST PORT USER PASSWORD move FROM TO MESSAGE-ID
+    imap_client.py HOST PORT USER PASSWORD append-big FOLDER MESSAGE-ID MEGABYTES
 
 The message appended gets the current time as its INTERNALDATE. Exits non-zero with the
 server's answer when a command is refused.
@@ -33,6 +34,15 @@ def main():
     elif op == 'append':
         ok('APPEND', m.append(args[0], None, imaplib.Time2Internaldate(time.time()),
                               sys.stdin.buffer.read()))
+    elif op == 'append-big':
+        folder, message_id, mb = args
+        head = ('From: Zoe Washburne <zoe@customer.example>\r\nTo: %s\r\n'
+                'Subject: A big attachment\r\nMessage-ID: %s\r\n'
+                'Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n'
+                'Content-Type: text/plain\r\n\r\n' % (user, message_id)).encode()
+        line = b'x' * 998 + b'\r\n'
+        body = line * (int(mb) * 1024 * 1024 // len(line) + 1)
+        ok('APPEND', m.append(folder, None, imaplib.Time2Internaldate(time.time()), head + body))
     elif op == 'move':
         source, target, message_id = args
         ok('SELECT', m.select(source))
