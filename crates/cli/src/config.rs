@@ -628,6 +628,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_mail_config_parses_into_an_imap_mailbox() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mail.toml");
+        let c = Config::load(&path).unwrap();
+        let mail = &c.profiles["mail"];
+        assert_eq!(mail.kind, crate::profiles::ConnectorKind::Imap);
+        let server = mail.imap.as_ref().unwrap();
+        assert_eq!(
+            (server.host.as_str(), server.port, server.tls),
+            ("127.0.0.1", 1143, false)
+        );
+        let kaylee = c.mailboxes[0].server.as_ref().expect("an imap mailbox");
+        assert_eq!(kaylee.username, "kaylee@serenity.example");
+        assert!(kaylee.folders.is_empty());
+    }
+
+    #[test]
     fn an_imap_profile_reads_its_server_from_the_url_and_its_mailboxes_name_folders() {
         let imap = "[profiles.mail]\nkind = \"imap\"\nurl = \"imap://127.0.0.1:1143\"\n";
         let mailbox = "[[mailbox]]\nid = \"ana\"\nprofile = \"mail\"\nusername = \"ana\"\npassword_env = \"P\"\n";

@@ -419,3 +419,94 @@ fn a_200_mb_message_is_refused_with_its_reason_and_nothing_else_is_lost() {
     let replay = s.run(&["replay"]);
     assert!(replay.status.success(), "{}", stdout(&replay));
 }
+
+/// The shipped example (config/mail.toml, config/mail-organization.jsonl): `serve` with the
+/// example configuration tracks a reply delivered to Kaylee's INBOX (LMTP, as Postfix delivers)
+/// onto the Blue Sun account, and `explain` and `timeline` show it.
+#[test]
+fn the_shipped_mail_example_tracks_a_delivered_reply_onto_the_account() {
+    require_dovecot();
+    let site = Site::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shipped = std::fs::read_to_string(root.join("config/mail.toml")).unwrap();
+    assert!(shipped.contains("dir = \"data-mail\""), "{shipped}");
+    std::fs::write(
+        &site.config,
+        shipped.replace(
+            "dir = \"data-mail\"",
+            &format!("dir = \"{}\"", site.data.display()),
+        ),
+    )
+    .unwrap();
+    let mut serve = Serve::spawn_with_env(
+        &site.config,
+        site.root.join("serve.log"),
+        &[],
+        &[("LEDGERSYNC_KAYLEE_PASSWORD", PASSWORD)],
+    );
+    serve.wait_for("serve ready", || {
+        serve.log().contains("ready:").then_some(())
+    });
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", site.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        ledgersync(&all)
+    };
+    let organization = root.join("config/mail-organization.jsonl");
+    let out = run(&["crm", "apply", organization.to_str().unwrap()]);
+    assert!(out.status.success(), "crm apply: {}", stderr(&out));
+    serve.wait_for("the first incoming listing", || {
+        let out = run(&["--json", "events", "--mailbox", "mbx-kaylee"]);
+        stdout(&out).contains("\"listing_completed\"").then_some(())
+    });
+    let id = format!(
+        "<example-{}-{}@customer.example>",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let subject = "RE: Engine parts offer CRM:0001001";
+    let raw = format!(
+        "From: zoe@customer.example\r\nTo: {USER}\r\nSubject: {subject}\r\nMessage-ID: {id}\r\n\r\nYes.\r\n"
+    );
+    let lmtp = Command::new("python3")
+        .args([
+            "-c",
+            "import smtplib, sys; smtplib.LMTP('127.0.0.1', 2424).sendmail('zoe@customer.example', [sys.argv[1]], sys.stdin.buffer.read())",
+            USER,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(raw.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run python3");
+    assert!(lmtp.status.success(), "LMTP delivery: {}", stderr(&lmtp));
+    let accepted = serve.wait_for("the delivered reply tracked", || {
+        let out = run(&["--json", "events", "--mailbox", "mbx-kaylee"]);
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| {
+                e["event_type"] == "email_accepted"
+                    && e["payload"]["data"]["message_id"] == key(&id)
+            })
+    });
+    assert_eq!(
+        accepted["payload"]["data"]["regarding"]["id"], "acc-blue-sun",
+        "{accepted}"
+    );
+    let timeline = serve.wait_for("the reply on the account's timeline", || {
+        let text = stdout(&run(&["timeline", "acc-blue-sun"]));
+        text.contains(subject).then_some(text)
+    });
+    assert!(timeline.contains(subject), "{timeline}");
+    let status = serve.terminate();
+    assert!(status.success(), "{}", serve.log());
+}

@@ -133,10 +133,22 @@ impl Serve {
     /// Starts `serve` with the configuration `config` (and `extra` arguments), its log in `log`;
     /// does not wait for it.
     pub fn spawn(config: &std::path::Path, log: PathBuf, extra: &[&str]) -> Self {
+        Self::spawn_with_env(config, log, extra, &[])
+    }
+
+    /// [`Serve::spawn`] with these environment variables set for `serve` (the passwords an
+    /// example configuration names with `password_env`).
+    pub fn spawn_with_env(
+        config: &std::path::Path,
+        log: PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_ledgersync"))
             .args(["--config", config.to_str().unwrap(), "serve"])
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("LEDGERSYNC_DATA")
             .env_remove("LEDGERSYNC_CONFIG")
             .env_remove("RUST_LOG")
