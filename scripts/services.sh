@@ -17,7 +17,8 @@
 # readiness awaited on the node's pid file.
 #
 # Mail and DAV (the connector tests, crates/connectors), as measured in services.md §3b-3d:
-#   Dovecot 2.3   IMAP 127.0.0.1:1143, LMTP 2424, submission 1587 (AUTH PLAIN, relays to 2525)
+#   Dovecot 2.3   IMAP 127.0.0.1:1143, POP3 1110, LMTP 2424, submission 1587 (AUTH PLAIN,
+#                 relays to 2525)
 #   Postfix 3.7   SMTP 127.0.0.1:2525, the test domains delivered to Dovecot over LMTP;
 #                 unknown recipients are refused at RCPT (550 5.1.1); nothing leaves the machine
 #   Radicale 3.9  CalDAV/CardDAV http://127.0.0.1:5232/, htpasswd (plain), rights owner_only
@@ -248,13 +249,25 @@ dovecot_users() {
 dovecot_start() {
   if listening 1143; then
     listening 2424 || die "something listens on 127.0.0.1:1143 but nothing on 2424 (Dovecot LMTP, which Postfix delivers to): start Dovecot with LMTP on 127.0.0.1:2424"
-    # An instance this script started gets the users added since.
-    if grep -qsF "$MARKER" "$D/dovecot/dovecot.conf"; then dovecot_users; fi
-    log "dovecot: already listening on 127.0.0.1:1143 (IMAP)"
-    return
+    if grep -qsF "$MARKER" "$D/dovecot/dovecot.conf"; then
+      # An instance this script started gets the users added since; one started before POP3
+      # was served is started again with it.
+      dovecot_users
+      if listening 1110; then
+        log "dovecot: already listening on 127.0.0.1:1143 (IMAP) and 1110 (POP3)"
+        return
+      fi
+      log "dovecot: restarting the instance of this script to serve POP3 on 127.0.0.1:1110"
+      dovecot -c "$D/dovecot/dovecot.conf" stop 2>/dev/null || true
+      for _ in $(seq 50); do listening 1143 || break; sleep 0.2; done
+    else
+      listening 1110 || die "something listens on 127.0.0.1:1143 but nothing on 1110 (POP3): start Dovecot with POP3 on 127.0.0.1:1110"
+      log "dovecot: already listening on 127.0.0.1:1143 (IMAP) and 1110 (POP3)"
+      return
+    fi
   fi
-  command -v dovecot >/dev/null && [ -x /usr/lib/dovecot/lmtp ] && [ -x /usr/lib/dovecot/submission ] \
-    || apt_install "Dovecot (IMAP 1143, LMTP 2424, submission 1587)" dovecot-imapd dovecot-lmtpd dovecot-submissiond
+  command -v dovecot >/dev/null && [ -x /usr/lib/dovecot/lmtp ] && [ -x /usr/lib/dovecot/submission ] && [ -x /usr/lib/dovecot/pop3 ] \
+    || apt_install "Dovecot (IMAP 1143, POP3 1110, LMTP 2424, submission 1587)" dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
   is_root || die "nothing listens on 127.0.0.1:1143 and starting Dovecot needs root (it delivers as the user vmail): run this script as root"
   # Mail processes may not run as root.
   id vmail >/dev/null 2>&1 || useradd --system --home-dir "$D/dovecot/mail" --shell /usr/sbin/nologin vmail
@@ -267,7 +280,7 @@ state_dir = $D/dovecot/state
 instance_name = ledgersync-test
 log_path = $D/dovecot/dovecot.log
 info_log_path = $D/dovecot/dovecot.log
-protocols = imap lmtp submission
+protocols = imap pop3 lmtp submission
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -317,7 +330,8 @@ service imap-login {
 }
 service pop3-login {
   inet_listener pop3 {
-    port = 0
+    address = 127.0.0.1
+    port = 1110
   }
   inet_listener pop3s {
     port = 0
@@ -349,8 +363,8 @@ EOF
   # Its stdout and stderr must not stay open on the caller's pipe (`scripts/test | tee` would
   # never end): the master keeps the descriptors it was started with.
   dovecot -c "$D/dovecot/dovecot.conf" </dev/null >>"$D/dovecot/dovecot.log" 2>&1
-  wait_port 1143 && wait_port 2424 || die "Dovecot did not start within 30 s: see $D/dovecot/dovecot.log"
-  log "dovecot: IMAP 127.0.0.1:1143, LMTP 2424, submission 1587"
+  wait_port 1143 && wait_port 1110 && wait_port 2424 || die "Dovecot did not start within 30 s: see $D/dovecot/dovecot.log"
+  log "dovecot: IMAP 127.0.0.1:1143, POP3 1110, LMTP 2424, submission 1587"
 }
 
 # A Postfix instance of its own (config_directory $D/postfix): the administrator's

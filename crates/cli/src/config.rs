@@ -578,7 +578,7 @@ mod tests {
         };
         let caldav = "[profiles.g]\nkind = \"caldav\"\nurl = \"http://h/\"\n";
         assert!(at("[profiles.g]\nkind = \"exchange\"\n").contains(
-            "[profiles.g]: key `kind` cannot be `exchange`; allowed values: vdir, caldav, imap"
+            "[profiles.g]: key `kind` cannot be `exchange`; allowed values: vdir, caldav, imap, pop3"
         ));
         assert!(at("[profiles.g]\nkind = \"caldav\"\n").contains("key `url` is missing"));
         assert!(
@@ -628,12 +628,42 @@ mod tests {
     }
 
     #[test]
+    fn a_pop3_profile_reads_its_server_and_its_mailboxes_take_no_folders() {
+        let pop3 = "[profiles.mail]\nkind = \"pop3\"\nurl = \"pop3s://mail.example.org\"\n";
+        let mailbox = "[[mailbox]]\nid = \"ana\"\nprofile = \"mail\"\nusername = \"ana\"\npassword_env = \"P\"\n";
+        let c = Config::parse(&format!("{pop3}{mailbox}"), Path::new("c.toml")).unwrap();
+        let server = c.profiles["mail"].mail.as_ref().unwrap();
+        assert_eq!((server.port, server.tls), (995, true));
+        assert_eq!(
+            crate::serve::workload_of(&c.mailboxes[0], &c),
+            ledgersync_domain::event::Workload::Incoming
+        );
+        let e = Config::parse(
+            &format!("{pop3}{mailbox}folders = [\"INBOX/A\"]\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("does not apply") && e.contains("a POP3 server"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[profiles.mail]\nkind = \"pop3\"\nurl = \"imap://h\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("give `pop3s://host`"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_mail_config_parses_into_an_imap_mailbox() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mail.toml");
         let c = Config::load(&path).unwrap();
         let mail = &c.profiles["mail"];
         assert_eq!(mail.kind, crate::profiles::ConnectorKind::Imap);
-        let server = mail.imap.as_ref().unwrap();
+        let server = mail.mail.as_ref().unwrap();
         assert_eq!(
             (server.host.as_str(), server.port, server.tls),
             ("127.0.0.1", 1143, false)
@@ -652,7 +682,7 @@ mod tests {
             Path::new("c.toml"),
         )
         .unwrap();
-        let server = c.profiles["mail"].imap.as_ref().unwrap();
+        let server = c.profiles["mail"].mail.as_ref().unwrap();
         assert_eq!(
             (server.host.as_str(), server.port, server.tls),
             ("127.0.0.1", 1143, false)
@@ -666,7 +696,7 @@ mod tests {
             Path::new("c.toml"),
         )
         .unwrap();
-        let server = tls.profiles["mail"].imap.as_ref().unwrap();
+        let server = tls.profiles["mail"].mail.as_ref().unwrap();
         assert_eq!((server.port, server.tls), (993, true));
         let at = |text: &str| {
             Config::parse(text, Path::new("c.toml"))
@@ -675,7 +705,7 @@ mod tests {
         };
         assert!(
             at("[profiles.mail]\nkind = \"imap\"\n")
-                .contains("key `url` is missing: give the IMAP server")
+                .contains("key `url` is missing: give the mail server")
         );
         assert!(
             at("[profiles.mail]\nkind = \"imap\"\nurl = \"https://h/\"\n")

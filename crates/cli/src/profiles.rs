@@ -53,51 +53,67 @@ pub enum ConnectorKind {
     Caldav,
     /// An IMAP server: the incoming email of an email-only (IMAP/SMTP) profile (R4).
     Imap,
+    /// A POP3 server: the incoming email of an email-only (POP3/SMTP) profile (R4).
+    Pop3,
+}
+
+impl ConnectorKind {
+    /// The mail protocol of an email-only kind: its URL schemes (plain, TLS) and default ports.
+    fn mail_schemes(self) -> Option<(&'static str, &'static str, u16, u16)> {
+        match self {
+            ConnectorKind::Imap => Some(("imap", "imaps", 143, 993)),
+            ConnectorKind::Pop3 => Some(("pop3", "pop3s", 110, 995)),
+            ConnectorKind::Vdir | ConnectorKind::Caldav => None,
+        }
+    }
 }
 
 impl ConnectorKind {
     /// The kinds, as written in the configuration.
-    pub const NAMES: &'static str = "vdir, caldav, imap";
+    pub const NAMES: &'static str = "vdir, caldav, imap, pop3";
 
     fn parse(text: &str) -> Option<Self> {
         match text {
             "vdir" => Some(ConnectorKind::Vdir),
             "caldav" => Some(ConnectorKind::Caldav),
             "imap" => Some(ConnectorKind::Imap),
+            "pop3" => Some(ConnectorKind::Pop3),
             _ => None,
         }
     }
 }
 
-/// The IMAP server of an `imap` profile, from its `url`.
+/// The mail server of an `imap` or `pop3` profile, from its `url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImapServer {
+pub struct MailServer {
     /// Host name or address.
     pub host: String,
-    /// Port (default 993 for `imaps://`, 143 for `imap://`).
+    /// Port (default 993 for `imaps://`, 143 for `imap://`, 995 for `pop3s://`, 110 for
+    /// `pop3://`).
     pub port: u16,
-    /// TLS from the first byte (`imaps://`); `imap://` is plain text, for a server on the
-    /// same machine.
+    /// TLS from the first byte (`imaps://`, `pop3s://`); `imap://` and `pop3://` are plain
+    /// text, for a server on the same machine.
     pub tls: bool,
 }
 
-impl ImapServer {
-    /// Reads `imaps://host[:port]` or `imap://host[:port]`.
-    fn parse(url: &str) -> Option<Self> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("imaps://") {
+impl MailServer {
+    /// Reads `<tls scheme>://host[:port]` or `<plain scheme>://host[:port]` of `kind`.
+    fn parse(kind: ConnectorKind, url: &str) -> Option<Self> {
+        let (plain, secure, plain_port, tls_port) = kind.mail_schemes()?;
+        let (tls, rest) = if let Some(r) = url.strip_prefix(&format!("{secure}://")) {
             (true, r)
         } else {
-            (false, url.strip_prefix("imap://")?)
+            (false, url.strip_prefix(&format!("{plain}://"))?)
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().ok()?),
-            None => (rest, if tls { 993 } else { 143 }),
+            None => (rest, if tls { tls_port } else { plain_port }),
         };
         if host.is_empty() || host.contains('/') || port == 0 {
             return None;
         }
-        Some(ImapServer {
+        Some(MailServer {
             host: host.to_owned(),
             port,
             tls,
@@ -224,8 +240,8 @@ pub struct Profile {
     pub kind: ConnectorKind,
     /// The server URL: where discovery starts (`caldav`), the IMAP server (`imap`).
     pub url: Option<String>,
-    /// The IMAP server (`imap`).
-    pub imap: Option<ImapServer>,
+    /// The mail server (`imap`, `pop3`).
+    pub mail: Option<MailServer>,
     /// Time-out of one request.
     pub timeout: Duration,
     /// A PEM file of certificate authorities trusted besides the system's (a private CA).
@@ -266,23 +282,27 @@ pub(crate) fn check(
                      `https://dav.example.org/` (discovery starts there)"
                 ));
             }
-            (ConnectorKind::Imap, None) => {
+            (ConnectorKind::Imap | ConnectorKind::Pop3, None) => {
+                let (_, secure, _, port) = kind.mail_schemes().unwrap_or_default();
                 return Err(anyhow!(
-                    "{at}: key `url` is missing: give the IMAP server, e.g. \
-                     `imaps://mail.example.org` (TLS, port 993)"
+                    "{at}: key `url` is missing: give the mail server, e.g. \
+                     `{secure}://mail.example.org` (TLS, port {port})"
                 ));
             }
             (ConnectorKind::Vdir, Some(_)) => {
                 return Err(anyhow!(
-                    "{at}: key `url` applies to `kind = \"caldav\"` and `kind = \"imap\"` only; \
-                     a vdir mailbox names its directories in its [[mailbox]] table"
+                    "{at}: key `url` applies to `kind = \"caldav\"`, `\"imap\"` and `\"pop3\"` \
+                     only; a vdir mailbox names its directories in its [[mailbox]] table"
                 ));
             }
-            (ConnectorKind::Imap, Some(u)) if ImapServer::parse(&u).is_none() => {
+            (ConnectorKind::Imap | ConnectorKind::Pop3, Some(u))
+                if MailServer::parse(kind, &u).is_none() =>
+            {
+                let (plain, secure, _, port) = kind.mail_schemes().unwrap_or_default();
                 return Err(anyhow!(
-                    "{at}: key `url` is `{u}`: give `imaps://host` (TLS, port 993), \
-                     `imaps://host:port`, or `imap://host:port` (plain text, a server on this \
-                     machine)"
+                    "{at}: key `url` is `{u}`: give `{secure}://host` (TLS, port {port}), \
+                     `{secure}://host:port`, or `{plain}://host:port` (plain text, a server on \
+                     this machine)"
                 ));
             }
             (ConnectorKind::Caldav, Some(u))
@@ -294,10 +314,7 @@ pub(crate) fn check(
             }
             (_, u) => u,
         };
-        let imap = match kind {
-            ConnectorKind::Imap => url.as_deref().and_then(ImapServer::parse),
-            _ => None,
-        };
+        let mail = url.as_deref().and_then(|u| MailServer::parse(kind, u));
         if let Some(ca) = &s.ca_file
             && !ca.is_file()
         {
@@ -350,7 +367,7 @@ pub(crate) fn check(
                 id,
                 kind,
                 url,
-                imap,
+                mail,
                 timeout: timeout(s.timeout_seconds, &at, "timeout_seconds")?,
                 ca_file: s.ca_file,
                 smtp,
@@ -436,6 +453,7 @@ pub(crate) fn server_mailbox(
     }
     let server = match kind {
         ConnectorKind::Imap => "an IMAP server",
+        ConnectorKind::Pop3 => "a POP3 server",
         _ => "a CalDAV/CardDAV server",
     };
     for (key, given) in vdir_keys {
@@ -451,6 +469,14 @@ pub(crate) fn server_mailbox(
         ConnectorKind::Imap => (
             "calendar / address_book / tasks",
             collections.0.is_some() || collections.1.is_some() || keys.tasks.is_some(),
+        ),
+        // A POP3 maildrop is one folder.
+        ConnectorKind::Pop3 => (
+            "calendar / address_book / tasks / folders",
+            collections.0.is_some()
+                || collections.1.is_some()
+                || keys.tasks.is_some()
+                || keys.folders.is_some(),
         ),
         _ => ("folders", keys.folders.is_some()),
     };

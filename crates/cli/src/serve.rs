@@ -15,6 +15,7 @@ use ledgersync_bus::events::{
     CHECKPOINT_FILE, EVENTS_EXCHANGE, EventPublisher, EventPublisherConfig, EventPublisherHandle,
 };
 use ledgersync_connectors::imap::{ImapConfig, Security as ImapSecurity};
+use ledgersync_connectors::pop3::Pop3Config;
 use ledgersync_connectors::{ConnectorConfig, DavConfig, Secret, SmtpConfig, SmtpTls, VdirConfig};
 use ledgersync_domain::event::Workload;
 use ledgersync_domain::{Event, MailboxId, OrgId};
@@ -87,7 +88,7 @@ pub fn workload_of(m: &MailboxConfig, config: &Config) -> Workload {
             if config
                 .profiles
                 .get(&server.profile)
-                .is_some_and(|p| p.kind == ConnectorKind::Imap) =>
+                .is_some_and(|p| matches!(p.kind, ConnectorKind::Imap | ConnectorKind::Pop3)) =>
         {
             Workload::Incoming
         }
@@ -130,10 +131,36 @@ fn endpoint(m: &MailboxConfig, config: &Config, data: &Path) -> Result<MailboxEn
         .and_then(|z| ledgersync_connectors::time_zone(z).ok());
     let owner = m.owner.clone().unwrap_or_default();
     let connector = match &m.server {
+        Some(server) if config.profiles[&server.profile].kind == ConnectorKind::Pop3 => {
+            let profile = &config.profiles[&server.profile];
+            let pop3 = profile
+                .mail
+                .as_ref()
+                .expect("a pop3 profile has its server (checked when read)");
+            let password = server.password.read().with_context(|| {
+                format!(
+                    "mailbox `{}`: its password (profile `{}`, login `{}`)",
+                    m.id, server.profile, server.username
+                )
+            })?;
+            let mut c = Pop3Config::new(
+                pop3.host.clone(),
+                server.username.clone(),
+                Secret::new(password),
+            );
+            c.port = pop3.port;
+            c.security = if pop3.tls {
+                ImapSecurity::Tls
+            } else {
+                ImapSecurity::Plain
+            };
+            c.timeout = profile.timeout;
+            ConnectorConfig::Pop3(c)
+        }
         Some(server) if config.profiles[&server.profile].kind == ConnectorKind::Imap => {
             let profile = &config.profiles[&server.profile];
             let imap = profile
-                .imap
+                .mail
                 .as_ref()
                 .expect("an imap profile has its server (checked when read)");
             let password = server.password.read().with_context(|| {

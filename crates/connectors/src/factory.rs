@@ -5,6 +5,7 @@
 use crate::connector::Connector;
 use crate::dav::{DavConfig, DavConnector};
 use crate::imap::{ImapConfig, ImapConnector};
+use crate::pop3::{Pop3Config, Pop3Connector};
 use crate::vdir::{VdirConfig, VdirConnector};
 use ledgersync_domain::event::Workload;
 use std::path::Path;
@@ -18,6 +19,8 @@ pub enum ConnectorConfig {
     Dav(DavConfig),
     /// An IMAP server: the incoming email (an IMAP/SMTP profile runs email only, R4).
     Imap(ImapConfig),
+    /// A POP3 maildrop: the incoming email of a POP3/SMTP profile (R4).
+    Pop3(Pop3Config),
 }
 
 impl ConnectorConfig {
@@ -27,6 +30,7 @@ impl ConnectorConfig {
             ConnectorConfig::Vdir(_) => "vdir",
             ConnectorConfig::Dav(_) => "caldav",
             ConnectorConfig::Imap(_) => "imap",
+            ConnectorConfig::Pop3(_) => "pop3",
         }
     }
 
@@ -34,7 +38,7 @@ impl ConnectorConfig {
     pub fn workload(&self) -> Workload {
         match self {
             ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) => Workload::Act,
-            ConnectorConfig::Imap(_) => Workload::Incoming,
+            ConnectorConfig::Imap(_) | ConnectorConfig::Pop3(_) => Workload::Incoming,
         }
     }
 
@@ -44,7 +48,7 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Vdir(c) => &c.owner,
             ConnectorConfig::Dav(c) => &c.owner,
-            ConnectorConfig::Imap(_) => "",
+            ConnectorConfig::Imap(_) | ConnectorConfig::Pop3(_) => "",
         }
     }
 
@@ -53,7 +57,10 @@ impl ConnectorConfig {
         match &mut self {
             ConnectorConfig::Vdir(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
             ConnectorConfig::Dav(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
-            ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) => {}
+            ConnectorConfig::Vdir(_)
+            | ConnectorConfig::Dav(_)
+            | ConnectorConfig::Imap(_)
+            | ConnectorConfig::Pop3(_) => {}
         }
         self
     }
@@ -66,7 +73,9 @@ impl ConnectorConfig {
                 .flatten()
                 .map(|p| p.as_path())
                 .collect(),
-            ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) => Vec::new(),
+            ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) | ConnectorConfig::Pop3(_) => {
+                Vec::new()
+            }
         }
     }
 
@@ -76,6 +85,7 @@ impl ConnectorConfig {
             ConnectorConfig::Vdir(c) => Box::new(VdirConnector::new(c)),
             ConnectorConfig::Dav(c) => Box::new(DavConnector::new(c)),
             ConnectorConfig::Imap(c) => Box::new(ImapConnector::new(c)),
+            ConnectorConfig::Pop3(c) => Box::new(Pop3Connector::new(c)),
         }
     }
 }

@@ -21,6 +21,7 @@ mod imip;
 mod lines;
 mod maildir;
 mod parse;
+pub mod pop3;
 mod secret;
 mod smtp;
 mod vdir;
