@@ -566,3 +566,137 @@ fn due_mailboxes_are_run_in_parallel_up_to_the_limit() {
         replay_reproduces_everything(w.journal.as_ref());
     });
 }
+
+/// A mailbox's incoming email, from a connector that reports one message at its first listing
+/// and carries out no intent (the IMAP connector's part, without a server).
+struct Inbox {
+    listed: bool,
+}
+
+impl ledgersync_connectors::Connector for Inbox {
+    fn list_changes(
+        &mut self,
+        cursor: &ledgersync_connectors::Cursor,
+    ) -> ledgersync_connectors::Listing {
+        let mut observations = Vec::new();
+        if !self.listed {
+            self.listed = true;
+            observations.push(ledgersync_connectors::Observation::Email(Box::new(
+                EmailReceived {
+                    remote: ledgersync_domain::RemoteId::new("INBOX/7/1"),
+                    message_id: "question-1@customer.example".into(),
+                    subject: "A question".into(),
+                    from: "zoe@customer.example".into(),
+                    to: vec!["mbx-paul@serenity.example".into()],
+                    in_reply_to: None,
+                    references: vec![],
+                    thread_index: None,
+                    cc: vec![],
+                    bcc: vec![],
+                    received: timestamp_from_civil(2026, 11, 22, 5, 0),
+                    irm_protected: false,
+                    folder: EmailFolder::Inbox,
+                    manual: None,
+                    size: 1_000,
+                    facts: EmailFacts::default(),
+                },
+            )));
+        }
+        let items = observations.len() as u32;
+        ledgersync_connectors::Listing {
+            observations,
+            end: ledgersync_connectors::ListingEnd::Completed(ListingCompleted {
+                workload: Workload::Incoming,
+                items,
+            }),
+            failures: vec![],
+            cursor: ledgersync_connectors::Cursor::from_text(format!("{}+", cursor.as_str())),
+        }
+    }
+
+    fn execute(
+        &mut self,
+        _intent: ledgersync_connectors::Intent<'_>,
+    ) -> ledgersync_connectors::Outcome {
+        panic!("the incoming driver carries out no intent")
+    }
+
+    fn workload(&self) -> Workload {
+        Workload::Incoming
+    }
+}
+
+#[test]
+fn a_mailbox_runs_its_act_and_incoming_drivers_each_on_its_own_workload() {
+    let w = world();
+    System::new().block_on(async {
+        let registry = registry(&w);
+        setup(&registry, PAUL, TestResult::Success).await;
+        let mut s = scheduler(&w, &registry, SchedulerConfig::default());
+        assert!(s.add(driver(&w, &registry, PAUL)).is_none());
+        let incoming = Driver::new(
+            MailboxId::new(PAUL),
+            Box::new(Inbox { listed: false }),
+            registry.clone(),
+            w.journal.clone(),
+            &w.root.join("data"),
+        )
+        .expect("driver");
+        assert_eq!(incoming.workload(), Workload::Incoming);
+        assert!(
+            incoming.cursor_path().ends_with("mbx-paul.incoming.cursor"),
+            "{}",
+            incoming.cursor_path().display()
+        );
+        assert!(
+            s.add(incoming).is_none(),
+            "a second workload, not a replacement"
+        );
+        assert_eq!(s.mailboxes().count(), 1);
+
+        // Both never cycled: both run; only ACT carries out the appointment's create.
+        let first = s.tick().await;
+        let ran: Vec<(&MailboxId, Workload)> =
+            first.ran.iter().map(|r| (&r.mailbox, r.workload)).collect();
+        assert_eq!(
+            ran,
+            vec![
+                (&MailboxId::new(PAUL), Workload::Incoming),
+                (&MailboxId::new(PAUL), Workload::Act)
+            ]
+        );
+        let inbox = &first.ran[0];
+        assert!(inbox.executed.outcomes.is_empty());
+        assert_eq!(inbox.cycle.count("email_received"), 1);
+        assert!(
+            inbox
+                .cycle
+                .decisions
+                .iter()
+                .any(|d| d.decision.event.name() == "email_rejected"),
+            "a question that answers nothing is decided (R54)"
+        );
+        assert!(
+            !first.ran[1].executed.outcomes.is_empty(),
+            "ACT created the appointment"
+        );
+        let incoming_next = state(&registry, PAUL)
+            .await
+            .workload(Workload::Incoming)
+            .next_run
+            .expect("R7 scheduled the next incoming cycle");
+        assert!(incoming_next > w.clock.now());
+
+        // A push of the incoming workload runs its driver alone.
+        w.clock.advance(Span::minutes(1));
+        assert!(s.tick().await.is_empty());
+        s.push(&MailboxId::new(PAUL), Workload::Incoming)
+            .await
+            .expect("push");
+        let pushed = s.tick().await;
+        let ran: Vec<Workload> = pushed.ran.iter().map(|r| r.workload).collect();
+        assert_eq!(ran, vec![Workload::Incoming]);
+        assert_eq!(act_next_run(&registry, PAUL).await, first.ran[1].next_run);
+        replay_reproduces_everything(w.journal.as_ref());
+    });
+}
