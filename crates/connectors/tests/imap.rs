@@ -438,7 +438,7 @@ fn cursor_text_that_is_not_a_cursor_is_an_error() {
     for text in [
         "",
         "garbage",
-        "imap-cursor 2\n",
+        "imap-cursor 3\n",
         "imap-cursor 1\nfolder INBOX 1 2\n",
         "imap-cursor 1\nfolder INBOX x 2 - -\n",
         "imap-cursor 1\nfolder INBOX 1 2 -5 -\n",
@@ -446,6 +446,8 @@ fn cursor_text_that_is_not_a_cursor_is_an_error() {
         "imap-cursor 1\nfolder IN%zzBOX 1 2 - -\n",
         "imap-cursor 1\nfolder INBOX 1 2 - -\nfolder INBOX 3 4 - -\n",
         "imap-cursor 1\nmailbox INBOX 1 2 - -\n",
+        "imap-cursor 2\nfolder INBOX 1 2 - - k=x\n",
+        "imap-cursor 2\nfolder INBOX 1 2 - - 7\n",
     ] {
         assert!(ImapCursor::from_text(text).is_err(), "{text:?}");
     }
@@ -459,13 +461,15 @@ fn folder_cursor() -> impl Strategy<Value = FolderCursor> {
         any::<u32>(),
         any::<u32>(),
         proptest::option::of(any::<u64>()),
+        proptest::collection::btree_set(any::<u32>(), 0..5),
     )
         .prop_map(
-            |(mailbox_id, uidvalidity, uidnext, highestmodseq)| FolderCursor {
+            |(mailbox_id, uidvalidity, uidnext, highestmodseq, tracked)| FolderCursor {
                 mailbox_id,
                 uidvalidity,
                 uidnext,
                 highestmodseq,
+                tracked,
             },
         )
 }
@@ -588,6 +592,46 @@ mod connector {
                 uid[0].parse().unwrap()
             )
         );
+    }
+
+    use crate::other_client;
+
+    #[test]
+    fn the_tracking_keyword_set_or_removed_later_reports_the_message_again_and_other_flags_do_not()
+    {
+        let folder = TestFolder::new("connector-retrack");
+        let mut imap = ImapConnector::new(config(&[&folder.name]));
+        let id = format!("retrack-{}@customer.example", folder.name.replace('/', "-"));
+        folder.append(&message(&id, "Engine noise", 200), "");
+        let first = imap.list_changes(&Cursor::initial());
+        let seen = emails_in(&first.observations, &folder.name);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].manual, None);
+        let remote = seen[0].remote.clone();
+
+        // Read by the user: another flag; nothing is reported.
+        other_client(&["keyword", &folder.name, &id, "\\Seen"], b"");
+        let read = imap.list_changes(&first.cursor);
+        assert!(emails_in(&read.observations, &folder.name).is_empty());
+
+        // The tracking keyword set: the message again, as it is now, same server id.
+        other_client(&["keyword", &folder.name, &id, "$CRMTracked"], b"");
+        let set = imap.list_changes(&read.cursor);
+        let again = emails_in(&set.observations, &folder.name);
+        assert_eq!(again.len(), 1, "{again:#?}");
+        assert_eq!(again[0].remote, remote);
+        assert_eq!(again[0].manual, Some(Manual::Category));
+        assert_eq!(again[0].subject, "Engine noise", "read with its headers");
+
+        // Removed: again, without it; then nothing more.
+        other_client(&["unkeyword", &folder.name, &id, "$CRMTracked"], b"");
+        let removed = imap.list_changes(&set.cursor);
+        let again = emails_in(&removed.observations, &folder.name);
+        assert_eq!(again.len(), 1, "{again:#?}");
+        assert_eq!(again[0].remote, remote);
+        assert_eq!(again[0].manual, None);
+        let after = imap.list_changes(&removed.cursor);
+        assert!(emails_in(&after.observations, &folder.name).is_empty());
     }
 
     #[test]

@@ -368,6 +368,9 @@ pub struct MailboxState {
     /// The Message-IDs of the emails accepted ([`message_id_key`]): a message accepted once
     /// is never tracked again by this mailbox, from whichever folder it is read.
     pub messages_accepted: BTreeSet<String>,
+    /// The incoming emails whose last `email_received` carried the tracking keyword (tracked
+    /// by hand, R56): one observed again without it is untracked (R73).
+    pub keyword_tracked: BTreeSet<RemoteId>,
     /// The incoming email being decided: its headers from its `email_received`, completed by
     /// its `email_accepted`, until the `track_email` intent after it takes them as its command
     /// (or an `email_rejected` drops them).
@@ -577,6 +580,11 @@ impl MailboxState {
                 let already = self.email_already_received(p);
                 if let Some(key) = email_key(p) {
                     self.emails_received.insert(key);
+                }
+                if p.manual.is_some() {
+                    self.keyword_tracked.insert(p.remote.clone());
+                } else {
+                    self.keyword_tracked.remove(&p.remote);
                 }
                 if !already {
                     self.incoming_email = Some(IncomingEmail {

@@ -2,7 +2,9 @@
 //!
 //! A listing reads every tracked folder from the cursor and reports each new message as an
 //! `email_received` (workload `incoming`), with its headers, folder, size and whether it
-//! carries the tracking keyword (tracked by hand, R56). The facts its decision needs are looked
+//! carries the tracking keyword (tracked by hand, R56). A message read before whose tracking
+//! keyword was added or removed since (CONDSTORE) is reported again as it is now, under the
+//! same server id: the mailbox tracks it (R56) or untracks it (R73). The facts its decision needs are looked
 //! up by the engine before it is recorded (decision 0018): the connector leaves them empty. A
 //! folder whose UIDVALIDITY changed is reported as a `cursor_reset` before its messages are
 //! reported again (their server ids stay those of the new UIDVALIDITY, and the mailbox decides
@@ -161,6 +163,12 @@ impl Connector for ImapConnector {
                 });
                 continue;
             }
+            items += 1;
+            observations.push(Observation::Email(Box::new(self.received(m, sent))));
+        }
+        // Messages read before that gained or lost the tracking keyword: observed again as
+        // they are now (R56 tracks one that gained it; R73 untracks one that lost it).
+        for m in read.retracked.iter().filter(|m| !m.too_large) {
             items += 1;
             observations.push(Observation::Email(Box::new(self.received(m, sent))));
         }

@@ -1,15 +1,17 @@
 //! The reading position of every tracked folder, as a small line-based text.
 //!
 //! ```text
-//! imap-cursor 1
-//! folder INBOX 1796596752 42 117 -
-//! folder INBOX/Customers 1796596753 7 - =F2b0c1
+//! imap-cursor 2
+//! folder INBOX 1796596752 42 117 - k=7,31
+//! folder INBOX/Customers 1796596753 7 - =F2b0c1 -
 //! ```
 //!
-//! The first line names the format and its version. Then one `folder` line per folder, six
+//! The first line names the format and its version. Then one `folder` line per folder, seven
 //! fields separated by one space: the folder name, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ (`-`
-//! when the server has no CONDSTORE) and the RFC 8474 MAILBOXID (`-` when unknown, else `=`
-//! followed by the id). The name and the id are escaped so that a field never holds a space
+//! when the server has no CONDSTORE), the RFC 8474 MAILBOXID (`-` when unknown, else `=`
+//! followed by the id) and the UIDs of the messages that carried the tracking keyword at the
+//! last read (`-` when none, else `k=` and the UIDs, comma-separated, ascending). A version-1
+//! text (six fields, no keyword UIDs) still reads. The name and the id are escaped so that a field never holds a space
 //! or a line break: `%` is written `%25`, a space `%20`, CR `%0D` and LF `%0A`. Folders are
 //! written in name order; a folder named twice, an unknown line or a bad number is an error.
 
@@ -17,7 +19,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The first line of every cursor text: the format and its version.
-pub const CURSOR_HEADER: &str = "imap-cursor 1";
+pub const CURSOR_HEADER: &str = "imap-cursor 2";
+
+/// The first line of a cursor written before the keyword UIDs were kept.
+const CURSOR_HEADER_V1: &str = "imap-cursor 1";
 
 /// Where the reading of one folder stands.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -30,6 +35,9 @@ pub struct FolderCursor {
     pub uidnext: u32,
     /// The folder's HIGHESTMODSEQ at the last read (CONDSTORE), for keyword changes.
     pub highestmodseq: Option<u64>,
+    /// The UIDs of the messages that carried the tracking keyword at the last read: a keyword
+    /// change is reported for these (removed) and for the others that gain it (added).
+    pub tracked: std::collections::BTreeSet<u32>,
 }
 
 /// Where the reading of every tracked folder stands, by folder name.
@@ -100,9 +108,15 @@ impl ImapCursor {
                 .mailbox_id
                 .as_deref()
                 .map_or("-".to_string(), |id| format!("={}", escape(id)));
+            let tracked = if f.tracked.is_empty() {
+                "-".to_string()
+            } else {
+                let uids: Vec<String> = f.tracked.iter().map(u32::to_string).collect();
+                format!("k={}", uids.join(","))
+            };
             let _ = writeln!(
                 out,
-                "folder {} {} {} {modseq} {id}",
+                "folder {} {} {} {modseq} {id} {tracked}",
                 escape(name),
                 f.uidvalidity,
                 f.uidnext
@@ -116,8 +130,9 @@ impl ImapCursor {
     pub fn from_text(text: &str) -> Result<ImapCursor, CursorError> {
         let err = |line: usize, message: String| CursorError { line, message };
         let mut lines = text.lines().enumerate();
-        match lines.next() {
-            Some((_, first)) if first == CURSOR_HEADER => {}
+        let v1 = match lines.next() {
+            Some((_, first)) if first == CURSOR_HEADER => false,
+            Some((_, first)) if first == CURSOR_HEADER_V1 => true,
             Some((_, first)) => {
                 return Err(err(
                     1,
@@ -128,13 +143,17 @@ impl ImapCursor {
                 ));
             }
             None => return Err(err(0, "the text is empty".into())),
-        }
+        };
         let mut cursor = ImapCursor::default();
         for (i, line) in lines {
             let n = i + 1;
             let fields: Vec<&str> = line.split(' ').collect();
-            let [kind, name, uidvalidity, uidnext, modseq, id] = fields[..] else {
-                return Err(err(n, "expected `folder` and five fields".into()));
+            let (kind, name, uidvalidity, uidnext, modseq, id, keyworded) = match (v1, &fields[..])
+            {
+                (true, [k, n, v, x, m, i]) => (*k, *n, *v, *x, *m, *i, "-"),
+                (false, [k, n, v, x, m, i, t]) => (*k, *n, *v, *x, *m, *i, *t),
+                (true, _) => return Err(err(n, "expected `folder` and five fields".into())),
+                (false, _) => return Err(err(n, "expected `folder` and six fields".into())),
             };
             if kind != "folder" {
                 return Err(err(n, format!("unknown line `{}`", kind.escape_debug())));
@@ -166,11 +185,24 @@ impl ImapCursor {
                     None => return Err(err(n, "the MAILBOXID must be `-` or `=<id>`".into())),
                 },
             };
+            let tracked = match keyworded {
+                "-" => std::collections::BTreeSet::new(),
+                t => match t.strip_prefix("k=") {
+                    Some(list) => list
+                        .split(',')
+                        .map(|u| number(u, "a keyword UID"))
+                        .collect::<Result<_, _>>()?,
+                    None => {
+                        return Err(err(n, "the keyword UIDs must be `-` or `k=<uid>,…`".into()));
+                    }
+                },
+            };
             let folder = FolderCursor {
                 mailbox_id,
                 uidvalidity,
                 uidnext,
                 highestmodseq,
+                tracked,
             };
             if cursor.folders.insert(name.clone(), folder).is_some() {
                 return Err(err(
@@ -198,14 +230,27 @@ mod tests {
 
     #[test]
     fn reads_what_the_module_doc_shows() {
-        let text = "imap-cursor 1\nfolder INBOX 1796596752 42 117 -\n\
-                    folder INBOX/Customers 1796596753 7 - =F2b0c1\n";
+        let text = "imap-cursor 2\nfolder INBOX 1796596752 42 117 - k=7,31\n\
+                    folder INBOX/Customers 1796596753 7 - =F2b0c1 -\n";
         let c = ImapCursor::from_text(text).unwrap();
         assert_eq!(c.folders["INBOX"].highestmodseq, Some(117));
         assert_eq!(
             c.folders["INBOX/Customers"].mailbox_id.as_deref(),
             Some("F2b0c1")
         );
+        assert_eq!(c.folders["INBOX"].tracked, [7, 31].into());
         assert_eq!(c.to_text(), text);
+    }
+
+    #[test]
+    fn a_version_1_cursor_reads_with_no_keyword_uids() {
+        let text = "imap-cursor 1\nfolder INBOX 1796596752 42 117 -\n";
+        let c = ImapCursor::from_text(text).unwrap();
+        assert_eq!(c.folders["INBOX"].uidnext, 42);
+        assert!(c.folders["INBOX"].tracked.is_empty());
+        assert!(
+            ImapCursor::from_text("imap-cursor 2\nfolder INBOX 1 2 - -\n").is_err(),
+            "version 2 has seven fields"
+        );
     }
 }

@@ -179,6 +179,10 @@ pub struct ImapRead {
     pub messages: Vec<FetchedMessage>,
     /// Messages known before whose flags changed (servers with CONDSTORE only).
     pub keyword_changes: Vec<KeywordChange>,
+    /// Messages known before that gained or lost the tracking keyword
+    /// ([`ImapConfig::tracking_keyword`]) since the last read, read again with their headers
+    /// (servers with CONDSTORE only).
+    pub retracked: Vec<FetchedMessage>,
     /// Folders whose UIDVALIDITY or MAILBOXID changed: every message of theirs is in
     /// `messages` again, and what was known of them before is void.
     pub resets: Vec<String>,

@@ -524,7 +524,14 @@ impl ImapReader {
         }
         // Never backwards, even if the server's UIDNEXT is (that would read messages again).
         let mut uidnext = now.uidnext.max(start);
+        let keyword = self.config.tracking_keyword.clone();
+        let carries =
+            |keywords: &[String]| keywords.iter().any(|k| k.eq_ignore_ascii_case(&keyword));
+        let mut tracked = incremental.map(|b| b.tracked.clone()).unwrap_or_default();
         for (uid, internal_date_ms, size, keywords) in fresh {
+            if carries(&keywords) {
+                tracked.insert(uid);
+            }
             uidnext = uidnext.max(uid.saturating_add(1));
             out.messages.push(FetchedMessage {
                 folder: name.to_string(),
@@ -562,6 +569,52 @@ impl ImapReader {
             let mut changed = changed;
             changed.sort_by_key(|c| c.0);
             changed.dedup_by_key(|c| c.0);
+            // The tracking keyword added or removed: those messages are read again, headers
+            // included (a change of another flag, `\Seen`, reads nothing more).
+            let mut retrack = Vec::new();
+            for (uid, keywords) in &changed {
+                let has = carries(keywords);
+                if has != tracked.contains(uid) {
+                    retrack.push(*uid);
+                    if has {
+                        tracked.insert(*uid);
+                    } else {
+                        tracked.remove(uid);
+                    }
+                }
+            }
+            for batch in retrack.chunks(HEADER_BATCH) {
+                let set = uid_set(batch);
+                let again = self.exchange(&what, async |s| {
+                    let fetches: Vec<Fetch> = s
+                        .uid_fetch(
+                            &set,
+                            "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])",
+                        )
+                        .await
+                        .map_err(|e| lib_error(&what, ErrorKind::Malformed, e))?
+                        .try_collect()
+                        .await
+                        .map_err(|e| lib_error(&what, ErrorKind::Malformed, e))?;
+                    Ok(fetches
+                        .iter()
+                        .filter_map(|f| {
+                            let size = u64::from(f.size?);
+                            Some(FetchedMessage {
+                                folder: name.to_string(),
+                                uid: f.uid?,
+                                uidvalidity: now.uidvalidity,
+                                internal_date_ms: f.internal_date()?.timestamp_millis(),
+                                size,
+                                keywords: keywords(f),
+                                headers: f.header().and_then(EmailHeaders::parse),
+                                too_large: size > limit,
+                            })
+                        })
+                        .collect::<Vec<_>>())
+                })?;
+                out.retracked.extend(again);
+            }
             out.keyword_changes
                 .extend(changed.into_iter().map(|(uid, keywords)| KeywordChange {
                     folder: name.to_string(),
@@ -577,6 +630,7 @@ impl ImapReader {
                 uidvalidity: now.uidvalidity,
                 uidnext,
                 highestmodseq: now.highestmodseq,
+                tracked,
             },
         );
         Ok(())

@@ -85,6 +85,9 @@ elif op == 'move':
 elif op == 'keyword':
     uid = uid_of(args[0], args[1])
     ok(m.uid('STORE', uid, '+FLAGS', '(' + args[2] + ')'))
+elif op == 'unkeyword':
+    uid = uid_of(args[0], args[1])
+    ok(m.uid('STORE', uid, '-FLAGS', '(' + args[2] + ')'))
 elif op == 'expunge':
     uid = uid_of(args[0], args[1])
     ok(m.uid('STORE', uid, '+FLAGS', '(\\Deleted)'))

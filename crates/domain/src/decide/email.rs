@@ -23,6 +23,39 @@ fn consulted() -> impl Iterator<Item = SettingKey> {
 }
 
 impl Decider<'_> {
+    /// An email observed again (delivered again, its folder read again, or its tracking
+    /// keyword changed): the tracking keyword set on a message not tracked yet tracks it by
+    /// hand (R56); the keyword removed from one tracked by hand untracks it in the mailbox and
+    /// keeps the CRM email (R73); anything else decides nothing new.
+    pub(super) fn email_seen_again(&mut self, e: &EmailReceived) {
+        let s = self.state;
+        let keyword_before = s.keyword_tracked.contains(&e.remote);
+        let accepted = !e.message_id.trim().is_empty()
+            && s.messages_accepted.contains(&message_id_key(&e.message_id));
+        match (e.manual.is_some(), keyword_before) {
+            (true, false) if !accepted => self.email_received(e),
+            (false, true) if accepted => self.push(
+                R73,
+                Event::ItemUntracked(ItemUntracked {
+                    basis: basis(
+                        format!(
+                            "the tracking keyword was removed from \"{}\" in the mailbox: it is \
+                             untracked there, and the CRM email activity is kept",
+                            e.subject
+                        ),
+                        vec![],
+                    ),
+                    record: Some(crate::crm::EmailCommand::proposed_record(
+                        &e.message_id,
+                        &e.remote,
+                    )),
+                    remote: e.remote.clone(),
+                }),
+            ),
+            _ => {}
+        }
+    }
+
     pub(super) fn email_received(&mut self, e: &EmailReceived) {
         let s = self.state;
         let settings: Vec<SettingUsed> =

@@ -305,7 +305,7 @@ impl<'a> Decider<'a> {
             }
             // An email delivered again, or read again after its folder's UIDVALIDITY changed,
             // decides nothing new.
-            Event::EmailReceived(p) if s.email_already_received(p) => {}
+            Event::EmailReceived(p) if s.email_already_received(p) => self.email_seen_again(p),
             Event::EmailReceived(p) => self.email_received(p),
             // R25: while the delete breaker is open, a gone linked item is held.
             Event::ItemGone(p) if self.held_gone(&p.remote) => {}

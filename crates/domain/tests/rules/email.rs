@@ -190,6 +190,50 @@ fn r56_the_tracking_keyword_tracks_whatever_the_method() {
 }
 
 #[test]
+fn r56_r73_the_keyword_set_later_tracks_a_rejected_email_and_its_removal_untracks_it() {
+    let mut mb = Mailbox::ready("paul");
+    let mail = from_zoe(&mb, 5, "Engine noise", IncomingFilter::RepliesOnly);
+    let (rule, _) = rejected(&mb.feed(Event::EmailReceived(mail.clone())));
+    assert_eq!(rule, 54);
+    // The user sets the tracking keyword: the same message, observed again with it.
+    let mut kept = mail.clone();
+    kept.manual = Some(ledgersync_domain::email::Manual::Category);
+    let ds = mb.feed(Event::EmailReceived(kept.clone()));
+    assert_eq!(ds[0].rule.0, 56, "{ds:#?}");
+    assert_eq!(accepted(&ds).correlation, Some(TrackedBy::Category));
+    // Observed again with it: nothing new.
+    assert!(mb.feed(Event::EmailReceived(kept)).is_empty());
+    // The keyword removed: untracked in the mailbox, the CRM email kept (no delete).
+    let ds = mb.feed(Event::EmailReceived(mail.clone()));
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(ds[0].rule.0, 73);
+    match &ds[0].event {
+        Event::ItemUntracked(u) => {
+            assert_eq!(u.remote, mail.remote);
+            assert_eq!(
+                u.record,
+                Some(EmailCommand::proposed_record(
+                    &mail.message_id,
+                    &mail.remote
+                ))
+            );
+            assert!(
+                u.basis.reason.contains("the CRM email activity is kept"),
+                "{}",
+                u.basis.reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Removed again (another flag changed): nothing.
+    assert!(mb.feed(Event::EmailReceived(mail.clone())).is_empty());
+    // Set again: the message was tracked once already; no second activity.
+    let mut again = mail;
+    again.manual = Some(ledgersync_domain::email::Manual::Category);
+    assert!(mb.feed(Event::EmailReceived(again)).is_empty());
+}
+
+#[test]
 fn r5_r6_no_email_is_processed_before_the_incoming_workload_is_enabled() {
     let mut mb = Mailbox::mapped("paul");
     let ds = mb.feed(Event::EmailReceived(from_zoe(
