@@ -86,7 +86,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 11;
+pub const SNAPSHOT_VERSION: u8 = 12;
 
 /// The key of an incoming email in [`MailboxState::emails_received`]: its folder and its
 /// normalised Message-ID; `None` for a message without one.
@@ -1056,7 +1056,12 @@ impl MailboxState {
             return;
         };
         let attempts = p.attempt.max(intent.failures + 1);
-        if p.class == ErrorClass::Transient && attempts < p.limit {
+        // R77: a send refused for quota or throttling stays pending, however often.
+        let throttled_send = p.workload == Workload::Outgoing
+            && intent.kind == IntentKind::Create
+            && !intent.to_crm
+            && crate::email::outgoing::throttled(&p.error);
+        if p.class == ErrorClass::Transient && (attempts < p.limit || throttled_send) {
             let interval = retry_interval(&p.basis);
             intent.failures = attempts;
             intent.last_error = Some(p.error.clone());
