@@ -68,6 +68,11 @@ impl Decider<'_> {
             );
         };
         let title = &e.subject;
+        // The row this mailbox sent, coming back in another state (Sent, after its
+        // mark_email_sent): nothing to say.
+        if e.state != EmailState::PendingSend && s.links.contains_key(&rec.id) {
+            return;
+        }
         if e.state != EmailState::PendingSend {
             no_action(
                 self,
