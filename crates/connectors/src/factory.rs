@@ -5,6 +5,7 @@
 use crate::connector::Connector;
 use crate::dav::{DavConfig, DavConnector};
 use crate::imap::{ImapConfig, ImapConnector};
+use crate::outgoing::{OutgoingConfig, OutgoingConnector};
 use crate::vdir::{VdirConfig, VdirConnector};
 use ledgersync_domain::event::Workload;
 use std::path::Path;
@@ -18,6 +19,8 @@ pub enum ConnectorConfig {
     Dav(DavConfig),
     /// An IMAP server: the incoming email (an IMAP/SMTP profile runs email only, R4).
     Imap(ImapConfig),
+    /// An SMTP server (and the IMAP server's Sent folder): the outgoing email (R75–R78).
+    Outgoing(OutgoingConfig),
 }
 
 impl ConnectorConfig {
@@ -27,6 +30,7 @@ impl ConnectorConfig {
             ConnectorConfig::Vdir(_) => "vdir",
             ConnectorConfig::Dav(_) => "caldav",
             ConnectorConfig::Imap(_) => "imap",
+            ConnectorConfig::Outgoing(_) => "smtp",
         }
     }
 
@@ -35,16 +39,19 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) => Workload::Act,
             ConnectorConfig::Imap(_) => Workload::Incoming,
+            ConnectorConfig::Outgoing(_) => Workload::Outgoing,
         }
     }
 
     /// The owner's address (empty: the mailbox's registered address, filled in by
-    /// [`ConnectorConfig::with_owner`]; an IMAP connector has none).
+    /// [`ConnectorConfig::with_owner`]; an IMAP connector has none; the outgoing one's is the
+    /// mailbox's address, the `Sender` of an email sent on behalf of another, R78).
     pub fn owner(&self) -> &str {
         match self {
             ConnectorConfig::Vdir(c) => &c.owner,
             ConnectorConfig::Dav(c) => &c.owner,
             ConnectorConfig::Imap(_) => "",
+            ConnectorConfig::Outgoing(c) => &c.address,
         }
     }
 
@@ -53,7 +60,11 @@ impl ConnectorConfig {
         match &mut self {
             ConnectorConfig::Vdir(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
             ConnectorConfig::Dav(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
-            ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) => {}
+            ConnectorConfig::Outgoing(c) if c.address.is_empty() => c.address = owner.to_owned(),
+            ConnectorConfig::Vdir(_)
+            | ConnectorConfig::Dav(_)
+            | ConnectorConfig::Imap(_)
+            | ConnectorConfig::Outgoing(_) => {}
         }
         self
     }
@@ -66,7 +77,9 @@ impl ConnectorConfig {
                 .flatten()
                 .map(|p| p.as_path())
                 .collect(),
-            ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) => Vec::new(),
+            ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) | ConnectorConfig::Outgoing(_) => {
+                Vec::new()
+            }
         }
     }
 
@@ -76,6 +89,7 @@ impl ConnectorConfig {
             ConnectorConfig::Vdir(c) => Box::new(VdirConnector::new(c)),
             ConnectorConfig::Dav(c) => Box::new(DavConnector::new(c)),
             ConnectorConfig::Imap(c) => Box::new(ImapConnector::new(c)),
+            ConnectorConfig::Outgoing(c) => Box::new(OutgoingConnector::new(c)),
         }
     }
 }

@@ -13,8 +13,8 @@
 //!    server accepted the message (`<state_dir>/sent/`, as for meeting messages);
 //! 2. sends the message to all of its recipients in one SMTP transaction unless one of the
 //!    two says it was sent, and writes the record;
-//! 3. with the Sent copy on (`email_save_sent_copy`), appends the message to the Sent folder
-//!    (`\Seen`) unless it is there already.
+//! 3. with the Sent copy on (`email_save_sent_copy` as the decision's basis names it),
+//!    appends the message to the Sent folder (`\Seen`) unless it is there already.
 //!
 //! What remains: a crash between the server's `250` and the fsync of the record sends the
 //! message again on the retry (with the same Message-ID), because the copy is saved after the
@@ -54,7 +54,8 @@ pub struct OutgoingConfig {
     /// The mailbox's IMAP server: its Sent folder is searched before a send and receives the
     /// copy. `None`: neither (the record alone keeps a retry from sending twice).
     pub imap: Option<ImapConfig>,
-    /// Save a copy of each email sent to the Sent folder (`email_save_sent_copy`, R76).
+    /// Save a copy of each email sent to the Sent folder (R76) when the decision to send does
+    /// not name `email_save_sent_copy` in its basis (the value it names wins).
     pub save_sent_copy: bool,
 }
 
@@ -117,7 +118,7 @@ impl OutgoingConnector {
         match smtp.send_message_once(key_hash, sender, &recipients, &text)? {
             Sent::Now | Sent::Before => {}
         }
-        if self.config.save_sent_copy
+        if save_sent_copy(create, self.config.save_sent_copy)
             && let Some(r) = imap.as_mut()
         {
             let saved = match &sent_folder {
@@ -190,6 +191,17 @@ impl OutgoingConnector {
             message: format!("the message {message_id} could not be written: {e}"),
         })
     }
+}
+
+/// Whether the copy is saved: `email_save_sent_copy` as the decision to send consulted it (its
+/// basis names the value, R76), else `default` (the configuration's).
+fn save_sent_copy(create: &ledgersync_domain::event::CreateIntent, default: bool) -> bool {
+    create
+        .basis
+        .settings
+        .iter()
+        .find(|s| s.key == "email_save_sent_copy")
+        .map_or(default, |s| s.value == "true")
 }
 
 /// A party as a header address: with its name when it has one.

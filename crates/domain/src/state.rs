@@ -475,6 +475,28 @@ impl MailboxState {
             .count()
     }
 
+    /// The workload `intent` belongs to, whose connector carries it out: a create on the mail
+    /// server of an email row is its send (outgoing email, R75), and the CRM's
+    /// `mark_email_sent` follows it (R76); a `track_email` command is the incoming email's
+    /// (R52); every other intent is ACT's.
+    pub fn intent_workload(&self, intent: &PendingIntent) -> Workload {
+        match intent.command.as_ref().map(|c| c.command) {
+            Some(CommandType::TrackEmail) => return Workload::Incoming,
+            Some(CommandType::MarkEmailSent) => return Workload::Outgoing,
+            Some(_) => return Workload::Act,
+            None => {}
+        }
+        let email = self
+            .records
+            .get(&intent.record)
+            .is_some_and(|r| r.entity() == Entity::Email);
+        if !intent.to_crm && intent.kind == IntentKind::Create && email {
+            Workload::Outgoing
+        } else {
+            Workload::Act
+        }
+    }
+
     /// Whether `intent` is held by the open delete breaker (R25): a delete or a cancellation to
     /// the mail server is decided and kept, but not carried out while the breaker is open.
     pub fn held_by_breaker(&self, intent: &PendingIntent) -> bool {
@@ -1058,7 +1080,6 @@ impl MailboxState {
         let attempts = p.attempt.max(intent.failures + 1);
         // R77: a send refused for quota or throttling stays pending, however often.
         let throttled_send = p.workload == Workload::Outgoing
-            && intent.kind == IntentKind::Create
             && !intent.to_crm
             && crate::email::outgoing::throttled(&p.error);
         if p.class == ErrorClass::Transient && (attempts < p.limit || throttled_send) {

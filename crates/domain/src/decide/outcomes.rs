@@ -189,11 +189,8 @@ impl Decider<'_> {
         let attempt = intent.failures + 1;
         let limit = settings.transient_retry_limit;
         // An email row's create on the mail server is its send (R75).
-        let sending = !intent.to_crm
-            && intent.kind == IntentKind::Create
-            && s.records
-                .get(&intent.record)
-                .is_some_and(|r| r.entity() == Entity::Email);
+        let workload = s.intent_workload(intent);
+        let sending = !intent.to_crm && workload == Workload::Outgoing;
         // R77: a send the mail server refused for quota or throttling stays pending and is
         // retried, however often; the mailbox is never disabled for it.
         let throttled =
@@ -260,13 +257,8 @@ impl Decider<'_> {
                     },
                     used.clone(),
                 ),
-                // A tracked email's command belongs to the incoming workload.
-                workload: match intent.command.as_ref().map(|c| c.command) {
-                    Some(CommandType::TrackEmail) => Workload::Incoming,
-                    Some(CommandType::MarkEmailSent) => Workload::Outgoing,
-                    _ if sending => Workload::Outgoing,
-                    _ => Workload::Act,
-                },
+                // The workload whose connector carries the intent out (ACT, incoming, outgoing).
+                workload,
                 class,
                 scope: ErrorScope::Item,
                 attempt,
