@@ -301,3 +301,118 @@ impl Connector for OutgoingConnector {
 fn server_error(r: Refused) -> ServerError {
     ServerError::of_kind(r.kind, r.message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgersync_domain::RecordId;
+    use ledgersync_domain::UserId;
+    use ledgersync_domain::event::{Basis, CreateIntent, ItemWrite, Side};
+    use ledgersync_domain::records::EmailState;
+    use ledgersync_domain::settings::SettingUsed;
+
+    fn connector() -> OutgoingConnector {
+        OutgoingConnector::new(OutgoingConfig {
+            address: "jayne@serenity.example".into(),
+            smtp: SmtpConfig::new("127.0.0.1", 25, "/nonexistent"),
+            imap: None,
+            save_sent_copy: true,
+        })
+    }
+
+    fn email(from: &str, text: Option<&str>, html: Option<&str>) -> Email {
+        Email {
+            subject: "Your quote".into(),
+            from: Party {
+                user: None,
+                email: from.into(),
+                name: "Serenity Sales".into(),
+            },
+            to: vec![Party {
+                user: Some(UserId::new("paul")),
+                email: "paul@serenity.example".into(),
+                name: "Paul Blart".into(),
+            }],
+            message_id: String::new(),
+            regarding: None,
+            state: EmailState::PendingSend,
+            cc: Vec::new(),
+            text: text.map(String::from),
+            html: html.map(String::from),
+            submitted_by: None,
+            tracking_token: None,
+        }
+    }
+
+    fn headers(text: &[u8]) -> String {
+        let t = String::from_utf8_lossy(text);
+        t.split("\r\n\r\n").next().unwrap().to_string()
+    }
+
+    #[test]
+    fn an_email_on_behalf_of_a_queue_names_the_mailbox_as_sender_r78() {
+        let c = connector();
+        let id = "<ls-0123456789abcdef@serenity.example>";
+        let on_behalf = email("sales@serenity.example", Some("Hello"), None);
+        let h = headers(&c.message(&on_behalf, "Your quote CRM:0001004", id).unwrap());
+        assert!(h.contains("Sender: <jayne@serenity.example>"), "{h}");
+        assert!(
+            h.contains("From: \"Serenity Sales\" <sales@serenity.example>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("Message-ID: <ls-0123456789abcdef@serenity.example>"),
+            "{h}"
+        );
+        assert!(h.contains("Subject: Your quote CRM:0001004"), "{h}");
+        assert!(h.contains("Content-Type: text/plain"), "{h}");
+        assert_eq!(c.sender(&on_behalf), "jayne@serenity.example");
+
+        let own = email(
+            "Jayne@Serenity.example",
+            Some("Hello"),
+            Some("<p>Hello</p>"),
+        );
+        let h = headers(&c.message(&own, "Your quote", id).unwrap());
+        assert!(!h.contains("Sender:"), "{h}");
+        assert!(h.contains("multipart/alternative"), "{h}");
+        assert_eq!(c.sender(&own), "Jayne@Serenity.example");
+    }
+
+    #[test]
+    fn the_decision_s_basis_says_whether_the_copy_is_saved_r76() {
+        let create = |settings: Vec<SettingUsed>| CreateIntent {
+            basis: Basis {
+                reason: String::new(),
+                settings,
+            },
+            record: RecordId::new("eml-1"),
+            remote: None,
+            target: Side::MailServer,
+            item: ItemWrite {
+                title: "Your quote".into(),
+                version: 1,
+                show_as: None,
+                reminder: false,
+                notify_attendees: false,
+                attendees: 1,
+                completed: false,
+                actual_start: None,
+            },
+            key: "mbx-jayne/eml-1/send/v1".into(),
+        };
+        let named = |v: &str| {
+            vec![SettingUsed {
+                key: "email_save_sent_copy".into(),
+                value: v.into(),
+            }]
+        };
+        assert!(!save_sent_copy(&create(named("false")), true));
+        assert!(save_sent_copy(&create(named("true")), false));
+        assert!(
+            save_sent_copy(&create(Vec::new()), true),
+            "the configuration's"
+        );
+        assert!(!save_sent_copy(&create(Vec::new()), false));
+    }
+}
