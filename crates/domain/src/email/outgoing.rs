@@ -6,13 +6,12 @@ use crate::error_kind::ErrorKind;
 use crate::event::ServerError;
 use crate::settings::EmailOptions;
 
-/// Whether the mail server's answer to a send is its quota or throttling (R77): the email
-/// stays pending and is retried later, however often, and the mailbox is not disabled.
+/// Whether the mail server's answer to a send is its quota or throttling (R77: `quota`, e.g.
+/// SMTP 452, and `rate_limited`, e.g. 421, 450, 451): the email stays pending and is retried
+/// later, however often, and the mailbox is not disabled. Any other transient failure is
+/// R12's: retried up to `transient_retry_limit`.
 pub fn throttled(error: &ServerError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::Quota | ErrorKind::RateLimited | ErrorKind::Unavailable
-    )
+    matches!(error.kind(), ErrorKind::Quota | ErrorKind::RateLimited)
 }
 
 /// The Message-ID of the email sent by the intent whose idempotency key is `key`, from the

@@ -193,6 +193,23 @@ fn r77_quota_and_throttling_keep_the_email_pending_and_never_disable_the_mailbox
     }
     assert!(jayne.state.workload(Workload::Outgoing).enabled);
 
+    // Another transient failure (a 4xx that is not quota or throttling) is R12's: retried up
+    // to the limit, then given up.
+    let mut mal = Mailbox::ready("mal");
+    let row = email_row("eml-busy", crm_user("mal"), EmailState::PendingSend, 1);
+    mal.feed(upsert(&row));
+    let intent = mal.id_of(|e| matches!(e, Event::CreateIntent(p) if p.record == row.id));
+    for attempt in 1..=limit {
+        let ds = mal.fail(intent, "unavailable");
+        let (rule, _) = one(classifications(&ds), &ds);
+        assert_eq!(rule, 12, "attempt {attempt}");
+        mal.advance(Duration::minutes(10));
+    }
+    assert!(
+        !mal.state.intents.contains_key(&intent),
+        "given up at the limit"
+    );
+
     // A permanent refusal fails it with its reason (R12), and it is not retried.
     let mut kaylee = Mailbox::ready("kaylee");
     let row = email_row(
