@@ -68,9 +68,10 @@ impl Decider<'_> {
             );
         };
         let title = &e.subject;
-        // The row this mailbox sent, coming back in another state (Sent, after its
-        // mark_email_sent): nothing to say.
-        if e.state != EmailState::PendingSend && s.links.contains_key(&rec.id) {
+        // A received or sent row (a tracked email, this mailbox's own send coming back after
+        // its mark_email_sent) is not one to send: nothing to say. A draft is said not to be
+        // sent, which is what a user who expected it to go out asks about.
+        if matches!(e.state, EmailState::Received | EmailState::Sent) {
             return;
         }
         if e.state != EmailState::PendingSend {

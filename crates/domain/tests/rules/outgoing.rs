@@ -119,6 +119,11 @@ fn r75_an_email_not_pending_send_or_a_mailbox_not_enabled_for_outgoing_sends_not
         "{}",
         why.basis.reason
     );
+    // A received or sent row decides nothing at all.
+    for state in [EmailState::Received, EmailState::Sent] {
+        let row = email_row("eml-other", crm_user("jayne"), state, 1);
+        assert!(jayne.feed(upsert(&row)).is_empty(), "{state}");
+    }
 
     // Outgoing failed its test: the email stays pending.
     let mut mal = Mailbox::mapped("mal");
