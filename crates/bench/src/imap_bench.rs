@@ -161,6 +161,12 @@ fn directory() -> EmailDirectory {
                     id: RecordId::new(format!("account-{}", i % 100)),
                     name: format!("Account {}", i % 100),
                 }),
+                state: ledgersync_domain::records::EmailState::Received,
+                cc: Vec::new(),
+                text: None,
+                html: None,
+                submitted_by: None,
+                tracking_token: None,
             }),
         });
     }

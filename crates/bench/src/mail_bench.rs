@@ -144,6 +144,12 @@ fn directory_events() -> Vec<Event> {
                     }],
                     message_id: format!("<offer-{i}@example.org>"),
                     regarding: Some(account(i)),
+                    state: ledgersync_domain::records::EmailState::Received,
+                    cc: Vec::new(),
+                    text: None,
+                    html: None,
+                    submitted_by: None,
+                    tracking_token: None,
                 }),
             },
         }));

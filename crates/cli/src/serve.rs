@@ -16,7 +16,9 @@ use ledgersync_bus::events::{
 };
 use ledgersync_connectors::imap::{ImapConfig, Security as ImapSecurity};
 use ledgersync_connectors::pop3::Pop3Config;
-use ledgersync_connectors::{ConnectorConfig, DavConfig, Secret, SmtpConfig, SmtpTls, VdirConfig};
+use ledgersync_connectors::{
+    ConnectorConfig, DavConfig, OutgoingConfig, Secret, SmtpConfig, SmtpTls, VdirConfig,
+};
 use ledgersync_domain::event::Workload;
 use ledgersync_domain::{Event, MailboxId, OrgId};
 use ledgersync_engine::SystemClock;
@@ -63,8 +65,11 @@ pub fn service_config(data: &Path, config: &Config) -> Result<ServiceConfig> {
         mailboxes: config
             .mailboxes
             .iter()
-            .map(|m| endpoint(m, config, data))
-            .collect::<Result<_>>()?,
+            .map(|m| endpoints(m, config, data))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
         projection_every: config.projection_every,
         push_quiet: std::time::Duration::from_millis(500),
     })
@@ -99,6 +104,52 @@ pub fn workload_of(m: &MailboxConfig, config: &Config) -> Workload {
 /// Where the SMTP delivery of meeting messages records what the server accepted (one file per
 /// message), so that a retry sends only what is missing.
 const MEETING_MAIL_DIR: &str = "meeting-mail";
+
+/// Where the outgoing email records what the SMTP server accepted (one file per email sent),
+/// so that a retry never sends it twice.
+const OUTGOING_MAIL_DIR: &str = "outgoing-mail";
+
+/// The endpoints of a configured mailbox: its connector, and for a mailbox of an `imap`
+/// profile with an `[profiles.<id>.smtp]` section the outgoing email's too (R75–R78): the SMTP
+/// server sends, the mailbox's IMAP login finds and saves the copy in its Sent folder.
+fn endpoints(m: &MailboxConfig, config: &Config, data: &Path) -> Result<Vec<MailboxEndpoint>> {
+    let main = endpoint(m, config, data)?;
+    // The Sent copy goes to the IMAP server; a POP3/SMTP profile has none to keep it in.
+    let sent = match &main.connector {
+        ConnectorConfig::Imap(imap) => Some(Some(ImapConfig {
+            folders: Vec::new(),
+            ..imap.clone()
+        })),
+        ConnectorConfig::Pop3(_) => Some(None),
+        _ => None,
+    };
+    let outgoing = match (sent, &m.server) {
+        (Some(imap), Some(server)) => {
+            match &config.profiles[&server.profile].smtp {
+                Some(smtp) => {
+                    let mut smtp = smtp_config(smtp, &server.profile, data)?;
+                    smtp.state_dir = data.join(OUTGOING_MAIL_DIR);
+                    Some(MailboxEndpoint {
+                        mailbox: main.mailbox.clone(),
+                        connector: ConnectorConfig::Outgoing(OutgoingConfig {
+                            // The mailbox's registered address (`ConnectorConfig::with_owner`).
+                            address: String::new(),
+                            smtp,
+                            save_sent_copy: imap.is_some(),
+                            imap,
+                        }),
+                        account: main.account.clone(),
+                        watch: false,
+                        list_at_start: false,
+                    })
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(std::iter::once(main).chain(outgoing).collect())
+}
 
 /// The SMTP server of a profile, its password read.
 fn smtp_config(

@@ -5,6 +5,7 @@
 use crate::connector::Connector;
 use crate::dav::{DavConfig, DavConnector};
 use crate::imap::{ImapConfig, ImapConnector};
+use crate::outgoing::{OutgoingConfig, OutgoingConnector};
 use crate::pop3::{Pop3Config, Pop3Connector};
 use crate::vdir::{VdirConfig, VdirConnector};
 use ledgersync_domain::event::Workload;
@@ -21,6 +22,8 @@ pub enum ConnectorConfig {
     Imap(ImapConfig),
     /// A POP3 maildrop: the incoming email of a POP3/SMTP profile (R4).
     Pop3(Pop3Config),
+    /// An SMTP server (and the IMAP server's Sent folder): the outgoing email (R75–R78).
+    Outgoing(OutgoingConfig),
 }
 
 impl ConnectorConfig {
@@ -31,6 +34,7 @@ impl ConnectorConfig {
             ConnectorConfig::Dav(_) => "caldav",
             ConnectorConfig::Imap(_) => "imap",
             ConnectorConfig::Pop3(_) => "pop3",
+            ConnectorConfig::Outgoing(_) => "smtp",
         }
     }
 
@@ -39,16 +43,19 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Vdir(_) | ConnectorConfig::Dav(_) => Workload::Act,
             ConnectorConfig::Imap(_) | ConnectorConfig::Pop3(_) => Workload::Incoming,
+            ConnectorConfig::Outgoing(_) => Workload::Outgoing,
         }
     }
 
     /// The owner's address (empty: the mailbox's registered address, filled in by
-    /// [`ConnectorConfig::with_owner`]; an IMAP connector has none).
+    /// [`ConnectorConfig::with_owner`]; an IMAP connector has none; the outgoing one's is the
+    /// mailbox's address, the `Sender` of an email sent on behalf of another, R78).
     pub fn owner(&self) -> &str {
         match self {
             ConnectorConfig::Vdir(c) => &c.owner,
             ConnectorConfig::Dav(c) => &c.owner,
             ConnectorConfig::Imap(_) | ConnectorConfig::Pop3(_) => "",
+            ConnectorConfig::Outgoing(c) => &c.address,
         }
     }
 
@@ -57,10 +64,12 @@ impl ConnectorConfig {
         match &mut self {
             ConnectorConfig::Vdir(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
             ConnectorConfig::Dav(c) if c.owner.is_empty() => c.owner = owner.to_owned(),
+            ConnectorConfig::Outgoing(c) if c.address.is_empty() => c.address = owner.to_owned(),
             ConnectorConfig::Vdir(_)
             | ConnectorConfig::Dav(_)
             | ConnectorConfig::Imap(_)
-            | ConnectorConfig::Pop3(_) => {}
+            | ConnectorConfig::Pop3(_)
+            | ConnectorConfig::Outgoing(_) => {}
         }
         self
     }
@@ -73,7 +82,10 @@ impl ConnectorConfig {
                 .flatten()
                 .map(|p| p.as_path())
                 .collect(),
-            ConnectorConfig::Dav(_) | ConnectorConfig::Imap(_) | ConnectorConfig::Pop3(_) => {
+            ConnectorConfig::Dav(_)
+            | ConnectorConfig::Imap(_)
+            | ConnectorConfig::Pop3(_)
+            | ConnectorConfig::Outgoing(_) => {
                 Vec::new()
             }
         }
@@ -86,6 +98,7 @@ impl ConnectorConfig {
             ConnectorConfig::Dav(c) => Box::new(DavConnector::new(c)),
             ConnectorConfig::Imap(c) => Box::new(ImapConnector::new(c)),
             ConnectorConfig::Pop3(c) => Box::new(Pop3Connector::new(c)),
+            ConnectorConfig::Outgoing(c) => Box::new(OutgoingConnector::new(c)),
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Meeting messages sent over SMTP (the organizer's submission server), once per recipient.
+//! Meeting messages sent over SMTP (the organizer's submission server), once per recipient;
+//! and outgoing email (`outgoing.rs`), one message to all of its recipients
+//! ([`SmtpSender::send_message_once`]), with the same transport, records and error mapping.
 //!
 //! Each attendee gets a message of their own (its `To:` names them), sent in an SMTP
 //! transaction of its own with the attendee as the only recipient, so that a server refusing
@@ -201,6 +203,111 @@ impl<'a> SmtpSender<'a> {
         Ok(Sent::Now)
     }
 
+    /// Connects (and logs in, when configured) and checks that the server answers.
+    pub(crate) fn test(&self) -> Result<(), Refused> {
+        match self.transport.test_connection() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(refused(
+                ErrorKind::Unavailable,
+                format!("{} does not answer", self.config.server()),
+            )),
+            Err(e) => Err(self.refusal("the connection test", &e)),
+        }
+    }
+
+    /// Whether the message of the intent `key_hash` to all of its recipients (an outgoing
+    /// email, [`SmtpSender::send_message_once`]) was accepted before: its record exists.
+    pub(crate) fn message_recorded(&self, key_hash: u64) -> bool {
+        fsutil::is_regular_file(&self.message_record(key_hash))
+    }
+
+    fn message_record(&self, key_hash: u64) -> PathBuf {
+        self.config
+            .state_dir
+            .join("sent")
+            .join(record_name(key_hash, MESSAGE_RECORD))
+    }
+
+    /// Records that the message of the intent `key_hash` was accepted (it was found in the
+    /// sender's Sent folder, so an earlier attempt sent it).
+    pub(crate) fn record_message(
+        &self,
+        key_hash: u64,
+        recipients: &[String],
+    ) -> Result<(), Refused> {
+        let record = self.message_record(key_hash);
+        let sent_dir = self.config.state_dir.join("sent");
+        write_record(&sent_dir, &record, &recipients.join(", ")).map_err(|e| {
+            refused(
+                crate::vdir::io_kind(&e),
+                format!(
+                    "the record of a message sent could not be written to {} ({e})",
+                    record.display()
+                ),
+            )
+        })
+    }
+
+    /// Sends an outgoing email `message` from `sender` (the envelope sender unless the
+    /// configuration names one) to all `recipients` in one SMTP transaction, once: skipped when
+    /// the record of the intent `key_hash` says it was accepted, recorded (fsynced) after the
+    /// server accepted it. A refusal of any recipient refuses the message: nothing is sent.
+    pub(crate) fn send_message_once(
+        &self,
+        key_hash: u64,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<Sent, Refused> {
+        if self.message_recorded(key_hash) {
+            return Ok(Sent::Before);
+        }
+        let all = recipients.join(", ");
+        let from = self
+            .config
+            .envelope_from
+            .as_deref()
+            .unwrap_or(sender)
+            .trim();
+        let from: Address = from.parse().map_err(|e| {
+            refused(
+                ErrorKind::Malformed,
+                format!("the sender `{from}` is not a mail address ({e})"),
+            )
+        })?;
+        let mut to = Vec::new();
+        for r in recipients {
+            let r = r.trim();
+            to.push(r.parse::<Address>().map_err(|e| {
+                refused(
+                    ErrorKind::Malformed,
+                    format!("`{r}` is not a mail address ({e})"),
+                )
+            })?);
+        }
+        let envelope = Envelope::new(Some(from), to).map_err(|e| {
+            refused(
+                ErrorKind::Malformed,
+                format!("no envelope for `{all}` ({e})"),
+            )
+        })?;
+        self.transport
+            .send_raw(&envelope, message)
+            .map_err(|e| self.refusal(&all, &e))?;
+        // Accepted: from here on a retry must not send it again.
+        self.record_message(key_hash, recipients)
+            .map_err(|r| Refused {
+                kind: r.kind,
+                message: format!(
+                    "`{all}`: accepted by {} but {}; a retry looks for it in the Sent folder, then \
+                 sends it again with the same Message-ID",
+                    self.config.server(),
+                    r.message
+                ),
+            })?;
+        Ok(Sent::Now)
+    }
+
     fn refusal(&self, recipient: &str, e: &lettre::transport::smtp::Error) -> Refused {
         let kind = kind_of(e);
         let who = match &self.config.username {
@@ -230,6 +337,9 @@ fn refused(kind: ErrorKind, message: String) -> Refused {
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// The "recipient" naming the record of an outgoing email: one message to all recipients.
+const MESSAGE_RECORD: &str = "*";
 
 /// The file name of the record of the message for `recipient` of the intent `key_hash`.
 pub(crate) fn record_name(key_hash: u64, recipient: &str) -> String {

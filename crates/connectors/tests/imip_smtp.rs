@@ -19,12 +19,12 @@ use ledgersync_domain::event::{
 };
 use ledgersync_domain::records::{Record, ShowAs};
 use ledgersync_domain::{ErrorKind, EventId, RecordId, RemoteId};
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::smtp::FakeSmtp;
 use support::{appointment_record, intent};
 
 const POSTFIX: u16 = 2525;
@@ -292,88 +292,6 @@ fn an_invitation_and_a_cancellation_over_smtp_arrive_once_and_read_back_as_mail_
             );
             let attendees = c["ATTENDEE"].as_array().unwrap();
             assert_eq!(attendees.len(), 2, "{attendees:?}");
-        }
-    }
-}
-
-/// A tiny SMTP server: answers RCPT TO with what `rcpt` says for the address, records the
-/// recipients of every message it accepted.
-struct FakeSmtp {
-    port: u16,
-    accepted: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeSmtp {
-    fn start(rcpt: impl Fn(&str) -> String + Send + Sync + 'static) -> FakeSmtp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let seen = accepted.clone();
-        let rcpt = Arc::new(rcpt);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let (seen, rcpt) = (seen.clone(), rcpt.clone());
-                std::thread::spawn(move || session(conn, &*rcpt, &seen));
-            }
-        });
-        FakeSmtp { port, accepted }
-    }
-
-    fn accepted(&self) -> Vec<String> {
-        self.accepted.lock().unwrap().clone()
-    }
-}
-
-fn session(conn: TcpStream, rcpt: &dyn Fn(&str) -> String, seen: &Mutex<Vec<String>>) {
-    let mut out = conn.try_clone().unwrap();
-    let mut lines = BufReader::new(conn);
-    let mut say = |text: &str| {
-        let _ = out.write_all(format!("{text}\r\n").as_bytes());
-    };
-    say("220 fake.example ESMTP");
-    let mut recipients: Vec<String> = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let upper = line.to_ascii_uppercase();
-        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            say("250 fake.example");
-        } else if upper.starts_with("MAIL FROM") {
-            recipients.clear();
-            say("250 2.1.0 Ok");
-        } else if upper.starts_with("RCPT TO") {
-            let address = line
-                .split(['<', '>'])
-                .nth(1)
-                .unwrap_or_default()
-                .to_string();
-            let answer = rcpt(&address);
-            if answer.starts_with('2') {
-                recipients.push(address);
-            }
-            say(&answer);
-        } else if upper.starts_with("DATA") {
-            say("354 End data with <CR><LF>.<CR><LF>");
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                if line.trim_end() == "." {
-                    break;
-                }
-            }
-            seen.lock().unwrap().extend(recipients.drain(..));
-            say("250 2.0.0 Ok: queued");
-        } else if upper.starts_with("QUIT") {
-            say("221 2.0.0 Bye");
-            return;
-        } else {
-            say("250 2.0.0 Ok");
         }
     }
 }

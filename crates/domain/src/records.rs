@@ -228,12 +228,48 @@ pub struct Task {
     pub regarding: Option<RecordRef>,
 }
 
-/// An email activity.
+/// Where an email activity is in its life (its CRM status reason, reduced to what the engine
+/// acts on). Only `pending_send` is sent (R75).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailState {
+    /// Being written in the CRM: not sent.
+    Draft,
+    /// Sent with the Send request and waiting for the sender's mailbox to submit it (R75).
+    PendingSend,
+    /// Sent (R76).
+    Sent,
+    /// Received and tracked: the state of every email row written before the state was
+    /// recorded.
+    #[default]
+    Received,
+}
+
+impl EmailState {
+    /// Lowercase name as the CRM wire format spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmailState::Draft => "draft",
+            EmailState::PendingSend => "pending_send",
+            EmailState::Sent => "sent",
+            EmailState::Received => "received",
+        }
+    }
+}
+
+impl fmt::Display for EmailState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An email activity (schema version 2 of the record payloads: the state, Cc, the bodies and
+/// the submitting user were added; see `event::versions::EmailV1`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Email {
     /// Subject.
     pub subject: String,
-    /// Sender.
+    /// Sender: the user or queue the email is from.
     pub from: Party,
     /// To recipients.
     pub to: Vec<Party>,
@@ -241,6 +277,26 @@ pub struct Email {
     pub message_id: String,
     /// Regarding row.
     pub regarding: Option<RecordRef>,
+    /// Where the email is in its life; only `pending_send` is sent (R75).
+    #[serde(default)]
+    pub state: EmailState,
+    /// Cc recipients.
+    #[serde(default)]
+    pub cc: Vec<Party>,
+    /// The plain-text body, when the CRM row has one.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The HTML body, when the CRM row has one.
+    #[serde(default)]
+    pub html: Option<String>,
+    /// The user who used the Send request, when not the sender (R78: with outgoing delegation
+    /// on, that user's mailbox sends on behalf of the From user or queue).
+    #[serde(default)]
+    pub submitted_by: Option<UserId>,
+    /// The tracking token the CRM assigned to the row (R63, the CRM's `trackingtoken`), added
+    /// to the subject of the email sent (R64).
+    #[serde(default)]
+    pub tracking_token: Option<String>,
 }
 
 /// The table-specific part of a record.
@@ -312,11 +368,15 @@ impl Record {
                     .chain(a.attendees())
                     .filter_map(|p| p.user.clone()),
             ),
-            RecordBody::Email(e) => out.extend(
-                std::iter::once(&e.from)
-                    .chain(&e.to)
-                    .filter_map(|p| p.user.clone()),
-            ),
+            RecordBody::Email(e) => {
+                out.extend(
+                    std::iter::once(&e.from)
+                        .chain(&e.to)
+                        .chain(&e.cc)
+                        .filter_map(|p| p.user.clone()),
+                );
+                out.extend(e.submitted_by.clone());
+            }
             RecordBody::Contact(_) | RecordBody::Task(_) => {}
         }
         out.sort();

@@ -151,6 +151,18 @@ pub struct EmailOptions {
     /// The largest incoming message read, in MiB (`IncomingEmailMaximumSizeLimit`; the
     /// 150 MB of Exchange Online): 1 to 2048. Default 150.
     pub max_message_mib: u32,
+    /// `SSSSaveOutgoingEmailToExchangeSentFolder` (R76): a sent email is also saved to the
+    /// sender's Sent folder. Default true.
+    #[serde(default = "yes")]
+    pub save_sent_copy: bool,
+    /// `EnableMailboxDelegationForOutgoingEmail` (R78): an email submitted by another user is
+    /// sent through the submitter's mailbox on behalf of the From user or queue. Default true.
+    #[serde(default = "yes")]
+    pub outgoing_delegation: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for EmailOptions {
@@ -177,6 +189,8 @@ impl Default for EmailOptions {
             unresolve_sender_on_multiple_match: false,
             unresolve_recipients_on_multiple_match: false,
             max_message_mib: 150,
+            save_sent_copy: true,
+            outgoing_delegation: true,
         }
     }
 }
@@ -202,6 +216,8 @@ impl EmailOptions {
             "email_unresolve_recipients_on_multiple_match" => {
                 &mut self.unresolve_recipients_on_multiple_match
             }
+            "email_save_sent_copy" => &mut self.save_sent_copy,
+            "email_outgoing_delegation" => &mut self.outgoing_delegation,
             _ => return None,
         })
     }
@@ -482,6 +498,8 @@ impl OrgSettings {
         "email_unresolve_sender_on_multiple_match",
         "email_unresolve_recipients_on_multiple_match",
         "email_max_message_mib",
+        "email_save_sent_copy",
+        "email_outgoing_delegation",
     ];
 
     fn schedule_field(&mut self, key: &str) -> Option<&mut Duration> {
@@ -680,6 +698,8 @@ impl OrgSettings {
         "email_track_sent_items",
         "email_unresolve_sender_on_multiple_match",
         "email_unresolve_recipients_on_multiple_match",
+        "email_save_sent_copy",
+        "email_outgoing_delegation",
     ];
 
     /// Applies `key=value` text.
@@ -907,11 +927,15 @@ pub enum SettingKey {
     EmailUnresolveRecipientsOnMultipleMatch,
     /// `email_max_message_mib`.
     EmailMaxMessageMib,
+    /// `email_save_sent_copy`.
+    EmailSaveSentCopy,
+    /// `email_outgoing_delegation`.
+    EmailOutgoingDelegation,
 }
 
 impl SettingKey {
     /// Every setting, in the order of [`OrgSettings::KEYS`].
-    pub const ALL: [SettingKey; 44] = [
+    pub const ALL: [SettingKey; 46] = [
         SettingKey::DistinctPhysicalLogicalDeletes,
         SettingKey::PropagateAppointmentCancellations,
         SettingKey::UpdatePastMeetings,
@@ -956,6 +980,8 @@ impl SettingKey {
         SettingKey::EmailUnresolveSenderOnMultipleMatch,
         SettingKey::EmailUnresolveRecipientsOnMultipleMatch,
         SettingKey::EmailMaxMessageMib,
+        SettingKey::EmailSaveSentCopy,
+        SettingKey::EmailOutgoingDelegation,
     ];
 
     /// The key as written in `setting_changed`, `what-if --set` and a decision's basis.
@@ -1015,6 +1041,8 @@ impl SettingKey {
                 "email_unresolve_recipients_on_multiple_match"
             }
             SettingKey::EmailMaxMessageMib => "email_max_message_mib",
+            SettingKey::EmailSaveSentCopy => "email_save_sent_copy",
+            SettingKey::EmailOutgoingDelegation => "email_outgoing_delegation",
         }
     }
 

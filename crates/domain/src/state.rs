@@ -86,7 +86,7 @@ use std::sync::Arc;
 
 /// The layout version of [`MailboxState::to_snapshot`]; bumped whenever the state's fields
 /// change, so an old snapshot is refolded from the stream instead of misread.
-pub const SNAPSHOT_VERSION: u8 = 11;
+pub const SNAPSHOT_VERSION: u8 = 12;
 
 /// The key of an incoming email in [`MailboxState::emails_received`]: its folder and its
 /// normalised Message-ID; `None` for a message without one.
@@ -476,6 +476,28 @@ impl MailboxState {
             .values()
             .filter(|l| l.is_active() && l.remote.is_some())
             .count()
+    }
+
+    /// The workload `intent` belongs to, whose connector carries it out: a create on the mail
+    /// server of an email row is its send (outgoing email, R75), and the CRM's
+    /// `mark_email_sent` follows it (R76); a `track_email` command is the incoming email's
+    /// (R52); every other intent is ACT's.
+    pub fn intent_workload(&self, intent: &PendingIntent) -> Workload {
+        match intent.command.as_ref().map(|c| c.command) {
+            Some(CommandType::TrackEmail) => return Workload::Incoming,
+            Some(CommandType::MarkEmailSent) => return Workload::Outgoing,
+            Some(_) => return Workload::Act,
+            None => {}
+        }
+        let email = self
+            .records
+            .get(&intent.record)
+            .is_some_and(|r| r.entity() == Entity::Email);
+        if !intent.to_crm && intent.kind == IntentKind::Create && email {
+            Workload::Outgoing
+        } else {
+            Workload::Act
+        }
     }
 
     /// Whether `intent` is held by the open delete breaker (R25): a delete or a cancellation to
@@ -1064,7 +1086,11 @@ impl MailboxState {
             return;
         };
         let attempts = p.attempt.max(intent.failures + 1);
-        if p.class == ErrorClass::Transient && attempts < p.limit {
+        // R77: a send refused for quota or throttling stays pending, however often.
+        let throttled_send = p.workload == Workload::Outgoing
+            && !intent.to_crm
+            && crate::email::outgoing::throttled(&p.error);
+        if p.class == ErrorClass::Transient && (attempts < p.limit || throttled_send) {
             let interval = retry_interval(&p.basis);
             intent.failures = attempts;
             intent.last_error = Some(p.error.clone());

@@ -17,8 +17,8 @@
 use ledgersync_domain::event::*;
 use ledgersync_domain::filter::SyncFilter;
 use ledgersync_domain::records::{
-    ActivityState, Appointment, Contact, ContactState, Email, Entity, Party, Priority, Record,
-    RecordBody, RecordRef, ShowAs, Task, TaskKind,
+    ActivityState, Appointment, Contact, ContactState, Email, EmailState, Entity, Party, Priority,
+    Record, RecordBody, RecordRef, ShowAs, Task, TaskKind,
 };
 use ledgersync_domain::settings::SettingUsed;
 use ledgersync_domain::time::timestamp_from_civil;
@@ -135,7 +135,57 @@ fn email_record() -> Record {
             to: vec![user("u1", "Alice Moreau"), user("u2", "Bob Kim")],
             message_id: "<CAF3x9@mail.fabrikam.example>".into(),
             regarding: regarding(),
+            state: EmailState::Received,
+            cc: Vec::new(),
+            text: None,
+            html: None,
+            submitted_by: None,
+            tracking_token: None,
         }),
+    }
+}
+
+/// An email the CRM asks to send (R75), on behalf of a queue (R78), with both bodies.
+fn outgoing_email_record() -> Record {
+    Record {
+        id: RecordId::new("email-7d21"),
+        owner: UserId::new("u2"),
+        version: 3,
+        body: RecordBody::Email(Email {
+            subject: "Renewal quote".into(),
+            from: external("sales@contoso.example", "Contoso Sales"),
+            to: vec![external("dana@fabrikam.example", "Dana Ito")],
+            message_id: String::new(),
+            regarding: regarding(),
+            state: EmailState::PendingSend,
+            cc: vec![user("u1", "Alice Moreau")],
+            text: Some("Dana, the quote is attached.".into()),
+            html: Some("<p>Dana, the quote is attached.</p>".into()),
+            submitted_by: Some(UserId::new("u2")),
+            tracking_token: Some("CRM:0002014".into()),
+        }),
+    }
+}
+
+/// A row as schema version 1 of the record payloads wrote it.
+fn record_v1(r: Record) -> ledgersync_domain::event::versions::RecordV1 {
+    use ledgersync_domain::event::versions::{EmailV1, RecordBodyV1, RecordV1};
+    RecordV1 {
+        id: r.id,
+        owner: r.owner,
+        version: r.version,
+        body: match r.body {
+            RecordBody::Appointment(a) => RecordBodyV1::Appointment(a),
+            RecordBody::Contact(c) => RecordBodyV1::Contact(c),
+            RecordBody::Task(t) => RecordBodyV1::Task(t),
+            RecordBody::Email(e) => RecordBodyV1::Email(EmailV1 {
+                subject: e.subject,
+                from: e.from,
+                to: e.to,
+                message_id: e.message_id,
+                regarding: e.regarding,
+            }),
+        },
     }
 }
 
@@ -586,9 +636,9 @@ fn nested_variants_decode_and_encode_the_same() {
             }),
         ),
         (
-            "record_upserted.email",
+            "record_upserted.email_pending_send",
             Event::RecordUpserted(RecordUpserted {
-                record: email_record(),
+                record: outgoing_email_record(),
             }),
         ),
         (
@@ -1038,7 +1088,8 @@ fn released_payloads_decode_and_samples_encode_to_them() {
 #[test]
 fn older_schema_versions_still_decode_through_their_upcasters() {
     use ledgersync_domain::event::versions::{
-        EmailAcceptedV1, EmailReceivedV1, IntentFailedV1, IntentSucceededV1,
+        EmailAcceptedV1, EmailReceivedV1, IntentFailedV1, IntentSucceededV1, OwnerChangedV1,
+        RecordUpsertedV1,
     };
     let dir = fixtures_dir().join("v1");
     let succeeded = IntentSucceededV1 {
@@ -1069,7 +1120,43 @@ fn older_schema_versions_still_decode_through_their_upcasters() {
         receiving_mailbox: mailbox(),
         correlation: Some(TrackedBy::InReplyTo),
     };
+    let upserted = RecordUpsertedV1 {
+        record: record_v1(appointment_record()),
+    };
+    let upserted_email = RecordUpsertedV1 {
+        record: record_v1(email_record()),
+    };
+    let owner_changed = OwnerChangedV1 {
+        record: record_v1(task_record()),
+        previous_owner: UserId::new("u3"),
+    };
     let cases = [
+        (
+            "record_upserted",
+            bincode::serde::encode_to_vec(&upserted, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "record_upserted", "data": upserted}),
+            Event::RecordUpserted(RecordUpserted {
+                record: appointment_record(),
+            }),
+        ),
+        (
+            // The email variant, released at version 1: it upcasts as a received email.
+            "variants/record_upserted.email",
+            bincode::serde::encode_to_vec(&upserted_email, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "record_upserted", "data": upserted_email}),
+            Event::RecordUpserted(RecordUpserted {
+                record: email_record(),
+            }),
+        ),
+        (
+            "owner_changed",
+            bincode::serde::encode_to_vec(&owner_changed, bincode::config::standard()).unwrap(),
+            serde_json::json!({"type": "owner_changed", "data": owner_changed}),
+            Event::OwnerChanged(OwnerChanged {
+                record: task_record(),
+                previous_owner: UserId::new("u3"),
+            }),
+        ),
         (
             "email_received",
             bincode::serde::encode_to_vec(&received, bincode::config::standard()).unwrap(),

@@ -5,7 +5,7 @@
 use ledgersync_domain::Timestamp;
 use ledgersync_domain::crm::CrmCommand;
 use ledgersync_domain::crm::EmailCommand;
-use ledgersync_domain::event::{RemoteFields, TrackedBy};
+use ledgersync_domain::event::{CommandType, RemoteFields, TrackedBy};
 use ledgersync_domain::records::ShowAs;
 use serde_json::{Value, json};
 
@@ -67,6 +67,13 @@ fn email_json(e: &EmailCommand) -> Value {
 fn fields_json(c: &CrmCommand) -> Value {
     if let Some(e) = &c.email {
         return email_json(e);
+    }
+    // R76: the email sent, as the mail server has it.
+    if c.command == CommandType::MarkEmailSent {
+        return json!({
+            "message_id": c.remote.as_ref().map(|r| r.as_str()),
+            "subject": c.title,
+        });
     }
     match &c.fields {
         None => Value::Null,

@@ -602,6 +602,15 @@ fn record(value: Value, prefix: &str) -> Result<Record, Problem> {
                 to: parties(w.to, &f("to"))?,
                 message_id: w.message_id,
                 regarding: regarding(w.regarding, &f("regarding"))?,
+                state: w.state.into(),
+                cc: parties(w.cc, &f("cc"))?,
+                text: w.text,
+                html: w.html,
+                submitted_by: w
+                    .submitted_by
+                    .map(|u| user(u, &f("submitted_by")))
+                    .transpose()?,
+                tracking_token: w.tracking_token.filter(|t| !t.trim().is_empty()),
             };
             (
                 Common::of(w.id, w.owner, w.version),

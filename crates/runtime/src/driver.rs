@@ -9,7 +9,8 @@
 //!   `listing_completed` / `listing_partial` / `listing_failed` last), and only then store the
 //!   new cursor, atomically, in a small file of the data directory;
 //! - [`Driver::execute_pending`]: for every intent of the mailbox state that targets the mail
-//!   server and has no outcome yet, read the intent event (from the decisions this driver saw,
+//!   server, belongs to the driver's workload (ACT: items; outgoing: the emails to send, R75;
+//!   the incoming driver carries out none) and has no outcome yet, read the intent event (from the decisions this driver saw,
 //!   else from the journal), call [`Connector::execute`] with it and the CRM row the state
 //!   holds, and give the outcome back to the mailbox as an observation caused by the intent.
 //!   An intent that failed is executed again only once its retry time has come (the state's
@@ -480,7 +481,7 @@ impl Driver {
     /// Only the ACT driver carries out intents: a driver of another workload (the incoming
     /// email's) lists and does nothing here.
     pub async fn execute_pending(&mut self) -> Result<ExecuteReport, DriverError> {
-        if self.workload != Workload::Act {
+        if self.workload == Workload::Incoming {
             return Ok(ExecuteReport::default());
         }
         let (state, now) = self.state().await?;
@@ -494,6 +495,9 @@ impl Driver {
             .intents
             .iter()
             .filter(|(_, p)| !p.to_crm)
+            // Each driver carries out its own workload's intents: the ACT driver the items,
+            // the outgoing driver the emails to send (R75).
+            .filter(|(_, p)| state.intent_workload(p) == self.workload)
             // Deletes and cancellations wait while the delete breaker is open (R25).
             .filter(|(_, p)| !state.held_by_breaker(p))
             .filter(|(id, p)| {

@@ -1,5 +1,6 @@
 //! The reading side of the incoming-email connector: which messages arrived in the tracked
-//! IMAP folders since the last read, their header fields, and which keywords changed.
+//! IMAP folders since the last read, their header fields, and which keywords changed; and the
+//! Sent folder of the outgoing-email sender (`sent.rs`).
 //!
 //! | file | what lives there |
 //! |---|---|
@@ -7,11 +8,14 @@
 //! | `reader.rs` | [`ImapReader`]: the session, `folders`, `read` |
 //! | `cursor.rs` | [`ImapCursor`]: per folder UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MAILBOXID |
 //! | `headers.rs` | [`EmailHeaders`]: the header fields read with mail-parser |
+//! | `sent.rs` | the Sent folder: `sent_folder`, `contains_message_id` (read-only), `append` |
 //!
 //! The reader is blocking (connectors run on a blocking thread pool): it owns a tokio
 //! current-thread runtime and waits on each IMAP command, each bounded by
-//! [`ImapConfig::timeout`]. It never changes the mailbox: folders are opened with `EXAMINE`
-//! (read-only), headers fetched with `BODY.PEEK`, nothing is stored, moved or expunged.
+//! [`ImapConfig::timeout`]. Reading never changes the mailbox: folders are opened with
+//! `EXAMINE` (read-only), headers fetched with `BODY.PEEK`, nothing is stored, moved or
+//! expunged. The one write is [`ImapReader::append`]: the copy of an email sent, saved to the
+//! Sent folder (R76).
 //!
 //! It is not yet a [`crate::Connector`]: the wiring into observations comes next.
 
@@ -19,6 +23,7 @@ mod connector;
 mod cursor;
 mod headers;
 mod reader;
+mod sent;
 
 pub use connector::{ImapConnector, remote_of};
 pub use cursor::{CURSOR_HEADER, CursorError, FolderCursor, ImapCursor};

@@ -17,10 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Runtime;
 
 /// A byte stream the IMAP client can run on: plain TCP or TLS over TCP.
-trait Transport: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Transport for T {}
 
-type Session = async_imap::Session<Box<dyn Transport>>;
+pub(super) type Session = async_imap::Session<Box<dyn Transport>>;
 
 /// How many UIDs one `UID FETCH` of headers names.
 const HEADER_BATCH: usize = 200;
@@ -75,7 +75,7 @@ fn block<T>(
 
 /// An error of the IMAP library as an [`ImapError`]. `no` is the kind of a `NO` answer
 /// (`Auth` for a login, `NotFound` for a folder).
-fn lib_error(what: &str, no: ErrorKind, err: ImapLibError) -> ImapError {
+pub(super) fn lib_error(what: &str, no: ErrorKind, err: ImapLibError) -> ImapError {
     let (kind, detail) = match err {
         ImapLibError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             (ErrorKind::Timeout, e.to_string())
@@ -274,6 +274,11 @@ impl ImapReader {
         })
     }
 
+    /// The configuration it logged in with.
+    pub(super) fn config(&self) -> &ImapConfig {
+        &self.config
+    }
+
     /// Whether the server has IDLE (and so can push).
     pub fn has_idle(&self) -> bool {
         self.idle
@@ -286,7 +291,7 @@ impl ImapReader {
 
     /// Runs one exchange with the server; a failure that leaves the connection in doubt
     /// (timeout, network, a garbled answer) drops the session.
-    fn exchange<T>(
+    pub(super) fn exchange<T>(
         &mut self,
         what: &str,
         work: impl AsyncFnOnce(&mut Session) -> Result<T, ImapError>,
@@ -334,7 +339,7 @@ impl ImapReader {
 
     /// The names of the folders [`ImapReader::folders`] describes, with their special use,
     /// from one LIST.
-    fn tracked(&mut self) -> Result<Vec<(String, Option<String>)>, ImapError> {
+    pub(super) fn tracked(&mut self) -> Result<Vec<(String, Option<String>)>, ImapError> {
         let server = self.config.server();
         let listed = self.exchange(&format!("LIST at {server}"), async |s| {
             let names: Vec<_> = s

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dav;
+pub mod smtp;
 
 use ledgersync_connectors::{
     Connector, Cursor, Intent, IntentCall, Listing, Observation, VdirConfig, VdirConnector,

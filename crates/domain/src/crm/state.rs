@@ -38,6 +38,7 @@ impl MailboxState {
                 Entity::Task => CommandType::TrackTask,
                 Entity::Appointment | Entity::Email => CommandType::TrackAppointment,
             },
+            IntentKind::Update if entity == Entity::Email => CommandType::MarkEmailSent,
             IntentKind::Update if item.is_some_and(|i| i.completed) => CommandType::CompleteTask,
             IntentKind::Update => CommandType::UpdateRecord,
             IntentKind::Delete | IntentKind::Cancel => CommandType::DeleteRecord,

@@ -11,13 +11,17 @@ use std::collections::BTreeMap;
 
 /// The settings an email decision consults, named in its basis so that `what-if` re-decides
 /// it under another value and `explain` names them: every `email_*` setting but the two the
-/// connector applies (the subject length of outgoing mail, the size of a message read).
+/// connector applies (the subject length of outgoing mail, the size of a message read) and
+/// the two outgoing ones (R76, R78).
 fn consulted() -> impl Iterator<Item = SettingKey> {
     SettingKey::ALL.into_iter().filter(|k| {
         k.as_str().starts_with("email_")
             && !matches!(
                 k,
-                SettingKey::EmailMaxSubjectLength | SettingKey::EmailMaxMessageMib
+                SettingKey::EmailMaxSubjectLength
+                    | SettingKey::EmailMaxMessageMib
+                    | SettingKey::EmailSaveSentCopy
+                    | SettingKey::EmailOutgoingDelegation
             )
     })
 }

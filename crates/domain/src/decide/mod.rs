@@ -22,6 +22,7 @@ mod inbound;
 mod lifecycle;
 mod outbound;
 mod outcomes;
+mod send;
 
 pub use breaker::{HELD, Trip, trips};
 pub use outcomes::{ErrorSubject, classify};
@@ -241,6 +242,12 @@ impl<'a> Decider<'a> {
             Event::RecordUpserted(RecordUpserted { record })
             | Event::OwnerChanged(OwnerChanged { record, .. })
                 if s.already_seen(record) => {}
+            // R75–R78: an email row is not synced by filters; its sending mailbox may send it.
+            Event::RecordUpserted(p) if p.record.entity() == Entity::Email => {
+                if let RecordBody::Email(e) = &p.record.body {
+                    self.outgoing_email(&p.record, e);
+                }
+            }
             Event::RecordUpserted(p) if self.act_enabled() => {
                 self.reconcile(&p.record, Cause::Upsert, &s.filters, None);
             }

@@ -20,6 +20,16 @@ impl Decider<'_> {
         if intent.kind != IntentKind::Create {
             return;
         }
+        // R76: an email row's create on the mail server is its send.
+        if !intent.to_crm
+            && let Some(rec) = s
+                .records
+                .get(&intent.record)
+                .filter(|r| r.entity() == Entity::Email)
+        {
+            self.email_sent(p, intent, rec);
+            return;
+        }
         // R52: the CRM created the email activity. An email has no item on the mail server to
         // link the row to: the outcome closes the command, and nothing more is decided.
         if intent
@@ -178,9 +188,25 @@ impl Decider<'_> {
         };
         let attempt = intent.failures + 1;
         let limit = settings.transient_retry_limit;
-        let given_up = class == ErrorClass::Transient && attempt >= limit;
+        // An email row's create on the mail server is its send (R75).
+        let workload = s.intent_workload(intent);
+        let sending = !intent.to_crm && workload == Workload::Outgoing;
+        // R77: a send the mail server refused for quota or throttling stays pending and is
+        // retried, however often; the mailbox is never disabled for it.
+        let throttled =
+            sending && class == ErrorClass::Transient && super::send::throttled(&p.error);
+        let given_up = class == ErrorClass::Transient && attempt >= limit && !throttled;
         let at = retry_after::next_retry(self.ctx.now, settings.transient_retry_interval, &p.error);
         let next = match (class, intent.kind) {
+            _ if throttled => format!(
+                "the mail server's quota or throttling (R77): the email stays pending and is sent \
+                 again, with the same Message-ID, at or after {at} (attempt {attempt}); the \
+                 mailbox is not disabled"
+            ),
+            (ErrorClass::Permanent, IntentKind::Create) if sending => {
+                "the mail server refused the email for good: it is not sent and not retried"
+                    .to_string()
+            }
             (ErrorClass::Transient, _) if command.is_some() && !given_up => format!(
                 "attempt {attempt} of {limit}: the CRM may retry it; the command is offered \
                  again with the same idempotency key at or after {at}; the mailbox is not affected"
@@ -216,7 +242,7 @@ impl Decider<'_> {
         ];
         let record = intent.record.clone();
         self.push(
-            R12,
+            if throttled { R77 } else { R12 },
             Event::ErrorClassified(ErrorClassified {
                 basis: basis(
                     match command {
@@ -231,11 +257,8 @@ impl Decider<'_> {
                     },
                     used.clone(),
                 ),
-                // A tracked email's command belongs to the incoming workload.
-                workload: match intent.command.as_ref().map(|c| c.command) {
-                    Some(CommandType::TrackEmail) => Workload::Incoming,
-                    _ => Workload::Act,
-                },
+                // The workload whose connector carries the intent out (ACT, incoming, outgoing).
+                workload,
                 class,
                 scope: ErrorScope::Item,
                 attempt,

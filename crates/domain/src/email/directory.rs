@@ -309,6 +309,12 @@ mod tests {
                     id: RecordId::new("account-blue-sun"),
                     name: "Blue Sun".into(),
                 }),
+                state: crate::records::EmailState::Received,
+                cc: Vec::new(),
+                text: None,
+                html: None,
+                submitted_by: None,
+                tracking_token: None,
             }),
         }
     }

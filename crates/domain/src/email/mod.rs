@@ -10,6 +10,7 @@
 pub mod accept;
 pub mod correlate;
 pub mod directory;
+pub mod outgoing;
 pub mod resolve;
 pub mod smart_match;
 pub mod token;

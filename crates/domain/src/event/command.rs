@@ -4,7 +4,7 @@
 
 use crate::ids::RecordId;
 use crate::records::Entity;
-use crate::rules::{R18, R33, R36, R43, R44, R46, R48, R52, RuleId};
+use crate::rules::{R18, R33, R36, R43, R44, R46, R48, R52, R76, RuleId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -28,11 +28,14 @@ pub enum CommandType {
     /// R52 (R56, R57, R72): an incoming email was accepted (`email_accepted`); the CRM creates
     /// its email activity, at most one per Message-ID.
     TrackEmail,
+    /// R76: an email in Pending Send was sent by its mailbox; the CRM marks the email row
+    /// Sent.
+    MarkEmailSent,
 }
 
 impl CommandType {
     /// Every command type, in declaration order.
-    pub const ALL: [CommandType; 7] = [
+    pub const ALL: [CommandType; 8] = [
         CommandType::TrackAppointment,
         CommandType::TrackContact,
         CommandType::TrackTask,
@@ -40,6 +43,7 @@ impl CommandType {
         CommandType::CompleteTask,
         CommandType::DeleteRecord,
         CommandType::TrackEmail,
+        CommandType::MarkEmailSent,
     ];
 
     /// The snake_case name used in `crm pending`, result lines and the JSON Schemas.
@@ -52,6 +56,7 @@ impl CommandType {
             CommandType::CompleteTask => "complete_task",
             CommandType::DeleteRecord => "delete_record",
             CommandType::TrackEmail => "track_email",
+            CommandType::MarkEmailSent => "mark_email_sent",
         }
     }
 
@@ -82,6 +87,7 @@ impl CommandType {
             CommandType::UpdateRecord => R18,
             CommandType::CompleteTask => R48,
             CommandType::TrackEmail => R52,
+            CommandType::MarkEmailSent => R76,
             CommandType::DeleteRecord => match entity {
                 Entity::Contact => R43,
                 Entity::Task => R46,
@@ -100,6 +106,7 @@ impl CommandType {
             CommandType::CompleteTask => "mark the CRM task Completed",
             CommandType::DeleteRecord => "delete the CRM row",
             CommandType::TrackEmail => "create the accepted email as a CRM email activity",
+            CommandType::MarkEmailSent => "mark the CRM email Sent",
         }
     }
 }

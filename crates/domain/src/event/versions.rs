@@ -11,13 +11,18 @@
 //! | `intent_failed`    | 2       | `crm`: the command type, its row, whether it is retried |
 //! | `email_received`   | 2       | References, Thread-Index, Cc, Bcc, received time, IRM, folder, tracked by hand, size, the looked-up facts (decision 0018) |
 //! | `email_accepted`   | 2       | Message-ID, accepting row (not only a user), correlated activity, parent, regarding, sender, recipients, row to create, owner |
+//! | `record_upserted`  | 2       | an email row's state, Cc, text and HTML bodies, submitting user (R75–R78) |
+//! | `owner_changed`    | 2       | the same email fields, in the row it carries            |
 
 use super::{
     Basis, CrmDone, CrmFailed, DecodeError, EmailAccepted, EmailFacts, EmailFolder, EmailReceived,
-    Event, EventId, EventType, IntentFailed, IntentSucceeded, RemoteId, ServerError, TrackedBy,
-    decode_exact,
+    Event, EventId, EventType, IntentFailed, IntentSucceeded, OwnerChanged, RecordUpserted,
+    RemoteId, ServerError, TrackedBy, decode_exact,
 };
 use crate::ids::{MailboxId, RecordId, UserId};
+use crate::records::{
+    Appointment, Contact, Email, EmailState, Party, Record, RecordBody, RecordRef, Task,
+};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -29,12 +34,17 @@ const INTENT_FAILED: u16 = 41;
 const EMAIL_RECEIVED: u16 = 36;
 /// The type code of `email_accepted`.
 const EMAIL_ACCEPTED: u16 = 60;
+/// The type code of `record_upserted`.
+const RECORD_UPSERTED: u16 = 20;
+/// The type code of `owner_changed`.
+const OWNER_CHANGED: u16 = 22;
 
 /// The current schema version of the payload type `event_type`: the version events of that
 /// type are written with.
 pub fn schema_version_of(event_type: EventType) -> u16 {
     match event_type.0 {
-        INTENT_SUCCEEDED | INTENT_FAILED | EMAIL_RECEIVED | EMAIL_ACCEPTED => 2,
+        INTENT_SUCCEEDED | INTENT_FAILED | EMAIL_RECEIVED | EMAIL_ACCEPTED | RECORD_UPSERTED
+        | OWNER_CHANGED => 2,
         _ => super::FIRST_SCHEMA_VERSION,
     }
 }
@@ -155,6 +165,99 @@ impl From<EmailAcceptedV1> for EmailAccepted {
     }
 }
 
+/// An email row as schema version 1 of `record_upserted` and `owner_changed` wrote it: no
+/// state, Cc, bodies or submitting user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailV1 {
+    /// Subject.
+    pub subject: String,
+    /// Sender.
+    pub from: Party,
+    /// To recipients.
+    pub to: Vec<Party>,
+    /// Message-ID header.
+    pub message_id: String,
+    /// Regarding row.
+    pub regarding: Option<RecordRef>,
+}
+
+impl From<EmailV1> for Email {
+    fn from(v1: EmailV1) -> Self {
+        Email {
+            subject: v1.subject,
+            from: v1.from,
+            to: v1.to,
+            message_id: v1.message_id,
+            regarding: v1.regarding,
+            state: EmailState::Received,
+            cc: Vec::new(),
+            text: None,
+            html: None,
+            submitted_by: None,
+            tracking_token: None,
+        }
+    }
+}
+
+/// The table-specific part of a row as schema version 1 wrote it (the variants in the same
+/// order; only the email's layout differs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordBodyV1 {
+    /// An appointment.
+    Appointment(Appointment),
+    /// A contact.
+    Contact(Contact),
+    /// A task-like activity.
+    Task(Task),
+    /// An email.
+    Email(EmailV1),
+}
+
+/// A CRM row as schema version 1 of `record_upserted` and `owner_changed` wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordV1 {
+    /// Row id.
+    pub id: RecordId,
+    /// Owning user.
+    pub owner: UserId,
+    /// Row version.
+    pub version: u64,
+    /// The table-specific fields.
+    pub body: RecordBodyV1,
+}
+
+impl From<RecordV1> for Record {
+    fn from(v1: RecordV1) -> Self {
+        Record {
+            id: v1.id,
+            owner: v1.owner,
+            version: v1.version,
+            body: match v1.body {
+                RecordBodyV1::Appointment(a) => RecordBody::Appointment(a),
+                RecordBodyV1::Contact(c) => RecordBody::Contact(c),
+                RecordBodyV1::Task(t) => RecordBody::Task(t),
+                RecordBodyV1::Email(e) => RecordBody::Email(e.into()),
+            },
+        }
+    }
+}
+
+/// `record_upserted` as schema version 1 wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordUpsertedV1 {
+    /// The row.
+    pub record: RecordV1,
+}
+
+/// `owner_changed` as schema version 1 wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerChangedV1 {
+    /// The row after reassignment.
+    pub record: RecordV1,
+    /// Owner before.
+    pub previous_owner: UserId,
+}
+
 /// Decodes an older schema version of `event_type` into the current event, or `None` when the
 /// type has no such version.
 pub fn upcast(
@@ -171,6 +274,17 @@ pub fn upcast(
             .map(|v1| Event::EmailReceived(EmailReceived::from(v1))),
         (EMAIL_ACCEPTED, 1) => decode_exact::<EmailAcceptedV1>(bytes)
             .map(|v1| Event::EmailAccepted(EmailAccepted::from(v1))),
+        (RECORD_UPSERTED, 1) => decode_exact::<RecordUpsertedV1>(bytes).map(|v1| {
+            Event::RecordUpserted(RecordUpserted {
+                record: v1.record.into(),
+            })
+        }),
+        (OWNER_CHANGED, 1) => decode_exact::<OwnerChangedV1>(bytes).map(|v1| {
+            Event::OwnerChanged(OwnerChanged {
+                record: v1.record.into(),
+                previous_owner: v1.previous_owner,
+            })
+        }),
         _ => return None,
     })
 }

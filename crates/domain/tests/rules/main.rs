@@ -15,6 +15,7 @@ mod email;
 mod inbound;
 mod lifecycle;
 mod outbound;
+mod outgoing;
 
 use ledgersync_domain::decide::{ErrorSubject, classify};
 use ledgersync_domain::event::*;

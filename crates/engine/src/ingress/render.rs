@@ -13,8 +13,8 @@
 //! the same event when they agree, as they do for every event the parser produced.
 
 use super::wire::{
-    ContactStateWire, EntityWire, PriorityWire, ReasonWire, ServerTypeWire, ShowAsWire, StateWire,
-    TaskKindWire, TestWire, WorkloadWire,
+    ContactStateWire, EmailStateWire, EntityWire, PriorityWire, ReasonWire, ServerTypeWire,
+    ShowAsWire, StateWire, TaskKindWire, TestWire, WorkloadWire,
 };
 use chrono::{DateTime, Datelike, SecondsFormat};
 use ledgersync_domain::records::{Party, Record, RecordBody, RecordRef};
@@ -190,8 +190,19 @@ fn record(r: &Record) -> Option<RecordOut<'_>> {
             to: m.to.iter().map(party).collect(),
             message_id: &m.message_id,
             regarding: m.regarding.as_ref().map(reference),
+            state: m.state.into(),
+            cc: m.cc.iter().map(party).collect(),
+            text: m.text.as_deref(),
+            html: m.html.as_deref(),
+            submitted_by: m.submitted_by.as_ref().map(|u| u.as_str()),
+            tracking_token: m.tracking_token.as_deref(),
         },
     })
+}
+
+/// An email row's state is written unless it is the default (`received`).
+fn is_received(s: &EmailStateWire) -> bool {
+    matches!(s, EmailStateWire::Received)
 }
 
 fn party(p: &Party) -> PartyOut<'_> {
@@ -371,6 +382,18 @@ enum RecordOut<'a> {
         message_id: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         regarding: Option<RefOut<'a>>,
+        #[serde(skip_serializing_if = "is_received")]
+        state: EmailStateWire,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        cc: Vec<PartyOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        html: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        submitted_by: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tracking_token: Option<&'a str>,
     },
 }
 

@@ -3,7 +3,9 @@
 //! `render` writes exactly the names read here.
 
 use ledgersync_domain::event::{AccessReason, ServerType, TestResult, Workload};
-use ledgersync_domain::records::{ActivityState, ContactState, Entity, Priority, ShowAs, TaskKind};
+use ledgersync_domain::records::{
+    ActivityState, ContactState, EmailState, Entity, Priority, ShowAs, TaskKind,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +35,7 @@ wire_enum!(ShowAsWire => ShowAs { Busy, Free, Tentative, OutOfOffice });
 wire_enum!(PriorityWire => Priority { Low, Normal, High });
 wire_enum!(ContactStateWire => ContactState { Active, Inactive });
 wire_enum!(TaskKindWire => TaskKind { Task, Fax, Letter, PhoneCall });
+wire_enum!(EmailStateWire => EmailState { Draft, PendingSend, Sent, Received });
 wire_enum!(ReasonWire => AccessReason { Role, Share, Team, BusinessUnit });
 wire_enum!(TestWire => TestResult { NotRun, Success, Failure });
 wire_enum!(WorkloadWire => Workload { Incoming, Outgoing, Act });
@@ -43,6 +46,9 @@ pub(super) fn yes() -> bool {
 }
 pub(super) fn busy() -> ShowAsWire {
     ShowAsWire::Busy
+}
+pub(super) fn received() -> EmailStateWire {
+    EmailStateWire::Received
 }
 pub(super) fn normal() -> PriorityWire {
     PriorityWire::Normal
@@ -323,4 +329,16 @@ pub(super) struct EmailWire {
     pub(super) message_id: String,
     #[serde(default)]
     pub(super) regarding: Option<RefWire>,
+    #[serde(default = "received")]
+    pub(super) state: EmailStateWire,
+    #[serde(default)]
+    pub(super) cc: Vec<PartyWire>,
+    #[serde(default)]
+    pub(super) text: Option<String>,
+    #[serde(default)]
+    pub(super) html: Option<String>,
+    #[serde(default)]
+    pub(super) submitted_by: Option<String>,
+    #[serde(default)]
+    pub(super) tracking_token: Option<String>,
 }

@@ -38,6 +38,12 @@ fn provisional(state: &MailboxState, record: &RecordId, email: &EmailCommand) ->
             to: email.to.iter().chain(&email.cc).map(party).collect(),
             message_id: email.message_id.clone(),
             regarding: email.regarding.clone(),
+            state: ledgersync_domain::records::EmailState::Received,
+            cc: Vec::new(),
+            text: None,
+            html: None,
+            submitted_by: None,
+            tracking_token: None,
         }),
     }
 }
