@@ -85,9 +85,7 @@ impl ConnectorConfig {
             ConnectorConfig::Dav(_)
             | ConnectorConfig::Imap(_)
             | ConnectorConfig::Pop3(_)
-            | ConnectorConfig::Outgoing(_) => {
-                Vec::new()
-            }
+            | ConnectorConfig::Outgoing(_) => Vec::new(),
         }
     }
 
