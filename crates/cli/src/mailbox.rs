@@ -128,10 +128,8 @@ pub fn run(ctx: &mut Ctx, action: Action) -> Result<ExitCode> {
             let (results, connection) = match configured.filter(|_| connect) {
                 Some(m) => {
                     let address = recorder.engine()?.org().mailboxes[&id].address.clone();
-                    let (workload, result, connection) =
-                        test_connection(m, config, &data, &address, json, out)?;
-                    let mut results = [TestResult::NotRun; 3];
-                    results[workload.index()] = result;
+                    let (results, connection) =
+                        test_connections(m, config, &data, &address, json, out)?;
                     (results, Some(connection))
                 }
                 None => {
@@ -305,63 +303,78 @@ fn record(
     record_with(recorder, out, id, events, json, None)
 }
 
-/// Test & Enable against the server (R6): builds the mailbox's connector from the
-/// configuration and asks it to connect, authenticate and find its collections. The
-/// appointments, contacts and tasks (ACT) succeed or fail with it; the email workloads are not
-/// run (no email connector is configured for this mailbox). Prints the result (text mode) and
-/// returns it for the JSON answer.
-fn test_connection(
+/// Test & Enable against the servers (R6): builds each connector the configuration gives the
+/// mailbox (ACT for vdir and CalDAV; incoming email for IMAP and POP3, and outgoing email when
+/// the profile names an SMTP server) and asks it to connect, authenticate and find what it
+/// works on. Each workload succeeds or fails with its connector; the others are not run.
+/// Prints the results (text mode) and returns them with the JSON answer: `connection` is the
+/// mailbox's main connector, `connections` every one.
+fn test_connections(
     m: &crate::config::MailboxConfig,
     config: &crate::config::Config,
     data: &std::path::Path,
     address: &str,
     json: bool,
     out: &mut dyn std::io::Write,
-) -> Result<(Workload, TestResult, Value)> {
-    let connector = crate::serve::connector_config(m, config, data)?.with_owner(address);
-    let kind = connector.kind();
-    let workload = connector.workload();
-    let name = workload_name(workload);
-    let answer = connector.build().test_connection();
-    let (result, connection) = match &answer {
-        Ok(found) => (
-            TestResult::Success,
-            json!({"connector": kind, name: "success", "detail": found}),
-        ),
-        Err(e) => (
-            TestResult::Failure,
-            json!({"connector": kind, name: "failure", "code": e.code, "detail": e.message}),
-        ),
-    };
-    if !json {
-        match &answer {
-            Ok(found) => writeln!(
-                out,
-                "{kind} connection of `{}`: {name} succeeded: {found}",
-                m.id
-            )?,
-            Err(e) => writeln!(
-                out,
-                "{kind} connection of `{}`: {name} failed ({}): {}",
-                m.id, e.code, e.message
-            )?,
+) -> Result<([TestResult; 3], Value)> {
+    let mut results = [TestResult::NotRun; 3];
+    let mut connections = Vec::new();
+    for connector in crate::serve::connector_configs(m, config, data)? {
+        let connector = connector.with_owner(address);
+        let kind = connector.kind();
+        let workload = connector.workload();
+        let name = workload_name(workload);
+        let answer = connector.build().test_connection();
+        let (result, connection) = match &answer {
+            Ok(found) => (
+                TestResult::Success,
+                json!({"connector": kind, name: "success", "detail": found}),
+            ),
+            Err(e) => (
+                TestResult::Failure,
+                json!({"connector": kind, name: "failure", "code": e.code, "detail": e.message}),
+            ),
+        };
+        results[workload.index()] = result;
+        connections.push(connection);
+        if !json {
+            match &answer {
+                Ok(found) => writeln!(
+                    out,
+                    "{kind} connection of `{}`: {name} succeeded: {found}",
+                    m.id
+                )?,
+                Err(e) => writeln!(
+                    out,
+                    "{kind} connection of `{}`: {name} failed ({}): {}",
+                    m.id, e.code, e.message
+                )?,
+            }
         }
+    }
+    if !json {
         let others: Vec<&str> = Workload::ALL
             .into_iter()
-            .filter(|w| *w != workload)
+            .filter(|w| results[w.index()] == TestResult::NotRun)
             .map(workload_name)
             .collect();
-        writeln!(
-            out,
-            "  {}: not run ({})",
-            others.join(", "),
-            match workload {
-                Workload::Act => "email workloads need an IMAP/SMTP profile",
-                _ => "an IMAP/SMTP profile runs email only (R4); outgoing is not tested yet",
-            }
-        )?;
+        if !others.is_empty() {
+            writeln!(
+                out,
+                "  {}: not run ({})",
+                others.join(", "),
+                if results[Workload::Act.index()] == TestResult::NotRun {
+                    "an IMAP/SMTP or POP3/SMTP profile runs email only (R4); outgoing email \
+                     needs the profile's [profiles.<id>.smtp] server"
+                } else {
+                    "email workloads need an IMAP/SMTP or POP3/SMTP profile"
+                }
+            )?;
+        }
     }
-    Ok((workload, result, connection))
+    let mut connection = connections.first().cloned().unwrap_or_else(|| json!({}));
+    connection["connections"] = Value::Array(connections);
+    Ok((results, connection))
 }
 
 fn record_with(

@@ -75,14 +75,17 @@ pub fn service_config(data: &Path, config: &Config) -> Result<ServiceConfig> {
     })
 }
 
-/// The connector of a configured mailbox (`ConnectorConfig::build` makes it), its state under
-/// `data`.
-pub fn connector_config(
+/// Every connector a configured mailbox runs (its main one first, then its outgoing email's,
+/// when its profile has an SMTP server), as `serve` builds them.
+pub fn connector_configs(
     m: &MailboxConfig,
     config: &Config,
     data: &Path,
-) -> Result<ConnectorConfig> {
-    Ok(endpoint(m, config, data)?.connector)
+) -> Result<Vec<ConnectorConfig>> {
+    Ok(endpoints(m, config, data)?
+        .into_iter()
+        .map(|e| e.connector)
+        .collect())
 }
 
 /// The workload a configured mailbox's connector lists: the incoming email for a mailbox of

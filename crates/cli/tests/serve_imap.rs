@@ -459,6 +459,18 @@ fn the_shipped_mail_example_tracks_a_delivered_reply_onto_the_account() {
         let out = run(&["--json", "events", "--mailbox", "mbx-kaylee"]);
         stdout(&out).contains("\"listing_completed\"").then_some(())
     });
+    // Test & Enable against the server: the incoming workload, the only one of the profile.
+    let tested = run(&["--json", "mailbox", "test-enable", "mbx-kaylee"]);
+    assert!(tested.status.success(), "{}", stderr(&tested));
+    let answer: Value = serde_json::from_str(&stdout(&tested)).unwrap();
+    assert_eq!(answer["connection"]["connector"], "imap", "{answer}");
+    assert_eq!(answer["connection"]["incoming"], "success", "{answer}");
+    assert!(
+        answer["connection"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("INBOX") && d.contains("IDLE yes")),
+        "{answer}"
+    );
     let id = format!(
         "<example-{}-{}@customer.example>",
         std::process::id(),
