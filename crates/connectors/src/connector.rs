@@ -199,6 +199,17 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// A listing of `workload` that failed with `error`: nothing observed, `listing_failed`,
+    /// and the cursor it was given (the next listing reads the same changes again).
+    pub fn failed(workload: Workload, cursor: &Cursor, error: ServerError) -> Listing {
+        Listing {
+            observations: Vec::new(),
+            end: ListingEnd::Failed(ListingFailed { workload, error }),
+            failures: Vec::new(),
+            cursor: cursor.clone(),
+        }
+    }
+
     /// True when the listing ended with `listing_completed`.
     pub fn is_complete(&self) -> bool {
         matches!(self.end, ListingEnd::Completed(_))
@@ -273,6 +284,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// `intent_failed` with `unsupported`: a connector that carries out no intent of this
+    /// kind (`what` says what it does instead).
+    pub fn unsupported(intent: EventId, what: &str) -> Outcome {
+        Outcome::Failed(IntentFailed {
+            intent,
+            error: ServerError::of_kind(ErrorKind::Unsupported, what.to_string()),
+            crm: None,
+        })
+    }
+
     /// The id of the intent this outcome answers.
     pub fn intent(&self) -> EventId {
         match self {

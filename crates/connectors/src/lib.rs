@@ -25,6 +25,7 @@ mod parse;
 pub mod pop3;
 mod secret;
 mod smtp;
+mod tls;
 mod vdir;
 mod writes;
 mod zone;

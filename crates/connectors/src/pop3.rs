@@ -19,14 +19,12 @@ use crate::connector::{
 use crate::imap::{EmailHeaders, Security};
 use crate::secret::Secret;
 use ledgersync_domain::event::{
-    EmailFacts, EmailFolder, EmailReceived, IntentFailed, ListingCompleted, ListingFailed,
-    ServerError, Workload,
+    EmailFacts, EmailFolder, EmailReceived, ListingCompleted, ServerError, Workload,
 };
 use ledgersync_domain::{ErrorKind, RemoteId, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The first line of a POP3 cursor.
@@ -165,27 +163,11 @@ impl Pop3Session {
         let stream = match config.security {
             Security::Plain => Stream::Plain(tcp),
             Security::Tls => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let tls = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| Pop3Error::new(ErrorKind::Tls, format!("TLS for {server}: {e}")))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                let name =
-                    rustls::pki_types::ServerName::try_from(config.host.clone()).map_err(|e| {
-                        Pop3Error::new(
-                            ErrorKind::Tls,
-                            format!("`{}` is not a host name TLS can check: {e}", config.host),
-                        )
-                    })?;
-                let connection =
-                    rustls::ClientConnection::new(Arc::new(tls), name).map_err(|e| {
-                        Pop3Error::new(ErrorKind::Tls, format!("TLS for {server}: {e}"))
-                    })?;
+                let (tls, name) = crate::tls::client(&config.host, &server)
+                    .map_err(|e| Pop3Error::new(ErrorKind::Tls, e))?;
+                let connection = rustls::ClientConnection::new(tls, name).map_err(|e| {
+                    Pop3Error::new(ErrorKind::Tls, format!("TLS for {server}: {e}"))
+                })?;
                 Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
             }
         };
@@ -471,15 +453,11 @@ impl Pop3Connector {
 }
 
 fn failed(cursor: &Cursor, kind: ErrorKind, message: String) -> Listing {
-    Listing {
-        observations: Vec::new(),
-        end: ListingEnd::Failed(ListingFailed {
-            workload: Workload::Incoming,
-            error: ServerError::of_kind(kind, message),
-        }),
-        failures: Vec::new(),
-        cursor: cursor.clone(),
-    }
+    Listing::failed(
+        Workload::Incoming,
+        cursor,
+        ServerError::of_kind(kind, message),
+    )
 }
 
 impl Connector for Pop3Connector {
@@ -551,14 +529,10 @@ impl Connector for Pop3Connector {
     }
 
     fn execute(&mut self, intent: Intent<'_>) -> Outcome {
-        Outcome::Failed(IntentFailed {
-            intent: intent.id,
-            error: ServerError::of_kind(
-                ErrorKind::Unsupported,
-                "the POP3 connector reads incoming email; it carries out no intent".to_string(),
-            ),
-            crm: None,
-        })
+        Outcome::unsupported(
+            intent.id,
+            "the POP3 connector reads incoming email; it carries out no intent",
+        )
     }
 
     fn workload(&self) -> Workload {

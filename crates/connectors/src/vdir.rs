@@ -41,8 +41,8 @@ use crate::hash::fnv1a64;
 use crate::parse;
 use crate::smtp::SmtpConfig;
 use ledgersync_domain::event::{
-    DeletionsListed, ItemGone, ItemSeen, ListingCompleted, ListingFailed, ListingPartial,
-    RemoteItem, ServerError, Workload,
+    DeletionsListed, ItemGone, ItemSeen, ListingCompleted, ListingPartial, RemoteItem, ServerError,
+    Workload,
 };
 use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
 use ledgersync_domain::records::Entity;
@@ -566,15 +566,7 @@ pub(crate) fn io_kind(e: &io::Error) -> ErrorKind {
 }
 
 fn failed_listing(cursor: &Cursor, kind: ErrorKind, message: impl Into<String>) -> Listing {
-    Listing {
-        observations: Vec::new(),
-        end: ListingEnd::Failed(ListingFailed {
-            workload: Workload::Act,
-            error: ServerError::of_kind(kind, message),
-        }),
-        failures: Vec::new(),
-        cursor: cursor.clone(),
-    }
+    Listing::failed(Workload::Act, cursor, ServerError::of_kind(kind, message))
 }
 
 /// Cursor text: one `<server id>\t<version tag>` line per known item, sorted.

@@ -22,8 +22,8 @@ use crate::connector::{Cursor, ItemFailure, Listing, ListingEnd, Observation};
 use crate::hash::fnv1a64;
 use crate::parse;
 use ledgersync_domain::event::{
-    CursorReset, DeletionsListed, ItemGone, ItemSeen, ListingCompleted, ListingFailed,
-    ListingPartial, RemoteItem, ServerError, Workload,
+    CursorReset, DeletionsListed, ItemGone, ItemSeen, ListingCompleted, ListingPartial, RemoteItem,
+    ServerError, Workload,
 };
 use ledgersync_domain::policy::mass_delete::{self, CollectionListing, Verdict};
 use ledgersync_domain::records::Entity;
@@ -670,13 +670,5 @@ fn too_large(href: &str, entity: Option<Entity>, len: Option<u64>, max: u64) -> 
 }
 
 fn failed_listing(cursor: &Cursor, error: ServerError) -> Listing {
-    Listing {
-        observations: Vec::new(),
-        end: ListingEnd::Failed(ListingFailed {
-            workload: Workload::Act,
-            error,
-        }),
-        failures: Vec::new(),
-        cursor: cursor.clone(),
-    }
+    Listing::failed(Workload::Act, cursor, error)
 }

@@ -19,8 +19,7 @@ use crate::connector::{
 use ledgersync_domain::ErrorKind;
 use ledgersync_domain::email::Manual;
 use ledgersync_domain::event::{
-    CursorReset, EmailFacts, EmailFolder, EmailReceived, IntentFailed, ListingCompleted,
-    ListingFailed, ServerError, Workload,
+    CursorReset, EmailFacts, EmailFolder, EmailReceived, ListingCompleted, ServerError, Workload,
 };
 use ledgersync_domain::{RemoteId, Timestamp};
 
@@ -106,15 +105,11 @@ impl ImapConnector {
 }
 
 fn failed(cursor: &Cursor, kind: ErrorKind, message: String) -> Listing {
-    Listing {
-        observations: Vec::new(),
-        end: ListingEnd::Failed(ListingFailed {
-            workload: Workload::Incoming,
-            error: ServerError::of_kind(kind, message),
-        }),
-        failures: Vec::new(),
-        cursor: cursor.clone(),
-    }
+    Listing::failed(
+        Workload::Incoming,
+        cursor,
+        ServerError::of_kind(kind, message),
+    )
 }
 
 impl Connector for ImapConnector {
@@ -219,13 +214,9 @@ impl Connector for ImapConnector {
     }
 
     fn execute(&mut self, intent: Intent<'_>) -> Outcome {
-        Outcome::Failed(IntentFailed {
-            intent: intent.id,
-            error: ServerError::of_kind(
-                ErrorKind::Unsupported,
-                "the IMAP connector reads incoming email; it carries out no intent".to_string(),
-            ),
-            crm: None,
-        })
+        Outcome::unsupported(
+            intent.id,
+            "the IMAP connector reads incoming email; it carries out no intent",
+        )
     }
 }

@@ -11,7 +11,6 @@ use futures_util::TryStreamExt;
 use ledgersync_domain::ErrorKind;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Runtime;
@@ -147,24 +146,9 @@ async fn open(config: &ImapConfig) -> Result<Box<dyn Transport>, ImapError> {
     match config.security {
         Security::Plain => Ok(Box::new(tcp)),
         Security::Tls => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| ImapError::new(ErrorKind::Tls, format!("TLS for {server}: {e}")))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            let name =
-                rustls::pki_types::ServerName::try_from(config.host.clone()).map_err(|e| {
-                    ImapError::new(
-                        ErrorKind::Tls,
-                        format!("`{}` is not a host name TLS can check: {e}", config.host),
-                    )
-                })?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            let (tls, name) = crate::tls::client(&config.host, &server)
+                .map_err(|e| ImapError::new(ErrorKind::Tls, e))?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| {
