@@ -124,53 +124,64 @@ fn directory() -> EmailDirectory {
             active: true,
         },
     );
-    for i in 0..1000 {
-        d.upsert_record(&Record {
-            id: RecordId::new(format!("contact-{i}")),
-            owner: UserId::new("bob"),
-            version: 1,
-            body: RecordBody::Contact(Contact {
-                full_name: format!("Zoe {i}"),
-                email: format!("zoe{i}@customer.example"),
-                phone: String::new(),
-                company: String::new(),
-                state: ContactState::Active,
-            }),
-        });
-    }
-    for i in 0..2000 {
-        d.upsert_record(&Record {
-            id: RecordId::new(format!("email-{i}")),
-            owner: UserId::new("bob"),
-            version: 1,
-            body: RecordBody::Email(Email {
-                subject: format!("Offer CRM:{:07}", 1000 + i),
-                from: Person {
-                    user: Some(UserId::new("bob")),
-                    email: USER.into(),
-                    name: "Bob".into(),
-                },
-                to: vec![Person {
-                    user: None,
-                    email: format!("zoe{}@customer.example", i % 1000),
-                    name: "Zoe".into(),
-                }],
-                message_id: format!("<offer-{i}@example.org>"),
-                regarding: Some(RecordRef {
-                    table: "account".into(),
-                    id: RecordId::new(format!("account-{}", i % 100)),
-                    name: format!("Account {}", i % 100),
-                }),
-                state: ledgersync_domain::records::EmailState::Received,
-                cc: Vec::new(),
-                text: None,
-                html: None,
-                submitted_by: None,
-                tracking_token: None,
-            }),
-        });
+    for record in organization_rows() {
+        d.upsert_record(&record);
     }
     d
+}
+
+/// The organization's rows: 1,000 contacts (zoe0…zoe999) and 2,000 CRM emails Bob sent them,
+/// whose subjects carry the tokens CRM:0001000…, each regarding one of 100 accounts
+/// ([`account`]). The incoming-email benchmarks look incoming mail up among them.
+pub(crate) fn organization_rows() -> Vec<Record> {
+    let contacts = (0..1000).map(|i| Record {
+        id: RecordId::new(format!("contact-{i}")),
+        owner: UserId::new("bob"),
+        version: 1,
+        body: RecordBody::Contact(Contact {
+            full_name: format!("Zoe {i}"),
+            email: format!("zoe{i}@customer.example"),
+            phone: String::new(),
+            company: String::new(),
+            state: ContactState::Active,
+        }),
+    });
+    let emails = (0..2000).map(|i| Record {
+        id: RecordId::new(format!("email-{i}")),
+        owner: UserId::new("bob"),
+        version: 1,
+        body: RecordBody::Email(Email {
+            subject: format!("Offer CRM:{:07}", 1000 + i),
+            from: Person {
+                user: Some(UserId::new("bob")),
+                email: USER.into(),
+                name: "Bob".into(),
+            },
+            to: vec![Person {
+                user: None,
+                email: format!("zoe{}@customer.example", i % 1000),
+                name: "Zoe".into(),
+            }],
+            message_id: format!("<offer-{i}@example.org>"),
+            regarding: Some(account(i)),
+            state: ledgersync_domain::records::EmailState::Received,
+            cc: Vec::new(),
+            text: None,
+            html: None,
+            submitted_by: None,
+            tracking_token: None,
+        }),
+    });
+    contacts.chain(emails).collect()
+}
+
+/// The account the CRM email with token number `1000 + i` is regarding.
+pub(crate) fn account(i: usize) -> RecordRef {
+    RecordRef {
+        table: "account".into(),
+        id: RecordId::new(format!("account-{}", i % 100)),
+        name: format!("Account {}", i % 100),
+    }
 }
 
 /// Bob's mailbox, registered, mapped, approved and tested: every workload enabled.

@@ -19,15 +19,12 @@
 //! Needs `scripts/services.sh start` (Dovecot IMAP 127.0.0.1:1143 and LMTP 2424, user
 //! bob@example.org, whose INBOX the benchmark owns: emptied before and after) and python3.
 
-use crate::imap_bench::{PASSWORD, USER, client, python};
+use crate::imap_bench::{PASSWORD, USER, account, client, python};
 use ledgersync_connectors::ConnectorConfig;
 use ledgersync_connectors::Secret;
 use ledgersync_connectors::imap::{ImapConfig, Security};
 use ledgersync_domain::event::*;
-use ledgersync_domain::records::{
-    Contact, ContactState, Email, Party as Person, Record, RecordBody, RecordRef,
-};
-use ledgersync_domain::{Event, MailboxId, OrgId, ProfileId, RecordId, UserId};
+use ledgersync_domain::{Event, MailboxId, OrgId, ProfileId, UserId};
 use ledgersync_engine::SystemClock;
 use ledgersync_journal::{Backend, JournalOptions};
 use ledgersync_runtime::{
@@ -108,62 +105,12 @@ fn directory_events() -> Vec<Event> {
             email: USER.into(),
         }),
     ];
-    for i in 0..1000 {
-        events.push(Event::RecordUpserted(RecordUpserted {
-            record: Record {
-                id: RecordId::new(format!("contact-{i}")),
-                owner: UserId::new("bob"),
-                version: 1,
-                body: RecordBody::Contact(Contact {
-                    full_name: format!("Zoe {i}"),
-                    email: format!("zoe{i}@customer.example"),
-                    phone: String::new(),
-                    company: String::new(),
-                    state: ContactState::Active,
-                }),
-            },
-        }));
-    }
-    for i in 0..2000 {
-        events.push(Event::RecordUpserted(RecordUpserted {
-            record: Record {
-                id: RecordId::new(format!("email-{i}")),
-                owner: UserId::new("bob"),
-                version: 1,
-                body: RecordBody::Email(Email {
-                    subject: format!("Offer CRM:{:07}", 1000 + i),
-                    from: Person {
-                        user: Some(UserId::new("bob")),
-                        email: USER.into(),
-                        name: "Bob".into(),
-                    },
-                    to: vec![Person {
-                        user: None,
-                        email: format!("zoe{}@customer.example", i % 1000),
-                        name: "Zoe".into(),
-                    }],
-                    message_id: format!("<offer-{i}@example.org>"),
-                    regarding: Some(account(i)),
-                    state: ledgersync_domain::records::EmailState::Received,
-                    cc: Vec::new(),
-                    text: None,
-                    html: None,
-                    submitted_by: None,
-                    tracking_token: None,
-                }),
-            },
-        }));
-    }
+    events.extend(
+        crate::imap_bench::organization_rows()
+            .into_iter()
+            .map(|record| Event::RecordUpserted(RecordUpserted { record })),
+    );
     events
-}
-
-/// The account the CRM email with token number `1000 + i` is regarding.
-fn account(i: usize) -> RecordRef {
-    RecordRef {
-        table: "account".into(),
-        id: RecordId::new(format!("account-{}", i % 100)),
-        name: format!("Account {}", i % 100),
-    }
 }
 
 fn mailbox_events() -> Vec<Event> {
